@@ -1,0 +1,54 @@
+"""The public Python API; the CLI is a thin layer over it.
+
+    run = genlab.train(config)          # a RunConfig, a dict, or a TOML path
+    gen = genlab.load("runs/notes")     # a Generator for the run's modality
+    gen.generate("Once", max_new_tokens=100, temperature=0.8)
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genlab.config import RunConfig, build_config, load_config, validate_config
+from genlab.errors import GenlabError
+from genlab.runs import RunDir
+from genlab.tasks import task_module
+
+# task -> Generator class name in the task's module
+GENERATORS = {"text": "TextGenerator", "code": "CodeGenerator", "music": "MusicGenerator", "image": "ImageGenerator"}
+
+
+@dataclass
+class Run:
+    """A finished (or stopped) training run: where it is, how it was configured, how it ended."""
+
+    path: Path
+    config: RunConfig
+    results: dict = field(default_factory=dict)
+
+    def generator(self, device: str = "auto"):
+        return load(self.path, device=device)
+
+
+def train(config: RunConfig | dict | str | Path, progress: bool = True, overwrite: bool = False) -> Run:
+    """Train the run `config` describes (resuming its checkpoint if `out` holds one)."""
+    if isinstance(config, (str, Path)):
+        config = build_config(Path(config))
+    elif isinstance(config, dict):
+        config = validate_config(config)
+    return task_module(config.task).train(config, progress=progress, overwrite=overwrite)
+
+
+def load(run: str | Path, device: str = "auto"):
+    """The Generator of a run directory, or of a Hugging Face model given as `hf:PATH_OR_NAME`."""
+    if str(run).startswith("hf:"):
+        try:
+            hf = importlib.import_module("genlab.tasks.hf")
+        except ModuleNotFoundError as e:
+            raise GenlabError("hf: models need the `transformers` package (pip install 'genlab[hf]')") from e
+        return hf.HFGenerator(str(run)[3:], device=device)
+    rd = RunDir(run).require()
+    config = load_config(rd.config)
+    return getattr(task_module(config.task), GENERATORS[config.task])(rd.path, device=device)

@@ -1,0 +1,243 @@
+"""Run configs: pydantic schemas, read from and written to TOML.
+
+A config is built in layers: defaults, then `--config FILE.toml`, then the
+named CLI flags (each maps to one field, see FLAG_FIELDS), then `--set
+key=value`. Every section forbids unknown keys, so a typo is an error that
+names the key. The model section is validated by the family it names: each
+model file declares its own config class (see genlab.models).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError, field_validator
+
+from genlab.errors import GenlabError
+from genlab.runs import atomic_write_text
+
+Task = Literal["text", "code", "music", "image"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ImageOptions(Section):
+    """How images are decoded before training (issue: image generation)."""
+
+    size: int | None = None  # resize to size x size; None keeps the dataset's size
+    channels: Literal[1, 3] | None = None  # 1 grayscale, 3 RGB; None keeps the dataset's
+    use_labels: bool = True  # class-conditional training where labels exist
+
+
+class MusicOptions(Section):
+    """How MIDI files become tokens (issue: music generation)."""
+
+    tokenization: str = "REMI"
+    transpose: int = 0  # augment with every shift in [-transpose, +transpose] semitones
+    programs: list[int] | None = None  # General MIDI programs to keep; None keeps all
+
+
+class CodeOptions(Section):
+    """How a code base becomes a corpus (issue: code generation)."""
+
+    extensions: list[str] = [".py"]
+    respect_gitignore: bool = True
+    dedupe: bool = True
+
+
+class DataConfig(Section):
+    source: str = "python-docs"  # a file, a folder, or a named dataset (genlab.datasets)
+    include: list[str] = []  # glob patterns a file in a folder must match (any); empty = all
+    exclude: list[str] = []  # glob patterns that drop a file
+    val_fraction: float = 0.1
+    test_fraction: float = 0.0
+    split_chunk: int = 1024  # tokens per chunk when splitting by seed
+    image: ImageOptions = ImageOptions()
+    music: MusicOptions = MusicOptions()
+    code: CodeOptions = CodeOptions()
+
+    @field_validator("val_fraction", "test_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 <= v < 1.0:
+            raise ValueError("must be in [0, 1)")
+        return v
+
+
+class TokenizerConfig(Section):
+    kind: str = "char"  # char | bpe (| code | midi, added by their modalities)
+    vocab_size: int = 4096  # BPE only
+    min_frequency: int = 2  # BPE only
+
+
+class ModelConfig(Section):
+    """Base of every family's config; `name` picks the family (genlab.models.FAMILIES)."""
+
+    name: str
+
+
+class TrainConfig(Section):
+    max_steps: int = 2000
+    max_time: float | None = None  # seconds of training; stops early (and checkpoints) when reached
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 disables
+    dtype: Literal["float32", "bfloat16"] = "float32"  # bfloat16 = autocast
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 1337
+    eval_interval: int = 250
+    eval_batches: int = 20  # batches per periodic eval; `genlab eval` uses the whole split
+    log_interval: int = 10
+    checkpoint_interval: int = 250
+    ema_decay: float | None = None
+    sample_tokens: int = 200  # length of the samples written at each eval
+    compile: bool = False
+    progress: bool = True
+
+
+class SampleConfig(Section):
+    """Defaults for `genlab sample` on this run."""
+
+    prompt: str = ""
+    max_new_tokens: int = 200
+    temperature: float = 0.8
+    top_k: int = 50  # 0 disables
+    top_p: float = 0.95  # 1.0 disables
+    repetition_penalty: float = 1.0
+
+
+class RunConfig(Section):
+    task: Task = "text"
+    out: str = "runs/latest"
+    data: DataConfig = DataConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    model: SerializeAsAny[ModelConfig] = {"name": "gpt"}  # type: ignore[assignment]
+    train: TrainConfig = TrainConfig()
+    sample: SampleConfig = SampleConfig()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _family_config(cls, v: Any) -> ModelConfig:
+        from genlab.models import family_config
+
+        if isinstance(v, ModelConfig):
+            return v
+        if not isinstance(v, dict):
+            raise ValueError("must be a table with a `name` (the model family)")
+        v = {"name": "gpt", **v}
+        return family_config(v["name"]).model_validate(v)
+
+
+# CLI flag -> dotted config field. Every named train flag is one of these.
+FLAG_FIELDS = {
+    "data": "data.source",
+    "model": "model.name",
+    "tokenizer": "tokenizer.kind",
+    "out": "out",
+    "max_steps": "train.max_steps",
+    "max_time": "train.max_time",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "device": "train.device",
+    "seed": "train.seed",
+}
+
+
+def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise GenlabError(f"--set {key}: `{part}` is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """`key=value` -> (key, value); the value is read as TOML (numbers, bools, lists), else kept as a string."""
+    if "=" not in item:
+        raise GenlabError(f"--set {item!r}: expected key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def read_toml(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise GenlabError(f"{path}: no such config file")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise GenlabError(f"{path}: not valid TOML ({e})") from None
+
+
+def _describe(e: ValidationError, origin: str) -> str:
+    first = e.errors()[0]
+    where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"{origin}: {where}: {msg}{more}"
+
+
+def build_config(
+    config_file: Path | None = None,
+    flags: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+    base: dict | None = None,
+) -> RunConfig:
+    """Layer defaults < `base` < config file < named flags < `--set` items into a RunConfig."""
+    tree: dict = dict(base or {})
+    origin = "config"
+    if config_file is not None:
+        tree = _merge(tree, read_toml(config_file))
+        origin = str(config_file)
+    for flag, value in (flags or {}).items():
+        if value is not None:
+            _set_dotted(tree, FLAG_FIELDS[flag], value)
+    for item in sets or []:
+        _set_dotted(tree, *parse_set(item))
+    return validate_config(tree, origin)
+
+
+def validate_config(tree: dict, origin: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as e:
+        raise GenlabError(_describe(e, origin)) from None
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def config_to_toml(config: RunConfig) -> str:
+    # TOML has no null: every field whose default is None is simply left out.
+    return tomli_w.dumps(config.model_dump(exclude_none=True))
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    atomic_write_text(path, config_to_toml(config))
+
+
+def load_config(path: Path) -> RunConfig:
+    return validate_config(read_toml(path), str(path))

@@ -1,0 +1,62 @@
+"""Text sources: one file or a folder of files, read strictly as UTF-8."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+from genlab.errors import GenlabError
+
+
+def _matches(rel: str, patterns: list[str]) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def select_files(root: Path, include: list[str] | None = None, exclude: list[str] | None = None) -> list[Path]:
+    """Files under `root` (recursive, sorted, hidden files and folders skipped) filtered by globs.
+
+    A pattern matches the path relative to `root` (`docs/*.md`) or the bare file name (`*.md`).
+    """
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise GenlabError(f"{root}: no such file or folder")
+    files = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in rel.split("/")) or not path.is_file():
+            continue
+        if include and not _matches(rel, include):
+            continue
+        if exclude and _matches(rel, exclude):
+            continue
+        files.append(path)
+    return files
+
+
+def read_text_file(path: Path) -> str:
+    """The file's text; non-UTF-8 bytes are an error naming the file and the byte offset."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise GenlabError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise GenlabError(f"{path}: not UTF-8 text (bad byte 0x{data[e.start]:02x} at offset {e.start})") from None
+
+
+def read_text_documents(root: Path, include: list[str] | None = None, exclude: list[str] | None = None) -> list[Path]:
+    """The files a text source consists of; an empty selection or empty text is an error."""
+    files = select_files(root, include, exclude)
+    if not files:
+        raise GenlabError(f"{root}: no files to read (check --set data.include / data.exclude)")
+    return files
+
+
+def iter_texts(files: list[Path]):
+    """Yield each file's text, skipping none; an all-empty corpus is reported by the caller."""
+    for path in files:
+        yield read_text_file(path)

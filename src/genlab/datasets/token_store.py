@@ -1,0 +1,183 @@
+"""Token store: a corpus tokenized once into memory-mapped files beside a JSON header.
+
+    data/header.json   dtype, vocab size, token and unit counts per split, seed
+    data/train.bin     flat token ids (uint16 when the vocabulary fits, else uint32)
+    data/val.bin
+    data/test.bin
+
+Building streams: documents are encoded one at a time and appended to a flat
+file; the split then copies whole chunks (seeded choice) into the split files.
+Memory stays flat however large the corpus is, and training reads random
+windows straight from the memory map.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from genlab.errors import GenlabError
+from genlab.runs import atomic_write_json, replace_dir, temporary_sibling
+
+SPLITS = ("train", "val", "test")
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+class TokenStore:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        header = self.folder / "header.json"
+        if not header.is_file():
+            raise GenlabError(f"{self.folder}: no token store here (header.json missing)")
+        self.header = json.loads(header.read_text())
+        self.dtype = np.dtype(self.header["dtype"])
+
+    def split(self, name: str) -> np.ndarray:
+        """The split's tokens as a read-only memory map (an empty array for an empty split)."""
+        n = self.header["splits"][name]["tokens"]
+        if n == 0:
+            return np.zeros(0, dtype=self.dtype)
+        return np.memmap(self.folder / f"{name}.bin", dtype=self.dtype, mode="r", shape=(n,))
+
+    @classmethod
+    def build(
+        cls,
+        dest: Path,
+        encoded_documents: Iterable[list[int] | np.ndarray],
+        vocab_size: int,
+        unit_lengths: np.ndarray,
+        val_fraction: float,
+        test_fraction: float,
+        chunk: int,
+        seed: int,
+        separator: list[int] | None = None,
+    ) -> "TokenStore":
+        """Write the store for `encoded_documents` (joined by `separator`) into `dest`, atomically."""
+        dtype = token_dtype(vocab_size)
+        tmp = temporary_sibling(Path(dest))
+        try:
+            flat_path = tmp / "all.bin"
+            n = 0
+            n_docs = 0
+            with open(flat_path, "wb") as f:
+                for ids in encoded_documents:
+                    ids = np.asarray(ids, dtype=dtype)
+                    if ids.size == 0:
+                        continue
+                    if n_docs and separator:
+                        f.write(np.asarray(separator, dtype=dtype).tobytes())
+                        n += len(separator)
+                    f.write(ids.tobytes())
+                    n += ids.size
+                    n_docs += 1
+            if n < 2:
+                raise GenlabError("the corpus is empty after tokenization: nothing to train on")
+            flat = np.memmap(flat_path, dtype=dtype, mode="r", shape=(n,))
+            # Enough chunks that even a small corpus gets a val split of the requested size.
+            chunk = max(1, min(chunk, n // 50))
+            owners = _assign_chunks(math.ceil(n / chunk), val_fraction, test_fraction, seed)
+            lengths = np.asarray(unit_lengths, dtype=np.int64)
+            splits = {}
+            for split_id, name in enumerate(SPLITS):
+                tokens = units = 0
+                with open(tmp / f"{name}.bin", "wb") as out:
+                    for c in np.flatnonzero(owners == split_id):
+                        piece = np.asarray(flat[c * chunk : (c + 1) * chunk])
+                        out.write(piece.tobytes())
+                        tokens += piece.size
+                        units += int(lengths[piece].sum())
+                splits[name] = {"tokens": tokens, "units": units}
+            del flat
+            flat_path.unlink()
+            atomic_write_json(
+                tmp / "header.json",
+                {"dtype": dtype.name, "vocab_size": vocab_size, "documents": n_docs, "chunk": chunk, "seed": seed, "splits": splits},
+            )
+            replace_dir(tmp, Path(dest))
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls(dest)
+
+
+def _assign_chunks(n_chunks: int, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
+    """Split id (0 train, 1 val, 2 test) of every chunk; seeded, and train never empty."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_chunks)
+    n_val = math.ceil(val_fraction * n_chunks) if val_fraction > 0 else 0
+    n_test = math.ceil(test_fraction * n_chunks) if test_fraction > 0 else 0
+    if n_val + n_test >= n_chunks:
+        raise GenlabError(f"the corpus is too small to split ({n_chunks} chunks for val+test fractions {val_fraction}+{test_fraction})")
+    owners = np.zeros(n_chunks, dtype=np.int8)
+    owners[order[:n_val]] = 1
+    owners[order[n_val : n_val + n_test]] = 2
+    return owners
+
+
+class WindowSampler:
+    """Random (input, target) windows of `block_size` tokens from a token array.
+
+    Draws from its own torch.Generator, whose state is part of a checkpoint,
+    so a resumed run sees exactly the batches the uninterrupted run would.
+    """
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int):
+        if len(tokens) < 2:
+            raise GenlabError("the training split is too small (fewer than 2 tokens)")
+        self.tokens = tokens
+        self.block_size = min(block_size, len(tokens) - 1)
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        T = self.block_size
+        starts = torch.randint(0, len(self.tokens) - T, (self.batch_size,), generator=self.generator).tolist()
+        windows = np.stack([np.asarray(self.tokens[s : s + T + 1], dtype=np.int64) for s in starts])
+        windows = torch.from_numpy(windows)
+        return windows[:, :-1], windows[:, 1:]  # (B, T) inputs, (B, T) next-token targets
+
+    def __iter__(self):
+        return self
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def eval_windows(tokens: np.ndarray, block_size: int, batch_size: int, max_batches: int | None = None):
+    """Non-overlapping windows covering the split once, in order: (inputs, targets) batches.
+
+    Every token after the first is predicted exactly once, so the mean loss is
+    the loss over the whole split.
+    """
+    n = len(tokens)
+    if n < 2:
+        raise GenlabError("the evaluation split is too small (fewer than 2 tokens); raise data.val_fraction")
+    starts = list(range(0, n - 1, block_size))
+    batches = 0
+    for i in range(0, len(starts), batch_size):
+        if max_batches is not None and batches >= max_batches:
+            return
+        group = starts[i : i + batch_size]
+        lengths = [min(block_size, n - 1 - s) for s in group]
+        T = max(lengths)
+        x = np.zeros((len(group), T), dtype=np.int64)
+        y = np.full((len(group), T), -1, dtype=np.int64)  # -1 = padding, ignored by the loss
+        for row, (s, L) in enumerate(zip(group, lengths)):
+            piece = np.asarray(tokens[s : s + L + 1], dtype=np.int64)
+            x[row, :L] = piece[:-1]
+            y[row, :L] = piece[1:]
+        batches += 1
+        yield torch.from_numpy(x), torch.from_numpy(y)

@@ -1,0 +1,161 @@
+"""GPT: a decoder-only, pre-norm transformer (Radford et al. 2019), written to be read.
+
+    idx (B, T) -> token + position embeddings -> n_layer x Block -> LayerNorm -> logits (B, T, V)
+    Block: x + Attention(LN(x)), then x + MLP(LN(x))
+
+Attention is torch's scaled_dot_product_attention (a fused kernel where one
+exists). Sampling goes through `step`, which keeps a preallocated key/value
+cache per layer so each new token costs one position, not the whole context.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from genlab.config import ModelConfig
+
+
+class GPTConfig(ModelConfig):
+    name: Literal["gpt"] = "gpt"
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 128  # longest context the model sees
+    dropout: float = 0.0
+    bias: bool = False  # bias in Linear and LayerNorm layers; off is slightly better and faster
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        assert cfg.n_embd % cfg.n_head == 0, "n_embd must be a multiple of n_head"
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = cfg.dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        p = self.dropout if self.training else 0.0
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        else:
+            start = cache["length"]
+            cache["k"][:, :, start : start + T] = k
+            cache["v"][:, :, start : start + T] = v
+            k = cache["k"][:, :, : start + T]
+            v = cache["v"][:, :, : start + T]
+            if T == 1:  # one new token may look at everything cached
+                y = F.scaled_dot_product_attention(q, k, v)
+            else:  # new token i sits at position start+i and sees keys up to there
+                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    Config = GPTConfig
+
+    def __init__(self, cfg: GPTConfig, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.vocab_size = vocab_size
+        self.max_context = cfg.block_size
+        self.wte = nn.Embedding(vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
+        # Weight tying: the input embedding doubles as the output projection (fewer
+        # parameters, and rare tokens get gradient from both ends).
+        self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+        # GPT-2's scaled init: each residual branch adds to the stream n_layer*2 times.
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        """Parameters, position embeddings excluded (they do no multiply-adds per token)."""
+        return sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()
+
+    def flops_per_token(self, T: int | None = None) -> float:
+        """Training FLOPs per token: 6N for the weights plus the attention scores (PaLM appendix B)."""
+        T = T or self.cfg.block_size
+        return 6 * self.num_params() + 12 * self.cfg.n_layer * self.cfg.n_embd * T
+
+    def _trunk(self, idx: torch.Tensor, start: int, caches: list | None) -> torch.Tensor:
+        B, T = idx.shape
+        assert start + T <= self.cfg.block_size, f"context {start + T} exceeds block_size {self.cfg.block_size}"
+        pos = torch.arange(start, start + T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x, caches[i] if caches is not None else None)
+        return self.ln_f(x)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) token ids -> logits (B, T, vocab_size)."""
+        return self.lm_head(self._trunk(idx, 0, None))
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
+        """An empty key/value cache: per layer (B, n_head, block_size, head_size) buffers."""
+        c = self.cfg
+        p = self.wte.weight
+        shape = (batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
+        layers = [
+            {"k": p.new_zeros(shape, dtype=dtype), "v": p.new_zeros(shape, dtype=dtype), "length": 0}
+            for _ in range(c.n_layer)
+        ]
+        return {"layers": layers, "length": 0}
+
+    def step(self, idx: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """Feed idx (B, T') after what `state` holds -> logits (B, T', V) for the new positions."""
+        start = state["length"]
+        x = self._trunk(idx, start, state["layers"])
+        state["length"] = start + idx.shape[1]
+        for layer in state["layers"]:
+            layer["length"] = state["length"]
+        return self.lm_head(x), state

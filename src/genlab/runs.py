@@ -1,0 +1,129 @@
+"""The run directory: the artifact every verb shares, and atomic writes into it.
+
+Layout (see docs/architecture.md):
+    config.toml         fully resolved run config
+    model.safetensors   weights (EMA weights where EMA is on)
+    tokenizer.json      for sequence runs
+    checkpoint/         optimizer, step and RNG state: enough to resume bit for bit
+    metrics.jsonl       one JSON object per logged step or eval
+    samples/            what the model made at each eval
+    loss.png            loss curves
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from genlab.errors import GenlabError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A fresh temp path beside `path` (same file system, so a later os.replace is atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+
+
+def replace_dir(new: Path, dest: Path) -> None:
+    """Move the finished directory `new` to `dest`, replacing what was there.
+
+    Two renames: a crash between them leaves `dest.old`, which `load` of a
+    checkpoint ignores, and never a half-written `dest`.
+    """
+    dest = Path(dest)
+    old = dest.with_name(dest.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(new, dest)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def save_tensors(path: Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """Save tensors as safetensors, atomically; tensors are made contiguous CPU copies."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(flat, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise GenlabError(f"{path}: no such weights file")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own types for corrupt headers
+        raise GenlabError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+class RunDir:
+    """Paths inside one run directory; creating it is the trainer's job."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.toml")
+    weights = property(lambda self: self.path / "model.safetensors")
+    tokenizer = property(lambda self: self.path / "tokenizer.json")
+    checkpoint = property(lambda self: self.path / "checkpoint")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    samples = property(lambda self: self.path / "samples")
+    loss_plot = property(lambda self: self.path / "loss.png")
+    data = property(lambda self: self.path / "data")
+
+    def require(self) -> "RunDir":
+        """Fail with one line if this is not a finished run directory."""
+        if not self.path.is_dir():
+            raise GenlabError(f"{self.path}: no such run directory")
+        if not self.config.is_file():
+            raise GenlabError(f"{self.path}: not a genlab run (no config.toml)")
+        return self
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics.is_file():
+            return []
+        rows = []
+        for line in self.metrics.read_text().splitlines():
+            if line.strip():
+                rows.append(json.loads(line))
+        return rows

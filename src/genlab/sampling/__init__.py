@@ -1,0 +1,1 @@
+"""Samplers: LM decoding (lm.py); diffusion samplers live beside it (ddpm/ddim)."""

@@ -1,0 +1,79 @@
+"""Byte-level BPE trained with Hugging Face `tokenizers`.
+
+Byte-level means every string is representable (no unknown token) and
+decode(encode(x)) == x. The HF tokenizer's own JSON is kept whole inside
+genlab's tokenizer.json, so the pipeline (pre-tokenizer, model, decoder)
+loads exactly as trained.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+
+class BPETokenizer:
+    kind = "bpe"
+    unit = "byte"
+
+    def __init__(self, hf: Tokenizer):
+        self.hf = hf
+
+    @classmethod
+    def pre_tokenizer(cls):
+        return pre_tokenizers.ByteLevel(add_prefix_space=False)
+
+    @classmethod
+    def train(cls, documents: Iterable[str], config) -> "BPETokenizer":
+        hf = Tokenizer(models.BPE())
+        hf.pre_tokenizer = cls.pre_tokenizer()
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=config.vocab_size,
+            min_frequency=config.min_frequency,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        hf.train_from_iterator(documents, trainer)
+        return cls(hf)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text).ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=False)
+
+    def unit_lengths(self) -> np.ndarray:
+        # Each byte-level token stands for a fixed byte string; its length is what bits-per-byte divides by.
+        byte_of = {c: b for b, c in _byte_alphabet().items()}
+        lengths = np.zeros(self.vocab_size, dtype=np.int64)
+        for token, i in self.hf.get_vocab().items():
+            lengths[i] = sum(1 for c in token if c in byte_of)
+        return lengths
+
+    def to_json(self) -> dict:
+        return {"genlab_tokenizer": self.kind, "hf": json.loads(self.hf.to_str())}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "BPETokenizer":
+        return cls(Tokenizer.from_str(json.dumps(data["hf"])))
+
+
+def _byte_alphabet() -> dict[int, str]:
+    """GPT-2's byte -> printable-character table that byte-level BPE tokens are spelled in."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table

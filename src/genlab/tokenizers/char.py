@@ -1,0 +1,59 @@
+"""Character-level tokenizer: one id per Unicode code point seen in training."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from genlab.errors import GenlabError
+
+
+class CharTokenizer:
+    kind = "char"
+    unit = "char"
+
+    def __init__(self, chars: str):
+        self.chars = chars
+        # Sorted code points let encode map a whole text with one searchsorted.
+        self._points = np.array([ord(c) for c in chars], dtype=np.uint32)
+        self._index = {c: i for i, c in enumerate(chars)}
+
+    @classmethod
+    def train(cls, documents: Iterable[str], config=None) -> "CharTokenizer":
+        seen: set[str] = set()
+        for text in documents:
+            seen.update(text)
+        if not seen:
+            raise GenlabError("the corpus is empty: nothing to build a character vocabulary from")
+        return cls("".join(sorted(seen)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_array(text).tolist()
+
+    def encode_array(self, text: str) -> np.ndarray:
+        points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        ids = np.searchsorted(self._points, points)
+        ids = np.minimum(ids, len(self._points) - 1)
+        bad = self._points[ids] != points
+        if bad.any():
+            c = chr(int(points[bad.argmax()]))
+            raise GenlabError(f"character {c!r} is not in this model's vocabulary (it never occurred in training)")
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+    def unit_lengths(self) -> np.ndarray:
+        return np.ones(self.vocab_size, dtype=np.int64)
+
+    def to_json(self) -> dict:
+        return {"genlab_tokenizer": self.kind, "chars": self.chars}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CharTokenizer":
+        return cls(data["chars"])

@@ -1,0 +1,274 @@
+"""The one training loop, for every modality.
+
+    get batch -> forward -> backward -> clip -> step -> (EMA) -> log -> eval every N -> checkpoint every N
+
+It knows nothing of modalities: an objective (genlab.objectives) turns a
+batch into losses; `batches` yields batches and can save its position; the
+caller's `evaluate` and `write_samples` run at each eval. A checkpoint holds
+weights, optimizer state, step, RNG and batch-sampler state, so a run killed
+at any moment and resumed ends with exactly the weights of a run never
+interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from genlab.config import TrainConfig
+from genlab.errors import GenlabError
+from genlab.runs import RunDir, atomic_write_json, load_tensors, replace_dir, save_tensors, temporary_sibling
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise GenlabError("train.device: cuda was asked for, but no CUDA GPU is available")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def learning_rate(cfg: TrainConfig, step: int, time_fraction: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to lr*min_lr_ratio by whichever budget (steps or time) ends first."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = min(1.0, max(progress, time_fraction))
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(module: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    # Decay matrices (weights, embeddings) but not biases and norm gains, as is usual for transformers.
+    params = [p for p in module.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
+
+
+def bundle_of(modules: dict[str, nn.Module]) -> nn.ModuleDict:
+    return nn.ModuleDict(modules)
+
+
+def weights_of(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """Named tensors of all modules, keys `<module>.<param>`; tied weights stored once."""
+    seen: dict[int, str] = {}
+    out = {}
+    for key, t in bundle_of(modules).state_dict().items():
+        if t.data_ptr() in seen and t.numel() > 0:
+            continue  # a tied weight (e.g. GPT's lm_head = wte): stored under its first name
+        seen[t.data_ptr()] = key
+        out[key] = t
+    return out
+
+
+def load_weights(modules: dict[str, nn.Module], tensors: dict[str, torch.Tensor], origin: Path) -> None:
+    """Load tensors saved by `weights_of`; a mismatch is one line naming the file."""
+    bundle = bundle_of(modules)
+    missing, unexpected = bundle.load_state_dict(tensors, strict=False)
+    state = bundle.state_dict()
+    # A missing key is fine only when it is tied to a loaded one (same storage).
+    ptrs = {state[k].data_ptr() for k in tensors if k in state}
+    missing = [k for k in missing if state[k].data_ptr() not in ptrs]
+    if missing or unexpected:
+        what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise GenlabError(f"{origin}: weights do not fit this model ({what}); is it from another model or config?")
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    items: int = 0  # tokens (or images) consumed
+    elapsed: float = 0.0  # seconds of training so far, across resumes
+    history: list = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(
+        self,
+        objective,
+        batches,
+        cfg: TrainConfig,
+        run: RunDir,
+        evaluate: Callable[[], dict[str, float]] | None = None,
+        write_samples: Callable[[int], None] | None = None,
+        items_per_batch: int = 1,
+        item_name: str = "tok",
+    ):
+        self.objective = objective
+        self.batches = batches
+        self.cfg = cfg
+        self.run = run
+        self.evaluate = evaluate
+        self.write_samples = write_samples
+        self.items_per_batch = items_per_batch
+        self.item_name = item_name
+        self.device = pick_device(cfg.device)
+        self.bundle = bundle_of(objective.modules).to(self.device)
+        self.optimizers = {name: make_optimizer(m, cfg, self.device) for name, m in objective.players.items()}
+        self.ema = None
+        if cfg.ema_decay is not None:
+            self.ema = {k: v.detach().clone().float() for k, v in weights_of(objective.modules).items()}
+        self.state = TrainState()
+
+    # ---- checkpoints -------------------------------------------------------------
+
+    def save_checkpoint(self) -> None:
+        tmp = temporary_sibling(self.run.checkpoint)
+        save_tensors(tmp / "model.safetensors", weights_of(self.objective.modules))
+        tensors, groups = {}, {}
+        for name, opt in self.optimizers.items():
+            sd = opt.state_dict()
+            groups[name] = sd["param_groups"]
+            for idx, slots in sd["state"].items():
+                for slot, t in slots.items():
+                    tensors[f"optimizer/{name}/{idx}/{slot}"] = t
+        tensors["rng/torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng/cuda"] = torch.cuda.get_rng_state(self.device)
+        for key, t in self.batches.state_dict().items():
+            tensors[f"batches/{key}"] = t
+        save_tensors(tmp / "state.safetensors", tensors)
+        if self.ema is not None:
+            save_tensors(tmp / "ema.safetensors", self.ema)
+        s = self.state
+        atomic_write_json(tmp / "state.json", {"step": s.step, "items": s.items, "elapsed": s.elapsed, "param_groups": groups})
+        replace_dir(tmp, self.run.checkpoint)
+
+    def load_checkpoint(self) -> None:
+        folder = self.run.checkpoint
+        meta = json.loads((folder / "state.json").read_text())
+        load_weights(self.objective.modules, load_tensors(folder / "model.safetensors"), folder / "model.safetensors")
+        tensors = load_tensors(folder / "state.safetensors")
+        for name, opt in self.optimizers.items():
+            state: dict[int, dict] = {}
+            prefix = f"optimizer/{name}/"
+            for key, t in tensors.items():
+                if key.startswith(prefix):
+                    idx, slot = key[len(prefix):].split("/")
+                    state.setdefault(int(idx), {})[slot] = t.to(self.device) if slot != "step" else t
+            opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
+        torch.set_rng_state(tensors["rng/torch"])
+        if "rng/cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng/cuda"], self.device)
+        self.batches.load_state_dict({k.removeprefix("batches/"): t for k, t in tensors.items() if k.startswith("batches/")})
+        if self.ema is not None:
+            self.ema = {k: v.to(self.device) for k, v in load_tensors(folder / "ema.safetensors").items()}
+        self.state = TrainState(step=meta["step"], items=meta["items"], elapsed=meta["elapsed"])
+        self._truncate_metrics(meta["step"])
+
+    def _truncate_metrics(self, step: int) -> None:
+        # Rows logged after the checkpoint will be logged again by the resumed run.
+        rows = [r for r in self.run.read_metrics() if r.get("step", 0) <= step]
+        from genlab.runs import atomic_write_text
+
+        atomic_write_text(self.run.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+
+    # ---- the loop ----------------------------------------------------------------
+
+    def _log(self, row: dict) -> None:
+        with open(self.run.metrics, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _update_ema(self) -> None:
+        d = self.cfg.ema_decay
+        with torch.no_grad():
+            for k, v in weights_of(self.objective.modules).items():
+                if v.dtype.is_floating_point:
+                    self.ema[k].mul_(d).add_(v.float(), alpha=1 - d)
+                else:
+                    self.ema[k].copy_(v)
+
+    def _eval(self) -> dict:
+        self.bundle.eval()
+        try:
+            with torch.no_grad():
+                results = self.evaluate() if self.evaluate else {}
+                if self.write_samples:
+                    self.write_samples(self.state.step)
+        finally:
+            self.bundle.train()
+        self._log({"step": self.state.step, "elapsed": round(self.state.elapsed, 3), **results})
+        from genlab.plots import plot_losses
+
+        plot_losses(self.run.read_metrics(), self.run.loss_plot)
+        return results
+
+    def fit(self) -> dict:
+        cfg, s = self.cfg, self.state
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
+        self.bundle.train()
+        bar = tqdm(total=cfg.max_steps, initial=s.step, desc="training", unit="step", disable=not cfg.progress, dynamic_ncols=True)
+        last = {}
+        window_items, window_start = 0, time.perf_counter()
+        try:
+            while s.step < cfg.max_steps and not (cfg.max_time and s.elapsed >= cfg.max_time):
+                t0 = time.perf_counter()
+                time_fraction = s.elapsed / cfg.max_time if cfg.max_time else 0.0
+                lr = learning_rate(cfg, s.step, time_fraction)
+                for opt in self.optimizers.values():
+                    for g in opt.param_groups:
+                        g["lr"] = lr
+                logs: dict[str, float] = {}
+                for micro in range(cfg.grad_accum):
+                    batch = tuple(t.to(self.device, non_blocking=True) for t in next(self.batches))
+                    with autocast:
+                        for player, loss, step_logs in self.objective.losses(batch):
+                            if not torch.isfinite(loss):
+                                raise GenlabError(f"training diverged at step {s.step} (loss is {loss.item()}); lower --lr")
+                            (loss / cfg.grad_accum).backward()
+                            for k, v in step_logs.items():
+                                logs[k] = logs.get(k, 0.0) + v / cfg.grad_accum
+                            if micro == cfg.grad_accum - 1:
+                                self._step_player(player)
+                if self.ema is not None:
+                    self._update_ema()
+                s.step += 1
+                s.items += self.items_per_batch * cfg.grad_accum
+                window_items += self.items_per_batch * cfg.grad_accum
+                s.elapsed += time.perf_counter() - t0
+                bar.update(1)
+                if s.step % cfg.log_interval == 0 or s.step == 1:
+                    now = time.perf_counter()
+                    rate = window_items / max(now - window_start, 1e-9)
+                    window_items, window_start = 0, now
+                    last = {"step": s.step, "lr": lr, "elapsed": round(s.elapsed, 3), f"{self.item_name}_per_s": round(rate, 1), **{k: round(v, 5) for k, v in logs.items()}}
+                    self._log(last)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()} | {f"{self.item_name}/s": f"{rate:,.0f}"})
+                if s.step % cfg.eval_interval == 0 and s.step < cfg.max_steps:
+                    self._eval()
+                    window_start = time.perf_counter()  # eval time is not training throughput
+                if s.step % cfg.checkpoint_interval == 0:
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            bar.close()
+            self.save_checkpoint()
+            self.save_weights()
+            raise
+        bar.close()
+        results = self._eval()
+        self.save_checkpoint()
+        self.save_weights()
+        return {**last, **results, "step": s.step, "elapsed": round(s.elapsed, 3)}
+
+    def _step_player(self, player: str) -> None:
+        opt = self.optimizers[player]
+        if self.cfg.grad_clip > 0:
+            params = [p for g in opt.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def save_weights(self) -> None:
+        """model.safetensors: the EMA weights where EMA is on, else the live ones."""
+        weights = self.ema if self.ema is not None else weights_of(self.objective.modules)
+        save_tensors(self.run.weights, weights)
