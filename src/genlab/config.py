@@ -32,14 +32,21 @@ class ImageOptions(Section):
     size: int | None = None  # resize to size x size; None keeps the dataset's size
     channels: Literal[1, 3] | None = None  # 1 grayscale, 3 RGB; None keeps the dataset's
     use_labels: bool = True  # class-conditional training where labels exist
+    pixel_range: tuple[float, float] = (-1.0, 1.0)  # what uint8 0..255 maps to for the network
+    grid_samples: int = 64  # images in the fixed-noise grid written at each eval
+    sampler: Literal["ddpm", "ddim"] = "ddim"  # diffusion: default sampler for grids and `genlab sample`
+    sample_steps: int = 50  # diffusion: default sampling steps (ddim); ddpm uses every step unless --steps
+    guidance: float = 1.0  # diffusion: classifier-free guidance scale (1 = plain conditional)
 
 
 class MusicOptions(Section):
     """How MIDI files become tokens (issue: music generation)."""
 
-    tokenization: str = "REMI"
-    transpose: int = 0  # augment with every shift in [-transpose, +transpose] semitones
-    programs: list[int] | None = None  # General MIDI programs to keep; None keeps all
+    tokenization: Literal["REMI", "MIDILike", "TSD", "Structured"] = "REMI"  # miditok tokenization
+    transpose: int = 0  # augment training windows with random shifts in [-transpose, +transpose] semitones (6 = all keys)
+    programs: list[int] | None = None  # General MIDI programs to keep (-1 = drums); None keeps all
+    use_programs: bool = False  # keep instruments apart (Program tokens); off merges kept tracks into one part
+    use_velocities: bool = True  # off: every note at one loudness (a smaller vocabulary)
 
 
 class CodeOptions(Section):
@@ -47,7 +54,8 @@ class CodeOptions(Section):
 
     extensions: list[str] = [".py"]
     respect_gitignore: bool = True
-    dedupe: bool = True
+    dedupe: bool = True  # drop exact and near-duplicate files
+    near_duplicate_threshold: float = 0.85  # MinHash Jaccard estimate above which a file is a near duplicate
 
 
 class DataConfig(Section):
@@ -104,6 +112,7 @@ class TrainConfig(Section):
     sample_tokens: int = 200  # length of the samples written at each eval
     compile: bool = False
     progress: bool = True
+    init_from: str | None = None  # a run directory to fine-tune: its weights and tokenizer are the start
 
 
 class SampleConfig(Section):

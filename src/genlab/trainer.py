@@ -113,6 +113,7 @@ class Trainer:
         self.items_per_batch = items_per_batch
         self.item_name = item_name
         self.device = pick_device(cfg.device)
+        run.path.mkdir(parents=True, exist_ok=True)
         self.bundle = bundle_of(objective.modules).to(self.device)
         self.optimizers = {name: make_optimizer(m, cfg, self.device) for name, m in objective.players.items()}
         self.ema = None
@@ -180,7 +181,8 @@ class Trainer:
             f.write(json.dumps(row) + "\n")
 
     def _update_ema(self) -> None:
-        d = self.cfg.ema_decay
+        # Warmup (as in diffusers' EMAModel): early on the average must forget the random init quickly.
+        d = min(self.cfg.ema_decay, (1 + self.state.step) / (10 + self.state.step))
         with torch.no_grad():
             for k, v in weights_of(self.objective.modules).items():
                 if v.dtype.is_floating_point:
@@ -207,7 +209,11 @@ class Trainer:
         cfg, s = self.cfg, self.state
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
         self.bundle.train()
-        bar = tqdm(total=cfg.max_steps, initial=s.step, desc="training", unit="step", disable=not cfg.progress, dynamic_ncols=True)
+        # With a time budget the bar counts seconds, else steps: whichever ends the run.
+        by_time = cfg.max_time is not None
+        bar = tqdm(total=cfg.max_time if by_time else cfg.max_steps, initial=s.elapsed if by_time else s.step,
+                   desc="training", unit="s" if by_time else "step", disable=not cfg.progress or s.step >= cfg.max_steps,
+                   dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}{postfix}]" if by_time else None)
         last = {}
         window_items, window_start = 0, time.perf_counter()
         try:
@@ -235,8 +241,9 @@ class Trainer:
                 s.step += 1
                 s.items += self.items_per_batch * cfg.grad_accum
                 window_items += self.items_per_batch * cfg.grad_accum
-                s.elapsed += time.perf_counter() - t0
-                bar.update(1)
+                dt = time.perf_counter() - t0
+                s.elapsed += dt
+                bar.update(min(dt, bar.total - bar.n) if by_time else 1)
                 if s.step % cfg.log_interval == 0 or s.step == 1:
                     now = time.perf_counter()
                     rate = window_items / max(now - window_start, 1e-9)

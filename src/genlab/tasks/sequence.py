@@ -90,7 +90,12 @@ def prepare_corpus(config: RunConfig, run: RunDir, source: SequenceSource, resum
     files = source.files(config, progress)
     if not files:
         raise GenlabError(f"{config.data.source}: no usable files")
-    tokenizer = train_tokenizer(config.tokenizer.kind, (source.read(f) for f in files), config.tokenizer)
+    if config.train.init_from:  # fine-tuning keeps the base run's vocabulary
+        tokenizer = load_tokenizer(RunDir(config.train.init_from).require().tokenizer)
+    else:
+        # A source may hand its tokenizer its own options (music: data.music); else the tokenizer section.
+        options = source.tokenizer_options(config) if hasattr(source, "tokenizer_options") else config.tokenizer
+        tokenizer = train_tokenizer(config.tokenizer.kind, (source.read(f) for f in files), options)
     save_tokenizer(tokenizer, run.tokenizer)
     from tqdm import tqdm
 
@@ -129,6 +134,9 @@ def train_sequence(config: RunConfig, source: SequenceSource, progress: bool = T
     save_config(config, run.config)
     tokenizer, store = prepare_corpus(config, run, source, resume, progress)
     model = build_model(config, tokenizer.vocab_size)
+    if config.train.init_from and not resume:
+        base = RunDir(config.train.init_from)
+        load_weights({"model": model}, load_tensors(base.weights), base.weights)
     device = pick_device(config.train.device)
     block = config.model.block_size if hasattr(config.model, "block_size") else 128
     train_tokens, val_tokens = store.split("train"), store.split("val")
@@ -146,9 +154,11 @@ def train_sequence(config: RunConfig, source: SequenceSource, progress: bool = T
         return Run(run.path, config, results)
 
     batches = WindowSampler(train_tokens, block, config.train.batch_size, config.train.seed)
+    if hasattr(source, "augment"):  # training windows only (music: random transposition); val stays as is
+        batches = source.augment(batches, tokenizer, config)
     forward = torch.compile(model) if config.train.compile else None
     objective = LanguageModeling(model, forward)
-    generator = SequenceGenerator.from_parts(run, config, tokenizer, model, device)
+    generator = getattr(source, "generator_class", SequenceGenerator).from_parts(run, config, tokenizer, model, device)
     unit_lengths = tokenizer.unit_lengths()
 
     def evaluate() -> dict:
@@ -165,7 +175,7 @@ def train_sequence(config: RunConfig, source: SequenceSource, progress: bool = T
                       items_per_batch=config.train.batch_size * batches.block_size)
     if resume:
         trainer.load_checkpoint()
-        if progress:
+        if progress and trainer.state.step:
             print(f"resuming {run.path} from step {trainer.state.step}")
     results = trainer.fit()
     return Run(run.path, config, results)

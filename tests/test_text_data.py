@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from genlab.config import build_config
+from genlab.datasets.named import build_python_docs, cache_dir, resolve_source, stdlib_files
+from genlab.datasets.text import read_text_file, select_files
+from genlab.datasets.token_store import TokenStore, eval_windows
+from genlab.errors import GenlabError
+from genlab.tasks.text import TextSource
+from genlab.tokenizers import load_tokenizer, save_tokenizer, train_tokenizer
+from genlab.tokenizers.char import CharTokenizer
+
+
+def test_folder_is_read_recursively_with_include_and_exclude(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "one.md").write_text("one")
+    (tmp_path / "two.txt").write_text("two")
+    (tmp_path / "skip.log").write_text("log")
+    (tmp_path / ".hidden.md").write_text("secret")
+    assert [p.name for p in select_files(tmp_path)] == ["one.md", "skip.log", "two.txt"]
+    assert [p.name for p in select_files(tmp_path, include=["*.md", "*.txt"])] == ["one.md", "two.txt"]
+    assert [p.name for p in select_files(tmp_path, exclude=["a/*"])] == ["skip.log", "two.txt"]
+
+
+def test_non_utf8_file_is_an_error_naming_file_and_offset(tmp_path):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\u00e9 ok".encode("latin-1"))
+    with pytest.raises(GenlabError, match=r"latin1.txt: not UTF-8 text \(bad byte 0xe9 at offset 3\)"):
+        read_text_file(bad)
+
+
+def test_missing_and_empty_inputs_are_one_line_errors(tmp_path):
+    cfg = build_config(None, {"data": str(tmp_path / "nope")})
+    with pytest.raises(GenlabError, match="nope: no such file or folder"):
+        TextSource().files(cfg)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(GenlabError, match="empty.txt: the file is empty"):
+        TextSource().files(build_config(None, {"data": str(empty)}))
+    (tmp_path / "d").mkdir()
+    with pytest.raises(GenlabError, match="no files match"):
+        TextSource().files(build_config(None, {"data": str(tmp_path / "d")}))
+
+
+def test_python_docs_is_built_offline_from_the_stdlib_and_cached():
+    path = resolve_source("python-docs", progress=False)
+    text = path.read_text()
+    assert len(text) > 200_000
+    assert "Return" in text and "def " not in text[:2000]  # docstrings, not code
+    mtime = path.stat().st_mtime_ns
+    assert build_python_docs(cache_dir(), progress=False).stat().st_mtime_ns == mtime  # built once
+
+
+def test_python_stdlib_is_the_running_pythons_library_without_tests():
+    files = stdlib_files()
+    names = {p.name for p in files}
+    assert {"os.py", "json/__init__.py".split("/")[-1], "functools.py"} <= names
+    assert not any("/test/" in p.as_posix() or "site-packages" in p.as_posix() for p in files)
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_tokenizer_round_trips_and_saves(tmp_path, kind):
+    text = "Hello, wörld!\n\tIndented  text — ünïcode ✓ 12345\n"
+    cfg = build_config(None, {}, [f"tokenizer.kind='{kind}'", "tokenizer.vocab_size=300", "tokenizer.min_frequency=1"]).tokenizer
+    tok = train_tokenizer(kind, [text * 20], cfg)
+    assert tok.decode(tok.encode(text)) == text
+    save_tokenizer(tok, tmp_path / "tokenizer.json")
+    again = load_tokenizer(tmp_path / "tokenizer.json")
+    assert again.encode(text) == tok.encode(text) and again.vocab_size == tok.vocab_size
+    # unit lengths: chars for char-level, UTF-8 bytes for byte-level BPE
+    expected = len(text) if kind == "char" else len(text.encode())
+    assert int(tok.unit_lengths()[tok.encode(text)].sum()) == expected
+
+
+def test_char_tokenizer_names_an_unknown_character():
+    tok = CharTokenizer("abc")
+    with pytest.raises(GenlabError, match="'z' is not in this model's vocabulary"):
+        tok.encode("abz")
+
+
+def test_token_store_splits_are_disjoint_deterministic_and_complete(tmp_path):
+    docs = [np.arange(i * 1000, i * 1000 + 997) % 60000 for i in range(20)]
+    lengths = np.ones(60000, dtype=np.int64)
+    build = lambda dest, seed: TokenStore.build(dest, iter(docs), 60000, lengths, 0.1, 0.1, 100, seed)
+    a, b, c = build(tmp_path / "a", 1), build(tmp_path / "b", 1), build(tmp_path / "c", 2)
+    assert a.dtype == np.uint16
+    parts = [np.asarray(a.split(s)) for s in ("train", "val", "test")]
+    assert sum(len(p) for p in parts) == sum(len(d) for d in docs)
+    assert sorted(np.concatenate(parts).tolist()) == sorted(np.concatenate(docs).tolist())  # every token exactly once
+    assert 0.05 < len(parts[1]) / 19940 < 0.15 and 0.05 < len(parts[2]) / 19940 < 0.15
+    assert all(np.array_equal(a.split(s), b.split(s)) for s in ("train", "val", "test"))  # same seed, same split
+    assert not np.array_equal(a.split("val"), c.split("val"))  # another seed, another split
+
+
+def test_eval_windows_predict_every_token_once():
+    tokens = np.arange(103)
+    targets = [t for _, y in eval_windows(tokens, block_size=10, batch_size=4) for t in y.flatten().tolist() if t >= 0]
+    assert targets == list(range(1, 103))

@@ -1,0 +1,85 @@
+"""Text end to end through the Python API: train, load, generate, stream, stop, evaluate."""
+
+import json
+
+import pytest
+
+import genlab
+from conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from conftest import make_corpus
+
+    tmp = tmp_path_factory.mktemp("textrun")
+    corpus = tmp / "corpus.txt"
+    corpus.write_text(make_corpus())
+    return genlab.train(tiny_config(corpus, tmp / "run", max_steps=150, lr=1e-2, eval_interval=75), progress=False)
+
+
+def test_run_directory_holds_every_artifact(run):
+    names = {p.name for p in run.path.iterdir()}
+    assert {"config.toml", "model.safetensors", "tokenizer.json", "checkpoint", "metrics.jsonl", "samples", "loss.png"} <= names
+    assert sorted(p.name for p in (run.path / "samples").iterdir()) == ["step_000075.txt", "step_000150.txt"]
+    rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_loss" in r for r in rows) and any("tok_per_s" in r for r in rows)
+    assert not list(run.path.rglob("*.tmp")) and not list(run.path.rglob("*.pkl"))
+
+
+def test_training_learns_the_corpus(run):
+    rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    first = next(r["loss"] for r in rows if "loss" in r)
+    assert run.results["val_loss"] < 0.6 * first  # from ~ln(vocab) to well below it
+
+
+def test_same_seed_same_text_and_streaming_matches(run):
+    gen = genlab.load(run.path)
+    a = gen.generate("The cat", max_new_tokens=60, temperature=0.9, top_k=10, seed=3)
+    assert a == gen.generate("The cat", max_new_tokens=60, temperature=0.9, top_k=10, seed=3)
+    pieces = list(gen.generate("The cat", max_new_tokens=60, temperature=0.9, top_k=10, seed=3, stream=True))
+    assert len(pieces) > 10 and "".join(pieces) == a
+    batch = gen.generate("The cat", max_new_tokens=30, n=4, seed=1)
+    assert isinstance(batch, list) and len(batch) == 4 and len(set(batch)) > 1
+
+
+def test_stop_string_ends_generation_and_is_left_out(run):
+    gen = genlab.load(run.path)
+    free = gen.generate("The", max_new_tokens=80, temperature=0, seed=0)
+    stop = free[12:15]  # a string greedy decoding is known to produce
+    stopped = gen.generate("The", max_new_tokens=80, temperature=0, seed=0, stop=["zzz", stop])
+    assert stopped == free[: free.index(stop)] and len(stopped) < len(free)
+    streamed = "".join(gen.generate("The", max_new_tokens=80, temperature=0, stop=["zzz", stop], stream=True))
+    assert streamed == stopped
+
+
+def test_eval_reports_loss_bits_and_perplexity_consistently(run):
+    import math
+
+    r = genlab.load(run.path).evaluate(samples=3, sample_tokens=40)
+    assert r["bits_per_char"] == pytest.approx(r["loss"] / math.log(2))
+    assert r["perplexity"] == pytest.approx(math.exp(r["loss"]))
+    assert 0 < r["distinct_1"] <= 1 and 0 < r["distinct_2"] <= 1
+
+
+def test_eval_on_other_data(run, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("The cat sat on the mat. " * 40)
+    r = genlab.load(run.path).evaluate(data=str(other), samples=2, sample_tokens=10)
+    assert r["data"] == str(other) and r["tokens"] == len(other.read_text()) - 1
+
+
+def test_bpe_run_reports_bits_per_byte(tmp_path, corpus_file):
+    cfg = tiny_config(corpus_file, tmp_path / "bpe", max_steps=10)
+    cfg["tokenizer"] = {"kind": "bpe", "vocab_size": 300}
+    run = genlab.train(cfg, progress=False)
+    r = run.generator().evaluate(samples=2, sample_tokens=10)
+    assert "bits_per_byte" in r and r["bits_per_byte"] > 0
+    assert isinstance(run.generator().generate("The", max_new_tokens=5, seed=0), str)
+
+
+def test_lstm_trains_and_samples_through_the_same_api(tmp_path, corpus_file):
+    cfg = tiny_config(corpus_file, tmp_path / "lstm", max_steps=10)
+    cfg["model"] = {"name": "lstm", "n_layer": 1, "n_embd": 32, "block_size": 32}
+    run = genlab.train(cfg, progress=False)
+    assert len(run.generator().generate("The", max_new_tokens=25, seed=0)) == 25

@@ -1,0 +1,124 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import genlab
+from genlab.config import TrainConfig
+from genlab.runs import load_tensors
+from genlab.trainer import learning_rate
+from conftest import tiny_config
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    lrs = [learning_rate(cfg, s) for s in range(111)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # monotone decay after warmup
+    assert lrs[110] == pytest.approx(0.1)
+    assert learning_rate(cfg, 20, time_fraction=1.0) == pytest.approx(0.1)  # a spent time budget decays fully
+
+
+def _train_in_subprocess(config: dict) -> subprocess.Popen:
+    code = f"import genlab, json; genlab.train(json.loads({json.dumps(json.dumps(config))}))"
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # like the test process itself (see conftest)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+
+
+def test_run_killed_with_sigkill_and_resumed_ends_with_identical_weights(tmp_path, corpus_file):
+    # Dropout on, so the RNG state must be restored too, not just weights and optimizer.
+    common = dict(max_steps=120, checkpoint_interval=10, eval_interval=40)
+    killed = tiny_config(corpus_file, tmp_path / "killed", **common)
+    killed["model"]["dropout"] = 0.1
+    proc = _train_in_subprocess(killed)
+    state = tmp_path / "killed" / "checkpoint" / "state.json"
+    deadline = time.time() + 120
+    step = 0
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file():
+            try:
+                step = json.loads(state.read_text())["step"]
+            except (json.JSONDecodeError, FileNotFoundError):
+                step = 0
+            if step >= 30:
+                break
+        time.sleep(0.01)
+    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 30 <= step < 120
+    assert not (tmp_path / "killed" / "model.safetensors").exists()
+
+    resumed = genlab.train(killed, progress=False)  # same out: resumes from the checkpoint
+    assert resumed.results["step"] == 120
+
+    whole = dict(killed, out=str(tmp_path / "whole"))
+    genlab.train(whole, progress=False)
+    a = load_tensors(tmp_path / "killed" / "model.safetensors")
+    b = load_tensors(tmp_path / "whole" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [r["step"] for r in map(json.loads, (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert steps == sorted(set(steps)), "rows logged after the checkpoint were not replaced on resume"
+
+
+def test_resume_refuses_a_changed_config(tmp_path, corpus_file):
+    cfg = tiny_config(corpus_file, tmp_path / "run", max_steps=5)
+    genlab.train(cfg, progress=False)
+    cfg["model"]["n_embd"] = 64
+    with pytest.raises(genlab.GenlabError, match="different config"):
+        genlab.train(cfg, progress=False)
+    assert genlab.train(cfg, progress=False, overwrite=True).results["step"] == 5
+
+
+def test_gradient_accumulation_matches_a_big_batch(tmp_path, corpus_file):
+    # 2 x 4 sequences accumulated == 8 sequences at once, when the batches are the same sequences.
+    import numpy as np
+
+    from genlab.datasets.token_store import WindowSampler
+    from genlab.models.gpt import GPT, GPTConfig
+    from genlab.objectives.lm import LanguageModeling
+    from genlab.runs import RunDir
+    from genlab.trainer import Trainer
+
+    tokens = np.random.default_rng(0).integers(0, 20, 5000).astype(np.uint16)
+
+    class Fixed:
+        def __init__(self, per):
+            self.inner, self.per, self.buf = WindowSampler(tokens, 16, 8, 0), per, []
+
+        def __next__(self):
+            if not self.buf:
+                x, y = next(self.inner)
+                self.buf = [(x[i : i + self.per], y[i : i + self.per]) for i in range(0, 8, self.per)]
+            return self.buf.pop(0)
+
+        def state_dict(self):
+            return self.inner.state_dict()
+
+    results = []
+    for per, accum in ((8, 1), (4, 2)):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16), 20)
+        cfg = TrainConfig(max_steps=3, batch_size=per, grad_accum=accum, warmup_steps=1, eval_interval=100,
+                          checkpoint_interval=100, progress=False, device="cpu")
+        Trainer(LanguageModeling(model), Fixed(per), cfg, RunDir(tmp_path / f"r{per}")).fit()
+        results.append(model.wte.weight.detach().clone())
+    torch.testing.assert_close(results[0], results[1], atol=1e-5, rtol=1e-4)
+
+
+def test_ema_weights_are_what_model_safetensors_holds(tmp_path, corpus_file):
+    cfg = tiny_config(corpus_file, tmp_path / "ema", max_steps=10, ema_decay=0.5)
+    genlab.train(cfg, progress=False)
+    saved = load_tensors(tmp_path / "ema" / "model.safetensors")
+    live = load_tensors(tmp_path / "ema" / "checkpoint" / "model.safetensors")
+    ema = load_tensors(tmp_path / "ema" / "checkpoint" / "ema.safetensors")
+    key = "model.wte.weight"
+    assert torch.equal(saved[key], ema[key])
+    assert not torch.equal(saved[key], live[key])
