@@ -23,17 +23,18 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from genlab import distributed
 from genlab.config import TrainConfig
 from genlab.errors import GenlabError
 from genlab.runs import RunDir, atomic_write_json, load_tensors, replace_dir, save_tensors, temporary_sibling
 
 
-def pick_device(choice: str) -> torch.device:
+def pick_device(choice: str, local_rank: int = 0) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise GenlabError("train.device: cuda was asked for, but no CUDA GPU is available")
     if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(f"cuda:{local_rank}") if choice == "cuda" else torch.device(choice)
 
 
 def learning_rate(cfg: TrainConfig, step: int, time_fraction: float = 0.0) -> float:
@@ -112,8 +113,10 @@ class Trainer:
         self.write_samples = write_samples
         self.items_per_batch = items_per_batch
         self.item_name = item_name
-        self.device = pick_device(cfg.device)
-        run.path.mkdir(parents=True, exist_ok=True)
+        self.world = distributed.world()
+        self.device = pick_device(cfg.device, self.world.local_rank)
+        if self.world.is_main:
+            run.path.mkdir(parents=True, exist_ok=True)
         self.bundle = bundle_of(objective.modules).to(self.device)
         self.optimizers = {name: make_optimizer(m, cfg, self.device) for name, m in objective.players.items()}
         self.ema = None
@@ -124,6 +127,8 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------
 
     def save_checkpoint(self) -> None:
+        if not self.world.is_main:
+            return
         tmp = temporary_sibling(self.run.checkpoint)
         save_tensors(tmp / "model.safetensors", weights_of(self.objective.modules))
         tensors, groups = {}, {}
@@ -177,6 +182,8 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------
 
     def _log(self, row: dict) -> None:
+        if not self.world.is_main:
+            return
         with open(self.run.metrics, "a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -191,6 +198,8 @@ class Trainer:
                     self.ema[k].copy_(v)
 
     def _eval(self) -> dict:
+        if not self.world.is_main:
+            return {}
         self.bundle.eval()
         try:
             with torch.no_grad():
@@ -212,12 +221,12 @@ class Trainer:
         # With a time budget the bar counts seconds, else steps: whichever ends the run.
         by_time = cfg.max_time is not None
         bar = tqdm(total=cfg.max_time if by_time else cfg.max_steps, initial=s.elapsed if by_time else s.step,
-                   desc="training", unit="s" if by_time else "step", disable=not cfg.progress or s.step >= cfg.max_steps,
+                   desc="training", unit="s" if by_time else "step", disable=not cfg.progress or s.step >= cfg.max_steps or not self.world.is_main,
                    dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}{postfix}]" if by_time else None)
         last = {}
         window_items, window_start = 0, time.perf_counter()
         try:
-            while s.step < cfg.max_steps and not (cfg.max_time and s.elapsed >= cfg.max_time):
+            while s.step < cfg.max_steps and not self._out_of_time():
                 t0 = time.perf_counter()
                 time_fraction = s.elapsed / cfg.max_time if cfg.max_time else 0.0
                 lr = learning_rate(cfg, s.step, time_fraction)
@@ -226,7 +235,8 @@ class Trainer:
                         g["lr"] = lr
                 logs: dict[str, float] = {}
                 for micro in range(cfg.grad_accum):
-                    batch = tuple(t.to(self.device, non_blocking=True) for t in next(self.batches))
+                    batch = distributed.shard(next(self.batches), self.world)
+                    batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
                     with autocast:
                         for player, loss, step_logs in self.objective.losses(batch):
                             if not torch.isfinite(loss):
@@ -245,6 +255,7 @@ class Trainer:
                 s.elapsed += dt
                 bar.update(min(dt, bar.total - bar.n) if by_time else 1)
                 if s.step % cfg.log_interval == 0 or s.step == 1:
+                    logs = distributed.average_scalars(logs, self.world)
                     now = time.perf_counter()
                     rate = window_items / max(now - window_start, 1e-9)
                     window_items, window_start = 0, now
@@ -267,15 +278,27 @@ class Trainer:
         self.save_weights()
         return {**last, **results, "step": s.step, "elapsed": round(s.elapsed, 3)}
 
+    def _out_of_time(self) -> bool:
+        out = bool(self.cfg.max_time) and self.state.elapsed >= self.cfg.max_time
+        if self.world.active and self.cfg.max_time:
+            # Ranks' clocks differ: rank 0 decides for all, or one rank would wait forever.
+            flag = torch.tensor([float(out)])
+            torch.distributed.broadcast(flag, 0)
+            out = bool(flag.item())
+        return out
+
     def _step_player(self, player: str) -> None:
         opt = self.optimizers[player]
+        params = [p for g in opt.param_groups for p in g["params"]]
+        distributed.average_gradients(params, self.world)
         if self.cfg.grad_clip > 0:
-            params = [p for g in opt.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
     def save_weights(self) -> None:
         """model.safetensors: the EMA weights where EMA is on, else the live ones."""
+        if not self.world.is_main:
+            return
         weights = self.ema if self.ema is not None else weights_of(self.objective.modules)
         save_tensors(self.run.weights, weights)

@@ -18,6 +18,7 @@ from typing import Iterator, Protocol
 import numpy as np
 import torch
 
+from genlab import distributed
 from genlab.config import RunConfig, load_config, save_config
 from genlab.datasets.token_store import TokenStore, WindowSampler, eval_windows
 from genlab.errors import GenlabError
@@ -130,9 +131,17 @@ def train_sequence(config: RunConfig, source: SequenceSource, progress: bool = T
     from genlab.api import Run
 
     torch.manual_seed(config.train.seed)
-    run, resume = open_run(config, overwrite)
-    save_config(config, run.config)
-    tokenizer, store = prepare_corpus(config, run, source, resume, progress)
+    w = distributed.world()
+    if w.is_main:  # under torchrun, rank 0 prepares the run directory and the others read it
+        run, resume = open_run(config, overwrite)
+        save_config(config, run.config)
+        tokenizer, store = prepare_corpus(config, run, source, resume, progress)
+    distributed.barrier(w)
+    if not w.is_main:
+        run = RunDir(config.out)
+        resume = run.checkpoint.is_dir()
+        tokenizer, store = load_tokenizer(run.tokenizer), TokenStore(run.data)
+        progress = False
     model = build_model(config, tokenizer.vocab_size)
     if config.train.init_from and not resume:
         base = RunDir(config.train.init_from)

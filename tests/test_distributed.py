@@ -1,0 +1,33 @@
+"""Data parallelism: two CPU processes under torchrun compute what one process does with the same global batch."""
+
+import os
+import subprocess
+import sys
+
+import torch
+
+import genlab
+from genlab.runs import load_tensors
+from conftest import tiny_config
+
+
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, corpus_file):
+    cfg = tiny_config(corpus_file, tmp_path / "ddp", max_steps=12, batch_size=8, eval_interval=100, checkpoint_interval=100)
+    import tomli_w
+
+    (tmp_path / "run.toml").write_bytes(tomli_w.dumps(cfg).encode())
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+         "-m", "genlab", "train", "text", "--config", str(tmp_path / "run.toml"), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+
+    genlab.train(dict(cfg, out=str(tmp_path / "single")), progress=False)
+    two = load_tensors(tmp_path / "ddp" / "model.safetensors")
+    one = load_tensors(tmp_path / "single" / "model.safetensors")
+    assert two.keys() == one.keys()
+    for k in one:
+        # Same arithmetic up to the order of float additions in the all-reduce.
+        torch.testing.assert_close(two[k], one[k], atol=2e-5, rtol=1e-4, msg=k)
