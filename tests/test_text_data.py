@@ -3,7 +3,7 @@ import pytest
 
 from genlab.config import build_config
 from genlab.datasets.named import build_python_docs, cache_dir, resolve_source, stdlib_files
-from genlab.datasets.text import read_text_file, select_files
+from genlab.datasets.text import read_text_file, read_text_pieces, select_files
 from genlab.datasets.token_store import TokenStore, eval_windows
 from genlab.errors import GenlabError
 from genlab.tasks.text import TextSource
@@ -81,7 +81,7 @@ def test_char_tokenizer_names_an_unknown_character():
 def test_token_store_splits_are_disjoint_deterministic_and_complete(tmp_path):
     docs = [np.arange(i * 1000, i * 1000 + 997) % 60000 for i in range(20)]
     lengths = np.ones(60000, dtype=np.int64)
-    build = lambda dest, seed: TokenStore.build(dest, iter(docs), 60000, lengths, 0.1, 0.1, 100, seed)
+    build = lambda dest, seed: TokenStore.build(dest, ([d] for d in docs), 60000, lengths, 0.1, 0.1, 100, seed)
     a, b, c = build(tmp_path / "a", 1), build(tmp_path / "b", 1), build(tmp_path / "c", 2)
     assert a.dtype == np.uint16
     parts = [np.asarray(a.split(s)) for s in ("train", "val", "test")]
@@ -96,3 +96,15 @@ def test_eval_windows_predict_every_token_once():
     tokens = np.arange(103)
     targets = [t for _, y in eval_windows(tokens, block_size=10, batch_size=4) for t in y.flatten().tolist() if t >= 0]
     assert targets == list(range(1, 103))
+
+
+def test_large_file_is_read_in_line_aligned_pieces(tmp_path):
+    text = "".join(f"line {i} — ünïcode\n" for i in range(5000)) + "no newline at the end"
+    path = tmp_path / "big.txt"
+    path.write_text(text)
+    pieces = list(read_text_pieces(path, piece_bytes=4096))
+    assert len(pieces) > 20 and "".join(pieces) == text
+    assert all(p.endswith("\n") for p in pieces[:-1])
+    path.write_bytes(text.encode() + b"\xff tail")
+    with pytest.raises(GenlabError, match=f"big.txt: not UTF-8 text \\(bad byte 0xff at offset {len(text.encode())}\\)"):
+        list(read_text_pieces(path, piece_bytes=4096))

@@ -48,15 +48,33 @@ def read_text_file(path: Path) -> str:
         raise GenlabError(f"{path}: not UTF-8 text (bad byte 0x{data[e.start]:02x} at offset {e.start})") from None
 
 
-def read_text_documents(root: Path, include: list[str] | None = None, exclude: list[str] | None = None) -> list[Path]:
-    """The files a text source consists of; an empty selection or empty text is an error."""
-    files = select_files(root, include, exclude)
-    if not files:
-        raise GenlabError(f"{root}: no files to read (check --set data.include / data.exclude)")
-    return files
+def read_text_pieces(path: Path, piece_bytes: int = 1 << 20):
+    """Yield the file's text in pieces of about `piece_bytes`, each ending at a line break
+    where one is near, so that a file larger than memory is read with flat memory.
+    Non-UTF-8 bytes are an error naming the file and the byte offset."""
+    import codecs
 
-
-def iter_texts(files: list[Path]):
-    """Yield each file's text, skipping none; an all-empty corpus is reported by the caller."""
-    for path in files:
-        yield read_text_file(path)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    carry = ""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise GenlabError(f"{path}: cannot read ({e.strerror})") from None
+    with f:
+        while True:
+            block = f.read(piece_bytes)
+            try:
+                text = decoder.decode(block, final=not block)
+            except UnicodeDecodeError as e:
+                raise GenlabError(f"{path}: not UTF-8 text (bad byte 0x{block[e.start]:02x} at offset {offset + e.start})") from None
+            offset += len(block)
+            text = carry + text
+            if not block:
+                if text:
+                    yield text
+                return
+            cut = text.rfind("\n") + 1  # keep a partial last line for the next piece
+            carry, text = (text[cut:], text[:cut]) if cut else ("", text)
+            if text:
+                yield text

@@ -51,7 +51,7 @@ class TokenStore:
     def build(
         cls,
         dest: Path,
-        encoded_documents: Iterable[list[int] | np.ndarray],
+        encoded_documents: Iterable[Iterable[list[int] | np.ndarray]],
         vocab_size: int,
         unit_lengths: np.ndarray,
         val_fraction: float,
@@ -60,7 +60,11 @@ class TokenStore:
         seed: int,
         separator: list[int] | None = None,
     ) -> "TokenStore":
-        """Write the store for `encoded_documents` (joined by `separator`) into `dest`, atomically."""
+        """Write the store for `encoded_documents` into `dest`, atomically.
+
+        Each document is an iterable of token-id pieces (a large file arrives piece by
+        piece); documents are joined by `separator`.
+        """
         dtype = token_dtype(vocab_size)
         tmp = temporary_sibling(Path(dest))
         try:
@@ -68,16 +72,19 @@ class TokenStore:
             n = 0
             n_docs = 0
             with open(flat_path, "wb") as f:
-                for ids in encoded_documents:
-                    ids = np.asarray(ids, dtype=dtype)
-                    if ids.size == 0:
-                        continue
-                    if n_docs and separator:
-                        f.write(np.asarray(separator, dtype=dtype).tobytes())
-                        n += len(separator)
-                    f.write(ids.tobytes())
-                    n += ids.size
-                    n_docs += 1
+                for pieces in encoded_documents:
+                    started = False
+                    for ids in pieces:
+                        ids = np.asarray(ids, dtype=dtype)
+                        if ids.size == 0:
+                            continue
+                        if not started and n_docs and separator:
+                            f.write(np.asarray(separator, dtype=dtype).tobytes())
+                            n += len(separator)
+                        f.write(ids.tobytes())
+                        n += ids.size
+                        started = True
+                    n_docs += started
             if n < 2:
                 raise GenlabError("the corpus is empty after tokenization: nothing to train on")
             flat = np.memmap(flat_path, dtype=dtype, mode="r", shape=(n,))

@@ -80,6 +80,13 @@ def build_model(config: RunConfig, vocab_size: int) -> torch.nn.Module:
     return family_class(config.model.name)(config.model, vocab_size)
 
 
+def document_pieces(source: SequenceSource, path: Path):
+    """A document as consecutive pieces: a source with `pieces(path)` streams a large file
+    piece by piece (flat memory); any other yields its whole `read(path)`."""
+    pieces = getattr(source, "pieces", None)
+    return pieces(path) if pieces is not None else [source.read(path)]
+
+
 def separator_ids(tokenizer, source: SequenceSource) -> list[int] | None:
     return tokenizer.encode(source.separator) if source.separator else None
 
@@ -96,11 +103,12 @@ def prepare_corpus(config: RunConfig, run: RunDir, source: SequenceSource, resum
     else:
         # A source may hand its tokenizer its own options (music: data.music); else the tokenizer section.
         options = source.tokenizer_options(config) if hasattr(source, "tokenizer_options") else config.tokenizer
-        tokenizer = train_tokenizer(config.tokenizer.kind, (source.read(f) for f in files), options)
+        tokenizer = train_tokenizer(config.tokenizer.kind, (p for f in files for p in document_pieces(source, f)), options)
     save_tokenizer(tokenizer, run.tokenizer)
     from tqdm import tqdm
 
-    encoded = (tokenizer.encode(source.read(f)) for f in tqdm(files, desc="tokenizing", unit="file", disable=not progress or len(files) < 20))
+    bar = tqdm(files, desc="tokenizing", unit="file", disable=not progress or len(files) < 20)
+    encoded = ((tokenizer.encode(p) for p in document_pieces(source, f)) for f in bar)
     store = TokenStore.build(
         run.data, encoded, tokenizer.vocab_size, tokenizer.unit_lengths(),
         config.data.val_fraction, config.data.test_fraction, config.data.split_chunk, config.train.seed,
@@ -324,7 +332,7 @@ class SequenceGenerator:
         for f in source.files(cfg, progress):
             if parts and sep:
                 parts.append(np.asarray(sep, dtype=np.int64))
-            parts.append(np.asarray(self.tokenizer.encode(source.read(f)), dtype=np.int64))
+            parts.extend(np.asarray(self.tokenizer.encode(p), dtype=np.int64) for p in document_pieces(source, f))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from genlab.config import RunConfig
 from genlab.datasets import resolve_source
 from genlab.datasets.named import default_filters
-from genlab.datasets.text import read_text_file, select_files
+from genlab.datasets.text import read_text_file, read_text_pieces, select_files
 from genlab.errors import GenlabError
 from genlab.runs import atomic_write_text
 from genlab.tasks.sequence import SequenceGenerator, train_sequence
@@ -31,6 +31,9 @@ class TextSource:
 
     def read(self, path: Path) -> str:
         return read_text_file(path)
+
+    def pieces(self, path: Path):
+        return read_text_pieces(path)
 
 
 def source() -> TextSource:
