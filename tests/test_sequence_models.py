@@ -6,7 +6,7 @@ import torch
 from genlab.config import build_config
 from genlab.models import family_class
 
-FAMILIES = ["gpt", "lstm", "gru"]
+FAMILIES = ["gpt", "lstm", "gru", "fnet", "ngram"]
 VOCAB = 50
 
 

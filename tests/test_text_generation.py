@@ -83,3 +83,10 @@ def test_lstm_trains_and_samples_through_the_same_api(tmp_path, corpus_file):
     cfg["model"] = {"name": "lstm", "n_layer": 1, "n_embd": 32, "block_size": 32}
     run = genlab.train(cfg, progress=False)
     assert len(run.generator().generate("The", max_new_tokens=25, seed=0)) == 25
+
+
+def test_bfloat16_autocast_trains(tmp_path, corpus_file):
+    run = genlab.train(tiny_config(corpus_file, tmp_path / "bf16", max_steps=40, dtype="bfloat16", lr=1e-2, eval_interval=20), progress=False)
+    rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert all(map(lambda v: v == v, losses)) and losses[-1] < losses[0] - 0.5  # finite, and learning

@@ -42,7 +42,19 @@ def demo_text(out_root: Path, seconds: float, progress: bool = True) -> None:
     print(f"\nrun: {run.path}  (loss curve: {run.path / 'loss.png'}, samples per eval: {run.path / 'samples'})")
 
 
-PARTS = {"text": demo_text}
+def demo_image(out_root: Path, seconds: float, progress: bool = True) -> None:
+    from genlab.tasks.image import demo
+
+    demo(out_root, seconds, progress)
+
+
+def demo_music(out_root: Path, seconds: float, progress: bool = True) -> None:
+    from genlab.tasks.music import demo
+
+    demo(out_root, seconds, progress)
+
+
+PARTS = {"text": demo_text, "image": demo_image, "music": demo_music}
 
 
 def run_demo(out_root: Path, parts: list[str], seconds: float, progress: bool = True) -> None:

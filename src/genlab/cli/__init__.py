@@ -30,7 +30,7 @@ def _global(debug: bool = typer.Option(False, "--debug", help="Show the full tra
 
 def _register() -> None:
     # Each module adds its verbs to `app`; import order is the order in --help.
-    from genlab.cli import demo, evaluate, sample, train  # noqa: F401
+    from genlab.cli import code, compare, data, demo, evaluate, sample, train  # noqa: F401
 
 
 def main() -> None:

@@ -54,7 +54,7 @@ def choose(logits: torch.Tensor, d: Decoding, generator: torch.Generator | None)
     return torch.multinomial(probs, 1, generator=generator)
 
 
-@torch.no_grad()
+@torch.inference_mode()  # lighter than no_grad: no version counters on the cache tensors
 def generate_tokens(
     model,
     prompt: torch.Tensor,

@@ -159,13 +159,17 @@ def train_sequence(config: RunConfig, source: SequenceSource, progress: bool = T
     train_tokens, val_tokens = store.split("train"), store.split("val")
 
     if hasattr(model, "fit"):  # count-based families (n-gram) are fitted, not trained by gradient
+        import time
+
+        started = time.perf_counter()
         model.fit(train_tokens)
         from genlab.runs import save_tensors
 
         save_tensors(run.weights, weights_of({"model": model}))
-        results = {"step": 0}
+        results = {"step": 0, "elapsed": round(time.perf_counter() - started, 3)}
         if len(val_tokens) > 1:
-            results |= {f"val_{k}": v for k, v in evaluate_tokens(model, val_tokens, tokenizer.unit_lengths(), block, device).items()}
+            r = evaluate_tokens(model, val_tokens, tokenizer.unit_lengths(), block, device)
+            results |= {"val_loss": r["loss"], f"val_bits_per_{tokenizer.unit}": r["bits_per_unit"], "val_perplexity": r["perplexity"]}
         with open(run.metrics, "a") as f:
             f.write(json.dumps(results) + "\n")
         return Run(run.path, config, results)

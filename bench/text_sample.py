@@ -1,0 +1,145 @@
+"""Sampling speed of every sequence family, and genlab's GPT against Hugging Face's.
+
+    python bench/text_sample.py [--threads 2] [--tokens 200]
+
+For each family at the width of a small char model (vocab 65; GPT/FNet 4x128,
+context 256; LSTM/GRU 2x256; a 6-gram fitted on random text): tokens/s at
+batch 1 and 8 with the cache/state (temperature 1, no top-k/top-p), and for
+`gpt` and `fnet` also recomputing the whole context each step, same weights.
+For `gpt`, transformers' GPT2LMHeadModel with the same architecture and the
+same weights copied in (checked: equal logits) runs `generate` in the same
+process. Weights are random: speed does not depend on them.
+Writes bench/results/text_sample.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genlab.models.fnet import FNet, FNetConfig
+from genlab.models.gpt import GPT, GPTConfig
+from genlab.models.ngram import NGram, NGramConfig
+from genlab.models.rnn import RNN, RNNConfig
+from genlab.sampling.lm import Decoding, generate_tokens
+
+RESULTS = Path(__file__).resolve().parent / "results" / "text_sample.json"
+V, BLOCK = 65, 256
+
+
+def families() -> dict:
+    torch.manual_seed(0)
+    ngram = NGram(NGramConfig(order=6), V)
+    ngram.fit(np.random.default_rng(0).integers(0, V, 200_000))
+    return {
+        "gpt": GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=BLOCK), V),
+        "fnet": FNet(FNetConfig(n_layer=4, n_embd=128, block_size=BLOCK), V),
+        "lstm": RNN(RNNConfig(name="lstm", n_layer=2, n_embd=256), V),
+        "gru": RNN(RNNConfig(name="gru", n_layer=2, n_embd=256), V),
+        "ngram": ngram,
+    }
+
+
+def rate(fn, new_tokens: int, batch: int, repeats: int = 3) -> float:
+    """Best tokens/s (batch x new tokens per second) over a few repeats, after one warm-up."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return batch * new_tokens / best
+
+
+def genlab_rate(model, batch: int, n: int, use_cache: bool = True) -> float:
+    prompt = torch.zeros(batch, 1, dtype=torch.long)
+    d = Decoding(max_new_tokens=n, temperature=1.0)
+
+    def run():
+        g = torch.Generator().manual_seed(0)
+        for _ in generate_tokens(model, prompt, d, g, use_cache=use_cache):
+            pass
+
+    return rate(run, n, batch)
+
+
+def hf_twin(model: GPT):
+    """transformers' GPT-2 with `model`'s architecture and weights (biases zero, exact GELU)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    c = model.cfg
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=V, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head,
+                                    activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                    bos_token_id=0, eos_token_id=None, pad_token_id=0)).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.zero_()
+        hf.transformer.wte.weight.copy_(model.wte.weight)
+        hf.transformer.wpe.weight.copy_(model.wpe.weight)
+        hf.transformer.ln_f.weight.copy_(model.ln_f.weight)
+        for ours, theirs in zip(model.blocks, hf.transformer.h):
+            theirs.ln_1.weight.copy_(ours.ln_1.weight)
+            theirs.ln_2.weight.copy_(ours.ln_2.weight)
+            theirs.attn.c_attn.weight.copy_(ours.attn.qkv.weight.T)  # HF's Conv1D stores (in, out)
+            theirs.attn.c_proj.weight.copy_(ours.attn.proj.weight.T)
+            theirs.mlp.c_fc.weight.copy_(ours.mlp.fc.weight.T)
+            theirs.mlp.c_proj.weight.copy_(ours.mlp.proj.weight.T)
+    return hf
+
+
+def hf_rate(hf, batch: int, n: int) -> float:
+    prompt = torch.zeros(batch, 1, dtype=torch.long)
+
+    def run():
+        torch.manual_seed(0)
+        hf.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, top_k=0, max_new_tokens=n, min_new_tokens=n, use_cache=True)
+
+    return rate(run, n, batch)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--tokens", type=int, default=200)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    n = args.tokens
+    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": args.threads,
+               "load_avg_at_start": os.getloadavg(), "new_tokens": n, "families": {}}
+    models = families()
+    for name, model in models.items():
+        model.eval()
+        row = {"params": model.num_params()}
+        for batch in (1, 8):
+            row[f"batch{batch}_tokens_per_s"] = genlab_rate(model, batch, n)
+        if name in ("gpt", "fnet"):
+            row["batch1_recompute_tokens_per_s"] = genlab_rate(model, 1, n, use_cache=False)
+            row["cache_speedup_batch1"] = row["batch1_tokens_per_s"] / row["batch1_recompute_tokens_per_s"]
+        results["families"][name] = row
+        print(name, {k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+    gpt = models["gpt"]
+    hf = hf_twin(gpt)
+    x = torch.randint(0, V, (2, 50))
+    with torch.no_grad():
+        diff = (hf(x).logits - gpt(x)).abs().max().item()
+    hf_row = {"max_logit_difference": diff}
+    for batch in (1, 8):
+        hf_row[f"batch{batch}_tokens_per_s"] = hf_rate(hf, batch, n)
+        # measured again beside HF, so the ratio compares the same moment of a shared CPU
+        ours = genlab_rate(gpt, batch, n)
+        hf_row[f"genlab_batch{batch}_tokens_per_s"] = ours
+        hf_row[f"ratio_batch{batch}"] = ours / hf_row[f"batch{batch}_tokens_per_s"]
+    results["hf_gpt2"] = hf_row
+    print("hf", {k: round(v, 3) for k, v in hf_row.items()}, flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Text training on CPU: matmul peak, GPT training MFU, nanoGPT's CPU config and genlab's best recipe.
+
+    python bench/text_train.py --data ../shared/data/tinyshakespeare.txt [--threads 2] [--parts peak,mfu,nanogpt,best]
+
+peak     fp32 matmul GFLOP/s at this thread count (best of several 1024^3 windows)
+mfu      tokens/s and model FLOPs utilization (6N + attention, per token) of the `gpt`
+         training step (forward, backward, clip, AdamW) at nanoGPT's width and at the
+         best recipe's, fp32 and bf16 autocast, against the peak measured in this run
+nanogpt  genlab `gpt` with nanoGPT's CPU config (4x128, 4 heads, block 64, batch 12,
+         no dropout, lr 1e-3, 2000 iterations): val loss over the whole val split, wall time
+best     each recipe named by --recipes (default recipes/tinyshakespeare-gpt.toml) for its
+         time budget: the val-loss curve, the final val loss over the whole val split, wall time
+plot     every run's val loss against training seconds (from the JSON)
+Writes bench/results/text_train.json and bench/results/text_train.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from genlab.config import build_config
+from genlab.models.gpt import GPT, GPTConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "text_train.json"
+
+
+def matmul_peak(seconds: float = 1.0, n: int = 1024) -> float:
+    """Best GFLOP/s of an n x n fp32 matmul over a few windows."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(5):
+        a @ b
+    best = 0.0
+    for _ in range(5):
+        start, k = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds / 5:
+            a @ b
+            k += 1
+        best = max(best, 2 * n**3 * k / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def train_step_rate(cfg: GPTConfig, batch: int, steps: int, dtype: str) -> dict:
+    """Tokens/s and achieved GFLOP/s of the full GPT training step on random tokens."""
+    torch.manual_seed(0)
+    model = GPT(cfg, 65)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    x, y = torch.randint(0, 65, (batch, cfg.block_size)), torch.randint(0, 65, (batch, cfg.block_size))
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+    times = []
+    for i in range(steps + 3):
+        start = time.perf_counter()
+        with autocast:
+            loss = F.cross_entropy(model(x).reshape(-1, 65).float(), y.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i >= 3:
+            times.append(time.perf_counter() - start)
+    step = sorted(times)[len(times) // 2]  # median: robust to other jobs on a shared CPU
+    rate = batch * cfg.block_size / step
+    return {"tokens_per_s": rate, "gflops": rate * model.flops_per_token(cfg.block_size) / 1e9,
+            "params": model.num_params(), "flops_per_token": model.flops_per_token(cfg.block_size)}
+
+
+def train_run(config_file: Path | None, data: str, out: Path, overrides: list[str], max_time: float | None = None) -> dict:
+    """Train with genlab, then measure val loss over the whole val split."""
+    from genlab.api import load, train
+    from genlab.datasets.token_store import TokenStore
+    from genlab.tasks.sequence import evaluate_tokens
+
+    flags = {"data": data, "out": str(out), "max_time": max_time}
+    config = build_config(config_file, flags, overrides, base={"task": "text"})
+    config.train.progress = False
+    start = time.perf_counter()
+    run = train(config, progress=False, overwrite=True)
+    wall = time.perf_counter() - start
+    gen = load(run.path, device="cpu")
+    full = evaluate_tokens(gen.model, TokenStore(run.path / "data").split("val"), gen.tokenizer.unit_lengths(),
+                           config.model.block_size, gen.device)
+    rows = run.path.joinpath("metrics.jsonl").read_text().splitlines()
+    curve = [(r["elapsed"], r["val_loss"]) for r in map(json.loads, rows) if "val_loss" in r]
+    rates = [r["tok_per_s"] for r in map(json.loads, rows) if "tok_per_s" in r]
+    return {"steps": run.results["step"], "train_seconds": run.results["elapsed"], "wall_seconds": wall,
+            "val_loss": full["loss"], "val_bits_per_char": full["bits_per_unit"], "params": gen.model.num_params(),
+            "median_tokens_per_s": sorted(rates)[len(rates) // 2] if rates else None, "curve": curve,
+            "sample": gen.generate("ROMEO:", max_new_tokens=200, temperature=0.8, seed=0)}
+
+
+NANOGPT = ["model.name=gpt", "model.n_layer=4", "model.n_head=4", "model.n_embd=128", "model.block_size=64",
+           "model.dropout=0.0", "train.batch_size=12", "train.lr=1e-3", "train.max_steps=2000", "train.warmup_steps=100",
+           "train.min_lr_ratio=0.1", "train.eval_interval=250", "train.eval_batches=10", "train.checkpoint_interval=100000",
+           "tokenizer.kind=char"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--parts", default="peak,mfu,nanogpt,best,plot")
+    p.add_argument("--recipes", default="tinyshakespeare-gpt", help="recipes (names in recipes/) the `best` part trains")
+    p.add_argument("--best-time", type=float, default=None, help="override the recipes' time budget (s)")
+    p.add_argument("--out", default="/tmp/genlab-bench-text-train")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    parts = set(args.parts.split(","))
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results["machine"] = {"threads": args.threads, "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg(), "torch": torch.__version__}
+    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+    def save():
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+    best_cfg = build_config(ROOT / "recipes" / "tinyshakespeare-gpt.toml")
+    if "peak" in parts or "mfu" in parts:
+        results["peak_gflops"] = matmul_peak()
+        print(f"fp32 matmul peak: {results['peak_gflops']:.0f} GFLOP/s on {args.threads} threads", flush=True)
+    if "mfu" in parts:
+        shapes = {"nanogpt 4x128 T64 B12": (GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64), 12),
+                  "best recipe": (best_cfg.model, best_cfg.train.batch_size)}
+        results["mfu"] = {}
+        for name, (cfg, batch) in shapes.items():
+            for dtype in ("float32", "bfloat16"):
+                r = train_step_rate(cfg, batch, 20, dtype)
+                r["mfu"] = r["gflops"] / results["peak_gflops"]
+                results["mfu"][f"{name} {dtype}"] = r
+                print(f"{name} {dtype}: {r['tokens_per_s']:,.0f} tok/s, {r['gflops']:.0f} GFLOP/s, MFU {r['mfu']:.0%}", flush=True)
+        results["peak_gflops_after"] = matmul_peak()  # the CPU is shared: did the peak move meanwhile?
+        save()
+    if "nanogpt" in parts:
+        r = train_run(None, args.data, Path(args.out) / "nanogpt", NANOGPT)
+        results["nanogpt_config"] = r
+        print(f"nanoGPT config: val loss {r['val_loss']:.4f} after {r['steps']} steps, {r['train_seconds']:.0f} s training", flush=True)
+        save()
+    if "best" in parts:
+        for name in args.recipes.split(","):
+            r = train_run(ROOT / "recipes" / f"{name}.toml", args.data, Path(args.out) / name, [], args.best_time)
+            results.setdefault("recipes", {})[name] = r
+            print(f"{name}: val loss {r['val_loss']:.4f} after {r['steps']} steps, {r['train_seconds']:.0f} s training", flush=True)
+            save()
+    save()
+    if "plot" in parts:
+        from genlab.compare import plot_curves
+
+        runs = [("nanogpt-config", "gpt", results["nanogpt_config"])] if "nanogpt_config" in results else []
+        runs += [(name, name.rsplit("-", 1)[-1], r) for name, r in results.get("recipes", {}).items()]  # <dataset>-<family>
+        plot_curves([{"name": name, "family": family, **r} for name, family, r in runs], RESULTS.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Seeing and hearing music: a piano-roll PNG, and a WAV rendered from a MIDI score.
+
+Audio comes from FluidSynth with a General MIDI SoundFont when both are
+installed (Debian: `fluidsynth`, `fluid-soundfont-gm`; or GENLAB_SOUNDFONT
+names a .sf2 file); otherwise from a small additive synthesizer written here,
+so a WAV always comes out.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from genlab.runs import atomic_write_bytes
+
+SOUNDFONTS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+)
+SAMPLE_RATE = 22050
+PARTIALS = np.array([1.0, 0.45, 0.25, 0.12, 0.06])  # amplitude of harmonics 1..5: a soft, piano-like tone
+RELEASE = 0.12  # seconds a note fades after its end
+
+
+def piano_roll_png(score, dest: Path, split_seconds: float | None = None, title: str = "") -> None:
+    """Notes of a symusic Score as bars (time in seconds, MIDI pitch), written to `dest` as PNG.
+
+    `split_seconds` shades what came before it (a prime) so the continuation stands out.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seconds = score.to("second")
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    for i, track in enumerate(t for t in seconds.tracks if not t.is_drum):
+        bars = [(n.time, max(n.duration, 1e-3)) for n in track.notes]
+        for pitch in sorted({n.pitch for n in track.notes}):
+            ax.broken_barh([b for b, n in zip(bars, track.notes) if n.pitch == pitch], (pitch - 0.4, 0.8),
+                           color=plt.cm.tab10(i % 10))
+    if split_seconds:
+        ax.axvspan(0, split_seconds, color="0.85", zorder=0, label="prime")
+        ax.legend(loc="upper right")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_xlim(0, max(seconds.end(), 1.0))
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(dest, buf.getvalue())
+
+
+def find_soundfont() -> Path | None:
+    """GENLAB_SOUNDFONT, else the first General MIDI SoundFont found in the usual Debian places."""
+    chosen = os.environ.get("GENLAB_SOUNDFONT")
+    for candidate in ([chosen] if chosen else []) + list(SOUNDFONTS):
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def synthesize(score, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A symusic Score -> mono float32 audio in [-1, 1], shape (samples,), by additive synthesis.
+
+    Each note: harmonics of its pitch under a fast attack and an exponential
+    decay (louder notes by velocity), with a short release after note-off.
+    """
+    seconds = score.to("second")
+    notes = [n for t in seconds.tracks if not t.is_drum for n in t.notes]
+    total = int((max((n.end for n in notes), default=0.0) + RELEASE + 0.1) * sample_rate)
+    out = np.zeros(max(total, 1), dtype=np.float64)
+    harmonics = np.arange(1, len(PARTIALS) + 1)
+    for n in notes:
+        start = int(n.time * sample_rate)
+        held = max(n.duration, 0.02)
+        t = np.arange(int((held + RELEASE) * sample_rate)) / sample_rate
+        freq = 440.0 * 2.0 ** ((n.pitch - 69) / 12)
+        audible = harmonics * freq < sample_rate / 2  # no partial above Nyquist (it would alias)
+        tone = (PARTIALS[audible, None] * np.sin(2 * np.pi * freq * harmonics[audible, None] * t)).sum(0)
+        envelope = np.minimum(t / 0.01, 1.0) * np.exp(-2.5 * t)
+        envelope *= np.clip(1.0 - (t - held) / RELEASE, 0.0, 1.0)
+        piece = tone * envelope * (n.velocity / 127.0)
+        end = min(start + len(piece), len(out))
+        out[start:end] += piece[: end - start]
+    peak = np.abs(out).max()
+    return (out / peak * 0.9 if peak > 0 else out).astype(np.float32)
+
+
+def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """Mono float audio in [-1, 1] -> a 16-bit PCM WAV file's bytes."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def render_wav(score, midi_path: Path, dest: Path) -> str:
+    """Write `dest` (WAV) for the score saved at `midi_path`; returns which renderer made it."""
+    fluidsynth, soundfont = shutil.which("fluidsynth"), find_soundfont()
+    if fluidsynth and soundfont:
+        tmp = Path(dest).with_name(f".{Path(dest).name}.{os.getpid()}.tmp.wav")
+        try:
+            subprocess.run([fluidsynth, "-ni", "-g", "0.8", "-r", "44100", "-F", str(tmp), str(soundfont), str(midi_path)],
+                           check=True, capture_output=True, timeout=600)
+            os.replace(tmp, dest)
+            return f"fluidsynth ({soundfont.name})"
+        except (subprocess.SubprocessError, OSError):
+            tmp.unlink(missing_ok=True)  # fall through to the built-in synthesizer
+    atomic_write_bytes(dest, wav_bytes(synthesize(score)))
+    return "built-in synthesizer"

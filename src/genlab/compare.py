@@ -1,0 +1,182 @@
+"""Compare sequence runs on the same data and split: one table and one plot.
+
+    compare(["runs/gpt", "recipes/tinyshakespeare-lstm.toml"], out="runs/compare", max_time=180)
+
+Each item is a finished run directory (read) or a TOML run config (trained
+first, into out/<name>; a config whose run already exists there is resumed,
+so asking again costs nothing). Every run is then measured the same way:
+parameters, loss and bits per char over the whole validation split, training
+tokens/s (median of the logged rates), sampling tokens/s at batch 1, and
+training wall time. The runs must share data and split, or their losses are
+not comparable: that is checked from their token stores.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from genlab.config import build_config, load_config
+from genlab.errors import GenlabError
+from genlab.runs import RunDir, atomic_write_bytes, atomic_write_json
+
+COLUMNS = [  # (key, heading, format)
+    ("name", "run", "{}"),
+    ("family", "family", "{}"),
+    ("params", "params", "{:,}"),
+    ("val_loss", "val loss", "{:.4f}"),
+    ("val_bits_per_unit", "val bits/unit", "{:.4f}"),
+    ("train_tokens_per_s", "train tok/s", "{:,.0f}"),
+    ("sample_tokens_per_s", "sample tok/s", "{:,.0f}"),
+    ("wall_s", "train wall s", "{:.1f}"),
+]
+
+
+def train_configs(items: list[str], out: Path, data: str | None, max_time: float | None, sets: list[str], progress: bool) -> list[Path]:
+    """Train (or resume) the run of each TOML config in `items` into out/<config stem>; run dirs pass through."""
+    from genlab.api import train
+
+    runs = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            runs.append(path)
+            continue
+        if path.suffix != ".toml":
+            raise GenlabError(f"{item}: neither a run directory nor a .toml run config")
+        flags = {"data": data, "max_time": max_time, "out": str(out / path.stem)}
+        config = build_config(path, flags, sets)
+        config.train.progress = progress
+        if progress:
+            print(f"training {path.stem} ({config.model.name}) -> {config.out}")
+        train(config, progress=progress)
+        runs.append(Path(config.out))
+    return runs
+
+
+def family_configs(models: list[str], out: Path, task: str) -> list[Path]:
+    """A TOML config per family name, with the family's defaults, written to out/configs/<family>.toml."""
+    from genlab.config import config_to_toml, validate_config
+    from genlab.runs import atomic_write_text
+
+    paths = []
+    for family in models:
+        config = validate_config({"task": task, "model": {"name": family}}, f"--models {family}")
+        path = out / "configs" / f"{family}.toml"
+        atomic_write_text(path, config_to_toml(config))
+        paths.append(path)
+    return paths
+
+
+def _split_signature(run: RunDir) -> dict:
+    header = run.data / "header.json"
+    if not header.is_file():
+        raise GenlabError(f"{run.path}: no token store (data/header.json); is it a sequence run?")
+    h = json.loads(header.read_text())
+    return {"seed": h["seed"], "units": {k: v["units"] for k, v in h["splits"].items()}}
+
+
+def measure(run_path: Path, device: str = "cpu", sample_tokens: int = 200) -> dict:
+    """One row of the table for a finished sequence run."""
+    from genlab.api import load
+    from genlab.datasets.token_store import TokenStore
+    from genlab.sampling.lm import Decoding, generate_tokens
+    from genlab.tasks.sequence import evaluate_tokens
+
+    run = RunDir(run_path).require()
+    config = load_config(run.config)
+    gen = load(run.path, device=device)
+    model = gen.model
+    block = getattr(model, "max_context", None) or config.model.block_size
+    val = TokenStore(run.data).split("val")
+    r = evaluate_tokens(model, val, gen.tokenizer.unit_lengths(), block, gen.device)
+    rows = run.read_metrics()
+    rates = [row["tok_per_s"] for row in rows if "tok_per_s" in row and row.get("step", 0) > 1]
+    prompt = torch.tensor([gen.encode_prompt("")], device=gen.device)
+    g = torch.Generator(device=gen.device).manual_seed(0)
+    start = time.perf_counter()
+    n = sum(1 for _ in generate_tokens(model, prompt, Decoding(max_new_tokens=sample_tokens, temperature=1.0), g))
+    sample_rate = n / (time.perf_counter() - start)
+    return {
+        "name": run.path.name,
+        "path": str(run.path),
+        "family": config.model.name,
+        "params": int(model.num_params()),
+        "val_loss": r["loss"],
+        "val_bits_per_unit": r["bits_per_unit"],
+        "unit": gen.tokenizer.unit,
+        "train_tokens_per_s": statistics.median(rates) if rates else None,
+        "sample_tokens_per_s": sample_rate,
+        "wall_s": max((row.get("elapsed", 0.0) for row in rows), default=0.0),
+        "curve": [(row["elapsed"], row["val_loss"]) for row in rows if "val_loss" in row and "elapsed" in row],
+    }
+
+
+def format_table(rows: list[dict]) -> str:
+    """Rows -> an aligned text table (a missing value shows as -)."""
+    cells = [[heading for _, heading, _ in COLUMNS]]
+    for row in rows:
+        cells.append([fmt.format(row[key]) if row.get(key) is not None else "-" for key, _, fmt in COLUMNS])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def plot_curves(rows: list[dict], dest: Path) -> None:
+    """Validation loss against training wall-clock seconds, every run in one PNG."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for row in rows:
+        label = f"{row['name']} ({row['family']})"
+        if len(row["curve"]) > 1:
+            xs, ys = zip(*row["curve"])
+            ax.plot(xs, ys, marker="o", markersize=3, label=label)
+        else:  # fitted, not trained (n-gram): a level line to beat
+            ax.axhline(row["val_loss"], linestyle="--", color="gray", label=f"{label}, {row['wall_s']:.1f} s")
+    ax.set_xlabel("training wall-clock time (s)")
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(dest, buf.getvalue())
+
+
+def compare(
+    items: list[str],
+    out: Path | str = "runs/compare",
+    models: list[str] | None = None,
+    task: str = "text",
+    data: str | None = None,
+    max_time: float | None = None,
+    sets: list[str] | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> list[dict]:
+    """Train what needs training, measure every run, write out/compare.json and out/val_loss.png; return the rows."""
+    out = Path(out)
+    items = list(items) + [str(p) for p in family_configs(models or [], out, task)]
+    if not items:
+        raise GenlabError("compare: give run directories, TOML configs or --models")
+    runs = train_configs(items, out, data, max_time, sets or [], progress)
+    signatures = {str(r): _split_signature(RunDir(r)) for r in runs}
+    first = next(iter(signatures.values()))
+    for path, sig in signatures.items():
+        if sig != first:
+            raise GenlabError(f"{path}: its data or split differs from {runs[0]}'s; compare runs trained on the same data, seed and val_fraction")
+    rows = [measure(r, device) for r in runs]
+    atomic_write_json(out / "compare.json", rows)
+    plot_curves(rows, out / "val_loss.png")
+    return rows

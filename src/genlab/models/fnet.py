@@ -1,0 +1,169 @@
+"""Causal FNet: token mixing by the Fourier transform instead of attention (Lee-Thorp et al. 2021),
+made causal so that it can generate.
+
+    idx (B, T) -> token embedding -> n_layer x Block -> LayerNorm -> logits (B, T, V)
+    Block: x + FourierMixing(LN(x)), then x + MLP(LN(x))
+
+Plain FNet mixes tokens with Re(FFT(x)) along the sequence: every output
+position sums every input position, the future included, so it cannot be
+trained to predict the next token. Here each channel c is instead convolved
+with a learned causal kernel h_c of length block_size:
+
+    y[t, c] = sum_{k=0..t} h_c[k] * x[t - k, c]
+
+computed with the FFT (convolution theorem): both signals are zero-padded to
+2T so the circular convolution the FFT computes equals the linear one, and
+output t only ever receives inputs at t-k, k >= 0 — causal by construction.
+The mixing costs O(T log T) per channel against attention's O(T^2), and has
+no query/key/value projections. The FFT is causal up to float rounding
+(~1e-7 relative); for windows of at most 64 tokens, where it is also faster
+on CPU, the same convolution runs as a lower-triangular (Toeplitz) product,
+which is causal bit for bit. Kernels start as decaying random filters
+(a spread of decay rates per channel: some look back a few tokens, others
+the whole block) so early training sees both local and long context.
+
+Sampling carries each layer's mixing inputs (B, block_size, C): a new token
+costs one dot product with the kernel per channel, O(T) like a KV cache,
+instead of re-running the whole context.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn as nn
+
+from genlab.config import ModelConfig
+from genlab.models.gpt import MLP
+
+
+class FNetConfig(ModelConfig):
+    name: Literal["fnet"] = "fnet"
+    n_layer: int = 4
+    n_embd: int = 128
+    block_size: int = 128  # kernel length = longest context the model sees
+    dropout: float = 0.0
+    bias: bool = False
+
+
+def causal_fft_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """x (B, T, C), kernel (C, K) with K >= T -> y (B, T, C), y[t] = sum_{k<=t} kernel[:, k] * x[t-k]."""
+    T = x.size(1)
+    n = 1 << (2 * T - 1).bit_length()  # >= 2T: no wrap-around, so the result is the linear (causal) convolution
+    X = torch.fft.rfft(x.float(), n=n, dim=1)  # (B, n/2+1, C)
+    H = torch.fft.rfft(kernel[:, :T].float(), n=n, dim=1).transpose(0, 1)  # (n/2+1, C)
+    return torch.fft.irfft(X * H, n=n, dim=1)[:, :T].to(x.dtype)
+
+
+def causal_toeplitz_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """The same convolution as causal_fft_conv, as a product with the (C, T, T) lower-triangular kernel matrix."""
+    t = torch.arange(x.size(1), device=x.device)
+    lag = t[:, None] - t[None, :]  # (T, T): how far back input s lies from output t
+    weights = kernel[:, lag.clamp(min=0)] * (lag >= 0)  # zero above the diagonal: no future input
+    return torch.einsum("cts,bsc->btc", weights.to(x.dtype), x)
+
+
+TOEPLITZ_MAX = 64  # up to here the direct product is faster on CPU (fwd+bwd, B=32, C=128: 27 vs 49 ms at T=64, 110 vs 95 at T=128)
+
+
+def causal_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """x (B, T, C), kernel (C, K >= T) -> the causal convolution (B, T, C), by the cheaper route for T."""
+    return causal_toeplitz_conv(x, kernel) if x.size(1) <= TOEPLITZ_MAX else causal_fft_conv(x, kernel)
+
+
+class FourierMixing(nn.Module):
+    """Per-channel causal long convolution with a learned kernel (FFT for long windows)."""
+
+    def __init__(self, cfg: FNetConfig):
+        super().__init__()
+        C, K = cfg.n_embd, cfg.block_size
+        # Decay rates spread log-uniformly from "a few tokens" to "the whole block".
+        rates = torch.logspace(math.log10(1.0 / 2), math.log10(1.0 / K), C)
+        decay = torch.exp(-rates[:, None] * torch.arange(K)[None, :])  # (C, K)
+        self.kernel = nn.Parameter(torch.randn(C, K) * decay / decay.sum(1, keepdim=True).sqrt())
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        if cache is None:
+            return self.dropout(causal_conv(x, self.kernel))
+        start, T = cache["length"], x.size(1)
+        cache["x"][:, start : start + T] = x
+        cache["length"] = start + T
+        if T > 1:  # a prompt: one convolution over everything held, keep the new positions
+            return causal_conv(cache["x"][:, : start + T], self.kernel)[:, start:]
+        # one new token at position `start`: y = sum_k kernel[:, k] * x[start - k]
+        past = cache["x"][:, : start + 1].flip(1)  # (B, start+1, C), most recent first
+        return torch.einsum("btc,ct->bc", past, self.kernel[:, : start + 1])[:, None]
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: FNetConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mix = FourierMixing(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        x = x + self.mix(self.ln_1(x), cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class FNet(nn.Module):
+    Config = FNetConfig
+
+    def __init__(self, cfg: FNetConfig, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.vocab_size = vocab_size
+        self.max_context = cfg.block_size
+        self.wte = nn.Embedding(vocab_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying, as in GPT
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):  # residual branches, scaled as in GPT-2
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, T: int | None = None) -> float:
+        """Training FLOPs per token: 6N for the matrices plus the FFT mixing (~3 FFTs of 2T points per channel, x3 for backward)."""
+        T = T or self.cfg.block_size
+        c = self.cfg
+        matrices = self.num_params() - c.n_layer * c.n_embd * c.block_size  # kernels are not multiply-added per token
+        fft = 3 * 3 * 5 * c.n_embd * math.log2(2 * T) * c.n_layer  # ~5 n log2 n flops per FFT of n points, per token
+        return 6 * matrices + fft
+
+    def _trunk(self, idx: torch.Tensor, caches: list | None) -> torch.Tensor:
+        x = self.drop(self.wte(idx))  # (B, T, C); the kernels encode position, so no position embedding
+        for i, block in enumerate(self.blocks):
+            x = block(x, caches[i] if caches is not None else None)
+        return self.ln_f(x)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) token ids, T <= block_size -> logits (B, T, vocab_size)."""
+        assert idx.size(1) <= self.cfg.block_size, f"context {idx.size(1)} exceeds block_size {self.cfg.block_size}"
+        return self.lm_head(self._trunk(idx, None))
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
+        """Per layer a (B, block_size, C) buffer of the mixing inputs seen so far."""
+        p = self.wte.weight
+        shape = (batch_size, self.cfg.block_size, self.cfg.n_embd)
+        return {"layers": [{"x": p.new_zeros(shape, dtype=dtype), "length": 0} for _ in self.blocks], "length": 0}
+
+    def step(self, idx: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """Feed idx (B, T') after what `state` holds -> logits (B, T', V) for the new positions."""
+        start = state["length"]
+        assert start + idx.size(1) <= self.cfg.block_size, f"context {start + idx.size(1)} exceeds block_size {self.cfg.block_size}"
+        x = self._trunk(idx, state["layers"])
+        state["length"] = start + idx.size(1)
+        return self.lm_head(x), state

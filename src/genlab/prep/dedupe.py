@@ -1,0 +1,107 @@
+"""Duplicate removal by 128-bit hashes: one pass to hash, one sort to find first occurrences.
+
+A record's hash is the sum (mod 2**64, per half) of one hash per present
+value, each mixed with its column's name: so the same values give the same
+hash whichever chunk they come in, a missing value counts as absent (a JSONL
+line without a key equals one with that key null), and values do not match
+across columns. Two records collide with probability about n**2 / 2**129.
+
+Memory: the 16-byte hash of every record (and as much again for the
+normalized-text key) plus 8 bytes per record while sorting, not the records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from genlab.prep.clean import dedupe_key
+from genlab.prep.schema import value_text
+
+# pandas' SipHash takes a 16-byte key; two fixed keys make the two halves of a 128-bit hash.
+HASH_KEYS = ("genlab-prep-hash", "genlab-prep-2nd!")
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """A bijective 64-bit mixer (SplitMix64's finalizer) on a uint64 array, in place; returns it."""
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def _name_hash(name: str, half: int) -> np.uint64:
+    digest = hashlib.blake2b(f"{half}:{name}".encode(), digest_size=8).digest()
+    return np.uint64(int.from_bytes(digest, "little"))
+
+
+def _canonical(values: pd.Series, typed: bool) -> np.ndarray:
+    # Typed values carry their type, so that 1, 1.0, "1" and true stay different records.
+    if not typed:
+        return values.fillna("").to_numpy(dtype=object)
+    return np.array(
+        [v if type(v) is str else f"\x01{type(v).__name__}:{value_text(v)}" for v in values.tolist()], dtype=object
+    )
+
+
+def string_hashes(strings: np.ndarray) -> np.ndarray:
+    """(n,) object array of str -> (n, 2) uint64: a 128-bit hash of each string."""
+    halves = [pd.util.hash_array(strings, hash_key=key) for key in HASH_KEYS]
+    return np.stack(halves, axis=1) if len(strings) else np.zeros((0, 2), np.uint64)
+
+
+def record_hashes(chunk: pd.DataFrame, columns: list[str], typed: bool) -> np.ndarray:
+    """(n, 2) uint64: a 128-bit hash of each row over `columns` (see the module docstring)."""
+    total = np.zeros((len(chunk), 2), np.uint64)
+    with np.errstate(over="ignore"):
+        for column in columns:
+            if column not in chunk.columns:
+                continue
+            values = chunk[column]
+            present = values.notna().to_numpy(dtype=bool)
+            hashes = string_hashes(_canonical(values, typed))
+            for half in range(2):
+                mixed = splitmix64(hashes[:, half] ^ _name_hash(column, half))  # a fresh array: mixed in place
+                total[:, half] += np.where(present, mixed, np.uint64(0))
+    return total
+
+
+def text_hashes(texts: list[str | None]) -> np.ndarray:
+    """(n, 2) uint64 hashes of each text's `dedupe_key` (missing text hashes as empty text)."""
+    return string_hashes(np.array([dedupe_key(t or "") for t in texts], dtype=object))
+
+
+def first_occurrences(hashes: np.ndarray, block: int = 1 << 20) -> np.ndarray:
+    """(n, 2) uint64 -> (n,) bool: True for the first row of every distinct hash, in row order.
+
+    Memory: 8 bytes per row for a sorted copy of one half, nothing per row beyond that.
+    """
+    n = len(hashes)
+    keep = np.ones(n, bool)
+    if n < 2:
+        return keep
+    # Values of the first half that occur more than once (true duplicates, nearly always)...
+    low = np.sort(hashes[:, 0])
+    repeated = np.unique(low[1:][low[1:] == low[:-1]])
+    del low
+    if not repeated.size:
+        return keep
+    # ...the rows that hold them, found block by block to keep the search's index arrays small...
+    rows = []
+    for start in range(0, n, block):
+        values = hashes[start : start + block, 0]
+        at = np.minimum(np.searchsorted(repeated, values), repeated.size - 1)
+        rows.append(start + np.flatnonzero(repeated[at] == values))
+    rows = np.concatenate(rows)
+    # ...and among those, every full 128-bit hash seen before in row order goes.
+    sub = hashes[rows]
+    sub_order = np.lexsort((sub[:, 1], sub[:, 0]))  # stable: equal hashes stay in row order
+    ordered = sub[sub_order]
+    repeat = (ordered[1:] == ordered[:-1]).all(axis=1)
+    keep[rows[sub_order[1:][repeat]]] = False
+    return keep

@@ -1,0 +1,346 @@
+"""Table files in and out: CSV, JSON (an array of objects), JSONL, Parquet and HDF5.
+
+Every reader yields the input in chunks of at most `chunk_rows` rows, each with
+how far into the input it has come (bytes, or rows where the file does not
+say), so that a file larger than memory passes through with bounded memory.
+CSV, JSONL, Parquet and HDF5 really stream; a JSON array is parsed whole (the
+format has no record boundaries to stop at).
+
+CSV chunks hold text (pandas' default markers like "", NA, null become
+missing); the others hold Python values. `genlab.prep.schema` turns either
+into typed columns.
+
+Every writer is opened with the output schema, takes coerced chunks in order
+and writes the same bytes for the same chunks: no timestamps, floats in
+shortest round-trip form.
+
+HDF5 layout (written, and read back): a group `columns` with one 1-D dataset
+per column (int64, float64, bool or UTF-8 strings), a group `missing` with a
+bool mask per int, bool and string column (floats use NaN), and a root
+attribute `columns` with the column order as a JSON list. A foreign HDF5 file
+is read when its root holds 1-D datasets of equal length, one per column.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from genlab.errors import GenlabError
+from genlab.prep.schema import Schema, arrow_schema
+
+Chunks = Iterator[tuple[pd.DataFrame, int]]  # (chunk, progress so far in the format's unit)
+
+HDF5_CHUNK = 8192  # rows per HDF5 storage chunk: fixed, so that the bytes depend only on the data
+
+
+def typed_frame(records: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
+    """Records (dicts of Python values) as a frame of object columns.
+
+    Columns are `columns` if given, else the keys in order of first appearance.
+    """
+    if columns is None:
+        columns = list(dict.fromkeys(key for record in records for key in record))
+    return pd.DataFrame({c: pd.Series([r.get(c) for r in records], dtype=object) for c in columns})
+
+
+def column_values(values: pd.Series) -> list:
+    """A coerced column as Python values, None where missing."""
+    return values.to_numpy(dtype=object, na_value=None).tolist()
+
+
+# ---- readers ----
+
+
+def _first_bad_utf8_line(path: Path) -> int:
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
+
+
+def _csv_error(path: Path, error: Exception) -> GenlabError:
+    message = " ".join(str(error).split())
+    fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+    if fields:
+        expected, line, saw = fields.groups()
+        return GenlabError(f"{path}: line {line}: expected {expected} fields, saw {saw}")
+    return GenlabError(f"{path}: not readable as CSV ({message.removeprefix('Error tokenizing data. ')})")
+
+
+def read_csv(path: Path, chunk_rows: int) -> Chunks:
+    with open(path, "rb") as f:
+        try:
+            for chunk in pd.read_csv(f, chunksize=chunk_rows, dtype=object, encoding="utf-8"):
+                yield chunk.reset_index(drop=True), f.tell()
+        except UnicodeDecodeError:
+            raise GenlabError(f"{path}: line {_first_bad_utf8_line(path)}: not UTF-8 text") from None
+        except pd.errors.EmptyDataError:
+            raise GenlabError(f"{path}: empty file (no header row)") from None
+        except pd.errors.ParserError as e:
+            raise _csv_error(path, e) from None
+
+
+def read_jsonl(path: Path, chunk_rows: int) -> Chunks:
+    records: list[dict] = []
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.decode("utf-8"))  # decoded here: json's own detection is slower
+            except UnicodeDecodeError:
+                raise GenlabError(f"{path}: line {number}: not UTF-8 text") from None
+            except json.JSONDecodeError as e:
+                raise GenlabError(f"{path}: line {number}: not valid JSON ({e.msg} at column {e.pos + 1})") from None
+            if not isinstance(record, dict):
+                raise GenlabError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
+            records.append(record)
+            if len(records) == chunk_rows:
+                yield typed_frame(records), f.tell()
+                records = []
+        if records:
+            yield typed_frame(records), f.tell()
+
+
+def read_json(path: Path, chunk_rows: int) -> Chunks:
+    try:
+        with open(path, "rb") as f:
+            items = json.load(f)
+    except UnicodeDecodeError:
+        raise GenlabError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise GenlabError(f"{path}: line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
+    if not isinstance(items, list):
+        raise GenlabError(f"{path}: expected a JSON array of objects, got {type(items).__name__}")
+    for number, item in enumerate(items, 1):
+        if not isinstance(item, dict):
+            raise GenlabError(f"{path}: item {number}: expected a JSON object, got {type(item).__name__}")
+    # Every chunk gets every column, so that the column order is the file's, not the chunk's.
+    columns = list(dict.fromkeys(key for item in items for key in item))
+    for start in range(0, len(items), chunk_rows):
+        chunk = typed_frame(items[start : start + chunk_rows], columns)
+        yield chunk, start + len(chunk)
+
+
+def read_parquet(path: Path, chunk_rows: int) -> Chunks:
+    try:
+        parquet = pq.ParquetFile(path)
+        done = 0
+        for batch in parquet.iter_batches(batch_size=chunk_rows):
+            columns = {name: pd.Series(batch.column(i).to_pylist(), dtype=object) for i, name in enumerate(batch.schema.names)}
+            done += batch.num_rows
+            yield pd.DataFrame(columns), done
+    except (pa.ArrowException, OSError) as e:
+        raise GenlabError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())})") from None
+
+
+def _hdf5_columns(f: h5py.File, path: Path) -> tuple[h5py.Group, list[str]]:
+    group = f["columns"] if isinstance(f.get("columns"), h5py.Group) else f
+    names = json.loads(f.attrs["columns"]) if "columns" in f.attrs else sorted(group)
+    for name in names:
+        if name not in group or not isinstance(group[name], h5py.Dataset) or group[name].ndim != 1:
+            raise GenlabError(f"{path}: column {name!r} is not a 1-D dataset")
+    lengths = {group[name].shape[0] for name in names}
+    if len(lengths) > 1:
+        raise GenlabError(f"{path}: columns have different lengths {sorted(lengths)}")
+    return group, names
+
+
+def read_hdf5(path: Path, chunk_rows: int) -> Chunks:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise GenlabError(f"{path}: not a readable HDF5 file ({e})") from None
+    with f:
+        group, names = _hdf5_columns(f, path)
+        rows = group[names[0]].shape[0] if names else 0
+        masks = f.get("missing", {})
+        for start in range(0, rows, chunk_rows):
+            stop = min(start + chunk_rows, rows)
+            columns = {}
+            for name in names:
+                dataset = group[name]
+                try:
+                    values = dataset.asstr()[start:stop] if h5py.check_string_dtype(dataset.dtype) else dataset[start:stop]
+                except UnicodeDecodeError:
+                    raise GenlabError(f"{path}: column {name!r}: not UTF-8 text in rows {start + 1}-{stop}") from None
+                values = values.tolist()
+                if name in masks:
+                    values = [None if m else v for v, m in zip(values, masks[name][start:stop])]
+                columns[name] = pd.Series(values, dtype=object)
+            yield pd.DataFrame(columns), stop
+
+
+# ---- writers ----
+
+
+class CsvWriter:
+    def __init__(self, path: Path, schema: Schema):
+        self.file = open(path, "w", encoding="utf-8", newline="")
+        pd.DataFrame(columns=list(schema)).to_csv(self.file, index=False, lineterminator="\n")
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        chunk.to_csv(self.file, index=False, header=False, lineterminator="\n")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class JsonlWriter:
+    def __init__(self, path: Path, schema: Schema):
+        self.file = open(path, "w", encoding="utf-8", newline="\n")
+
+    def lines(self, chunk: pd.DataFrame) -> Iterator[str]:
+        columns = [column_values(chunk[c]) for c in chunk.columns]
+        for row in zip(*columns):
+            yield json.dumps(dict(zip(chunk.columns, row)), ensure_ascii=False)
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        self.file.writelines(line + "\n" for line in self.lines(chunk))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class JsonWriter(JsonlWriter):
+    """A JSON array, one object per line, written as it comes."""
+
+    def __init__(self, path: Path, schema: Schema):
+        super().__init__(path, schema)
+        self.first = True
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        for line in self.lines(chunk):
+            self.file.write(("[\n" if self.first else ",\n") + line)
+            self.first = False
+
+    def close(self) -> None:
+        self.file.write("[]\n" if self.first else "\n]\n")
+        self.file.close()
+
+
+class ParquetWriter:
+    def __init__(self, path: Path, schema: Schema):
+        self.schema = arrow_schema(schema)
+        self.writer = pq.ParquetWriter(path, self.schema)
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        self.writer.write_table(pa.Table.from_pandas(chunk, schema=self.schema, preserve_index=False))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Hdf5Writer:
+    def __init__(self, path: Path, schema: Schema):
+        for column in schema:
+            if "/" in column:
+                raise GenlabError(f"column {column!r}: HDF5 names cannot hold '/'; choose another --format")
+        self.file = h5py.File(path, "w")
+        self.file.attrs["columns"] = json.dumps(list(schema))
+        self.schema = schema
+        dtypes = {"int": "i8", "float": "f8", "bool": "?", "string": h5py.string_dtype("utf-8")}
+        for column, kind in schema.items():
+            self._create(f"columns/{column}", dtypes[kind])
+            if kind != "float":
+                self._create(f"missing/{column}", "?")
+
+    def _create(self, name: str, dtype) -> None:
+        self.file.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(HDF5_CHUNK,), dtype=dtype)
+
+    def _append(self, name: str, values: np.ndarray | list) -> None:
+        dataset = self.file[name]
+        start = dataset.shape[0]
+        dataset.resize((start + len(values),))
+        dataset[start:] = values
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        if chunk.empty:
+            return
+        for column, kind in self.schema.items():
+            values = chunk[column]
+            if kind == "float":
+                self._append(f"columns/{column}", values.to_numpy(dtype="f8"))
+                continue
+            missing = values.isna().to_numpy(dtype=bool)
+            filler = {"int": 0, "bool": False, "string": ""}[kind]
+            stored = [filler if m else v for v, m in zip(column_values(values), missing)]
+            self._append(f"columns/{column}", np.asarray(stored, dtype=object if kind == "string" else None))
+            self._append(f"missing/{column}", missing)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def corpus_record(text: str) -> str:
+    """A record as it goes into a .txt corpus: LF line ends, no blank lines, no trailing spaces."""
+    if "\n" not in text and "\r" not in text:  # the common case, made cheap
+        return text.rstrip()
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines if line.strip())
+
+
+class TextCorpusWriter:
+    """`train.txt` and friends for `genlab train text --data`: the text column only, records
+    separated by one blank line (a record itself never holds one); missing or empty texts are left out."""
+
+    def __init__(self, path: Path):
+        self.file = open(path, "w", encoding="utf-8", newline="\n")
+        self.first = True
+
+    def write(self, texts: pd.Series) -> None:
+        for text in column_values(texts):
+            record = corpus_record(text) if text is not None else ""
+            if record:
+                self.file.write(record if self.first else "\n\n" + record)
+                self.first = False
+
+    def close(self) -> None:
+        if not self.first:
+            self.file.write("\n")
+        self.file.close()
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    extension: str  # written files get this one
+    read: Callable[[Path, int], Chunks]
+    writer: type | None  # None: an input only (folders)
+    typed: bool  # chunks hold Python values rather than CSV text
+    fixed_columns: bool  # the first chunk names every column (not so for JSONL: keys may appear late)
+    progress_unit: str
+    identity_columns: tuple[str, ...] = ()  # unique per record by construction: left out of duplicate keys
+
+
+FORMATS = {
+    "csv": Format("csv", ".csv", read_csv, CsvWriter, typed=False, fixed_columns=True, progress_unit="B"),
+    "json": Format("json", ".json", read_json, JsonWriter, typed=True, fixed_columns=True, progress_unit="rows"),
+    "jsonl": Format("jsonl", ".jsonl", read_jsonl, JsonlWriter, typed=True, fixed_columns=False, progress_unit="B"),
+    "parquet": Format("parquet", ".parquet", read_parquet, ParquetWriter, typed=True, fixed_columns=True, progress_unit="rows"),
+    "hdf5": Format("hdf5", ".h5", read_hdf5, Hdf5Writer, typed=True, fixed_columns=True, progress_unit="rows"),
+}
+EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+              ".pq": "parquet", ".h5": "hdf5", ".hdf5": "hdf5"}
+
+
+def format_of(path: Path) -> str:
+    """The table format a file's extension names."""
+    name = EXTENSIONS.get(path.suffix.lower())
+    if name is None:
+        raise GenlabError(f"{path}: unknown format {path.suffix!r}; pass --input-format ({', '.join(FORMATS)})")
+    return name

@@ -1,0 +1,468 @@
+"""`prepare`: a messy table or folder in, a clean, split dataset folder out.
+
+Steps, always in this order; each runs only when its options ask for it,
+except read, split and write:
+
+    read       CSV, JSON, JSONL, Parquet, HDF5, a folder of text files or of images
+    clean      text presets and --clean-regex on the --text-col
+    dropna     drop rows missing any --dropna column (blank text counts as missing)
+    dedupe     exact duplicate records, then records whose normalized text repeats
+    labels     --label-col values: in --labels, each at least --min-label-count
+    split      train/val/test by --split ratios, seeded, optionally --stratify'd
+    fill       --fill missing values with train statistics (or a constant)
+    normalize  --normalize numeric columns with train statistics
+    augment    --augment the train split, --augment-factor times as many records
+    write      train/val/test in --format, + .txt (text) or PNG folders (images)
+
+Cleaning comes first so that text cleaned down to nothing counts as missing and
+texts that differ only in what cleaning removes count as duplicates.
+
+The input is read in chunks, up to three times, so memory stays bounded:
+    1. scan   the kind of every column; clean, dropna; per record a 16-byte hash
+              (dedupe, split order) and label/stratum codes; label checks.
+              Then in memory: dedupe, label counts, split: one byte per input row.
+    2. fit    (only for --fill mean/median/mode and --normalize) train statistics.
+    3. write  every split, filled, normalized, augmented.
+A JSON array is the exception: it is parsed whole.
+
+Everything is built in a temporary folder beside --out that replaces --out only
+when complete: after an error nothing is left behind, and an older prepared
+dataset there is untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from genlab.errors import GenlabError
+from genlab.prep.augment import ImageAugmenter, TextAugmenter, load_synonyms, parse_ops
+from genlab.prep.dedupe import first_occurrences, record_hashes, text_hashes
+from genlab.prep.folders import FOLDER_FORMATS, ImageFolderWriter, folder_files, folder_kind, has_class_folders
+from genlab.prep.formats import FORMATS, Format, TextCorpusWriter, format_of
+from genlab.prep.recipe import Recipe
+from genlab.prep.schema import KindTracker, Schema, coerce, convert, missing_mask, value_text
+from genlab.prep.split import SPLITS, assign_splits, rank_keys
+from genlab.prep.stats import TrainStats, apply_stats, load_stats, output_kinds
+from genlab.runs import atomic_write_json, replace_dir, temporary_sibling
+
+DROPPED = 255  # split code of a row that dropna or dedupe removed
+MISSING_LABEL = "<missing>"  # how a missing label is named in counts
+
+
+def genlab_version() -> str:
+    try:
+        return importlib.metadata.version("genlab")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder's listing: one `relative/path sha256` line per file."""
+    if path.is_file():
+        return file_sha256(path)
+    listing = "".join(f"{p.relative_to(path).as_posix()} {file_sha256(p)}\n" for p in folder_files(path))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+class Input:
+    """The input, read chunk by chunk as often as the passes need it, with a progress bar."""
+
+    def __init__(self, path: Path, fmt: Format, chunk_rows: int, progress: bool):
+        self.path, self.format, self.chunk_rows, self.progress = path, fmt, chunk_rows, progress
+
+    def chunks(self, desc: str) -> Iterator[tuple[int, pd.DataFrame]]:
+        """(index of the chunk's first row, raw chunk) for the whole input."""
+        total = self.path.stat().st_size if self.format.progress_unit == "B" else None
+        with tqdm(total=total, unit=self.format.progress_unit, unit_scale=True, desc=desc,
+                  disable=None if self.progress else True) as bar:
+            start = 0
+            for chunk, position in self.format.read(self.path, self.chunk_rows):
+                yield start, chunk
+                bar.update(position - bar.n)
+                start += len(chunk)
+
+
+def resolve_format(path: Path, given: str | None) -> Format:
+    """The input's format: `given` (--input-format), else a folder's content or a file's extension."""
+    known = {**FORMATS, **FOLDER_FORMATS}
+    if not path.exists():
+        raise GenlabError(f"{path}: no such file or folder")
+    if given is not None:
+        if given not in known:
+            raise GenlabError(f"--input-format {given}: choose from {', '.join(known)}")
+        if (given in FOLDER_FORMATS) != path.is_dir():
+            raise GenlabError(f"{path}: --input-format {given} needs a {'folder' if given in FOLDER_FORMATS else 'file'}")
+        return known[given]
+    return known[folder_kind(path) if path.is_dir() else format_of(path)]
+
+
+def check_columns(path: Path, columns: list[str], recipe: Recipe) -> None:
+    """One line naming the flag and the column when an option names a column the input lacks."""
+    for column, flag in recipe.columns_used().items():
+        if column not in columns:
+            raise GenlabError(f"{path}: no column {column!r} ({flag}); columns: {', '.join(columns)}")
+
+
+def check_kinds(schema: Schema, recipe: Recipe) -> None:
+    numeric = [("--normalize", c) for c in recipe.normalize]
+    numeric += [("--fill", f.column) for f in recipe.fill if f.strategy in ("mean", "median")]
+    for flag, column in numeric:
+        if schema[column] not in ("int", "float"):
+            raise GenlabError(f"{flag} {column}: the column holds {schema[column]} values, not numbers")
+
+
+def check_out(out: Path, source: Path) -> None:
+    """Refuse an --out that would destroy something that is not an earlier prepared dataset."""
+    if out.exists() and not out.is_dir():
+        raise GenlabError(f"--out {out}: is a file")
+    if out.is_dir() and any(out.iterdir()) and not (out / "pipeline.json").is_file():
+        raise GenlabError(f"--out {out}: a non-empty folder that is not a prepared dataset; choose another")
+    resolved, src = out.resolve(), source.resolve()
+    if resolved == src or (source.is_dir() and resolved.is_relative_to(src)):
+        raise GenlabError(f"--out {out}: must lie outside the input")
+
+
+class Scan:
+    """What pass 1 learns: kinds, which rows survive dropna, and per surviving row its hashes and codes."""
+
+    def __init__(self, typed: bool, forced: Schema, coded: list[str]):
+        self.kinds = KindTracker(typed, forced)
+        self.rows = 0
+        self.valid: list[np.ndarray] = []
+        self.hashes: list[np.ndarray] = []
+        self.text_hashes: list[np.ndarray] = []
+        self.code_index: dict[str, dict] = {c: {} for c in coded}  # value text (None: missing) -> code
+        self.codes: dict[str, list[np.ndarray]] = {c: [] for c in coded}
+
+    def add_codes(self, column: str, values: list[str | None]) -> None:
+        index = self.code_index[column]
+        self.codes[column].append(np.fromiter((index.setdefault(v, len(index)) for v in values), np.int32, len(values)))
+
+    def code_array(self, column: str) -> np.ndarray:
+        return np.concatenate(self.codes[column]) if self.codes[column] else np.zeros(0, np.int32)
+
+
+def _label_texts(values: pd.Series) -> list[str | None]:
+    missing = missing_mask(values)
+    return [None if m else value_text(v) for v, m in zip(values.tolist(), missing)]
+
+
+def clean_text_column(chunk: pd.DataFrame, recipe: Recipe, typed: bool) -> pd.DataFrame:
+    """The chunk with its text column as text, cleaned (raw or coerced chunks alike)."""
+    column = recipe.text_col
+    if column is None or column not in chunk.columns:
+        return chunk
+    text = convert(chunk[column], "string", typed)
+    return chunk.assign(**{column: recipe.cleaner.clean_column(text) if recipe.cleaner else text})
+
+
+def scan(inp: Input, recipe: Recipe) -> Scan:
+    """Pass 1 (see the module docstring)."""
+    coded = list(dict.fromkeys(c for c in (recipe.label_col, recipe.stratify) if c))
+    result = Scan(inp.format.typed, {recipe.text_col: "string"} if recipe.text_col else {}, coded)
+    for start, chunk in inp.chunks("scan"):
+        if start == 0 and inp.format.fixed_columns:
+            check_columns(inp.path, list(chunk.columns), recipe)
+        result.kinds.observe(chunk)
+        chunk = clean_text_column(chunk, recipe, inp.format.typed)
+        dropped = np.zeros(len(chunk), bool)
+        for column in recipe.dropna:
+            dropped |= missing_mask(chunk[column]) if column in chunk.columns else True
+        kept = chunk[~dropped]
+        result.valid.append(~dropped)
+        hashed = [c for c in kept.columns if c not in inp.format.identity_columns]
+        result.hashes.append(record_hashes(kept, hashed, inp.format.typed))
+        if recipe.dedupe_text:
+            texts = kept[recipe.text_col].tolist() if recipe.text_col in kept.columns else [None] * len(kept)
+            result.text_hashes.append(text_hashes(texts))
+        for column in coded:
+            values = _label_texts(kept[column]) if column in kept.columns else [None] * len(kept)
+            if column == recipe.label_col and recipe.labels is not None:
+                check_labels(inp.path, values, start + np.flatnonzero(~dropped), recipe)
+            result.add_codes(column, values)
+        result.rows = start + len(chunk)
+    if not result.rows:
+        raise GenlabError(f"{inp.path}: no records")
+    return result
+
+
+def check_labels(path: Path, values: list[str | None], rows: np.ndarray, recipe: Recipe) -> None:
+    allowed = set(recipe.labels)
+    for value, row in zip(values, rows):
+        if value is None:
+            raise GenlabError(f"{path}: row {row + 1}: {recipe.label_col} is missing "
+                              f"(drop such rows with --dropna {recipe.label_col})")
+        if value not in allowed:
+            raise GenlabError(f"{path}: row {row + 1}: {recipe.label_col} {value!r} is not one of "
+                              f"{', '.join(recipe.labels)}")
+
+
+class Steps:
+    """The record of what ran: the `steps` list of pipeline.json."""
+
+    def __init__(self):
+        self.steps: list[dict] = []
+
+    def add(self, step: str, params: dict, rows_in: int, rows_out: int, **extra) -> None:
+        self.steps.append({"step": step, "params": params, "rows_in": rows_in, "rows_out": rows_out, **extra})
+
+
+def dedupe(found: Scan, recipe: Recipe, steps: Steps) -> tuple[np.ndarray, np.ndarray]:
+    """-> per row that survived dropna: kept by dedupe?; per kept row: its split rank key."""
+    hashes = np.concatenate(found.hashes)
+    found.hashes.clear()  # memory: the chunks' copies go before the sort needs its own
+    keep = first_occurrences(hashes) if recipe.dedupe else np.ones(len(hashes), bool)
+    exact_removed = int((~keep).sum())
+    if recipe.dedupe_text:
+        texts = np.concatenate(found.text_hashes)
+        found.text_hashes.clear()
+        rows = np.flatnonzero(keep)
+        keep[rows[~first_occurrences(texts[rows])]] = False
+        del texts, rows
+    if recipe.dedupe or recipe.dedupe_text:
+        params = {"exact": recipe.dedupe, "normalized_text": recipe.text_col if recipe.dedupe_text else None}
+        removed = {"exact": exact_removed, "normalized_text": int((~keep).sum()) - exact_removed}
+        steps.add("dedupe", params, len(keep), int(keep.sum()), removed=removed)
+    return keep, rank_keys(hashes, recipe.seed)[keep]
+
+
+def label_counts(found: Scan, keep: np.ndarray, recipe: Recipe, steps: Steps) -> None:
+    if not recipe.label_col:
+        return
+    names = list(found.code_index[recipe.label_col])
+    counted = np.bincount(found.code_array(recipe.label_col)[keep], minlength=len(names))
+    counts = {MISSING_LABEL if name is None else name: int(n) for name, n in zip(names, counted)}
+    for label in recipe.labels or ():
+        counts.setdefault(label, 0)
+    for label, n in sorted(counts.items()):
+        if n < recipe.min_label_count:
+            raise GenlabError(f"{recipe.label_col} {label!r}: {n} records, fewer than --min-label-count "
+                              f"{recipe.min_label_count}")
+    params = {"column": recipe.label_col, "allowed": list(recipe.labels) if recipe.labels else None,
+              "min_count": recipe.min_label_count}
+    n = int(keep.sum())
+    steps.add("labels", params, n, n, counts=dict(sorted(counts.items())))
+
+
+def split(found: Scan, valid: np.ndarray, keep: np.ndarray, keys: np.ndarray, recipe: Recipe, steps: Steps) -> np.ndarray:
+    """`keys`: per kept row (overwritten). -> (input rows,) uint8: 0 train, 1 val, 2 test, DROPPED."""
+    strata = found.code_array(recipe.stratify)[keep] if recipe.stratify else np.zeros(len(keys), np.int32)
+    assigned = assign_splits(keys, strata, recipe.split)
+    counts = {name: int((assigned == code).sum()) for code, name in enumerate(SPLITS)}
+    # Spread back with masks, not index arrays: 1 byte per row.
+    survivors = np.full(len(keep), DROPPED, np.uint8)
+    survivors[keep] = assigned
+    assignment = np.full(len(valid), DROPPED, np.uint8)
+    assignment[valid] = survivors
+    params = {"ratios": list(recipe.split), "seed": recipe.seed, "stratify": recipe.stratify}
+    steps.add("split", params, len(keys), len(keys), splits=counts)
+    return assignment
+
+
+def fit_stats(inp: Input, schema: Schema, assignment: np.ndarray, recipe: Recipe) -> dict:
+    """Pass 2: fill and normalization statistics of the train split (no pass when none is asked for)."""
+    fitter = TrainStats(schema, list(recipe.fill), list(recipe.normalize), recipe.norm_method)
+    if fitter.moments or fitter.counts:
+        for start, chunk in inp.chunks("fit"):
+            train = chunk[assignment[start : start + len(chunk)] == 0]
+            if len(train):
+                fitter.update(clean_text_column(coerce(train, schema, inp.format.typed), recipe, inp.format.typed))
+    else:
+        fitter.rows = int((assignment == 0).sum())
+    return fitter.result()
+
+
+def saved_stats(path: Path, schema: Schema) -> dict:
+    """--apply-stats: statistics of an earlier run, checked against this input's columns."""
+    stats = load_stats(path)
+    for column in [*stats["fill"], *stats["normalize"]["columns"]]:
+        if column not in schema:
+            raise GenlabError(f"{path}: names column {column!r}, which this input lacks")
+    for column in stats["normalize"]["columns"]:
+        if schema[column] not in ("int", "float"):
+            raise GenlabError(f"{path}: normalizes {column!r}, which holds {schema[column]} values here")
+    return stats
+
+
+class Augmentation:
+    """The augment step: which records get copies, and how text copies are made."""
+
+    def __init__(self, recipe: Recipe, images: bool):
+        self.factor = recipe.augment_factor
+        self.ops = parse_ops(list(recipe.augment), images, recipe.synonyms is not None)
+        if not images and recipe.text_col is None:
+            raise GenlabError("--augment needs --text-col (the text to augment)")
+        synonyms = load_synonyms(recipe.synonyms) if recipe.synonyms else {}
+        self.text = None if images else TextAugmenter(self.ops, recipe.augment_rate, synonyms, recipe.seed)
+        self.images = ImageAugmenter(self.ops, recipe.seed) if images else None
+        self.text_col = recipe.text_col
+
+    def expand(self, part: pd.DataFrame, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """Each record followed by its factor-1 copies -> (records, input rows, copy numbers)."""
+        n = len(part)
+        repeat = np.repeat(np.arange(n), self.factor)
+        copies = np.tile(np.arange(self.factor), n)
+        part, rows = part.iloc[repeat], rows[repeat]
+        if self.text is not None:
+            texts = part[self.text_col].tolist()
+            augmented = [t if c == 0 or t is None else self.text.augment_text(t, int(r), int(c))
+                         for t, r, c in zip(texts, rows, copies)]
+            part = part.assign(**{self.text_col: pd.Series(augmented, index=part.index, dtype=object)})
+        return part, rows, copies
+
+
+def write_splits(inp: Input, work: Path, schema: Schema, stats: dict, assignment: np.ndarray, recipe: Recipe,
+                 augmentation: Augmentation | None) -> dict[str, int]:
+    """Pass 3: every split in the output format (+ .txt or PNG folders). -> records per split."""
+    kinds = output_kinds(schema, stats)
+    out_kinds = {**kinds, "augmented": "bool"} if augmentation else kinds
+    images = inp.format.name == "images"
+    writers = {s: FORMATS[recipe.format].writer(work / f"{s}{FORMATS[recipe.format].extension}", out_kinds) for s in SPLITS}
+    corpora = {s: TextCorpusWriter(work / f"{s}.txt") for s in SPLITS} if recipe.text_col else {}
+    pictures = {s: ImageFolderWriter(work, s, inp.path, recipe.label_col, augmentation and augmentation.images)
+                for s in SPLITS} if images else {}
+    written = dict.fromkeys(SPLITS, 0)
+    try:
+        for start, chunk in inp.chunks("write"):
+            assigned = assignment[start : start + len(chunk)]
+            for code, name in enumerate(SPLITS):
+                members = np.flatnonzero(assigned == code)
+                if not members.size:
+                    continue
+                part = coerce(chunk.iloc[members], schema, inp.format.typed)
+                part = apply_stats(clean_text_column(part, recipe, inp.format.typed), stats, kinds)
+                rows, copies = start + members, np.zeros(len(members), np.int64)
+                if augmentation and name == "train":
+                    part, rows, copies = augmentation.expand(part, rows)
+                if augmentation:
+                    part = part.assign(augmented=pd.array(copies > 0, dtype="boolean"))
+                if images:
+                    part = pictures[name].write(part, rows, copies)
+                part = part.reset_index(drop=True)
+                writers[name].write(part)
+                if corpora:
+                    corpora[name].write(part[recipe.text_col])
+                written[name] += len(part)
+    finally:
+        for writer in [*writers.values(), *corpora.values()]:
+            writer.close()
+    return written
+
+
+def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) -> dict:
+    inp = Input(source, fmt, recipe.chunk_rows, progress)
+    images = fmt.name == "images"
+    if recipe.cleaner and not recipe.text_col:
+        raise GenlabError("--clean and --clean-regex need --text-col")
+    augmentation = Augmentation(recipe, images) if recipe.augment and recipe.augment_factor > 1 else None
+    steps = Steps()
+
+    found = scan(inp, recipe)
+    schema = found.kinds.schema()
+    check_columns(source, list(schema), recipe)
+    check_kinds(schema, recipe)
+    steps.add("read", {"format": fmt.name, "chunk_rows": recipe.chunk_rows}, found.rows, found.rows)
+    if recipe.cleaner:
+        params = {"column": recipe.text_col, "steps": recipe.cleaner.order, "regex": recipe.clean_regex,
+                  "replace": recipe.clean_replace if recipe.clean_regex else None}
+        steps.add("clean", params, found.rows, found.rows)
+    valid = np.concatenate(found.valid)
+    if recipe.dropna:
+        steps.add("dropna", {"columns": list(recipe.dropna)}, found.rows, int(valid.sum()))
+
+    keep, keys = dedupe(found, recipe, steps)
+    label_counts(found, keep, recipe, steps)
+    assignment = split(found, valid, keep, keys, recipe, steps)
+    rows_read = found.rows
+    del found, keys, keep, valid  # the per-record arrays; only the assignment is needed from here
+    n = int((assignment != DROPPED).sum())
+
+    if recipe.apply_stats:
+        stats = saved_stats(recipe.apply_stats, schema)
+        stats_source = {"apply_stats": str(recipe.apply_stats), "sha256": file_sha256(recipe.apply_stats)}
+    else:
+        stats = fit_stats(inp, schema, assignment, recipe)
+        stats_source = {"fitted_on": "train"}
+    if stats["fill"]:
+        steps.add("fill", {"columns": {c: f["strategy"] for c, f in stats["fill"].items()}, **stats_source}, n, n)
+    if stats["normalize"]["columns"]:
+        params = {"method": stats["normalize"]["method"], "columns": list(stats["normalize"]["columns"]), **stats_source}
+        steps.add("normalize", params, n, n)
+
+    written = write_splits(inp, work, schema, stats, assignment, recipe, augmentation)
+    written_kinds = {**output_kinds(schema, stats), **({"augmented": "bool"} if augmentation else {})}
+    if augmentation:
+        params = {"ops": list(augmentation.ops), "factor": augmentation.factor, "seed": recipe.seed,
+                  "rate": recipe.augment_rate if not images else None,
+                  "synonyms": {"path": str(recipe.synonyms), "sha256": file_sha256(recipe.synonyms)}
+                  if recipe.synonyms else None}
+        steps.add("augment", params, n, sum(written.values()), added=sum(written.values()) - n)
+
+    extension = FORMATS[recipe.format].extension
+    files = {}
+    for name in SPLITS:
+        outputs = [f"{name}{extension}"] + ([f"{name}.txt"] if recipe.text_col else [])
+        for output in outputs:
+            files[output] = {"records": written[name], "sha256": file_sha256(work / output)}
+        if images:
+            files[f"{name}/"] = {"records": written[name], "kind": "PNG images"}
+    steps.add("write", {"format": recipe.format}, sum(written.values()), sum(written.values()), files=files)
+
+    record = {
+        "genlab_version": genlab_version(),
+        "input": {"path": str(source), "format": fmt.name, "sha256": input_sha256(source), "records": rows_read},
+        "format": recipe.format,
+        "text_col": recipe.text_col,
+        "label_col": recipe.label_col,
+        # A list, not an object: pipeline.json is written with sorted keys, and column order matters.
+        "columns": [{"name": c, "kind": k} for c, k in written_kinds.items()],
+        "splits": written,
+        "steps": steps.steps,
+    }
+    atomic_write_json(work / "normalization.json", stats)
+    atomic_write_json(work / "pipeline.json", record)
+    return record
+
+
+def prepare(source: str | Path, out: str | Path, *, progress: bool = True, **options) -> dict:
+    """Prepare `source` (a file or folder) into the folder `out`; returns what pipeline.json holds.
+
+    `options` are those of `genlab data prepare` with underscores (text_col="text",
+    split="70/15/15", dedupe=True, ...; see `Recipe.make` and docs/prep.md).
+    Writes train/val/test.<format>, .txt files (with a text column) or
+    train/val/test/<label>/*.png (images), normalization.json and pipeline.json.
+    Raises GenlabError, leaving `out` as it was, on any bad input or option.
+    """
+    source, out = Path(source), Path(out)
+    recipe = Recipe.make(**options)
+    fmt = resolve_format(source, recipe.input_format)
+    if fmt.name == "textdir" and recipe.text_col is None:
+        recipe = dataclasses.replace(recipe, text_col="text")
+    if fmt.name in FOLDER_FORMATS and recipe.label_col is None and has_class_folders(source):
+        recipe = dataclasses.replace(recipe, label_col="label")
+    check_out(out, source)
+    work = temporary_sibling(out)
+    try:
+        record = _run(source, fmt, recipe, work, progress)
+        replace_dir(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return record

@@ -1,0 +1,150 @@
+"""`report`: what a prepared dataset folder holds, as a table, as JSON, and as a PNG.
+
+Read from the split files themselves (streamed, so a large dataset is fine)
+and from pipeline.json (what was removed on the way): records per split,
+columns and kinds, missing values per column and split, duplicates removed,
+label balance per split, and text lengths in characters with a histogram
+(`text_lengths.png`). `report.json` and the PNG are written into the folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure  # a bare Figure: no pyplot, no global backend to set
+
+from genlab.errors import GenlabError
+from genlab.prep.formats import FORMATS
+from genlab.prep.schema import coerce, missing_mask, value_text
+from genlab.prep.split import SPLITS
+from genlab.runs import atomic_write_bytes, atomic_write_json
+
+HISTOGRAM = "text_lengths.png"
+HISTOGRAM_BINS = 30
+CHUNK_ROWS = 50_000  # rows read at a time: the report streams like prepare does
+
+
+def read_pipeline(folder: Path) -> dict:
+    path = folder / "pipeline.json"
+    if not path.is_file():
+        raise GenlabError(f"{folder}: not a prepared dataset (no pipeline.json)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise GenlabError(f"{path}: not valid JSON ({e})") from None
+
+
+def _step(pipeline: dict, name: str) -> dict | None:
+    return next((s for s in pipeline["steps"] if s["step"] == name), None)
+
+
+def _summarize_split(path: Path, pipeline: dict) -> tuple[dict, Counter]:
+    fmt = FORMATS[pipeline["format"]]
+    schema = {c["name"]: c["kind"] for c in pipeline["columns"]}
+    text_col, label_col = pipeline["text_col"], pipeline["label_col"]
+    if not path.is_file():
+        raise GenlabError(f"{path}: missing from the prepared dataset")
+    records, missing, labels, lengths = 0, Counter(), Counter(), Counter()
+    for chunk, _ in fmt.read(path, CHUNK_ROWS):
+        chunk = coerce(chunk, schema, fmt.typed)
+        records += len(chunk)
+        for column in schema:
+            missing[column] += int(missing_mask(chunk[column]).sum())
+        if label_col:
+            labels.update("<missing>" if v is None else value_text(v)
+                          for v in chunk[label_col].to_numpy(dtype=object, na_value=None))
+        if text_col:
+            lengths.update(len(t) for t in chunk[text_col].tolist() if t is not None)
+    summary = {"records": records, "missing": {c: missing[c] for c in schema}}
+    if label_col:
+        summary["labels"] = {label: {"records": n, "share": round(n / records, 4)} for label, n in sorted(labels.items())}
+    if text_col and lengths:
+        total = sum(lengths.values())
+        summary["text_length"] = {"min": min(lengths), "mean": round(sum(k * v for k, v in lengths.items()) / total, 2),
+                                  "max": max(lengths)}
+    return summary, lengths
+
+
+def _histogram(lengths: dict[str, Counter]) -> bytes:
+    """A PNG of text lengths per split (step outlines over shared bins)."""
+    longest = max(max(c) for c in lengths.values() if c)
+    edges = np.linspace(0, longest + 1, HISTOGRAM_BINS + 1)
+    figure = Figure(figsize=(7, 4))
+    axes = figure.subplots()
+    for split, counts in lengths.items():
+        if counts:
+            axes.hist(list(counts), bins=edges, weights=list(counts.values()), histtype="step", label=split, linewidth=1.5)
+    axes.set_xlabel("text length (characters)")
+    axes.set_ylabel("records")
+    axes.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})  # no version stamp: same data, same bytes
+    return buffer.getvalue()
+
+
+def report(prepared: str | Path) -> dict:
+    """Summarize the prepared dataset folder `prepared` (see the module docstring).
+
+    Returns the report as a dict and writes report.json (and text_lengths.png
+    when there is a text column) into the folder.
+    """
+    folder = Path(prepared)
+    pipeline = read_pipeline(folder)
+    extension = FORMATS[pipeline["format"]].extension
+    splits, lengths = {}, {}
+    for split in SPLITS:
+        splits[split], lengths[split] = _summarize_split(folder / f"{split}{extension}", pipeline)
+    dedupe, dropna = _step(pipeline, "dedupe"), _step(pipeline, "dropna")
+    result = {
+        "input": pipeline["input"],
+        "format": pipeline["format"],
+        "columns": pipeline["columns"],
+        "text_col": pipeline["text_col"],
+        "label_col": pipeline["label_col"],
+        "dropped_missing": dropna["rows_in"] - dropna["rows_out"] if dropna else 0,
+        "duplicates_removed": dedupe["removed"] if dedupe else {"exact": 0, "normalized_text": 0},
+        "splits": splits,
+        "histogram": None,
+    }
+    if any(lengths.values()):
+        atomic_write_bytes(folder / HISTOGRAM, _histogram(lengths))
+        result["histogram"] = HISTOGRAM
+    atomic_write_json(folder / "report.json", result)
+    return result
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+
+
+def format_report(result: dict) -> str:
+    """The report as plain-text tables, for the terminal."""
+    splits = result["splits"]
+    lines = [f"input: {result['input']['path']} ({result['input']['format']}, {result['input']['records']} records)"]
+    lines += [""] + _table(["split", "records"], [[s, splits[s]["records"]] for s in SPLITS])
+    lines += [""] + _table(["column", "kind", *(f"missing:{s}" for s in SPLITS)],
+                           [[c["name"], c["kind"], *(splits[s]["missing"][c["name"]] for s in SPLITS)]
+                            for c in result["columns"]])
+    removed = result["duplicates_removed"]
+    lines += ["", f"dropped for missing values: {result['dropped_missing']}",
+              f"duplicates removed: exact {removed['exact']}, normalized text {removed['normalized_text']}"]
+    if result["label_col"]:
+        labels = sorted({label for s in SPLITS for label in splits[s]["labels"]})
+        rows = []
+        for label in labels:
+            cells = [splits[s]["labels"].get(label, {"records": 0, "share": 0.0}) for s in SPLITS]
+            rows.append([label, *(f"{c['records']} ({c['share']:.1%})" for c in cells)])
+        lines += ["", f"label balance ({result['label_col']}):"] + _table(["label", *SPLITS], rows)
+    if result["histogram"]:
+        rows = [[s, *(splits[s]["text_length"][k] for k in ("min", "mean", "max"))]
+                for s in SPLITS if "text_length" in splits[s]]
+        lines += ["", f"text length in characters ({result['text_col']}):"] + _table(["split", "min", "mean", "max"], rows)
+        lines += [f"histogram: {result['histogram']}"]
+    return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""Column kinds: the one type each column holds across a whole input, and conversion to it.
+
+A chunk read from a CSV holds text; a chunk read from JSON, JSONL, Parquet,
+HDF5 or a folder holds Python values ("typed" chunks). Left to itself pandas
+guesses a dtype per chunk, so one column could be int in the first chunk and
+float or text in the next, and the output files would disagree. Instead the
+first pass looks at every value (`KindTracker`), and later passes convert each
+chunk to the kinds found (`coerce`).
+
+Kinds and their pandas dtypes in a coerced chunk:
+    int     Int64 (nullable)      CSV text like 12, -3 (no leading zeros, at most 18 digits)
+    float   float64 (NaN missing) CSV text like 1.5, 2e-3, inf; or a mix of ints and floats
+    bool    boolean (nullable)    CSV text true/false in any case
+    string  object (str or None)  anything else; typed non-strings are written as text
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from genlab.errors import GenlabError
+
+INT_PATTERN = r"\s*[+-]?(?:0|[1-9]\d{0,17})\s*"
+FLOAT_PATTERN = r"(?i)\s*[+-]?(?:(?:\d+\.\d*|\.\d+)(?:e[+-]?\d+)?|\d+e[+-]?\d+|inf|infinity)\s*"
+BOOL_PATTERN = r"(?i)\s*(?:true|false)\s*"
+
+PANDAS_DTYPES = {"int": "Int64", "float": "float64", "bool": "boolean", "string": object}
+ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "string": pa.string()}
+
+Schema = dict[str, str]  # column -> kind, in column order
+
+
+def missing_mask(values: pd.Series) -> np.ndarray:
+    """True where a value is missing: NA/NaN/None, or a string that is empty or only whitespace."""
+    missing = values.isna().to_numpy(dtype=bool)
+    if values.dtype == object:  # typed values: only some may be strings
+        return missing | np.fromiter((type(v) is str and not v.strip() for v in values), bool, len(values))
+    if pd.api.types.is_string_dtype(values.dtype):
+        return missing | values.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+    return missing
+
+
+def value_text(value) -> str:
+    """A typed value as text: JSON spelling for bools, lists and dicts; repr for floats."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def _text_kind(present: pd.Series) -> str:
+    ints = present.str.fullmatch(INT_PATTERN)
+    if ints.all():
+        return "int"
+    if (ints | present.str.fullmatch(FLOAT_PATTERN)).all():
+        return "float"
+    if present.str.fullmatch(BOOL_PATTERN).all():
+        return "bool"
+    return "string"
+
+
+def _typed_kind(present: pd.Series) -> str:
+    types = set(map(type, present))
+    if types == {bool}:
+        return "bool"
+    if types <= {int, float}:
+        if float in types:
+            return "float"
+        return "int" if all(-(2**63) <= v < 2**63 for v in present) else "string"
+    return "string"
+
+
+def chunk_kind(values: pd.Series, typed: bool) -> str | None:
+    """The kind of one chunk's column, or None when every value is missing."""
+    present = values[~missing_mask(values)]
+    if present.empty:
+        return None
+    kind = _typed_kind if typed else _text_kind
+    # Most text columns show it in their first values: then the full scan is not needed.
+    return "string" if kind(present.iloc[:100]) == "string" else kind(present)
+
+
+def merge_kinds(a: str | None, b: str | None) -> str | None:
+    """The narrowest kind that holds values of both kinds (int and float make float)."""
+    if a is None or a == b:
+        return b
+    if b is None:
+        return a
+    if {a, b} == {"int", "float"}:
+        return "float"
+    return "string"
+
+
+class KindTracker:
+    """Follows every column's kind across chunks; columns keep their order of first appearance."""
+
+    def __init__(self, typed: bool, forced: Schema):
+        self.typed = typed
+        self.forced = forced  # kinds fixed in advance (a text column is text whatever it holds)
+        self.kinds: dict[str, str | None] = {}
+
+    def observe(self, chunk: pd.DataFrame) -> None:
+        for column in chunk.columns:
+            known = self.forced.get(column) or self.kinds.get(column)
+            if known == "string":  # nothing later can change it; skip the scan
+                self.kinds[column] = known
+                continue
+            self.kinds[column] = merge_kinds(known, chunk_kind(chunk[column], self.typed))
+
+    def schema(self) -> Schema:
+        """The kinds found; a column with no value at all is string."""
+        return {c: k or "string" for c, k in self.kinds.items()}
+
+
+def convert(values: pd.Series, kind: str, typed: bool) -> pd.Series:
+    """One raw column (CSV text, or typed values) as `kind` (see the module docstring)."""
+    missing = missing_mask(values)
+    raw = values.tolist()
+    if kind == "string":
+        # Blank strings stay as they are in text columns; only true NAs become None.
+        na = values.isna().to_numpy(dtype=bool)
+        text = value_text if typed else str
+        out = [None if m else text(v) for v, m in zip(raw, na)]
+        return pd.Series(out, index=values.index, dtype=object)
+    if kind == "bool":
+        parse = bool if typed else (lambda v: v.strip().lower() == "true")
+    elif kind == "int":
+        parse = int
+    else:
+        parse = float
+    out = [None if m else parse(v) for v, m in zip(raw, missing)]
+    if kind == "float":
+        return pd.Series([np.nan if v is None else v for v in out], index=values.index, dtype="float64")
+    return pd.Series(out, index=values.index, dtype=PANDAS_DTYPES[kind])
+
+
+def coerce(chunk: pd.DataFrame, schema: Schema, typed: bool) -> pd.DataFrame:
+    """Convert a raw chunk to `schema`: every column, in order, with its kind's dtype.
+
+    A column the chunk lacks (a JSONL row without that key) comes out all missing.
+    """
+    columns = {}
+    for column, kind in schema.items():
+        if column in chunk.columns:
+            columns[column] = convert(chunk[column], kind, typed)
+        else:
+            columns[column] = pd.Series([None] * len(chunk), index=chunk.index, dtype=PANDAS_DTYPES[kind])
+    return pd.DataFrame(columns, index=chunk.index)
+
+
+def arrow_schema(schema: Schema) -> pa.Schema:
+    return pa.schema([(column, ARROW_TYPES[kind]) for column, kind in schema.items()])
+
+
+def parse_value(text: str, kind: str, what: str):
+    """A user-given constant (`--fill col=const:TEXT`) as a value of `kind`; `what` names it in errors."""
+    patterns = {"int": [INT_PATTERN], "float": [INT_PATTERN, FLOAT_PATTERN], "bool": [BOOL_PATTERN]}
+    if kind in patterns and not any(re.fullmatch(p, text) for p in patterns[kind]):
+        raise GenlabError(f"{what}: {text!r} is not a {kind}")
+    return convert(pd.Series([text], dtype=object), kind, typed=False).to_numpy(dtype=object)[0]

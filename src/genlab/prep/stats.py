@@ -1,0 +1,181 @@
+"""Train statistics: missing-value fills and numeric normalization, fitted on train only.
+
+Fitted in one streaming pass over the train split's rows (before
+augmentation), on the values that are present; saved as `normalization.json`
+and applied unchanged to train, val, test and to any later data prepared with
+`--apply-stats normalization.json`:
+
+    {
+      "fill": {"age": {"strategy": "median", "value": 41.0},
+               "city": {"strategy": "const", "value": "unknown"}},
+      "normalize": {"method": "standard",
+                    "columns": {"income": {"mean": 52000.5, "std": 1200.25}}},
+      "fitted_on": {"split": "train", "rows": 700}
+    }
+
+Standard: (x - mean) / std with the population std; min-max: (x - min) / (max - min).
+A constant column (std or range 0) is shifted only. Mean and median make an
+int column float; mode keeps its kind. Memory: constant, except median (8
+bytes per train value of that column) and mode (one count per distinct value).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genlab.errors import GenlabError
+from genlab.prep.schema import PANDAS_DTYPES, Schema, missing_mask, parse_value
+
+FILL_STRATEGIES = ("mean", "median", "mode", "const")
+NORM_METHODS = ("standard", "minmax")
+
+
+@dataclass(frozen=True)
+class Fill:
+    """How to fill one column's missing values: `strategy`, and `constant` (text) for const."""
+
+    column: str
+    strategy: str
+    constant: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> "Fill":
+        """"age=median", "city=const:unknown" -> Fill."""
+        column, sep, strategy = spec.partition("=")
+        constant = None
+        if strategy.startswith("const:"):
+            strategy, constant = "const", strategy.removeprefix("const:")
+        if not sep or not column or strategy not in FILL_STRATEGIES:
+            raise GenlabError(f"--fill {spec}: expected COLUMN=mean|median|mode|const:VALUE")
+        return cls(column, strategy, constant)
+
+
+class RunningMoments:
+    """Count, mean, M2, min and max of a stream of numbers (Chan et al.'s pairwise merge)."""
+
+    def __init__(self):
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+        self.min, self.max = np.inf, -np.inf
+
+    def update(self, values: np.ndarray) -> None:
+        if not len(values):
+            return
+        n, mean = len(values), float(values.mean())
+        m2 = float(((values - mean) ** 2).sum())
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.count * n / total
+        self.count = total
+        self.min, self.max = min(self.min, float(values.min())), max(self.max, float(values.max()))
+
+    @property
+    def std(self) -> float:
+        return (self.m2 / self.count) ** 0.5
+
+
+class TrainStats:
+    """Accumulates, chunk by chunk of train rows, what the fills and the normalization need."""
+
+    def __init__(self, schema: Schema, fills: list[Fill], normalize: list[str], method: str):
+        self.schema, self.fills, self.normalize, self.method = schema, fills, normalize, method
+        numeric = {f.column for f in fills if f.strategy in ("mean", "median")} | set(normalize)
+        self.moments = {c: RunningMoments() for c in numeric}
+        self.values = {f.column: [] for f in fills if f.strategy == "median"}
+        self.counts = {f.column: {} for f in fills if f.strategy == "mode"}
+        self.rows = 0
+
+    def update(self, train: pd.DataFrame) -> None:
+        self.rows += len(train)
+        for column, moments in self.moments.items():
+            present = train[column][~missing_mask(train[column])]
+            moments.update(present.to_numpy(dtype="f8"))
+            if column in self.values:
+                self.values[column].append(present.to_numpy(dtype="f8"))
+        for column, counts in self.counts.items():
+            present = train[column][~missing_mask(train[column])]
+            for value, n in present.value_counts(sort=False).items():
+                counts[value] = counts.get(value, 0) + int(n)
+
+    def _fill_value(self, fill: Fill):
+        kind = self.schema[fill.column]
+        if fill.strategy == "const":
+            return parse_value(fill.constant, kind, f"--fill {fill.column}=const:{fill.constant}")
+        empty = GenlabError(f"--fill {fill.column}={fill.strategy}: the column has no values in the train split")
+        if fill.strategy == "mean":
+            if not self.moments[fill.column].count:
+                raise empty
+            return self.moments[fill.column].mean
+        if fill.strategy == "median":
+            values = np.concatenate(self.values[fill.column]) if self.values[fill.column] else np.zeros(0)
+            if not len(values):
+                raise empty
+            return float(np.median(values))
+        counts = self.counts[fill.column]
+        if not counts:
+            raise empty
+        # Most frequent; ties go to the smallest value, so the result does not depend on row order.
+        value = min(counts, key=lambda v: (-counts[v], v))
+        return value.item() if isinstance(value, np.generic) else value
+
+    def result(self) -> dict:
+        """The statistics as saved in normalization.json (see the module docstring)."""
+        columns = {}
+        for column in self.normalize:
+            moments = self.moments[column]
+            if not moments.count:
+                raise GenlabError(f"--normalize {column}: the column has no values in the train split")
+            if self.method == "standard":
+                columns[column] = {"mean": moments.mean, "std": moments.std}
+            else:
+                columns[column] = {"min": moments.min, "max": moments.max}
+        return {
+            "fill": {f.column: {"strategy": f.strategy, "value": self._fill_value(f)} for f in self.fills},
+            "normalize": {"method": self.method, "columns": columns},
+            "fitted_on": {"split": "train", "rows": self.rows},
+        }
+
+
+def load_stats(path: Path) -> dict:
+    """Statistics saved by an earlier `prepare` (its normalization.json)."""
+    try:
+        stats = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise GenlabError(f"{path}: not a readable normalization.json ({e})") from None
+    if not isinstance(stats, dict) or not {"fill", "normalize"} <= set(stats):
+        raise GenlabError(f"{path}: not a normalization.json (needs 'fill' and 'normalize')")
+    return stats
+
+
+def output_kinds(schema: Schema, stats: dict) -> Schema:
+    """The schema after fills and normalization: mean/median fills and normalized columns are float."""
+    out = dict(schema)
+    for column, fill in stats["fill"].items():
+        if fill["strategy"] in ("mean", "median"):
+            out[column] = "float"
+    for column in stats["normalize"]["columns"]:
+        out[column] = "float"
+    return out
+
+
+def apply_stats(chunk: pd.DataFrame, stats: dict, kinds: Schema) -> pd.DataFrame:
+    """Fill, then normalize, a coerced chunk with saved statistics; `kinds` is `output_kinds`."""
+    chunk = chunk.astype({c: PANDAS_DTYPES[k] for c, k in kinds.items() if c in chunk.columns})
+    for column, fill in stats["fill"].items():
+        missing = missing_mask(chunk[column])
+        if missing.any():
+            chunk.loc[missing, column] = fill["value"]
+    normalize = stats["normalize"]
+    for column, params in normalize["columns"].items():
+        values = chunk[column]
+        if normalize["method"] == "standard":
+            shift, scale = params["mean"], params["std"]
+        else:
+            shift, scale = params["min"], params["max"] - params["min"]
+        chunk[column] = (values - shift) / (scale if scale > 0 else 1.0)
+    return chunk

@@ -1,0 +1,166 @@
+"""Code: a code base (a folder, a git repository, or the embedded `python-stdlib`) modelled as a sequence.
+
+Differs from text only in the source (file selection and deduplication,
+genlab.datasets.code), the default tokenizer (code-aware byte-level BPE,
+genlab.tokenizers.code) and generation, which stops where a Python function
+ends and can complete the body of a given signature and docstring.
+
+Defaults a code run takes when the config leaves them unset: `tokenizer.kind`
+"code" (or the base run's kind when fine-tuning with `train.init_from`), and
+`data.source` "python-stdlib".
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from genlab.config import RunConfig
+from genlab.datasets import resolve_source
+from genlab.datasets.code import select_code
+from genlab.datasets.named import default_filters
+from genlab.datasets.text import read_text_file
+from genlab.errors import GenlabError
+from genlab.metrics.code import is_valid_python
+from genlab.runs import RunDir
+from genlab.tasks.sequence import train_sequence
+from genlab.tasks.text import TextGenerator
+
+# A new top-level statement ends the function being written (the stop list of Chen et al. 2021, plus
+# decorators, imports and async defs); the stop string itself is not part of the output.
+PYTHON_STOPS = ["\ndef ", "\nclass ", "\nasync def ", "\n@", "\nif ", "\nprint(", "\n#", "\nimport ", "\nfrom "]
+
+
+class CodeSource:
+    separator = "\n\n"
+
+    def files(self, config: RunConfig, progress: bool = True) -> list[Path]:
+        root = resolve_source(config.data.source, progress)
+        include, exclude = config.data.include, config.data.exclude
+        if not include and not exclude:
+            include, exclude = default_filters(config.data.source)
+        selection = select_code(root, config.data.code, include, exclude, progress)
+        if not selection.files:
+            raise GenlabError(f"{root}: no code files left ({selection.summary()}); check data.code.extensions and data.include")
+        if progress:
+            print(f"{root}: {selection.summary()}", file=sys.stderr)
+        return selection.files
+
+    def read(self, path: Path) -> str:
+        return read_text_file(path)
+
+
+def source() -> CodeSource:
+    return CodeSource()
+
+
+def code_defaults(config: RunConfig) -> RunConfig:
+    """`config` with the code task's defaults filled in where the user set nothing."""
+    config = config.model_copy(deep=True)
+    if "source" not in config.data.model_fields_set:
+        config.data.source = "python-stdlib"
+    if "kind" not in config.tokenizer.model_fields_set:
+        kind = "code"
+        if config.train.init_from:  # fine-tuning keeps the base run's tokenizer
+            base = RunDir(config.train.init_from).require()
+            kind = json.loads(base.tokenizer.read_text(encoding="utf-8")).get("genlab_tokenizer", kind)
+        config.tokenizer.kind = kind
+    return config
+
+
+def train(config: RunConfig, progress: bool = True, overwrite: bool = False):
+    return train_sequence(code_defaults(config), CodeSource(), progress, overwrite)
+
+
+def function_body(completion: str) -> str:
+    """`completion` cut before its first non-blank line that is not indented (the function has ended there)."""
+    lines = completion.split("\n")
+    for i, line in enumerate(lines[1:], 1):  # the first line continues the prompt's last line
+        if line.strip() and not line[0].isspace():
+            return "\n".join(lines[:i])
+    return completion
+
+
+def body_indent(prompt: str) -> str:
+    """The indentation the body after `prompt` (a signature, maybe a docstring) starts with.
+
+    A prompt is continued from its indentation rather than from a bare line break:
+    a code tokenizer learned each line break together with the indentation after it,
+    so a prompt that ends in "\n" alone ends in a token the model has rarely seen there.
+    """
+    lines = [line for line in prompt.split("\n") if line.strip()]
+    if not lines:
+        return ""
+    last = lines[-1]
+    if last.rstrip().endswith(":"):  # right after the signature: one level deeper than its `def`
+        defs = [line for line in lines if line.lstrip().startswith(("def ", "async def "))]
+        start = defs[-1] if defs else last
+        return start[: len(start) - len(start.lstrip())] + "    "
+    return last[: len(last) - len(last.lstrip())]
+
+
+class CodeMixin:
+    """What code generation adds to a sequence generator (a genlab run's or a Hugging Face model's)."""
+
+    def generate(self, prompt: str = "", *args, stop: list[str] | None = None, **kwargs):
+        """As SequenceGenerator.generate, stopping by default where a top-level Python statement
+        begins (PYTHON_STOPS); pass `stop=[]` for none."""
+        return super().generate(prompt, *args, stop=PYTHON_STOPS if stop is None else stop, **kwargs)
+
+    def complete_function(self, signature_and_docstring: str, n: int = 1, seed: int | None = None, **decoding) -> str | list[str]:
+        """The body of the function whose signature and docstring are given (n bodies when n > 1).
+
+        Generation stops at PYTHON_STOPS, and what follows the first line that
+        is not indented is dropped, so `signature_and_docstring + body` is the
+        whole function.
+        """
+        prompt = signature_and_docstring if signature_and_docstring.endswith("\n") else signature_and_docstring + "\n"
+        indent = body_indent(prompt)
+        texts = self.generate(prompt + indent, n=n, seed=seed, **decoding)
+        bodies = [function_body(indent + t) for t in (texts if isinstance(texts, list) else [texts])]
+        if prompt is not signature_and_docstring:
+            bodies = ["\n" + b for b in bodies]
+        return bodies[0] if n == 1 else bodies
+
+    def sample_functions(self, n: int = 100, seed: int = 0, max_new_tokens: int = 256, temperature: float | None = None) -> list[str]:
+        """n whole top-level functions, each the model's continuation of `def `."""
+        bodies = self.generate("def ", n=n, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+        return ["def " + function_body(b) for b in (bodies if isinstance(bodies, list) else [bodies])]
+
+
+class CodeGenerator(CodeMixin, TextGenerator):
+    def evaluate(self, data: str | None = None, samples: int = 8, sample_tokens: int = 200, seed: int = 0,
+                 progress: bool = True, functions: int = 20) -> dict:
+        """The text metrics (loss, bits per byte, perplexity, distinct-n) plus the share of
+        `functions` sampled functions that parse as Python."""
+        results = super().evaluate(data=data, samples=samples, sample_tokens=sample_tokens, seed=seed, progress=progress)
+        results["syntax_valid"] = sum(map(is_valid_python, self.sample_functions(functions, seed=seed))) / functions
+        return results
+
+
+def demo(out_root: Path, seconds: float, progress: bool = True) -> None:
+    """A small GPT learns Python from the standard library; it then writes and completes functions."""
+    from genlab.api import train as run_training
+    from genlab.config import validate_config
+
+    print("== code: a small GPT learns Python from the standard library (python-stdlib, offline) ==")
+    tree = {
+        "task": "code", "out": str(Path(out_root) / "code"), "data": {"source": "python-stdlib"},
+        "tokenizer": {"kind": "code", "vocab_size": 2048},
+        "model": {"name": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128},
+        "train": {"max_steps": 100_000, "max_time": seconds, "batch_size": 32, "lr": 2e-3, "warmup_steps": 50,
+                  "eval_interval": 250, "checkpoint_interval": 250, "eval_batches": 10, "progress": progress},
+        "sample": {"max_new_tokens": 160, "temperature": 0.7},
+    }
+    run = run_training(validate_config(tree), progress=progress, overwrite=True)
+    gen = run.generator()
+    print(f"\ntrained {run.results['step']} steps in {run.results['elapsed']:.0f} s; "
+          f"val bits per byte {run.results.get('val_bits_per_byte', float('nan')):.3f}")
+    prompt = 'def is_even(n):\n    """Return True when n is even."""\n'
+    print("\na completed function (genlab sample RUN --prompt ...):")
+    print(prompt + gen.complete_function(prompt, seed=1))
+    functions = gen.sample_functions(20, seed=0)
+    rate = sum(map(is_valid_python, functions)) / len(functions)
+    print(f"\n{rate:.0%} of 20 sampled functions parse as Python. First one:\n{functions[0]}")
+    print(f"\nrun: {run.path}   next: genlab eval-code {run.path} --problems HumanEval.jsonl.gz")

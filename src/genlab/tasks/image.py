@@ -1,0 +1,405 @@
+"""Images: a folder, IDX/CIFAR/npz files or a named data set, modelled by a GAN, DCGAN, VAE or diffusion U-Net.
+
+    source -> ImageStore (decoded once, memmap) -> model (genlab.models) -> objective -> Trainer
+    run dir -> ImageGenerator: generate / interpolate / sample_command / evaluate (FID, KID, precision, recall)
+
+At every eval the trainer writes `samples/step_XXXXXX.png`, a grid drawn
+from the same fixed noise each time, so one watches the same latents improve.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genlab.config import RunConfig, load_config, save_config
+from genlab.datasets import resolve_source
+from genlab.datasets.images import ImageBatches, ImageStore, to_model_range, to_uint8
+from genlab.errors import GenlabError
+from genlab.models import IMAGE_FAMILIES, family_class
+from genlab.runs import RunDir, atomic_write_bytes, load_tensors
+from genlab.sampling.diffusion import NoiseSchedule, sample as sample_diffusion
+from genlab.tasks.sequence import open_run
+from genlab.trainer import Trainer, load_weights, pick_device, weights_of
+
+GRID_SEED = 1234  # the fixed noise of the per-eval grids
+
+
+# ---- pieces ------------------------------------------------------------------------------
+
+
+def apply_family_defaults(config: RunConfig) -> None:
+    """Fill the train fields the user left unset with the family's own defaults (e.g. Adam beta1=0.5 for GANs)."""
+    defaults = getattr(family_class(config.model.name), "train_defaults", {})
+    for key, value in defaults.items():
+        if key not in config.train.model_fields_set:
+            setattr(config.train, key, value)
+
+
+def prepare_store(config: RunConfig, run: RunDir, resume: bool, progress: bool) -> ImageStore:
+    """The run's decoded images: built once from data.source, reused on resume."""
+    if resume and (run.data / "header.json").is_file():
+        return ImageStore(run.data)
+    opts = config.data.image
+    return ImageStore.build(run.data, resolve_source(config.data.source, progress), opts.size, opts.channels,
+                            config.data.val_fraction, config.train.seed, progress)
+
+
+def num_classes_of(config: RunConfig, store: ImageStore) -> int:
+    return len(store.classes) if store.classes and config.data.image.use_labels else 0
+
+
+def check_family(config: RunConfig) -> None:
+    if config.model.name not in IMAGE_FAMILIES:
+        raise GenlabError(f"model: {config.model.name!r} is not an image model (choose from {', '.join(IMAGE_FAMILIES)})")
+
+
+def build_model(config: RunConfig, store: ImageStore) -> torch.nn.Module:
+    check_family(config)
+    h, w, c = store.shape
+    return family_class(config.model.name)(config.model, (c, h, w), num_classes_of(config, store), tuple(config.data.image.pixel_range))
+
+
+def build_objective(config: RunConfig, model: torch.nn.Module):
+    m = config.model
+    if m.name in ("gan", "dcgan"):
+        from genlab.objectives.gan import Adversarial
+
+        return Adversarial(model, m.loss)
+    if m.name == "vae":
+        from genlab.objectives.vae import ELBO
+
+        return ELBO(model, m.kl_weight)
+    from genlab.objectives.diffusion import Denoising
+
+    return Denoising(model, NoiseSchedule(m.schedule, m.timesteps), m.prediction, m.p_uncond if model.num_classes else 0.0)
+
+
+def make_grid(images: np.ndarray, columns: int, pad: int = 2, min_tile: int = 32):
+    """(N, H, W, C) uint8 -> one PIL image: tiles in rows of `columns`, small images enlarged (nearest) to min_tile."""
+    from PIL import Image
+
+    n, h, w, c = images.shape
+    scale = max(1, math.ceil(min_tile / max(h, w)))
+    if scale > 1:
+        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+        h, w = h * scale, w * scale
+    rows = math.ceil(n / columns)
+    canvas = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, col = divmod(i, columns)
+        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = img
+    return Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+
+
+def save_png(image, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+# ---- training ----------------------------------------------------------------------------
+
+
+def train(config: RunConfig, progress: bool = True, overwrite: bool = False):
+    from genlab.api import Run
+
+    check_family(config)  # before anything is written
+    apply_family_defaults(config)
+    torch.manual_seed(config.train.seed)
+    run, resume = open_run(config, overwrite)
+    save_config(config, run.config)
+    store = prepare_store(config, run, resume, progress)
+    model = build_model(config, store)
+    if config.train.init_from and not resume:
+        base = RunDir(config.train.init_from)
+        load_weights({"model": model}, load_tensors(base.weights), base.weights)
+    device = pick_device(config.train.device)
+    opts = config.data.image
+    batches = ImageBatches(store, store.indices("train"), config.train.batch_size, config.train.seed, tuple(opts.pixel_range), opts.use_labels)
+    objective = build_objective(config, model)
+    sample_model = copy.deepcopy(model)  # holds the EMA weights for the grids when EMA is on
+    generator = ImageGenerator.from_parts(run, config, store, sample_model, device)
+    val_rows = store.indices("val")
+    trainer: Trainer | None = None
+
+    def evaluate() -> dict:
+        # GANs have no held-out likelihood; their progress is in the grids and in `genlab eval`.
+        if config.model.name in ("gan", "dcgan") or len(val_rows) == 0:
+            return {}
+        total, count = 0.0, 0
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)  # the same noise and timesteps at every eval: comparable numbers
+            for i in range(0, min(len(val_rows), config.train.batch_size * config.train.eval_batches), config.train.batch_size):
+                rows = val_rows[i: i + config.train.batch_size]
+                x = to_model_range(store.images[rows], tuple(opts.pixel_range)).to(device)
+                y = torch.from_numpy(np.asarray(store.labels[rows], dtype=np.int64)).to(device) if model.num_classes else torch.full((len(rows),), -1, device=device)
+                for _, loss, _ in objective.losses((x, y)):
+                    total += loss.item() * len(rows)
+                    count += len(rows)
+        return {"val_loss": round(total / count, 5)}
+
+    def write_samples(step: int) -> None:
+        weights = trainer.ema if trainer is not None and trainer.ema is not None else weights_of(objective.modules)
+        load_weights({"model": sample_model}, weights, run.weights)
+        sample_model.eval()
+        images = generator.generate_array(opts.grid_samples, seed=GRID_SEED)
+        save_png(make_grid(images, generator.grid_columns(len(images))), run.samples / f"step_{step:06d}.png")
+        if config.model.name == "vae" and len(val_rows):  # reconstructions: originals above, decoded means below
+            rows = val_rows[: generator.grid_columns(opts.grid_samples)]
+            originals = np.asarray(store.images[rows])
+            labels = np.asarray(store.labels[rows]) if store.labels is not None else None
+            pair = np.concatenate([originals, generator.reconstruct(originals, labels)])
+            save_png(make_grid(pair, len(rows)), run.samples / f"reconstruction_{step:06d}.png")
+
+    trainer = Trainer(objective, batches, config.train, run, evaluate, write_samples,
+                      items_per_batch=config.train.batch_size, item_name="img")
+    sample_model.to(device)
+    if resume:
+        trainer.load_checkpoint()
+        if progress:
+            print(f"resuming {run.path} from step {trainer.state.step}")
+    results = trainer.fit()
+    return Run(run.path, config, results)
+
+
+# ---- generation --------------------------------------------------------------------------
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
+    """Spherical interpolation of two Gaussian noise tensors: stays on the shell where Gaussian samples live."""
+    af, bf = a.flatten(), b.flatten()
+    omega = torch.arccos(torch.clamp(torch.dot(af / af.norm(), bf / bf.norm()), -1.0, 1.0))
+    if omega.abs() < 1e-6:
+        return (1 - w) * a + w * b
+    return (torch.sin((1 - w) * omega) * a + torch.sin(w * omega) * b) / torch.sin(omega)
+
+
+class ImageGenerator:
+    """Generate from an image run: `generate(n, seed, class_label, steps, sampler, guidance)` -> PIL images."""
+
+    def __init__(self, run_dir: Path | str, device: str = "auto"):
+        run = RunDir(run_dir).require()
+        config = load_config(run.config)
+        store = ImageStore(run.data)
+        dev = pick_device(device)
+        model = build_model(config, store)
+        load_weights({"model": model}, load_tensors(run.weights), run.weights)
+        self._init(run, config, store, model.to(dev).eval(), dev)
+
+    @classmethod
+    def from_parts(cls, run: RunDir, config: RunConfig, store: ImageStore, model, device) -> "ImageGenerator":
+        self = cls.__new__(cls)
+        self._init(run, config, store, model, device)
+        return self
+
+    def _init(self, run, config, store, model, device) -> None:
+        self.run, self.config, self.store, self.model, self.device = run, config, store, model, device
+        self.opts = config.data.image
+        self.pixel_range = tuple(self.opts.pixel_range)
+        self.is_diffusion = config.model.name == "ddpm"
+        if self.is_diffusion:
+            self.schedule = NoiseSchedule(config.model.schedule, config.model.timesteps)
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    def grid_columns(self, n: int) -> int:
+        """One column per class for class-conditional grids (labels cycle through the classes), else square-ish."""
+        if self.num_classes and n >= self.num_classes:
+            return self.num_classes
+        return max(1, math.ceil(math.sqrt(n)))
+
+    def _labels(self, n: int, class_label: int | None) -> torch.Tensor | None:
+        if not self.num_classes:
+            if class_label is not None:
+                raise GenlabError("--class: this run was trained without labels")
+            return None
+        if class_label is None:
+            return torch.arange(n, device=self.device) % self.num_classes
+        if not 0 <= class_label < self.num_classes:
+            names = ", ".join(f"{i}={c}" for i, c in enumerate(self.store.classes))
+            raise GenlabError(f"--class: {class_label} is not a class of this run ({names})")
+        return torch.full((n,), class_label, device=self.device, dtype=torch.long)
+
+    def _noise(self, n: int, seed: int) -> torch.Tensor:
+        """The starting noise of n samples (latents, or x_T for diffusion), drawn on the CPU so any device agrees."""
+        shape = (n, self.model.latent_dim) if not self.is_diffusion else (n, *self.model.shape)
+        return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
+
+    @torch.no_grad()
+    def _decode(self, noise: torch.Tensor, y, seed: int, steps, sampler, guidance, progress: bool = False) -> torch.Tensor:
+        if not self.is_diffusion:
+            return self.model.generate(noise, y)
+        sampler = sampler or self.opts.sampler
+        if sampler not in ("ddpm", "ddim"):
+            raise GenlabError(f"--sampler: {sampler!r} is not ddpm or ddim")
+        steps = steps or (self.opts.sample_steps if sampler == "ddim" else self.schedule.timesteps)
+        guidance = self.opts.guidance if guidance is None else guidance
+        model = self.model
+
+        def denoise(x, t):
+            if y is None or guidance == 1.0:
+                return model(x, t, y)
+            both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, -1)]))
+            cond, uncond = both.chunk(2)
+            return uncond + guidance * (cond - uncond)
+
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        return sample_diffusion(denoise, tuple(noise.shape), self.schedule, steps, sampler, self.config.model.prediction,
+                                generator=g, device=self.device, clip=self.pixel_range, x_T=noise, progress=progress)
+
+    def generate_array(self, n: int = 16, seed: int | None = None, class_label: int | None = None, steps: int | None = None,
+                       sampler: str | None = None, guidance: float | None = None, batch_size: int = 500,
+                       progress: bool = False) -> np.ndarray:
+        """n images as (n, H, W, C) uint8; the same seed gives the same images."""
+        seed = seed if seed is not None else int(torch.seed() % (1 << 31))
+        labels, out = self._labels(n, class_label), []
+        for b, start in enumerate(range(0, n, batch_size)):
+            m = min(batch_size, n - start)
+            y = labels[start: start + m] if labels is not None else None
+            x = self._decode(self._noise(m, seed + 7919 * b), y, seed + 7919 * b, steps, sampler, guidance, progress)
+            out.append(to_uint8(x, self.pixel_range))
+        return np.concatenate(out)
+
+    def generate(self, n: int = 16, seed: int | None = None, class_label: int | None = None, steps: int | None = None,
+                 sampler: str | None = None, guidance: float | None = None) -> list:
+        """n PIL images. Diffusion: `sampler` ddpm|ddim with `steps`, `guidance` scale (class-conditional runs);
+        without class_label a conditional run cycles through the classes."""
+        from PIL import Image
+
+        images = self.generate_array(n, seed, class_label, steps, sampler, guidance)
+        return [Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im) for im in images]
+
+    @torch.no_grad()
+    def interpolate(self, seed_a: int, seed_b: int, frames: int = 8, class_label: int | None = None, steps: int | None = None,
+                    guidance: float | None = None) -> np.ndarray:
+        """(frames, H, W, C) uint8 along a spherical path between the noise of two seeds (DDIM for diffusion)."""
+        a, b = self._noise(1, seed_a), self._noise(1, seed_b)
+        noise = torch.cat([slerp(a, b, i / max(1, frames - 1)) for i in range(frames)])
+        y = self._labels(frames, class_label if class_label is not None else (0 if self.num_classes else None))
+        x = self._decode(noise, y, seed_a, steps, "ddim", guidance)
+        return to_uint8(x, self.pixel_range)
+
+    @torch.no_grad()
+    def reconstruct(self, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """VAE only: (N, H, W, C) uint8 -> decoded posterior means, same shape."""
+        if self.config.model.name != "vae":
+            raise GenlabError("reconstruct: only a VAE reconstructs images")
+        x = to_model_range(images, self.pixel_range).to(self.device)
+        y = torch.as_tensor(labels, dtype=torch.long, device=self.device) if labels is not None and self.num_classes else None
+        if self.num_classes and y is None:
+            y = torch.zeros(len(images), dtype=torch.long, device=self.device)
+        mu, _ = self.model.encode(x, y)
+        return to_uint8(self.model.decode(mu, y), self.pixel_range)
+
+    # ---- the CLI -----------------------------------------------------------------------
+
+    def sample_command(self, n: int = 16, seed: int | None = None, out: Path | None = None, steps: int | None = None,
+                       sampler: str | None = None, class_label: int | None = None, guidance: float | None = None,
+                       interpolate: bool | None = None) -> None:
+        """`genlab sample` for images: a grid PNG plus one PNG per image in a folder beside it, or with
+        --interpolate a strip of n frames between seeds `seed` and `seed + 1`."""
+        seed = seed if seed is not None else int(torch.seed() % (1 << 31))
+        out = Path(out) if out is not None else self.run.path / f"sample_seed{seed}.png"
+        if out.suffix.lower() != ".png":
+            raise GenlabError(f"--out {out}: image samples are written as .png")
+        if interpolate:
+            frames = self.interpolate(seed, seed + 1, max(n, 2), class_label, steps, guidance)
+            save_png(make_grid(frames, len(frames)), out)
+            print(f"wrote an interpolation strip of {len(frames)} frames (seed {seed} -> {seed + 1}) to {out}", file=sys.stderr)
+            return
+        t0 = time.perf_counter()
+        images = self.generate_array(n, seed, class_label, steps, sampler, guidance, progress=True)
+        seconds = time.perf_counter() - t0
+        save_png(make_grid(images, self.grid_columns(n)), out)
+        folder = out.with_suffix("")
+        for i, im in enumerate(images):
+            save_png(make_grid(im[None], 1, pad=0, min_tile=0), folder / f"{i:04d}.png")
+        print(f"wrote a grid of {n} images to {out} and each image to {folder}/ ({n / seconds:.1f} images/s)", file=sys.stderr)
+
+    # ---- evaluation --------------------------------------------------------------------
+
+    def reference_images(self, data: str | None, progress: bool) -> tuple[np.ndarray, str]:
+        """The real images to compare with: the run's data set, or `data` decoded like the run's."""
+        if data is None:
+            return np.asarray(self.store.images), f"run data ({len(self.store.images)} images)"
+        h, w, c = self.store.shape
+        with tempfile.TemporaryDirectory() as tmp:
+            other = ImageStore.build(Path(tmp) / "data", resolve_source(data, progress), h, c, 0.0, 0, progress)
+            if other.shape != self.store.shape:
+                raise GenlabError(f"{data}: images are {other.shape}, the run's are {self.store.shape}")
+            return np.array(other.images), data
+
+    def evaluate(self, data: str | None = None, seed: int = 0, n: int | None = None, steps: int | None = None,
+                 sampler: str | None = None, guidance: float | None = None, features: str | None = None,
+                 progress: bool = True) -> dict:
+        """FID, KID and k-NN precision/recall of n generated images against the real ones (default: the run's
+        data set, at most 10,000 images; n defaults to min(real, 2000)). `features` (or $GENLAB_INCEPTION)
+        names a TorchScript feature network; by default a CNN trained on the run's data set is used."""
+        import os
+
+        from genlab.datasets.named import cache_dir
+        from genlab.metrics.image import classifier_extractor, image_metrics, subsample, torchscript_extractor
+
+        real, where = self.reference_images(data, progress)
+        real = real[subsample(len(real), 10_000, seed)]
+        n = n or min(len(real), 2000)
+        features = features or os.environ.get("GENLAB_INCEPTION")
+        extractor = torchscript_extractor(Path(features), self.device) if features else classifier_extractor(self.store, self.device, cache_dir(), progress)
+        t0 = time.perf_counter()
+        fake = self.generate_array(n, seed, steps=steps, sampler=sampler, guidance=guidance, progress=progress)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        results = {"data": where, "n_real": len(real), "n_generated": n, "feature_extractor": extractor.name}
+        if "held_out_accuracy" in extractor.info:
+            results["feature_extractor_accuracy"] = extractor.info["held_out_accuracy"]
+        results |= image_metrics(extractor(real), extractor(fake))
+        results["sampling_images_per_s"] = n / seconds
+        if self.is_diffusion:
+            results["sampler"] = sampler or self.opts.sampler
+            results["steps"] = steps or (self.opts.sample_steps if results["sampler"] == "ddim" else self.schedule.timesteps)
+        return results
+
+
+# ---- demo --------------------------------------------------------------------------------
+
+
+def demo(out_root: Path, seconds: float, progress: bool = True) -> None:
+    """A small class-conditional diffusion model on `digits` (8x8, offline): grids and FID before and after."""
+    from genlab.api import train as run_training
+    from genlab.config import validate_config
+
+    print("== image: a small diffusion U-Net learns handwritten digits (digits, 8x8, offline) ==")
+    folder = Path(out_root) / "image"
+    tree = {
+        "task": "image",
+        "out": str(folder / "run"),
+        "data": {"source": "digits", "val_fraction": 0.1},
+        "model": {"name": "ddpm", "channels": 16, "channel_mult": [1, 2], "heads": 2},  # ~0.1 s a step on one CPU core
+        "train": {"max_steps": 0, "batch_size": 64, "eval_interval": 500, "checkpoint_interval": 500, "eval_batches": 3,
+                  "progress": progress},
+    }
+    before = run_training(validate_config(tree), progress=progress, overwrite=True).generator()
+    save_png(make_grid(before.generate_array(40, seed=GRID_SEED), 10), folder / "before.png")
+    fid_before = before.evaluate(n=500, progress=progress)["fid"]
+    print(f"before training (random weights): FID {fid_before:.1f}; grid in {folder / 'before.png'}")
+    tree["train"] |= {"max_steps": 100_000, "max_time": seconds}
+    run = run_training(validate_config(tree), progress=progress)
+    after = run.generator()
+    save_png(make_grid(after.generate_array(40, seed=GRID_SEED), 10), folder / "after.png")
+    fid_after = after.evaluate(n=500, progress=progress)["fid"]
+    print(f"after {run.results['step']} steps ({run.results['elapsed']:.0f} s): FID {fid_after:.1f} (lower is better); "
+          f"grid in {folder / 'after.png'} (one column per digit 0-9, DDIM 50 steps)")
+    print(f"run: {run.path}  (loss curve: {run.path / 'loss.png'}, one grid per eval from fixed noise: {run.path / 'samples'})")

@@ -1,0 +1,377 @@
+"""Music: MIDI files in, MIDI (with a piano roll and audio) out, on the whole sequence stack.
+
+    MIDI folder or `bach` -> MidiTokenizer (miditok REMI) -> token store -> any sequence model -> LM objective
+    run -> MusicGenerator: continue a prime (or start afresh) for N tokens, bars or seconds -> .mid/.png/.wav
+
+Only three things differ from text: the source (MIDI files; corrupt or empty
+ones skipped with a warning), the tokenizer (genlab.tokenizers.midi) and the
+metrics (genlab.metrics.music). Transposition augmentation shifts training
+windows at batch time, so the validation split is never transposed and
+never holds a shifted copy of a training piece.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genlab.config import DataConfig, RunConfig, validate_config
+from genlab.datasets import resolve_source
+from genlab.datasets.midi import MIDI_PATTERNS, read_score, usable_midi_files
+from genlab.datasets.token_store import TokenStore
+from genlab.errors import GenlabError
+from genlab.runs import atomic_write_bytes
+from genlab.tasks.sequence import SequenceGenerator, evaluate_tokens, train_sequence
+
+PITCH_PREFIXES = ("Pitch_", "NoteOn_", "NoteOff_")  # token kinds that name a pitch (drum tokens are PitchDrum_)
+DEFAULT_DATA = "bach"
+CHECK_EVERY = 16  # tokens between length checks when generating by seconds or bars
+
+
+class TransposedWindows:
+    """Training windows, each shifted by a random number of semitones in [-max_shift, +max_shift].
+
+    Wraps a WindowSampler: input and target rows get the same shift; a row that
+    a shift would push out of the tokenizer's pitch range keeps its pitches.
+    The shifts come from a seeded generator saved with the checkpoint, so a
+    resumed run sees the same batches.
+    """
+
+    def __init__(self, windows, vocab: list[str], max_shift: int, seed: int):
+        self.windows = windows
+        self.shifts = torch.arange(-max_shift, max_shift + 1)
+        index = {name: i for i, name in enumerate(vocab)}
+        self.table = torch.arange(len(vocab)).repeat(len(self.shifts), 1)  # (S, V): id after each shift
+        self.valid = torch.ones(len(self.shifts), len(vocab), dtype=torch.bool)  # (S, V): shift keeps it in the vocab
+        for i, name in enumerate(vocab):
+            prefix = next((p for p in PITCH_PREFIXES if name.startswith(p)), None)
+            if prefix is None:
+                continue
+            pitch = int(name[len(prefix):])
+            for s, shift in enumerate(self.shifts.tolist()):
+                target = index.get(f"{prefix}{pitch + shift}")
+                if target is None:
+                    self.valid[s, i] = False
+                else:
+                    self.table[s, i] = target
+        self.generator = torch.Generator().manual_seed(seed + 1)
+
+    @property
+    def block_size(self) -> int:
+        return self.windows.block_size
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = next(self.windows)  # (B, T) each
+        s = torch.randint(0, len(self.shifts), (x.size(0),), generator=self.generator)  # (B,)
+        ok = self.valid[s[:, None], x].all(1) & self.valid[s[:, None], y].all(1)
+        s = torch.where(ok, s, int((self.shifts == 0).nonzero()))
+        return self.table[s[:, None], x], self.table[s[:, None], y]
+
+    def __iter__(self):
+        return self
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {**{f"windows.{k}": v for k, v in self.windows.state_dict().items()}, "transpose_generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.windows.load_state_dict({k.removeprefix("windows."): v for k, v in state.items() if k.startswith("windows.")})
+        self.generator.set_state(state["transpose_generator"])
+
+
+class MusicSource:
+    """MIDI files for the sequence stack: the tokenizer reads each path itself."""
+
+    separator = None
+
+    def files(self, config: RunConfig, progress: bool = True) -> list[Path]:
+        root = resolve_source(config.data.source, progress)
+        return usable_midi_files(root, config.data.include or MIDI_PATTERNS, config.data.exclude, progress)
+
+    def read(self, path: Path) -> Path:
+        return path
+
+    def tokenizer_options(self, config: RunConfig):
+        return config.data.music
+
+    def augment(self, windows, tokenizer, config: RunConfig):
+        shift = config.data.music.transpose
+        return TransposedWindows(windows, tokenizer.vocab, shift, config.train.seed) if shift else windows
+
+    @property
+    def generator_class(self):
+        return MusicGenerator
+
+
+def source() -> MusicSource:
+    return MusicSource()
+
+
+def music_config(config: RunConfig) -> RunConfig:
+    """Fill what a music run leaves at the text defaults: tokenizer kind "char" becomes "midi"
+    (so `--tokenizer char` cannot be asked for music), and the default data source becomes `bach`."""
+    if config.tokenizer.kind not in ("char", "midi"):
+        raise GenlabError(f"tokenizer.kind: music runs use the midi tokenizer, not {config.tokenizer.kind!r}")
+    if not 0 <= config.data.music.transpose <= 12:
+        raise GenlabError("data.music.transpose: must be between 0 and 12 semitones (6 covers every key)")
+    data = config.data
+    if data.source == DataConfig().source:
+        data = data.model_copy(update={"source": DEFAULT_DATA})
+    return config.model_copy(update={"tokenizer": config.tokenizer.model_copy(update={"kind": "midi"}), "data": data})
+
+
+def train(config: RunConfig, progress: bool = True, overwrite: bool = False):
+    """Train a sequence model on MIDI (see music_config for the defaults a music run fills in)."""
+    return train_sequence(music_config(config), MusicSource(), progress, overwrite)
+
+
+# ---- lengths and cuts of a score (ticks) ------------------------------------------------
+
+
+def seconds_of(score) -> float:
+    return float(score.to("second").end())
+
+
+def tick_at_second(score, seconds: float) -> int:
+    """The tick at which `seconds` of the score have passed, following its tempo changes (120 bpm before any)."""
+    tpq = score.ticks_per_quarter
+    tick, elapsed, mspq = 0, 0.0, 500_000
+    for tempo in sorted(score.tempos, key=lambda t: t.time):
+        span = (tempo.time - tick) * mspq / 1e6 / tpq
+        if elapsed + span >= seconds:
+            break
+        elapsed, tick, mspq = elapsed + span, tempo.time, tempo.mspq
+    return int(round(tick + (seconds - elapsed) * 1e6 / mspq * tpq))
+
+
+def bar_tick(score, bar: int) -> int:
+    """Start tick of bar number `bar` (0-based), continuing the last bar length past the score's end."""
+    downbeats = [int(t) for t in score.get_downbeats()] or [0]
+    if bar < len(downbeats):
+        return downbeats[bar]
+    step = downbeats[-1] - downbeats[-2] if len(downbeats) > 1 else 4 * score.ticks_per_quarter
+    return downbeats[-1] + (bar - len(downbeats) + 1) * step
+
+
+def bars_of(score) -> int:
+    """Bars the score has begun (0 for an empty score)."""
+    if score.note_num() == 0:
+        return 0
+    return int(np.searchsorted(np.asarray(score.get_downbeats()), score.end() - 1, side="right"))
+
+
+def cut(score, end_tick: int):
+    """The score up to `end_tick`: later notes dropped, notes sounding past it shortened."""
+    out = score.clip(0, end_tick, clip_end=False)
+    for track in out.tracks:
+        for note in track.notes:
+            if note.end > end_tick:
+                note.duration = max(end_tick - note.time, 1)
+    return out
+
+
+def save_midi(score, dest: Path) -> None:
+    atomic_write_bytes(dest, bytes(score.dumps_midi()))
+
+
+class MusicGenerator(SequenceGenerator):
+    """Generate from a music run: `generate(prime, seconds=30)` -> symusic Score (prime + continuation)."""
+
+    def encode_prompt(self, prime) -> list[int]:
+        """A MIDI path or Score -> its token ids; nothing -> the token most training pieces start with."""
+        if prime is None or prime == "":
+            return [self.tokenizer.start_id]
+        ids = self.tokenizer.encode(prime)
+        if not ids:
+            raise GenlabError(f"{prime}: no notes in the tracks this run keeps (data.music.programs)")
+        return ids
+
+    def generate(self, prime=None, max_new_tokens: int | None = None, seconds: float | None = None, bars: int | None = None,
+                 temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                 repetition_penalty: float | None = None, seed: int | None = None, n: int = 1):
+        """Continue `prime` (a MIDI path or symusic Score; None starts afresh) by `seconds` of music,
+        `bars` bars, or `max_new_tokens` tokens (the run's sample.max_new_tokens when none is given).
+
+        Returns a symusic Score in ticks — the prime as the tokenizer renders it, then the new
+        music, cut at exactly the asked length — or a list of n Scores.
+        """
+        if seconds is not None and bars is not None:
+            raise GenlabError("--seconds and --bars: give one length, not both")
+        if (seconds is not None and seconds <= 0) or (bars is not None and bars <= 0):
+            raise GenlabError("--seconds/--bars: the length must be positive")
+        prime_ids = self.encode_prompt(prime)
+        if seconds is None and bars is None:
+            d = self.decoding(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                              repetition_penalty=repetition_penalty)
+            rows = [prime_ids + new for new in self._sample_ids(prime_ids, n, d, seed, None)]
+            scores = [self.tokenizer.decode(r) for r in rows]
+        else:
+            # A cap so a model that never reaches the length still stops: generous for dense music.
+            cap = max_new_tokens or int(64 * (seconds if seconds is not None else 2 * bars)) + 256
+            d = self.decoding(max_new_tokens=cap, temperature=temperature, top_k=top_k, top_p=top_p,
+                              repetition_penalty=repetition_penalty)
+            prime_score = self.tokenizer.decode(prime_ids) if prime else None
+
+            def end_tick(score) -> int:
+                if seconds is not None:
+                    return tick_at_second(score, (seconds_of(prime_score) if prime_score else 0.0) + seconds)
+                return bar_tick(score, (bars_of(prime_score) if prime_score else 0) + bars)
+
+            def long_enough(ids: list[int]) -> bool:
+                score = self.tokenizer.decode(prime_ids + ids)
+                return score.note_num() > 0 and score.end() >= end_tick(score)
+
+            rows = [prime_ids + new for new in self._sample_ids(prime_ids, n, d, seed, long_enough)]
+            scores = []
+            for r in rows:
+                score = self.tokenizer.decode(r)
+                if score.end() < end_tick(score):
+                    print(f"warning: stopped at the {cap}-token cap before the asked length", file=sys.stderr)
+                scores.append(cut(score, end_tick(score)))
+        return scores[0] if n == 1 else scores
+
+    def _sample_ids(self, prime_ids: list[int], n: int, d, seed, long_enough) -> list[list[int]]:
+        """n rows of new token ids; with `long_enough`, each row stops growing once it says so."""
+        rows: list[list[int]] = [[] for _ in range(n)]
+        done = [False] * n
+        for step, next_ids in enumerate(self.token_stream(prime_ids, n, d, seed), start=1):
+            for i, t in enumerate(next_ids.tolist()):
+                if not done[i]:
+                    rows[i].append(t)
+            if long_enough is not None and step % CHECK_EVERY == 0:
+                done = [done[i] or long_enough(rows[i]) for i in range(n)]
+                if all(done):
+                    break
+        return rows
+
+    def render(self, score) -> str:
+        """A score as readable text (what training writes to samples/): one line per bar of note names."""
+        if score.note_num() == 0:
+            return "(no notes)\n"
+        names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+        downbeats = np.asarray(score.get_downbeats())
+        notes = sorted((n.time, n.pitch) for t in score.tracks for n in t.notes)
+        lines: dict[int, list[str]] = {}
+        for time, pitch in notes:
+            bar = int(np.searchsorted(downbeats, time, side="right"))
+            lines.setdefault(bar, []).append(f"{names[pitch % 12]}{pitch // 12 - 1}")
+        head = f"{score.note_num()} notes, {seconds_of(score):.1f} s\n"
+        return head + "".join(f"bar {bar:3d}: {' '.join(ps)}\n" for bar, ps in sorted(lines.items()))
+
+    # ---- writing -----------------------------------------------------------------------------
+
+    def write(self, score, dest: Path, prime_seconds: float | None = None, title: str = "") -> tuple[list[Path], str]:
+        """Write dest (.mid), and beside it .png (piano roll) and .wav; returns the three paths and
+        which renderer made the audio."""
+        from genlab.audio import piano_roll_png, render_wav
+
+        dest = Path(dest).with_suffix(".mid")
+        save_midi(score, dest)
+        piano_roll_png(score, dest.with_suffix(".png"), prime_seconds, title)
+        renderer = render_wav(score, dest, dest.with_suffix(".wav"))
+        return [dest, dest.with_suffix(".png"), dest.with_suffix(".wav")], renderer
+
+    def sample_command(self, n: int = 1, seed: int | None = None, out: Path | None = None, prime: Path | None = None,
+                       seconds: float | None = None, bars: int | None = None, max_new_tokens: int | None = None,
+                       temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                       repetition_penalty: float | None = None) -> None:
+        """`genlab sample` for music: write OUT.mid, OUT.png (piano roll) and OUT.wav per sample
+        (OUT_1.mid, OUT_2.mid, ... when n > 1); OUT defaults to RUN/samples/sample.mid."""
+        out = Path(out) if out is not None else self.run.samples / "sample.mid"
+        if prime is not None and not Path(prime).is_file():
+            raise GenlabError(f"{prime}: no such MIDI file")
+        scores = self.generate(prime, max_new_tokens=max_new_tokens, seconds=seconds, bars=bars, temperature=temperature,
+                               top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, seed=seed, n=n)
+        scores = scores if isinstance(scores, list) else [scores]
+        prime_seconds = seconds_of(self.tokenizer.decode(self.encode_prompt(prime))) if prime else None
+        for i, score in enumerate(scores, start=1):
+            dest = out if n == 1 else out.with_name(f"{out.stem}_{i}{out.suffix or '.mid'}")
+            title = f"{self.run.path.name}: " + (f"continuation of {Path(prime).name}" if prime else "from scratch")
+            paths, renderer = self.write(score, dest, prime_seconds, title)
+            print(f"wrote {', '.join(str(p) for p in paths)}  ({seconds_of(score):.1f} s, {score.note_num()} notes; "
+                  f"audio: {renderer})", file=sys.stderr)
+
+    # ---- evaluation ----------------------------------------------------------------------------
+
+    def heldout_pieces(self, tokens: np.ndarray, count: int, length: int, chunk: int | None = None) -> list:
+        """Up to `count` real pieces of `length` tokens cut from held-out `tokens`, each starting where
+        a piece would start (the start token) and, when `chunk` is given, inside one split chunk."""
+        from genlab.metrics.music import Piece
+
+        tokens = np.asarray(tokens)
+        length = min(length, len(tokens))
+        chunk = chunk or len(tokens)
+        starts = np.flatnonzero(tokens[: len(tokens) - length + 1] == self.tokenizer.start_id)
+        starts = starts[starts // chunk == (starts + length - 1) // chunk]
+        if len(starts) == 0:
+            starts = np.arange(0, len(tokens) - length + 1, length)
+        chosen = starts[np.linspace(0, len(starts) - 1, min(count, len(starts))).round().astype(int)]
+        return [Piece.from_score(self.tokenizer.decode(tokens[s : s + length])) for s in np.unique(chosen)]
+
+    def evaluate(self, data: str | None = None, samples: int = 32, sample_tokens: int = 512, seed: int = 0,
+                 progress: bool = True) -> dict:
+        """Val loss, and the music metrics (genlab.metrics.music) of `samples` pieces generated from
+        scratch (`sample_tokens` tokens each) beside the same metrics of as many held-out real pieces
+        of the same length: the real music is the reference the generated numbers are read against."""
+        from genlab.metrics.music import Piece, music_metrics, pitch_class_histogram
+
+        if data is None:
+            store = TokenStore(self.run.data)
+            tokens, chunk, where = store.split("val"), store.header["chunk"], "val split"
+        else:
+            tokens, chunk, where = self.encode_corpus(data, progress), None, data
+        block = getattr(self.model, "max_context", None) or self.config.model.block_size
+        loss = evaluate_tokens(self.model, tokens, self.tokenizer.unit_lengths(), block, self.device)
+        real = self.heldout_pieces(tokens, samples, sample_tokens, chunk)
+        generated = self.generate(max_new_tokens=sample_tokens, n=samples, seed=seed)
+        generated = generated if isinstance(generated, list) else [generated]
+        reference = pitch_class_histogram(real)
+        made = music_metrics([Piece.from_score(s) for s in generated], reference)
+        held = music_metrics(real, reference)
+        results = {"data": where, "tokens": loss["tokens"], "loss": loss["loss"], "perplexity": loss["perplexity"]}
+        for key in made:
+            results[key] = made[key]
+            results[f"heldout_{key}"] = held[key]
+        return results
+
+
+# ---- demo -----------------------------------------------------------------------------------
+
+
+def chorale_opening(folder: Path, bars: int = 2):
+    """The first `bars` bars of the first chorale in `folder` (a symusic Score) and its file name."""
+    path = usable_midi_files(folder, progress=False)[0]
+    score = read_score(path)
+    return cut(score, bar_tick(score, bars)), path.name
+
+
+def demo(out_root: Path, seconds: float, progress: bool = True) -> None:
+    """A small GPT learns Bach chorales (offline), then continues a chorale opening for ~12 s."""
+    from genlab.api import train as run_training
+
+    print("== music: a small GPT learns Bach chorales and continues an opening (bach, offline) ==")
+    tree = {
+        "task": "music",
+        "out": str(Path(out_root) / "music"),
+        "data": {"source": "bach", "music": {"transpose": 3}},
+        "tokenizer": {"kind": "midi"},
+        "model": {"name": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 256},
+        "train": {"max_steps": 100_000, "max_time": seconds, "batch_size": 16, "lr": 2e-3, "warmup_steps": 50,
+                  "eval_interval": 250, "checkpoint_interval": 250, "eval_batches": 10, "progress": progress},
+        "sample": {"temperature": 0.9, "top_k": 0, "top_p": 0.95},
+    }
+    run = run_training(validate_config(tree), progress=progress, overwrite=True)
+    gen = run.generator()
+    opening, name = chorale_opening(resolve_source("bach", progress))
+    folder = Path(run.path) / "demo"
+    prime_path = folder / "opening.mid"
+    gen.write(opening, prime_path, title=f"opening of {name}")
+    continuation = gen.generate(prime_path, seconds=12.0, seed=1)
+    prime_seconds = seconds_of(gen.tokenizer.decode(gen.encode_prompt(prime_path)))
+    paths, renderer = gen.write(continuation, folder / "continuation.mid", prime_seconds, title=f"{name}: opening + 12 s by the model")
+    print(f"trained {run.results['step']} steps ({run.results['elapsed']:.0f} s), val loss {run.results.get('val_loss', float('nan')):.3f}")
+    print(f"opening of {name}: {prime_path} (.png, .wav beside it)")
+    print(f"continuation: {', '.join(str(p) for p in paths)}  (audio: {renderer})")
+    print(f"\n{gen.render(continuation)}")

@@ -1,0 +1,329 @@
+"""Music: MIDI data, the miditok tokenizer, transposition, metrics, audio, and train -> sample -> eval."""
+
+import os
+import subprocess
+import sys
+import wave
+
+import mido
+import numpy as np
+import pretty_midi
+import pytest
+import torch
+
+import genlab
+from genlab.config import MusicOptions
+from genlab.errors import GenlabError
+from genlab.metrics.music import Piece, music_metrics, pitch_class_histogram
+from genlab.tokenizers import load_tokenizer, save_tokenizer
+from genlab.tokenizers.midi import MidiTokenizer
+
+CHORALES = ["bach/bwv269", "bach/bwv347", "bach/bwv153.1", "bach/bwv86.6"]
+
+
+def write_midi(path, parts, drums=False, tempo=120.0):
+    """parts: {program: [(pitch, start_s, end_s), ...]}; a drum track too when `drums`."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    for program, notes in parts.items():
+        inst = pretty_midi.Instrument(program=program)
+        inst.notes = [pretty_midi.Note(velocity=80, pitch=p, start=s, end=e) for p, s, e in notes]
+        pm.instruments.append(inst)
+    if drums:
+        kit = pretty_midi.Instrument(program=0, is_drum=True)
+        kit.notes = [pretty_midi.Note(velocity=100, pitch=36, start=i * 0.5, end=i * 0.5 + 0.1) for i in range(4)]
+        pm.instruments.append(kit)
+    pm.write(str(path))
+    return path
+
+
+PIANO = [(60 + i, i * 0.5, i * 0.5 + 0.5) for i in range(8)]  # quarter notes at 120 bpm: on miditok's grid
+VIOLIN = [(76, 0.0, 1.0), (79, 1.0, 2.0)]
+
+
+@pytest.fixture(scope="module")
+def chorales(tmp_path_factory):
+    from genlab.datasets.midi import write_chorales
+
+    folder = tmp_path_factory.mktemp("chorales")
+    assert write_chorales(folder / "nested", CHORALES, progress=False) == len(CHORALES)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run(chorales, tmp_path_factory):
+    out = tmp_path_factory.mktemp("musicrun") / "run"
+    return genlab.train(music_config(chorales, out, "gpt"), progress=False)
+
+
+def music_config(data, out, family, **train):
+    widths = {"gpt": {"n_layer": 1, "n_head": 2, "n_embd": 32}, "fnet": {"n_layer": 1, "n_embd": 32},
+              "lstm": {"n_layer": 1, "n_embd": 32}, "gru": {"n_layer": 1, "n_embd": 32}}[family]
+    return {
+        "task": "music", "out": str(out), "data": {"source": str(data)},
+        "model": {"name": family, "block_size": 64, **widths},
+        "train": {"max_steps": 20, "batch_size": 8, "lr": 1e-2, "warmup_steps": 2, "eval_interval": 20,
+                  "checkpoint_interval": 20, "eval_batches": 2, "sample_tokens": 32, "progress": False, **train},
+    }
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+
+def test_corrupt_and_empty_files_are_skipped_with_a_warning_naming_each(tmp_path, capsys):
+    from genlab.datasets.midi import usable_midi_files
+
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    good = write_midi(tmp_path / "deep" / "er" / "good.midi", {0: PIANO})
+    (tmp_path / "corrupt.mid").write_bytes(b"MThd\x00\x00\x00\x06 not really midi")
+    write_midi(tmp_path / "silent.mid", {0: []})
+    (tmp_path / "notes.txt").write_text("not a midi file, not even looked at")
+    assert usable_midi_files(tmp_path, progress=False) == [good]
+    err = capsys.readouterr().err
+    assert "skipping" in err and "corrupt.mid: not a readable MIDI file" in err
+    assert "silent.mid: the file holds no notes" in err and "notes.txt" not in err
+
+
+def test_a_dataset_with_no_usable_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "a.mid").write_bytes(b"garbage")
+    cfg = music_config(tmp_path, tmp_path / "run", "gpt")
+    with pytest.raises(GenlabError, match=r"no usable MIDI file \(all 1 were corrupt or empty\)"):
+        genlab.train(cfg, progress=False)
+    (tmp_path / "a.mid").unlink()
+    with pytest.raises(GenlabError, match="no .mid or .midi files found"):
+        genlab.train(cfg, progress=False)
+
+
+def test_bach_is_built_once_from_the_music21_corpus(tmp_path, monkeypatch):
+    import genlab.datasets.midi as midi
+
+    monkeypatch.setattr("music21.corpus.chorales.Iterator", lambda **kw: iter(CHORALES[:2]))
+    folder = midi.build_bach(tmp_path, progress=False)
+    names = sorted(p.name for p in folder.glob("*.mid"))
+    assert names == ["bach_bwv269.mid", "bach_bwv347.mid"]
+    assert len(pretty_midi.PrettyMIDI(str(folder / names[0])).instruments) >= 4  # SATB
+    monkeypatch.setattr(midi, "chorale_to_midi", lambda work: pytest.fail("converted again"))
+    assert midi.build_bach(tmp_path, progress=False) == folder
+
+
+# ---- tokenizer ----------------------------------------------------------------------------
+
+
+def test_tokenizer_round_trips_merged_parts_and_drops_drums(tmp_path):
+    path = write_midi(tmp_path / "song.mid", {0: PIANO, 40: VIOLIN}, drums=True)
+    tok = MidiTokenizer.train([path], MusicOptions())
+    score = tok.decode(tok.encode(path))
+    assert len(score.tracks) == 1  # merged into one part
+    notes = sorted((n.pitch, n.time / score.ticks_per_quarter, n.end / score.ticks_per_quarter) for n in score.tracks[0].notes)
+    expected = sorted((p, s * 2, e * 2) for p, s, e in PIANO + VIOLIN)  # seconds -> quarters at 120 bpm
+    assert notes == expected
+    assert tok.vocab[tok.start_id] == "Bar_None"
+
+
+def test_programs_choose_the_tracks_kept(tmp_path):
+    path = write_midi(tmp_path / "song.mid", {0: PIANO, 40: VIOLIN}, drums=True)
+    violin = MidiTokenizer.train([path], MusicOptions(programs=[40]))
+    assert sorted(n.pitch for n in violin.decode(violin.encode(path)).tracks[0].notes) == [76, 79]
+    apart = MidiTokenizer.train([path], MusicOptions(use_programs=True, programs=[0, 40, -1]))
+    score = apart.decode(apart.encode(path))
+    assert sorted((t.program, t.is_drum, len(t.notes)) for t in score.tracks) == [(0, False, 8), (0, True, 4), (40, False, 2)]
+
+
+def test_saved_tokenizer_encodes_and_decodes_exactly_as_trained(tmp_path):
+    path = write_midi(tmp_path / "song.mid", {0: PIANO, 40: VIOLIN})
+    tok = MidiTokenizer.train([path], MusicOptions(tokenization="TSD", use_velocities=False))
+    save_tokenizer(tok, tmp_path / "tokenizer.json")
+    back = load_tokenizer(tmp_path / "tokenizer.json")
+    assert (back.tokenization, back.vocab, back.start_id) == ("TSD", tok.vocab, tok.start_id)
+    assert back.encode(path) == tok.encode(path)
+    assert not any(name.startswith("Velocity") for name in back.vocab)
+
+
+# ---- transposition ------------------------------------------------------------------------
+
+
+class FixedWindows:
+    block_size = 4
+
+    def __init__(self, x):
+        self.x = x
+
+    def __next__(self):
+        return self.x[:, :-1], self.x[:, 1:]
+
+    def state_dict(self):
+        return {"generator": torch.zeros(1)}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_transposition_shifts_pitches_of_a_window_together_and_nothing_else():
+    from genlab.tasks.music import TransposedWindows
+
+    vocab = ["Bar_None", "Position_0", "Pitch_59", "Pitch_60", "Pitch_61", "Pitch_62", "PitchDrum_36", "Pitch_108"]
+    ids = {n: i for i, n in enumerate(vocab)}
+    rows = [["Bar_None", "Pitch_61", "Position_0", "PitchDrum_36", "Pitch_60"],
+            ["Pitch_108", "Pitch_60", "Bar_None", "Pitch_61", "Pitch_60"]]  # no Pitch_107/109: this row never moves
+    x = torch.tensor([[ids[n] for n in r] for r in rows])
+    windows = TransposedWindows(FixedWindows(x), vocab, 1, seed=0)
+    seen = set()
+    for _ in range(30):
+        inp, tgt = next(windows)
+        assert torch.equal(inp[:, 1:], tgt[:, :-1])  # input and target rows shifted alike
+        first = [vocab[i] for i in torch.cat([inp[0], tgt[0, -1:]]).tolist()]
+        shift = int(first[1].split("_")[1]) - 61
+        assert first == ["Bar_None", f"Pitch_{61 + shift}", "Position_0", "PitchDrum_36", f"Pitch_{60 + shift}"]
+        second = [vocab[i] for i in torch.cat([inp[1], tgt[1, -1:]]).tolist()]
+        assert second == rows[1]
+        seen.add(shift)
+    assert seen == {-1, 0, 1}
+    state = windows.state_dict()
+    a = next(windows)[0]
+    windows.load_state_dict(state)
+    assert torch.equal(next(windows)[0], a)
+
+
+# ---- metrics --------------------------------------------------------------------------------
+
+
+def test_metrics_on_a_hand_made_piece():
+    # Bar 1: a C major triad held 4 quarters; bar 2 silent; bar 3: B then F# (F# is outside C major).
+    notes = np.array([[60, 0, 4], [64, 0, 4], [67, 0, 4], [71, 8, 9], [66, 9, 10]], dtype=float)
+    piece = Piece(notes, downbeats=np.array([0.0, 4.0, 8.0]))
+    reference = pitch_class_histogram([piece])
+    m = music_metrics([piece, Piece(np.zeros((0, 3)), np.zeros(1))], reference)
+    assert m["pitch_range"] == 11
+    assert m["note_density"] == pytest.approx(5 / 10)
+    assert m["polyphony"] == pytest.approx((16 * 3 + 8 * 1) / 24)
+    assert m["scale_consistency"] == pytest.approx(5 / 5)  # G major holds C E G B F#
+    assert m["pitch_class_distance"] == 0.0
+    assert m["empty_bar_rate"] == pytest.approx((1 / 3 + 1.0) / 2)  # the empty piece counts as all empty
+    assert m["notes_per_piece"] == 2.5
+    off = Piece(np.array([[61, 0, 1]], dtype=float), np.zeros(1))
+    assert music_metrics([off], reference)["pitch_class_distance"] == pytest.approx(1.0)
+
+
+# ---- lengths --------------------------------------------------------------------------------
+
+
+def test_seconds_and_bars_follow_tempo_and_time_signature_changes():
+    import symusic
+
+    from genlab.tasks.music import bar_tick, bars_of, cut, tick_at_second
+
+    score = symusic.Score(480)
+    score.tempos.extend([symusic.Tempo(0, 120.0), symusic.Tempo(960, 60.0)])  # 120 bpm for 2 quarters, then 60
+    score.time_signatures.append(symusic.TimeSignature(0, 3, 4))
+    track = symusic.Track("t", 0, False)
+    track.notes.extend([symusic.Note(0, 480, 60, 80), symusic.Note(1200, 600, 62, 80), symusic.Note(3000, 100, 64, 80)])
+    score.tracks.append(track)
+    assert tick_at_second(score, 1.0) == 960 and tick_at_second(score, 2.0) == 1440
+    assert bar_tick(score, 1) == 1440 and bar_tick(score, 2) == 2880 and bar_tick(score, 5) == 7200
+    assert bars_of(score) == 3
+    short = cut(score, 1440)
+    assert [(n.time, n.duration, n.pitch) for n in short.tracks[0].notes] == [(0, 480, 60), (1200, 240, 62)]
+
+
+# ---- audio ----------------------------------------------------------------------------------
+
+
+def test_wav_comes_from_fluidsynth_when_installed_else_the_builtin_synth(tmp_path, monkeypatch):
+    from genlab.audio import render_wav
+    from genlab.datasets.midi import read_score
+
+    path = write_midi(tmp_path / "song.mid", {0: PIANO})
+    score = read_score(path)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    assert render_wav(score, path, tmp_path / "a.wav") == "built-in synthesizer"
+    with wave.open(str(tmp_path / "a.wav")) as w:
+        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        assert w.getnchannels() == 1 and w.getframerate() == 22050
+        assert 4.0 <= w.getnframes() / 22050 <= 4.3  # 8 quarter notes at 120 bpm, plus the release
+    assert np.abs(frames).max() > 20000 and np.abs(frames[: 22050 // 2]).mean() > 500  # loud, and sound from the start
+    # A stand-in fluidsynth that records its arguments and writes the -F file.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "fluidsynth"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nargs = sys.argv[1:]\n"
+                    "open(args[args.index('-F') + 1], 'wb').write(b'RIFF' + ' '.join(args).encode())\n")
+    fake.chmod(0o755)
+    (tmp_path / "gm.sf2").write_bytes(b"sf2")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("GENLAB_SOUNDFONT", str(tmp_path / "gm.sf2"))
+    assert render_wav(score, path, tmp_path / "b.wav") == "fluidsynth (gm.sf2)"
+    written = (tmp_path / "b.wav").read_bytes()
+    assert written.startswith(b"RIFF") and written.endswith(f"{tmp_path / 'gm.sf2'} {path}".encode())
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+# ---- end to end ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru", "fnet"])
+def test_every_sequence_family_trains_on_music(chorales, tmp_path, family):
+    r = genlab.train(music_config(chorales, tmp_path / "run", family, max_steps=6, eval_interval=6), progress=False)
+    assert r.results["step"] == 6 and r.results["val_loss"] < np.log(load_tokenizer(r.path / "tokenizer.json").vocab_size)
+    assert (r.path / "samples" / "step_000006.txt").read_text().strip()
+
+
+def test_a_music_run_defaults_to_the_midi_tokenizer_and_learns(run):
+    assert run.config.tokenizer.kind == "midi"
+    assert load_tokenizer(run.path / "tokenizer.json").kind == "midi"
+    first = next(r["loss"] for r in genlab.runs.RunDir(run.path).read_metrics() if "loss" in r)
+    assert run.results["val_loss"] < 0.75 * first
+
+
+def test_primed_continuation_by_seconds_writes_mid_png_wav_that_reload(run, chorales, tmp_path):
+    from genlab.tasks.music import bar_tick, cut, save_midi, seconds_of
+    from genlab.datasets.midi import read_score
+
+    chorale = read_score(sorted(chorales.rglob("*.mid"))[0])
+    theme = cut(chorale, bar_tick(chorale, 2))
+    save_midi(theme, tmp_path / "theme.mid")
+    gen = genlab.load(run.path)
+    gen.sample_command(prime=tmp_path / "theme.mid", seconds=3.0, temperature=0.9, seed=1, out=tmp_path / "cont.mid")
+    assert {p.name for p in tmp_path.iterdir()} >= {"cont.mid", "cont.png", "cont.wav"}
+    prime_end = seconds_of(gen.tokenizer.decode(gen.encode_prompt(tmp_path / "theme.mid")))
+    pm = pretty_midi.PrettyMIDI(str(tmp_path / "cont.mid"))
+    assert pm.get_end_time() <= prime_end + 3.0 + 1e-3
+    note_ons = [m for t in mido.MidiFile(str(tmp_path / "cont.mid")).tracks for m in t if m.type == "note_on" and m.velocity > 0]
+    assert len(note_ons) == sum(len(i.notes) for i in pm.instruments) > 0
+    theme_notes = sorted((n.start, n.pitch) for i in pretty_midi.PrettyMIDI(str(tmp_path / "theme.mid")).instruments for n in i.notes)
+    out_notes = sorted((n.start, n.pitch) for i in pm.instruments for n in i.notes if n.start < prime_end - 1e-6)
+    assert [p for _, p in out_notes] == [p for _, p in theme_notes]  # the prime comes first, unchanged
+    again = gen.generate(tmp_path / "theme.mid", seconds=3.0, temperature=0.9, seed=1)
+    assert bytes(again.dumps_midi()) == (tmp_path / "cont.mid").read_bytes()
+
+
+def test_from_scratch_by_tokens_and_bars(run, tmp_path):
+    from genlab.tasks.music import bars_of
+
+    gen = genlab.load(run.path)
+    gen.sample_command(n=2, max_new_tokens=40, seed=0, out=tmp_path / "s.mid")
+    for name in ("s_1", "s_2"):
+        assert pretty_midi.PrettyMIDI(str(tmp_path / f"{name}.mid")).instruments and mido.MidiFile(str(tmp_path / f"{name}.mid")).tracks
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000 and (tmp_path / f"{name}.wav").stat().st_size > 44
+    score = gen.generate(bars=2, seed=0, temperature=0.9)
+    assert bars_of(score) <= 2
+
+
+def test_eval_gives_music_metrics_beside_the_held_out_reference(run):
+    r = genlab.load(run.path).evaluate(samples=3, sample_tokens=64)
+    for key in ("pitch_class_distance", "pitch_range", "note_density", "polyphony", "scale_consistency", "empty_bar_rate"):
+        assert key in r and f"heldout_{key}" in r
+    assert r["data"] == "val split" and r["loss"] > 0 and r["pieces"] == 3
+    assert 2.0 < r["heldout_polyphony"] <= 4.5  # four-voice chorales
+    assert r["heldout_empty_bar_rate"] == 0.0
+
+
+def test_music_user_errors_are_one_line(run, tmp_path):
+    (tmp_path / "bad.mid").write_bytes(b"nope")
+    r = subprocess.run([sys.executable, "-m", "genlab", "sample", str(run.path), "--prime", str(tmp_path / "bad.mid")],
+                       capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith(f"error: {tmp_path / 'bad.mid'}: not a readable MIDI file (")
+    gen = genlab.load(run.path)
+    with pytest.raises(GenlabError, match="give one length"):
+        gen.generate(seconds=2, bars=2)
+    with pytest.raises(GenlabError, match="tokenizer.kind: music runs use the midi tokenizer, not 'bpe'"):
+        genlab.train({**music_config(tmp_path, tmp_path / "r", "gpt"), "tokenizer": {"kind": "bpe"}}, progress=False)
