@@ -25,7 +25,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed for the generated samples that diversity metrics use."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
-    """Evaluate a run: loss, bits per char (or byte), perplexity and sample diversity for text."""
+    """Evaluate a run: loss, bits per char/byte, perplexity and diversity (text, code); music metrics; FID/KID (images)."""
     from genlab.api import load
     from genlab.runs import atomic_write_json
 
