@@ -87,7 +87,8 @@ class TokenStore:
                     n_docs += started
             if n < 2:
                 raise GenlabError("the corpus is empty after tokenization: nothing to train on")
-            flat = np.memmap(flat_path, dtype=dtype, mode="r", shape=(n,))
+            # Plain reads, not a memory map: mapped pages would count against the process's memory.
+            flat = open(flat_path, "rb")
             # Enough chunks that even a small corpus gets a val split of the requested size.
             chunk = max(1, min(chunk, n // 50))
             owners = _assign_chunks(math.ceil(n / chunk), val_fraction, test_fraction, seed)
@@ -97,12 +98,13 @@ class TokenStore:
                 tokens = units = 0
                 with open(tmp / f"{name}.bin", "wb") as out:
                     for c in np.flatnonzero(owners == split_id):
-                        piece = np.asarray(flat[c * chunk : (c + 1) * chunk])
+                        flat.seek(int(c) * chunk * dtype.itemsize)
+                        piece = np.fromfile(flat, dtype=dtype, count=chunk)
                         out.write(piece.tobytes())
                         tokens += piece.size
                         units += int(lengths[piece].sum())
                 splits[name] = {"tokens": tokens, "units": units}
-            del flat
+            flat.close()
             flat_path.unlink()
             atomic_write_json(
                 tmp / "header.json",
