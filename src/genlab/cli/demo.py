@@ -15,7 +15,7 @@ from genlab.errors import GenlabError
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo's runs go."),
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated parts to run (default: all)."),
-    seconds: float = typer.Option(75.0, "--seconds", help="Training time per part, in seconds."),
+    seconds: float = typer.Option(60.0, "--seconds", help="Training time per part, in seconds."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Train small models on embedded data (offline) and print/save what they make before and after."""
