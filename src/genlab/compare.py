@@ -22,7 +22,8 @@ import torch
 
 from genlab.config import build_config, load_config
 from genlab.errors import GenlabError
-from genlab.runs import RunDir, atomic_write_bytes, atomic_write_json
+from genlab.plots import save_figure
+from genlab.runs import RunDir, atomic_write_json
 
 COLUMNS = [  # (key, heading, format)
     ("name", "run", "{}"),
@@ -128,8 +129,6 @@ def format_table(rows: list[dict]) -> str:
 
 def plot_curves(rows: list[dict], dest: Path) -> None:
     """Validation loss against training wall-clock seconds, every run in one PNG."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,11 +146,7 @@ def plot_curves(rows: list[dict], dest: Path) -> None:
     ax.set_ylabel("validation loss (nats/token)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(dest, buf.getvalue())
+    save_figure(fig, dest)
 
 
 def compare(

@@ -28,10 +28,18 @@ def plot_losses(rows: list[dict], dest: Path) -> None:
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    from genlab.runs import atomic_write_bytes
+    save_figure(fig, dest)
+
+
+def save_figure(fig, dest: Path) -> None:
+    """Write a matplotlib figure as PNG, atomically, and free it."""
     import io
 
+    import matplotlib.pyplot as plt
+
+    from genlab.runs import atomic_write_bytes
+
+    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

@@ -3,7 +3,7 @@
     source -> ImageStore (decoded once, memmap) -> model (genlab.models) -> objective -> Trainer
     run dir -> ImageGenerator: generate / interpolate / sample_command / evaluate (FID, KID, precision, recall)
 
-At every eval the trainer writes `samples/step_XXXXXX.png`, a grid drawn
+At every eval the trainer writes `samples/step_<step>.png`, a grid drawn
 from the same fixed noise each time, so one watches the same latents improve.
 """
 
