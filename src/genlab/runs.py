@@ -96,6 +96,14 @@ def load_tensors(path: Path) -> dict:
         raise GenlabError(f"{path}: not a readable safetensors file ({e})") from None
 
 
+def read_header(folder: Path, what: str) -> dict:
+    """The `header.json` of a data store folder; a missing one is an error naming the folder."""
+    path = Path(folder) / "header.json"
+    if not path.is_file():
+        raise GenlabError(f"{folder}: no {what} here (header.json missing)")
+    return json.loads(path.read_text())
+
+
 class RunDir:
     """Paths inside one run directory; creating it is the trainer's job."""
 

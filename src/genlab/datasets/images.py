@@ -21,7 +21,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import os
 import tarfile
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from tqdm import tqdm
 
 from genlab.datasets.download import fetch
 from genlab.errors import GenlabError
-from genlab.runs import atomic_write_bytes, atomic_write_json, replace_dir, temporary_sibling
+from genlab.runs import atomic_write_bytes, atomic_write_json, read_header, replace_dir, temporary_sibling
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -300,10 +299,7 @@ class ImageStore:
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        header_path = self.folder / "header.json"
-        if not header_path.is_file():
-            raise GenlabError(f"{self.folder}: no image store here (header.json missing)")
-        self.header = json.loads(header_path.read_text())
+        self.header = read_header(self.folder, "image store")
         shape = tuple(self.header["shape"])
         self.images = np.memmap(self.folder / "images.u8", dtype=np.uint8, mode="r", shape=shape)
         self.labels = np.memmap(self.folder / "labels.i16", dtype=np.int16, mode="r", shape=(shape[0],)) if self.header["classes"] else None

@@ -121,6 +121,16 @@ def fetch_tinyshakespeare(cache: Path, progress: bool = True) -> Path:
     return fetch(url, cache / "tinyshakespeare.txt", TINYSHAKESPEARE_SHA256, progress=progress)
 
 
+def resolve_data(data, progress: bool = True) -> tuple[Path, list[str], list[str]]:
+    """A DataConfig -> (local root, include globs, exclude globs); a named dataset's own
+    filters apply when the user gave none."""
+    root = resolve_source(data.source, progress)
+    include, exclude = data.include, data.exclude
+    if not include and not exclude:
+        include, exclude = default_filters(data.source)
+    return root, include, exclude
+
+
 def default_filters(source: str) -> tuple[list[str], list[str]]:
     """(include, exclude) patterns a named dataset implies when the user gave none."""
     if source == "python-stdlib":

@@ -13,7 +13,6 @@ windows straight from the memory map.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Iterable
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from genlab.errors import GenlabError
-from genlab.runs import atomic_write_json, replace_dir, temporary_sibling
+from genlab.runs import atomic_write_json, read_header, replace_dir, temporary_sibling
 
 SPLITS = ("train", "val", "test")
 
@@ -34,10 +33,7 @@ def token_dtype(vocab_size: int) -> np.dtype:
 class TokenStore:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        header = self.folder / "header.json"
-        if not header.is_file():
-            raise GenlabError(f"{self.folder}: no token store here (header.json missing)")
-        self.header = json.loads(header.read_text())
+        self.header = read_header(self.folder, "token store")
         self.dtype = np.dtype(self.header["dtype"])
 
     def split(self, name: str) -> np.ndarray:

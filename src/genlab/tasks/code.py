@@ -17,9 +17,8 @@ import sys
 from pathlib import Path
 
 from genlab.config import RunConfig
-from genlab.datasets import resolve_source
+from genlab.datasets.named import resolve_data
 from genlab.datasets.code import select_code
-from genlab.datasets.named import default_filters
 from genlab.datasets.text import read_text_file
 from genlab.errors import GenlabError
 from genlab.metrics.code import is_valid_python
@@ -36,10 +35,7 @@ class CodeSource:
     separator = "\n\n"
 
     def files(self, config: RunConfig, progress: bool = True) -> list[Path]:
-        root = resolve_source(config.data.source, progress)
-        include, exclude = config.data.include, config.data.exclude
-        if not include and not exclude:
-            include, exclude = default_filters(config.data.source)
+        root, include, exclude = resolve_data(config.data, progress)
         selection = select_code(root, config.data.code, include, exclude, progress)
         if not selection.files:
             raise GenlabError(f"{root}: no code files left ({selection.summary()}); check data.code.extensions and data.include")

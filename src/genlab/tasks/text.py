@@ -6,8 +6,7 @@ import sys
 from pathlib import Path
 
 from genlab.config import RunConfig
-from genlab.datasets import resolve_source
-from genlab.datasets.named import default_filters
+from genlab.datasets.named import resolve_data
 from genlab.datasets.text import read_text_file, read_text_pieces, select_files
 from genlab.errors import GenlabError
 from genlab.runs import atomic_write_text
@@ -18,10 +17,7 @@ class TextSource:
     separator = "\n\n"
 
     def files(self, config: RunConfig, progress: bool = True) -> list[Path]:
-        root = resolve_source(config.data.source, progress)
-        include, exclude = config.data.include, config.data.exclude
-        if not include and not exclude:
-            include, exclude = default_filters(config.data.source)
+        root, include, exclude = resolve_data(config.data, progress)
         files = select_files(root, include, exclude)
         if not files:
             raise GenlabError(f"{root}: no files match (check data.include / data.exclude)")
