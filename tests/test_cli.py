@@ -1,4 +1,5 @@
-"""The `genlab` command as a user meets it: help, one-line errors, and the train -> sample -> eval path."""
+"""The `genlab` command as a user meets it: help and usage for every command, one-line errors with exit
+status 1 (2 for usage), no traceback unless asked, and the train -> sample -> eval path."""
 
 import json
 import os
@@ -9,43 +10,169 @@ import pytest
 
 from conftest import tiny_config
 
+# Every command and subcommand, by its exact name.
+COMMANDS = [["train"], ["sample"], ["eval"], ["demo"], ["compare"], ["eval-code"], ["finetune-hf"], ["data"],
+            ["data", "prepare"], ["data", "report"]]
 
-def genlab(*args, cwd=None):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "genlab", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+def genlab(*args, cwd=None, env=None):
+    """The real entry point, in a fresh interpreter, run from an empty folder unless `cwd` is given."""
+    full = {k: v for k, v in os.environ.items() if k != "GENLAB_DEBUG"} | {"OMP_NUM_THREADS": "1"} | (env or {})
+    return subprocess.run([sys.executable, "-m", "genlab", *args], capture_output=True, text=True,
+                          cwd=cwd or _empty_folder(), env=full, timeout=300)
 
 
-def test_every_verb_has_help():
+def _empty_folder():
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="genlab-cli-")
+
+
+def test_help_lists_every_command_and_each_has_its_own_help():
     top = genlab("--help")
     assert top.returncode == 0
-    verbs = ["train", "sample", "eval", "demo"]
-    for verb in verbs:
-        assert verb in top.stdout
-        r = genlab(verb, "--help")
-        assert r.returncode == 0 and "Usage" in r.stdout, verb
+    listed = {line.split()[1] for line in top.stdout.splitlines() if line.startswith("│ ") and len(line.split()) > 2}
+    assert {c[0] for c in COMMANDS} <= listed
+    for command in COMMANDS:
+        r = genlab(*command, "--help")
+        assert r.returncode == 0 and f"Usage: genlab {' '.join(command)} " in r.stdout, command
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_a_usage_error_prints_usage_and_one_line_and_exits_2(command):
+    r = genlab(*command, "--no-such-option")
+    assert r.returncode == 2, r.stderr
+    assert f"Usage: genlab {' '.join(command)}" in r.stderr and "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error")]
+    assert errors == [errors[0]] and "--no-such-option" in errors[0]
+
+
+def test_bad_choice_and_bad_number_are_usage_errors():
+    for args in (["train", "text", "--max-steps", "many"], ["sample", "run", "--n", "two"]):
+        r = genlab(*args)
+        assert r.returncode == 2 and "Usage:" in r.stderr and "Traceback" not in r.stderr, args
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny text run shared by the tests below."""
+    import genlab as api
+    from conftest import make_corpus
+
+    root = tmp_path_factory.mktemp("cli")
+    (root / "corpus.txt").write_text(make_corpus())
+    api.train(tiny_config(root / "corpus.txt", root / "run", max_steps=20), progress=False)
+    return root
+
+
+def _bad_inputs(root):
+    """(arguments, text the one-line error must contain) for mistakes users make."""
+    (root / "afile.txt").write_text("x")
+    (root / "no-newline.txt").write_text("a" * 50)
+    image_run = root / "image-run"
+    return [
         (["train", "text", "--data", "no/such/notes"], "no/such/notes: no such file or folder"),
         (["train", "text", "--set", "train.lr_max=3"], "train.lr_max: unknown key"),
+        (["train", "text", "--model", "transformer"], "unknown family 'transformer'"),
+        (["train", "text", "--data", str(root / "corpus.txt"), "--out", str(root / "afile.txt")], "is a file"),
+        (["train", "text", "--set", "model.n_embd=130"], "model: n_embd (130) must be a multiple of n_head (4)"),
+        (["train", "text", "--set", "model.dropout=1"], "model.dropout: must be in [0, 1)"),
+        (["train", "text", "--batch-size", "0"], "train.batch_size"),
+        (["train", "text", "--lr", "-0.1"], "train.lr"),
         (["sample", "no/such/run"], "no/such/run: no such run directory"),
         (["eval", "no/such/run"], "no/such/run: no such run directory"),
-        (["train", "text", "--model", "transformer"], "unknown family 'transformer'"),
-    ],
-)
-def test_user_errors_are_one_line_without_traceback(args, message):
-    r = genlab(*args)
-    assert r.returncode == 2
-    assert r.stderr.strip() == f"error: {r.stderr.strip().removeprefix('error: ')}"
-    assert message in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+        (["sample", str(root / "run"), "--top-p", "1.5"], "sample.top_p"),
+        (["sample", str(root / "run"), "--top-k", "-1"], "sample.top_k"),
+        (["sample", str(root / "run"), "--temperature", "-1"], "sample.temperature"),
+        (["sample", str(root / "run"), "--n", "0"], "--n"),
+        (["sample", str(root / "run"), "--max-new-tokens", "-5"], "sample.max_new_tokens"),
+        (["sample", str(root / "run"), "--out", str(root)], "is a folder"),
+        (["sample", str(root / "run"), "--steps", "50"], "--steps does not apply"),
+        (["sample", str(root / "run"), "--prime", "x.mid"], "--prime does not apply"),
+        (["sample", "hf:" + str(root / "no-model")], "no-model"),
+        (["eval-code", "--canonical", "--problems", "p.jsonl", "--memory-mb", "-1"], "--memory-mb"),
+        (["eval-code", "--canonical", "--problems", "p.jsonl", "--workers", "-1"], "--workers"),
+        (["eval-code", "--canonical", "--problems", "p.jsonl", "--timeout", "0"], "--timeout"),
+        (["eval-code", "--canonical", "--problems", "p.jsonl", "--n", "0"], "--n"),
+        (["eval-code", "--canonical", "--problems", "p.jsonl", "--k", "0"], "--k"),
+        (["demo", "--only", "poetry"], "--only: unknown part 'poetry'"),
+        (["data", "prepare", "no/such.csv", "--out", str(root / "prep")], "no/such.csv"),
+    ]
 
 
-def test_debug_shows_the_traceback():
+def test_every_bad_input_is_one_line_exit_1_and_writes_nothing(trained):
+    before = sorted(p.relative_to(trained) for p in trained.rglob("*"))
+    for args, message in _bad_inputs(trained):
+        r = genlab(*args)
+        assert r.returncode == 1, (args, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+        assert r.stderr.startswith("error: ") and message in r.stderr, (args, r.stderr)
+    after = sorted(p.relative_to(trained) for p in trained.rglob("*") if p.name not in ("afile.txt", "no-newline.txt"))
+    assert after == before
+
+
+def test_broken_run_folders_are_one_line_errors(trained, tmp_path):
+    import shutil
+
+    from genlab.runs import RunDir
+
+    cases = {}
+    wrong = tmp_path / "wrong-shape"
+    shutil.copytree(trained / "run", wrong)
+    config = (wrong / "config.toml").read_text().replace("n_embd = 32", "n_embd = 16")
+    (wrong / "config.toml").write_text(config)
+    cases[wrong] = (["sample", str(wrong)], "weights do not fit this model")
+    truncated = tmp_path / "truncated"
+    shutil.copytree(trained / "run", truncated)
+    (truncated / "model.safetensors").write_bytes((truncated / "model.safetensors").read_bytes()[:100])
+    cases[truncated] = (["sample", str(truncated)], "not a readable safetensors file")
+    bad_state = tmp_path / "bad-state"
+    shutil.copytree(trained / "run", bad_state)
+    (RunDir(bad_state).latest_checkpoint() / "state.json").write_text("{not json")
+    cases[bad_state] = (["train", "text", "--config", str(bad_state / "config.toml"), "--out", str(bad_state),
+                         "--max-steps", "40"], "state.json: unreadable or incomplete")
+    for folder, (args, message) in cases.items():
+        files = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        r = genlab(*args)
+        assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == files  # nothing written or deleted
+
+
+def test_debug_flag_and_environment_show_the_traceback_default_does_not():
+    assert "Traceback" not in genlab("sample", "no/such/run").stderr
     r = genlab("--debug", "sample", "no/such/run")
-    assert r.returncode == 2 and "Traceback" in r.stderr
+    assert r.returncode == 1 and "Traceback" in r.stderr
+    r = genlab("sample", "no/such/run", env={"GENLAB_DEBUG": "1"})
+    assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+def test_train_without_model_uses_the_modality_default(tmp_path):
+    from genlab.config import DEFAULT_MODEL, build_config
+
+    for task, family in DEFAULT_MODEL.items():
+        assert build_config(None, {}, [], base={"task": task}).model.name == family
+    (tmp_path / "notes.txt").write_text("a line of notes\n" * 300)
+    r = genlab("train", "text", "--data", "notes.txt", "--max-steps", "2", "--set", "model.n_layer=1",
+               "--set", "model.n_embd=32", "--out", "runs/notes", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert 'name = "gpt"' in (tmp_path / "runs" / "notes" / "config.toml").read_text()
+    r = genlab("train", "image", "--data", "digits", "--max-steps", "1", "--set", "model.channels=8",
+               "--out", "runs/img", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert 'name = "ddpm"' in (tmp_path / "runs" / "img" / "config.toml").read_text()
+    assert "resuming" not in r.stdout + r.stderr  # a fresh run never says it resumes
+
+
+def test_progress_on_a_pipe_is_one_plain_line_per_eval(tmp_path, corpus_file):
+    cfg = tiny_config(corpus_file, tmp_path / "run", max_steps=30, eval_interval=10, progress=True)
+    import tomli_w
+
+    (tmp_path / "run.toml").write_bytes(tomli_w.dumps(cfg).encode())
+    r = genlab("train", "text", "--config", str(tmp_path / "run.toml"))
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr
+    evals = [line for line in r.stderr.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in evals] == ["10", "20", "30"]
 
 
 def test_train_sample_eval_from_the_command_line(tmp_path, corpus_file):
@@ -62,11 +189,23 @@ def test_train_sample_eval_from_the_command_line(tmp_path, corpus_file):
     out = tmp_path / "samples.txt"
     r = genlab("sample", str(tmp_path / "run"), "--n", "3", "--max-new-tokens", "20", "--out", str(out), "--seed", "2")
     assert r.returncode == 0 and out.read_text().count("--- sample") == 3
-    r = genlab("sample", str(tmp_path / "run"), "--steps", "50")
-    assert r.returncode == 2 and "--steps does not apply" in r.stderr
+    png = tmp_path / "picture.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    r = genlab("sample", str(tmp_path / "run"), "--max-new-tokens", "5", "--out", str(png))
+    assert r.returncode == 1 and "is not a text file" in r.stderr and png.read_bytes().startswith(b"\x89PNG")
     r = genlab("eval", str(tmp_path / "run"))
     assert r.returncode == 0 and "bits_per_char" in r.stdout
     results = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert results["bits_per_char"] > 0 and results["perplexity"] > 1
     saved = (tmp_path / "run" / "config.toml").read_text()
     assert "max_steps = 20" in saved and "seed = 5" in saved  # flags land in the resolved config
+
+
+def test_stop_strings_are_unescaped_like_printf(trained):
+    from genlab.cli.sample import unescape
+
+    assert unescape(r"\n\n") == "\n\n" and unescape(r"a\tb\\n") == "a\tb\\n" and unescape("plain") == "plain"
+    r = genlab("sample", str(trained / "run"), "--prompt", "The", "--max-new-tokens", "200", "--temperature", "0",
+               "--stop", r"\n", "--no-stream")
+    assert r.returncode == 0, r.stderr
+    assert "\n" not in r.stdout.rstrip("\n"), r.stdout  # generation stopped at the first newline

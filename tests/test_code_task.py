@@ -93,7 +93,8 @@ def test_fine_tuning_a_code_run_starts_from_its_weights_and_tokenizer(project, t
     other = tmp_path / "other"
     other.mkdir()
     (other / "twice.py").write_text("def sum(a, b):\n    return b + a - a + b\n\n\n" * 80)  # only characters the base knows
-    untrained = train(validate_config(code_config(other, tmp_path / "ft0", max_steps=0, init_from=str(base.path))), progress=False)
+    # One step at a learning rate below float32's resolution: the run starts, and ends, at the base's weights.
+    untrained = train(validate_config(code_config(other, tmp_path / "ft0", max_steps=1, lr=1e-30, init_from=str(base.path))), progress=False)
     assert untrained.config.tokenizer.kind == "char"  # the base run's kind, not the code default
     assert RunDir(untrained.path).tokenizer.read_text() == RunDir(base.path).tokenizer.read_text()
     start, origin = load_tensors(RunDir(untrained.path).weights), load_tensors(RunDir(base.path).weights)

@@ -84,11 +84,13 @@ def test_corrupt_and_empty_files_are_skipped_with_a_warning_naming_each(tmp_path
 
 
 def test_a_dataset_with_no_usable_file_is_a_one_line_error(tmp_path):
-    (tmp_path / "a.mid").write_bytes(b"garbage")
-    cfg = music_config(tmp_path, tmp_path / "run", "gpt")
+    (tmp_path / "midi").mkdir()
+    (tmp_path / "midi" / "a.mid").write_bytes(b"garbage")
+    cfg = music_config(tmp_path / "midi", tmp_path / "run", "gpt")
     with pytest.raises(GenlabError, match=r"no usable MIDI file \(all 1 were corrupt or empty\)"):
         genlab.train(cfg, progress=False)
-    (tmp_path / "a.mid").unlink()
+    assert not (tmp_path / "run").exists()  # a mistake leaves nothing behind
+    (tmp_path / "midi" / "a.mid").unlink()
     with pytest.raises(GenlabError, match="no .mid or .midi files found"):
         genlab.train(cfg, progress=False)
 

@@ -364,7 +364,7 @@ def test_a_corrupt_image_is_named_and_nothing_is_written(tmp_path):
 def test_out_that_is_not_a_prepared_dataset_is_refused(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
-    with pytest.raises(GenlabError, match="not a prepared dataset"):
+    with pytest.raises(GenlabError, match="holds files genlab did not make"):
         prepare(write_csv(tmp_path / "raw.csv"), tmp_path / "mine", progress=False)
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
 

@@ -35,7 +35,7 @@ def test_environment_is_scrubbed_and_cwd_is_an_empty_private_folder(monkeypatch)
     assert o.passed, o.stderr
     env, listing, isolated = o.stdout.splitlines()
     assert "GENLAB_TEST_SECRET" not in env and "hunter2" not in o.stdout
-    assert eval(env) == ["HOME", "LANG", "PATH", "PYTHONHASHSEED", "TMPDIR"]
+    assert eval(env) == ["HOME", "LANG", "PATH", "TMPDIR"]
     assert eval(listing) == ["program.py"] and isolated == "1"
 
 

@@ -10,7 +10,7 @@ import torch
 
 import genlab
 from genlab.config import TrainConfig
-from genlab.runs import load_tensors
+from genlab.runs import RunDir, load_tensors
 from genlab.trainer import learning_rate
 from conftest import tiny_config
 
@@ -21,7 +21,8 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # monotone decay after warmup
     assert lrs[110] == pytest.approx(0.1)
-    assert learning_rate(cfg, 20, time_fraction=1.0) == pytest.approx(0.1)  # a spent time budget decays fully
+    assert learning_rate(cfg, 20, total_steps=20) == pytest.approx(0.1)  # a time budget planned as 20 steps
+    assert learning_rate(cfg, 15, total_steps=20) < learning_rate(cfg, 15)  # ...decays sooner than max_steps
 
 
 def _train_in_subprocess(config: dict) -> subprocess.Popen:
@@ -36,13 +37,14 @@ def test_run_killed_with_sigkill_and_resumed_ends_with_identical_weights(tmp_pat
     killed = tiny_config(corpus_file, tmp_path / "killed", **common)
     killed["model"]["dropout"] = 0.1
     proc = _train_in_subprocess(killed)
-    state = tmp_path / "killed" / "checkpoint" / "state.json"
+    run = RunDir(tmp_path / "killed")
     deadline = time.time() + 120
     step = 0
     while time.time() < deadline and proc.poll() is None:
-        if state.is_file():
+        latest = run.latest_checkpoint()
+        if latest is not None:
             try:
-                step = json.loads(state.read_text())["step"]
+                step = json.loads((latest / "state.json").read_text())["step"]
             except (json.JSONDecodeError, FileNotFoundError):
                 step = 0
             if step >= 30:
@@ -117,8 +119,9 @@ def test_ema_weights_are_what_model_safetensors_holds(tmp_path, corpus_file):
     cfg = tiny_config(corpus_file, tmp_path / "ema", max_steps=10, ema_decay=0.5)
     genlab.train(cfg, progress=False)
     saved = load_tensors(tmp_path / "ema" / "model.safetensors")
-    live = load_tensors(tmp_path / "ema" / "checkpoint" / "model.safetensors")
-    ema = load_tensors(tmp_path / "ema" / "checkpoint" / "ema.safetensors")
+    checkpoint = RunDir(tmp_path / "ema").latest_checkpoint()
+    live = load_tensors(checkpoint / "model.safetensors")
+    ema = load_tensors(checkpoint / "ema.safetensors")
     key = "model.wte.weight"
     assert torch.equal(saved[key], ema[key])
     assert not torch.equal(saved[key], live[key])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from genlab.config import RunConfig, build_config, load_config, validate_config
 from genlab.errors import GenlabError
+from genlab.folders import discard
 from genlab.runs import RunDir
 from genlab.tasks import task_module
 
@@ -38,7 +39,15 @@ def train(config: RunConfig | dict | str | Path, progress: bool = True, overwrit
         config = build_config(Path(config))
     elif isinstance(config, dict):
         config = validate_config(config)
-    return task_module(config.task).train(config, progress=progress, overwrite=overwrite)
+    fresh = not Path(config.out).exists()
+    try:
+        return task_module(config.task).train(config, progress=progress, overwrite=overwrite)
+    except GenlabError:
+        # A folder this call created and that holds no checkpoint yet (bad data, bad config) is
+        # removed again: a mistake leaves nothing behind.
+        if fresh and RunDir(config.out).latest_checkpoint() is None:
+            discard(Path(config.out))
+        raise
 
 
 def load(run: str | Path, device: str = "auto"):

@@ -22,6 +22,7 @@ import torch
 
 from genlab.config import build_config, load_config
 from genlab.errors import GenlabError
+from genlab.folders import claim
 from genlab.plots import save_figure
 from genlab.runs import RunDir, atomic_write_json
 
@@ -162,9 +163,10 @@ def compare(
 ) -> list[dict]:
     """Train what needs training, measure every run, write out/compare.json and out/val_loss.png; return the rows."""
     out = Path(out)
-    items = list(items) + [str(p) for p in family_configs(models or [], out, task)]
-    if not items:
+    if not items and not models:
         raise GenlabError("compare: give run directories, TOML configs or --models")
+    claim(out, "compare", inputs=[data])  # its sub-runs are resumed, its table and plot replaced
+    items = list(items) + [str(p) for p in family_configs(models or [], out, task)]
     runs = train_configs(items, out, data, max_time, sets or [], progress)
     signatures = {str(r): _split_signature(RunDir(r)) for r in runs}
     first = next(iter(signatures.values()))

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from genlab.errors import GenlabError
 from genlab.runs import atomic_write_text
@@ -26,24 +26,32 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# Ranges every config value is checked against when a config is read (the message names the field).
+Positive = Annotated[int, Field(gt=0)]
+Count = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, lt=1)]  # dropout and the like: 1 would drop everything
+
+
 class ImageOptions(Section):
     """How images are decoded before training (issue: image generation)."""
 
-    size: int | None = None  # resize to size x size; None keeps the dataset's size
+    size: Positive | None = None  # resize to size x size; None keeps the dataset's size
     channels: Literal[1, 3] | None = None  # 1 grayscale, 3 RGB; None keeps the dataset's
     use_labels: bool = True  # class-conditional training where labels exist
     pixel_range: tuple[float, float] = (-1.0, 1.0)  # what uint8 0..255 maps to for the network
-    grid_samples: int = 64  # images in the fixed-noise grid written at each eval
+    grid_samples: Positive = 64  # images in the fixed-noise grid written at each eval
     sampler: Literal["ddpm", "ddim"] = "ddim"  # diffusion: default sampler for grids and `genlab sample`
-    sample_steps: int = 50  # diffusion: default sampling steps (ddim); ddpm uses every step unless --steps
-    guidance: float = 1.0  # diffusion: classifier-free guidance scale (1 = plain conditional)
+    sample_steps: Positive = 50  # diffusion: default sampling steps (ddim); ddpm uses every step unless --steps
+    guidance: NonNegative = 1.0  # diffusion: classifier-free guidance scale (1 = plain conditional)
 
 
 class MusicOptions(Section):
     """How MIDI files become tokens (issue: music generation)."""
 
     tokenization: Literal["REMI", "MIDILike", "TSD", "Structured"] = "REMI"  # miditok tokenization
-    transpose: int = 0  # augment training windows with random shifts in [-transpose, +transpose] semitones (6 = all keys)
+    transpose: Annotated[int, Field(ge=0, le=12)] = 0  # augment training windows with random shifts in [-transpose, +transpose] semitones (6 = all keys)
     programs: list[int] | None = None  # General MIDI programs to keep (-1 = drums); None keeps all
     use_programs: bool = False  # keep instruments apart (Program tokens); off merges kept tracks into one part
     use_velocities: bool = True  # off: every note at one loudness (a smaller vocabulary)
@@ -55,7 +63,7 @@ class CodeOptions(Section):
     extensions: list[str] = [".py"]
     respect_gitignore: bool = True
     dedupe: bool = True  # drop exact and near-duplicate files
-    near_duplicate_threshold: float = 0.85  # MinHash Jaccard estimate above which a file is a near duplicate
+    near_duplicate_threshold: Annotated[float, Field(gt=0, le=1)] = 0.85  # MinHash Jaccard estimate above which a file is a near duplicate
 
 
 class DataConfig(Section):
@@ -64,7 +72,7 @@ class DataConfig(Section):
     exclude: list[str] = []  # glob patterns that drop a file
     val_fraction: float = 0.1
     test_fraction: float = 0.0
-    split_chunk: int = 1024  # tokens per chunk when splitting by seed
+    split_chunk: Positive = 1024  # tokens per chunk when splitting by seed
     image: ImageOptions = ImageOptions()
     music: MusicOptions = MusicOptions()
     code: CodeOptions = CodeOptions()
@@ -79,37 +87,53 @@ class DataConfig(Section):
 
 class TokenizerConfig(Section):
     kind: str = "char"  # char | bpe (| code | midi, added by their modalities)
-    vocab_size: int = 4096  # BPE only
-    min_frequency: int = 2  # BPE only
+    vocab_size: Annotated[int, Field(ge=2)] = 4096  # BPE only
+    min_frequency: Positive = 2  # BPE only
 
 
 class ModelConfig(Section):
-    """Base of every family's config; `name` picks the family (genlab.models.FAMILIES)."""
+    """Base of every family's config; `name` picks the family (genlab.models.FAMILIES).
+
+    Every whole number in a family's config is a size or a count (positive), and every field named
+    `dropout` or `p_*` is a probability in [0, 1); families add their own checks."""
 
     name: str
 
+    @field_validator("*")
+    @classmethod
+    def _in_range(cls, v: Any, info) -> Any:
+        values = v if isinstance(v, list) else [v]
+        if any(isinstance(x, int) and not isinstance(x, bool) and x <= 0 for x in values):
+            raise ValueError("must be positive")
+        name = info.field_name
+        if (name == "dropout" or name.startswith("p_")) and not 0 <= v < 1:
+            raise ValueError("must be in [0, 1)")
+        if isinstance(v, float) and v < 0:
+            raise ValueError("must not be negative")
+        return v
+
 
 class TrainConfig(Section):
-    max_steps: int = 2000
-    max_time: float | None = None  # seconds of training; stops early (and checkpoints) when reached
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0  # 0 disables
+    max_steps: Positive = 2000
+    max_time: PositiveFloat | None = None  # seconds of training; stops early (and checkpoints) when reached
+    batch_size: Positive = 32
+    grad_accum: Positive = 1
+    lr: PositiveFloat = 1e-3
+    min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: Count = 100
+    weight_decay: NonNegative = 0.1
+    beta1: Probability = 0.9
+    beta2: Probability = 0.99
+    grad_clip: NonNegative = 1.0  # 0 disables
     dtype: Literal["float32", "bfloat16"] = "float32"  # bfloat16 = autocast
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 1337
-    eval_interval: int = 250
-    eval_batches: int = 20  # batches per periodic eval; `genlab eval` uses the whole split
-    log_interval: int = 10
-    checkpoint_interval: int = 250
-    ema_decay: float | None = None
-    sample_tokens: int = 200  # length of the samples written at each eval
+    eval_interval: Positive = 250
+    eval_batches: Positive = 20  # batches per periodic eval; `genlab eval` uses the whole split
+    log_interval: Positive = 10
+    checkpoint_interval: Positive = 250
+    ema_decay: Probability | None = None
+    sample_tokens: Count = 200  # length of the samples written at each eval
     compile: bool = False
     progress: bool = True
     init_from: str | None = None  # a run directory to fine-tune: its weights and tokenizer are the start
@@ -119,11 +143,15 @@ class SampleConfig(Section):
     """Defaults for `genlab sample` on this run."""
 
     prompt: str = ""
-    max_new_tokens: int = 200
-    temperature: float = 0.8
-    top_k: int = 50  # 0 disables
-    top_p: float = 0.95  # 1.0 disables
-    repetition_penalty: float = 1.0
+    max_new_tokens: Count = 200
+    temperature: NonNegative = 0.8  # 0 = greedy (always the likeliest token)
+    top_k: Count = 50  # 0 disables
+    top_p: Annotated[float, Field(gt=0, le=1)] = 0.95  # 1.0 disables
+    repetition_penalty: PositiveFloat = 1.0
+
+
+# The model a task trains when the config names none (`genlab train text` with no --model).
+DEFAULT_MODEL = {"text": "gpt", "code": "gpt", "music": "gpt", "image": "ddpm"}
 
 
 class RunConfig(Section):
@@ -135,6 +163,16 @@ class RunConfig(Section):
     train: TrainConfig = TrainConfig()
     sample: SampleConfig = SampleConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, tree: Any) -> Any:
+        if isinstance(tree, dict):
+            model = tree.get("model", {})
+            if isinstance(model, dict) and "name" not in model:
+                task = tree.get("task", "text")
+                tree = {**tree, "model": {"name": DEFAULT_MODEL.get(task, "gpt"), **model}}
+        return tree
+
     @field_validator("model", mode="before")
     @classmethod
     def _family_config(cls, v: Any) -> ModelConfig:
@@ -144,8 +182,17 @@ class RunConfig(Section):
             return v
         if not isinstance(v, dict):
             raise ValueError("must be a table with a `name` (the model family)")
-        v = {"name": "gpt", **v}
         return family_config(v["name"]).model_validate(v)
+
+
+def validate_sample_options(**options) -> None:
+    """Range-check sampling options given on the command line (None = the run's own), naming `sample.<field>`."""
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        SampleConfig.model_validate(given)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise GenlabError(f"sample.{first['loc'][0]}: {first['msg']}") from None
 
 
 # CLI flag -> dotted config field. Every named train flag is one of these.
@@ -200,7 +247,7 @@ def read_toml(path: Path) -> dict:
 def _describe(e: ValidationError, origin: str) -> str:
     first = e.errors()[0]
     where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
-    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
     more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
     return f"{origin}: {where}: {msg}{more}"
 

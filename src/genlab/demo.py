@@ -27,13 +27,13 @@ def demo_text(out_root: Path, seconds: float, progress: bool = True) -> None:
         "data": {"source": "python-docs"},
         "tokenizer": {"kind": "char"},
         "model": {"name": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128},
-        "train": {"max_steps": 0, "batch_size": 32, "lr": 2e-3, "warmup_steps": 50, "eval_interval": 250,
+        "train": {"max_steps": 1, "batch_size": 32, "lr": 2e-3, "warmup_steps": 50, "eval_interval": 250,
                   "checkpoint_interval": 250, "eval_batches": 10, "progress": progress},
         "sample": {"max_new_tokens": 240, "temperature": 0.8, "prompt": "Return the "},
     }
     before = train(validate_config(tree), progress=progress, overwrite=True).generator()
-    _show("before training (random weights):", "Return the " + before.generate(seed=1))
-    # Same run, bigger budget: the trainer resumes from its step-0 checkpoint.
+    _show("before training (random weights, 1 warm-up step):", "Return the " + before.generate(seed=1))
+    # Same run, bigger budget: the trainer resumes from its step-1 checkpoint.
     tree["train"] |= {"max_steps": 100_000, "max_time": seconds}
     run = train(validate_config(tree), progress=progress)
     after = run.generator()
@@ -58,5 +58,8 @@ PARTS = {"text": demo_text, "image": demo_image, "music": demo_music}
 
 
 def run_demo(out_root: Path, parts: list[str], seconds: float, progress: bool = True) -> None:
+    from genlab.folders import claim
+
+    claim(out_root, "demo")  # a genlab folder; each part resumes (or replaces) its runs inside it
     for name in parts:
         PARTS[name](Path(out_root), seconds, progress)

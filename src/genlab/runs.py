@@ -4,7 +4,9 @@ Layout (see docs/architecture.md):
     config.toml         fully resolved run config
     model.safetensors   weights (EMA weights where EMA is on)
     tokenizer.json      for sequence runs
-    checkpoint/         optimizer, step and RNG state: enough to resume bit for bit
+    .genlab             marker: a folder genlab made (genlab.folders)
+    checkpoint/         step-NNNNNNNN-xxxx/ folders (weights, optimizer, step, RNG: enough to resume bit
+                        for bit) and `latest`, the pointer that names the current one
     metrics.jsonl       one JSON object per logged step or eval
     samples/            what the model made at each eval
     loss.png            loss curves
@@ -21,6 +23,20 @@ from pathlib import Path
 from genlab.errors import GenlabError
 
 
+def crash_point(name: str) -> None:
+    """A named instant inside a multi-step write. Does nothing; tests replace it to crash there
+    (tests/test_checkpoints.py), which proves every such instant leaves a resumable run."""
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in the folder `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never half."""
     path = Path(path)
@@ -32,6 +48,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -78,10 +95,57 @@ def save_tensors(path: Path, tensors: dict, metadata: dict[str, str] | None = No
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(flat, str(tmp), metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+CHECKPOINT_POINTER = "latest"
+
+
+def commit_checkpoint(built: Path, folder: Path, step: int) -> Path:
+    """Make the complete checkpoint folder `built` (inside `folder`) the current one.
+
+    It is renamed onto a fresh name, then the pointer file `latest` is replaced atomically, then
+    older checkpoints go. A crash at any instant leaves the old checkpoint or the new one current,
+    never neither (see `current_checkpoint`)."""
+    final = folder / f"step-{step:08d}-{os.urandom(3).hex()}"
+    fsync_dir(built)
+    crash_point("checkpoint-written")
+    os.replace(built, final)
+    fsync_dir(folder)
+    crash_point("checkpoint-renamed")
+    atomic_write_text(folder / CHECKPOINT_POINTER, final.name + "\n")
+    crash_point("checkpoint-pointed")
+    for stale in folder.iterdir():
+        if stale.name not in (final.name, CHECKPOINT_POINTER):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+            crash_point("checkpoint-cleaned")
+    return final
+
+
+def checkpoint_folder_for_writing(folder: Path) -> Path:
+    """A fresh folder inside `folder` to write a checkpoint into before `commit_checkpoint`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=folder, prefix=".building-"))
+
+
+def current_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint to resume from: the one `latest` names, else the newest complete one left by
+    a crash between a rename and the pointer's update; None when there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    pointer = folder / CHECKPOINT_POINTER
+    if pointer.is_file():
+        named = folder / pointer.read_text(encoding="utf-8").strip()
+        if named.name.startswith("step-") and (named / "state.json").is_file():
+            return named
+    complete = sorted(p for p in folder.glob("step-*") if (p / "state.json").is_file())
+    return complete[-1] if complete else None
 
 
 def load_tensors(path: Path) -> dict:
@@ -118,6 +182,9 @@ class RunDir:
     samples = property(lambda self: self.path / "samples")
     loss_plot = property(lambda self: self.path / "loss.png")
     data = property(lambda self: self.path / "data")
+
+    def latest_checkpoint(self) -> Path | None:
+        return current_checkpoint(self.checkpoint)
 
     def require(self) -> "RunDir":
         """Fail with one line if this is not a finished run directory."""

@@ -14,19 +14,24 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import sys
+import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from genlab import distributed
 from genlab.config import TrainConfig
-from genlab.errors import GenlabError
-from genlab.runs import RunDir, atomic_write_json, load_tensors, replace_dir, save_tensors, temporary_sibling
+from genlab.errors import GenlabError, Interrupted
+from genlab.progress import progress_bar
+from genlab.runs import (RunDir, atomic_write_json, checkpoint_folder_for_writing, commit_checkpoint, load_tensors,
+                         save_tensors)
 
 
 def pick_device(choice: str, local_rank: int = 0) -> torch.device:
@@ -37,14 +42,27 @@ def pick_device(choice: str, local_rank: int = 0) -> torch.device:
     return torch.device(f"cuda:{local_rank}") if choice == "cuda" else torch.device(choice)
 
 
-def learning_rate(cfg: TrainConfig, step: int, time_fraction: float = 0.0) -> float:
-    """Linear warmup, then cosine decay to lr*min_lr_ratio by whichever budget (steps or time) ends first."""
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int | None = None) -> float:
+    """Linear warmup, then cosine decay to lr*min_lr_ratio at `total_steps` (default: max_steps).
+
+    A function of the step alone, so a resumed run follows exactly the schedule of one never stopped;
+    a time budget becomes a step estimate once (see `plan_steps`), recorded in the checkpoint."""
+    total = total_steps or cfg.max_steps
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(1.0, max(progress, time_fraction))
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+# Steps timed before a time budget is turned into a step count for the schedule.
+PLAN_AFTER_STEPS = 10
+
+
+def plan_steps(cfg: TrainConfig, step: int, elapsed: float) -> int:
+    """How many steps fit in the time budget, judged from the first `step` steps' `elapsed` seconds."""
+    per_step = elapsed / max(step, 1)
+    return min(cfg.max_steps, max(step + 1, int(cfg.max_time / max(per_step, 1e-9))))
 
 
 def make_optimizer(module: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -75,7 +93,11 @@ def weights_of(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
 def load_weights(modules: dict[str, nn.Module], tensors: dict[str, torch.Tensor], origin: Path) -> None:
     """Load tensors saved by `weights_of`; a mismatch is one line naming the file."""
     bundle = bundle_of(modules)
-    missing, unexpected = bundle.load_state_dict(tensors, strict=False)
+    try:
+        missing, unexpected = bundle.load_state_dict(tensors, strict=False)
+    except RuntimeError as e:  # shapes differ: torch lists every mismatch; the first names the tensor
+        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), "shapes differ")
+        raise GenlabError(f"{origin}: weights do not fit this model ({detail[:200]}); is it from another config?") from None
     state = bundle.state_dict()
     # A missing key is fine only when it is tied to a loaded one (same storage).
     ptrs = {state[k].data_ptr() for k in tensors if k in state}
@@ -85,12 +107,37 @@ def load_weights(modules: dict[str, nn.Module], tensors: dict[str, torch.Tensor]
         raise GenlabError(f"{origin}: weights do not fit this model ({what}); is it from another model or config?")
 
 
+class _Stop:
+    signum: int | None = None
+
+
+@contextmanager
+def stop_signals(enabled: bool = True):
+    """While inside, SIGINT and SIGTERM only set `.signum`, so the loop stops at a step boundary;
+    a second Ctrl-C interrupts at once. Outside the main thread nothing is installed."""
+    stop = _Stop()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        stop.signum = signum
+        signal.signal(signum, previous[signum])  # the next one acts at once
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
 @dataclass
 class TrainState:
     step: int = 0
     items: int = 0  # tokens (or images) consumed
     elapsed: float = 0.0  # seconds of training so far, across resumes
-    history: list = field(default_factory=list)
+    planned_steps: int | None = None  # the schedule's length under a time budget (None: max_steps)
 
 
 class Trainer:
@@ -129,7 +176,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if not self.world.is_main:
             return
-        tmp = temporary_sibling(self.run.checkpoint)
+        tmp = checkpoint_folder_for_writing(self.run.checkpoint)
         save_tensors(tmp / "model.safetensors", weights_of(self.objective.modules))
         tensors, groups = {}, {}
         for name, opt in self.optimizers.items():
@@ -147,14 +194,33 @@ class Trainer:
         if self.ema is not None:
             save_tensors(tmp / "ema.safetensors", self.ema)
         s = self.state
-        atomic_write_json(tmp / "state.json", {"step": s.step, "items": s.items, "elapsed": s.elapsed, "param_groups": groups})
-        replace_dir(tmp, self.run.checkpoint)
+        atomic_write_json(tmp / "state.json", {"step": s.step, "items": s.items, "elapsed": s.elapsed,
+                                               "planned_steps": s.planned_steps, "param_groups": groups})
+        commit_checkpoint(tmp, self.run.checkpoint, s.step)
 
     def load_checkpoint(self) -> None:
-        folder = self.run.checkpoint
-        meta = json.loads((folder / "state.json").read_text())
+        folder = self.run.latest_checkpoint()
+        if folder is None:
+            raise GenlabError(f"{self.run.checkpoint}: no complete checkpoint to resume from")
+        try:
+            meta = json.loads((folder / "state.json").read_text())
+            absent = [k for k in ("step", "items", "elapsed", "param_groups") if k not in meta]
+            if absent:
+                raise KeyError(f"no {absent[0]!r}")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise GenlabError(f"{folder / 'state.json'}: unreadable or incomplete ({e}); pass --overwrite to start afresh") from None
         load_weights(self.objective.modules, load_tensors(folder / "model.safetensors"), folder / "model.safetensors")
         tensors = load_tensors(folder / "state.safetensors")
+        try:
+            self._restore(meta, tensors, folder)
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            raise GenlabError(f"{folder}: checkpoint does not fit this run ({str(e).splitlines()[0][:200]}); "
+                              "pass --overwrite to start afresh") from None
+        self.state = TrainState(step=meta["step"], items=meta["items"], elapsed=meta["elapsed"],
+                                planned_steps=meta.get("planned_steps"))
+        self._truncate_metrics(meta["step"])
+
+    def _restore(self, meta: dict, tensors: dict, folder: Path) -> None:
         for name, opt in self.optimizers.items():
             state: dict[int, dict] = {}
             prefix = f"optimizer/{name}/"
@@ -169,8 +235,6 @@ class Trainer:
         self.batches.load_state_dict({k.removeprefix("batches/"): t for k, t in tensors.items() if k.startswith("batches/")})
         if self.ema is not None:
             self.ema = {k: v.to(self.device) for k, v in load_tensors(folder / "ema.safetensors").items()}
-        self.state = TrainState(step=meta["step"], items=meta["items"], elapsed=meta["elapsed"])
-        self._truncate_metrics(meta["step"])
 
     def _truncate_metrics(self, step: int) -> None:
         # Rows logged after the checkpoint will be logged again by the resumed run.
@@ -209,10 +273,39 @@ class Trainer:
         finally:
             self.bundle.train()
         self._log({"step": self.state.step, "elapsed": round(self.state.elapsed, 3), **results})
+        if self.plain_progress and results:  # a log file or pipe gets one line per eval, not a bar
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in results.items())
+            print(f"step {self.state.step} ({self.state.elapsed:.0f} s): {shown}", file=sys.stderr, flush=True)
         from genlab.plots import plot_losses
 
         plot_losses(self.run.read_metrics(), self.run.loss_plot)
         return results
+
+    def _run_step(self, autocast) -> dict[str, float]:
+        """One optimizer step of every player (with gradient accumulation); returns the mean logs."""
+        cfg, s = self.cfg, self.state
+        if cfg.max_time and s.planned_steps is None and s.step >= PLAN_AFTER_STEPS:
+            s.planned_steps = plan_steps(cfg, s.step, s.elapsed)
+        lr = learning_rate(cfg, s.step, s.planned_steps)
+        for opt in self.optimizers.values():
+            for g in opt.param_groups:
+                g["lr"] = lr
+        logs: dict[str, float] = {"lr": lr}
+        for micro in range(cfg.grad_accum):
+            batch = distributed.shard(next(self.batches), self.world)
+            batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
+            with autocast:
+                for player, loss, step_logs in self.objective.losses(batch):
+                    if not torch.isfinite(loss):
+                        raise GenlabError(f"training diverged at step {s.step} (loss is {loss.item()}); lower --lr")
+                    (loss / cfg.grad_accum).backward()
+                    for k, v in step_logs.items():
+                        logs[k] = logs.get(k, 0.0) + v / cfg.grad_accum
+                    if micro == cfg.grad_accum - 1:
+                        self._step_player(player)
+        if self.ema is not None:
+            self._update_ema()
+        return logs
 
     def fit(self) -> dict:
         cfg, s = self.cfg, self.state
@@ -220,34 +313,21 @@ class Trainer:
         self.bundle.train()
         # With a time budget the bar counts seconds, else steps: whichever ends the run.
         by_time = cfg.max_time is not None
-        bar = tqdm(total=cfg.max_time if by_time else cfg.max_steps, initial=s.elapsed if by_time else s.step,
-                   desc="training", unit="s" if by_time else "step", disable=not cfg.progress or s.step >= cfg.max_steps or not self.world.is_main,
-                   dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}{postfix}]" if by_time else None)
+        show = cfg.progress and s.step < cfg.max_steps and self.world.is_main
+        bar = progress_bar(total=cfg.max_time if by_time else cfg.max_steps, initial=s.elapsed if by_time else s.step,
+                           desc="training", unit="s" if by_time else "step", enabled=show, dynamic_ncols=True,
+                           bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}{postfix}]" if by_time else None)
+        self.plain_progress = show and bar.disable
         last = {}
         window_items, window_start = 0, time.perf_counter()
-        try:
+        with stop_signals(enabled=not self.world.active) as stop:
             while s.step < cfg.max_steps and not self._out_of_time():
+                if stop.signum is not None:
+                    bar.close()
+                    self._stop(stop.signum)
                 t0 = time.perf_counter()
-                time_fraction = s.elapsed / cfg.max_time if cfg.max_time else 0.0
-                lr = learning_rate(cfg, s.step, time_fraction)
-                for opt in self.optimizers.values():
-                    for g in opt.param_groups:
-                        g["lr"] = lr
-                logs: dict[str, float] = {}
-                for micro in range(cfg.grad_accum):
-                    batch = distributed.shard(next(self.batches), self.world)
-                    batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
-                    with autocast:
-                        for player, loss, step_logs in self.objective.losses(batch):
-                            if not torch.isfinite(loss):
-                                raise GenlabError(f"training diverged at step {s.step} (loss is {loss.item()}); lower --lr")
-                            (loss / cfg.grad_accum).backward()
-                            for k, v in step_logs.items():
-                                logs[k] = logs.get(k, 0.0) + v / cfg.grad_accum
-                            if micro == cfg.grad_accum - 1:
-                                self._step_player(player)
-                if self.ema is not None:
-                    self._update_ema()
+                logs = self._run_step(autocast)
+                lr = logs.pop("lr")
                 s.step += 1
                 s.items += self.items_per_batch * cfg.grad_accum
                 window_items += self.items_per_batch * cfg.grad_accum
@@ -260,6 +340,8 @@ class Trainer:
                     rate = window_items / max(now - window_start, 1e-9)
                     window_items, window_start = 0, now
                     last = {"step": s.step, "lr": lr, "elapsed": round(s.elapsed, 3), f"{self.item_name}_per_s": round(rate, 1), **{k: round(v, 5) for k, v in logs.items()}}
+                    if s.planned_steps is not None:
+                        last["planned_steps"] = s.planned_steps
                     self._log(last)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()} | {f"{self.item_name}/s": f"{rate:,.0f}"})
                 if s.step % cfg.eval_interval == 0 and s.step < cfg.max_steps:
@@ -267,16 +349,19 @@ class Trainer:
                     window_start = time.perf_counter()  # eval time is not training throughput
                 if s.step % cfg.checkpoint_interval == 0:
                     self.save_checkpoint()
-        except KeyboardInterrupt:
-            bar.close()
-            self.save_checkpoint()
-            self.save_weights()
-            raise
         bar.close()
         results = self._eval()
         self.save_checkpoint()
         self.save_weights()
         return {**last, **results, "step": s.step, "elapsed": round(s.elapsed, 3)}
+
+    def _stop(self, signum: int) -> None:
+        """Checkpoint this exact step, then end the run with `Interrupted` (the CLI exits 128 + signum)."""
+        self.save_checkpoint()
+        self.save_weights()
+        name = signal.Signals(signum).name
+        raise Interrupted(f"{name} at step {self.state.step}: checkpoint saved in {self.run.checkpoint}; "
+                          "run the same command again to resume", signum)
 
     def _out_of_time(self) -> bool:
         out = bool(self.cfg.max_time) and self.state.elapsed >= self.cfg.max_time

@@ -3,6 +3,7 @@ and calls the Python API (genlab.api) — the CLI holds no logic of its own."""
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
@@ -23,7 +24,7 @@ _debug = False
 
 
 @app.callback()
-def _global(debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors.")) -> None:
+def _global(debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors (or set GENLAB_DEBUG=1).")) -> None:
     global _debug
     _debug = debug
 
@@ -33,26 +34,39 @@ def _register() -> None:
     from genlab.cli import code, compare, data, demo, evaluate, sample, train  # noqa: F401
 
 
+def debugging() -> bool:
+    return _debug or "--debug" in sys.argv[1:] or os.environ.get("GENLAB_DEBUG", "") not in ("", "0")
+
+
 def main() -> None:
+    """Run the CLI. Exit status: 0 done, 1 a user's mistake or a failure (one line, `error: ...`),
+    2 a usage error (usage and one line), 128 + N stopped by signal N (130 for Ctrl-C)."""
+    from typer.exceptions import TyperException
+
     _register()
     try:
         app(standalone_mode=False)
+    except typer.Abort:
+        sys.exit(130)
+    except TyperException as e:  # usage errors: unknown option, missing argument, bad choice
+        e.show()
+        sys.exit(e.exit_code)
     except GenlabError as e:
-        if _debug or "--debug" in sys.argv:
+        if debugging():
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(e, "exit_code", 1))
     except KeyboardInterrupt:
+        if debugging():
+            traceback.print_exc()
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as e:  # click usage errors come as click exceptions
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    except Exception as e:  # a bug in genlab: one line by default, the traceback on request
+        if debugging():
+            traceback.print_exc()
+        detail = str(e).splitlines()[0][:300] if str(e) else ""
+        print(f"error: internal error ({type(e).__name__}: {detail}); rerun with --debug or GENLAB_DEBUG=1 "
+              "for the traceback and report it", file=sys.stderr)
+        sys.exit(1)

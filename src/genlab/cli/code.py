@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from genlab.cli import app
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, check_range
 
 
 @app.command("eval-code", no_args_is_help=True)
@@ -26,7 +26,9 @@ def eval_code(
     seed: int = typer.Option(0, "--seed", help="Seed of the first problem's samples (problem i uses seed+i)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Candidates executed at once (default: one per core)."),
     timeout: float = typer.Option(10.0, "--timeout", help="Wall-clock seconds per candidate."),
-    memory_mb: int = typer.Option(1024, "--memory-mb", help="Address-space limit per candidate, in MiB."),
+    memory_mb: int = typer.Option(1024, "--memory-mb", help="Address-space limit per candidate, in MiB (64 to 1048576)."),
+    disk_mb: int = typer.Option(64, "--disk-mb", help="Scratch space per candidate, in MiB (also its largest file)."),
+    unsafe_no_isolation: bool = typer.Option(False, "--unsafe-no-isolation", help="Run candidates without PID/mount/network namespaces where the machine has none (see docs/security.md)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -39,14 +41,21 @@ def eval_code(
     if canonical == (run is not None):
         raise GenlabError("eval-code: give a RUN to evaluate, or --canonical to self-check the harness (not both)")
     n = n or (1 if canonical else max(ks))
-    if n < 1:
-        raise GenlabError("--n: must be at least 1")
+    check_range("--n", n, 1, 10_000)
+    check_range("--timeout", timeout, 0.1, 3600)
+    check_range("--memory-mb", memory_mb, 64, 1 << 20)
+    check_range("--disk-mb", disk_mb, 1, 1 << 16)
+    if workers is not None:
+        check_range("--workers", workers, 1, 256)
+    if max(ks) > n:
+        raise GenlabError(f"--k {k}: pass@{max(ks)} needs at least {max(ks)} samples per problem (--n {n})")
+    limits = Limits(wall_seconds=timeout, cpu_seconds=max(1, int(timeout)), memory_mb=memory_mb,
+                    file_size_mb=disk_mb, disk_mb=disk_mb, isolation=not unsafe_no_isolation)
     generator = None
     if run is not None:
         from genlab.api import load
 
         generator = load(run, device=device)
-    limits = Limits(wall_seconds=timeout, cpu_seconds=max(1, int(timeout)), memory_mb=memory_mb)
     summary = run_eval(problems, out, generator, n=n, ks=ks, limits=limits, workers=workers, seed=seed,
                        progress=not quiet, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens)
     print_table({key: value for key, value in summary.items() if not isinstance(value, dict)} | summary["statuses"])

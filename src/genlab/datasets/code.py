@@ -15,6 +15,7 @@ bytes) and near duplicates (MinHash LSH over token 5-grams, Jaccard above
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import zlib
@@ -106,8 +107,7 @@ def ignored_paths(base: Path, paths: list[Path]) -> set[Path]:
         return set()
     if _in_git_work_tree(base):
         rel = "\0".join(p.relative_to(base).as_posix() for p in paths) + "\0"
-        result = subprocess.run(["git", "-C", str(base), "check-ignore", "-z", "--stdin"], input=rel.encode(),
-                                capture_output=True)
+        result = git(base, "check-ignore", "-z", "--stdin", input=rel.encode())
         if result.returncode not in (0, 1):  # 1: nothing ignored
             raise GenlabError(f"{base}: git check-ignore failed ({result.stderr.decode(errors='replace').strip()})")
         return {base / r for r in result.stdout.decode().split("\0") if r}
@@ -118,12 +118,26 @@ def _in_git_work_tree(folder: Path) -> bool:
     """Inside a git work tree, and not in a part of it the tree ignores (a folder the user
     named explicitly, such as a Python install inside a pyenv clone, is wanted whole)."""
     try:
-        r = subprocess.run(["git", "-C", str(folder), "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True)
+        r = git(folder, "rev-parse", "--is-inside-work-tree")
     except OSError:  # no git installed: read the .gitignore files ourselves
         return False
-    if r.returncode != 0 or r.stdout.strip() != "true":
-        return False
-    return subprocess.run(["git", "-C", str(folder), "check-ignore", "-q", "."], capture_output=True).returncode != 0
+    if r.returncode != 0 or r.stdout.strip() != b"true":
+        return False  # not a work tree, or one git will not trust (another owner): .gitignore files instead
+    return git(folder, "check-ignore", "-q", ".").returncode != 0
+
+
+# A user's repository is data: none of its configuration may run a program (core.fsmonitor, hooks),
+# and the system's git configuration is not read.
+_GIT_SAFETY = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "core.untrackedCache=false"]
+
+
+def git(folder: Path, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+    try:
+        return subprocess.run(["git", *_GIT_SAFETY, "-C", str(folder), *args], input=input, capture_output=True,
+                              env=env, timeout=120, stdin=None if input is not None else subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise GenlabError(f"{folder}: git {args[0]} took longer than 120 s") from None
 
 
 def _ignored_by_files(base: Path, paths: list[Path]) -> set[Path]:
@@ -153,12 +167,12 @@ def _is_utf8(data: bytes) -> bool:
 def _drop_duplicates(texts: list[tuple[Path, bytes]], threshold: float, selection: CodeSelection,
                      progress: bool) -> list[tuple[Path, bytes]]:
     from datasketch import MinHash, MinHashLSH
-    from tqdm import tqdm
+    from genlab.progress import progress_bar
 
     seen_hashes: set[str] = set()
     lsh = MinHashLSH(threshold=threshold, num_perm=64)
     kept = []
-    for i, (path, data) in enumerate(tqdm(texts, desc="deduplicating", unit="file", disable=not progress or len(texts) < 50)):
+    for i, (path, data) in enumerate(progress_bar(texts, desc="deduplicating", unit="file", enabled=progress and len(texts) >= 50)):
         digest = hashlib.sha256(data).hexdigest()
         if digest in seen_hashes:
             selection.skip("exact duplicates")

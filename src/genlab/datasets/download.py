@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
+from genlab.progress import progress_bar
 
 from genlab.errors import GenlabError
 
@@ -37,7 +37,7 @@ def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True, timeo
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}", disable=not progress) as bar:
+            with progress_bar(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}", enabled=progress) as bar:
                 while block := resp.read(1 << 16):
                     out.write(block)
                     h.update(block)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from genlab.progress import progress_bar
 
 from genlab.datasets.download import fetch
 from genlab.errors import GenlabError
@@ -326,7 +326,7 @@ class ImageStore:
         try:
             images = np.memmap(tmp / "images.u8", dtype=np.uint8, mode="w+", shape=(source.count, height, width, channels))
             digest = hashlib.sha256(f"{height}x{width}x{channels}".encode())
-            for i in tqdm(range(source.count), desc="decoding images", unit="img", disable=not progress or source.count < 2000):
+            for i in progress_bar(range(source.count), desc="decoding images", unit="img", enabled=progress and source.count >= 2000):
                 image = _convert(source.read(i), size, channels)
                 if image.shape != (height, width, channels):
                     raise GenlabError(f"{source_path}: image {i} is {image.shape[1]}x{image.shape[0]}, the first is "

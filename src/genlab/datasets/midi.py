@@ -10,7 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from tqdm import tqdm
+from genlab.progress import progress_bar
 
 from genlab.datasets.text import select_files
 from genlab.errors import GenlabError
@@ -42,7 +42,7 @@ def usable_midi_files(root: Path, include: list[str] | None = None, exclude: lis
     if not files:
         raise GenlabError(f"{root}: no .mid or .midi files found")
     usable = []
-    for path in tqdm(files, desc="checking MIDI", unit="file", disable=not progress or len(files) < 50):
+    for path in progress_bar(files, desc="checking MIDI", unit="file", enabled=progress and len(files) >= 50):
         try:
             score = read_score(path)
         except GenlabError as e:
@@ -71,7 +71,7 @@ def write_chorales(dest: Path, works: list[str], progress: bool = True) -> int:
     """Convert `works` into dest/<name>.mid (existing files are kept); returns how many exist after."""
     dest.mkdir(parents=True, exist_ok=True)
     done = 0
-    for work in tqdm(works, desc="converting chorales to MIDI", unit="file", disable=not progress):
+    for work in progress_bar(works, desc="converting chorales to MIDI", unit="file", enabled=progress):
         target = dest / (work.replace("/", "_").replace(".", "_") + ".mid")
         if not target.is_file():
             try:

@@ -16,7 +16,7 @@ import sysconfig
 from pathlib import Path
 
 from platformdirs import user_cache_dir
-from tqdm import tqdm
+from genlab.progress import progress_bar
 
 from genlab.datasets.download import fetch
 from genlab.errors import GenlabError
@@ -99,7 +99,7 @@ def build_python_docs(cache: Path, progress: bool = True) -> Path:
     if dest.is_file():
         return dest
     docs: list[str] = []
-    for path in tqdm(stdlib_files(), desc="extracting docstrings", unit="file", disable=not progress):
+    for path in progress_bar(stdlib_files(), desc="extracting docstrings", unit="file", enabled=progress):
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):

@@ -104,8 +104,8 @@ def parse_ks(text: str) -> list[int]:
         ks = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
         raise GenlabError(f"--k {text!r}: expected comma-separated whole numbers such as 1,10") from None
-    if not ks or ks[0] < 1:
-        raise GenlabError(f"--k {text!r}: every k must be at least 1")
+    if not ks or ks[0] < 1 or ks[-1] > 10_000:
+        raise GenlabError(f"--k {text!r}: every k must be between 1 and 10000")
     return ks
 
 
@@ -149,18 +149,19 @@ def eval_code(problems_path: Path | str, out: Path | str, generator=None, n: int
     OUT/completions.jsonl (one row per candidate), OUT/tasks.jsonl (one per task) and OUT/summary.json."""
     import time
 
-    from tqdm import tqdm
-
+    from genlab.folders import claim
+    from genlab.progress import progress_bar
     from genlab.runs import atomic_write_json, atomic_write_text
     from genlab.sandbox import isolation
 
     problems = read_problems(problems_path)
+    claim(out, "eval-code", inputs=[problems_path])  # results of an earlier eval-code here are replaced
     start = time.perf_counter()
     if generator is None:
         completions = {p.task_id: [p.canonical_solution] * n for p in problems}
     else:
         completions = {}
-        for i, p in enumerate(tqdm(problems, desc="generating", unit="task", disable=not progress)):
+        for i, p in enumerate(progress_bar(problems, desc="generating", unit="task", enabled=progress)):
             bodies = generator.complete_function(p.prompt, n=n, seed=seed + i, **decoding)
             completions[p.task_id] = bodies if isinstance(bodies, list) else [bodies]
     generated = time.perf_counter()

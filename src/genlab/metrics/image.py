@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
+from genlab.progress import progress_bar
 
 from genlab.errors import GenlabError
 
@@ -147,7 +147,7 @@ def train_feature_cnn(images: np.ndarray, labels: np.ndarray | None, num_classes
     batch = 128
     steps = int(min(2000, max(300, 5 * len(train) / batch)))
     model.train()
-    for _ in tqdm(range(steps), desc="training the feature extractor", unit="step", disable=not progress, leave=False):
+    for _ in progress_bar(range(steps), desc="training the feature extractor", unit="step", enabled=progress, leave=False):
         rows = np.sort(train[torch.randint(0, len(train), (batch,), generator=g).numpy()])
         x = _as_input(images[rows])
         y = torch.from_numpy(np.asarray(labels[rows], dtype=np.int64)) if labels is not None else None

@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pydantic import model_validator
+
 from genlab.config import ModelConfig
 
 
@@ -33,6 +35,14 @@ class GPTConfig(ModelConfig):
     dropout: float = 0.0
     bias: bool = False  # bias in Linear and LayerNorm layers; off is slightly better and faster
     rope: bool = False  # rotary position embeddings instead of a learned position table
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "GPTConfig":
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if self.rope and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rope needs an even head size (n_embd / n_head = {self.n_embd // self.n_head})")
+        return self
 
 
 def rope_tables(block_size: int, head_size: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,7 +61,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        assert cfg.n_embd % cfg.n_head == 0, "n_embd must be a multiple of n_head"
         self.n_head = cfg.n_head
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)

@@ -35,13 +35,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.metadata
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+from genlab.progress import progress_bar
 
 from genlab.errors import GenlabError
 from genlab.prep.augment import ImageAugmenter, TextAugmenter, load_synonyms, parse_ops
@@ -52,7 +51,8 @@ from genlab.prep.recipe import Recipe
 from genlab.prep.schema import KindTracker, Schema, coerce, convert, missing_mask, value_text
 from genlab.prep.split import SPLITS, assign_splits, rank_keys
 from genlab.prep.stats import TrainStats, apply_stats, load_stats, output_kinds
-from genlab.runs import atomic_write_json, replace_dir, temporary_sibling
+from genlab.folders import build_beside, discard, swap_in
+from genlab.runs import atomic_write_json
 
 DROPPED = 255  # split code of a row that dropna or dedupe removed
 MISSING_LABEL = "<missing>"  # how a missing label is named in counts
@@ -90,8 +90,8 @@ class Input:
     def chunks(self, desc: str) -> Iterator[tuple[int, pd.DataFrame]]:
         """(index of the chunk's first row, raw chunk) for the whole input."""
         total = self.path.stat().st_size if self.format.progress_unit == "B" else None
-        with tqdm(total=total, unit=self.format.progress_unit, unit_scale=True, desc=desc,
-                  disable=None if self.progress else True) as bar:
+        with progress_bar(total=total, unit=self.format.progress_unit, unit_scale=True, desc=desc,
+                          enabled=self.progress) as bar:
             start = 0
             for chunk, position in self.format.read(self.path, self.chunk_rows):
                 yield start, chunk
@@ -129,14 +129,16 @@ def check_kinds(schema: Schema, recipe: Recipe) -> None:
 
 
 def check_out(out: Path, source: Path) -> None:
-    """Refuse an --out that would destroy something that is not an earlier prepared dataset."""
-    if out.exists() and not out.is_dir():
-        raise GenlabError(f"--out {out}: is a file")
-    if out.is_dir() and any(out.iterdir()) and not (out / "pipeline.json").is_file():
-        raise GenlabError(f"--out {out}: a non-empty folder that is not a prepared dataset; choose another")
-    resolved, src = out.resolve(), source.resolve()
-    if resolved == src or (source.is_dir() and resolved.is_relative_to(src)):
-        raise GenlabError(f"--out {out}: must lie outside the input")
+    """Refuse an --out that is not absent, empty or an earlier prepared dataset, or that holds the input."""
+    from genlab.folders import check_target, marker_kind
+
+    check_target(out, [source])
+    if out.is_dir() and any(out.iterdir()):
+        kind = marker_kind(out)
+        if kind is None:
+            raise GenlabError(f"--out {out}: holds files genlab did not make (no .genlab marker); choose a new folder")
+        if kind != "prepared":
+            raise GenlabError(f"--out {out}: is a genlab {kind} folder, not a prepared dataset; choose another --out")
 
 
 class Scan:
@@ -458,11 +460,11 @@ def prepare(source: str | Path, out: str | Path, *, progress: bool = True, **opt
     if fmt.name in FOLDER_FORMATS and recipe.label_col is None and has_class_folders(source):
         recipe = dataclasses.replace(recipe, label_col="label")
     check_out(out, source)
-    work = temporary_sibling(out)
+    work = build_beside(out, "prepared")
     try:
         record = _run(source, fmt, recipe, work, progress)
-        replace_dir(work, out)
+        swap_in(work, out)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        discard(work)
         raise
     return record

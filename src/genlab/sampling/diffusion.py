@@ -17,7 +17,7 @@ import math
 from typing import Callable, Literal
 
 import torch
-from tqdm import tqdm
+from genlab.progress import progress_bar
 
 
 class NoiseSchedule:
@@ -98,7 +98,7 @@ def sample(
     """Run the reverse process from pure noise (or `x_T`) -> x0 (shape), x0 estimates clipped to `clip`."""
     x = x_T if x_T is not None else torch.randn(shape, generator=generator, device=device)
     ts = schedule.timesteps_for(steps)
-    for i, t in enumerate(tqdm(ts, desc=f"{sampler} sampling", unit="step", disable=not progress, leave=False)):
+    for i, t in enumerate(progress_bar(ts, desc=f"{sampler} sampling", unit="step", enabled=progress, leave=False)):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         x0, eps = schedule.split(denoise(x, tt), x, tt, prediction)

@@ -26,7 +26,8 @@ import torch
 
 from genlab.config import RunConfig
 from genlab.errors import GenlabError
-from genlab.runs import RunDir, replace_dir, temporary_sibling
+from genlab.folders import build_beside, claim, discard, swap_in
+from genlab.runs import RunDir
 from genlab.tasks.code import PYTHON_STOPS, CodeGenerator, CodeSource
 from genlab.trainer import pick_device
 
@@ -166,8 +167,9 @@ def finetune(name_or_path: str, config: RunConfig, block_size: int = 256, lora_r
     from genlab.trainer import Trainer
 
     out = Path(config.out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise GenlabError(f"{out}: exists and is not empty; pass --overwrite or another --out")
+    # Claimed without emptying: an earlier model stays in place until the new one is swapped in.
+    if claim(out, "hf-model", inputs=[config.data.source, name_or_path.removeprefix("hf:")]) and not overwrite:
+        raise GenlabError(f"--out {out}: holds an earlier fine-tuned model; pass --overwrite or another --out")
     torch.manual_seed(config.train.seed)
     device = pick_device(config.train.device)
     tokenizer, model = load_hf(name_or_path, device)
@@ -182,7 +184,7 @@ def finetune(name_or_path: str, config: RunConfig, block_size: int = 256, lora_r
     lm = CausalLM(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     block = min(block_size, lm.max_context or block_size)
-    work = temporary_sibling(out)
+    work = build_beside(out, "hf-model")
     try:
         run = RunDir(work / "training")
         run.path.mkdir()
@@ -214,9 +216,9 @@ def finetune(name_or_path: str, config: RunConfig, block_size: int = 256, lora_r
 
         atomic_write_json(run.path / "results.json", {"base": name_or_path, "lora_rank": lora_rank,
                                                       "trainable_parameters": trainable, **results})
-        replace_dir(work, out)
+        swap_in(work, out)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        discard(work)
         raise
     if progress:
         print(f"fine-tuned {name_or_path} for {results['step']} steps -> {out} (load it as hf:{out})", file=sys.stderr)

@@ -23,6 +23,7 @@ from genlab.config import RunConfig, load_config, save_config
 from genlab.datasets import resolve_source
 from genlab.datasets.images import ImageBatches, ImageStore, to_model_range, to_uint8
 from genlab.errors import GenlabError
+from genlab.folders import check_output_file, claim
 from genlab.models import IMAGE_FAMILIES, family_class
 from genlab.runs import RunDir, atomic_write_bytes, load_tensors
 from genlab.sampling.diffusion import NoiseSchedule, sample as sample_diffusion
@@ -166,7 +167,7 @@ def train(config: RunConfig, progress: bool = True, overwrite: bool = False):
     sample_model.to(device)
     if resume:
         trainer.load_checkpoint()
-        if progress:
+        if progress and trainer.state.step:
             print(f"resuming {run.path} from step {trainer.state.step}")
     results = trainer.fit()
     return Run(run.path, config, results)
@@ -314,6 +315,9 @@ class ImageGenerator:
         out = Path(out) if out is not None else self.run.path / f"sample_seed{seed}.png"
         if out.suffix.lower() != ".png":
             raise GenlabError(f"--out {out}: image samples are written as .png")
+        check_output_file(out, "png")
+        if not interpolate:
+            claim(out.with_suffix(""), "samples")  # the folder of single images beside the grid
         if interpolate:
             frames = self.interpolate(seed, seed + 1, max(n, 2), class_label, steps, guidance)
             save_png(make_grid(frames, len(frames)), out)
@@ -388,13 +392,13 @@ def demo(out_root: Path, seconds: float, progress: bool = True) -> None:
         "out": str(folder / "run"),
         "data": {"source": "digits", "val_fraction": 0.1},
         "model": {"name": "ddpm", "channels": 16, "channel_mult": [1, 2], "heads": 2},  # ~0.1 s a step on one CPU core
-        "train": {"max_steps": 0, "batch_size": 64, "eval_interval": 500, "checkpoint_interval": 500, "eval_batches": 3,
+        "train": {"max_steps": 1, "batch_size": 64, "eval_interval": 500, "checkpoint_interval": 500, "eval_batches": 3,
                   "progress": progress},
     }
     before = run_training(validate_config(tree), progress=progress, overwrite=True).generator()
     save_png(make_grid(before.generate_array(40, seed=GRID_SEED), 10), folder / "before.png")
     fid_before = before.evaluate(n=500, progress=progress)["fid"]
-    print(f"before training (random weights): FID {fid_before:.1f}; grid in {folder / 'before.png'}")
+    print(f"before training (random weights, 1 warm-up step): FID {fid_before:.1f}; grid in {folder / 'before.png'}")
     tree["train"] |= {"max_steps": 100_000, "max_time": seconds}
     run = run_training(validate_config(tree), progress=progress)
     after = run.generator()

@@ -23,6 +23,7 @@ from genlab.datasets import resolve_source
 from genlab.datasets.midi import MIDI_PATTERNS, read_score, usable_midi_files
 from genlab.datasets.token_store import TokenStore
 from genlab.errors import GenlabError
+from genlab.folders import check_output_file
 from genlab.runs import atomic_write_bytes
 from genlab.tasks.sequence import SequenceGenerator, evaluate_tokens, train_sequence
 
@@ -288,6 +289,8 @@ class MusicGenerator(SequenceGenerator):
         prime_seconds = seconds_of(self.tokenizer.decode(self.encode_prompt(prime))) if prime else None
         for i, score in enumerate(scores, start=1):
             dest = out if n == 1 else out.with_name(f"{out.stem}_{i}{out.suffix or '.mid'}")
+            for path, kind in ((dest.with_suffix(".mid"), "midi"), (dest.with_suffix(".png"), "png"), (dest.with_suffix(".wav"), "wav")):
+                check_output_file(path, kind)
             title = f"{self.run.path.name}: " + (f"continuation of {Path(prime).name}" if prime else "from scratch")
             paths, renderer = self.write(score, dest, prime_seconds, title)
             print(f"wrote {', '.join(str(p) for p in paths)}  ({seconds_of(score):.1f} s, {score.note_num()} notes; "

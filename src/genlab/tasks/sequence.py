@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Iterator, Protocol
 
@@ -22,6 +21,7 @@ from genlab import distributed
 from genlab.config import RunConfig, load_config, save_config
 from genlab.datasets.token_store import TokenStore, WindowSampler, eval_windows
 from genlab.errors import GenlabError
+from genlab.folders import claim, empty
 from genlab.models import SEQUENCE_FAMILIES, family_class
 from genlab.objectives.lm import LanguageModeling, token_losses
 from genlab.runs import RunDir, atomic_write_text, load_tensors
@@ -57,20 +57,18 @@ def _comparable(config: RunConfig) -> dict:
 
 
 def open_run(config: RunConfig, overwrite: bool) -> tuple[RunDir, bool]:
-    """The run directory for `config`, and whether to resume what it holds."""
+    """The run directory for `config`, and whether to resume what it holds.
+
+    Only a folder genlab marked as a run is resumed or replaced (genlab.folders); a marked run that
+    never reached its first checkpoint is emptied and started again."""
     run = RunDir(config.out)
-    if overwrite and run.path.exists():
-        shutil.rmtree(run.path)
-    if run.checkpoint.is_dir() and run.config.is_file():
-        saved = load_config(run.config)
-        if _comparable(saved) != _comparable(config):
-            raise GenlabError(f"{run.path}: holds a run with a different config; pass --overwrite or another --out")
-        return run, True
-    if run.path.exists() and any(run.path.iterdir()):
-        if not run.config.is_file():
-            raise GenlabError(f"{run.path}: exists and is not a genlab run; pick another --out")
-        shutil.rmtree(run.path)  # a run that never reached its first checkpoint: start again
-    run.path.mkdir(parents=True, exist_ok=True)
+    if claim(run.path, "run", overwrite=overwrite, inputs=[config.data.source, config.train.init_from]):
+        if run.latest_checkpoint() is not None and run.config.is_file():
+            saved = load_config(run.config)
+            if _comparable(saved) != _comparable(config):
+                raise GenlabError(f"{run.path}: holds a run with a different config; pass --overwrite or another --out")
+            return run, True
+        empty(run.path)
     return run, False
 
 
@@ -105,9 +103,9 @@ def prepare_corpus(config: RunConfig, run: RunDir, source: SequenceSource, resum
         options = source.tokenizer_options(config) if hasattr(source, "tokenizer_options") else config.tokenizer
         tokenizer = train_tokenizer(config.tokenizer.kind, (p for f in files for p in document_pieces(source, f)), options)
     save_tokenizer(tokenizer, run.tokenizer)
-    from tqdm import tqdm
+    from genlab.progress import progress_bar
 
-    bar = tqdm(files, desc="tokenizing", unit="file", disable=not progress or len(files) < 20)
+    bar = progress_bar(files, desc="tokenizing", unit="file", enabled=progress and len(files) >= 20)
     encoded = ((tokenizer.encode(p) for p in document_pieces(source, f)) for f in bar)
     store = TokenStore.build(
         run.data, encoded, tokenizer.vocab_size, tokenizer.unit_lengths(),
@@ -147,7 +145,7 @@ def train_sequence(config: RunConfig, source: SequenceSource, progress: bool = T
     distributed.barrier(w)
     if not w.is_main:
         run = RunDir(config.out)
-        resume = run.checkpoint.is_dir()
+        resume = run.latest_checkpoint() is not None
         tokenizer, store = load_tokenizer(run.tokenizer), TokenStore(run.data)
         progress = False
     model = build_model(config, tokenizer.vocab_size)

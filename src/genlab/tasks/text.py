@@ -9,6 +9,7 @@ from genlab.config import RunConfig
 from genlab.datasets.named import resolve_data
 from genlab.datasets.text import read_text_file, read_text_pieces, select_files
 from genlab.errors import GenlabError
+from genlab.folders import check_output_file
 from genlab.runs import atomic_write_text
 from genlab.tasks.sequence import SequenceGenerator, train_sequence
 
@@ -63,6 +64,7 @@ class TextGenerator(SequenceGenerator):
         rendered = [prompt + t for t in texts]
         body = "\n\n".join(f"--- sample {i + 1} ---\n{t}" for i, t in enumerate(rendered)) if n > 1 else rendered[0]
         if out is not None:
+            check_output_file(out, "text")
             atomic_write_text(Path(out), body + "\n")
             print(f"wrote {n} sample{'s' if n > 1 else ''} to {out}", file=sys.stderr)
         else:

@@ -26,7 +26,9 @@ class CharTokenizer:
             seen.update(text)
         if not seen:
             raise GenlabError("the corpus is empty: nothing to build a character vocabulary from")
-        return cls("".join(sorted(seen)))
+        # Always "\n": it separates documents and starts a sample with no prompt, even for a corpus
+        # written on a single line.
+        return cls("".join(sorted(seen | {"\n"})))
 
     @property
     def vocab_size(self) -> int:

@@ -1,0 +1,173 @@
+"""Folders genlab owns: the one place that creates, resumes, replaces or deletes an output folder.
+
+Every folder a command creates carries a marker file, `.genlab`, written at creation (JSON: the genlab
+version and the folder's kind: run, prepared, eval-code, compare, demo). Only a marked folder is ever
+resumed, emptied or replaced; anything else a user points `--out` at is refused with one line and left
+exactly as it was. Replacing builds the new content beside the old and swaps it in with renames.
+
+    claim(path, kind, overwrite=..., inputs=...) -> True when it already was a genlab folder of `kind`
+    empty(path)                                   a marked folder, emptied (its marker kept)
+    build_beside(dest, kind) / swap_in(new, dest) build a whole folder, then put it in place at once
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from genlab.errors import GenlabError
+
+MARKER = ".genlab"
+
+
+def marker_kind(path: Path) -> str | None:
+    """The kind a genlab folder was made as, or None when `path` is not a folder genlab made."""
+    marker = Path(path) / MARKER
+    if not marker.is_file():
+        return None
+    try:
+        return str(json.loads(marker.read_text(encoding="utf-8"))["kind"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def mark(path: Path, kind: str) -> None:
+    from genlab import __version__
+    from genlab.runs import atomic_write_json
+
+    atomic_write_json(Path(path) / MARKER, {"genlab": __version__, "kind": kind})
+
+
+def _protected(path: Path) -> str | None:
+    """Why `path` may never be a command's output folder (None when it may)."""
+    resolved = path.resolve()
+    for name, place in (("the current folder", Path.cwd()), ("your home folder", Path.home())):
+        place = place.resolve()
+        if resolved == place or place.is_relative_to(resolved):
+            return f"is {name}" if resolved == place else f"holds {name}"
+    return None
+
+
+def check_target(path: Path, inputs=(), flag: str = "--out") -> None:
+    """Refuse an output folder that is a file, the current or home folder (or above them), or that
+    holds or lies inside one of the command's inputs: nothing has been touched when this raises."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GenlabError(f"{flag} {path}: is a file, not a folder; choose another {flag}")
+    why = _protected(path)
+    if why:
+        raise GenlabError(f"{flag} {path}: {why}; choose a new folder for {flag}")
+    resolved = path.resolve()
+    for item in inputs:
+        if item is None or not Path(item).exists():
+            continue
+        src = Path(item).resolve()
+        if src.is_relative_to(resolved):
+            raise GenlabError(f"{flag} {path}: holds the input {item}; choose another {flag}")
+        if src.is_dir() and resolved.is_relative_to(src):
+            raise GenlabError(f"{flag} {path}: lies inside the input folder {item}; choose another {flag}")
+
+
+def claim(path: Path | str, kind: str, *, overwrite: bool = False, inputs=(), flag: str = "--out") -> bool:
+    """Make `path` a genlab folder of `kind`; True when it already was one (to resume or update).
+
+    Absent or empty: created and marked. Marked as `kind`: kept (emptied first with `overwrite`).
+    Marked as another kind: refused unless `overwrite`. Anything else: refused, never deleted."""
+    path = Path(path)
+    check_target(path, inputs, flag)
+    if not path.exists() or not any(path.iterdir()):
+        path.mkdir(parents=True, exist_ok=True)
+        mark(path, kind)
+        return False
+    found = marker_kind(path)
+    if found is None:
+        hint = " (--overwrite deletes only folders genlab made)" if overwrite else ""
+        raise GenlabError(f"{flag} {path}: holds files genlab did not make (no {MARKER} marker); "
+                          f"choose a new folder{hint}")
+    if found != kind and not overwrite:
+        raise GenlabError(f"{flag} {path}: is a genlab {found} folder, not a {kind} folder; "
+                          f"pass --overwrite to replace it or choose another {flag}")
+    if overwrite:
+        empty(path, kind)
+        return False
+    return True
+
+
+def _aside(path: Path) -> Path:
+    """A fresh name beside `path` for moving it out of the way (same file system: a rename)."""
+    return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-", suffix=".tmp"))
+
+
+def _remove_marked(path: Path) -> None:
+    if marker_kind(path) is None:  # the last line of defence: never delete what genlab did not make
+        raise GenlabError(f"{path}: refusing to delete a folder genlab did not make")
+    shutil.rmtree(path)
+
+
+def empty(path: Path, kind: str | None = None) -> None:
+    """Replace the marked folder `path` by an empty one, marked as `kind` (default: its own kind)."""
+    path = Path(path)
+    kind = kind or marker_kind(path)
+    if marker_kind(path) is None:
+        raise GenlabError(f"{path}: refusing to empty a folder genlab did not make")
+    old = _aside(path)
+    os.replace(path, old)  # onto the fresh empty folder mkdtemp made: one atomic step
+    path.mkdir()
+    mark(path, kind)
+    _remove_marked(old)
+
+
+def build_beside(dest: Path | str, kind: str) -> Path:
+    """A fresh marked folder beside `dest`, to fill and then `swap_in`."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    mark(work, kind)
+    return work
+
+
+def swap_in(new: Path, dest: Path) -> None:
+    """Put the finished folder `new` at `dest`; what `dest` held (a marked folder: claim checked) goes."""
+    dest = Path(dest)
+    old = None
+    if dest.exists():
+        old = _aside(dest)
+        os.replace(dest, old)
+    os.replace(new, dest)
+    if old is not None:
+        if marker_kind(old) is None and any(old.iterdir()):
+            return  # never reached for a claimed folder; kept rather than deleted if it ever is
+        shutil.rmtree(old)
+
+
+def discard(work: Path) -> None:
+    """Remove a folder made by `build_beside` after a failure."""
+    if Path(work).exists() and marker_kind(work) is not None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# How a file of each kind genlab writes begins: an existing file is replaced only if it is of that kind.
+_MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "midi": b"MThd", "wav": b"RIFF"}
+
+
+def check_output_file(path: Path | str, kind: str, flag: str = "--out") -> None:
+    """Refuse to write a file of `kind` (text, png, midi, wav) over a folder or over a file of another kind."""
+    path = Path(path)
+    if path.is_dir():
+        raise GenlabError(f"{flag} {path}: is a folder; give a file name")
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    if kind == "text":
+        try:
+            same = b"\0" not in head and (head.decode("utf-8") or True)
+        except UnicodeDecodeError as e:
+            same = e.start > len(head) - 4  # a character cut by the 8 KiB window
+    else:
+        same = head.startswith(_MAGIC[kind])
+    if not same:
+        raise GenlabError(f"{flag} {path}: exists and is not a {kind} file; refusing to replace it")
