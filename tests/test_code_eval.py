@@ -115,7 +115,7 @@ def test_cli_canonical_self_check_scores_100_percent(tmp_path):
 def test_cli_errors_are_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-c", "from genlab.cli import main; main()", "eval-code", "--canonical",
                         "--problems", str(tmp_path / "none.jsonl")], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip() == f"error: {tmp_path / 'none.jsonl'}: no such problems file"
+    assert r.returncode == 1 and r.stderr.strip() == f"error: {tmp_path / 'none.jsonl'}: no such problems file"
     r = subprocess.run([sys.executable, "-c", "from genlab.cli import main; main()", "eval-code", "--canonical",
                         "--problems", str(write_problems(tmp_path / "p.jsonl")), "--k", "0,x"], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.startswith("error: --k '0,x'")
+    assert r.returncode == 1 and r.stderr.startswith("error: --k '0,x'")

@@ -322,7 +322,7 @@ def test_music_user_errors_are_one_line(run, tmp_path):
     (tmp_path / "bad.mid").write_bytes(b"nope")
     r = subprocess.run([sys.executable, "-m", "genlab", "sample", str(run.path), "--prime", str(tmp_path / "bad.mid")],
                        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=120)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert r.stderr.startswith(f"error: {tmp_path / 'bad.mid'}: not a readable MIDI file (")
     gen = genlab.load(run.path)
     with pytest.raises(GenlabError, match="give one length"):

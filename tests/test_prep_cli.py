@@ -41,13 +41,13 @@ def test_help_everywhere():
     assert "--stratify" in runner.invoke(app, ["data", "prepare", "--help"]).output
 
 
-def test_a_user_error_is_one_line_and_exit_status_2(tmp_path):
+def test_a_user_error_is_one_line_and_exit_status_1(tmp_path):
     raw = write_csv(tmp_path / "raw.csv")
     program = "import sys; import genlab.cli.data; from genlab.cli import main; sys.argv[0] = 'genlab'; main()"
     completed = subprocess.run(
         [sys.executable, "-c", program, "data", "prepare", str(raw), "--split", "70/15/10", "--out", str(tmp_path / "o")],
         capture_output=True, text=True,
     )
-    assert completed.returncode == 2
+    assert completed.returncode == 1
     assert completed.stderr == "error: --split 70/15/10: ratios sum to 95, not 100\n"
     assert not (tmp_path / "o").exists()

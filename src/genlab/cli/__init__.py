@@ -45,7 +45,7 @@ def main() -> None:
 
     _register()
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=False, prog_name="genlab")
     except typer.Abort:
         sys.exit(130)
     except TyperException as e:  # usage errors: unknown option, missing argument, bad choice

@@ -40,7 +40,7 @@ def eval_code(
     ks = parse_ks(k)
     if canonical == (run is not None):
         raise GenlabError("eval-code: give a RUN to evaluate, or --canonical to self-check the harness (not both)")
-    n = n or (1 if canonical else max(ks))
+    n = n if n is not None else (1 if canonical else max(ks))
     check_range("--n", n, 1, 10_000)
     check_range("--timeout", timeout, 0.1, 3600)
     check_range("--memory-mb", memory_mb, 64, 1 << 20)

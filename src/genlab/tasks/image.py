@@ -118,7 +118,8 @@ def train(config: RunConfig, progress: bool = True, overwrite: bool = False):
     apply_family_defaults(config)
     torch.manual_seed(config.train.seed)
     run, resume = open_run(config, overwrite)
-    save_config(config, run.config)
+    if not resume:  # a resumed run's config is rewritten once its checkpoint has loaded
+        save_config(config, run.config)
     store = prepare_store(config, run, resume, progress)
     model = build_model(config, store)
     if config.train.init_from and not resume:
@@ -167,6 +168,7 @@ def train(config: RunConfig, progress: bool = True, overwrite: bool = False):
     sample_model.to(device)
     if resume:
         trainer.load_checkpoint()
+        save_config(config, run.config)  # the new budget
         if progress and trainer.state.step:
             print(f"resuming {run.path} from step {trainer.state.step}")
     results = trainer.fit()

@@ -140,7 +140,8 @@ def train_sequence(config: RunConfig, source: SequenceSource, progress: bool = T
     w = distributed.world()
     if w.is_main:  # under torchrun, rank 0 prepares the run directory and the others read it
         run, resume = open_run(config, overwrite)
-        save_config(config, run.config)
+        if not resume:  # a resumed run's config is rewritten once its checkpoint has loaded
+            save_config(config, run.config)
         tokenizer, store = prepare_corpus(config, run, source, resume, progress)
     distributed.barrier(w)
     if not w.is_main:
@@ -194,6 +195,8 @@ def train_sequence(config: RunConfig, source: SequenceSource, progress: bool = T
                       items_per_batch=config.train.batch_size * batches.block_size)
     if resume:
         trainer.load_checkpoint()
+        if w.is_main:
+            save_config(config, run.config)  # the new budget
         if progress and trainer.state.step:
             print(f"resuming {run.path} from step {trainer.state.step}")
     results = trainer.fit()
