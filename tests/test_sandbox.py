@@ -104,3 +104,118 @@ def _sandboxed_processes() -> list[str]:
         if "genlab-sandbox-" in cmdline and "pytest" not in cmdline:
             found.append(cmdline)
     return found
+
+
+# ---- hostile candidates: nothing escapes, nothing passes ------------------------------------------
+
+EARLY_EXITS = {
+    "os._exit(0) at top level": "import os\nos._exit(0)\nassert False",
+    "atexit handler": "import atexit, os\natexit.register(lambda: os._exit(0))\nassert False, 'wrong answer'",
+    "sys.exit(0) inside a test": "import sys\ndef check(f):\n    sys.exit(0)\n    assert f() == 2\ncheck(lambda: 1)",
+    "SystemExit in __del__": "class T:\n    def __del__(self):\n        raise SystemExit(0)\nt = T()\ndel t\nassert False",
+    "killed by its own signal": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+    "signal.raise_signal": "import signal\nsignal.raise_signal(signal.SIGTERM)",
+    "closes stdout and exits 0": "import os, sys\nsys.stdout.close()\nos._exit(0)",
+}
+
+
+@pytest.mark.parametrize("name", EARLY_EXITS)
+def test_ending_early_with_success_never_passes(name):
+    outcome = run_python(EARLY_EXITS[name], FAST)
+    assert not outcome.passed, outcome
+
+
+def _hostile(tmp_path):
+    """Programs that try to read secrets or reach outside; each prints what it got if it got anything."""
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY")
+    parent = os.getpid()
+    return {
+        "parent environ": f"print(open('/proc/{parent}/environ', 'rb').read())",
+        "parent cmdline": f"print(open('/proc/{parent}/cmdline', 'rb').read())",
+        "parent's process list": "import os\nprint([p for p in os.listdir('/proc') if p.isdigit() and int(p) > 2])\nassert 0",
+        "a private key": f"print(open({str(secret)!r}).read())",
+        "the project's files": f"print(open({__file__!r}).read()[:50])",
+        "shell history and ssh keys": "import os\nprint(os.listdir(os.path.expanduser('~root')))\nprint(open('/root/.ssh/known_hosts').read())",
+        "fork": "import os\npid = os.fork()\nprint('forked', pid)",
+        "subprocess": "import subprocess\nprint(subprocess.run(['id'], capture_output=True).stdout)",
+        "exec": "import os\nos.execv('/bin/sh', ['sh', '-c', 'echo escaped'])",
+        "socket": "import socket\ns = socket.socket()\nprint('socket', s)",
+        "signal the parent": f"import os, signal\nos.kill({parent}, signal.SIGTERM)\nprint('sent')",
+        "ptrace the parent": f"import ctypes\nr = ctypes.CDLL(None).ptrace(16, {parent}, 0, 0)\nassert r == 0, 'ptrace failed'\nprint('attached')",
+        "write outside": f"open({str(tmp_path / 'planted')!r}, 'w').write('x')\nprint('wrote')",
+        "setsid to leave the group": "import os\nos.setsid()\nprint('new session')",
+    }
+
+
+@pytest.mark.parametrize("audit_hook", [True, False], ids=["all layers", "kernel layers alone"])
+def test_hostile_candidates_get_nothing_and_pass_nothing(tmp_path, monkeypatch, audit_hook):
+    monkeypatch.setenv("GENLAB_TEST_SECRET", "hunter2")
+    limits = Limits(wall_seconds=5, cpu_seconds=3, memory_mb=512, file_size_mb=4, audit_hook=audit_hook)
+    attacks = _hostile(tmp_path)
+    for (name, _), outcome in zip(attacks.items(), run_many(list(attacks.values()), limits, workers=2)):
+        assert not outcome.passed, (name, outcome)
+        for leak in ("hunter2", "PRIVATE KEY", "pytest", "escaped", "forked", "attached", "wrote", "sent", "new session"):
+            assert leak not in outcome.stdout, (name, outcome.stdout)
+    assert not (tmp_path / "planted").exists()
+
+
+def test_disk_and_output_are_capped(tmp_path):
+    limits = Limits(wall_seconds=10, cpu_seconds=5, memory_mb=512, file_size_mb=2, disk_mb=4, output_bytes=1000)
+    fill = "for i in range(100):\n    open(f'f{i}', 'wb').write(b'0' * (1 << 20))"
+    outcome = run_python(fill, limits)
+    assert not outcome.passed and ("No space left" in outcome.detail or "File too large" in outcome.detail), outcome
+    loud = run_python("print('x' * 1_000_000)", limits)
+    assert loud.passed and len(loud.stdout) == 1000
+
+
+def test_no_process_outlives_the_harness():
+    sleeper = "import os, threading, time\nthreading.Thread(target=time.sleep, args=(100,)).start()\ntime.sleep(100)"
+    outcomes = run_many([sleeper, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"],
+                        Limits(wall_seconds=2, cpu_seconds=2, audit_hook=False), workers=2)
+    assert [o.status for o in outcomes] == ["timeout", "timeout"]
+    time.sleep(0.3)
+    assert _sandboxed_processes() == []
+
+
+def test_without_namespaces_the_sandbox_refuses_unless_told(monkeypatch):
+    import genlab.sandbox as sandbox
+    from genlab.errors import GenlabError
+
+    monkeypatch.setattr(sandbox, "namespace_command", lambda: None)
+    with pytest.raises(GenlabError, match="--unsafe-no-isolation"):
+        run_python("print(1)", FAST)
+    unsafe = Limits(wall_seconds=5, cpu_seconds=3, memory_mb=512, isolation=False)
+    assert run_python("print(1)", unsafe).passed
+
+
+def test_limits_out_of_range_are_refused():
+    from genlab.errors import GenlabError
+
+    for bad in ({"memory_mb": -1}, {"wall_seconds": 0}, {"disk_mb": 0}):
+        with pytest.raises(GenlabError, match=next(iter(bad))):
+            Limits(**bad)
+
+
+def test_git_in_a_users_repository_never_runs_its_configuration(tmp_path):
+    import shutil
+    import subprocess
+
+    from genlab.datasets.code import ignored_paths
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    marker = tmp_path / "fsmonitor-ran"
+    hook = tmp_path / "monitor.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    subprocess.run(["git", "-C", str(repo), "config", "core.fsmonitor", str(hook)], check=True)
+    (repo / ".gitignore").write_text("skip.py\n")
+    (repo / "keep.py").write_text("x = 1\n")
+    (repo / "skip.py").write_text("y = 2\n")
+    ignored = ignored_paths(repo, [repo / "keep.py", repo / "skip.py"])
+    assert ignored == {repo / "skip.py"}
+    assert not marker.exists()

@@ -1,0 +1,117 @@
+"""Checkpoints survive a crash at any instant, and Ctrl-C / SIGTERM stop at a step boundary with a
+checkpoint of that exact step; resuming either way ends with the weights of a run never stopped."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import genlab
+from genlab import runs
+from genlab.runs import RunDir, load_tensors
+from conftest import tiny_config
+
+CRASH_POINTS = ["checkpoint-written", "checkpoint-renamed", "checkpoint-pointed", "checkpoint-cleaned"]
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing after the crash point runs."""
+
+
+def _same_weights(a, b):
+    ta, tb = load_tensors(RunDir(a).weights), load_tensors(RunDir(b).weights)
+    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    from conftest import make_corpus
+
+    torch.set_num_threads(1)  # as the tests themselves run (conftest), so sums are added in the same order
+    root = tmp_path_factory.mktemp("whole")
+    (root / "corpus.txt").write_text(make_corpus())
+    cfg = tiny_config(root / "corpus.txt", root / "run", max_steps=20, checkpoint_interval=5, eval_interval=10)
+    cfg["model"]["dropout"] = 0.1  # the RNG state must be restored too
+    genlab.train(cfg, progress=False)
+    return root, cfg
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_crash_at_every_point_of_the_checkpoint_swap_resumes_exactly(uninterrupted, tmp_path, monkeypatch, point):
+    root, cfg = uninterrupted
+    cfg = dict(cfg, out=str(tmp_path / "run"))
+    calls = []
+
+    def crash(name):
+        calls.append(name)
+        if name == point and calls.count(name) == 2:  # during the second checkpoint (step 10)
+            raise Crash(name)
+
+    monkeypatch.setattr(runs, "crash_point", crash)
+    with pytest.raises(Crash):
+        genlab.train(cfg, progress=False)
+    monkeypatch.undo()
+    latest = RunDir(tmp_path / "run").latest_checkpoint()
+    assert latest is not None, f"no checkpoint left after a crash at {point}"
+    genlab.train(cfg, progress=False)
+    assert _same_weights(tmp_path / "run", root / "run")
+    left = sorted(p.name for p in (tmp_path / "run" / "checkpoint").iterdir())
+    assert len(left) == 2 and "latest" in left  # stale and temporary folders are gone
+
+
+def _train_in_subprocess(cfg: dict) -> subprocess.Popen:
+    import json
+
+    code = ("import genlab, json, sys\nfrom genlab.cli import main\n"
+            f"sys.argv = ['genlab', 'train', 'text', '--config', {json.dumps(cfg['_toml'])}]\nmain()")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_checkpoints_that_step_exits_128_plus_n_and_resumes_exactly(uninterrupted, tmp_path, signum, status):
+    import tomli_w
+
+    root, cfg = uninterrupted
+    cfg = dict(cfg, out=str(tmp_path / "run"))
+    # Long enough to still run when the signal comes (after 3 logged steps), short enough to finish after.
+    cfg["train"] = dict(cfg["train"], max_steps=400, log_interval=1, checkpoint_interval=1000, eval_interval=1000)
+    toml = tmp_path / "run.toml"
+    toml.write_bytes(tomli_w.dumps(cfg).encode())
+    proc = _train_in_subprocess({"_toml": str(toml)})
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (metrics.is_file() and metrics.read_text().count("\n") >= 3):
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == status, err
+    assert "checkpoint saved in" in err and "run the same command again to resume" in err and "Traceback" not in err
+    import json
+
+    stopped_at = json.loads((RunDir(tmp_path / "run").latest_checkpoint() / "state.json").read_text())["step"]
+    assert 3 <= stopped_at < 400
+    genlab.train(cfg, progress=False)  # the same command again: resumes and finishes
+    genlab.train(dict(cfg, out=str(tmp_path / "straight")), progress=False)
+    assert _same_weights(tmp_path / "run", tmp_path / "straight")
+
+
+def test_a_time_budget_becomes_a_step_plan_kept_on_resume(tmp_path, corpus_file):
+    import json
+
+    from genlab.trainer import PLAN_AFTER_STEPS
+
+    cfg = tiny_config(corpus_file, tmp_path / "run", max_steps=PLAN_AFTER_STEPS + 6, max_time=3600.0, log_interval=1,
+                      checkpoint_interval=PLAN_AFTER_STEPS + 2)
+    first = dict(cfg, train=dict(cfg["train"], max_steps=PLAN_AFTER_STEPS + 2))
+    genlab.train(first, progress=False)
+    state = json.loads((RunDir(tmp_path / "run").latest_checkpoint() / "state.json").read_text())
+    assert state["planned_steps"] == PLAN_AFTER_STEPS + 2  # an hour fits every step: the plan is max_steps
+    genlab.train(cfg, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {r["planned_steps"] for r in rows if "planned_steps" in r} == {PLAN_AFTER_STEPS + 2}
