@@ -62,6 +62,9 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     (root / "corpus.txt").write_text(make_corpus())
     api.train(tiny_config(root / "corpus.txt", root / "run", max_steps=20), progress=False)
+    api.train({"task": "image", "out": str(root / "image-run"), "data": {"source": "digits"},
+               "model": {"name": "vae", "channels": 8, "latent_dim": 4},
+               "train": {"max_steps": 1, "batch_size": 8, "progress": False}}, progress=False)
     return root
 
 
@@ -69,7 +72,6 @@ def _bad_inputs(root):
     """(arguments, text the one-line error must contain) for mistakes users make."""
     (root / "afile.txt").write_text("x")
     (root / "no-newline.txt").write_text("a" * 50)
-    image_run = root / "image-run"
     return [
         (["train", "text", "--data", "no/such/notes"], "no/such/notes: no such file or folder"),
         (["train", "text", "--set", "train.lr_max=3"], "train.lr_max: unknown key"),
@@ -90,6 +92,9 @@ def _bad_inputs(root):
         (["sample", str(root / "run"), "--steps", "50"], "--steps does not apply"),
         (["sample", str(root / "run"), "--prime", "x.mid"], "--prime does not apply"),
         (["sample", "hf:" + str(root / "no-model")], "no-model"),
+        (["sample", str(root / "image-run"), "--prompt", "Once"], "--prompt does not apply to this run (ImageGenerator)"),
+        (["sample", str(root / "run"), "--class", "3"], "--class does not apply to this run (TextGenerator)"),
+        (["eval", str(root / "image-run"), "--data", str(root / "corpus.txt")], "not an image dataset"),
         (["eval-code", "--canonical", "--problems", "p.jsonl", "--memory-mb", "-1"], "--memory-mb"),
         (["eval-code", "--canonical", "--problems", "p.jsonl", "--workers", "-1"], "--workers"),
         (["eval-code", "--canonical", "--problems", "p.jsonl", "--timeout", "0"], "--timeout"),
@@ -209,3 +214,11 @@ def test_stop_strings_are_unescaped_like_printf(trained):
                "--stop", r"\n", "--no-stream")
     assert r.returncode == 0, r.stderr
     assert "\n" not in r.stdout.rstrip("\n"), r.stdout  # generation stopped at the first newline
+
+
+def test_a_corpus_on_one_line_trains_and_samples(tmp_path):
+    import genlab as api
+
+    (tmp_path / "one-line.txt").write_text("words without a newline " * 400)
+    run = api.train(tiny_config(tmp_path / "one-line.txt", tmp_path / "run", max_steps=3), progress=False)
+    assert isinstance(run.generator().generate(max_new_tokens=5, seed=0), str)

@@ -5,11 +5,12 @@ import json
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
+# transformers and peft are test dependencies (pyproject's `test` extra): a missing one fails, never skips.
+import transformers
 
-from genlab.api import load  # noqa: E402
-from genlab.errors import GenlabError  # noqa: E402
-from genlab.tasks.hf import HFGenerator  # noqa: E402
+from genlab.api import load
+from genlab.errors import GenlabError
+from genlab.tasks.hf import HFGenerator
 
 CODE = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n\n\n"
 
@@ -115,7 +116,6 @@ def test_finetune_hf_learns_the_code_base_and_loads_back(tiny, tmp_path):
 
 
 def test_lora_fine_tuning_trains_few_parameters_and_saves_a_plain_model(tiny, tmp_path):
-    pytest.importorskip("peft")
     from genlab.config import validate_config
     from genlab.tasks.hf import finetune
 
@@ -133,3 +133,15 @@ def test_lora_fine_tuning_trains_few_parameters_and_saves_a_plain_model(tiny, tm
     before = load(f"hf:{tiny}").evaluate(data=str(project), samples=1, sample_tokens=4, functions=1)["loss"]
     after = load(f"hf:{out}").evaluate(data=str(project), samples=1, sample_tokens=4, functions=1)["loss"]
     assert after < before - 0.2  # adapters only (embeddings and the tied head stay random): a smaller gain than full tuning
+
+
+def test_without_transformers_hf_is_a_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys\nsys.modules['transformers'] = None\n"
+            f"sys.argv = ['genlab', 'sample', 'hf:{tmp_path}', '--prompt', 'x']\n"
+            "from genlab.cli import main\nmain()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [f"error: hf:{tmp_path}: Hugging Face models need the `transformers` package (pip install 'genlab[hf]')"]

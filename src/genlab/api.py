@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,11 +52,9 @@ def train(config: RunConfig | dict | str | Path, progress: bool = True, overwrit
 def load(run: str | Path, device: str = "auto"):
     """The Generator of a run directory, or of a Hugging Face model given as `hf:PATH_OR_NAME`."""
     if str(run).startswith("hf:"):
-        try:
-            hf = importlib.import_module("genlab.tasks.hf")
-        except ModuleNotFoundError as e:
-            raise GenlabError("hf: models need the `transformers` package (pip install 'genlab[hf]')") from e
-        return hf.HFGenerator(str(run)[3:], device=device)
+        from genlab.tasks.hf import HFGenerator
+
+        return HFGenerator(str(run)[3:], device=device)
     rd = RunDir(run).require()
     config = load_config(rd.config)
     return getattr(task_module(config.task), GENERATORS[config.task])(rd.path, device=device)

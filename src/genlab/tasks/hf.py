@@ -34,7 +34,11 @@ from genlab.trainer import pick_device
 
 def load_hf(name_or_path: str, device: torch.device):
     """(tokenizer, model) of a Hugging Face causal LM; a local folder is read offline, safetensors only."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        raise GenlabError(f"hf:{name_or_path}: Hugging Face models need the `transformers` package "
+                          "(pip install 'genlab[hf]')") from None
 
     local = Path(name_or_path).expanduser()
     offline = local.is_dir()
