@@ -11,10 +11,13 @@ from genlab.cli import app
 
 
 def print_table(results: dict) -> None:
-    width = max(len(k) for k in results)
+    # FID and KID are only comparable with figures computed on the same features: the label says which.
+    features = results.get("fid_features")
+    labels = {k: f"{k} ({features} features)" if features and k in ("fid", "kid", "kid_std") else k for k in results}
+    width = max(len(v) for v in labels.values())
     for key, value in results.items():
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        print(f"{key:<{width}}  {shown}")
+        print(f"{labels[key]:<{width}}  {shown}")
 
 
 @app.command("eval", no_args_is_help=True)
@@ -23,14 +26,30 @@ def evaluate(
     data: Optional[str] = typer.Option(None, "--data", help="Evaluate on this file, folder or dataset instead of the run's val split."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the JSON here (default: RUN/eval.json)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the generated samples that diversity metrics use."),
+    n: Optional[int] = typer.Option(None, "--n", help="Samples to generate for the metrics (images: default min(real, 2000))."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Diffusion sampling steps for the generated images."),
+    fid_features: Optional[Path] = typer.Option(None, "--fid-features", help="A TorchScript Inception feature file for FID/KID comparable with published figures (default: genlab's own small classifier; docs/images.md)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Evaluate a run: loss, bits per char/byte, perplexity and diversity (text, code); music metrics; FID/KID (images)."""
+    import inspect
+
     from genlab.api import load
+    from genlab.errors import GenlabError, check_range
     from genlab.runs import atomic_write_json
 
     gen = load(run, device=device)
-    results = gen.evaluate(data=data, seed=seed)
+    accepted = inspect.signature(gen.evaluate).parameters
+    options = {}
+    if n is not None:
+        check_range("--n", n, 1, 100_000)
+        options["n" if "n" in accepted else "samples"] = n
+    for flag, name, value in (("--steps", "steps", steps), ("--fid-features", "features", fid_features)):
+        if value is not None:
+            if name not in accepted:
+                raise GenlabError(f"{flag} does not apply to this run ({type(gen).__name__})")
+            options[name] = str(value) if isinstance(value, Path) else value
+    results = gen.evaluate(data=data, seed=seed, **options)
     print_table(results)
     dest = out or Path(run) / "eval.json"
     atomic_write_json(dest, results)

@@ -368,7 +368,8 @@ class ImageGenerator:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        results = {"data": where, "n_real": len(real), "n_generated": n, "feature_extractor": extractor.name}
+        results = {"data": where, "n_real": len(real), "n_generated": n, "feature_extractor": extractor.name,
+                   "fid_features": "genlab" if not features else "torchscript " + Path(features).name}
         if "held_out_accuracy" in extractor.info:
             results["feature_extractor_accuracy"] = extractor.info["held_out_accuracy"]
         results |= image_metrics(extractor(real), extractor(fake))
@@ -400,12 +401,12 @@ def demo(out_root: Path, seconds: float, progress: bool = True) -> None:
     before = run_training(validate_config(tree), progress=progress, overwrite=True).generator()
     save_png(make_grid(before.generate_array(40, seed=GRID_SEED), 10), folder / "before.png")
     fid_before = before.evaluate(n=500, progress=progress)["fid"]
-    print(f"before training (random weights, 1 warm-up step): FID {fid_before:.1f}; grid in {folder / 'before.png'}")
+    print(f"before training (random weights, 1 warm-up step): FID (genlab features) {fid_before:.1f}; grid in {folder / 'before.png'}")
     tree["train"] |= {"max_steps": 100_000, "max_time": seconds}
     run = run_training(validate_config(tree), progress=progress)
     after = run.generator()
     save_png(make_grid(after.generate_array(40, seed=GRID_SEED), 10), folder / "after.png")
     fid_after = after.evaluate(n=500, progress=progress)["fid"]
-    print(f"after {run.results['step']} steps ({run.results['elapsed']:.0f} s): FID {fid_after:.1f} (lower is better); "
+    print(f"after {run.results['step']} steps ({run.results['elapsed']:.0f} s): FID (genlab features) {fid_after:.1f} (lower is better); "
           f"grid in {folder / 'after.png'} (one column per digit 0-9, DDIM 50 steps)")
     print(f"run: {run.path}  (loss curve: {run.path / 'loss.png'}, one grid per eval from fixed noise: {run.path / 'samples'})")

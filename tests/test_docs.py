@@ -1,0 +1,158 @@
+"""Every shell example in README.md and docs/*.md runs: each `genlab ...` line of a code block is run
+in order, in one working folder per page, through the real CLI (in this process, at tiny sizes), or is
+listed in SKIP with the reason. A new example that is neither fails here until it is classified."""
+
+import gzip
+import json
+import re
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+# Examples that need what a test machine cannot have, by the start of the command line.
+SKIP = {
+    "genlab train code --data ~/src/": "a code base in the user's home folder (tests/test_code_task.py trains code runs)",
+    "genlab sample runs/mycode": "needs the code run above",
+    "genlab eval-code runs/mycode": "needs the code run above",
+    "genlab sample hf:/models/": "a downloaded Hugging Face model (tests/test_hf.py uses a tiny local one)",
+    "genlab finetune-hf hf:/models/": "a downloaded Hugging Face model (tests/test_hf.py fine-tunes a tiny one)",
+    "genlab compare runs/a runs/b": "placeholder run folders (tests/test_zoo.py compares finished runs)",
+    "genlab sample runs/digits-gan": "no page trains runs/digits-gan (tests/test_image.py samples GAN strips)",
+    "genlab train text --config recipes/tinyshakespeare-lstm.toml": "recipes train for minutes; every recipe trains 2 steps in tests/test_recipes.py",
+}
+
+# Shrinks a family to test size; appended after the example's own flags, so it wins.
+TINY_MODEL = {
+    "gpt": ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=32"],
+    "lstm": ["model.n_layer=1", "model.n_embd=32", "model.block_size=32"],
+    "gru": ["model.n_layer=1", "model.n_embd=32", "model.block_size=32"],
+    "fnet": ["model.n_layer=1", "model.n_embd=32", "model.block_size=32"],
+    "ngram": ["model.order=3"],
+    "ddpm": ["model.channels=8", "model.heads=1", "model.timesteps=50", "data.image.grid_samples=4"],
+    "gan": ["model.hidden=[32]", "data.image.grid_samples=4"],
+    "dcgan": ["model.channels=8", "data.image.grid_samples=4"],
+    "vae": ["model.channels=8", "data.image.grid_samples=4"],
+}
+DEFAULT_FAMILY = {"text": "gpt", "code": "gpt", "music": "gpt", "image": "ddpm"}
+
+
+def examples(page: Path) -> list[str]:
+    """The `genlab` command lines of the page's code blocks, continuation lines joined, comments cut."""
+    found, block, pending = [], False, ""
+    for line in page.read_text().splitlines():
+        if line.strip().startswith("```"):
+            block = not block
+            continue
+        if not block:
+            continue
+        line = pending + line.strip()
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        pending = ""
+        if line.startswith("genlab "):
+            found.append(re.sub(r"\s+#.*$", "", line).strip())
+    return found
+
+
+def tiny(args: list[str], workspace: Path) -> list[str]:
+    """The example's arguments with tiny budgets appended."""
+    if args[0] == "train":
+        family = _flag(args, "--model") or _recipe_family(args, workspace) or DEFAULT_FAMILY[args[1]]
+        sets = ["train.eval_batches=1", "train.sample_tokens=4", "train.eval_interval=1000", "train.batch_size=8",
+                *TINY_MODEL[family]]
+        return [*args, "--max-steps", "2", *(x for s in sets for x in ("--set", s))]
+    if args[0] == "compare":
+        return [*(a if a != "120" else "1" for a in args), "--set", "train.max_steps=3", "--set", "train.eval_batches=1"]
+    if args[0] == "eval":
+        image = 'task = "image"' in (workspace / args[1] / "config.toml").read_text()
+        return [*args, "--n", "32", *(["--steps", "5"] if image else [])]
+    if args[0] == "sample" and "--n" in args:
+        args = list(args)
+        args[args.index("--n") + 1] = str(min(int(args[args.index("--n") + 1]), 8))
+    return args
+
+
+def _flag(args, name):
+    return args[args.index(name) + 1] if name in args else None
+
+
+def _recipe_family(args, workspace):
+    config = _flag(args, "--config")
+    if config is None:
+        return None
+    import tomllib
+
+    return tomllib.loads((workspace / config).read_text())["model"]["name"]
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """A user's folder holding what the examples name: notes, a CSV, a theme, problems, recipes."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "ideas.md").write_text(make_corpus(6000, seed=1))
+    (tmp_path / "notes" / "diary.txt").write_text(make_corpus(6000, seed=2))
+    for name in ("other.txt", "FILE", "tinyshakespeare.txt"):
+        (tmp_path / name).write_text(make_corpus(8000, seed=3))
+    rows = "".join(f'"{make_corpus(60, seed=i).strip()}",{"ab"[i % 2]},{i},{i * i}\n' for i in range(60))
+    (tmp_path / "raw.csv").write_text("text,label,feature1,feature2\n" + rows)
+    problem = {"task_id": "t/0", "prompt": "def one():\n", "entry_point": "one",
+               "test": "def check(f):\n    assert f() == 1\n", "canonical_solution": "    return 1\n"}
+    with gzip.open(tmp_path / "HumanEval.jsonl.gz", "wt") as f:
+        f.write(json.dumps(problem) + "\n")
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
+    import pretty_midi
+
+    theme = pretty_midi.PrettyMIDI(initial_tempo=120)
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes = [pretty_midi.Note(velocity=80, pitch=60 + i, start=i * 0.5, end=i * 0.5 + 0.5) for i in range(8)]
+    theme.instruments.append(piano)
+    theme.write(str(tmp_path / "my_theme.mid"))
+    # `bach` is built from music21's 371 chorales (90 s); four of them make the same dataset, faster.
+    monkeypatch.setattr("music21.corpus.chorales.Iterator",
+                        lambda **kw: iter(["bach/bwv269", "bach/bwv347", "bach/bwv153.1", "bach/bwv86.6"]))
+    return tmp_path
+
+
+def run_cli(args: list[str], monkeypatch) -> int:
+    from genlab.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["genlab", *args])
+    try:
+        main()
+    except SystemExit as e:
+        return e.code or 0
+    return 0
+
+
+def _skip_reason(command: str) -> str | None:
+    return next((reason for start, reason in SKIP.items() if command.startswith(start)), None)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_example_runs_or_says_why_not(page, workspace, monkeypatch, capsys):
+    ran = 0
+    for command in examples(page):
+        if _skip_reason(command):
+            continue
+        args = shlex.split(command)[1:]
+        status = run_cli(tiny(args, workspace), monkeypatch)
+        captured = capsys.readouterr()
+        assert status == 0, f"{page.name}: `{command}` exited {status}: {captured.err[-800:]}"
+        ran += 1
+    assert ran or not examples(page)
+
+
+def test_every_skip_names_an_example_that_exists():
+    commands = [c for page in PAGES for c in examples(page)]
+    for start in SKIP:
+        assert any(c.startswith(start) for c in commands), f"SKIP lists `{start}`, which no page shows any more"
