@@ -4,10 +4,17 @@ import random
 import pytest
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own dataset cache, so nothing leaks between tests or from the user's cache."""
-    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+def _isolated_cache(_session_cache, monkeypatch):
+    """The tests share one dataset cache per worker (built datasets and feature extractors are
+    deterministic, and building python-docs or digits features once saves minutes), never the user's;
+    a test of caching itself points GENLAB_CACHE at a folder of its own."""
+    monkeypatch.setenv("GENLAB_CACHE", str(_session_cache))
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +55,37 @@ def tiny_config(corpus, out, **train):
         "train": {"max_steps": 30, "batch_size": 8, "lr": 3e-3, "warmup_steps": 5, "eval_interval": 15,
                   "checkpoint_interval": 15, "eval_batches": 4, "sample_tokens": 20, "progress": False, **train},
     }
+
+
+class CliResult:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """`genlab ARGS...` through the CLI's own main(), in this process (no interpreter start per call);
+    the tests that need the installed entry point itself start a real process."""
+    import sys
+
+    import genlab.cli as cli_module
+
+    def run(*args, cwd=None, env=None) -> CliResult:
+        capsys.readouterr()
+        with monkeypatch.context() as m:
+            m.setattr(sys, "argv", ["genlab", *map(str, args)])
+            m.setattr(cli_module, "_debug", False)
+            m.delenv("GENLAB_DEBUG", raising=False)
+            for key, value in (env or {}).items():
+                m.setenv(key, value)
+            if cwd is not None:
+                m.chdir(cwd)
+            try:
+                cli_module.main()
+                status = 0
+            except SystemExit as e:
+                status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out = capsys.readouterr()
+        return CliResult(status, out.out, out.err)
+
+    return run

@@ -1,5 +1,8 @@
 """The `genlab` command as a user meets it: help and usage for every command, one-line errors with exit
-status 1 (2 for usage), no traceback unless asked, and the train -> sample -> eval path."""
+status 1 (2 for usage), no traceback unless asked, and the train -> sample -> eval path.
+
+Most cases call the CLI's main() in this process (the `cli` fixture); the tests named `..._entry_point`
+start the installed command itself, once each."""
 
 import json
 import os
@@ -16,7 +19,7 @@ COMMANDS = [["train"], ["sample"], ["eval"], ["demo"], ["compare"], ["eval-code"
 
 
 def genlab(*args, cwd=None, env=None):
-    """The real entry point, in a fresh interpreter, run from an empty folder unless `cwd` is given."""
+    """The real entry point (`python -m genlab`), in a fresh interpreter, run from an empty folder."""
     full = {k: v for k, v in os.environ.items() if k != "GENLAB_DEBUG"} | {"OMP_NUM_THREADS": "1"} | (env or {})
     return subprocess.run([sys.executable, "-m", "genlab", *args], capture_output=True, text=True,
                           cwd=cwd or _empty_folder(), env=full, timeout=300)
@@ -28,28 +31,35 @@ def _empty_folder():
     return tempfile.mkdtemp(prefix="genlab-cli-")
 
 
-def test_help_lists_every_command_and_each_has_its_own_help():
+def test_help_and_errors_through_the_entry_point(tmp_path):
     top = genlab("--help")
     assert top.returncode == 0
     listed = {line.split()[1] for line in top.stdout.splitlines() if line.startswith("│ ") and len(line.split()) > 2}
     assert {c[0] for c in COMMANDS} <= listed
+    usage = genlab("train", "text", "--no-such-option")
+    assert usage.returncode == 2 and "Usage: genlab train" in usage.stderr and "Traceback" not in usage.stderr
+    mistake = genlab("sample", "no/such/run")
+    assert mistake.returncode == 1 and mistake.stderr == "error: no/such/run: no such run directory\n"
+
+
+def test_every_command_has_its_own_help(cli):
     for command in COMMANDS:
-        r = genlab(*command, "--help")
+        r = cli(*command, "--help")
         assert r.returncode == 0 and f"Usage: genlab {' '.join(command)} " in r.stdout, command
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_a_usage_error_prints_usage_and_one_line_and_exits_2(command):
-    r = genlab(*command, "--no-such-option")
+def test_a_usage_error_prints_usage_and_one_line_and_exits_2(command, cli):
+    r = cli(*command, "--no-such-option")
     assert r.returncode == 2, r.stderr
     assert f"Usage: genlab {' '.join(command)}" in r.stderr and "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error")]
     assert errors == [errors[0]] and "--no-such-option" in errors[0]
 
 
-def test_bad_choice_and_bad_number_are_usage_errors():
+def test_bad_choice_and_bad_number_are_usage_errors(cli):
     for args in (["train", "text", "--max-steps", "many"], ["sample", "run", "--n", "two"]):
-        r = genlab(*args)
+        r = cli(*args)
         assert r.returncode == 2 and "Usage:" in r.stderr and "Traceback" not in r.stderr, args
 
 
@@ -105,10 +115,10 @@ def _bad_inputs(root):
     ]
 
 
-def test_every_bad_input_is_one_line_exit_1_and_writes_nothing(trained):
+def test_every_bad_input_is_one_line_exit_1_and_writes_nothing(trained, cli, tmp_path):
     before = sorted(p.relative_to(trained) for p in trained.rglob("*"))
     for args, message in _bad_inputs(trained):
-        r = genlab(*args)
+        r = cli(*args, cwd=tmp_path)
         assert r.returncode == 1, (args, r.stderr)
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
         assert r.stderr.startswith("error: ") and message in r.stderr, (args, r.stderr)
@@ -116,7 +126,7 @@ def test_every_bad_input_is_one_line_exit_1_and_writes_nothing(trained):
     assert after == before
 
 
-def test_broken_run_folders_are_one_line_errors(trained, tmp_path):
+def test_broken_run_folders_are_one_line_errors(trained, tmp_path, cli):
     import shutil
 
     from genlab.runs import RunDir
@@ -138,37 +148,37 @@ def test_broken_run_folders_are_one_line_errors(trained, tmp_path):
                          "--max-steps", "40"], "state.json: unreadable or incomplete")
     for folder, (args, message) in cases.items():
         files = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-        r = genlab(*args)
+        r = cli(*args)
         assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == files  # nothing written or deleted
 
 
-def test_debug_flag_and_environment_show_the_traceback_default_does_not():
-    assert "Traceback" not in genlab("sample", "no/such/run").stderr
-    r = genlab("--debug", "sample", "no/such/run")
+def test_debug_flag_and_environment_show_the_traceback_default_does_not(cli):
+    assert "Traceback" not in cli("sample", "no/such/run").stderr
+    r = cli("--debug", "sample", "no/such/run")
     assert r.returncode == 1 and "Traceback" in r.stderr
-    r = genlab("sample", "no/such/run", env={"GENLAB_DEBUG": "1"})
+    r = cli("sample", "no/such/run", env={"GENLAB_DEBUG": "1"})
     assert r.returncode == 1 and "Traceback" in r.stderr
 
 
-def test_train_without_model_uses_the_modality_default(tmp_path):
+def test_train_without_model_uses_the_modality_default(tmp_path, cli):
     from genlab.config import DEFAULT_MODEL, build_config
 
     for task, family in DEFAULT_MODEL.items():
         assert build_config(None, {}, [], base={"task": task}).model.name == family
     (tmp_path / "notes.txt").write_text("a line of notes\n" * 300)
-    r = genlab("train", "text", "--data", "notes.txt", "--max-steps", "2", "--set", "model.n_layer=1",
-               "--set", "model.n_embd=32", "--out", "runs/notes", cwd=tmp_path)
+    r = cli("train", "text", "--data", "notes.txt", "--max-steps", "2", "--set", "model.n_layer=1",
+            "--set", "model.n_embd=32", "--out", "runs/notes", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert 'name = "gpt"' in (tmp_path / "runs" / "notes" / "config.toml").read_text()
-    r = genlab("train", "image", "--data", "digits", "--max-steps", "1", "--set", "model.channels=8",
-               "--out", "runs/img", cwd=tmp_path)
+    r = cli("train", "image", "--data", "digits", "--max-steps", "1", "--set", "model.channels=8",
+            "--out", "runs/img", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert 'name = "ddpm"' in (tmp_path / "runs" / "img" / "config.toml").read_text()
     assert "resuming" not in r.stdout + r.stderr  # a fresh run never says it resumes
 
 
-def test_progress_on_a_pipe_is_one_plain_line_per_eval(tmp_path, corpus_file):
+def test_progress_on_a_pipe_is_one_plain_line_per_eval_entry_point(tmp_path, corpus_file):
     cfg = tiny_config(corpus_file, tmp_path / "run", max_steps=30, eval_interval=10, progress=True)
     import tomli_w
 
@@ -180,25 +190,25 @@ def test_progress_on_a_pipe_is_one_plain_line_per_eval(tmp_path, corpus_file):
     assert [line.split()[1] for line in evals] == ["10", "20", "30"]
 
 
-def test_train_sample_eval_from_the_command_line(tmp_path, corpus_file):
+def test_train_sample_eval_from_the_command_line(tmp_path, corpus_file, cli):
     cfg = tiny_config(corpus_file, tmp_path / "run")
     import tomli_w
 
     (tmp_path / "run.toml").write_bytes(tomli_w.dumps(cfg).encode())
-    r = genlab("train", "text", "--config", str(tmp_path / "run.toml"), "--max-steps", "20", "--quiet", "--seed", "5")
+    r = cli("train", "text", "--config", str(tmp_path / "run.toml"), "--max-steps", "20", "--quiet", "--seed", "5")
     assert r.returncode == 0, r.stderr
     assert "run saved in" in r.stdout
-    s1 = genlab("sample", str(tmp_path / "run"), "--prompt", "The", "--max-new-tokens", "30", "--seed", "1", "--temperature", "0.8", "--top-k", "5", "--top-p", "0.9")
-    s2 = genlab("sample", str(tmp_path / "run"), "--prompt", "The", "--max-new-tokens", "30", "--seed", "1", "--temperature", "0.8", "--top-k", "5", "--top-p", "0.9")
+    s1 = cli("sample", str(tmp_path / "run"), "--prompt", "The", "--max-new-tokens", "30", "--seed", "1", "--temperature", "0.8", "--top-k", "5", "--top-p", "0.9")
+    s2 = cli("sample", str(tmp_path / "run"), "--prompt", "The", "--max-new-tokens", "30", "--seed", "1", "--temperature", "0.8", "--top-k", "5", "--top-p", "0.9")
     assert s1.returncode == 0 and s1.stdout == s2.stdout and s1.stdout.startswith("The")
     out = tmp_path / "samples.txt"
-    r = genlab("sample", str(tmp_path / "run"), "--n", "3", "--max-new-tokens", "20", "--out", str(out), "--seed", "2")
+    r = cli("sample", str(tmp_path / "run"), "--n", "3", "--max-new-tokens", "20", "--out", str(out), "--seed", "2")
     assert r.returncode == 0 and out.read_text().count("--- sample") == 3
     png = tmp_path / "picture.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
-    r = genlab("sample", str(tmp_path / "run"), "--max-new-tokens", "5", "--out", str(png))
+    r = cli("sample", str(tmp_path / "run"), "--max-new-tokens", "5", "--out", str(png))
     assert r.returncode == 1 and "is not a text file" in r.stderr and png.read_bytes().startswith(b"\x89PNG")
-    r = genlab("eval", str(tmp_path / "run"))
+    r = cli("eval", str(tmp_path / "run"))
     assert r.returncode == 0 and "bits_per_char" in r.stdout
     results = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert results["bits_per_char"] > 0 and results["perplexity"] > 1
@@ -206,12 +216,12 @@ def test_train_sample_eval_from_the_command_line(tmp_path, corpus_file):
     assert "max_steps = 20" in saved and "seed = 5" in saved  # flags land in the resolved config
 
 
-def test_stop_strings_are_unescaped_like_printf(trained):
+def test_stop_strings_are_unescaped_like_printf(trained, cli):
     from genlab.cli.sample import unescape
 
     assert unescape(r"\n\n") == "\n\n" and unescape(r"a\tb\\n") == "a\tb\\n" and unescape("plain") == "plain"
-    r = genlab("sample", str(trained / "run"), "--prompt", "The", "--max-new-tokens", "200", "--temperature", "0",
-               "--stop", r"\n", "--no-stream")
+    r = cli("sample", str(trained / "run"), "--prompt", "The", "--max-new-tokens", "200", "--temperature", "0",
+            "--stop", r"\n", "--no-stream")
     assert r.returncode == 0, r.stderr
     assert "\n" not in r.stdout.rstrip("\n"), r.stdout  # generation stopped at the first newline
 

@@ -7,7 +7,6 @@ import json
 import re
 import shlex
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -123,31 +122,18 @@ def workspace(tmp_path, monkeypatch):
     return tmp_path
 
 
-def run_cli(args: list[str], monkeypatch) -> int:
-    from genlab.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["genlab", *args])
-    try:
-        main()
-    except SystemExit as e:
-        return e.code or 0
-    return 0
-
-
 def _skip_reason(command: str) -> str | None:
     return next((reason for start, reason in SKIP.items() if command.startswith(start)), None)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-def test_every_example_runs_or_says_why_not(page, workspace, monkeypatch, capsys):
+def test_every_example_runs_or_says_why_not(page, workspace, cli):
     ran = 0
     for command in examples(page):
         if _skip_reason(command):
             continue
-        args = shlex.split(command)[1:]
-        status = run_cli(tiny(args, workspace), monkeypatch)
-        captured = capsys.readouterr()
-        assert status == 0, f"{page.name}: `{command}` exited {status}: {captured.err[-800:]}"
+        r = cli(*tiny(shlex.split(command)[1:], workspace))
+        assert r.returncode == 0, f"{page.name}: `{command}` exited {r.returncode}: {r.stderr[-800:]}"
         ran += 1
     assert ran or not examples(page)
 

@@ -57,13 +57,13 @@ def test_writing_inside_its_folder_is_allowed_but_outside_fails_and_leaves_nothi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.txt"]
 
 
-def test_fork_bomb_and_subprocess_fail_and_leave_no_process_behind():
+def test_fork_bomb_and_subprocess_fail_and_leave_no_process_behind(private_tmp):
     bombs = ["import os\nwhile True:\n    os.fork()", "import subprocess\nsubprocess.run(['sleep', '100'])",
              "import multiprocessing as mp\np = mp.Process(target=print)\np.start()"]
     for outcome in run_many(bombs, FAST):
         assert not outcome.passed
     time.sleep(0.2)
-    assert _sandboxed_processes() == []
+    assert _sandboxed_processes(private_tmp) == []
 
 
 def test_memory_and_file_size_bombs_fail():
@@ -93,15 +93,24 @@ def test_landlock_blocks_the_writes_the_audit_hook_cannot_see(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def _sandboxed_processes() -> list[str]:
-    """Command lines of live processes started by a sandbox (their argv names its genlab-sandbox- folder)."""
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """Sandbox folders of this test only, so that another worker's candidates are not mistaken for ours."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+def _sandboxed_processes(where) -> list[str]:
+    """Command lines of live processes started by a sandbox under `where` (their argv names its folder)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
         except OSError:
             continue
-        if "genlab-sandbox-" in cmdline and "pytest" not in cmdline:
+        if f"{where}/genlab-sandbox-" in cmdline and "pytest" not in cmdline:
             found.append(cmdline)
     return found
 
@@ -169,13 +178,13 @@ def test_disk_and_output_are_capped(tmp_path):
     assert loud.passed and len(loud.stdout) == 1000
 
 
-def test_no_process_outlives_the_harness():
+def test_no_process_outlives_the_harness(private_tmp):
     sleeper = "import os, threading, time\nthreading.Thread(target=time.sleep, args=(100,)).start()\ntime.sleep(100)"
     outcomes = run_many([sleeper, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"],
                         Limits(wall_seconds=2, cpu_seconds=2, audit_hook=False), workers=2)
     assert [o.status for o in outcomes] == ["timeout", "timeout"]
     time.sleep(0.3)
-    assert _sandboxed_processes() == []
+    assert _sandboxed_processes(private_tmp) == []
 
 
 def test_without_namespaces_the_sandbox_refuses_unless_told(monkeypatch):

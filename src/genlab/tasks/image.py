@@ -31,6 +31,7 @@ from genlab.tasks.sequence import open_run
 from genlab.trainer import Trainer, load_weights, pick_device, weights_of
 
 GRID_SEED = 1234  # the fixed noise of the per-eval grids
+DEMO_FID_SAMPLES = 500  # generated images per FID in the demo: enough to rank before against after
 
 
 # ---- pieces ------------------------------------------------------------------------------
@@ -400,13 +401,13 @@ def demo(out_root: Path, seconds: float, progress: bool = True) -> None:
     }
     before = run_training(validate_config(tree), progress=progress, overwrite=True).generator()
     save_png(make_grid(before.generate_array(40, seed=GRID_SEED), 10), folder / "before.png")
-    fid_before = before.evaluate(n=500, progress=progress)["fid"]
+    fid_before = before.evaluate(n=DEMO_FID_SAMPLES, progress=progress)["fid"]
     print(f"before training (random weights, 1 warm-up step): FID (genlab features) {fid_before:.1f}; grid in {folder / 'before.png'}")
     tree["train"] |= {"max_steps": 100_000, "max_time": seconds}
     run = run_training(validate_config(tree), progress=progress)
     after = run.generator()
     save_png(make_grid(after.generate_array(40, seed=GRID_SEED), 10), folder / "after.png")
-    fid_after = after.evaluate(n=500, progress=progress)["fid"]
+    fid_after = after.evaluate(n=DEMO_FID_SAMPLES, progress=progress)["fid"]
     print(f"after {run.results['step']} steps ({run.results['elapsed']:.0f} s): FID (genlab features) {fid_after:.1f} (lower is better); "
           f"grid in {folder / 'after.png'} (one column per digit 0-9, DDIM 50 steps)")
     print(f"run: {run.path}  (loss curve: {run.path / 'loss.png'}, one grid per eval from fixed noise: {run.path / 'samples'})")
