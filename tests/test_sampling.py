@@ -25,23 +25,6 @@ def test_repetition_penalty_lowers_only_seen_tokens():
     assert out.tolist() == [[1.0, -2.0, 2.0, -1.0]]
 
 
-@pytest.mark.parametrize("name", ["gpt", "lstm", "gru"])
-def test_greedy_with_cache_equals_greedy_without(name):
-    model = tiny_model(name)
-    prompt = torch.tensor([[3, 1, 4, 1, 5]])
-    d = Decoding(max_new_tokens=11, temperature=0)  # stays inside the 16-token context
-    cached = torch.stack(list(generate_tokens(model, prompt, d, use_cache=True)), 1)
-    plain = torch.stack(list(generate_tokens(model, prompt, d, use_cache=False)), 1)
-    assert torch.equal(cached, plain)
-
-
-def test_gpt_generates_past_its_context_window():
-    model = tiny_model("gpt")  # block_size 16
-    d = Decoding(max_new_tokens=40, temperature=1.0)
-    out = list(generate_tokens(model, torch.tensor([[1, 2]]), d, torch.Generator().manual_seed(0)))
-    assert len(out) == 40
-
-
 def test_same_seed_same_tokens_and_batches_differ():
     model = tiny_model("gpt")
     d = Decoding(max_new_tokens=12, temperature=1.0)
