@@ -51,10 +51,9 @@ def test_a_crash_at_every_point_of_the_checkpoint_swap_resumes_exactly(uninterru
         if name == point and calls.count(name) == 2:  # during the second checkpoint (step 10)
             raise Crash(name)
 
-    monkeypatch.setattr(runs, "crash_point", crash)
-    with pytest.raises(Crash):
+    with monkeypatch.context() as m, pytest.raises(Crash):
+        m.setattr(runs, "crash_point", crash)
         genlab.train(cfg, progress=False)
-    monkeypatch.undo()
     latest = RunDir(tmp_path / "run").latest_checkpoint()
     assert latest is not None, f"no checkpoint left after a crash at {point}"
     genlab.train(cfg, progress=False)
@@ -115,3 +114,53 @@ def test_a_time_budget_becomes_a_step_plan_kept_on_resume(tmp_path, corpus_file)
     genlab.train(cfg, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert {r["planned_steps"] for r in rows if "planned_steps" in r} == {PLAN_AFTER_STEPS + 2}
+
+
+def _family_config(family, tmp_path, corpus_file, midi_folder):
+    train = {"max_steps": 6, "checkpoint_interval": 3, "eval_interval": 1000, "batch_size": 8, "eval_batches": 1,
+             "sample_tokens": 4, "progress": False}
+    sizes = {"gpt": {"n_layer": 1, "n_head": 2, "n_embd": 16, "dropout": 0.1}, "lstm": {"n_layer": 1, "n_embd": 16},
+             "gru": {"n_layer": 1, "n_embd": 16}, "fnet": {"n_layer": 1, "n_embd": 16, "dropout": 0.1},
+             "gan": {"hidden": [32], "latent_dim": 8}, "dcgan": {"channels": 8, "latent_dim": 8},
+             "vae": {"channels": 8, "latent_dim": 4}, "ddpm": {"channels": 8, "heads": 1, "timesteps": 50}}
+    if family == "music":
+        return {"task": "music", "data": {"source": str(midi_folder), "music": {"transpose": 6}},
+                "model": {"name": "gpt", **sizes["gpt"], "block_size": 32}, "train": train}
+    if family in ("gan", "dcgan", "vae", "ddpm"):
+        return {"task": "image", "data": {"source": "digits"}, "model": {"name": family, **sizes[family]},
+                "train": {**train, "ema_decay": 0.9} if family == "ddpm" else train}
+    return {"task": "text", "data": {"source": str(corpus_file)}, "model": {"name": family, **sizes[family], "block_size": 16},
+            "train": train}
+
+
+@pytest.fixture(scope="module")
+def midi_folder(tmp_path_factory):
+    import pretty_midi
+
+    folder = tmp_path_factory.mktemp("midi")
+    for k in range(3):
+        pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+        piano = pretty_midi.Instrument(program=0)
+        piano.notes = [pretty_midi.Note(velocity=80, pitch=55 + (i * (k + 2)) % 24, start=i * 0.25, end=i * 0.25 + 0.25)
+                       for i in range(64)]
+        pm.instruments.append(piano)
+        pm.write(str(folder / f"piece{k}.mid"))
+    return folder
+
+
+@pytest.mark.parametrize("family", ["gpt", "lstm", "gru", "fnet", "gan", "dcgan", "vae", "ddpm", "music"])
+def test_every_family_resumes_exactly(family, tmp_path, corpus_file, midi_folder, monkeypatch):
+    # Two optimizers (GANs), EMA (ddpm), dropout (gpt, fnet) and augmentation (music transposition)
+    # all live in the checkpoint: a run stopped after its step-3 checkpoint ends like one never stopped.
+    cfg = _family_config(family, tmp_path, corpus_file, midi_folder)
+    genlab.train({**cfg, "out": str(tmp_path / "straight")}, progress=False)
+
+    def crash(name):
+        if name == "checkpoint-pointed":
+            raise Crash(name)
+
+    with monkeypatch.context() as m, pytest.raises(Crash):
+        m.setattr(runs, "crash_point", crash)
+        genlab.train({**cfg, "out": str(tmp_path / "stopped")}, progress=False)
+    genlab.train({**cfg, "out": str(tmp_path / "stopped")}, progress=False)
+    assert _same_weights(tmp_path / "stopped", tmp_path / "straight")
