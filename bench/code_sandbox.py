@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=200)
     args = parser.parse_args()
     n = args.candidates
+    load_at_start = list(os.getloadavg())
     program = program_of(PROBLEM, PROBLEM.canonical_solution)
     limits = Limits()
 
@@ -69,8 +70,9 @@ def main() -> None:
     assert all(o.passed for o in outcomes)
 
     results = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_avg_at_start": load_at_start,
         "candidates": n,
         "isolation": isolation(),
         "in_process_ms": in_process * 1e3,

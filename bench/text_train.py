@@ -113,8 +113,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     parts = set(args.parts.split(","))
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results["machine"] = {"threads": args.threads, "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg(), "torch": torch.__version__}
-    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    machine = {"threads": args.threads, "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg(), "torch": torch.__version__}
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if parts & {"nanogpt", "best"}:  # the training runs' provenance; an MFU run keeps its own below
+        results["machine"], results["date"] = machine, date
 
     def save():
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -122,19 +124,19 @@ def main() -> None:
 
     best_cfg = build_config(ROOT / "recipes" / "tinyshakespeare-gpt.toml")
     if "peak" in parts or "mfu" in parts:
-        results["peak_gflops"] = matmul_peak()
-        print(f"fp32 matmul peak: {results['peak_gflops']:.0f} GFLOP/s on {args.threads} threads", flush=True)
+        results["mfu_latest"] = latest = {"machine": machine, "date": date, "peak_gflops": matmul_peak()}
+        print(f"fp32 matmul peak: {latest['peak_gflops']:.0f} GFLOP/s on {args.threads} threads", flush=True)
     if "mfu" in parts:
         shapes = {"nanogpt 4x128 T64 B12": (GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64), 12),
                   "best recipe": (best_cfg.model, best_cfg.train.batch_size)}
-        results["mfu"] = {}
+        latest["mfu"] = {}
         for name, (cfg, batch) in shapes.items():
             for dtype in ("float32", "bfloat16"):
                 r = train_step_rate(cfg, batch, 20, dtype)
-                r["mfu"] = r["gflops"] / results["peak_gflops"]
-                results["mfu"][f"{name} {dtype}"] = r
+                r["mfu"] = r["gflops"] / latest["peak_gflops"]
+                latest["mfu"][f"{name} {dtype}"] = r
                 print(f"{name} {dtype}: {r['tokens_per_s']:,.0f} tok/s, {r['gflops']:.0f} GFLOP/s, MFU {r['mfu']:.0%}", flush=True)
-        results["peak_gflops_after"] = matmul_peak()  # the CPU is shared: did the peak move meanwhile?
+        latest["peak_gflops_after"] = matmul_peak()  # did the peak move meanwhile?
         save()
     if "nanogpt" in parts:
         r = train_run(None, args.data, Path(args.out) / "nanogpt", NANOGPT)

@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,10 @@ def test_every_skip_names_an_example_that_exists():
     commands = [c for page in PAGES for c in examples(page)]
     for start in SKIP:
         assert any(c.startswith(start) for c in commands), f"SKIP lists `{start}`, which no page shows any more"
+
+
+def test_benchmarks_md_is_generated_from_the_stored_results():
+    import subprocess
+
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "report.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, "BENCHMARKS.md differs from `python bench/report.py` output: rerun it"

@@ -1,0 +1,306 @@
+"""Write BENCHMARKS.md from the stored results in bench/results/*.json: `python bench/report.py`.
+
+Every figure in BENCHMARKS.md comes from a JSON file that a committed bench script wrote; nothing is
+typed by hand. Each section names its command, its result file, the date and the load average the
+script recorded (or says that the run did not record one). Prose here only reads the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+OUT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    right = ["---:" if any(isinstance(r[i], (int, float)) for r in rows) else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(right) + " |"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "not recorded"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"
+    return str(v)
+
+
+def load_note(load_avg) -> str:
+    if not load_avg:
+        return "load average: not recorded by this run (the machine was shared; treat times as noisy)"
+    one = load_avg[0]
+    verdict = "idle" if one < 1 else "busy: times are pessimistic, ratios measured side by side are the reliable part"
+    return f"load average at start: {one:.2f} ({verdict})"
+
+
+def provenance(command: str, result: str, date: str | None, load_avg=None) -> str:
+    return f"Command: `{command}` → `bench/results/{result}`. Date: {date or 'not recorded'}; {load_note(load_avg)}."
+
+
+# ---- sections ------------------------------------------------------------------------------------
+
+
+def section_prep() -> str:
+    d = load("prep_stream.json")
+    if d is None:
+        return ""
+    rows = [[f"{r['format'].upper()} {r['file_gb']:.2f} GB", r["rows_read"], round(r["seconds"]), round(r["rows_per_second"]),
+             f"{r['peak_rss_mib']:.0f} MiB", round(r["peak_rss_over_file_size"], 2)] for r in d["runs"]]
+    return "\n\n".join([
+        "## Data preparation",
+        "Peak memory and throughput of `genlab data prepare` on generated CSV and JSONL files (synthetic reviews "
+        "with missing values, duplicates and empty texts), each in a fresh process running:\n\n"
+        f"`{d['command']}`",
+        table(["input", "rows", "wall s", "rows/s", "peak RSS", "peak RSS / file size"], rows),
+        f"RSS after the imports: {d['runs'][0]['rss_after_imports_mib']:.0f} MiB. Memory grows with the number of rows "
+        "(a content hash and a label code per record, for dedupe and the exact stratified split), not with the file: "
+        "records are streamed in chunks.",
+        provenance("python bench/prep_stream.py", "prep_stream.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
+def section_compare() -> str:
+    d = load("compare_families.json")
+    if d is None:
+        return ""
+    rows = [[r["name"], r["family"], r["params"], round(r["val_loss"], 3), round(r["val_bits_per_unit"], 3),
+             r.get("train_tokens_per_s"), r.get("sample_tokens_per_s"), r["wall_s"]] for r in d["rows"]]
+    best = min(d["rows"], key=lambda r: r["val_loss"])
+    return "\n\n".join([
+        f"### Every text family, the same wall-clock budget ({d['seconds_each']:.0f} s each, {d['threads']} thread)",
+        table(["recipe", "family", "params", "val loss", "val bits/char", "train tok/s", "sample tok/s (batch 1)", "wall s"], rows),
+        f"Lowest val loss at this budget: {best['name']} ({best['val_loss']:.3f} nats/char). Val loss is over the whole val "
+        "split of genlab's seeded chunk split of Tiny Shakespeare; the val-loss-against-time plot is "
+        "`bench/results/compare_families.png`.",
+        provenance(f"python bench/compare_families.py --threads {d['threads']} --seconds {d['seconds_each']:.0f}",
+                   "compare_families.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
+def section_text_train() -> str:
+    d = load("text_train.json")
+    if d is None:
+        return ""
+    runs = [("genlab `gpt`, nanoGPT's CPU config (4x128, block 64, batch 12, 2000 it)", d["nanogpt_config"])]
+    runs += [(f"recipes/{name}.toml", r) for name, r in d["recipes"].items()]
+    rows = [[name, r["params"], r["steps"], round(r["train_seconds"]), round(r["val_loss"], 3), round(r["val_bits_per_char"], 3),
+             r["median_tokens_per_s"]] for name, r in runs]
+    parts = [
+        "### Quality at 10 minutes of training (1 thread)",
+        table(["run", "params", "steps", "train s", "val loss (whole split)", "bits/char", "median tok/s"], rows),
+        "Curves (training seconds, val loss on 10 eval batches): " + "; ".join(
+            f"{name.split('/')[-1]}: " + ", ".join(f"{t:.0f} s {v:.2f}" for t, v in r["curve"]) for name, r in runs) + ".",
+        provenance("python bench/text_train.py --threads 1", "text_train.json", d.get("date"),
+                   d.get("machine", {}).get("load_avg_at_start")),
+        "### Training efficiency: MFU of the `gpt` training step (1 thread)",
+        "Full step = forward, backward, clip, AdamW on random tokens; FLOPs = 6N + attention per token; MFU against the "
+        "fp32 1024³ matmul peak measured in the same run, before and after the step timings.",
+    ]
+    rows = []
+    for label, run in (("idle run", d.get("mfu_latest")), ("run 1", d.get("mfu_run1")), ("run 2", d.get("mfu_run2"))):
+        if not run:
+            continue
+        peak = max(run["peak_gflops"], run["peak_gflops_after"])  # the conservative reading
+        for shape, m in run["mfu"].items():
+            rows.append([f"{label} ({run['date']}, peak {run['peak_gflops']:.0f} → {run['peak_gflops_after']:.0f} GFLOP/s, "
+                         f"load {run['machine']['load_avg_at_start'][0]:.1f})", shape, m["params"], round(m["tokens_per_s"]),
+                         round(m["gflops"]), f"{m['gflops'] / peak:.0%}"])
+    parts.append(table(["run", "shape", "params", "tok/s", "GFLOP/s", "MFU (vs the higher peak)"], rows))
+    if d.get("mfu_run1", {}).get("note"):
+        parts.append(f"Note on run 1: {d['mfu_run1']['note']}.")
+    parts.append("Runs 1 and 2 were taken on a busy machine and understate MFU (the peak itself moved between the "
+                 "timings); the idle run is the one to quote. Command of the idle run: `python bench/text_train.py "
+                 "--threads 1 --parts peak,mfu`.")
+    return "\n\n".join(parts)
+
+
+def section_text_sample() -> str:
+    d = load("text_sample.json")
+    if d is None:
+        return ""
+    rows = [[name, f["params"], round(f["batch1_tokens_per_s"]), round(f["batch8_tokens_per_s"]),
+             round(f["batch1_recompute_tokens_per_s"]) if "batch1_recompute_tokens_per_s" in f else "-",
+             f"{f['cache_speedup_batch1']:.1f}x" if "cache_speedup_batch1" in f else "-"] for name, f in d["families"].items()]
+    hf = d.get("hf_gpt2")
+    parts = [f"### Sampling speed ({d['threads']} thread, {d['new_tokens']} new tokens, temperature 1)",
+             table(["family", "params", "batch 1 tok/s", "batch 8 tok/s", "batch 1 recomputing the context", "cache speed-up"], rows)]
+    if hf:
+        parts.append(f"Against Hugging Face `GPT2LMHeadModel.generate` with the same 4x128 weights (max logit difference "
+                     f"{hf['max_logit_difference']}), side by side: batch 1 genlab {hf['genlab_batch1_tokens_per_s']:.0f} vs HF "
+                     f"{hf['batch1_tokens_per_s']:.0f} tok/s = **{hf['ratio_batch1']:.2f}x**; batch 8 genlab "
+                     f"{hf['genlab_batch8_tokens_per_s']:.0f} vs HF {hf['batch8_tokens_per_s']:.0f} = **{hf['ratio_batch8']:.2f}x**.")
+    parts.append(provenance(f"python bench/text_sample.py --threads {d['threads']}", "text_sample.json", d.get("date"),
+                            d.get("load_avg_at_start")))
+    return "\n\n".join(parts)
+
+
+def section_music() -> str:
+    d = load("music_families.json")
+    t = load("music_throughput.json")
+    if d is None:
+        return ""
+    metrics = ["pitch_class_distance", "pitch_range", "note_density", "polyphony", "scale_consistency", "empty_bar_rate", "notes_per_piece"]
+    rows = [[f, r["params"], r["steps"], round(r["val_loss"], 3), *(round(r["generated"][m], 2) for m in metrics)]
+            for f, r in d["results"].items()]
+    ref = next(iter(d["results"].values()))["heldout"]
+    rows.append(["**held-out chorales (reference)**", "", "", "", *(round(ref[m], 2) for m in metrics)])
+    speed = [[f, r["train_tokens_per_s"], round(r["sample_tokens_per_s"]), round(r["music_seconds_per_compute_second"], 1)]
+             for f, r in d["results"].items()]
+    parts = [
+        "## Music: every sequence family on the Bach chorales",
+        f"Each family trained for {d['seconds_per_family']:.0f} s of wall clock on `bach` (REMI tokens), then val loss over "
+        f"the whole val split and the music metrics (docs/music.md) of {d['samples']} pieces of {d['sample_tokens']} tokens "
+        "sampled from scratch, beside the same metrics for held-out real pieces of the same length.",
+        table(["family", "params", "steps", "val loss", *(m.replace("_", " ") for m in metrics)], rows),
+        table(["family", "train tok/s", "sample tok/s (32 pieces)", "seconds of music per second of sampling"], speed),
+        "Dates: " + ", ".join(f"{f} {r['date']}" for f, r in d["results"].items()) + f"; machine: {d['machine']}; "
+        + load_note(None) + ".",
+        "Command: `python bench/music_families.py --families gpt --seconds 240` (then fnet, lstm, gru; results merge by "
+        "family) → `bench/results/music_families.json`.",
+    ]
+    if t:
+        cols = ["train", "sample_1_threads_1", "sample_1_threads_2", "sample_32_threads_1", "sample_32_threads_2"]
+        rows = [[f, *(round(v[c]) for c in cols)] for f, v in t["tokens_per_s"].items()]
+        parts += [f"Speed side by side (families take turns, {t['rounds']} rounds, median; tokens/s):",
+                  table(["family", f"train ({t['train_threads']} threads)", "sample 1 piece, 1 thread", "1 piece, 2 threads",
+                         "32 pieces, 1 thread", "32 pieces, 2 threads"], rows),
+                  provenance("python bench/music_throughput.py", "music_throughput.json", t.get("date"), t.get("load_avg_at_start"))]
+    return "\n\n".join(parts)
+
+
+def section_code() -> str:
+    d = load("code_families.json")
+    s = load("code_sandbox.json")
+    parts = ["## Code"]
+    if d:
+        rows = [[f, r["params"] or "counts", r["steps"] or "—", round(r["train_seconds"], 1), round(r["val_bits_per_byte"], 3),
+                 f"{r['syntax_valid']:.0%}"] for f, r in d["results"].items()]
+        tok = d["tokenizer"]
+        parts += [
+            f"Every sequence family on `python-stdlib`, {d['steps_per_family']} optimizer steps of {d['tokens_per_step']} "
+            f"tokens each; val bits per byte over the whole val split; syntax-valid = share of {d['functions']} functions "
+            f"sampled from `def ` (≤ {d['function_tokens']} tokens) that `ast.parse` accepts.",
+            table(["family", "params", "steps", "train s", "val bits/byte", "syntax-valid"], rows),
+            f"Code tokenizer (vocab {tok['vocab_size']}): decode(encode(x)) == x for all {tok['files']} stdlib modules "
+            f"({tok['bytes'] / 1e6:.1f} MB), {len(tok['round_trip_failures'])} failures, {tok['round_trip_seconds']} s; bytes "
+            f"per token {tok['code_bytes_per_token']:.3f} (code pre-tokenizer) vs {tok['bpe_bytes_per_token']:.3f} (plain "
+            "byte-level BPE).",
+            "Dates: " + ", ".join(f"{f} {r['date']}" for f, r in d["results"].items()) + f"; machine: {d['machine']}; "
+            + load_note(None) + ".",
+            "Command: `python bench/code_families.py --families gpt --steps 100` (then lstm, gru, fnet, ngram) → "
+            "`bench/results/code_families.json`.",
+        ]
+    if s:
+        iso = ", ".join(f"{k} {v}" for k, v in s["isolation"].items())
+        rows = [["in-process `exec` of the same program (no isolation)", f"{s['in_process_ms']:.3f} ms"],
+                ["bare `python -I -B` subprocess (median)", f"{s['bare_subprocess_ms_median']:.1f} ms"],
+                ["sandbox, one at a time (median)", f"{s['sandbox_ms_median_workers_1']:.1f} ms"],
+                ["of which the sandbox beyond a bare interpreter", f"{s['guard_ms_per_candidate']:.1f} ms"],
+                ["candidates per second, 1 worker", f"{s['candidates_per_s_workers_1']:.0f}"],
+                ["candidates per second, 2 workers", f"{s['candidates_per_s_workers_2']:.0f}"]]
+        parts += [f"Sandbox throughput ({s['candidates']} trivial passing candidates; isolation: {iso}):",
+                  table(["measure", "value"], rows),
+                  provenance(f"python bench/code_sandbox.py --candidates {s['candidates']}", "code_sandbox.json",
+                             s.get("date"), s.get("load_avg_at_start"))]
+    return "\n\n".join(parts)
+
+
+def _image_rows(d: dict) -> tuple[list, list]:
+    fams, sweep = [], []
+    for family, r in d["families"].items():
+        best = r["samplers"]["ddim50"] if "samplers" in r else r
+        # Older runs stored the sampler's step count under "steps" for ddpm; only "train_steps" is trusted there.
+        steps = r.get("train_steps", None if family == "ddpm" else r.get("steps"))
+        fams.append([family, steps, r.get("train_images_per_s"), round(best["fid"], 1), round(best["kid"]),
+                     round(best["precision"], 2), round(best["recall"], 2), round(best["sampling_images_per_s"], 1)])
+        for name, s in r.get("samplers", {}).items():
+            sweep.append([name, round(s["fid"], 1), round(s["kid"]), round(s["precision"], 2), round(s["recall"], 2),
+                          round(s["sampling_images_per_s"], 2)])
+    return fams, sweep
+
+
+def section_images() -> str:
+    parts = ["## Images (GAN, DCGAN, VAE, DDPM/DDIM)",
+             "Each family trained from scratch for the same wall-clock budget with its defaults, then "
+             "`ImageGenerator.evaluate`: **FID (genlab features)**, KID, precision and recall on the features of genlab's "
+             "own small classifier trained on the data set (docs/images.md) — comparable within a table, never with "
+             "published Inception FIDs. DDPM rows use DDIM 50 steps unless named."]
+    for name, label in (("image_families_digits.json", "digits"), ("image_families_mnist.json", "MNIST (local IDX files)")):
+        d = load(name)
+        if d is None:
+            continue
+        fams, sweep = _image_rows(d)
+        acc = next(iter(d["families"].values())).get("feature_extractor_accuracy")
+        parts += [f"**{label}**, {d['seconds']:.0f} s of training each, {d['n']} generated images, {d['threads']} thread "
+                  f"(feature classifier held-out accuracy {acc}):",
+                  table(["family", "train steps", "train img/s", "FID (genlab features)", "KID (genlab features)", "precision",
+                         "recall", "sampling img/s"], fams),
+                  table(["ddpm sampler", "FID (genlab features)", "KID (genlab features)", "precision", "recall",
+                         "sampling img/s"], sweep),
+                  provenance(f"python bench/image_families.py --data {d['data']} --seconds {d['seconds']:.0f} --n {d['n']}",
+                             name, d.get("date"), d.get("load_avg_at_start"))]
+    u = load("image_diffusers.json")
+    if u:
+        parts += [f"**Training step of genlab's U-Net against diffusers `UNet2DModel`** (closest layout, {u['side']}x{u['side']}, "
+                  f"batch {u['batch']}, {u['threads']} thread, rounds alternating in one process):",
+                  table(["model", "params", "median step s", "img/s"],
+                        [["genlab UNet", u["params"]["genlab"], round(u["genlab"]["median_step_s"], 3), round(u["genlab"]["images_per_s_median"])],
+                         ["diffusers UNet2DModel", u["params"]["diffusers"], round(u["diffusers"]["median_step_s"], 3),
+                          round(u["diffusers"]["images_per_s_median"])]]),
+                  f"genlab's step is {u['genlab_speedup_median']:.2f}x faster (median).",
+                  provenance(f"python bench/image_diffusers.py --side {u['side']} --batch {u['batch']}", "image_diffusers.json",
+                             u.get("date"), u.get("load_avg_at_start"))]
+    return "\n\n".join(parts)
+
+
+def section_memory() -> str:
+    d = load("token_store_memory.json")
+    if d is None:
+        return ""
+    rows = [[f"{r['corpus_mb']:.0f} MB", f"{r['peak_rss_mb']:.0f} MB", r["wall_s"]] for r in d["runs"]]
+    return "\n\n".join([
+        "## Flat memory while tokenizing a large corpus",
+        "`genlab train text` on an N MB generated text file (tokenize, then 20 steps of a 2x64 GPT), peak RSS of the child:",
+        table(["corpus", "peak RSS", "wall s (tokenize + 20 steps)"], rows),
+        provenance(d["command"], "token_store_memory.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
+SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_text_train, section_text_sample,
+            section_music, section_code, section_images, section_memory]
+
+
+def render() -> str:
+    head = ("# Benchmarks\n\nGenerated by `python bench/report.py` from `bench/results/*.json`; do not edit by hand. "
+            "Each bench script writes its JSON; rerun a script, then this one. Machine: the 2-core, 24 GiB development "
+            "box without a GPU unless a section says otherwise.")
+    return "\n\n".join([head, *(s for s in (f() for f in SECTIONS) if s)]) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if BENCHMARKS.md differs from what the results give")
+    args = ap.parse_args()
+    text = render()
+    if args.check:
+        raise SystemExit(0 if OUT.read_text() == text else 1)
+    OUT.write_text(text)
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
