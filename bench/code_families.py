@@ -104,6 +104,7 @@ def tokenizer_check(run_dir: Path) -> dict:
 
 
 def main() -> None:
+    load_at_start = list(os.getloadavg())  # stated beside the figures: a busy machine understates them
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", default="gpt,lstm,gru,fnet,ngram")
     parser.add_argument("--steps", type=int, default=100, help="training steps per family (16 x 128 tokens each)")
@@ -117,6 +118,7 @@ def main() -> None:
         for family in args.families.split(","):
             r = run_family(family, args.steps, Path(tmp))
             r["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            r["load_avg_at_start"] = load_at_start
             print(json.dumps(r), flush=True)
             results[family] = r
             if tokenizer is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from genlab.sampling.diffusion import NoiseSchedule
 
 
 def main() -> None:
+    load_at_start = list(os.getloadavg())  # stated beside the figures: a busy machine understates them
     ap = argparse.ArgumentParser()
     ap.add_argument("--side", type=int, default=8)
     ap.add_argument("--batch", type=int, default=64)
@@ -70,6 +72,7 @@ def main() -> None:
                 step(name)
             times[name].append((time.perf_counter() - t0) / args.steps)
     result = {"side": args.side, "batch": args.batch, "threads": torch.get_num_threads(),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_at_start": load_at_start,
               "params": {k: sum(p.numel() for p in m.parameters()) for k, (m, _) in models.items()}}
     for name in models:
         best = min(times[name])

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+import os
 import tempfile
 from pathlib import Path
 
@@ -47,7 +49,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     name = Path(args.data).name or args.data
-    results = {"data": args.data, "seconds": args.seconds, "n": args.n, "threads": torch.get_num_threads(), "families": {}}
+    results = {"data": args.data, "seconds": args.seconds, "n": args.n, "threads": torch.get_num_threads(),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_at_start": list(os.getloadavg()),
+               "families": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for family in args.families.split(","):
             model = dict(MODELS[family])

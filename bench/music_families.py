@@ -79,6 +79,7 @@ def run_family(family: str, seconds: float, out: Path) -> dict:
 
 
 def main() -> None:
+    load_at_start = list(os.getloadavg())  # stated beside the figures: a busy machine understates them
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", default="lstm,gru,fnet,gpt")
     parser.add_argument("--seconds", type=float, default=90.0, help="training wall-clock budget per family")
@@ -91,6 +92,7 @@ def main() -> None:
         for family in args.families.split(","):
             r = run_family(family, args.seconds, Path(tmp))
             r["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            r["load_avg_at_start"] = load_at_start
             print(json.dumps({k: v for k, v in r.items() if k not in ("generated", "heldout")}), flush=True)
             results[family] = r
             atomic_write_json(RESULTS, {

@@ -64,6 +64,7 @@ def sample_rate(model, rows: int) -> float:
 
 
 def main() -> None:
+    load_at_start = list(os.getloadavg())  # stated beside the figures: a busy machine understates them
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", default="lstm,gru,fnet,gpt")
     parser.add_argument("--rounds", type=int, default=3)
@@ -92,6 +93,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
         "batch": BATCH, "block": BLOCK, "vocab": VOCAB, "rounds": args.rounds, "train_threads": threads,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_avg_at_start": load_at_start,
         "tokens_per_s": results,
     })
     print(f"wrote {RESULTS}")

@@ -94,6 +94,7 @@ def measure(path: Path, out: Path) -> dict:
 
 
 def main() -> None:
+    load_at_start = list(os.getloadavg())  # stated beside the figures: a busy machine understates them
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes-gb", type=float, nargs="+", default=[0.2, 2.0])
     parser.add_argument("--formats", nargs="+", default=["csv", "jsonl"], choices=["csv", "jsonl"])
@@ -122,7 +123,8 @@ def main() -> None:
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     machine = {"cpu_cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-    RESULTS.write_text(json.dumps({"command": COMMAND, "options": OPTIONS, "machine": machine, "runs": runs},
+    RESULTS.write_text(json.dumps({"command": COMMAND, "options": OPTIONS, "machine": machine, "runs": runs,
+                                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_at_start": load_at_start},
                                   indent=2, sort_keys=True) + "\n")
     print(f"wrote {RESULTS}")
 

@@ -271,12 +271,14 @@ def section_memory() -> str:
     d = load("token_store_memory.json")
     if d is None:
         return ""
-    rows = [[f"{r['corpus_mb']:.0f} MB", f"{r['peak_rss_mb']:.0f} MB", r["wall_s"]] for r in d["runs"]]
+    rows = [[f"{r['corpus_mb']:.0f} MB", f"{r['peak_rss_mb']:.0f} MB", r["wall_s"], r.get("date"),
+             load_note(r.get("load_avg_at_start")).removeprefix("load average at start: ")] for r in d["runs"]]
     return "\n\n".join([
         "## Flat memory while tokenizing a large corpus",
-        "`genlab train text` on an N MB generated text file (tokenize, then 20 steps of a 2x64 GPT), peak RSS of the child:",
-        table(["corpus", "peak RSS", "wall s (tokenize + 20 steps)"], rows),
-        provenance(d["command"], "token_store_memory.json", d.get("date"), d.get("load_avg_at_start")),
+        f"`{d.get('child', 'genlab train text')}` on an N MB generated text file (tokenize, then 20 steps of a 2x64 GPT), "
+        "peak RSS of the child:",
+        table(["corpus", "peak RSS", "wall s (tokenize + 20 steps)", "date", "load average at start"], rows),
+        f"Command: `{d['command']}` → `bench/results/token_store_memory.json`.",
     ])
 
 

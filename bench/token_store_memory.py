@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import resource
@@ -30,6 +31,7 @@ def write_corpus(path: Path, megabytes: int) -> None:
 
 
 def main() -> None:
+    load_at_start = list(os.getloadavg())  # stated beside the figures: a busy machine understates them
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--mb", type=int, default=400)
     args = ap.parse_args()
@@ -43,9 +45,14 @@ def main() -> None:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    result = {"corpus_mb": round(size / 1e6, 1), "peak_rss_mb": round(peak_mb, 1), "wall_s": round(wall, 1),
-              "command": " ".join(["genlab", *cmd[3:]]), "machine": f"{platform.machine()}, 2 cores", "date": time.strftime("%Y-%m-%d")}
+    run = {"corpus_mb": round(size / 1e6, 1), "peak_rss_mb": round(peak_mb, 1), "wall_s": round(wall, 1),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_at_start": load_at_start}
     out = Path(__file__).parent / "results" / "token_store_memory.json"
+    result = json.loads(out.read_text()) if out.is_file() else {}
+    runs = [r for r in result.get("runs", []) if abs(r["corpus_mb"] - run["corpus_mb"]) > 0.2 * run["corpus_mb"]] + [run]
+    result = {"command": "python bench/token_store_memory.py --mb N",
+              "child": " ".join(["genlab", *cmd[3:6], "CORPUS", "--out", "RUN", *cmd[9:]]),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "runs": sorted(runs, key=lambda r: r["corpus_mb"])}
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
