@@ -178,12 +178,12 @@ def test_train_without_model_uses_the_modality_default(tmp_path, cli):
     assert "resuming" not in r.stdout + r.stderr  # a fresh run never says it resumes
 
 
-def test_progress_on_a_pipe_is_one_plain_line_per_eval_entry_point(tmp_path, corpus_file):
+def test_progress_on_a_pipe_is_one_plain_line_per_eval(tmp_path, corpus_file, cli):
     cfg = tiny_config(corpus_file, tmp_path / "run", max_steps=30, eval_interval=10, progress=True)
     import tomli_w
 
     (tmp_path / "run.toml").write_bytes(tomli_w.dumps(cfg).encode())
-    r = genlab("train", "text", "--config", str(tmp_path / "run.toml"))
+    r = cli("train", "text", "--config", str(tmp_path / "run.toml"))  # captured output: not a terminal
     assert r.returncode == 0, r.stderr
     assert "\r" not in r.stderr
     evals = [line for line in r.stderr.splitlines() if line.startswith("step ")]

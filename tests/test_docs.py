@@ -127,6 +127,7 @@ def _skip_reason(command: str) -> str | None:
     return next((reason for start, reason in SKIP.items() if command.startswith(start)), None)
 
 
+@pytest.mark.xdist_group("shared-caches")  # python-docs and the digits features, built once
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_example_runs_or_says_why_not(page, workspace, cli):
     ran = 0

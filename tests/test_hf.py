@@ -135,13 +135,10 @@ def test_lora_fine_tuning_trains_few_parameters_and_saves_a_plain_model(tiny, tm
     assert after < before - 0.2  # adapters only (embeddings and the tied head stay random): a smaller gain than full tuning
 
 
-def test_without_transformers_hf_is_a_one_line_error(tmp_path):
-    import subprocess
+def test_without_transformers_hf_is_a_one_line_error(tmp_path, cli, monkeypatch):
     import sys
 
-    code = ("import sys\nsys.modules['transformers'] = None\n"
-            f"sys.argv = ['genlab', 'sample', 'hf:{tmp_path}', '--prompt', 'x']\n"
-            "from genlab.cli import main\nmain()")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
+    r = cli("sample", f"hf:{tmp_path}", "--prompt", "x")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [f"error: hf:{tmp_path}: Hugging Face models need the `transformers` package (pip install 'genlab[hf]')"]
