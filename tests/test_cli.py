@@ -49,8 +49,8 @@ def test_every_command_has_its_own_help(cli):
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_a_usage_error_prints_usage_and_one_line_and_exits_2(command, cli):
-    r = cli(*command, "--no-such-option")
+def test_a_usage_error_prints_usage_and_one_line_and_exits_2_entry_point(command):
+    r = genlab(*command, "--no-such-option")
     assert r.returncode == 2, r.stderr
     assert f"Usage: genlab {' '.join(command)}" in r.stderr and "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error")]

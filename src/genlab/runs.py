@@ -133,6 +133,12 @@ def checkpoint_folder_for_writing(folder: Path) -> Path:
     return Path(tempfile.mkdtemp(dir=folder, prefix=".building-"))
 
 
+def remove_stale_checkpoints(folder: Path) -> None:
+    """Remove what a crash left half-written (never current); called by the one process resuming the run."""
+    for stale in Path(folder).glob(".building-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def current_checkpoint(folder: Path) -> Path | None:
     """The checkpoint to resume from: the one `latest` names, else the newest complete one left by
     a crash between a rename and the pointer's update; None when there is none."""

@@ -31,7 +31,7 @@ from genlab.config import TrainConfig
 from genlab.errors import GenlabError, Interrupted
 from genlab.progress import progress_bar
 from genlab.runs import (RunDir, atomic_write_json, checkpoint_folder_for_writing, commit_checkpoint, load_tensors,
-                         save_tensors)
+                         remove_stale_checkpoints, save_tensors)
 
 
 def pick_device(choice: str, local_rank: int = 0) -> torch.device:
@@ -200,6 +200,8 @@ class Trainer:
 
     def load_checkpoint(self) -> None:
         folder = self.run.latest_checkpoint()
+        if self.world.is_main:
+            remove_stale_checkpoints(self.run.checkpoint)
         if folder is None:
             raise GenlabError(f"{self.run.checkpoint}: no complete checkpoint to resume from")
         try:
