@@ -1,4 +1,3 @@
-import os
 import random
 
 import pytest
@@ -69,12 +68,13 @@ def cli(monkeypatch, capsys):
     import sys
 
     import genlab.cli as cli_module
+    import genlab.cli.root as cli_root
 
     def run(*args, cwd=None, env=None) -> CliResult:
         capsys.readouterr()
         with monkeypatch.context() as m:
             m.setattr(sys, "argv", ["genlab", *map(str, args)])
-            m.setattr(cli_module, "_debug", False)
+            m.setattr(cli_root, "_debug", False)
             m.delenv("GENLAB_DEBUG", raising=False)
             for key, value in (env or {}).items():
                 m.setenv(key, value)

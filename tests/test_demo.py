@@ -13,7 +13,7 @@ CHORALES = ["bach/bwv269", "bach/bwv347", "bach/bwv153.1", "bach/bwv86.6"]
 def demo(tmp_path, capsys, monkeypatch):
     # The music part builds `bach` from music21's 371 chorales (90 s); four make the same dataset.
     monkeypatch.setattr("music21.corpus.chorales.Iterator", lambda **kw: iter(CHORALES))
-    monkeypatch.setattr("genlab.tasks.image.DEMO_FID_SAMPLES", 64)  # FID's cost is its sample count
+    monkeypatch.setattr("genlab.demo.DEMO_FID_SAMPLES", 64)  # FID's cost is its sample count
 
     def run(part):
         run_demo(tmp_path / "demo", [part], seconds=2, progress=False)

@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 from genlab.sampling.lm import Decoding, filter_logits, generate_tokens

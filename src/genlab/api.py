@@ -40,7 +40,8 @@ def train(config: RunConfig | dict | str | Path, progress: bool = True, overwrit
         config = validate_config(config)
     fresh = not Path(config.out).exists()
     try:
-        return task_module(config.task).train(config, progress=progress, overwrite=overwrite)
+        config, results = task_module(config.task).train(config, progress=progress, overwrite=overwrite)
+        return Run(Path(config.out), config, results)
     except GenlabError:
         # A folder this call created and that holds no checkpoint yet (bad data, bad config) is
         # removed again: a mistake leaves nothing behind.

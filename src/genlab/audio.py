@@ -35,18 +35,18 @@ def piano_roll_png(score, dest: Path, split_seconds: float | None = None, title:
 
     `split_seconds` shades what came before it (a prime) so the continuation stands out.
     """
-    import matplotlib
+    from matplotlib import colormaps
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from genlab.plots import new_figure, save_figure
 
     seconds = score.to("second")
-    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    fig, ax = new_figure(10, 4)
+    palette = colormaps["tab10"]
     for i, track in enumerate(t for t in seconds.tracks if not t.is_drum):
         bars = [(n.time, max(n.duration, 1e-3)) for n in track.notes]
         for pitch in sorted({n.pitch for n in track.notes}):
             ax.broken_barh([b for b, n in zip(bars, track.notes) if n.pitch == pitch], (pitch - 0.4, 0.8),
-                           color=plt.cm.tab10(i % 10))
+                           color=palette(i % 10))
     if split_seconds:
         ax.axvspan(0, split_seconds, color="0.85", zorder=0, label="prime")
         ax.legend(loc="upper right")
@@ -56,11 +56,7 @@ def piano_roll_png(score, dest: Path, split_seconds: float | None = None, title:
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(dest, buf.getvalue())
+    save_figure(fig, dest)
 
 
 def find_soundfont() -> Path | None:

@@ -23,7 +23,7 @@ import torch
 from genlab.config import build_config, load_config
 from genlab.errors import GenlabError
 from genlab.folders import claim
-from genlab.plots import save_figure
+from genlab.plots import new_figure, save_figure
 from genlab.runs import RunDir, atomic_write_json
 
 COLUMNS = [  # (key, heading, format)
@@ -130,12 +130,7 @@ def format_table(rows: list[dict]) -> str:
 
 def plot_curves(rows: list[dict], dest: Path) -> None:
     """Validation loss against training wall-clock seconds, every run in one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig, ax = new_figure(7, 4.5)
     for row in rows:
         label = f"{row['name']} ({row['family']})"
         if len(row["curve"]) > 1:

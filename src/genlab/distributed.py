@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from genlab.errors import GenlabError
+
 
 @dataclass(frozen=True)
 class World:
@@ -79,3 +81,11 @@ def average_scalars(values: dict[str, float], w: World) -> dict[str, float]:
     t = torch.tensor(list(values.values()), dtype=torch.float64)
     dist.all_reduce(t)
     return dict(zip(values, (t / w.size).tolist()))
+
+
+def pick_device(choice: str, local_rank: int = 0) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise GenlabError("train.device: cuda was asked for, but no CUDA GPU is available")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(f"cuda:{local_rank}") if choice == "cuda" else torch.device(choice)

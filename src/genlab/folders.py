@@ -35,10 +35,15 @@ def marker_kind(path: Path) -> str | None:
 
 
 def mark(path: Path, kind: str) -> None:
-    from genlab import __version__
+    from importlib.metadata import PackageNotFoundError, version
+
     from genlab.runs import atomic_write_json
 
-    atomic_write_json(Path(path) / MARKER, {"genlab": __version__, "kind": kind})
+    try:
+        made_by = version("genlab")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        made_by = "unknown"
+    atomic_write_json(Path(path) / MARKER, {"genlab": made_by, "kind": kind})
 
 
 def _protected(path: Path) -> str | None:

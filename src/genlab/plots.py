@@ -1,17 +1,40 @@
-"""Pictures of a run: loss curves from metrics.jsonl."""
+"""Pictures: loss curves from metrics.jsonl, and the one way genlab draws and saves a figure.
+
+Figures are bare `matplotlib.figure.Figure` objects (the object API): no pyplot, so genlab never
+switches the backend of a user's notebook or leaves figures open in pyplot's registry.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+
+def new_figure(width: float, height: float):
+    """A (figure, axes) pair drawn without pyplot."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    return figure, figure.subplots()
+
+
+def png_bytes(figure) -> bytes:
+    """The figure as PNG; no software version stamp, so the same data gives the same bytes."""
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def save_figure(figure, dest: Path) -> None:
+    """Write a figure as PNG, atomically."""
+    from genlab.runs import atomic_write_bytes
+
+    atomic_write_bytes(dest, png_bytes(figure))
 
 
 def plot_losses(rows: list[dict], dest: Path) -> None:
     """Every `*loss` series in the metrics against step, train and eval in one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     series: dict[str, tuple[list, list]] = {}
     for row in rows:
         for key, value in row.items():
@@ -21,7 +44,7 @@ def plot_losses(rows: list[dict], dest: Path) -> None:
                 ys.append(value)
     if not series:
         return
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig, ax = new_figure(7, 4)
     for key, (xs, ys) in sorted(series.items()):
         ax.plot(xs, ys, label=key, marker="o" if key.startswith(("val", "eval")) else None, markersize=3)
     ax.set_xlabel("step")
@@ -29,18 +52,3 @@ def plot_losses(rows: list[dict], dest: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, dest)
-
-
-def save_figure(fig, dest: Path) -> None:
-    """Write a matplotlib figure as PNG, atomically, and free it."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    from genlab.runs import atomic_write_bytes
-
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(dest, buf.getvalue())

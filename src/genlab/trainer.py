@@ -29,17 +29,11 @@ import torch.nn as nn
 from genlab import distributed
 from genlab.config import TrainConfig
 from genlab.errors import GenlabError, Interrupted
+from genlab.distributed import pick_device
 from genlab.progress import progress_bar
+from genlab.weights import bundle_of, load_weights, weights_of
 from genlab.runs import (RunDir, atomic_write_json, checkpoint_folder_for_writing, commit_checkpoint, load_tensors,
                          remove_stale_checkpoints, save_tensors)
-
-
-def pick_device(choice: str, local_rank: int = 0) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise GenlabError("train.device: cuda was asked for, but no CUDA GPU is available")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(f"cuda:{local_rank}") if choice == "cuda" else torch.device(choice)
 
 
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int | None = None) -> float:
@@ -72,39 +66,6 @@ def make_optimizer(module: nn.Module, cfg: TrainConfig, device: torch.device) ->
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
-
-
-def bundle_of(modules: dict[str, nn.Module]) -> nn.ModuleDict:
-    return nn.ModuleDict(modules)
-
-
-def weights_of(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
-    """Named tensors of all modules, keys `<module>.<param>`; tied weights stored once."""
-    seen: dict[int, str] = {}
-    out = {}
-    for key, t in bundle_of(modules).state_dict().items():
-        if t.data_ptr() in seen and t.numel() > 0:
-            continue  # a tied weight (e.g. GPT's lm_head = wte): stored under its first name
-        seen[t.data_ptr()] = key
-        out[key] = t
-    return out
-
-
-def load_weights(modules: dict[str, nn.Module], tensors: dict[str, torch.Tensor], origin: Path) -> None:
-    """Load tensors saved by `weights_of`; a mismatch is one line naming the file."""
-    bundle = bundle_of(modules)
-    try:
-        missing, unexpected = bundle.load_state_dict(tensors, strict=False)
-    except RuntimeError as e:  # shapes differ: torch lists every mismatch; the first names the tensor
-        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), "shapes differ")
-        raise GenlabError(f"{origin}: weights do not fit this model ({detail[:200]}); is it from another config?") from None
-    state = bundle.state_dict()
-    # A missing key is fine only when it is tied to a loaded one (same storage).
-    ptrs = {state[k].data_ptr() for k in tensors if k in state}
-    missing = [k for k in missing if state[k].data_ptr() not in ptrs]
-    if missing or unexpected:
-        what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        raise GenlabError(f"{origin}: weights do not fit this model ({what}); is it from another model or config?")
 
 
 class _Stop:

@@ -1,41 +1,21 @@
-"""The `genlab` command: a thin typer app; each verb group lives in its own module
-and calls the Python API (genlab.api) — the CLI holds no logic of its own."""
+"""The `genlab` command: a thin typer app (`root.py`); each verb group lives in its own module and
+calls the Python API (genlab.api) — the CLI holds no logic of its own. `main` runs it and turns
+errors into one line and an exit status."""
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 
 import typer
 
+from genlab.cli.root import app, debugging
 from genlab.errors import GenlabError
-
-app = typer.Typer(
-    name="genlab",
-    help="Train, sample, evaluate, export and serve generative models on your own data.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-_debug = False
-
-
-@app.callback()
-def _global(debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors (or set GENLAB_DEBUG=1).")) -> None:
-    global _debug
-    _debug = debug
 
 
 def _register() -> None:
     # Each module adds its verbs to `app`; import order is the order in --help.
     from genlab.cli import code, compare, data, demo, evaluate, sample, train  # noqa: F401
-
-
-def debugging() -> bool:
-    return _debug or "--debug" in sys.argv[1:] or os.environ.get("GENLAB_DEBUG", "") not in ("", "0")
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from genlab.cli import app
+from genlab.cli.root import app
 
 data_app = typer.Typer(
     help="Turn a messy export (CSV, JSON, JSONL, Parquet, HDF5, a folder of text or images) "

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from genlab.cli import app
+from genlab.cli.root import app
 from genlab.errors import GenlabError
 
 

@@ -9,15 +9,14 @@ label balance per split, and text lengths in characters with a histogram
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure  # a bare Figure: no pyplot, no global backend to set
 
 from genlab.errors import GenlabError
+from genlab.plots import new_figure, png_bytes
 from genlab.prep.formats import FORMATS
 from genlab.prep.schema import coerce, missing_mask, value_text
 from genlab.prep.split import SPLITS
@@ -73,18 +72,14 @@ def _histogram(lengths: dict[str, Counter]) -> bytes:
     """A PNG of text lengths per split (step outlines over shared bins)."""
     longest = max(max(c) for c in lengths.values() if c)
     edges = np.linspace(0, longest + 1, HISTOGRAM_BINS + 1)
-    figure = Figure(figsize=(7, 4))
-    axes = figure.subplots()
+    figure, axes = new_figure(7, 4)
     for split, counts in lengths.items():
         if counts:
             axes.hist(list(counts), bins=edges, weights=list(counts.values()), histtype="step", label=split, linewidth=1.5)
     axes.set_xlabel("text length (characters)")
     axes.set_ylabel("records")
     axes.legend()
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})  # no version stamp: same data, same bytes
-    return buffer.getvalue()
+    return png_bytes(figure)
 
 
 def report(prepared: str | Path) -> dict:

@@ -133,30 +133,3 @@ class CodeGenerator(CodeMixin, TextGenerator):
         results = super().evaluate(data=data, samples=samples, sample_tokens=sample_tokens, seed=seed, progress=progress)
         results["syntax_valid"] = sum(map(is_valid_python, self.sample_functions(functions, seed=seed))) / functions
         return results
-
-
-def demo(out_root: Path, seconds: float, progress: bool = True) -> None:
-    """A small GPT learns Python from the standard library; it then writes and completes functions."""
-    from genlab.api import train as run_training
-    from genlab.config import validate_config
-
-    print("== code: a small GPT learns Python from the standard library (python-stdlib, offline) ==")
-    tree = {
-        "task": "code", "out": str(Path(out_root) / "code"), "data": {"source": "python-stdlib"},
-        "tokenizer": {"kind": "code", "vocab_size": 2048},
-        "model": {"name": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128},
-        "train": {"max_steps": 100_000, "max_time": seconds, "batch_size": 32, "lr": 2e-3, "warmup_steps": 50,
-                  "eval_interval": 250, "checkpoint_interval": 250, "eval_batches": 10, "progress": progress},
-        "sample": {"max_new_tokens": 160, "temperature": 0.7},
-    }
-    run = run_training(validate_config(tree), progress=progress, overwrite=True)
-    gen = run.generator()
-    print(f"\ntrained {run.results['step']} steps in {run.results['elapsed']:.0f} s; "
-          f"val bits per byte {run.results.get('val_bits_per_byte', float('nan')):.3f}")
-    prompt = 'def is_even(n):\n    """Return True when n is even."""\n'
-    print("\na completed function (genlab sample RUN --prompt ...):")
-    print(prompt + gen.complete_function(prompt, seed=1))
-    functions = gen.sample_functions(20, seed=0)
-    rate = sum(map(is_valid_python, functions)) / len(functions)
-    print(f"\n{rate:.0%} of 20 sampled functions parse as Python. First one:\n{functions[0]}")
-    print(f"\nrun: {run.path}   next: genlab eval-code {run.path} --problems HumanEval.jsonl.gz")

@@ -29,7 +29,7 @@ from genlab.errors import GenlabError
 from genlab.folders import build_beside, claim, discard, swap_in
 from genlab.runs import RunDir
 from genlab.tasks.code import PYTHON_STOPS, CodeGenerator, CodeSource
-from genlab.trainer import pick_device
+from genlab.distributed import pick_device
 
 
 def load_hf(name_or_path: str, device: torch.device):

@@ -28,10 +28,11 @@ from genlab.models import IMAGE_FAMILIES, family_class
 from genlab.runs import RunDir, atomic_write_bytes, load_tensors
 from genlab.sampling.diffusion import NoiseSchedule, sample as sample_diffusion
 from genlab.tasks.sequence import open_run
-from genlab.trainer import Trainer, load_weights, pick_device, weights_of
+from genlab.distributed import pick_device
+from genlab.trainer import Trainer
+from genlab.weights import load_weights, weights_of
 
 GRID_SEED = 1234  # the fixed noise of the per-eval grids
-DEMO_FID_SAMPLES = 500  # generated images per FID in the demo: enough to rank before against after
 
 
 # ---- pieces ------------------------------------------------------------------------------
@@ -113,8 +114,6 @@ def save_png(image, path: Path) -> None:
 
 
 def train(config: RunConfig, progress: bool = True, overwrite: bool = False):
-    from genlab.api import Run
-
     check_family(config)  # before anything is written
     apply_family_defaults(config)
     torch.manual_seed(config.train.seed)
@@ -172,8 +171,7 @@ def train(config: RunConfig, progress: bool = True, overwrite: bool = False):
         save_config(config, run.config)  # the new budget
         if progress and trainer.state.step:
             print(f"resuming {run.path} from step {trainer.state.step}")
-    results = trainer.fit()
-    return Run(run.path, config, results)
+    return config, trainer.fit()
 
 
 # ---- generation --------------------------------------------------------------------------
@@ -379,35 +377,3 @@ class ImageGenerator:
             results["sampler"] = sampler or self.opts.sampler
             results["steps"] = steps or (self.opts.sample_steps if results["sampler"] == "ddim" else self.schedule.timesteps)
         return results
-
-
-# ---- demo --------------------------------------------------------------------------------
-
-
-def demo(out_root: Path, seconds: float, progress: bool = True) -> None:
-    """A small class-conditional diffusion model on `digits` (8x8, offline): grids and FID before and after."""
-    from genlab.api import train as run_training
-    from genlab.config import validate_config
-
-    print("== image: a small diffusion U-Net learns handwritten digits (digits, 8x8, offline) ==")
-    folder = Path(out_root) / "image"
-    tree = {
-        "task": "image",
-        "out": str(folder / "run"),
-        "data": {"source": "digits", "val_fraction": 0.1},
-        "model": {"name": "ddpm", "channels": 16, "channel_mult": [1, 2], "heads": 2},  # ~0.1 s a step on one CPU core
-        "train": {"max_steps": 1, "batch_size": 64, "eval_interval": 500, "checkpoint_interval": 500, "eval_batches": 3,
-                  "progress": progress},
-    }
-    before = run_training(validate_config(tree), progress=progress, overwrite=True).generator()
-    save_png(make_grid(before.generate_array(40, seed=GRID_SEED), 10), folder / "before.png")
-    fid_before = before.evaluate(n=DEMO_FID_SAMPLES, progress=progress)["fid"]
-    print(f"before training (random weights, 1 warm-up step): FID (genlab features) {fid_before:.1f}; grid in {folder / 'before.png'}")
-    tree["train"] |= {"max_steps": 100_000, "max_time": seconds}
-    run = run_training(validate_config(tree), progress=progress)
-    after = run.generator()
-    save_png(make_grid(after.generate_array(40, seed=GRID_SEED), 10), folder / "after.png")
-    fid_after = after.evaluate(n=DEMO_FID_SAMPLES, progress=progress)["fid"]
-    print(f"after {run.results['step']} steps ({run.results['elapsed']:.0f} s): FID (genlab features) {fid_after:.1f} (lower is better); "
-          f"grid in {folder / 'after.png'} (one column per digit 0-9, DDIM 50 steps)")
-    print(f"run: {run.path}  (loss curve: {run.path / 'loss.png'}, one grid per eval from fixed noise: {run.path / 'samples'})")

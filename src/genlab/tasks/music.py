@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.config import DataConfig, RunConfig, validate_config
+from genlab.config import DataConfig, RunConfig
 from genlab.datasets import resolve_source
 from genlab.datasets.midi import MIDI_PATTERNS, read_score, usable_midi_files
 from genlab.datasets.token_store import TokenStore
@@ -348,33 +348,3 @@ def chorale_opening(folder: Path, bars: int = 2):
     path = usable_midi_files(folder, progress=False)[0]
     score = read_score(path)
     return cut(score, bar_tick(score, bars)), path.name
-
-
-def demo(out_root: Path, seconds: float, progress: bool = True) -> None:
-    """A small GPT learns Bach chorales (offline), then continues a chorale opening for ~12 s."""
-    from genlab.api import train as run_training
-
-    print("== music: a small GPT learns Bach chorales and continues an opening (bach, offline) ==")
-    tree = {
-        "task": "music",
-        "out": str(Path(out_root) / "music"),
-        "data": {"source": "bach", "music": {"transpose": 3}},
-        "tokenizer": {"kind": "midi"},
-        "model": {"name": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 256},
-        "train": {"max_steps": 100_000, "max_time": seconds, "batch_size": 16, "lr": 2e-3, "warmup_steps": 50,
-                  "eval_interval": 250, "checkpoint_interval": 250, "eval_batches": 10, "progress": progress},
-        "sample": {"temperature": 0.9, "top_k": 0, "top_p": 0.95},
-    }
-    run = run_training(validate_config(tree), progress=progress, overwrite=True)
-    gen = run.generator()
-    opening, name = chorale_opening(resolve_source("bach", progress))
-    folder = Path(run.path) / "demo"
-    prime_path = folder / "opening.mid"
-    gen.write(opening, prime_path, title=f"opening of {name}")
-    continuation = gen.generate(prime_path, seconds=12.0, seed=1)
-    prime_seconds = seconds_of(gen.tokenizer.decode(gen.encode_prompt(prime_path)))
-    paths, renderer = gen.write(continuation, folder / "continuation.mid", prime_seconds, title=f"{name}: opening + 12 s by the model")
-    print(f"trained {run.results['step']} steps ({run.results['elapsed']:.0f} s), val loss {run.results.get('val_loss', float('nan')):.3f}")
-    print(f"opening of {name}: {prime_path} (.png, .wav beside it)")
-    print(f"continuation: {', '.join(str(p) for p in paths)}  (audio: {renderer})")
-    print(f"\n{gen.render(continuation)}")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from genlab import distributed
+from genlab.distributed import pick_device
 from genlab.config import RunConfig, load_config, save_config
 from genlab.datasets.token_store import TokenStore, WindowSampler, eval_windows
 from genlab.errors import GenlabError
@@ -27,7 +28,8 @@ from genlab.objectives.lm import LanguageModeling, token_losses
 from genlab.runs import RunDir, atomic_write_text, load_tensors
 from genlab.sampling.lm import Decoding, generate_tokens
 from genlab.tokenizers import load_tokenizer, save_tokenizer, train_tokenizer
-from genlab.trainer import Trainer, load_weights, pick_device, weights_of
+from genlab.trainer import Trainer
+from genlab.weights import load_weights, weights_of
 
 
 class SequenceSource(Protocol):
@@ -134,8 +136,7 @@ def evaluate_tokens(model, tokens: np.ndarray, unit_lengths: np.ndarray, block_s
 
 
 def train_sequence(config: RunConfig, source: SequenceSource, progress: bool = True, overwrite: bool = False):
-    from genlab.api import Run
-
+    """Train (or resume) the sequence run `config` describes; returns (config, results)."""
     torch.manual_seed(config.train.seed)
     w = distributed.world()
     if w.is_main:  # under torchrun, rank 0 prepares the run directory and the others read it
@@ -171,7 +172,7 @@ def train_sequence(config: RunConfig, source: SequenceSource, progress: bool = T
             results |= {"val_loss": r["loss"], f"val_bits_per_{tokenizer.unit}": r["bits_per_unit"], "val_perplexity": r["perplexity"]}
         with open(run.metrics, "a") as f:
             f.write(json.dumps(results) + "\n")
-        return Run(run.path, config, results)
+        return config, results
 
     batches = WindowSampler(train_tokens, block, config.train.batch_size, config.train.seed)
     if hasattr(source, "augment"):  # training windows only (music: random transposition); val stays as is
@@ -199,8 +200,7 @@ def train_sequence(config: RunConfig, source: SequenceSource, progress: bool = T
             save_config(config, run.config)  # the new budget
         if progress and trainer.state.step:
             print(f"resuming {run.path} from step {trainer.state.step}")
-    results = trainer.fit()
-    return Run(run.path, config, results)
+    return config, trainer.fit()
 
 
 class SequenceGenerator:

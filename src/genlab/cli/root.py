@@ -1,0 +1,29 @@
+"""The typer app every command module adds its verbs to, and the global `--debug` switch."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="genlab",
+    help="Train, sample, evaluate, export and serve generative models on your own data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_debug = False
+
+
+@app.callback()
+def _global(debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors (or set GENLAB_DEBUG=1).")) -> None:
+    global _debug
+    _debug = debug
+
+
+def debugging() -> bool:
+    return _debug or "--debug" in sys.argv[1:] or os.environ.get("GENLAB_DEBUG", "") not in ("", "0")
