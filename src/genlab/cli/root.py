@@ -9,7 +9,7 @@ import typer
 
 app = typer.Typer(
     name="genlab",
-    help="Train, sample, evaluate, export and serve generative models on your own data.",
+    help="Train, sample and evaluate generative models on your own data.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

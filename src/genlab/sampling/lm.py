@@ -64,28 +64,25 @@ def generate_tokens(
 ) -> Iterator[torch.Tensor]:
     """Yield the next token ids (B,) one step at a time after `prompt` (B, T0), T0 >= 1.
 
-    With `use_cache=False` every step recomputes the whole (cropped) context:
-    slower, and the reference the cached path must match.
+    With `use_cache=False` every step recomputes the whole (cropped) context: slower, and the
+    reference the cached path matches token for token. Past a bounded context (`max_context`) each
+    new token sees exactly the last `max_context` tokens, as in training: positions shift at every
+    step, so that window is recomputed (a sliding window) instead of read from the cache.
     """
     model.eval()
     tokens = prompt
     limit = getattr(model, "max_context", None)
-    state, fed = None, 0  # `fed` = how many of `tokens`' last positions the state has seen
+    state = None
     for _ in range(d.max_new_tokens):
-        if not use_cache:
+        if not use_cache or (limit is not None and tokens.size(1) > limit):
             context = tokens if limit is None else tokens[:, -limit:]
             logits = model(context)[:, -1]
+        elif state is None:
+            state = model.init_state(tokens.size(0))
+            logits, state = model.step(tokens, state)
+            logits = logits[:, -1]
         else:
-            if state is None or (limit is not None and fed >= limit):
-                # Fill the cache with the context; when a bounded context is full, refill
-                # it with the most recent half so the next refill is limit/2 tokens away.
-                keep = tokens if limit is None else tokens[:, -(limit if state is None else limit // 2) :]
-                state = model.init_state(tokens.size(0))
-                logits, state = model.step(keep, state)
-                fed = keep.size(1)
-            else:
-                logits, state = model.step(tokens[:, -1:], state)
-                fed += 1
+            logits, state = model.step(tokens[:, -1:], state)
             logits = logits[:, -1]
         history = tokens if d.repetition_penalty != 1.0 else None
         nxt = choose(filter_logits(logits, history, d), d, generator)  # (B, 1)

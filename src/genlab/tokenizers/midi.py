@@ -142,9 +142,6 @@ class MidiTokenizer:
             return symusic.Score(self.miditok.time_division)
         return self.miditok.decode(ids if self.miditok.one_token_stream else [ids])
 
-    def token_names(self, ids: Iterable[int]) -> list[str]:
-        return [self.vocab[int(i)] for i in ids]
-
     def unit_lengths(self) -> np.ndarray:
         return np.ones(self.vocab_size, dtype=np.int64)
 
