@@ -7,7 +7,7 @@ exactly as it was. Replacing builds the new content beside the old and swaps it 
 
     claim(path, kind, overwrite=..., inputs=...) -> True when it already was a genlab folder of `kind`
     empty(path)                                   a marked folder, emptied (its marker kept)
-    build_beside(dest, kind) / swap_in(new, dest) build a whole folder, then put it in place at once
+    with replacing(dest, kind) as work: ...       build a whole folder beside, then swap it in at once
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from genlab.errors import GenlabError
@@ -123,6 +124,20 @@ def empty(path: Path, kind: str | None = None) -> None:
     path.mkdir()
     mark(path, kind)
     _remove_marked(old)
+
+
+@contextmanager
+def replacing(dest: Path | str, kind: str):
+    """`with replacing(dest, kind) as work:` fill the fresh marked folder `work`; when the block ends
+    without an error it takes `dest`'s place at once, and on an error it is removed and `dest` is
+    left as it was. `dest` must have been claimed (absent, empty or marked)."""
+    work = build_beside(dest, kind)
+    try:
+        yield work
+    except BaseException:
+        discard(work)
+        raise
+    swap_in(work, Path(dest))
 
 
 def build_beside(dest: Path | str, kind: str) -> Path:

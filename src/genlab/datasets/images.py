@@ -31,6 +31,7 @@ import torch
 from genlab.progress import progress_bar
 
 from genlab.datasets.download import fetch
+from genlab.datasets.batches import SeededBatches
 from genlab.errors import GenlabError
 from genlab.runs import atomic_write_bytes, atomic_write_json, read_header, replace_dir, temporary_sibling
 
@@ -369,11 +370,10 @@ def to_uint8(x: torch.Tensor, pixel_range: tuple[float, float]) -> np.ndarray:
     return u.permute(0, 2, 3, 1).numpy()
 
 
-class ImageBatches:
+class ImageBatches(SeededBatches):
     """Random batches (images (B, C, H, W) in pixel_range, labels (B,); -1 without labels) from rows of a store.
 
-    Draws from its own torch.Generator, whose state is part of a checkpoint,
-    so a resumed run sees exactly the batches the uninterrupted run would.
+    Draws from its own seeded generator, saved in each checkpoint (SeededBatches).
     """
 
     def __init__(self, store: ImageStore, rows: np.ndarray, batch_size: int, seed: int, pixel_range: tuple[float, float],
@@ -386,7 +386,7 @@ class ImageBatches:
         self.rows = rows
         self.batch_size = batch_size
         self.pixel_range = pixel_range
-        self.generator = torch.Generator().manual_seed(seed)
+        super().__init__(seed)
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         pick = torch.randint(0, len(self.rows), (self.batch_size,), generator=self.generator).numpy()
@@ -394,12 +394,3 @@ class ImageBatches:
         x = to_model_range(self.images[rows], self.pixel_range)
         y = torch.from_numpy(self.labels[rows]) if self.labels is not None else torch.full((len(rows),), -1, dtype=torch.long)
         return x, y
-
-    def __iter__(self):
-        return self
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.generator.set_state(state["generator"])

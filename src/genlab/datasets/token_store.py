@@ -20,6 +20,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from genlab.datasets.batches import SeededBatches
 from genlab.errors import GenlabError
 from genlab.runs import atomic_write_json, read_header, replace_dir, temporary_sibling
 
@@ -129,11 +130,10 @@ def _assign_chunks(n_chunks: int, val_fraction: float, test_fraction: float, see
     return owners
 
 
-class WindowSampler:
+class WindowSampler(SeededBatches):
     """Random (input, target) windows of `block_size` tokens from a token array.
 
-    Draws from its own torch.Generator, whose state is part of a checkpoint,
-    so a resumed run sees exactly the batches the uninterrupted run would.
+    Draws from its own seeded generator, saved in each checkpoint (SeededBatches).
     """
 
     def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int):
@@ -142,7 +142,7 @@ class WindowSampler:
         self.tokens = tokens
         self.block_size = min(block_size, len(tokens) - 1)
         self.batch_size = batch_size
-        self.generator = torch.Generator().manual_seed(seed)
+        super().__init__(seed)
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         T = self.block_size
@@ -150,15 +150,6 @@ class WindowSampler:
         windows = np.stack([np.asarray(self.tokens[s : s + T + 1], dtype=np.int64) for s in starts])
         windows = torch.from_numpy(windows)
         return windows[:, :-1], windows[:, 1:]  # (B, T) inputs, (B, T) next-token targets
-
-    def __iter__(self):
-        return self
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.generator.set_state(state["generator"])
 
 
 def eval_windows(tokens: np.ndarray, block_size: int, batch_size: int, max_batches: int | None = None):

@@ -51,7 +51,7 @@ from genlab.prep.recipe import Recipe
 from genlab.prep.schema import KindTracker, Schema, coerce, convert, missing_mask, value_text
 from genlab.prep.split import SPLITS, assign_splits, rank_keys
 from genlab.prep.stats import TrainStats, apply_stats, load_stats, output_kinds
-from genlab.folders import build_beside, discard, swap_in
+from genlab.folders import replacing
 from genlab.runs import atomic_write_json
 
 DROPPED = 255  # split code of a row that dropna or dedupe removed
@@ -460,11 +460,5 @@ def prepare(source: str | Path, out: str | Path, *, progress: bool = True, **opt
     if fmt.name in FOLDER_FORMATS and recipe.label_col is None and has_class_folders(source):
         recipe = dataclasses.replace(recipe, label_col="label")
     check_out(out, source)
-    work = build_beside(out, "prepared")
-    try:
-        record = _run(source, fmt, recipe, work, progress)
-        swap_in(work, out)
-    except BaseException:
-        discard(work)
-        raise
-    return record
+    with replacing(out, "prepared") as work:
+        return _run(source, fmt, recipe, work, progress)

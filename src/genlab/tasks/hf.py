@@ -26,7 +26,7 @@ import torch
 
 from genlab.config import RunConfig
 from genlab.errors import GenlabError
-from genlab.folders import build_beside, claim, discard, swap_in
+from genlab.folders import claim, replacing
 from genlab.runs import RunDir
 from genlab.tasks.code import PYTHON_STOPS, CodeGenerator, CodeSource
 from genlab.distributed import pick_device
@@ -188,8 +188,7 @@ def finetune(name_or_path: str, config: RunConfig, block_size: int = 256, lora_r
     lm = CausalLM(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     block = min(block_size, lm.max_context or block_size)
-    work = build_beside(out, "hf-model")
-    try:
+    with replacing(out, "hf-model") as work:
         run = RunDir(work / "training")
         run.path.mkdir()
         source = CodeSource()
@@ -220,10 +219,6 @@ def finetune(name_or_path: str, config: RunConfig, block_size: int = 256, lora_r
 
         atomic_write_json(run.path / "results.json", {"base": name_or_path, "lora_rank": lora_rank,
                                                       "trainable_parameters": trainable, **results})
-        swap_in(work, out)
-    except BaseException:
-        discard(work)
-        raise
     if progress:
         print(f"fine-tuned {name_or_path} for {results['step']} steps -> {out} (load it as hf:{out})", file=sys.stderr)
     return out
