@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genlab import distributed
 from genlab.config import RunConfig, load_config, save_config
 from genlab.datasets import resolve_source
 from genlab.datasets.images import ImageBatches, ImageStore, to_model_range, to_uint8
@@ -117,10 +118,16 @@ def train(config: RunConfig, progress: bool = True, overwrite: bool = False):
     check_family(config)  # before anything is written
     apply_family_defaults(config)
     torch.manual_seed(config.train.seed)
-    run, resume = open_run(config, overwrite)
-    if not resume:  # a resumed run's config is rewritten once its checkpoint has loaded
-        save_config(config, run.config)
-    store = prepare_store(config, run, resume, progress)
+    w = distributed.world()
+    if w.is_main:  # under torchrun, rank 0 alone prepares the run folder; the others read it
+        run, resume = open_run(config, overwrite)
+        if not resume:  # a resumed run's config is rewritten once its checkpoint has loaded
+            save_config(config, run.config)
+        store = prepare_store(config, run, resume, progress)
+    distributed.barrier(w)
+    if not w.is_main:
+        run = RunDir(config.out)
+        resume, store, progress = run.latest_checkpoint() is not None, ImageStore(run.data), False
     model = build_model(config, store)
     if config.train.init_from and not resume:
         base = RunDir(config.train.init_from)
@@ -168,7 +175,8 @@ def train(config: RunConfig, progress: bool = True, overwrite: bool = False):
     sample_model.to(device)
     if resume:
         trainer.load_checkpoint()
-        save_config(config, run.config)  # the new budget
+        if w.is_main:
+            save_config(config, run.config)  # the new budget
         if progress and trainer.state.step:
             print(f"resuming {run.path} from step {trainer.state.step}")
     return config, trainer.fit()
