@@ -16,7 +16,7 @@ def demo(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("genlab.demo.DEMO_FID_SAMPLES", 64)  # FID's cost is its sample count
 
     def run(part):
-        run_demo(tmp_path / "demo", [part], seconds=2, progress=False)
+        run_demo(tmp_path / "demo", [part], seconds=1, progress=False)
         assert marker_kind(tmp_path / "demo") == "demo"
         return tmp_path / "demo" / part, capsys.readouterr().out
 

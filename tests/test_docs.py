@@ -71,7 +71,8 @@ def tiny(args: list[str], workspace: Path) -> list[str]:
                 *TINY_MODEL[family]]
         return [*args, "--max-steps", "2", *(x for s in sets for x in ("--set", s))]
     if args[0] == "compare":
-        return [*(a if a != "120" else "1" for a in args), "--set", "train.max_steps=3", "--set", "train.eval_batches=1"]
+        return [*(a if a != "120" else "1" for a in args), "--set", "train.max_steps=3", "--set", "train.eval_batches=1",
+                "--set", "train.sample_tokens=4"]
     if args[0] == "eval":
         image = 'task = "image"' in (workspace / args[1] / "config.toml").read_text()
         return [*args, "--n", "32", *(["--steps", "5"] if image else [])]
