@@ -49,6 +49,9 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int | None = None) -
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
+# loss.png is redrawn at most this often during training (drawing costs ~0.25 s), and always at the end.
+PLOT_EVERY_SECONDS = 30.0
+
 # Steps timed before a time budget is turned into a step count for the schedule.
 PLAN_AFTER_STEPS = 10
 
@@ -131,6 +134,7 @@ class Trainer:
         if cfg.ema_decay is not None:
             self.ema = {k: v.detach().clone().float() for k, v in weights_of(objective.modules).items()}
         self.state = TrainState()
+        self._plotted = time.perf_counter()  # when loss.png was last drawn (first: 30 s in, or at the end)
 
     # ---- checkpoints -------------------------------------------------------------
 
@@ -224,7 +228,7 @@ class Trainer:
                 else:
                     self.ema[k].copy_(v)
 
-    def _eval(self) -> dict:
+    def _eval(self, final: bool = False) -> dict:
         if not self.world.is_main:
             return {}
         self.bundle.eval()
@@ -239,9 +243,11 @@ class Trainer:
         if self.plain_progress and results:  # a log file or pipe gets one line per eval, not a bar
             shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in results.items())
             print(f"step {self.state.step} ({self.state.elapsed:.0f} s): {shown}", file=sys.stderr, flush=True)
-        from genlab.plots import plot_losses
+        if final or time.perf_counter() - self._plotted >= PLOT_EVERY_SECONDS:
+            from genlab.plots import plot_losses
 
-        plot_losses(self.run.read_metrics(), self.run.loss_plot)
+            plot_losses(self.run.read_metrics(), self.run.loss_plot)
+            self._plotted = time.perf_counter()
         return results
 
     def _run_step(self, autocast) -> dict[str, float]:
@@ -313,7 +319,7 @@ class Trainer:
                 if s.step % cfg.checkpoint_interval == 0:
                     self.save_checkpoint()
         bar.close()
-        results = self._eval()
+        results = self._eval(final=True)
         self.save_checkpoint()
         self.save_weights()
         return {**last, **results, "step": s.step, "elapsed": round(s.elapsed, 3)}
