@@ -23,14 +23,14 @@ def demo(tmp_path, capsys, monkeypatch):
     return run
 
 
-@pytest.mark.xdist_group("python-docs")  # built once per worker: the tests that use it share one
+@pytest.mark.xdist_group("shared-caches")  # python-docs and the digits features, built once
 def test_text_part(demo):
     folder, out = demo("text")
     assert "before training" in out and "val loss" in out
     assert (folder / "model.safetensors").is_file() and (folder / "loss.png").is_file() and any((folder / "samples").iterdir())
 
 
-@pytest.mark.xdist_group("digits-features")  # the FID feature classifier, trained once per worker
+@pytest.mark.xdist_group("shared-caches")  # python-docs and the digits features, built once
 def test_image_part(demo):
     folder, out = demo("image")
     assert (folder / "before.png").is_file() and (folder / "after.png").is_file()

@@ -128,12 +128,8 @@ def _skip_reason(command: str) -> str | None:
     return next((reason for start, reason in SKIP.items() if command.startswith(start)), None)
 
 
-# Pages whose examples build a shared dataset run on the worker of the other tests that build it.
-GROUPS = {"README.md": "python-docs", "images.md": "digits-features"}
-
-
-@pytest.mark.parametrize("page", [pytest.param(p, id=p.name, marks=[pytest.mark.xdist_group(GROUPS[p.name])] if p.name in GROUPS else [])
-                                  for p in PAGES])
+@pytest.mark.xdist_group("shared-caches")  # python-docs and the digits features, built once
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_example_runs_or_says_why_not(page, workspace, cli):
     ran = 0
     for command in examples(page):

@@ -244,7 +244,7 @@ def test_sample_command_writes_grid_single_images_and_interpolation(tmp_path):
     assert np.array_equal(frames[0], gen.generate_array(1, seed=0, class_label=0)[0])
 
 
-@pytest.mark.xdist_group("digits-features")  # the FID feature classifier, trained once per worker
+@pytest.mark.xdist_group("shared-caches")  # python-docs and the digits features, built once
 def test_evaluate_reports_fid_kid_precision_recall_and_accepts_torchscript(tmp_path, monkeypatch):
     run = train(tiny(tmp_path / "g", "gan", steps=2))
     gen = load(run.path, device="cpu")

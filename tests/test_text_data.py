@@ -42,7 +42,7 @@ def test_missing_and_empty_inputs_are_one_line_errors(tmp_path):
         TextSource().files(build_config(None, {"data": str(tmp_path / "d")}))
 
 
-@pytest.mark.xdist_group("python-docs")  # built once per worker: the tests that use it share one
+@pytest.mark.xdist_group("shared-caches")  # python-docs and the digits features, built once
 def test_python_docs_is_built_offline_from_the_stdlib_and_cached():
     path = resolve_source("python-docs", progress=False)
     text = path.read_text()
