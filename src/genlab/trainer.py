@@ -71,15 +71,16 @@ def make_optimizer(module: nn.Module, cfg: TrainConfig, device: torch.device) ->
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
 
 
-class _Stop:
-    signum: int | None = None
+@dataclass
+class StopRequest:
+    signum: int | None = None  # the signal that asked training to stop, once one has
 
 
 @contextmanager
 def stop_signals(enabled: bool = True):
     """While inside, SIGINT and SIGTERM only set `.signum`, so the loop stops at a step boundary;
     a second Ctrl-C interrupts at once. Outside the main thread nothing is installed."""
-    stop = _Stop()
+    stop = StopRequest()
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield stop
         return
