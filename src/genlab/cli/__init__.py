@@ -10,7 +10,7 @@ import traceback
 import typer
 
 from genlab.cli.root import app, debugging
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, Interrupted
 
 
 def _register() -> None:
@@ -31,11 +31,14 @@ def main() -> None:
     except TyperException as e:  # usage errors: unknown option, missing argument, bad choice
         e.show()
         sys.exit(e.exit_code)
+    except Interrupted as e:  # not a mistake: the user stopped it, and a checkpoint was written
+        print(f"stopped by {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
     except GenlabError as e:
         if debugging():
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(getattr(e, "exit_code", 1))
+        sys.exit(1)
     except KeyboardInterrupt:
         if debugging():
             traceback.print_exc()
