@@ -14,6 +14,11 @@ def demo(tmp_path, capsys, monkeypatch):
     # The music part builds `bach` from music21's 371 chorales (90 s); four make the same dataset.
     monkeypatch.setattr("music21.corpus.chorales.Iterator", lambda **kw: iter(CHORALES))
     monkeypatch.setattr("genlab.demo.DEMO_FID_SAMPLES", 64)  # FID's cost is its sample count
+    # The parts as they are, with smaller models: what is tested is the part's path, not its quality.
+    small = {"name": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 32}
+    monkeypatch.setattr("genlab.demo.TEXT_MODEL", {**small, "block_size": 64})
+    monkeypatch.setattr("genlab.demo.MUSIC_MODEL", {**small, "block_size": 128})
+    monkeypatch.setattr("genlab.demo.IMAGE_MODEL", {"name": "ddpm", "channels": 8, "channel_mult": [1, 2], "heads": 1})
 
     def run(part):
         run_demo(tmp_path / "demo", [part], seconds=1, progress=False)

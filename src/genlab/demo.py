@@ -11,6 +11,14 @@ from pathlib import Path
 from genlab.config import validate_config
 
 
+# The models each part trains (the "before" and "after" of one run).
+TEXT_MODEL = {"name": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128}
+IMAGE_MODEL = {"name": "ddpm", "channels": 16, "channel_mult": [1, 2], "heads": 2}  # ~0.1 s a step on one CPU core
+MUSIC_MODEL = {"name": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 256}
+# Generated images per FID in the image part: enough to rank before against after.
+DEMO_FID_SAMPLES = 500
+
+
 def _show(title: str, text: str) -> None:
     print(f"\n{title}")
     print(textwrap.indent(text.strip("\n") or "(empty)", "  | "))
@@ -26,7 +34,7 @@ def demo_text(out_root: Path, seconds: float, progress: bool = True) -> None:
         "out": str(out_root / "text"),
         "data": {"source": "python-docs"},
         "tokenizer": {"kind": "char"},
-        "model": {"name": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128},
+        "model": TEXT_MODEL,
         "train": {"max_steps": 1, "batch_size": 32, "lr": 2e-3, "warmup_steps": 50, "eval_interval": 250,
                   "checkpoint_interval": 250, "eval_batches": 10, "progress": progress},
         "sample": {"max_new_tokens": 240, "temperature": 0.8, "prompt": "Return the "},
@@ -42,10 +50,6 @@ def demo_text(out_root: Path, seconds: float, progress: bool = True) -> None:
     print(f"\nrun: {run.path}  (loss curve: {run.path / 'loss.png'}, samples per eval: {run.path / 'samples'})")
 
 
-# Generated images per FID in the image part: enough to rank before against after.
-DEMO_FID_SAMPLES = 500
-
-
 def demo_image(out_root: Path, seconds: float, progress: bool = True) -> None:
     """A small class-conditional diffusion model on `digits` (8x8, offline): grids and FID before and after."""
     from genlab.api import train
@@ -57,7 +61,7 @@ def demo_image(out_root: Path, seconds: float, progress: bool = True) -> None:
         "task": "image",
         "out": str(folder / "run"),
         "data": {"source": "digits", "val_fraction": 0.1},
-        "model": {"name": "ddpm", "channels": 16, "channel_mult": [1, 2], "heads": 2},  # ~0.1 s a step on one CPU core
+        "model": IMAGE_MODEL,
         "train": {"max_steps": 1, "batch_size": 64, "eval_interval": 500, "checkpoint_interval": 500, "eval_batches": 3,
                   "progress": progress},
     }
@@ -87,7 +91,7 @@ def demo_music(out_root: Path, seconds: float, progress: bool = True) -> None:
         "out": str(Path(out_root) / "music"),
         "data": {"source": "bach", "music": {"transpose": 3}},
         "tokenizer": {"kind": "midi"},
-        "model": {"name": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 256},
+        "model": MUSIC_MODEL,
         "train": {"max_steps": 100_000, "max_time": seconds, "batch_size": 16, "lr": 2e-3, "warmup_steps": 50,
                   "eval_interval": 250, "checkpoint_interval": 250, "eval_batches": 10, "progress": progress},
         "sample": {"temperature": 0.9, "top_k": 0, "top_p": 0.95},
