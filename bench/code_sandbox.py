@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from genlab.metrics.code import Problem, program_of
-from genlab.runs import atomic_write_json
+from genlab.files import atomic_write_json
 from genlab.sandbox import Limits, isolation, run_many, run_python
 
 RESULTS = Path(__file__).parent / "results" / "code_sandbox.json"

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from music_families import MODELS  # noqa: E402  (the same model sizes)
 
 from genlab.config import validate_config  # noqa: E402
-from genlab.runs import atomic_write_json  # noqa: E402
+from genlab.files import atomic_write_json  # noqa: E402
 from genlab.sampling.lm import Decoding, generate_tokens  # noqa: E402
 from genlab.tasks.sequence import build_model  # noqa: E402
 

@@ -18,27 +18,21 @@ COMMANDS = [["train"], ["sample"], ["eval"], ["demo"], ["compare"], ["eval-code"
             ["data", "prepare"], ["data", "report"]]
 
 
-def genlab(*args, cwd=None, env=None):
-    """The real entry point (`python -m genlab`), in a fresh interpreter, run from an empty folder."""
+def genlab(*args, cwd, env=None):
+    """The real entry point (`python -m genlab`), in a fresh interpreter, run in `cwd`."""
     full = {k: v for k, v in os.environ.items() if k != "GENLAB_DEBUG"} | {"OMP_NUM_THREADS": "1"} | (env or {})
     return subprocess.run([sys.executable, "-m", "genlab", *args], capture_output=True, text=True,
-                          cwd=cwd or _empty_folder(), env=full, timeout=300)
-
-
-def _empty_folder():
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="genlab-cli-")
+                          cwd=cwd, env=full, timeout=300)
 
 
 def test_help_and_errors_through_the_entry_point(tmp_path):
-    top = genlab("--help")
+    top = genlab("--help", cwd=tmp_path)
     assert top.returncode == 0
     listed = {line.split()[1] for line in top.stdout.splitlines() if line.startswith("│ ") and len(line.split()) > 2}
     assert {c[0] for c in COMMANDS} <= listed
-    usage = genlab("train", "text", "--no-such-option")
+    usage = genlab("train", "text", "--no-such-option", cwd=tmp_path)
     assert usage.returncode == 2 and "Usage: genlab train" in usage.stderr and "Traceback" not in usage.stderr
-    mistake = genlab("sample", "no/such/run")
+    mistake = genlab("sample", "no/such/run", cwd=tmp_path)
     assert mistake.returncode == 1 and mistake.stderr == "error: no/such/run: no such run directory\n"
 
 
@@ -49,8 +43,8 @@ def test_every_command_has_its_own_help(cli):
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_a_usage_error_prints_usage_and_one_line_and_exits_2_entry_point(command):
-    r = genlab(*command, "--no-such-option")
+def test_a_usage_error_prints_usage_and_one_line_and_exits_2_entry_point(command, tmp_path):
+    r = genlab(*command, "--no-such-option", cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert f"Usage: genlab {' '.join(command)}" in r.stderr and "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error")]

@@ -128,3 +128,19 @@ def test_sample_out_never_replaces_a_folder_or_a_file_of_another_kind(tmp_path):
                        (tmp_path / "song.mid", "wav"), (tmp_path / "bin.dat", "text")):
         with pytest.raises(GenlabError):
             check_output_file(path, kind)
+
+
+def test_remove_deletes_only_what_genlab_owns(tmp_path):
+    from genlab.folders import remove
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("keep")
+    for target in (tmp_path / "mine", tmp_path / "mine" / "keep.txt"):
+        with pytest.raises(GenlabError, match="refusing to delete"):
+            remove(target)
+    assert (tmp_path / "mine" / "keep.txt").read_text() == "keep"
+    claim(tmp_path / "run", "run")
+    (tmp_path / "run" / "checkpoint" / "old").mkdir(parents=True)
+    remove(tmp_path / "run" / "checkpoint" / "old")  # inside a marked folder: genlab's
+    remove(tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genlab.runs import atomic_write_bytes
+from genlab.files import atomic_write_bytes
 
 SOUNDFONTS = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",

@@ -24,7 +24,8 @@ from genlab.config import build_config, load_config
 from genlab.errors import GenlabError
 from genlab.folders import claim
 from genlab.plots import new_figure, save_figure
-from genlab.runs import RunDir, atomic_write_json
+from genlab.runs import RunDir
+from genlab.files import atomic_write_json
 
 COLUMNS = [  # (key, heading, format)
     ("name", "run", "{}"),
@@ -63,7 +64,7 @@ def train_configs(items: list[str], out: Path, data: str | None, max_time: float
 def family_configs(models: list[str], out: Path, task: str) -> list[Path]:
     """A TOML config per family name, with the family's defaults, written to out/configs/<family>.toml."""
     from genlab.config import config_to_toml, validate_config
-    from genlab.runs import atomic_write_text
+    from genlab.files import atomic_write_text
 
     paths = []
     for family in models:

@@ -17,7 +17,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from genlab.errors import GenlabError
-from genlab.runs import atomic_write_text
+from genlab.files import atomic_write_text
 
 Task = Literal["text", "code", "music", "image"]
 

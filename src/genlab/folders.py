@@ -7,6 +7,7 @@ exactly as it was. Replacing builds the new content beside the old and swaps it 
 
     claim(path, kind, overwrite=..., inputs=...) -> True when it already was a genlab folder of `kind`
     empty(path)                                   a marked folder, emptied (its marker kept)
+    remove(path)                                  the only deletion: a marked folder, or a path inside one
     with replacing(dest, kind) as work: ...       build a whole folder beside, then swap it in at once
 """
 
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from genlab.errors import GenlabError
+from genlab.files import atomic_write_json
 
 MARKER = ".genlab"
 
@@ -38,13 +40,13 @@ def marker_kind(path: Path) -> str | None:
 def mark(path: Path, kind: str) -> None:
     from importlib.metadata import PackageNotFoundError, version
 
-    from genlab.runs import atomic_write_json
-
     try:
         made_by = version("genlab")
     except PackageNotFoundError:  # run from a source tree that was never installed
         made_by = "unknown"
-    atomic_write_json(Path(path) / MARKER, {"genlab": made_by, "kind": kind})
+    # Not fsynced: a marker lost to a power cut makes genlab refuse the folder, the safe side, and the
+    # sandbox writes one per candidate.
+    atomic_write_json(Path(path) / MARKER, {"genlab": made_by, "kind": kind}, durable=False)
 
 
 def _protected(path: Path) -> str | None:
@@ -107,10 +109,23 @@ def _aside(path: Path) -> Path:
     return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-", suffix=".tmp"))
 
 
-def _remove_marked(path: Path) -> None:
-    if marker_kind(path) is None:  # the last line of defence: never delete what genlab did not make
-        raise GenlabError(f"{path}: refusing to delete a folder genlab did not make")
-    shutil.rmtree(path)
+def owned(path: Path) -> bool:
+    """Whether `path` is a folder genlab made or lies inside one (the marker is on it or above it)."""
+    return any(marker_kind(p) is not None for p in (Path(path).absolute(), *Path(path).absolute().parents))
+
+
+def remove(path: Path | str) -> None:
+    """Delete `path` (a folder or a file) — the one place genlab deletes anything it did not just
+    write itself — and only when genlab owns it; anything else is refused, never deleted."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if not owned(path):
+        raise GenlabError(f"{path}: refusing to delete what genlab did not make")
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def empty(path: Path, kind: str | None = None) -> None:
@@ -123,7 +138,7 @@ def empty(path: Path, kind: str | None = None) -> None:
     os.replace(path, old)  # onto the fresh empty folder mkdtemp made: one atomic step
     path.mkdir()
     mark(path, kind)
-    _remove_marked(old)
+    remove(old)
 
 
 @contextmanager
@@ -150,23 +165,23 @@ def build_beside(dest: Path | str, kind: str) -> Path:
 
 
 def swap_in(new: Path, dest: Path) -> None:
-    """Put the finished folder `new` at `dest`; what `dest` held (a marked folder: claim checked) goes."""
+    """Put the finished folder `new` at `dest`; what `dest` held goes. `dest` must be absent, empty or
+    genlab's own: anything else is refused before a single rename."""
     dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()) and not owned(dest):
+        raise GenlabError(f"{dest}: holds files genlab did not make; refusing to replace it")
     old = None
     if dest.exists():
         old = _aside(dest)
         os.replace(dest, old)
     os.replace(new, dest)
     if old is not None:
-        if marker_kind(old) is None and any(old.iterdir()):
-            return  # never reached for a claimed folder; kept rather than deleted if it ever is
-        shutil.rmtree(old)
+        old.rmdir() if not any(old.iterdir()) else remove(old)
 
 
 def discard(work: Path) -> None:
     """Remove a folder made by `build_beside` after a failure."""
-    if Path(work).exists() and marker_kind(work) is not None:
-        shutil.rmtree(work, ignore_errors=True)
+    remove(work)
 
 
 # How a file of each kind genlab writes begins: an existing file is replaced only if it is of that kind.

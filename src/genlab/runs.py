@@ -16,74 +16,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 from genlab.errors import GenlabError
+from genlab.files import atomic_write_text, fsync_dir
+from genlab.folders import remove
 
 
 def crash_point(name: str) -> None:
     """A named instant inside a multi-step write. Does nothing; tests replace it to crash there
     (tests/test_checkpoints.py), which proves every such instant leaves a resumable run."""
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry in the folder `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def temporary_sibling(path: Path) -> Path:
-    """A fresh temp path beside `path` (same file system, so a later os.replace is atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-
-
-def replace_dir(new: Path, dest: Path) -> None:
-    """Move the finished directory `new` to `dest`, replacing what was there.
-
-    Two renames: a crash between them leaves `dest.old`, which `load` of a
-    checkpoint ignores, and never a half-written `dest`.
-    """
-    dest = Path(dest)
-    old = dest.with_name(dest.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(new, dest)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def save_tensors(path: Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
@@ -122,7 +65,7 @@ def commit_checkpoint(built: Path, folder: Path, step: int) -> Path:
     crash_point("checkpoint-pointed")
     for stale in folder.iterdir():
         if stale.name not in (final.name, CHECKPOINT_POINTER):
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+            remove(stale)
             crash_point("checkpoint-cleaned")
     return final
 
@@ -136,7 +79,7 @@ def checkpoint_folder_for_writing(folder: Path) -> Path:
 def remove_stale_checkpoints(folder: Path) -> None:
     """Remove what a crash left half-written (never current); called by the one process resuming the run."""
     for stale in Path(folder).glob(".building-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        remove(stale)
 
 
 def current_checkpoint(folder: Path) -> Path | None:

@@ -43,6 +43,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from genlab.errors import GenlabError, check_range
+from genlab.folders import mark, remove
 
 BLOCKED = 113  # exit status of a program the guard stopped
 
@@ -309,6 +310,7 @@ def run_python(source: str, limits: Limits = Limits(), python: str | None = None
         raise GenlabError("sandbox: this machine gives no PID/mount/network namespaces (needs root or unprivileged "
                           "user namespaces); --unsafe-no-isolation runs generated code without them")
     top = Path(tempfile.mkdtemp(prefix="genlab-sandbox-"))
+    mark(top, "sandbox")  # outside the program's reach (it writes only in top/work)
     work = top / "work"  # the only place the program may write; outputs live beside it, out of its reach
     nonce = secrets.token_hex(16).encode()
     nonce_r, nonce_w = os.pipe()
@@ -365,7 +367,7 @@ def run_python(source: str, limits: Limits = Limits(), python: str | None = None
         for fd in (nonce_r, nonce_w, result_r, result_w):  # those still open after an error
             if fd >= 0:
                 os.close(fd)
-        shutil.rmtree(top, ignore_errors=True)
+        remove(top)
 
 
 def run_many(sources: list[str], limits: Limits = Limits(), workers: int | None = None, progress: bool = False,

@@ -28,12 +28,13 @@ import torch.nn as nn
 
 from genlab import distributed
 from genlab.config import TrainConfig
-from genlab.errors import GenlabError, Interrupted
 from genlab.distributed import pick_device
+from genlab.errors import GenlabError, Interrupted
+from genlab.files import atomic_write_json
 from genlab.progress import progress_bar
-from genlab.weights import bundle_of, load_weights, weights_of
-from genlab.runs import (RunDir, atomic_write_json, checkpoint_folder_for_writing, commit_checkpoint, load_tensors,
+from genlab.runs import (RunDir, checkpoint_folder_for_writing, commit_checkpoint, load_tensors,
                          remove_stale_checkpoints, save_tensors)
+from genlab.weights import bundle_of, load_weights, weights_of
 
 
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int | None = None) -> float:
@@ -207,7 +208,7 @@ class Trainer:
     def _truncate_metrics(self, step: int) -> None:
         # Rows logged after the checkpoint will be logged again by the resumed run.
         rows = [r for r in self.run.read_metrics() if r.get("step", 0) <= step]
-        from genlab.runs import atomic_write_text
+        from genlab.files import atomic_write_text
 
         atomic_write_text(self.run.metrics, "".join(json.dumps(r) + "\n" for r in rows))
 

@@ -11,13 +11,10 @@ from genlab.cli.root import app
 
 
 def print_table(results: dict) -> None:
-    # FID and KID are only comparable with figures computed on the same features: the label says which.
-    features = results.get("fid_features")
-    labels = {k: f"{k} ({features} features)" if features and k in ("fid", "kid", "kid_std") else k for k in results}
-    width = max(len(v) for v in labels.values())
+    width = max(len(k) for k in results)
     for key, value in results.items():
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        print(f"{labels[key]:<{width}}  {shown}")
+        print(f"{key:<{width}}  {shown}")
 
 
 @app.command("eval", no_args_is_help=True)
@@ -36,7 +33,7 @@ def evaluate(
 
     from genlab.api import load
     from genlab.errors import GenlabError, check_range
-    from genlab.runs import atomic_write_json
+    from genlab.files import atomic_write_json
 
     gen = load(run, device=device)
     accepted = inspect.signature(gen.evaluate).parameters

@@ -33,7 +33,9 @@ from genlab.progress import progress_bar
 from genlab.datasets.download import fetch
 from genlab.datasets.batches import SeededBatches
 from genlab.errors import GenlabError
-from genlab.runs import atomic_write_bytes, atomic_write_json, read_header, replace_dir, temporary_sibling
+from genlab.files import atomic_write_bytes, atomic_write_json
+from genlab.folders import replacing
+from genlab.runs import read_header
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -99,13 +101,11 @@ def fetch_cifar10(cache: Path, progress: bool = True) -> Path:
     if (folder / "test_batch.bin").is_file():
         return folder
     archive = fetch(os.environ.get("GENLAB_CIFAR10_URL", CIFAR10_URL), cache / "cifar-10-binary.tar.gz", CIFAR10_SHA256, progress=progress)
-    tmp = temporary_sibling(folder)
-    with tarfile.open(archive, "r:gz") as tar:
+    with replacing(folder, "dataset") as tmp, tarfile.open(archive, "r:gz") as tar:
         for member in tar.getmembers():  # only the batch files, by base name: no path from the archive is trusted
             name = Path(member.name).name
             if member.isfile() and (name.endswith(".bin") or name == "batches.meta.txt"):
                 (tmp / name).write_bytes(tar.extractfile(member).read())
-    replace_dir(tmp, folder)
     return folder
 
 
@@ -323,8 +323,7 @@ class ImageStore:
         source = open_image_source(Path(source_path))
         channels = channels or source.native_shape[2]
         height, width = (size, size) if size else source.native_shape[:2]
-        tmp = temporary_sibling(dest)
-        try:
+        with replacing(dest, "image-store") as tmp:
             images = np.memmap(tmp / "images.u8", dtype=np.uint8, mode="w+", shape=(source.count, height, width, channels))
             digest = hashlib.sha256(f"{height}x{width}x{channels}".encode())
             for i in progress_bar(range(source.count), desc="decoding images", unit="img", enabled=progress and source.count >= 2000):
@@ -347,12 +346,6 @@ class ImageStore:
             split.tofile(tmp / "split.u8")
             atomic_write_json(tmp / "header.json", {"shape": [source.count, height, width, channels], "classes": source.classes,
                                                    "sha256": digest.hexdigest(), "source": str(source_path), "val": n_val})
-            replace_dir(tmp, dest)
-        except BaseException:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return cls(dest)
 
 

@@ -14,7 +14,7 @@ from genlab.progress import progress_bar
 
 from genlab.datasets.text import select_files
 from genlab.errors import GenlabError
-from genlab.runs import atomic_write_bytes, atomic_write_text
+from genlab.files import atomic_write_bytes, atomic_write_text
 
 MIDI_PATTERNS = ["*.mid", "*.midi", "*.MID", "*.MIDI"]
 

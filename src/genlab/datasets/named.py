@@ -20,7 +20,7 @@ from genlab.progress import progress_bar
 
 from genlab.datasets.download import fetch
 from genlab.errors import GenlabError
-from genlab.runs import atomic_write_text
+from genlab.files import atomic_write_text
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"

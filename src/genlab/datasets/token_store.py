@@ -22,7 +22,9 @@ import torch
 
 from genlab.datasets.batches import SeededBatches
 from genlab.errors import GenlabError
-from genlab.runs import atomic_write_json, read_header, replace_dir, temporary_sibling
+from genlab.files import atomic_write_json
+from genlab.folders import replacing
+from genlab.runs import read_header
 
 SPLITS = ("train", "val", "test")
 
@@ -63,8 +65,7 @@ class TokenStore:
         piece); documents are joined by `separator`.
         """
         dtype = token_dtype(vocab_size)
-        tmp = temporary_sibling(Path(dest))
-        try:
+        with replacing(dest, "token-store") as tmp:
             flat_path = tmp / "all.bin"
             n = 0
             n_docs = 0
@@ -107,12 +108,6 @@ class TokenStore:
                 tmp / "header.json",
                 {"dtype": dtype.name, "vocab_size": vocab_size, "documents": n_docs, "chunk": chunk, "seed": seed, "splits": splits},
             )
-            replace_dir(tmp, Path(dest))
-        except BaseException:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return cls(dest)
 
 

@@ -151,7 +151,7 @@ def eval_code(problems_path: Path | str, out: Path | str, generator=None, n: int
 
     from genlab.folders import claim
     from genlab.progress import progress_bar
-    from genlab.runs import atomic_write_json, atomic_write_text
+    from genlab.files import atomic_write_json, atomic_write_text
     from genlab.sandbox import isolation
 
     problems = read_problems(problems_path)

@@ -52,7 +52,7 @@ from genlab.prep.schema import KindTracker, Schema, coerce, convert, missing_mas
 from genlab.prep.split import SPLITS, assign_splits, rank_keys
 from genlab.prep.stats import TrainStats, apply_stats, load_stats, output_kinds
 from genlab.folders import replacing
-from genlab.runs import atomic_write_json
+from genlab.files import atomic_write_json
 
 DROPPED = 255  # split code of a row that dropna or dedupe removed
 MISSING_LABEL = "<missing>"  # how a missing label is named in counts

@@ -20,7 +20,7 @@ from genlab.plots import new_figure, png_bytes
 from genlab.prep.formats import FORMATS
 from genlab.prep.schema import coerce, missing_mask, value_text
 from genlab.prep.split import SPLITS
-from genlab.runs import atomic_write_bytes, atomic_write_json
+from genlab.files import atomic_write_bytes, atomic_write_json
 
 HISTOGRAM = "text_lengths.png"
 HISTOGRAM_BINS = 30

@@ -17,7 +17,6 @@ tokenizer's tokens have no exact byte length to divide by.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch
 
 from genlab.config import RunConfig
 from genlab.errors import GenlabError
-from genlab.folders import claim, replacing
+from genlab.folders import claim, remove, replacing
 from genlab.runs import RunDir
 from genlab.tasks.code import PYTHON_STOPS, CodeGenerator, CodeSource
 from genlab.distributed import pick_device
@@ -214,8 +213,8 @@ def finetune(name_or_path: str, config: RunConfig, block_size: int = 256, lora_r
         model.save_pretrained(work, safe_serialization=True)
         tokenizer.save_pretrained(work)
         for copy in (run.weights, run.checkpoint, run.data):  # the weights live above; no resume for HF fine-tuning
-            shutil.rmtree(copy) if copy.is_dir() else copy.unlink(missing_ok=True)
-        from genlab.runs import atomic_write_json
+            remove(copy)
+        from genlab.files import atomic_write_json
 
         atomic_write_json(run.path / "results.json", {"base": name_or_path, "lora_rank": lora_rank,
                                                       "trainable_parameters": trainable, **results})

@@ -26,7 +26,8 @@ from genlab.datasets.images import ImageBatches, ImageStore, to_model_range, to_
 from genlab.errors import GenlabError
 from genlab.folders import check_output_file, claim
 from genlab.models import IMAGE_FAMILIES, family_class
-from genlab.runs import RunDir, atomic_write_bytes, load_tensors
+from genlab.runs import RunDir, load_tensors
+from genlab.files import atomic_write_bytes
 from genlab.sampling.diffusion import NoiseSchedule, sample as sample_diffusion
 from genlab.tasks.sequence import open_run
 from genlab.distributed import pick_device
@@ -375,6 +376,7 @@ class ImageGenerator:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
+        # Said beside the figures: FID on genlab's features is not comparable with an Inception FID.
         results = {"data": where, "n_real": len(real), "n_generated": n, "feature_extractor": extractor.name,
                    "fid_features": "genlab" if not features else "torchscript " + Path(features).name}
         if "held_out_accuracy" in extractor.info:

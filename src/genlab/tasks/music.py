@@ -24,7 +24,7 @@ from genlab.datasets.midi import MIDI_PATTERNS, read_score, usable_midi_files
 from genlab.datasets.token_store import TokenStore
 from genlab.errors import GenlabError
 from genlab.folders import check_output_file
-from genlab.runs import atomic_write_bytes
+from genlab.files import atomic_write_bytes
 from genlab.tasks.sequence import SequenceGenerator, evaluate_tokens, train_sequence
 
 PITCH_PREFIXES = ("Pitch_", "NoteOn_", "NoteOff_")  # token kinds that name a pitch (drum tokens are PitchDrum_)

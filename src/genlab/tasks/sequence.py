@@ -25,7 +25,8 @@ from genlab.errors import GenlabError
 from genlab.folders import claim, empty
 from genlab.models import SEQUENCE_FAMILIES, family_class
 from genlab.objectives.lm import LanguageModeling, token_losses
-from genlab.runs import RunDir, atomic_write_text, load_tensors
+from genlab.runs import RunDir, load_tensors
+from genlab.files import atomic_write_text
 from genlab.sampling.lm import Decoding, generate_tokens
 from genlab.tokenizers import load_tokenizer, save_tokenizer, train_tokenizer
 from genlab.trainer import Trainer

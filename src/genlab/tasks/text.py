@@ -10,7 +10,7 @@ from genlab.datasets.named import resolve_data
 from genlab.datasets.text import read_text_file, read_text_pieces, select_files
 from genlab.errors import GenlabError
 from genlab.folders import check_output_file
-from genlab.runs import atomic_write_text
+from genlab.files import atomic_write_text
 from genlab.tasks.sequence import SequenceGenerator, train_sequence
 
 

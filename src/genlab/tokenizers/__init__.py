@@ -58,7 +58,7 @@ def train_tokenizer(kind: str, documents: Iterable, config) -> Tokenizer:
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: Path) -> None:
-    from genlab.runs import atomic_write_text
+    from genlab.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(tokenizer.to_json(), ensure_ascii=False))
 
