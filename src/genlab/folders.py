@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from genlab.errors import GenlabError
@@ -37,13 +38,18 @@ def marker_kind(path: Path) -> str | None:
         return None
 
 
-def mark(path: Path, kind: str) -> None:
+@lru_cache(maxsize=1)
+def _genlab_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        made_by = version("genlab")
+        return version("genlab")
     except PackageNotFoundError:  # run from a source tree that was never installed
-        made_by = "unknown"
+        return "unknown"
+
+
+def mark(path: Path, kind: str) -> None:
+    made_by = _genlab_version()
     # Not fsynced: a marker lost to a power cut makes genlab refuse the folder, the safe side, and the
     # sandbox writes one per candidate.
     atomic_write_json(Path(path) / MARKER, {"genlab": made_by, "kind": kind}, durable=False)
