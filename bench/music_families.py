@@ -62,7 +62,7 @@ def run_family(family: str, seconds: float, out: Path) -> dict:
     loss = evaluate_tokens(gen.model, val, gen.tokenizer.unit_lengths(), MODELS[family]["block_size"], gen.device)
     real = gen.heldout_pieces(val, SAMPLES, SAMPLE_TOKENS, store.header["chunk"])
     t0 = time.perf_counter()
-    scores = gen.generate(max_new_tokens=SAMPLE_TOKENS, n=SAMPLES, seed=0)
+    scores = [s.score for s in gen.generate(max_new_tokens=SAMPLE_TOKENS, n=SAMPLES, seed=0)]
     sample_s = time.perf_counter() - t0
     reference = pitch_class_histogram(real)
     return {

@@ -33,7 +33,7 @@ from music_families import MODELS  # noqa: E402  (the same model sizes)
 
 from genlab.config import validate_config  # noqa: E402
 from genlab.files import atomic_write_json  # noqa: E402
-from genlab.sampling.lm import Decoding, generate_tokens  # noqa: E402
+from genlab.sampling.engine import Decoding, Engine, Request, decode  # noqa: E402
 from genlab.tasks.sequence import build_model  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "music_throughput.json"
@@ -55,11 +55,8 @@ def train_rate(model, optimizer, x, y) -> float:
 
 def sample_rate(model, rows: int) -> float:
     """Sampled tokens per second: `rows` sequences of SAMPLE_TOKENS tokens decoded together."""
-    g = torch.Generator().manual_seed(0)
-    prompt = torch.zeros(rows, 1, dtype=torch.long)
     t0 = time.perf_counter()
-    for _ in generate_tokens(model, prompt, Decoding(SAMPLE_TOKENS, 1.0), g):
-        pass
+    decode(Engine(model), [Request([0], Decoding(SAMPLE_TOKENS, 1.0), seed=i) for i in range(rows)])
     return rows * SAMPLE_TOKENS / (time.perf_counter() - t0)
 
 

@@ -27,7 +27,7 @@ from genlab.models.fnet import FNet, FNetConfig
 from genlab.models.gpt import GPT, GPTConfig
 from genlab.models.ngram import NGram, NGramConfig
 from genlab.models.rnn import RNN, RNNConfig
-from genlab.sampling.lm import Decoding, generate_tokens
+from genlab.sampling.engine import Decoding, Engine, Request, decode
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_sample.json"
 V, BLOCK = 65, 256
@@ -58,13 +58,10 @@ def rate(fn, new_tokens: int, batch: int, repeats: int = 3) -> float:
 
 
 def genlab_rate(model, batch: int, n: int, use_cache: bool = True) -> float:
-    prompt = torch.zeros(batch, 1, dtype=torch.long)
     d = Decoding(max_new_tokens=n, temperature=1.0)
 
-    def run():
-        g = torch.Generator().manual_seed(0)
-        for _ in generate_tokens(model, prompt, d, g, use_cache=use_cache):
-            pass
+    def run():  # batch rows of one prompt: one group, one batched forward per step
+        decode(Engine(model, use_cache=use_cache), [Request([0], d, seed=i) for i in range(batch)])
 
     return rate(run, n, batch)
 

@@ -92,7 +92,7 @@ def train_run(config_file: Path | None, data: str, out: Path, overrides: list[st
     return {"steps": run.results["step"], "train_seconds": run.results["elapsed"], "wall_seconds": wall,
             "val_loss": full["loss"], "val_bits_per_char": full["bits_per_unit"], "params": gen.model.num_params(),
             "median_tokens_per_s": sorted(rates)[len(rates) // 2] if rates else None, "curve": curve,
-            "sample": gen.generate("ROMEO:", max_new_tokens=200, temperature=0.8, seed=0)}
+            "sample": gen.generate("ROMEO:", max_new_tokens=200, temperature=0.8, seed=0)[0].text}
 
 
 NANOGPT = ["model.name=gpt", "model.n_layer=4", "model.n_head=4", "model.n_embd=128", "model.block_size=64",

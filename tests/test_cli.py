@@ -96,8 +96,8 @@ def _bad_inputs(root):
         (["sample", str(root / "run"), "--steps", "50"], "--steps does not apply"),
         (["sample", str(root / "run"), "--prime", "x.mid"], "--prime does not apply"),
         (["sample", "hf:" + str(root / "no-model")], "no-model"),
-        (["sample", str(root / "image-run"), "--prompt", "Once"], "--prompt does not apply to this run (ImageGenerator)"),
-        (["sample", str(root / "run"), "--class", "3"], "--class does not apply to this run (TextGenerator)"),
+        (["sample", str(root / "image-run"), "--prompt", "Once"], "--prompt does not apply to image runs"),
+        (["sample", str(root / "run"), "--class", "3"], "--class does not apply to text runs"),
         (["eval", str(root / "image-run"), "--data", str(root / "corpus.txt")], "not an image dataset"),
         (["eval-code", "--canonical", "--problems", "p.jsonl", "--memory-mb", "-1"], "--memory-mb"),
         (["eval-code", "--canonical", "--problems", "p.jsonl", "--workers", "-1"], "--workers"),
@@ -225,4 +225,5 @@ def test_a_corpus_on_one_line_trains_and_samples(tmp_path):
 
     (tmp_path / "one-line.txt").write_text("words without a newline " * 400)
     run = api.train(tiny_config(tmp_path / "one-line.txt", tmp_path / "run", max_steps=3), progress=False)
-    assert isinstance(run.generator().generate(max_new_tokens=5, seed=0), str)
+    (sample,) = run.generator().generate(max_new_tokens=5, seed=0)
+    assert len(sample.tokens) == 5 and sample.finish_reason == "length" and isinstance(sample.text, str)

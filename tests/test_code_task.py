@@ -51,11 +51,12 @@ def test_code_run_defaults_to_the_code_tokenizer(memorized):
 
 def test_generation_stops_where_the_function_ends_and_completes_a_body(memorized):
     gen = load(memorized.path)
-    assert gen.complete_function(PROMPT, temperature=0, max_new_tokens=60) .rstrip("\n") == BODY.rstrip("\n")
+    assert gen.complete_function(PROMPT, temperature=0, max_new_tokens=60)[0].rstrip("\n") == BODY.rstrip("\n")
     # Without the Python stops the model runs on into the next function.
-    assert "def sub" in gen.generate(PROMPT, temperature=0, max_new_tokens=60, stop=[])
-    streamed = "".join(gen.generate(PROMPT, temperature=0, max_new_tokens=60, stream=True))
-    assert streamed == gen.generate(PROMPT, temperature=0, max_new_tokens=60) and "\ndef " not in streamed
+    assert "def sub" in gen.generate(PROMPT, temperature=0, max_new_tokens=60, stop=[])[0].text
+    streamed = "".join(gen.stream(PROMPT, temperature=0, max_new_tokens=60))
+    (stopped,) = gen.generate(PROMPT, temperature=0, max_new_tokens=60)
+    assert streamed == stopped.text and "\ndef " not in streamed and stopped.finish_reason == "stop"
 
 
 def test_body_indent_follows_the_signature_or_docstring():

@@ -44,17 +44,17 @@ def test_loads_offline_and_decodes_exactly_like_transformers(tiny):
     gen = load(f"hf:{tiny}", device="cpu")
     assert isinstance(gen, HFGenerator)
     prompt = "def add(a, b):\n"
-    ours = gen.generate(prompt, temperature=0, max_new_tokens=12, stop=[])
+    (ours,) = gen.generate(prompt, temperature=0, max_new_tokens=12, stop=[])
     tok = AutoTokenizer.from_pretrained(tiny)
     model = AutoModelForCausalLM.from_pretrained(tiny)
     ids = tok(prompt, return_tensors="pt").input_ids
     theirs = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=0)
     expected = tok.decode(theirs[0, ids.shape[1]:], skip_special_tokens=False)
-    assert ours == expected.split("<|endoftext|>")[0]  # end-of-text also ends our generation
+    assert ours.text == expected.split("<|endoftext|>")[0]  # end-of-text also ends our generation
     # The KV-cache path and the recompute-everything path agree, sampled with a seed.
-    cached = gen.generate(prompt, temperature=1.0, max_new_tokens=20, seed=3, stop=[])
-    assert cached == gen.generate(prompt, temperature=1.0, max_new_tokens=20, seed=3, stop=[], use_cache=False)
-    assert "".join(gen.generate(prompt, temperature=1.0, max_new_tokens=20, seed=3, stop=[], stream=True)) == cached
+    (cached,) = gen.generate(prompt, temperature=1.0, max_new_tokens=20, seed=3, stop=[])
+    assert cached == gen.generate(prompt, temperature=1.0, max_new_tokens=20, seed=3, stop=[], use_cache=False)[0]
+    assert "".join(gen.stream(prompt, temperature=1.0, max_new_tokens=20, seed=3, stop=[])) == cached.text
 
 
 def test_missing_folder_and_pickle_only_weights_are_one_line_errors(tiny, tmp_path):

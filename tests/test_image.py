@@ -189,10 +189,12 @@ def test_each_family_trains_writes_grids_and_generates(tmp_path, family):
     assert all(f'"{k}"' in rows[0] for k in losses)
     assert (run.path / "loss.png").is_file()
     gen = load(run.path, device="cpu")
-    images = gen.generate(n=3, seed=5, class_label=7)
+    samples = gen.generate(n=3, seed=5, class_label=7)
+    images = [s.image() for s in samples]
     assert [im.size for im in images] == [(8, 8)] * 3 and images[0].mode == "L"
+    assert [s.label for s in samples] == [7, 7, 7] and samples[0].pixels.shape == (8, 8, 1)
     again = gen.generate(n=3, seed=5, class_label=7)
-    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(images, again))
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(samples, again))
     with pytest.raises(GenlabError, match="--class: 10 is not a class"):
         gen.generate(n=1, class_label=10)
 
@@ -229,15 +231,16 @@ def test_ddpm_samplers_steps_and_guidance(tmp_path):
         gen.generate_array(1, seed=1, sampler="euler")
 
 
-def test_sample_command_writes_grid_single_images_and_interpolation(tmp_path):
+def test_sample_writes_grid_single_images_and_interpolation(tmp_path, cli):
     from PIL import Image
 
     run = train(tiny(tmp_path / "v", "vae", steps=2))
     gen = load(run.path, device="cpu")
-    gen.sample_command(n=5, seed=0, out=tmp_path / "grid.png")
+    assert cli("sample", run.path, "--n", "5", "--seed", "0", "--out", tmp_path / "grid.png").returncode == 0
     assert Image.open(tmp_path / "grid.png").size[0] > 32 and len(list((tmp_path / "grid").glob("*.png"))) == 5
-    assert Image.open(tmp_path / "grid" / "0000.png").size == (8, 8)
-    gen.sample_command(n=6, seed=0, out=tmp_path / "strip.png", interpolate=True)
+    single = np.asarray(Image.open(tmp_path / "grid" / "0000.png"))
+    assert single.shape == (8, 8) and np.array_equal(single, gen.generate(5, seed=0)[0].pixels[..., 0])
+    assert cli("sample", run.path, "--n", "6", "--seed", "0", "--out", tmp_path / "strip.png", "--interpolate").returncode == 0
     strip = Image.open(tmp_path / "strip.png")
     assert strip.size[0] > 5 * strip.size[1]  # one row of 6 frames
     frames = gen.interpolate(0, 1, frames=3)

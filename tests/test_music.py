@@ -275,15 +275,18 @@ def test_a_music_run_defaults_to_the_midi_tokenizer_and_learns(run):
     assert run.results["val_loss"] < 0.75 * first
 
 
-def test_primed_continuation_by_seconds_writes_mid_png_wav_that_reload(run, chorales, tmp_path):
-    from genlab.tasks.music import bar_tick, cut, save_midi, seconds_of
+def test_primed_continuation_by_seconds_writes_mid_png_wav_that_reload(run, chorales, tmp_path, cli):
+    from genlab.audio import save_midi
     from genlab.datasets.midi import read_score
+    from genlab.tasks.music import bar_tick, cut, seconds_of
 
     chorale = read_score(sorted(chorales.rglob("*.mid"))[0])
     theme = cut(chorale, bar_tick(chorale, 2))
     save_midi(theme, tmp_path / "theme.mid")
     gen = genlab.load(run.path)
-    gen.sample_command(prime=tmp_path / "theme.mid", seconds=3.0, temperature=0.9, seed=1, out=tmp_path / "cont.mid")
+    r = cli("sample", run.path, "--prime", tmp_path / "theme.mid", "--seconds", "3", "--temperature", "0.9", "--seed", "1",
+            "--out", tmp_path / "cont.mid")
+    assert r.returncode == 0, r.stderr
     assert {p.name for p in tmp_path.iterdir()} >= {"cont.mid", "cont.png", "cont.wav"}
     prime_end = seconds_of(gen.tokenizer.decode(gen.encode_prompt(tmp_path / "theme.mid")))
     pm = pretty_midi.PrettyMIDI(str(tmp_path / "cont.mid"))
@@ -293,20 +296,23 @@ def test_primed_continuation_by_seconds_writes_mid_png_wav_that_reload(run, chor
     theme_notes = sorted((n.start, n.pitch) for i in pretty_midi.PrettyMIDI(str(tmp_path / "theme.mid")).instruments for n in i.notes)
     out_notes = sorted((n.start, n.pitch) for i in pm.instruments for n in i.notes if n.start < prime_end - 1e-6)
     assert [p for _, p in out_notes] == [p for _, p in theme_notes]  # the prime comes first, unchanged
-    again = gen.generate(tmp_path / "theme.mid", seconds=3.0, temperature=0.9, seed=1)
-    assert bytes(again.dumps_midi()) == (tmp_path / "cont.mid").read_bytes()
+    (again,) = gen.generate(tmp_path / "theme.mid", seconds=3.0, temperature=0.9, seed=1)
+    assert bytes(again.score.dumps_midi()) == (tmp_path / "cont.mid").read_bytes()
 
 
-def test_from_scratch_by_tokens_and_bars(run, tmp_path):
+def test_from_scratch_by_tokens_and_bars(run, tmp_path, cli):
     from genlab.tasks.music import bars_of
 
     gen = genlab.load(run.path)
-    gen.sample_command(n=2, max_new_tokens=40, seed=0, out=tmp_path / "s.mid")
+    assert cli("sample", run.path, "--n", "2", "--max-new-tokens", "80", "--seed", "0", "--out", tmp_path / "s.mid").returncode == 0
     for name in ("s_1", "s_2"):
         assert pretty_midi.PrettyMIDI(str(tmp_path / f"{name}.mid")).instruments and mido.MidiFile(str(tmp_path / f"{name}.mid")).tracks
         assert (tmp_path / f"{name}.png").stat().st_size > 1000 and (tmp_path / f"{name}.wav").stat().st_size > 44
-    score = gen.generate(bars=2, seed=0, temperature=0.9)
-    assert bars_of(score) <= 2
+    first, second = gen.generate(n=2, max_new_tokens=40, seed=0)
+    assert len(first.tokens) == 40 and first.tokens == gen.generate(max_new_tokens=40, seed=0)[0].tokens
+    assert second.tokens == gen.generate(max_new_tokens=40, seed=1)[0].tokens  # sample i: seed + i
+    (sample,) = gen.generate(bars=2, seed=0, temperature=0.9)
+    assert bars_of(sample.score) <= 2
 
 
 def test_eval_gives_music_metrics_beside_the_held_out_reference(run):

@@ -1,7 +1,8 @@
 import torch
 
-from genlab.sampling.lm import Decoding, filter_logits, generate_tokens
+from genlab.sampling.engine import Decoding, Engine, Request, filter_logits
 from test_sequence_models import tiny_model
+from test_zoo import decode_rows
 
 
 def test_top_k_keeps_exactly_the_k_largest():
@@ -27,8 +28,42 @@ def test_repetition_penalty_lowers_only_seen_tokens():
 def test_same_seed_same_tokens_and_batches_differ():
     model = tiny_model("gpt")
     d = Decoding(max_new_tokens=12, temperature=1.0)
-    run = lambda seed: torch.stack(list(generate_tokens(model, torch.tensor([[1]] * 4), d, torch.Generator().manual_seed(seed))), 1)
+    run = lambda seed: decode_rows(model, torch.tensor([[1]] * 4), d, use_cache=True, seed=seed)  # noqa: E731
     a, b = run(7), run(7)
     assert torch.equal(a, b)
     assert not torch.equal(run(8), a)
     assert len({tuple(r) for r in a.tolist()}) > 1  # rows of a batch are independent draws
+
+
+def test_requests_join_and_leave_between_steps_without_changing_each_other():
+    # A request's tokens depend only on its prompt, options and seed: not on who shares the engine.
+    model = tiny_model("gpt")
+    a = Request([1, 2, 3], Decoding(max_new_tokens=10, temperature=1.0), seed=1)
+    b = Request([4], Decoding(max_new_tokens=6, temperature=0.7, top_k=3), seed=2)
+    c = Request([5, 6, 7], Decoding(max_new_tokens=10, temperature=1.0, repetition_penalty=1.3), seed=3)
+    alone = {}
+    for name, r in {"a": a, "b": b, "c": c}.items():
+        e = Engine(model)
+        slot = e.add(r)
+        while e.active:
+            e.step()
+        alone[name] = e.tokens(slot)
+
+    engine = Engine(model)
+    slot_a = engine.add(a)
+    events = engine.step() + engine.step() + engine.step()
+    slot_b, slot_c = engine.add(b), engine.add(c)  # join after three steps
+    doomed = engine.add(Request([9], Decoding(max_new_tokens=50), seed=4))
+    finished = {}
+    while engine.active:
+        step = engine.step()
+        assert len({e.slot for e in step}) == len(step)  # at most one token per slot per step
+        events += step
+        finished |= {e.slot: e.finish for e in step if e.finish}
+        if len(engine.tokens(doomed)) == 2:
+            engine.cancel(doomed)  # leaves after two tokens
+    assert engine.tokens(slot_a) == alone["a"]
+    assert engine.tokens(slot_b) == alone["b"] and engine.tokens(slot_c) == alone["c"]
+    assert len(engine.tokens(doomed)) == 2 and doomed not in finished
+    assert finished == {slot_a: "length", slot_b: "length", slot_c: "length"}
+    assert [e.token for e in events if e.slot == slot_a] == alone["a"]

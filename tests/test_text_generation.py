@@ -35,22 +35,22 @@ def test_training_learns_the_corpus(run):
 
 def test_same_seed_same_text_and_streaming_matches(run):
     gen = genlab.load(run.path)
-    a = gen.generate("The cat", max_new_tokens=60, temperature=0.9, top_k=10, seed=3)
-    assert a == gen.generate("The cat", max_new_tokens=60, temperature=0.9, top_k=10, seed=3)
-    pieces = list(gen.generate("The cat", max_new_tokens=60, temperature=0.9, top_k=10, seed=3, stream=True))
-    assert len(pieces) > 10 and "".join(pieces) == a
+    (a,) = gen.generate("The cat", max_new_tokens=60, temperature=0.9, top_k=10, seed=3)
+    assert a == gen.generate("The cat", max_new_tokens=60, temperature=0.9, top_k=10, seed=3)[0]
+    pieces = list(gen.stream("The cat", max_new_tokens=60, temperature=0.9, top_k=10, seed=3))
+    assert len(pieces) > 10 and "".join(pieces) == a.text
     batch = gen.generate("The cat", max_new_tokens=30, n=4, seed=1)
-    assert isinstance(batch, list) and len(batch) == 4 and len(set(batch)) > 1
+    assert len(batch) == 4 and len({s.text for s in batch}) > 1
 
 
 def test_stop_string_ends_generation_and_is_left_out(run):
     gen = genlab.load(run.path)
-    free = gen.generate("The", max_new_tokens=80, temperature=0, seed=0)
+    free = gen.generate("The", max_new_tokens=80, temperature=0, seed=0)[0].text
     stop = free[12:15]  # a string greedy decoding is known to produce
-    stopped = gen.generate("The", max_new_tokens=80, temperature=0, seed=0, stop=["zzz", stop])
-    assert stopped == free[: free.index(stop)] and len(stopped) < len(free)
-    streamed = "".join(gen.generate("The", max_new_tokens=80, temperature=0, stop=["zzz", stop], stream=True))
-    assert streamed == stopped
+    (stopped,) = gen.generate("The", max_new_tokens=80, temperature=0, seed=0, stop=["zzz", stop])
+    assert stopped.text == free[: free.index(stop)] and stopped.finish_reason == "stop"
+    streamed = "".join(gen.stream("The", max_new_tokens=80, temperature=0, stop=["zzz", stop]))
+    assert streamed == stopped.text
 
 
 def test_eval_reports_loss_bits_and_perplexity_consistently(run):
@@ -75,14 +75,15 @@ def test_bpe_run_reports_bits_per_byte(tmp_path, corpus_file):
     run = genlab.train(cfg, progress=False)
     r = run.generator().evaluate(samples=2, sample_tokens=10)
     assert "bits_per_byte" in r and r["bits_per_byte"] > 0
-    assert isinstance(run.generator().generate("The", max_new_tokens=5, seed=0), str)
+    assert len(run.generator().generate("The", max_new_tokens=5, seed=0)[0].tokens) == 5
 
 
 def test_lstm_trains_and_samples_through_the_same_api(tmp_path, corpus_file):
     cfg = tiny_config(corpus_file, tmp_path / "lstm", max_steps=10)
     cfg["model"] = {"name": "lstm", "n_layer": 1, "n_embd": 32, "block_size": 32}
     run = genlab.train(cfg, progress=False)
-    assert len(run.generator().generate("The", max_new_tokens=25, seed=0)) == 25
+    (sample,) = run.generator().generate("The", max_new_tokens=25, seed=0)
+    assert len(sample.text) == len(sample.tokens) == 25  # one character per token
 
 
 def test_bfloat16_autocast_trains(tmp_path, corpus_file):

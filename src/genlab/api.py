@@ -2,7 +2,7 @@
 
     run = genlab.train(config)          # a RunConfig, a dict, or a TOML path
     gen = genlab.load("runs/notes")     # a Generator for the run's modality
-    gen.generate("Once", max_new_tokens=100, temperature=0.8)
+    gen.generate("Once", max_new_tokens=100, temperature=0.8)   # -> [TextSample(text=..., ...)]
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from genlab.config import RunConfig, build_config, load_config, validate_config
 from genlab.errors import GenlabError
 from genlab.folders import discard
 from genlab.runs import RunDir
-from genlab.tasks import task_module
-
-# task -> Generator class name in the task's module
-GENERATORS = {"text": "TextGenerator", "code": "CodeGenerator", "music": "MusicGenerator", "image": "ImageGenerator"}
+from genlab.tasks import task_of
+from genlab.tasks.driver import train_task
 
 
 @dataclass
@@ -40,7 +38,7 @@ def train(config: RunConfig | dict | str | Path, progress: bool = True, overwrit
         config = validate_config(config)
     fresh = not Path(config.out).exists()
     try:
-        config, results = task_module(config.task).train(config, progress=progress, overwrite=overwrite)
+        config, results = train_task(task_of(config.task), config, progress=progress, overwrite=overwrite)
         return Run(Path(config.out), config, results)
     except GenlabError:
         # A folder this call created and that holds no checkpoint yet (bad data, bad config) is
@@ -58,4 +56,4 @@ def load(run: str | Path, device: str = "auto"):
         return HFGenerator(str(run)[3:], device=device)
     rd = RunDir(run).require()
     config = load_config(rd.config)
-    return getattr(task_module(config.task), GENERATORS[config.task])(rd.path, device=device)
+    return task_of(config.task).Generator(rd.path, device=device)

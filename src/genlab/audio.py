@@ -120,3 +120,17 @@ def render_wav(score, midi_path: Path, dest: Path) -> str:
             tmp.unlink(missing_ok=True)  # fall through to the built-in synthesizer
     atomic_write_bytes(dest, wav_bytes(synthesize(score)))
     return "built-in synthesizer"
+
+
+def save_midi(score, dest: Path) -> None:
+    atomic_write_bytes(Path(dest), bytes(score.dumps_midi()))
+
+
+def write_music(score, dest: Path, prime_seconds: float | None = None, title: str = "") -> tuple[list[Path], str]:
+    """Write DEST.mid, and beside it DEST.png (piano roll) and DEST.wav; returns the three paths and which
+    renderer made the audio."""
+    dest = Path(dest).with_suffix(".mid")
+    save_midi(score, dest)
+    piano_roll_png(score, dest.with_suffix(".png"), prime_seconds, title)
+    renderer = render_wav(score, dest, dest.with_suffix(".wav"))
+    return [dest, dest.with_suffix(".png"), dest.with_suffix(".wav")], renderer

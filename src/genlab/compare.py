@@ -18,8 +18,6 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
 from genlab.config import build_config, load_config
 from genlab.errors import GenlabError
 from genlab.folders import claim
@@ -87,7 +85,7 @@ def measure(run_path: Path, device: str = "cpu", sample_tokens: int = 200) -> di
     """One row of the table for a finished sequence run."""
     from genlab.api import load
     from genlab.datasets.token_store import TokenStore
-    from genlab.sampling.lm import Decoding, generate_tokens
+    from genlab.sampling.engine import Decoding, Engine, Request, decode
     from genlab.tasks.sequence import evaluate_tokens
 
     run = RunDir(run_path).require()
@@ -99,11 +97,10 @@ def measure(run_path: Path, device: str = "cpu", sample_tokens: int = 200) -> di
     r = evaluate_tokens(model, val, gen.tokenizer.unit_lengths(), block, gen.device)
     rows = run.read_metrics()
     rates = [row["tok_per_s"] for row in rows if "tok_per_s" in row and row.get("step", 0) > 1]
-    prompt = torch.tensor([gen.encode_prompt("")], device=gen.device)
-    g = torch.Generator(device=gen.device).manual_seed(0)
+    engine = Engine(model, device=gen.device)
     start = time.perf_counter()
-    n = sum(1 for _ in generate_tokens(model, prompt, Decoding(max_new_tokens=sample_tokens, temperature=1.0), g))
-    sample_rate = n / (time.perf_counter() - start)
+    (slot,) = decode(engine, [Request(gen.encode_prompt(""), Decoding(max_new_tokens=sample_tokens, temperature=1.0), seed=0)])
+    sample_rate = len(engine.tokens(slot)) / (time.perf_counter() - start)
     return {
         "name": run.path.name,
         "path": str(run.path),

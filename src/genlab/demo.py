@@ -40,20 +40,21 @@ def demo_text(out_root: Path, seconds: float, progress: bool = True) -> None:
         "sample": {"max_new_tokens": 240, "temperature": 0.8, "prompt": "Return the "},
     }
     before = train(validate_config(tree), progress=progress, overwrite=True).generator()
-    _show("before training (random weights, 1 warm-up step):", "Return the " + before.generate(seed=1))
+    _show("before training (random weights, 1 warm-up step):", "Return the " + before.generate(seed=1)[0].text)
     # Same run, bigger budget: the trainer resumes from its step-1 checkpoint.
     tree["train"] |= {"max_steps": 100_000, "max_time": seconds}
     run = train(validate_config(tree), progress=progress)
     after = run.generator()
     _show(f"after {run.results['step']} steps ({run.results['elapsed']:.0f} s, val loss {run.results.get('val_loss', float('nan')):.3f}):",
-          "Return the " + after.generate(seed=1))
+          "Return the " + after.generate(seed=1)[0].text)
     print(f"\nrun: {run.path}  (loss curve: {run.path / 'loss.png'}, samples per eval: {run.path / 'samples'})")
 
 
 def demo_image(out_root: Path, seconds: float, progress: bool = True) -> None:
     """A small class-conditional diffusion model on `digits` (8x8, offline): grids and FID before and after."""
     from genlab.api import train
-    from genlab.tasks.image import GRID_SEED, make_grid, save_png
+    from genlab.grids import make_grid, save_png
+    from genlab.tasks.image import GRID_SEED
 
     print("== image: a small diffusion U-Net learns handwritten digits (digits, 8x8, offline) ==")
     folder = Path(out_root) / "image"
@@ -82,8 +83,9 @@ def demo_image(out_root: Path, seconds: float, progress: bool = True) -> None:
 def demo_music(out_root: Path, seconds: float, progress: bool = True) -> None:
     """A small GPT learns Bach chorales (offline), then continues a chorale opening for ~12 s."""
     from genlab.api import train
+    from genlab.audio import write_music
     from genlab.datasets import resolve_source
-    from genlab.tasks.music import chorale_opening, seconds_of
+    from genlab.tasks.music import chorale_opening
 
     print("== music: a small GPT learns Bach chorales and continues an opening (bach, offline) ==")
     tree = {
@@ -101,14 +103,14 @@ def demo_music(out_root: Path, seconds: float, progress: bool = True) -> None:
     opening, name = chorale_opening(resolve_source("bach", progress))
     folder = Path(run.path) / "demo"
     prime_path = folder / "opening.mid"
-    gen.write(opening, prime_path, title=f"opening of {name}")
-    continuation = gen.generate(prime_path, seconds=12.0, seed=1)
-    prime_seconds = seconds_of(gen.tokenizer.decode(gen.encode_prompt(prime_path)))
-    paths, renderer = gen.write(continuation, folder / "continuation.mid", prime_seconds, title=f"{name}: opening + 12 s by the model")
+    write_music(opening, prime_path, title=f"opening of {name}")
+    continuation = gen.generate(prime_path, seconds=12.0, seed=1)[0]
+    paths, renderer = write_music(continuation.score, folder / "continuation.mid", gen.prime_seconds(prime_path),
+                                  title=f"{name}: opening + 12 s by the model")
     print(f"trained {run.results['step']} steps ({run.results['elapsed']:.0f} s), val loss {run.results.get('val_loss', float('nan')):.3f}")
     print(f"opening of {name}: {prime_path} (.png, .wav beside it)")
     print(f"continuation: {', '.join(str(p) for p in paths)}  (audio: {renderer})")
-    print(f"\n{gen.render(continuation)}")
+    print(f"\n{gen.describe(continuation)}")
 
 
 PARTS = {"text": demo_text, "image": demo_image, "music": demo_music}

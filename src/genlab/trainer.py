@@ -114,7 +114,7 @@ class Trainer:
         cfg: TrainConfig,
         run: RunDir,
         evaluate: Callable[[], dict[str, float]] | None = None,
-        write_samples: Callable[[int], None] | None = None,
+        write_samples: Callable[[int, dict], None] | None = None,
         items_per_batch: int = 1,
         item_name: str = "tok",
     ):
@@ -238,7 +238,7 @@ class Trainer:
             with torch.no_grad():
                 results = self.evaluate() if self.evaluate else {}
                 if self.write_samples:
-                    self.write_samples(self.state.step)
+                    self.write_samples(self.state.step, self.sampling_weights())
         finally:
             self.bundle.train()
         self._log({"step": self.state.step, "elapsed": round(self.state.elapsed, 3), **results})
@@ -352,9 +352,11 @@ class Trainer:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    def sampling_weights(self) -> dict:
+        """The weights samples are drawn with: the EMA weights where EMA is on, else the live ones."""
+        return self.ema if self.ema is not None else weights_of(self.objective.modules)
+
     def save_weights(self) -> None:
-        """model.safetensors: the EMA weights where EMA is on, else the live ones."""
-        if not self.world.is_main:
-            return
-        weights = self.ema if self.ema is not None else weights_of(self.objective.modules)
-        save_tensors(self.run.weights, weights)
+        """model.safetensors: the weights samples are drawn with."""
+        if self.world.is_main:
+            save_tensors(self.run.weights, self.sampling_weights())

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import inspect
+import random
+import sys
+import time
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 from genlab.cli.root import app
 from genlab.errors import GenlabError, check_range
+from genlab.files import atomic_write_text
+from genlab.folders import check_output_file, claim
 
 
 @app.command(no_args_is_help=True)
@@ -50,12 +56,99 @@ def sample(
                    steps=steps, sampler=sampler, class_label=class_label, guidance=guidance,
                    interpolate=interpolate or None, prime=prime, seconds=seconds, bars=bars)
     options = {k: v for k, v in options.items() if v is not None}
-    accepted = inspect.signature(gen.sample_command).parameters
+    writer = WRITERS[gen.modality]
+    accepted = inspect.signature(writer).parameters
     for name in options:
         if name not in accepted:
             flag = "--class" if name == "class_label" else "--" + name.replace("_", "-")
-            raise GenlabError(f"{flag} does not apply to this run ({type(gen).__name__})")
-    gen.sample_command(**options)
+            raise GenlabError(f"{flag} does not apply to {gen.modality} runs")
+    writer(gen, **options)
+
+
+def write_text(gen, prompt: str | None = None, n: int = 1, seed: int | None = None, out: Path | None = None,
+               stop: list[str] | None = None, stream: bool | None = None, max_new_tokens: int | None = None,
+               temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+               repetition_penalty: float | None = None) -> None:
+    """Text and code: print (streaming when there is one sample) and optionally save."""
+    prompt = prompt if prompt is not None else gen.config.sample.prompt
+    decoding = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                    repetition_penalty=repetition_penalty)
+    if stream is None:
+        stream = n == 1 and out is None
+    if stream and n == 1:
+        sys.stdout.write(prompt)
+        for piece in gen.stream(prompt, seed=seed, stop=stop, **decoding):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return
+    rendered = [prompt + s.text for s in gen.generate(prompt, n=n, seed=seed, stop=stop, **decoding)]
+    body = "\n\n".join(f"--- sample {i + 1} ---\n{t}" for i, t in enumerate(rendered)) if n > 1 else rendered[0]
+    if out is not None:
+        check_output_file(out, "text")
+        atomic_write_text(Path(out), body + "\n")
+        print(f"wrote {n} sample{'s' if n > 1 else ''} to {out}", file=sys.stderr)
+    else:
+        print(body)
+
+
+def write_images(gen, n: int = 16, seed: int | None = None, out: Path | None = None, steps: int | None = None,
+                 sampler: str | None = None, class_label: int | None = None, guidance: float | None = None,
+                 interpolate: bool | None = None) -> None:
+    """Images: a grid PNG plus one PNG per image in a folder beside it, or with --interpolate a strip of
+    n frames between seeds `seed` and `seed + 1`."""
+    from genlab.grids import make_grid, save_png
+
+    seed = seed if seed is not None else random.randrange(1 << 31)
+    out = Path(out) if out is not None else gen.run.path / f"sample_seed{seed}.png"
+    if out.suffix.lower() != ".png":
+        raise GenlabError(f"--out {out}: image samples are written as .png")
+    check_output_file(out, "png")
+    if interpolate:
+        frames = gen.interpolate(seed, seed + 1, max(n, 2), class_label, steps, guidance)
+        save_png(make_grid(frames, len(frames)), out)
+        print(f"wrote an interpolation strip of {len(frames)} frames (seed {seed} -> {seed + 1}) to {out}", file=sys.stderr)
+        return
+    folder = out.with_suffix("")
+    claim(folder, "samples")  # the folder of single images beside the grid
+    t0 = time.perf_counter()
+    samples = gen.generate(n, seed, class_label, steps, sampler, guidance, progress=True)
+    seconds = time.perf_counter() - t0
+    pixels = np.stack([s.pixels for s in samples])
+    save_png(make_grid(pixels, gen.grid_columns(n)), out)
+    for i, im in enumerate(pixels):
+        save_png(make_grid(im[None], 1, pad=0, min_tile=0), folder / f"{i:04d}.png")
+    print(f"wrote a grid of {n} images to {out} and each image to {folder}/ ({n / seconds:.1f} images/s)", file=sys.stderr)
+
+
+def write_music(gen, n: int = 1, seed: int | None = None, out: Path | None = None, prime: Path | None = None,
+                seconds: float | None = None, bars: int | None = None, max_new_tokens: int | None = None,
+                temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                repetition_penalty: float | None = None) -> None:
+    """Music: OUT.mid, OUT.png (piano roll) and OUT.wav per sample (OUT_1.mid, OUT_2.mid, ... when n > 1);
+    OUT defaults to RUN/samples/sample.mid."""
+    from genlab.audio import write_music as write_files
+    from genlab.tasks.music import seconds_of
+
+    out = Path(out) if out is not None else gen.run.samples / "sample.mid"
+    dests = [out if n == 1 else out.with_name(f"{out.stem}_{i}{out.suffix or '.mid'}") for i in range(1, n + 1)]
+    for dest in dests:  # before generating: a refused --out costs nothing
+        for suffix, kind in ((".mid", "midi"), (".png", "png"), (".wav", "wav")):
+            check_output_file(dest.with_suffix(suffix), kind)
+    samples = gen.generate(prime, n=n, seed=seed, seconds=seconds, bars=bars, max_new_tokens=max_new_tokens,
+                           temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+    prime_seconds = gen.prime_seconds(prime)
+    title = f"{gen.run.path.name}: " + (f"continuation of {Path(prime).name}" if prime else "from scratch")
+    for dest, sample in zip(dests, samples):
+        if sample.finish_reason == "cap":
+            print(f"warning: {dest.name} stopped at the token cap before the asked length", file=sys.stderr)
+        paths, renderer = write_files(sample.score, dest, prime_seconds, title)
+        print(f"wrote {', '.join(str(p) for p in paths)}  ({seconds_of(sample.score):.1f} s, {sample.score.note_num()} notes; "
+              f"audio: {renderer})", file=sys.stderr)
+
+
+# modality -> how `genlab sample` writes it; a writer's keyword parameters are exactly the options it accepts
+WRITERS = {"text": write_text, "code": write_text, "music": write_music, "image": write_images}
 
 
 def unescape(text: str) -> str:

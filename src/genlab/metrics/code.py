@@ -162,8 +162,8 @@ def eval_code(problems_path: Path | str, out: Path | str, generator=None, n: int
     else:
         completions = {}
         for i, p in enumerate(progress_bar(problems, desc="generating", unit="task", enabled=progress)):
-            bodies = generator.complete_function(p.prompt, n=n, seed=seed + i, **decoding)
-            completions[p.task_id] = bodies if isinstance(bodies, list) else [bodies]
+            # Row j of problem i draws with seed + i*n + j: no two candidates share a seed.
+            completions[p.task_id] = generator.complete_function(p.prompt, n=n, seed=seed + i * n, **decoding)
     generated = time.perf_counter()
     candidates, tasks, summary = evaluate_code(problems, completions, list(ks), limits, workers, progress)
     summary |= {

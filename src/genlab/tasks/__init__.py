@@ -1,8 +1,7 @@
-"""Tasks: how each modality composes data, tokenizer/model, objective and trainer.
+"""Tasks: one module per modality, each with a `TASK` (the protocol in driver.py) and its Generator.
 
-Text, code and music share the sequence stack (sequence.py) and differ only
-in their data source, tokenizer and metrics; images have their own. Each
-task module provides `train(config, progress) -> Run` and a Generator class.
+Text, code and music share the sequence stack (sequence.py) and differ only in their data source,
+tokenizer and metrics; images have their own. `driver.train_task` trains any of them.
 """
 
 from __future__ import annotations
@@ -19,11 +18,12 @@ TASKS: dict[str, str] = {
 }
 
 
-def task_module(task: str):
+def task_of(task: str):
+    """The TASK object of a modality (imported on first use, so `genlab --help` stays fast)."""
     if task not in TASKS:
         raise GenlabError(f"task: unknown task {task!r} (known: {', '.join(TASKS)})")
     try:
-        return importlib.import_module(TASKS[task])
+        return importlib.import_module(TASKS[task]).TASK
     except ModuleNotFoundError as e:
         if e.name == TASKS[task]:
             raise GenlabError(f"task {task!r} is not available in this version of genlab") from None

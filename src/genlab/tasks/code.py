@@ -23,8 +23,7 @@ from genlab.datasets.text import read_text_file
 from genlab.errors import GenlabError
 from genlab.metrics.code import is_valid_python
 from genlab.runs import RunDir
-from genlab.tasks.sequence import train_sequence
-from genlab.tasks.text import TextGenerator
+from genlab.tasks.sequence import SequenceGenerator, SequenceTask
 
 # A new top-level statement ends the function being written (the stop list of Chen et al. 2021, plus
 # decorators, imports and async defs); the stop string itself is not part of the output.
@@ -47,8 +46,9 @@ class CodeSource:
         return read_text_file(path)
 
 
-def source() -> CodeSource:
-    return CodeSource()
+class CodeTask(SequenceTask):
+    def defaults(self, config: RunConfig) -> RunConfig:
+        return super().defaults(code_defaults(config))
 
 
 def code_defaults(config: RunConfig) -> RunConfig:
@@ -63,10 +63,6 @@ def code_defaults(config: RunConfig) -> RunConfig:
             kind = json.loads(base.tokenizer.read_text(encoding="utf-8")).get("genlab_tokenizer", kind)
         config.tokenizer.kind = kind
     return config
-
-
-def train(config: RunConfig, progress: bool = True, overwrite: bool = False):
-    return train_sequence(code_defaults(config), CodeSource(), progress, overwrite)
 
 
 def function_body(completion: str) -> str:
@@ -96,16 +92,17 @@ def body_indent(prompt: str) -> str:
     return last[: len(last) - len(last.lstrip())]
 
 
-class CodeMixin:
-    """What code generation adds to a sequence generator (a genlab run's or a Hugging Face model's)."""
+class CodeGenerator(SequenceGenerator):
+    """A sequence generator for code (a genlab run's; tasks.hf derives a Hugging Face model's from it):
+    generation stops by default where a top-level Python statement begins (PYTHON_STOPS; `stop=[]` for none)."""
 
-    def generate(self, prompt: str = "", *args, stop: list[str] | None = None, **kwargs):
-        """As SequenceGenerator.generate, stopping by default where a top-level Python statement
-        begins (PYTHON_STOPS); pass `stop=[]` for none."""
-        return super().generate(prompt, *args, stop=PYTHON_STOPS if stop is None else stop, **kwargs)
+    modality = "code"
 
-    def complete_function(self, signature_and_docstring: str, n: int = 1, seed: int | None = None, **decoding) -> str | list[str]:
-        """The body of the function whose signature and docstring are given (n bodies when n > 1).
+    def default_stop(self) -> list[str]:
+        return list(PYTHON_STOPS)
+
+    def complete_function(self, signature_and_docstring: str, n: int = 1, seed: int | None = None, **decoding) -> list[str]:
+        """n bodies of the function whose signature and docstring are given.
 
         Generation stops at PYTHON_STOPS, and what follows the first line that
         is not indented is dropped, so `signature_and_docstring + body` is the
@@ -113,19 +110,16 @@ class CodeMixin:
         """
         prompt = signature_and_docstring if signature_and_docstring.endswith("\n") else signature_and_docstring + "\n"
         indent = body_indent(prompt)
-        texts = self.generate(prompt + indent, n=n, seed=seed, **decoding)
-        bodies = [function_body(indent + t) for t in (texts if isinstance(texts, list) else [texts])]
+        bodies = [function_body(indent + s.text) for s in self.generate(prompt + indent, n=n, seed=seed, **decoding)]
         if prompt is not signature_and_docstring:
             bodies = ["\n" + b for b in bodies]
-        return bodies[0] if n == 1 else bodies
+        return bodies
 
     def sample_functions(self, n: int = 100, seed: int = 0, max_new_tokens: int = 256, temperature: float | None = None) -> list[str]:
         """n whole top-level functions, each the model's continuation of `def `."""
-        bodies = self.generate("def ", n=n, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
-        return ["def " + function_body(b) for b in (bodies if isinstance(bodies, list) else [bodies])]
+        samples = self.generate("def ", n=n, seed=seed, max_new_tokens=max_new_tokens, temperature=temperature)
+        return ["def " + function_body(s.text) for s in samples]
 
-
-class CodeGenerator(CodeMixin, TextGenerator):
     def evaluate(self, data: str | None = None, samples: int = 8, sample_tokens: int = 200, seed: int = 0,
                  progress: bool = True, functions: int = 20) -> dict:
         """The text metrics (loss, bits per byte, perplexity, distinct-n) plus the share of
@@ -133,3 +127,6 @@ class CodeGenerator(CodeMixin, TextGenerator):
         results = super().evaluate(data=data, samples=samples, sample_tokens=sample_tokens, seed=seed, progress=progress)
         results["syntax_valid"] = sum(map(is_valid_python, self.sample_functions(functions, seed=seed))) / functions
         return results
+
+
+TASK = CodeTask("code", CodeSource(), CodeGenerator)

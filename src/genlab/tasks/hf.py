@@ -2,8 +2,8 @@
 
 Any causal LM that `transformers` loads with AutoModelForCausalLM/AutoTokenizer
 (safetensors weights, no remote code) becomes a code Generator: the same
-`generate`/`complete_function`/`sample_command`/`evaluate` as a genlab code
-run, decoded by genlab's own sampler (genlab.sampling.lm) through an adapter
+`generate`/`stream`/`complete_function`/`evaluate` as a genlab code
+run, decoded by genlab's step engine (genlab.sampling.engine) through an adapter
 that exposes the model's KV cache as the sequence protocol's state. A local
 folder loads offline; any other name is looked up on the Hub (downloaded when online).
 
@@ -27,7 +27,7 @@ from genlab.config import RunConfig
 from genlab.errors import GenlabError
 from genlab.folders import claim, remove, replacing
 from genlab.runs import RunDir
-from genlab.tasks.code import PYTHON_STOPS, CodeGenerator, CodeSource
+from genlab.tasks.code import CodeGenerator, CodeSource
 from genlab.distributed import pick_device
 
 
@@ -137,11 +137,11 @@ class HFGenerator(CodeGenerator):
         self.name = name_or_path
         self._init(None, RunConfig(task="code"), tokens, CausalLM(model), dev)
 
-    def generate(self, prompt: str = "", *args, stop: list[str] | None = None, **kwargs):
-        """As CodeGenerator.generate; the model's end-of-text token also ends generation."""
-        stop = PYTHON_STOPS if stop is None else list(stop)
+    def requests(self, prompt=None, n: int = 1, seed: int | None = None, stop: list[str] | None = None, **decoding):
+        """As CodeGenerator's; the model's end-of-text token also ends generation."""
+        stop = self.default_stop() if stop is None else list(stop)
         eos = self.tokenizer.tk.eos_token
-        return super().generate(prompt, *args, stop=stop + [eos] if eos else stop, **kwargs)
+        return super().requests(prompt, n, seed, stop + [eos] if eos else stop, **decoding)
 
     def encode_prompt(self, prompt) -> list[int]:
         return self.tokenizer.encode(prompt) if prompt else self.tokenizer.document_separator

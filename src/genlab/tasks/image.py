@@ -1,7 +1,7 @@
 """Images: a folder, IDX/CIFAR/npz files or a named data set, modelled by a GAN, DCGAN, VAE or diffusion U-Net.
 
     source -> ImageStore (decoded once, memmap) -> model (genlab.models) -> objective -> Trainer
-    run dir -> ImageGenerator: generate / interpolate / sample_command / evaluate (FID, KID, precision, recall)
+    run dir -> ImageGenerator: generate / interpolate / evaluate (FID, KID, precision, recall)
 
 At every eval the trainer writes `samples/step_<step>.png`, a grid drawn
 from the same fixed noise each time, so one watches the same latents improve.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,20 +18,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab import distributed
-from genlab.config import RunConfig, load_config, save_config
+from genlab.config import RunConfig, load_config
 from genlab.datasets import resolve_source
 from genlab.datasets.images import ImageBatches, ImageStore, to_model_range, to_uint8
+from genlab.distributed import pick_device
 from genlab.errors import GenlabError
-from genlab.folders import check_output_file, claim
+from genlab.grids import make_grid, save_png
 from genlab.models import IMAGE_FAMILIES, family_class
 from genlab.runs import RunDir, load_tensors
-from genlab.files import atomic_write_bytes
+from genlab.samples import ImageSample
 from genlab.sampling.diffusion import NoiseSchedule, sample as sample_diffusion
-from genlab.tasks.sequence import open_run
-from genlab.distributed import pick_device
-from genlab.trainer import Trainer
-from genlab.weights import load_weights, weights_of
+from genlab.tasks.driver import Training
+from genlab.weights import load_weights
 
 GRID_SEED = 1234  # the fixed noise of the per-eval grids
 
@@ -87,100 +84,70 @@ def build_objective(config: RunConfig, model: torch.nn.Module):
     return Denoising(model, NoiseSchedule(m.schedule, m.timesteps), m.prediction, m.p_uncond if model.num_classes else 0.0)
 
 
-def make_grid(images: np.ndarray, columns: int, pad: int = 2, min_tile: int = 32):
-    """(N, H, W, C) uint8 -> one PIL image: tiles in rows of `columns`, small images enlarged (nearest) to min_tile."""
-    from PIL import Image
-
-    n, h, w, c = images.shape
-    scale = max(1, math.ceil(min_tile / max(h, w)))
-    if scale > 1:
-        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
-        h, w = h * scale, w * scale
-    rows = math.ceil(n / columns)
-    canvas = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), 255, dtype=np.uint8)
-    for i, img in enumerate(images):
-        r, col = divmod(i, columns)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = img
-    return Image.fromarray(canvas[..., 0] if c == 1 else canvas)
-
-
-def save_png(image, path: Path) -> None:
-    import io
-
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
 # ---- training ----------------------------------------------------------------------------
 
 
-def train(config: RunConfig, progress: bool = True, overwrite: bool = False):
-    check_family(config)  # before anything is written
-    apply_family_defaults(config)
-    torch.manual_seed(config.train.seed)
-    w = distributed.world()
-    if w.is_main:  # under torchrun, rank 0 alone prepares the run folder; the others read it
-        run, resume = open_run(config, overwrite)
-        if not resume:  # a resumed run's config is rewritten once its checkpoint has loaded
-            save_config(config, run.config)
-        store = prepare_store(config, run, resume, progress)
-    distributed.barrier(w)
-    if not w.is_main:
-        run = RunDir(config.out)
-        resume, store, progress = run.latest_checkpoint() is not None, ImageStore(run.data), False
-    model = build_model(config, store)
-    if config.train.init_from and not resume:
-        base = RunDir(config.train.init_from)
-        load_weights({"model": model}, load_tensors(base.weights), base.weights)
-    device = pick_device(config.train.device)
-    opts = config.data.image
-    batches = ImageBatches(store, store.indices("train"), config.train.batch_size, config.train.seed, tuple(opts.pixel_range), opts.use_labels)
-    objective = build_objective(config, model)
-    sample_model = copy.deepcopy(model)  # holds the EMA weights for the grids when EMA is on
-    generator = ImageGenerator.from_parts(run, config, store, sample_model, device)
-    val_rows = store.indices("val")
-    trainer: Trainer | None = None
+class ImageTask:
+    """The task protocol (genlab.tasks.driver) for images."""
 
-    def evaluate() -> dict:
-        # GANs have no held-out likelihood; their progress is in the grids and in `genlab eval`.
-        if config.model.name in ("gan", "dcgan") or len(val_rows) == 0:
-            return {}
-        total, count = 0.0, 0
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(0)  # the same noise and timesteps at every eval: comparable numbers
-            for i in range(0, min(len(val_rows), config.train.batch_size * config.train.eval_batches), config.train.batch_size):
-                rows = val_rows[i: i + config.train.batch_size]
-                x = to_model_range(store.images[rows], tuple(opts.pixel_range)).to(device)
-                y = torch.from_numpy(np.asarray(store.labels[rows], dtype=np.int64)).to(device) if model.num_classes else torch.full((len(rows),), -1, device=device)
-                for _, loss, _ in objective.losses((x, y)):
-                    total += loss.item() * len(rows)
-                    count += len(rows)
-        return {"val_loss": round(total / count, 5)}
+    name = "image"
 
-    def write_samples(step: int) -> None:
-        weights = trainer.ema if trainer is not None and trainer.ema is not None else weights_of(objective.modules)
-        load_weights({"model": sample_model}, weights, run.weights)
-        sample_model.eval()
-        images = generator.generate_array(opts.grid_samples, seed=GRID_SEED)
-        save_png(make_grid(images, generator.grid_columns(len(images))), run.samples / f"step_{step:06d}.png")
-        if config.model.name == "vae" and len(val_rows):  # reconstructions: originals above, decoded means below
-            rows = val_rows[: generator.grid_columns(opts.grid_samples)]
-            originals = np.asarray(store.images[rows])
-            labels = np.asarray(store.labels[rows]) if store.labels is not None else None
-            pair = np.concatenate([originals, generator.reconstruct(originals, labels)])
-            save_png(make_grid(pair, len(rows)), run.samples / f"reconstruction_{step:06d}.png")
+    @property
+    def Generator(self) -> type:
+        return ImageGenerator
 
-    trainer = Trainer(objective, batches, config.train, run, evaluate, write_samples,
-                      items_per_batch=config.train.batch_size, item_name="img")
-    sample_model.to(device)
-    if resume:
-        trainer.load_checkpoint()
-        if w.is_main:
-            save_config(config, run.config)  # the new budget
-        if progress and trainer.state.step:
-            print(f"resuming {run.path} from step {trainer.state.step}")
-    return config, trainer.fit()
+    def defaults(self, config: RunConfig) -> RunConfig:
+        check_family(config)
+        config = config.model_copy(deep=True)
+        apply_family_defaults(config)
+        return config
+
+    def prepare(self, config: RunConfig, run: RunDir, resume: bool, progress: bool) -> ImageStore:
+        return prepare_store(config, run, resume, progress)
+
+    def reopen(self, config: RunConfig, run: RunDir) -> ImageStore:
+        return ImageStore(run.data)
+
+    def build_model(self, config: RunConfig, store: ImageStore) -> torch.nn.Module:
+        return build_model(config, store)
+
+    def training(self, config: RunConfig, run: RunDir, store: ImageStore, model: torch.nn.Module, device: torch.device) -> Training:
+        opts = config.data.image
+        batches = ImageBatches(store, store.indices("train"), config.train.batch_size, config.train.seed, tuple(opts.pixel_range), opts.use_labels)
+        objective = build_objective(config, model)
+        sample_model = copy.deepcopy(model).to(device)  # holds the weights the grids are drawn with (EMA when on)
+        generator = ImageGenerator.from_parts(run, config, store, sample_model, device)
+        val_rows = store.indices("val")
+
+        def evaluate() -> dict:
+            # GANs have no held-out likelihood; their progress is in the grids and in `genlab eval`.
+            if config.model.name in ("gan", "dcgan") or len(val_rows) == 0:
+                return {}
+            total, count = 0.0, 0
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(0)  # the same noise and timesteps at every eval: comparable numbers
+                for i in range(0, min(len(val_rows), config.train.batch_size * config.train.eval_batches), config.train.batch_size):
+                    rows = val_rows[i: i + config.train.batch_size]
+                    x = to_model_range(store.images[rows], tuple(opts.pixel_range)).to(device)
+                    y = torch.from_numpy(np.asarray(store.labels[rows], dtype=np.int64)).to(device) if model.num_classes else torch.full((len(rows),), -1, device=device)
+                    for _, loss, _ in objective.losses((x, y)):
+                        total += loss.item() * len(rows)
+                        count += len(rows)
+            return {"val_loss": round(total / count, 5)}
+
+        def write_samples(step: int, weights: dict) -> None:
+            load_weights({"model": sample_model}, weights, run.weights)
+            sample_model.eval()
+            images = generator.generate_array(opts.grid_samples, seed=GRID_SEED)
+            save_png(make_grid(images, generator.grid_columns(len(images))), run.samples / f"step_{step:06d}.png")
+            if config.model.name == "vae" and len(val_rows):  # reconstructions: originals above, decoded means below
+                rows = val_rows[: generator.grid_columns(opts.grid_samples)]
+                originals = np.asarray(store.images[rows])
+                labels = np.asarray(store.labels[rows]) if store.labels is not None else None
+                pair = np.concatenate([originals, generator.reconstruct(originals, labels)])
+                save_png(make_grid(pair, len(rows)), run.samples / f"reconstruction_{step:06d}.png")
+
+        return Training(objective, batches, evaluate, write_samples, items_per_batch=config.train.batch_size, item_name="img")
 
 
 # ---- generation --------------------------------------------------------------------------
@@ -196,7 +163,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
 
 
 class ImageGenerator:
-    """Generate from an image run: `generate(n, seed, class_label, steps, sampler, guidance)` -> PIL images."""
+    """Generate from an image run: `generate(n, seed, class_label, steps, sampler, guidance)` -> list[ImageSample]."""
+
+    modality = "image"
 
     def __init__(self, run_dir: Path | str, device: str = "auto"):
         run = RunDir(run_dir).require()
@@ -284,13 +253,13 @@ class ImageGenerator:
         return np.concatenate(out)
 
     def generate(self, n: int = 16, seed: int | None = None, class_label: int | None = None, steps: int | None = None,
-                 sampler: str | None = None, guidance: float | None = None) -> list:
-        """n PIL images. Diffusion: `sampler` ddpm|ddim with `steps`, `guidance` scale (class-conditional runs);
-        without class_label a conditional run cycles through the classes."""
-        from PIL import Image
-
-        images = self.generate_array(n, seed, class_label, steps, sampler, guidance)
-        return [Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im) for im in images]
+                 sampler: str | None = None, guidance: float | None = None, progress: bool = False) -> list[ImageSample]:
+        """n images (`.pixels`, `.image()`). Diffusion: `sampler` ddpm|ddim with `steps`, `guidance` scale
+        (class-conditional runs); without class_label a conditional run cycles through the classes."""
+        seed = seed if seed is not None else int(torch.seed() % (1 << 31))
+        labels = self._labels(n, class_label)
+        images = self.generate_array(n, seed, class_label, steps, sampler, guidance, progress=progress)
+        return [ImageSample(im, seed, int(labels[i]) if labels is not None else None) for i, im in enumerate(images)]
 
     @torch.no_grad()
     def interpolate(self, seed_a: int, seed_b: int, frames: int = 8, class_label: int | None = None, steps: int | None = None,
@@ -313,34 +282,6 @@ class ImageGenerator:
             y = torch.zeros(len(images), dtype=torch.long, device=self.device)
         mu, _ = self.model.encode(x, y)
         return to_uint8(self.model.decode(mu, y), self.pixel_range)
-
-    # ---- the CLI -----------------------------------------------------------------------
-
-    def sample_command(self, n: int = 16, seed: int | None = None, out: Path | None = None, steps: int | None = None,
-                       sampler: str | None = None, class_label: int | None = None, guidance: float | None = None,
-                       interpolate: bool | None = None) -> None:
-        """`genlab sample` for images: a grid PNG plus one PNG per image in a folder beside it, or with
-        --interpolate a strip of n frames between seeds `seed` and `seed + 1`."""
-        seed = seed if seed is not None else int(torch.seed() % (1 << 31))
-        out = Path(out) if out is not None else self.run.path / f"sample_seed{seed}.png"
-        if out.suffix.lower() != ".png":
-            raise GenlabError(f"--out {out}: image samples are written as .png")
-        check_output_file(out, "png")
-        if not interpolate:
-            claim(out.with_suffix(""), "samples")  # the folder of single images beside the grid
-        if interpolate:
-            frames = self.interpolate(seed, seed + 1, max(n, 2), class_label, steps, guidance)
-            save_png(make_grid(frames, len(frames)), out)
-            print(f"wrote an interpolation strip of {len(frames)} frames (seed {seed} -> {seed + 1}) to {out}", file=sys.stderr)
-            return
-        t0 = time.perf_counter()
-        images = self.generate_array(n, seed, class_label, steps, sampler, guidance, progress=True)
-        seconds = time.perf_counter() - t0
-        save_png(make_grid(images, self.grid_columns(n)), out)
-        folder = out.with_suffix("")
-        for i, im in enumerate(images):
-            save_png(make_grid(im[None], 1, pad=0, min_tile=0), folder / f"{i:04d}.png")
-        print(f"wrote a grid of {n} images to {out} and each image to {folder}/ ({n / seconds:.1f} images/s)", file=sys.stderr)
 
     # ---- evaluation --------------------------------------------------------------------
 
@@ -387,3 +328,6 @@ class ImageGenerator:
             results["sampler"] = sampler or self.opts.sampler
             results["steps"] = steps or (self.opts.sample_steps if results["sampler"] == "ddim" else self.schedule.timesteps)
         return results
+
+
+TASK = ImageTask()

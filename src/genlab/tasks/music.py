@@ -12,7 +12,6 @@ never holds a shifted copy of a training piece.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,8 @@ from genlab.datasets import resolve_source
 from genlab.datasets.midi import MIDI_PATTERNS, read_score, usable_midi_files
 from genlab.datasets.token_store import TokenStore
 from genlab.errors import GenlabError
-from genlab.folders import check_output_file
-from genlab.files import atomic_write_bytes
-from genlab.tasks.sequence import SequenceGenerator, evaluate_tokens, train_sequence
+from genlab.samples import MusicSample
+from genlab.tasks.sequence import SequenceGenerator, SequenceTask, evaluate_tokens
 
 PITCH_PREFIXES = ("Pitch_", "NoteOn_", "NoteOff_")  # token kinds that name a pitch (drum tokens are PitchDrum_)
 DEFAULT_DATA = "bach"
@@ -64,6 +62,10 @@ class TransposedWindows:
     def block_size(self) -> int:
         return self.windows.block_size
 
+    @property
+    def tokens(self):
+        return self.windows.tokens
+
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = next(self.windows)  # (B, T) each
         s = torch.randint(0, len(self.shifts), (x.size(0),), generator=self.generator)  # (B,)
@@ -94,20 +96,17 @@ class MusicSource:
     def read(self, path: Path) -> Path:
         return path
 
+
+class MusicTask(SequenceTask):
+    def defaults(self, config: RunConfig) -> RunConfig:
+        return super().defaults(music_config(config))
+
     def tokenizer_options(self, config: RunConfig):
         return config.data.music
 
     def augment(self, windows, tokenizer, config: RunConfig):
         shift = config.data.music.transpose
         return TransposedWindows(windows, tokenizer.vocab, shift, config.train.seed) if shift else windows
-
-    @property
-    def generator_class(self):
-        return MusicGenerator
-
-
-def source() -> MusicSource:
-    return MusicSource()
 
 
 def music_config(config: RunConfig) -> RunConfig:
@@ -121,11 +120,6 @@ def music_config(config: RunConfig) -> RunConfig:
     if data.source == DataConfig().source:
         data = data.model_copy(update={"source": DEFAULT_DATA})
     return config.model_copy(update={"tokenizer": config.tokenizer.model_copy(update={"kind": "midi"}), "data": data})
-
-
-def train(config: RunConfig, progress: bool = True, overwrite: bool = False):
-    """Train a sequence model on MIDI (see music_config for the defaults a music run fills in)."""
-    return train_sequence(music_config(config), MusicSource(), progress, overwrite)
 
 
 # ---- lengths and cuts of a score (ticks) ------------------------------------------------
@@ -173,82 +167,74 @@ def cut(score, end_tick: int):
     return out
 
 
-def save_midi(score, dest: Path) -> None:
-    atomic_write_bytes(dest, bytes(score.dumps_midi()))
-
-
 class MusicGenerator(SequenceGenerator):
-    """Generate from a music run: `generate(prime, seconds=30)` -> symusic Score (prime + continuation)."""
+    """Generate from a music run: `generate(prime, seconds=30)` -> list[MusicSample] (prime + continuation)."""
+
+    modality = "music"
 
     def encode_prompt(self, prime) -> list[int]:
         """A MIDI path or Score -> its token ids; nothing -> the token most training pieces start with."""
         if prime is None or prime == "":
             return [self.tokenizer.start_id]
+        if isinstance(prime, (str, Path)) and not Path(prime).is_file():
+            raise GenlabError(f"{prime}: no such MIDI file")
         ids = self.tokenizer.encode(prime)
         if not ids:
             raise GenlabError(f"{prime}: no notes in the tracks this run keeps (data.music.programs)")
         return ids
 
-    def generate(self, prime=None, max_new_tokens: int | None = None, seconds: float | None = None, bars: int | None = None,
-                 temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                 repetition_penalty: float | None = None, seed: int | None = None, n: int = 1):
-        """Continue `prime` (a MIDI path or symusic Score; None starts afresh) by `seconds` of music,
-        `bars` bars, or `max_new_tokens` tokens (the run's sample.max_new_tokens when none is given).
+    def prime_seconds(self, prime) -> float | None:
+        """How long `prime` lasts as the tokenizer renders it (what a continuation starts after)."""
+        return seconds_of(self.tokenizer.decode(self.encode_prompt(prime))) if prime else None
 
-        Returns a symusic Score in ticks — the prime as the tokenizer renders it, then the new
-        music, cut at exactly the asked length — or a list of n Scores.
+    def generate(self, prime=None, n: int = 1, seed: int | None = None, seconds: float | None = None, bars: int | None = None,
+                 max_new_tokens: int | None = None, use_cache: bool = True, **decoding) -> list[MusicSample]:
+        """n continuations of `prime` (a MIDI path or symusic Score; None starts afresh) by `seconds` of
+        music, `bars` bars, or `max_new_tokens` tokens (the run's sample.max_new_tokens when none is given).
+
+        Each sample's score holds the prime as the tokenizer renders it, then the new music, cut at
+        exactly the asked length. Sample i equals a single sample drawn with seed + i.
         """
         if seconds is not None and bars is not None:
             raise GenlabError("--seconds and --bars: give one length, not both")
         if (seconds is not None and seconds <= 0) or (bars is not None and bars <= 0):
             raise GenlabError("--seconds/--bars: the length must be positive")
-        prime_ids = self.encode_prompt(prime)
-        if seconds is None and bars is None:
-            d = self.decoding(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                              repetition_penalty=repetition_penalty)
-            rows = [prime_ids + new for new in self._sample_ids(prime_ids, n, d, seed, None)]
-            scores = [self.tokenizer.decode(r) for r in rows]
-        else:
-            # A cap so a model that never reaches the length still stops: generous for dense music.
-            cap = max_new_tokens or int(64 * (seconds if seconds is not None else 2 * bars)) + 256
-            d = self.decoding(max_new_tokens=cap, temperature=temperature, top_k=top_k, top_p=top_p,
-                              repetition_penalty=repetition_penalty)
-            prime_score = self.tokenizer.decode(prime_ids) if prime else None
+        by_length = seconds is not None or bars is not None
+        # A cap so a model that never reaches the length still stops: generous for dense music.
+        cap = max_new_tokens or (int(64 * (seconds if seconds is not None else 2 * bars)) + 256 if by_length else None)
+        requests = self.requests(prime, n, seed, [], max_new_tokens=cap, **decoding)
+        prime_ids = requests[0].prompt
+        prime_score = self.tokenizer.decode(prime_ids) if prime else None
 
-            def end_tick(score) -> int:
-                if seconds is not None:
-                    return tick_at_second(score, (seconds_of(prime_score) if prime_score else 0.0) + seconds)
-                return bar_tick(score, (bars_of(prime_score) if prime_score else 0) + bars)
+        def end_tick(score) -> int:
+            if seconds is not None:
+                return tick_at_second(score, (seconds_of(prime_score) if prime_score else 0.0) + seconds)
+            return bar_tick(score, (bars_of(prime_score) if prime_score else 0) + bars)
 
-            def long_enough(ids: list[int]) -> bool:
-                score = self.tokenizer.decode(prime_ids + ids)
-                return score.note_num() > 0 and score.end() >= end_tick(score)
-
-            rows = [prime_ids + new for new in self._sample_ids(prime_ids, n, d, seed, long_enough)]
-            scores = []
-            for r in rows:
-                score = self.tokenizer.decode(r)
+        engine = self.engine(use_cache, text=False)
+        slots = [engine.add(r) for r in requests]
+        while engine.active:
+            for event in engine.step():
+                made = engine.tokens(event.slot)
+                if by_length and event.finish is None and len(made) % CHECK_EVERY == 0:
+                    score = self.tokenizer.decode(prime_ids + made)
+                    if score.note_num() > 0 and score.end() >= end_tick(score):
+                        engine.cancel(event.slot)  # long enough
+        samples = []
+        for slot in slots:
+            made = engine.tokens(slot)
+            score = self.tokenizer.decode(prime_ids + made)
+            finish = "length"
+            if by_length:
                 if score.end() < end_tick(score):
-                    print(f"warning: stopped at the {cap}-token cap before the asked length", file=sys.stderr)
-                scores.append(cut(score, end_tick(score)))
-        return scores[0] if n == 1 else scores
+                    finish = "cap"
+                score = cut(score, end_tick(score))
+            samples.append(MusicSample(score, made, finish))
+        return samples
 
-    def _sample_ids(self, prime_ids: list[int], n: int, d, seed, long_enough) -> list[list[int]]:
-        """n rows of new token ids; with `long_enough`, each row stops growing once it says so."""
-        rows: list[list[int]] = [[] for _ in range(n)]
-        done = [False] * n
-        for step, next_ids in enumerate(self.token_stream(prime_ids, n, d, seed), start=1):
-            for i, t in enumerate(next_ids.tolist()):
-                if not done[i]:
-                    rows[i].append(t)
-            if long_enough is not None and step % CHECK_EVERY == 0:
-                done = [done[i] or long_enough(rows[i]) for i in range(n)]
-                if all(done):
-                    break
-        return rows
-
-    def render(self, score) -> str:
-        """A score as readable text (what training writes to samples/): one line per bar of note names."""
+    def describe(self, sample) -> str:
+        """A sample as readable text (what training writes to samples/): one line per bar of note names."""
+        score = sample.score
         if score.note_num() == 0:
             return "(no notes)\n"
         names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
@@ -260,41 +246,6 @@ class MusicGenerator(SequenceGenerator):
             lines.setdefault(bar, []).append(f"{names[pitch % 12]}{pitch // 12 - 1}")
         head = f"{score.note_num()} notes, {seconds_of(score):.1f} s\n"
         return head + "".join(f"bar {bar:3d}: {' '.join(ps)}\n" for bar, ps in sorted(lines.items()))
-
-    # ---- writing -----------------------------------------------------------------------------
-
-    def write(self, score, dest: Path, prime_seconds: float | None = None, title: str = "") -> tuple[list[Path], str]:
-        """Write dest (.mid), and beside it .png (piano roll) and .wav; returns the three paths and
-        which renderer made the audio."""
-        from genlab.audio import piano_roll_png, render_wav
-
-        dest = Path(dest).with_suffix(".mid")
-        save_midi(score, dest)
-        piano_roll_png(score, dest.with_suffix(".png"), prime_seconds, title)
-        renderer = render_wav(score, dest, dest.with_suffix(".wav"))
-        return [dest, dest.with_suffix(".png"), dest.with_suffix(".wav")], renderer
-
-    def sample_command(self, n: int = 1, seed: int | None = None, out: Path | None = None, prime: Path | None = None,
-                       seconds: float | None = None, bars: int | None = None, max_new_tokens: int | None = None,
-                       temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                       repetition_penalty: float | None = None) -> None:
-        """`genlab sample` for music: write OUT.mid, OUT.png (piano roll) and OUT.wav per sample
-        (OUT_1.mid, OUT_2.mid, ... when n > 1); OUT defaults to RUN/samples/sample.mid."""
-        out = Path(out) if out is not None else self.run.samples / "sample.mid"
-        if prime is not None and not Path(prime).is_file():
-            raise GenlabError(f"{prime}: no such MIDI file")
-        scores = self.generate(prime, max_new_tokens=max_new_tokens, seconds=seconds, bars=bars, temperature=temperature,
-                               top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, seed=seed, n=n)
-        scores = scores if isinstance(scores, list) else [scores]
-        prime_seconds = seconds_of(self.tokenizer.decode(self.encode_prompt(prime))) if prime else None
-        for i, score in enumerate(scores, start=1):
-            dest = out if n == 1 else out.with_name(f"{out.stem}_{i}{out.suffix or '.mid'}")
-            for path, kind in ((dest.with_suffix(".mid"), "midi"), (dest.with_suffix(".png"), "png"), (dest.with_suffix(".wav"), "wav")):
-                check_output_file(path, kind)
-            title = f"{self.run.path.name}: " + (f"continuation of {Path(prime).name}" if prime else "from scratch")
-            paths, renderer = self.write(score, dest, prime_seconds, title)
-            print(f"wrote {', '.join(str(p) for p in paths)}  ({seconds_of(score):.1f} s, {score.note_num()} notes; "
-                  f"audio: {renderer})", file=sys.stderr)
 
     # ---- evaluation ----------------------------------------------------------------------------
 
@@ -329,9 +280,8 @@ class MusicGenerator(SequenceGenerator):
         loss = evaluate_tokens(self.model, tokens, self.tokenizer.unit_lengths(), block, self.device)
         real = self.heldout_pieces(tokens, samples, sample_tokens, chunk)
         generated = self.generate(max_new_tokens=sample_tokens, n=samples, seed=seed)
-        generated = generated if isinstance(generated, list) else [generated]
         reference = pitch_class_histogram(real)
-        made = music_metrics([Piece.from_score(s) for s in generated], reference)
+        made = music_metrics([Piece.from_score(s.score) for s in generated], reference)
         held = music_metrics(real, reference)
         results = {"data": where, "tokens": loss["tokens"], "loss": loss["loss"], "perplexity": loss["perplexity"]}
         for key in made:
@@ -348,3 +298,6 @@ def chorale_opening(folder: Path, bars: int = 2):
     path = usable_midi_files(folder, progress=False)[0]
     score = read_score(path)
     return cut(score, bar_tick(score, bars)), path.name
+
+
+TASK = MusicTask("music", MusicSource(), MusicGenerator)

@@ -1,0 +1,300 @@
+"""The step engine: every sequence genlab samples is decoded here, one token per active slot per step.
+
+    engine = Engine(model, tokenizer, device)
+    slot = engine.add(Request(prompt_ids, Decoding(...), seed=1, stop=["\\n\\n"]))
+    while engine.active:
+        for event in engine.step():     # Event(slot, token, text, finish)
+            ...
+    engine.cancel(slot)                 # leave early (a client went away, music long enough)
+
+A slot is one row of output with its own seed, decoding options and stop
+strings. Requests may join and leave between steps. Slots added between
+two steps whose prompts have the same length start together as one group:
+one batched forward per group per step, with one model state (KV cache,
+RNN hidden state) per group. A finished or cancelled row stays in its
+group's batch (its output is ignored) until the whole group is done.
+
+Each slot draws from its own seeded torch.Generator, so a request's tokens
+do not depend on which other requests share the engine. Past a bounded
+context (`model.max_context`) every new token sees exactly the last
+`max_context` tokens, as in training: the window is recomputed (a sliding
+window), so cached and uncached decoding agree token for token.
+
+Logits go through, in order: repetition penalty -> temperature -> top-k ->
+top-p. Temperature 0 is greedy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+
+@dataclass
+class Decoding:
+    max_new_tokens: int = 200
+    temperature: float = 0.8  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1.0 = off
+    repetition_penalty: float = 1.0  # 1.0 = off; >1 discourages tokens already present (Keskar et al. 2019)
+
+
+@dataclass
+class Request:
+    prompt: list[int]  # token ids, at least one
+    decoding: Decoding = field(default_factory=Decoding)
+    seed: int | None = None  # None: a fresh random seed
+    stop: Sequence[str] = ()  # text that ends the slot (needs a tokenizer); not part of the output
+
+
+@dataclass
+class Event:
+    slot: int
+    token: int
+    text: str  # text this token settled ("" without a tokenizer, or while it may still begin a stop string)
+    finish: str | None = None  # None while running; "length" or "stop" on the slot's last event
+
+
+def filter_logits(logits: torch.Tensor, history: torch.Tensor | None, d: Decoding) -> torch.Tensor:
+    """logits (B, V) -> adjusted logits (B, V) with -inf where a token may not be drawn."""
+    logits = logits.float()
+    if d.repetition_penalty != 1.0 and history is not None and history.numel():
+        seen = torch.gather(logits, 1, history)
+        seen = torch.where(seen > 0, seen / d.repetition_penalty, seen * d.repetition_penalty)
+        logits = logits.scatter(1, history, seen)
+    if d.temperature <= 0:
+        return logits
+    logits = logits / d.temperature
+    if d.top_k and d.top_k < logits.size(-1):
+        kth = torch.topk(logits, d.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if d.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        # Drop a token when the tokens before it already cover top_p; the top token always stays.
+        drop = probs.cumsum(-1) - probs >= d.top_p
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    return logits
+
+
+def choose(logits: torch.Tensor, greedy: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Adjusted logits (B, V), greedy rows (B,) bool, one uniform draw per row (B,) -> next ids (B,).
+
+    A sampled row takes the first token whose cumulative probability passes its uniform draw
+    (inverse-CDF sampling): the draws come from each slot's own generator, the rest is batched."""
+    probs = logits.softmax(-1)
+    cdf = probs.cumsum(-1)
+    drawn = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None].to(cdf.dtype), right=True).squeeze(1)
+    drawn = drawn.clamp(max=logits.size(-1) - 1)
+    return torch.where(greedy, logits.argmax(-1), drawn)
+
+
+class TextAssembler:
+    """Turns one slot's token ids into text as they arrive: holds back incomplete UTF-8 (byte-level
+    BPE can split a character across tokens) and any tail that may begin a stop string."""
+
+    def __init__(self, tokenizer, stop: Sequence[str]):
+        self.tokenizer, self.stop = tokenizer, [s for s in stop if s]
+        self.text = ""  # settled text so far
+        self.pending: list[int] = []
+        self.emitted = 0
+        self.stopped = False
+
+    def push(self, token: int) -> None:
+        if self.stopped:
+            return
+        self.pending.append(token)
+        piece = self.tokenizer.decode(self.pending)
+        if piece.endswith("\ufffd") and len(self.pending) < 4:
+            return  # wait for the rest of a multi-byte character
+        self.text += piece
+        self.pending = []
+        for s in self.stop:
+            i = self.text.find(s)
+            if i >= 0:
+                self.text, self.stopped = self.text[:i], True
+
+    def finish(self) -> None:
+        if self.pending and not self.stopped:
+            self.text += self.tokenizer.decode(self.pending)
+            self.pending = []
+        self.stopped = True
+
+    def take(self) -> str:
+        """The new text that can no longer change."""
+        safe = len(self.text)
+        if not self.stopped:
+            for s in self.stop:
+                for k in range(min(len(s) - 1, len(self.text)), 0, -1):
+                    if self.text.endswith(s[:k]):
+                        safe = min(safe, len(self.text) - k)
+                        break
+        out = self.text[self.emitted:safe]
+        self.emitted = max(self.emitted, safe)
+        return out
+
+
+@dataclass
+class _Slot:
+    request: Request
+    generator: torch.Generator
+    text: TextAssembler | None
+    tokens: list[int] = field(default_factory=list)  # generated so far
+    finish: str | None = None
+
+
+class _Group:
+    """Slots that started together: one (B, T) token tensor and one model state."""
+
+    def __init__(self, slots: list[int], prompts: list[list[int]], device):
+        self.slots = slots
+        self.tokens = torch.tensor(prompts, dtype=torch.long, device=device)  # (B, T)
+        self.state = None
+        self.started = False
+
+
+class Engine:
+    def __init__(self, model, tokenizer=None, device: torch.device | str = "cpu", use_cache: bool = True):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.use_cache = use_cache
+        self.limit = getattr(model, "max_context", None)
+        self.slots: dict[int, _Slot] = {}
+        self.groups: list[_Group] = []
+        self.waiting: list[int] = []
+        self.next_slot = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.waiting or self.groups)
+
+    def add(self, request: Request) -> int:
+        """Queue `request`; it starts at the next step. Returns its slot id."""
+        if not request.prompt:
+            raise ValueError("a request needs at least one prompt token")
+        seed = request.seed if request.seed is not None else int(torch.seed() % (1 << 63))
+        slot = self.next_slot
+        self.next_slot += 1
+        text = TextAssembler(self.tokenizer, request.stop) if self.tokenizer is not None else None
+        self.slots[slot] = _Slot(request, torch.Generator().manual_seed(seed), text)
+        self.waiting.append(slot)
+        if request.decoding.max_new_tokens <= 0:
+            self._finish(slot, "length")
+        return slot
+
+    def cancel(self, slot: int) -> None:
+        """Stop `slot` now; it produces no more events."""
+        s = self.slots.get(slot)
+        if s is not None and s.finish is None:
+            s.finish = "cancelled"
+        self._prune()
+
+    def tokens(self, slot: int) -> list[int]:
+        return self.slots[slot].tokens
+
+    def text(self, slot: int) -> str:
+        s = self.slots[slot]
+        return s.text.text if s.text is not None else ""
+
+    def release(self, slot: int) -> None:
+        """Forget a finished slot (a long-running engine keeps nothing of finished requests)."""
+        self.cancel(slot)
+        self.slots.pop(slot, None)
+
+    # ---- one step --------------------------------------------------------------------------------
+
+    @torch.inference_mode()  # lighter than no_grad: no version counters on the cache tensors
+    def step(self) -> list[Event]:
+        """Advance every running slot by one token; returns their events (a finished slot's last has `finish`)."""
+        self._start_waiting()
+        events: list[Event] = []
+        for group in self.groups:
+            logits = self._next_logits(group)  # (B, V)
+            rows = [i for i, s in enumerate(group.slots) if self._running(s)]
+            if not rows:
+                continue
+            picked = self._pick(group, logits, rows)
+            nxt = group.tokens[:, -1].clone()  # finished rows repeat their last token; nobody reads it
+            nxt[rows] = picked
+            group.tokens = torch.cat([group.tokens, nxt[:, None]], dim=1)
+            for i, token in zip(rows, picked.tolist()):
+                events.append(self._advance(group.slots[i], token))
+        self._prune()
+        return events
+
+    def _start_waiting(self) -> None:
+        by_length: dict[int, list[int]] = {}
+        for slot in self.waiting:
+            if self._running(slot):
+                by_length.setdefault(len(self.slots[slot].request.prompt), []).append(slot)
+        self.waiting = []
+        for slots in by_length.values():
+            self.groups.append(_Group(slots, [self.slots[s].request.prompt for s in slots], self.device))
+
+    def _next_logits(self, group: _Group) -> torch.Tensor:
+        tokens = group.tokens
+        if not self.use_cache or (self.limit is not None and tokens.size(1) > self.limit):
+            context = tokens if self.limit is None else tokens[:, -self.limit:]
+            return self.model(context)[:, -1]
+        if not group.started:
+            group.state = self.model.init_state(tokens.size(0))
+            group.started = True
+            logits, group.state = self.model.step(tokens, group.state)
+        else:
+            logits, group.state = self.model.step(tokens[:, -1:], group.state)
+        return logits[:, -1]
+
+    def _pick(self, group: _Group, logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        """Next token ids (len(rows),): one batched filter when the rows decode alike, else row by row."""
+        decodings = [self.slots[group.slots[i]].request.decoding for i in rows]
+        logits = logits[rows]
+        if all(d == decodings[0] for d in decodings):
+            history = group.tokens[rows] if decodings[0].repetition_penalty != 1.0 else None
+            filtered = filter_logits(logits, history, decodings[0])
+        else:
+            filtered = torch.cat([filter_logits(logits[j: j + 1], group.tokens[[i]] if d.repetition_penalty != 1.0 else None, d)
+                                  for j, (i, d) in enumerate(zip(rows, decodings))])
+        greedy = torch.tensor([d.temperature <= 0 for d in decodings], device=logits.device)
+        uniforms = torch.cat([torch.rand(1, generator=self.slots[group.slots[i]].generator) for i in rows]).to(logits.device)
+        return choose(filtered, greedy, uniforms)
+
+    def _advance(self, slot: int, token: int) -> Event:
+        s = self.slots[slot]
+        s.tokens.append(token)
+        finish = None
+        if s.text is not None:
+            s.text.push(token)
+            if s.text.stopped:
+                finish = "stop"
+        if finish is None and len(s.tokens) >= s.request.decoding.max_new_tokens:
+            finish = "length"
+        if finish is not None:
+            self._finish(slot, finish)
+        return Event(slot, token, s.text.take() if s.text is not None else "", finish)
+
+    def _finish(self, slot: int, reason: str) -> None:
+        s = self.slots[slot]
+        s.finish = reason
+        if s.text is not None:
+            s.text.finish()
+
+    def _running(self, slot: int) -> bool:
+        return slot in self.slots and self.slots[slot].finish is None
+
+    def _prune(self) -> None:
+        self.groups = [g for g in self.groups if any(map(self._running, g.slots))]
+        self.waiting = [s for s in self.waiting if self._running(s)]
+
+
+def decode(engine: Engine, requests: list[Request]) -> list[int]:
+    """Add `requests` and step until all of them finish; returns their slots (read with engine.tokens/text)."""
+    slots = [engine.add(r) for r in requests]
+    pending = set(slots)
+    while pending and engine.active:
+        for event in engine.step():
+            if event.finish is not None:
+                pending.discard(event.slot)
+    return slots

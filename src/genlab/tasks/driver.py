@@ -1,0 +1,141 @@
+"""The task protocol, and the one training driver every modality goes through.
+
+A modality is one module in genlab.tasks, registered in `tasks.TASKS`, whose `TASK` object supplies:
+
+    name                                  "text", "code", "music", "image", ...
+    defaults(config) -> config            what the modality decides when the user left it unset (data source,
+                                          tokenizer kind, family defaults); refuses a model of another modality
+    prepare(config, run, resume, progress) -> data
+                                          its data under run.data (tokenizer + token store, decoded images):
+                                          built once by rank 0, reused on resume
+    reopen(config, run) -> data           the prepared data, read by the other ranks under torchrun
+    build_model(config, data) -> module   a family from its model registry (models.FAMILIES)
+    training(config, run, data, model, device) -> Training
+                                          objective, batches, and the eval and sample hooks
+    Generator                             the class `genlab.load(run)` returns: generate(...) -> list of typed
+                                          samples (genlab.samples), evaluate(...) -> dict of metrics
+
+`train_task` does the rest, the same for every modality: the run folder (genlab.folders: only a folder
+genlab marked as a run is resumed or replaced), the rank-0 guard, `train.init_from`, the Trainer with its
+checkpoints and exact resume. Adding a modality is one new module with a TASK, plus its families in
+`models.FAMILIES` (docs/architecture.md walks through it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+
+from genlab import distributed
+from genlab.config import RunConfig, load_config, save_config
+from genlab.distributed import pick_device
+from genlab.errors import GenlabError
+from genlab.folders import claim, empty
+from genlab.runs import RunDir, load_tensors
+from genlab.trainer import Trainer
+from genlab.weights import load_weights
+
+
+@dataclass
+class Training:
+    """What a task hands the trainer."""
+
+    objective: object  # genlab.objectives: modules, players, losses(batch)
+    batches: object  # an endless iterator of batches with state_dict() (genlab.datasets.batches)
+    evaluate: Callable[[], dict] | None = None  # held-out metrics at every eval
+    write_samples: Callable[[int, dict], None] | None = None  # (step, weights to sample with) -> files in samples/
+    items_per_batch: int = 1  # tokens or images per batch, for the throughput figure
+    item_name: str = "tok"
+
+
+class Task(Protocol):
+    name: str
+    Generator: type
+
+    def defaults(self, config: RunConfig) -> RunConfig: ...
+    def prepare(self, config: RunConfig, run: RunDir, resume: bool, progress: bool): ...
+    def reopen(self, config: RunConfig, run: RunDir): ...
+    def build_model(self, config: RunConfig, data) -> torch.nn.Module: ...
+    def training(self, config: RunConfig, run: RunDir, data, model: torch.nn.Module, device: torch.device) -> Training: ...
+
+
+# Fields that may change between a run and its resumption: budgets and display.
+_RESUMABLE = {("train", "max_steps"), ("train", "max_time"), ("train", "progress")}
+
+
+def _comparable(config: RunConfig) -> dict:
+    d = config.model_dump()
+    d.pop("out")
+    for section, key in _RESUMABLE:
+        d[section].pop(key)
+    return d
+
+
+def open_run(config: RunConfig, overwrite: bool) -> tuple[RunDir, bool]:
+    """The run directory for `config`, and whether to resume what it holds.
+
+    Only a folder genlab marked as a run is resumed or replaced (genlab.folders); a marked run that
+    never reached its first checkpoint is emptied and started again."""
+    run = RunDir(config.out)
+    if claim(run.path, "run", overwrite=overwrite, inputs=[config.data.source, config.train.init_from]):
+        if run.latest_checkpoint() is not None and run.config.is_file():
+            saved = load_config(run.config)
+            if _comparable(saved) != _comparable(config):
+                raise GenlabError(f"{run.path}: holds a run with a different config; pass --overwrite or another --out")
+            return run, True
+        empty(run.path)
+    return run, False
+
+
+def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: bool = False) -> tuple[RunConfig, dict]:
+    """Train (or resume) the run `config` describes with `task`; returns (the resolved config, results)."""
+    config = task.defaults(config)  # before anything is written
+    torch.manual_seed(config.train.seed)
+    w = distributed.world()
+    if w.is_main:  # under torchrun, rank 0 alone prepares the run folder; the others read it
+        run, resume = open_run(config, overwrite)
+        if not resume:  # a resumed run's config is rewritten once its checkpoint has loaded
+            save_config(config, run.config)
+        data = task.prepare(config, run, resume, progress)
+    distributed.barrier(w)
+    if not w.is_main:
+        run = RunDir(config.out)
+        resume, progress = run.latest_checkpoint() is not None, False
+        data = task.reopen(config, run)
+    model = task.build_model(config, data)
+    if config.train.init_from and not resume:
+        base = RunDir(config.train.init_from).require()
+        load_weights({"model": model}, load_tensors(base.weights), base.weights)
+    device = pick_device(config.train.device)
+    if hasattr(model, "fit"):  # count-based families (n-gram) are fitted, not trained by gradient
+        return config, fit_counts(task, config, run, data, model, device)
+    t = task.training(config, run, data, model, device)
+    trainer = Trainer(t.objective, t.batches, config.train, run, t.evaluate, t.write_samples, t.items_per_batch, t.item_name)
+    if resume:
+        trainer.load_checkpoint()
+        if w.is_main:
+            save_config(config, run.config)  # the new budget
+        if progress and trainer.state.step:
+            print(f"resuming {run.path} from step {trainer.state.step}")
+    return config, trainer.fit()
+
+
+def fit_counts(task: Task, config: RunConfig, run: RunDir, data, model, device) -> dict:
+    """Fit a count-based model on the training split in one pass; weights and one metrics row, no checkpoint."""
+    import json
+    import time
+
+    from genlab.runs import save_tensors
+    from genlab.weights import weights_of
+
+    started = time.perf_counter()
+    t = task.training(config, run, data, model, device)
+    model.fit(t.batches.tokens)
+    save_tensors(run.weights, weights_of({"model": model}))
+    results = {"step": 0, "elapsed": round(time.perf_counter() - started, 3)}
+    results |= t.evaluate() if t.evaluate else {}
+    with open(run.metrics, "a") as f:
+        f.write(json.dumps(results) + "\n")
+    return results
