@@ -126,6 +126,12 @@ def _family_config(family, tmp_path, corpus_file, midi_folder):
     if family == "music":
         return {"task": "music", "data": {"source": str(midi_folder), "music": {"transpose": 6}},
                 "model": {"name": "gpt", **sizes["gpt"], "block_size": 32}, "train": train}
+    if family == "lstm-carry":  # the carried hidden state and the streams' positions are in the checkpoint
+        return {"task": "text", "data": {"source": str(corpus_file)}, "model": {"name": "lstm", **sizes["lstm"], "block_size": 16},
+                "train": {**train, "carry_state": True}}
+    if family == "fnet-fourier":
+        return {"task": "text", "data": {"source": str(corpus_file)},
+                "model": {"name": "fnet", **sizes["fnet"], "block_size": 16, "mixing": "fourier"}, "train": train}
     if family in ("gan", "dcgan", "vae", "ddpm"):
         return {"task": "image", "data": {"source": "digits"}, "model": {"name": family, **sizes[family]},
                 "train": {**train, "ema_decay": 0.9} if family == "ddpm" else train}
@@ -148,7 +154,7 @@ def midi_folder(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("family", ["gpt", "lstm", "gru", "fnet", "gan", "dcgan", "vae", "ddpm", "music"])
+@pytest.mark.parametrize("family", ["gpt", "lstm", "lstm-carry", "gru", "fnet", "fnet-fourier", "gan", "dcgan", "vae", "ddpm", "music"])
 def test_every_family_resumes_exactly(family, tmp_path, corpus_file, midi_folder, monkeypatch):
     # Two optimizers (GANs), EMA (ddpm), dropout (gpt, fnet) and augmentation (music transposition)
     # all live in the checkpoint: a run stopped after its step-3 checkpoint ends like one never stopped.

@@ -6,16 +6,18 @@ import torch
 from genlab.config import build_config
 from genlab.models import family_class
 
-FAMILIES = ["gpt", "lstm", "gru", "fnet", "ngram"]
+FAMILIES = ["gpt", "lstm", "gru", "fnet", "fnet-fourier", "ngram"]
 VOCAB = 50
 
 
 def tiny_model(name: str):
     sets = {"gpt": ["model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=16"],
-            "lstm": ["model.n_layer=2", "model.n_embd=32"], "gru": ["model.n_layer=2", "model.n_embd=32"]}.get(name, [])
-    cfg = build_config(None, {"model": name}, sets)
+            "lstm": ["model.n_layer=2", "model.n_embd=32"], "gru": ["model.n_layer=2", "model.n_embd=32"],
+            "fnet-fourier": ["model.mixing=fourier"]}.get(name, [])
+    family = name.split("-")[0]
+    cfg = build_config(None, {"model": family}, sets)
     torch.manual_seed(0)
-    model = family_class(name)(cfg.model, VOCAB)
+    model = family_class(family)(cfg.model, VOCAB)
     if hasattr(model, "fit"):  # count-based families learn from tokens, not from gradients
         model.fit(torch.randint(0, VOCAB, (2000,), generator=torch.Generator().manual_seed(0)).numpy().astype("uint16"))
     return model.eval()

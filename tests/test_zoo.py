@@ -30,14 +30,14 @@ def tiny(family: str, block: int = 32):
         return GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=block, rope=family == "gpt-rope"), V)
     if family in ("lstm", "gru"):
         return RNN(RNNConfig(name=family, n_layer=2, n_embd=16, dropout=0.0), V)
-    if family == "fnet":
-        return FNet(FNetConfig(n_layer=2, n_embd=16, block_size=block), V)
+    if family in ("fnet", "fnet-fourier"):
+        return FNet(FNetConfig(n_layer=2, n_embd=16, block_size=block, mixing="fourier" if family == "fnet-fourier" else "learned"), V)
     model = NGram(NGramConfig(order=4), V)
     model.fit(np.random.default_rng(0).integers(0, V, 3000))
     return model
 
 
-FAMILIES = ["gpt", "gpt-rope", "lstm", "gru", "fnet", "ngram"]
+FAMILIES = ["gpt", "gpt-rope", "lstm", "gru", "fnet", "fnet-fourier", "ngram"]
 
 
 def decode_rows(model, prompt: torch.Tensor, d: Decoding, use_cache: bool, seed: int = 0) -> torch.Tensor:
@@ -93,7 +93,7 @@ def test_a_batch_of_prompts_decodes_as_each_prompt_alone(family):
         assert torch.equal(together[row], greedy(model, prompts[row : row + 1], 12, use_cache=True)[0])
 
 
-@pytest.mark.parametrize("family", ["gpt", "gpt-rope", "fnet"])
+@pytest.mark.parametrize("family", ["gpt", "gpt-rope", "fnet", "fnet-fourier"])
 def test_sampling_past_the_context_window_equals_recomputing_it(family):
     # Two and a half windows: past block_size each token sees exactly the last 8, cached or not.
     model = tiny(family, block=8)
@@ -139,8 +139,24 @@ def test_fnet_outputs_do_not_depend_on_later_tokens(length):
     assert not torch.allclose(a[:, length // 2 :], b[:, length // 2 :])  # and later positions do react
 
 
-def test_fnet_learns_a_pattern_attention_free():
-    model = FNet(FNetConfig(n_layer=1, n_embd=32, block_size=16), V)
+def test_fourier_mixing_is_the_real_part_of_fnets_dft_with_the_future_masked():
+    from genlab.models.fnet import FourierMixing
+
+    T, C, N = 6, 4, 8
+    mixer = FourierMixing(FNetConfig(n_embd=C, block_size=N))
+    assert list(mixer.parameters()) == [] and mixer.state_dict() == {}  # parameter-free, nothing to save
+    x = torch.randn(2, T, C, dtype=torch.float64)
+    # Re( (causal rows of the N-point sequence DFT) @ X @ (C-point hidden DFT) ), row t scaled by 1/sqrt((t+1) C)
+    seq = torch.fft.fft(torch.eye(N, dtype=torch.float64))[:T, :T] * torch.tril(torch.ones(T, T))
+    hidden = torch.fft.fft(torch.eye(C, dtype=torch.float64))
+    expected = (seq.to(torch.complex128) @ x.to(torch.complex128) @ hidden).real
+    expected = expected / (torch.arange(1, T + 1, dtype=torch.float64)[:, None] * C).sqrt()
+    torch.testing.assert_close(mixer(x.float()).double(), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mixing", ["learned", "fourier"])
+def test_fnet_learns_a_pattern_attention_free(mixing):
+    model = FNet(FNetConfig(n_layer=1, n_embd=32, block_size=16, mixing=mixing), V)
     data = torch.arange(17).remainder(5).repeat(8, 1)  # 0 1 2 3 4 0 1 ...
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(60):
@@ -283,3 +299,53 @@ def test_compare_models_flag_trains_each_family_with_its_defaults(tmp_path):
     rows = compare([], out=tmp_path / "cmp", models=["ngram"], data=str(data), progress=False)
     assert [(r["name"], r["family"]) for r in rows] == [("ngram", "ngram")]
     assert (tmp_path / "cmp" / "configs" / "ngram.toml").is_file() and (tmp_path / "cmp" / "ngram" / "model.safetensors").is_file()
+
+
+# ---- carried state (truncated BPTT) ------------------------------------------------------------
+
+
+def test_stream_windows_continue_each_row_and_flag_restarts():
+    from genlab.datasets.token_store import StreamWindows
+
+    tokens = np.arange(203)
+    windows = StreamWindows(tokens, block_size=10, batch_size=4, seed=0)  # 4 streams of 50 tokens
+    x1, y1, reset1 = next(windows)
+    x2, y2, reset2 = next(windows)
+    assert reset1.all() and not reset2.any()
+    assert torch.equal(x2[:, 0], x1[:, -1] + 1) and torch.equal(y1, x1 + 1)  # row i goes on where it stopped
+    assert (x1[:, 0] // 50 == torch.arange(4)).all()  # each stream stays in its own chunk
+    seen = [next(windows) for _ in range(6)]
+    assert any(r.all() for _, _, r in seen)  # a stream at the end of its chunk starts over, from zeros
+    for x, _, r in seen:
+        assert ((x[:, 0] // 50) == torch.arange(4)).all() and ((x[:, -1] // 50) == torch.arange(4)).all()
+
+
+def test_carried_state_is_the_state_of_one_long_forward():
+    from genlab.objectives.lm import LanguageModeling
+
+    model = tiny("lstm").train()
+    lm = LanguageModeling(model, carry_state=True)
+    x = torch.randint(0, V, (2, 12))
+    y = torch.randint(0, V, (2, 12))
+    no_reset = torch.zeros(2, dtype=torch.bool)
+    with torch.no_grad():
+        full = model(x)
+        first = lm._carried_forward(x[:, :6], torch.ones(2, dtype=torch.bool))
+        second = lm._carried_forward(x[:, 6:], no_reset)
+        torch.testing.assert_close(torch.cat([first, second], 1), full)  # window 2 continues window 1
+        lm._carried_forward(x[:, 6:], torch.tensor([True, False]))  # row 0 restarts from zeros
+    assert lm.state["h"].shape == (2, 2, 16) and set(lm.state_dict()) == {"h", "c"}
+    loss = next(lm.losses((x, y, no_reset)))[1]
+    loss.backward()  # the carried state is detached: the graph ends at this window
+    assert all(v.grad_fn is None for v in lm.state.values())
+
+
+def test_carry_state_is_refused_for_models_without_a_state(tmp_path):
+    import genlab
+
+    data = write_corpus(tmp_path / "corpus.txt")
+    with pytest.raises(GenlabError, match="train.carry_state: only recurrent models"):
+        genlab.train({"task": "text", "out": str(tmp_path / "run"), "data": {"source": str(data)},
+                      "model": {"name": "gpt", "n_layer": 1, "n_head": 1, "n_embd": 8, "block_size": 8},
+                      "train": {"carry_state": True, "max_steps": 1, "progress": False}}, progress=False)
+    assert not (tmp_path / "run").exists()

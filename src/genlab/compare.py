@@ -81,6 +81,13 @@ def _split_signature(run: RunDir) -> dict:
     return {"seed": h["seed"], "units": {k: v["units"] for k, v in h["splits"].items()}}
 
 
+def family_label(config) -> str:
+    """The family as the table names it: FNet's two mixers are different models and are named for what they are."""
+    if config.model.name == "fnet":
+        return "fnet, Fourier mixing" if config.model.mixing == "fourier" else "fnet, learned causal conv"
+    return config.model.name
+
+
 def measure(run_path: Path, device: str = "cpu", sample_tokens: int = 200) -> dict:
     """One row of the table for a finished sequence run."""
     from genlab.api import load
@@ -104,7 +111,7 @@ def measure(run_path: Path, device: str = "cpu", sample_tokens: int = 200) -> di
     return {
         "name": run.path.name,
         "path": str(run.path),
-        "family": config.model.name,
+        "family": family_label(config),
         "params": int(model.num_params()),
         "val_loss": r["loss"],
         "val_bits_per_unit": r["bits_per_unit"],

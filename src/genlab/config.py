@@ -135,6 +135,9 @@ class TrainConfig(Section):
     ema_decay: Probability | None = None
     sample_tokens: Count = 200  # length of the samples written at each eval
     compile: bool = False
+    # RNNs: carry the hidden state from each training window to the next one of the same stream (truncated
+    # backprop through time, as char-rnn), instead of starting every random window from zeros.
+    carry_state: bool = False
     progress: bool = True
     init_from: str | None = None  # a run directory to fine-tune: its weights and tokenizer are the start
 

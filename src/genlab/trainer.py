@@ -157,6 +157,8 @@ class Trainer:
             tensors["rng/cuda"] = torch.cuda.get_rng_state(self.device)
         for key, t in self.batches.state_dict().items():
             tensors[f"batches/{key}"] = t
+        for key, t in getattr(self.objective, "state_dict", dict)().items():  # e.g. a carried RNN state
+            tensors[f"objective/{key}"] = t
         save_tensors(tmp / "state.safetensors", tensors)
         if self.ema is not None:
             save_tensors(tmp / "ema.safetensors", self.ema)
@@ -202,6 +204,8 @@ class Trainer:
         if "rng/cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng/cuda"], self.device)
         self.batches.load_state_dict({k.removeprefix("batches/"): t for k, t in tensors.items() if k.startswith("batches/")})
+        if hasattr(self.objective, "load_state_dict"):
+            self.objective.load_state_dict({k.removeprefix("objective/"): t for k, t in tensors.items() if k.startswith("objective/")})
         if self.ema is not None:
             self.ema = {k: v.to(self.device) for k, v in load_tensors(folder / "ema.safetensors").items()}
 

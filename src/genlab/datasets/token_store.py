@@ -147,6 +147,46 @@ class WindowSampler(SeededBatches):
         return windows[:, :-1], windows[:, 1:]  # (B, T) inputs, (B, T) next-token targets
 
 
+class StreamWindows(SeededBatches):
+    """Consecutive windows for truncated backprop through time: row i of every batch continues row i of the last.
+
+    As in char-rnn, the token array is cut into `batch_size` equal chunks, one stream each; every batch holds
+    the next `block_size` tokens of every stream, from a seeded random start. A stream that reaches the end
+    of its chunk starts it over, and its `reset` flag (a third tensor, (B,) bool) tells the objective to
+    drop the state it carried. The positions are part of the checkpoint, so a resumed run sees the same batches.
+    """
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int):
+        span = (len(tokens) - 1) // batch_size  # tokens per stream (and one more for the last target)
+        if span < block_size + 1:
+            raise GenlabError(f"train.carry_state: the training split ({len(tokens)} tokens) is too small for "
+                              f"{batch_size} streams of {block_size}-token windows; lower train.batch_size")
+        self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
+        super().__init__(seed)
+        self.chunk_starts = torch.arange(batch_size) * span
+        self.chunk_ends = self.chunk_starts + span + 1  # one past the last token a window of this stream may read
+        shift = int(torch.randint(0, span - block_size, (1,), generator=self.generator))
+        self.positions = self.chunk_starts + shift
+        self.fresh = torch.ones(batch_size, dtype=torch.bool)  # no state carried yet
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        T = self.block_size
+        wrap = self.positions + T + 1 > self.chunk_ends
+        self.positions = torch.where(wrap, self.chunk_starts, self.positions)
+        reset = wrap | self.fresh
+        self.fresh = torch.zeros_like(self.fresh)
+        windows = torch.from_numpy(np.stack([np.asarray(self.tokens[s: s + T + 1], dtype=np.int64) for s in self.positions.tolist()]))
+        self.positions = self.positions + T
+        return windows[:, :-1], windows[:, 1:], reset  # (B, T) inputs, (B, T) targets, (B,) start from zeros
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {**super().state_dict(), "positions": self.positions.clone(), "fresh": self.fresh.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_state_dict(state)
+        self.positions, self.fresh = state["positions"].clone(), state["fresh"].clone()
+
+
 def eval_windows(tokens: np.ndarray, block_size: int, batch_size: int, max_batches: int | None = None):
     """Non-overlapping windows covering the split once, in order: (inputs, targets) batches.
 

@@ -2,12 +2,27 @@
 made causal so that it can generate.
 
     idx (B, T) -> token embedding -> n_layer x Block -> LayerNorm -> logits (B, T, V)
-    Block: x + FourierMixing(LN(x)), then x + MLP(LN(x))
+    Block: x + Mixing(LN(x)), then x + MLP(LN(x))
 
 Plain FNet mixes tokens with Re(FFT(x)) along the sequence: every output
 position sums every input position, the future included, so it cannot be
-trained to predict the next token. Here each channel c is instead convolved
-with a learned causal kernel h_c of length block_size:
+trained to predict the next token. Two causal mixers are offered
+(`model.mixing`):
+
+- "fourier" (FourierMixing): FNet's own mixing, parameter-free, with the
+  future masked. FNet computes Re(F_seq X F_hid), the real part of the 2-D
+  DFT of the (T, C) block X; here the sequence DFT matrix keeps only its
+  lower triangle (output t reads inputs s <= t), each row scaled by
+  1/sqrt(t+1) and the hidden DFT by 1/sqrt(C) so outputs stay near unit size:
+
+      y = (tril(cos) / sqrt(t+1)) X cos_hid - (tril(sin) / sqrt(t+1)) X sin_hid
+
+  with cos[t, s] = cos(2 pi t s / block_size). It costs O(T^2 C + T C^2) as
+  matrix products and has no weights at all.
+- "learned" (LearnedConvMixing, the default): each channel c is convolved
+  with a learned causal kernel h_c of length block_size, computed with the FFT.
+  It learns what to mix, so it is closer to Hyena's long convolutions than to
+  FNet; it is the stronger of the two:
 
     y[t, c] = sum_{k=0..t} h_c[k] * x[t - k, c]
 
@@ -22,9 +37,9 @@ which is causal bit for bit. Kernels start as decaying random filters
 (a spread of decay rates per channel: some look back a few tokens, others
 the whole block) so early training sees both local and long context.
 
-Sampling carries each layer's mixing inputs (B, block_size, C): a new token
-costs one dot product with the kernel per channel, O(T) like a KV cache,
-instead of re-running the whole context.
+Sampling carries each layer's mixing inputs (B, block_size, C) (for
+"fourier": their two hidden-DFT projections): a new token costs O(T C) like
+a KV cache, instead of re-running the whole context.
 """
 
 from __future__ import annotations
@@ -44,6 +59,7 @@ class FNetConfig(ModelConfig):
     n_layer: int = 4
     n_embd: int = 128
     block_size: int = 128  # kernel length = longest context the model sees
+    mixing: Literal["learned", "fourier"] = "learned"  # learned causal convolution, or FNet's parameter-free DFT
     dropout: float = 0.0
     bias: bool = False
 
@@ -73,7 +89,7 @@ def causal_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return causal_toeplitz_conv(x, kernel) if x.size(1) <= TOEPLITZ_MAX else causal_fft_conv(x, kernel)
 
 
-class FourierMixing(nn.Module):
+class LearnedConvMixing(nn.Module):
     """Per-channel causal long convolution with a learned kernel (FFT for long windows)."""
 
     def __init__(self, cfg: FNetConfig):
@@ -84,6 +100,9 @@ class FourierMixing(nn.Module):
         decay = torch.exp(-rates[:, None] * torch.arange(K)[None, :])  # (C, K)
         self.kernel = nn.Parameter(torch.randn(C, K) * decay / decay.sum(1, keepdim=True).sqrt())
         self.dropout = nn.Dropout(cfg.dropout)
+
+    def init_cache(self, batch_size: int, like: torch.Tensor, block_size: int, dtype=None) -> dict:
+        return {"x": like.new_zeros((batch_size, block_size, self.kernel.size(0)), dtype=dtype), "length": 0}
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         if cache is None:
@@ -98,11 +117,47 @@ class FourierMixing(nn.Module):
         return torch.einsum("btc,ct->bc", past, self.kernel[:, : start + 1])[:, None]
 
 
+class FourierMixing(nn.Module):
+    """FNet's parameter-free mixing, Re(2-D DFT), with the sequence DFT masked to be causal (module docstring)."""
+
+    def __init__(self, cfg: FNetConfig):
+        super().__init__()
+        N, C = cfg.block_size, cfg.n_embd
+        t, c = torch.arange(N, dtype=torch.float64), torch.arange(C, dtype=torch.float64)
+        seq = 2 * math.pi * torch.outer(t, t) / N
+        causal = torch.tril(torch.ones(N, N, dtype=torch.float64)) / (t + 1).sqrt()[:, None]
+        hid = 2 * math.pi * torch.outer(c, c) / C
+        # Buffers, not parameters, and not saved: they follow from block_size and n_embd.
+        self.register_buffer("seq_cos", (seq.cos() * causal).float(), persistent=False)  # (N, N)
+        self.register_buffer("seq_sin", (seq.sin() * causal).float(), persistent=False)
+        self.register_buffer("hid_cos", (hid.cos() / math.sqrt(C)).float(), persistent=False)  # (C, C)
+        self.register_buffer("hid_sin", (hid.sin() / math.sqrt(C)).float(), persistent=False)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def init_cache(self, batch_size: int, like: torch.Tensor, block_size: int, dtype=None) -> dict:
+        shape = (batch_size, block_size, self.hid_cos.size(0))
+        return {"u": like.new_zeros(shape, dtype=dtype), "v": like.new_zeros(shape, dtype=dtype), "length": 0}
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        u, v = x @ self.hid_cos.to(x.dtype), x @ self.hid_sin.to(x.dtype)  # (B, T, C): the hidden DFT's real, imaginary parts
+        start, T = (0, x.size(1)) if cache is None else (cache["length"], x.size(1))
+        if cache is not None:  # keep the projections of every position seen; rows of the output are the new ones
+            cache["u"][:, start: start + T], cache["v"][:, start: start + T] = u, v
+            cache["length"] = start + T
+            u, v = cache["u"][:, : start + T], cache["v"][:, : start + T]
+        rows = slice(start, start + T)
+        c, s = self.seq_cos[rows, : start + T].to(x.dtype), self.seq_sin[rows, : start + T].to(x.dtype)
+        return self.dropout(c @ u - s @ v)  # (T, T') @ (B, T', C) -> (B, T, C)
+
+
+MIXERS = {"learned": LearnedConvMixing, "fourier": FourierMixing}
+
+
 class Block(nn.Module):
     def __init__(self, cfg: FNetConfig):
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.mix = FourierMixing(cfg)
+        self.mix = MIXERS[cfg.mixing](cfg)
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
@@ -139,6 +194,8 @@ class FNet(nn.Module):
         """Training FLOPs per token: 6N for the matrices plus the FFT mixing (~3 FFTs of 2T points per channel, x3 for backward)."""
         T = T or self.cfg.block_size
         c = self.cfg
+        if c.mixing == "fourier":  # per token and layer: two (C, C) products and on average T/2 inputs of two rows, x3 for backward
+            return 6 * self.num_params() + 3 * c.n_layer * (2 * 2 * c.n_embd ** 2 + 2 * 2 * (T / 2) * c.n_embd)
         matrices = self.num_params() - c.n_layer * c.n_embd * c.block_size  # kernels are not multiply-added per token
         fft = 3 * 3 * 5 * c.n_embd * math.log2(2 * T) * c.n_layer  # ~5 n log2 n flops per FFT of n points, per token
         return 6 * matrices + fft
@@ -157,8 +214,8 @@ class FNet(nn.Module):
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
         """Per layer a (B, block_size, C) buffer of the mixing inputs seen so far."""
         p = self.wte.weight
-        shape = (batch_size, self.cfg.block_size, self.cfg.n_embd)
-        return {"layers": [{"x": p.new_zeros(shape, dtype=dtype), "length": 0} for _ in self.blocks], "length": 0}
+        layers = [block.mix.init_cache(batch_size, p, self.cfg.block_size, dtype) for block in self.blocks]
+        return {"layers": layers, "length": 0}
 
     def step(self, idx: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         """Feed idx (B, T') after what `state` holds -> logits (B, T', V) for the new positions."""

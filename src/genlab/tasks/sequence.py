@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from genlab.config import RunConfig, load_config
-from genlab.datasets.token_store import TokenStore, WindowSampler, eval_windows
+from genlab.datasets.token_store import StreamWindows, TokenStore, WindowSampler, eval_windows
 from genlab.distributed import pick_device
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_text
@@ -50,6 +50,17 @@ class SequenceSource(Protocol):
 def check_family(config: RunConfig) -> None:
     if config.model.name not in SEQUENCE_FAMILIES:
         raise GenlabError(f"model: {config.model.name!r} is not a sequence model (choose from {', '.join(SEQUENCE_FAMILIES)})")
+
+
+def check_carry_state(config: RunConfig, model) -> None:
+    from genlab import distributed
+
+    if getattr(model, "max_context", 0) is not None or hasattr(model, "fit"):
+        raise GenlabError(f"train.carry_state: only recurrent models carry a state (lstm, gru), not {config.model.name!r}")
+    if getattr(config.data, "music", None) is not None and config.task == "music" and config.data.music.transpose:
+        raise GenlabError("train.carry_state: consecutive windows cannot be transposed; set data.music.transpose = 0")
+    if distributed.world().active:
+        raise GenlabError("train.carry_state: not supported under torchrun (each rank would carry its own state)")
 
 
 def build_model(config: RunConfig, vocab_size: int) -> torch.nn.Module:
@@ -141,7 +152,12 @@ class SequenceTask:
         tokenizer, store = data
         block = getattr(config.model, "block_size", 128)
         train_tokens, val_tokens = store.split("train"), store.split("val")
-        batches = self.augment(WindowSampler(train_tokens, block, config.train.batch_size, config.train.seed), tokenizer, config)
+        carry = config.train.carry_state
+        if carry:
+            check_carry_state(config, model)
+            batches = StreamWindows(train_tokens, block, config.train.batch_size, config.train.seed)
+        else:
+            batches = self.augment(WindowSampler(train_tokens, block, config.train.batch_size, config.train.seed), tokenizer, config)
         forward = torch.compile(model) if config.train.compile else None
         generator = self.Generator.from_parts(run, config, tokenizer, model, device)
         unit_lengths = tokenizer.unit_lengths()
@@ -158,7 +174,7 @@ class SequenceTask:
             sample = generator.generate(max_new_tokens=config.train.sample_tokens, seed=step)[0]
             atomic_write_text(run.samples / f"step_{step:06d}.txt", generator.describe(sample))
 
-        return Training(LanguageModeling(model, forward), batches, evaluate, write_samples,
+        return Training(LanguageModeling(model, forward, carry_state=carry), batches, evaluate, write_samples,
                         items_per_batch=config.train.batch_size * batches.block_size)
 
 
