@@ -91,6 +91,32 @@ def section_compare() -> str:
     ])
 
 
+def section_variants() -> str:
+    d = load("sequence_variants.json")
+    if d is None:
+        return ""
+    by = {r["name"]: r for r in d["rows"]}
+    rows = [[r["name"], r["family"], r["params"], round(r["val_loss"], 3), round(r["val_bits_per_unit"], 3),
+             r.get("train_tokens_per_s"), r["wall_s"]] for r in d["rows"]]
+    notes = []
+    for base, variant, what in (("lstm", "lstm-carry", "carrying the LSTM's state across consecutive windows"),
+                                ("fnet-learned", "fnet-fourier", "FNet's parameter-free Fourier mixing instead of the learned convolution")):
+        if base in by and variant in by:
+            delta = by[variant]["val_loss"] - by[base]["val_loss"]
+            notes.append(f"{what}: val loss {by[base]['val_loss']:.3f} -> {by[variant]['val_loss']:.3f} ({delta:+.3f} nats/char)")
+    return "\n\n".join([
+        f"### Variants beside their baselines ({d['seconds_each']:.0f} s each, {d['threads']} threads)",
+        "`train.carry_state = true` (truncated backprop through time over consecutive windows, as char-rnn) against "
+        "the default zero-state random windows; `model.mixing = \"fourier\"` (FNet's own DFT mixing, causal, no "
+        "weights) against the default learned causal convolution. Same recipe, data, seed and split within a pair; "
+        "val loss over the whole val split, every row from zero-state windows of the recipe's block size.",
+        table(["variant", "family", "params", "val loss", "val bits/char", "train tok/s", "wall s"], rows),
+        "; ".join(notes) + "." if notes else "",
+        provenance(d.get("command", "python bench/sequence_variants.py"), "sequence_variants.json", d.get("date"),
+                   d.get("load_avg_at_start")),
+    ])
+
+
 def section_text_train() -> str:
     d = load("text_train.json")
     if d is None:
@@ -282,7 +308,8 @@ def section_memory() -> str:
     ])
 
 
-SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_text_train, section_text_sample,
+SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_variants, section_text_train,
+            section_text_sample,
             section_music, section_code, section_images, section_memory]
 
 

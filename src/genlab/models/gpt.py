@@ -90,6 +90,21 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.proj(y))
 
+    def step_rows(self, x: torch.Tensor, cache: dict, slots: torch.Tensor, positions: torch.Tensor, rope) -> torch.Tensor:
+        """One new token per row, each at its own position: x (B, 1, C); row b lives in cache row slots[b]."""
+        B, _, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, 1, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, 1, hs)
+        if rope is not None:  # cos, sin (B, 1, 1, hs/2): each row's own position
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        cache["k"][slots, :, positions] = k[:, :, 0]  # (B, nh, hs) into each row's slot at its position
+        cache["v"][slots, :, positions] = v[:, :, 0]
+        L = int(positions.max()) + 1
+        keys, values = cache["k"][slots, :, :L], cache["v"][slots, :, :L]  # (B, nh, L, hs)
+        visible = (torch.arange(L, device=x.device)[None, :] <= positions[:, None])[:, None, None, :]  # (B, 1, 1, L)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
+        return self.proj(y.transpose(1, 2).reshape(B, 1, C))
+
 
 class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig):
@@ -112,6 +127,10 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: dict | None = None, rope: tuple | None = None) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache, rope)
+        return x + self.mlp(self.ln_2(x))
+
+    def step_rows(self, x: torch.Tensor, cache: dict, slots: torch.Tensor, positions: torch.Tensor, rope) -> torch.Tensor:
+        x = x + self.attn.step_rows(self.ln_1(x), cache, slots, positions, rope)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -197,3 +216,29 @@ class GPT(nn.Module):
         for layer in state["layers"]:
             layer["length"] = state["length"]
         return self.lm_head(x), state
+
+    # ---- slots: rows at different positions in one batch (the step engine's continuous batching) ----
+
+    def init_slots(self, capacity: int, dtype=None) -> dict:
+        """A key/value cache of `capacity` independent rows (slots)."""
+        return self.init_state(capacity, dtype=dtype)
+
+    def fill_slot(self, slots: dict, slot: int, idx: torch.Tensor) -> torch.Tensor:
+        """Prefill row `slot` with a prompt idx (1, T) from position 0 -> logits (1, T, V)."""
+        view = {"layers": [{"k": layer["k"][slot: slot + 1], "v": layer["v"][slot: slot + 1], "length": 0}
+                           for layer in slots["layers"]], "length": 0}  # views: the prompt's keys land in the slot
+        logits, _ = self.step(idx, view)
+        return logits
+
+    def step_slots(self, slots: dict, rows: torch.Tensor, idx: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row: idx (B,) at positions (B,) into slots rows (B,) -> next-token logits (B, V)."""
+        assert int(positions.max()) < self.cfg.block_size, "a slot is full: recompute a sliding window instead"
+        x = self.wte(idx)[:, None]  # (B, 1, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(positions)[:, None]
+        else:
+            rope = (self.rope_cos[positions][:, None, None], self.rope_sin[positions][:, None, None])
+        for block, layer in zip(self.blocks, slots["layers"]):
+            x = block.step_rows(x, layer, rows, positions, rope)
+        return self.lm_head(self.ln_f(x))[:, 0]

@@ -8,11 +8,16 @@
     engine.cancel(slot)                 # leave early (a client went away, music long enough)
 
 A slot is one row of output with its own seed, decoding options and stop
-strings. Requests may join and leave between steps. Slots added between
-two steps whose prompts have the same length start together as one group:
-one batched forward per group per step, with one model state (KV cache,
-RNN hidden state) per group. A finished or cancelled row stays in its
-group's batch (its output is ignored) until the whole group is done.
+strings. Requests may join and leave between steps. A model with slots
+(`init_slots`, `fill_slot`, `step_slots`: the GPT) gets continuous
+batching, as vLLM does it: a new request is prefilled alone into a free row
+of one shared cache, then every step feeds all running rows in one batch,
+each at its own position; a finished row is free at once. Other models
+(RNNs, FNet, n-gram, Hugging Face models) step in groups: slots added
+between two steps whose prompts have the same length start together, one
+batched forward per group per step with one state (KV cache, RNN hidden
+state) per group; a finished row stays in its group's batch (its output is
+ignored) until the whole group is done.
 
 Each slot draws from its own seeded torch.Generator, so a request's tokens
 do not depend on which other requests share the engine. Past a bounded
@@ -143,16 +148,52 @@ class _Slot:
     text: TextAssembler | None
     tokens: list[int] = field(default_factory=list)  # generated so far
     finish: str | None = None
+    row: int | None = None  # its row of the pool's cache (slot-capable models)
+    fed: int = 0  # tokens of prompt + output that row holds
 
 
 class _Group:
-    """Slots that started together: one (B, T) token tensor and one model state."""
+    """Slots that started together (models without slots): one (B, T) token tensor and one model state."""
 
     def __init__(self, slots: list[int], prompts: list[list[int]], device):
         self.slots = slots
         self.tokens = torch.tensor(prompts, dtype=torch.long, device=device)  # (B, T)
         self.state = None
         self.started = False
+
+
+class _Pool:
+    """The cache rows of a model with slots (init_slots / fill_slot / step_slots): a request holds one row
+    from its prefill to its end, and every step feeds all rows in one batch, each at its own position."""
+
+    def __init__(self, model, capacity: int = 8):
+        self.model, self.capacity = model, capacity
+        self.state = model.init_slots(capacity)
+        self.free = list(range(capacity - 1, -1, -1))
+
+    def take(self) -> int:
+        if not self.free:  # twice the rows; the rows in use keep their place
+            bigger = self.model.init_slots(2 * self.capacity)
+            _copy_rows(bigger, self.state, self.capacity)
+            self.state = bigger
+            self.free = list(range(2 * self.capacity - 1, self.capacity - 1, -1))
+            self.capacity *= 2
+        return self.free.pop()
+
+    def give(self, row: int) -> None:
+        self.free.append(row)
+
+
+def _copy_rows(dest, src, n: int) -> None:
+    """Copy the first n rows of every tensor in the nested dicts/lists `src` into the same places of `dest`."""
+    if isinstance(src, torch.Tensor):
+        dest[:n] = src
+    elif isinstance(src, dict):
+        for k in src:
+            _copy_rows(dest[k], src[k], n)
+    elif isinstance(src, list):
+        for d, s in zip(dest, src):
+            _copy_rows(d, s, n)
 
 
 class Engine:
@@ -163,13 +204,17 @@ class Engine:
         self.use_cache = use_cache
         self.limit = getattr(model, "max_context", None)
         self.slots: dict[int, _Slot] = {}
+        self.running: list[int] = []  # in the order they were added
+        # Continuous batching where the model supports rows at different positions; else groups of rows
+        # that started together step as one batch.
+        self.pool = _Pool(model) if use_cache and hasattr(model, "step_slots") else None
         self.groups: list[_Group] = []
         self.waiting: list[int] = []
         self.next_slot = 0
 
     @property
     def active(self) -> bool:
-        return bool(self.waiting or self.groups)
+        return bool(self.running)
 
     def add(self, request: Request) -> int:
         """Queue `request`; it starts at the next step. Returns its slot id."""
@@ -180,6 +225,7 @@ class Engine:
         self.next_slot += 1
         text = TextAssembler(self.tokenizer, request.stop) if self.tokenizer is not None else None
         self.slots[slot] = _Slot(request, torch.Generator().manual_seed(seed), text)
+        self.running.append(slot)
         self.waiting.append(slot)
         if request.decoding.max_new_tokens <= 0:
             self._finish(slot, "length")
@@ -189,7 +235,7 @@ class Engine:
         """Stop `slot` now; it produces no more events."""
         s = self.slots.get(slot)
         if s is not None and s.finish is None:
-            s.finish = "cancelled"
+            self._finish(slot, "cancelled")
         self._prune()
 
     def tokens(self, slot: int) -> list[int]:
@@ -199,8 +245,11 @@ class Engine:
         s = self.slots[slot]
         return s.text.text if s.text is not None else ""
 
+    def finish_reason(self, slot: int) -> str | None:
+        return self.slots[slot].finish
+
     def release(self, slot: int) -> None:
-        """Forget a finished slot (a long-running engine keeps nothing of finished requests)."""
+        """Forget a slot (a long-running engine keeps nothing of finished requests)."""
         self.cancel(slot)
         self.slots.pop(slot, None)
 
@@ -209,21 +258,65 @@ class Engine:
     @torch.inference_mode()  # lighter than no_grad: no version counters on the cache tensors
     def step(self) -> list[Event]:
         """Advance every running slot by one token; returns their events (a finished slot's last has `finish`)."""
+        slots, logits = self._pool_logits() if self.pool is not None else self._group_logits()
+        events = []
+        if slots:
+            picked = self._pick(slots, logits).tolist()
+            events = [self._advance(slot, token) for slot, token in zip(slots, picked)]
+            self._extend_groups(dict(zip(slots, picked)))
+        self._prune()
+        return events
+
+    def _context(self, slot: int) -> list[int]:
+        s = self.slots[slot]
+        return s.request.prompt + s.tokens
+
+    def _pool_logits(self) -> tuple[list[int], torch.Tensor | None]:
+        """Next-token logits of every running slot: new ones prefilled alone, the rest fed in one batch."""
+        self.waiting = []
+        found: dict[int, torch.Tensor] = {}
+        batch = []
+        for slot in self.running:
+            s, context = self.slots[slot], self._context(slot)
+            if self.limit is not None and len(context) > self.limit:  # past the window: recompute it, as training saw it
+                self._release_row(s)
+                window = torch.tensor([context[-self.limit:]], device=self.device)
+                found[slot] = self.model(window)[:, -1]
+            elif s.fed == 0:
+                s.row = self.pool.take()
+                found[slot] = self.model.fill_slot(self.pool.state, s.row, torch.tensor([context], device=self.device))[:, -1]
+                s.fed = len(context)
+            else:
+                batch.append(slot)
+        if batch:
+            rows = torch.tensor([self.slots[x].row for x in batch], device=self.device)
+            last = torch.tensor([self.slots[x].tokens[-1] for x in batch], device=self.device)
+            positions = torch.tensor([self.slots[x].fed for x in batch], device=self.device)
+            out = self.model.step_slots(self.pool.state, rows, last, positions)  # (B, V)
+            for i, slot in enumerate(batch):
+                found[slot] = out[i: i + 1]
+                self.slots[slot].fed += 1
+        slots = [x for x in self.running if x in found]
+        return slots, torch.cat([found[x] for x in slots]) if slots else None
+
+    def _group_logits(self) -> tuple[list[int], torch.Tensor | None]:
         self._start_waiting()
-        events: list[Event] = []
+        slots, parts = [], []
         for group in self.groups:
             logits = self._next_logits(group)  # (B, V)
             rows = [i for i, s in enumerate(group.slots) if self._running(s)]
-            if not rows:
-                continue
-            picked = self._pick(group, logits, rows)
-            nxt = group.tokens[:, -1].clone()  # finished rows repeat their last token; nobody reads it
-            nxt[rows] = picked
+            slots += [group.slots[i] for i in rows]
+            parts.append(logits[rows])
+        return slots, torch.cat(parts) if parts else None
+
+    def _extend_groups(self, chosen: dict[int, int]) -> None:
+        """Append this step's tokens to each group's tensor; a finished row repeats its last token (nobody reads it)."""
+        for group in self.groups:
+            nxt = group.tokens[:, -1].clone()
+            for i, slot in enumerate(group.slots):
+                if slot in chosen:
+                    nxt[i] = chosen[slot]
             group.tokens = torch.cat([group.tokens, nxt[:, None]], dim=1)
-            for i, token in zip(rows, picked.tolist()):
-                events.append(self._advance(group.slots[i], token))
-        self._prune()
-        return events
 
     def _start_waiting(self) -> None:
         by_length: dict[int, list[int]] = {}
@@ -247,18 +340,17 @@ class Engine:
             logits, group.state = self.model.step(tokens[:, -1:], group.state)
         return logits[:, -1]
 
-    def _pick(self, group: _Group, logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
-        """Next token ids (len(rows),): one batched filter when the rows decode alike, else row by row."""
-        decodings = [self.slots[group.slots[i]].request.decoding for i in rows]
-        logits = logits[rows]
-        if all(d == decodings[0] for d in decodings):
-            history = group.tokens[rows] if decodings[0].repetition_penalty != 1.0 else None
-            filtered = filter_logits(logits, history, decodings[0])
+    def _pick(self, slots: list[int], logits: torch.Tensor) -> torch.Tensor:
+        """Next token ids (len(slots),): one batched filter when the slots decode alike, else slot by slot."""
+        decodings = [self.slots[s].request.decoding for s in slots]
+        if all(d == decodings[0] for d in decodings) and decodings[0].repetition_penalty == 1.0:
+            filtered = filter_logits(logits, None, decodings[0])
         else:
-            filtered = torch.cat([filter_logits(logits[j: j + 1], group.tokens[[i]] if d.repetition_penalty != 1.0 else None, d)
-                                  for j, (i, d) in enumerate(zip(rows, decodings))])
+            history = lambda s: torch.tensor([self._context(s)], device=logits.device)  # noqa: E731
+            filtered = torch.cat([filter_logits(logits[j: j + 1], history(s) if d.repetition_penalty != 1.0 else None, d)
+                                  for j, (s, d) in enumerate(zip(slots, decodings))])
         greedy = torch.tensor([d.temperature <= 0 for d in decodings], device=logits.device)
-        uniforms = torch.cat([torch.rand(1, generator=self.slots[group.slots[i]].generator) for i in rows]).to(logits.device)
+        uniforms = torch.cat([torch.rand(1, generator=self.slots[s].generator) for s in slots]).to(logits.device)
         return choose(filtered, greedy, uniforms)
 
     def _advance(self, slot: int, token: int) -> Event:
@@ -280,11 +372,18 @@ class Engine:
         s.finish = reason
         if s.text is not None:
             s.text.finish()
+        self._release_row(s)
+
+    def _release_row(self, s: _Slot) -> None:
+        if s.row is not None:
+            self.pool.give(s.row)
+            s.row = None
 
     def _running(self, slot: int) -> bool:
         return slot in self.slots and self.slots[slot].finish is None
 
     def _prune(self) -> None:
+        self.running = [s for s in self.running if self._running(s)]
         self.groups = [g for g in self.groups if any(map(self._running, g.slots))]
         self.waiting = [s for s in self.waiting if self._running(s)]
 

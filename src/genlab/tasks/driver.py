@@ -122,6 +122,21 @@ def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: 
     return config, trainer.fit()
 
 
+def load_trained(run_dir, device: str = "auto"):
+    """What a Generator needs from a finished run: (run, config, its data as the task reopens it, the model with
+    its saved weights on `device`, the device)."""
+    from genlab.tasks import task_of
+
+    run = RunDir(run_dir).require()
+    config = load_config(run.config)
+    task = task_of(config.task)
+    data = task.reopen(config, run)
+    dev = pick_device(device)
+    model = task.build_model(config, data)
+    load_weights({"model": model}, load_tensors(run.weights), run.weights)
+    return run, config, data, model.to(dev).eval(), dev
+
+
 def fit_counts(task: Task, config: RunConfig, run: RunDir, data, model, device) -> dict:
     """Fit a count-based model on the training split in one pass; weights and one metrics row, no checkpoint."""
     import json

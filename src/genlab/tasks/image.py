@@ -18,17 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.config import RunConfig, load_config
+from genlab.config import RunConfig
 from genlab.datasets import resolve_source
 from genlab.datasets.images import ImageBatches, ImageStore, to_model_range, to_uint8
-from genlab.distributed import pick_device
 from genlab.errors import GenlabError
 from genlab.grids import make_grid, save_png
 from genlab.models import IMAGE_FAMILIES, family_class
-from genlab.runs import RunDir, load_tensors
+from genlab.runs import RunDir
 from genlab.samples import ImageSample
 from genlab.sampling.diffusion import NoiseSchedule, sample as sample_diffusion
-from genlab.tasks.driver import Training
+from genlab.tasks.driver import Training, load_trained
 from genlab.weights import load_weights
 
 GRID_SEED = 1234  # the fixed noise of the per-eval grids
@@ -168,13 +167,7 @@ class ImageGenerator:
     modality = "image"
 
     def __init__(self, run_dir: Path | str, device: str = "auto"):
-        run = RunDir(run_dir).require()
-        config = load_config(run.config)
-        store = ImageStore(run.data)
-        dev = pick_device(device)
-        model = build_model(config, store)
-        load_weights({"model": model}, load_tensors(run.weights), run.weights)
-        self._init(run, config, store, model.to(dev).eval(), dev)
+        self._init(*load_trained(run_dir, device))
 
     @classmethod
     def from_parts(cls, run: RunDir, config: RunConfig, store: ImageStore, model, device) -> "ImageGenerator":

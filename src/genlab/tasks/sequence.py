@@ -18,19 +18,17 @@ from typing import Iterator, Protocol
 import numpy as np
 import torch
 
-from genlab.config import RunConfig, load_config
+from genlab.config import RunConfig
 from genlab.datasets.token_store import StreamWindows, TokenStore, WindowSampler, eval_windows
-from genlab.distributed import pick_device
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_text
 from genlab.models import SEQUENCE_FAMILIES, family_class
 from genlab.objectives.lm import LanguageModeling, token_losses
-from genlab.runs import RunDir, load_tensors
+from genlab.runs import RunDir
 from genlab.samples import TextSample
 from genlab.sampling.engine import Decoding, Engine, Request, decode
-from genlab.tasks.driver import Training
+from genlab.tasks.driver import Training, load_trained
 from genlab.tokenizers import load_tokenizer, save_tokenizer, train_tokenizer
-from genlab.weights import load_weights
 
 
 class SequenceSource(Protocol):
@@ -184,13 +182,8 @@ class SequenceGenerator:
     modality = "text"
 
     def __init__(self, run_dir: Path | str, device: str = "auto"):
-        run = RunDir(run_dir).require()
-        config = load_config(run.config)
-        tokenizer = load_tokenizer(run.tokenizer)
-        dev = pick_device(device)
-        model = build_model(config, tokenizer.vocab_size)
-        load_weights({"model": model}, load_tensors(run.weights), run.weights)
-        self._init(run, config, tokenizer, model.to(dev), dev)
+        run, config, (tokenizer, _), model, dev = load_trained(run_dir, device)
+        self._init(run, config, tokenizer, model, dev)
 
     @classmethod
     def from_parts(cls, run: RunDir, config: RunConfig, tokenizer, model, device) -> "SequenceGenerator":

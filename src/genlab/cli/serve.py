@@ -1,0 +1,32 @@
+"""`genlab serve RUN_OR_HF...`: the OpenAI-compatible server and its playground page."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from genlab.cli.root import app
+
+
+@app.command(no_args_is_help=True)
+def serve(
+    runs: list[str] = typer.Argument(..., help="Run folders and/or hf:PATH models; each is named after its folder."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (beyond loopback needs --api-key)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    name: list[str] = typer.Option([], "--name", help="NAME=RUN: serve RUN as NAME (repeatable)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="Require 'Authorization: Bearer KEY' (or set GENLAB_API_KEY)."),
+    insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback address without an API key."),
+    max_batch: int = typer.Option(64, "--max-batch", help="Rows decoded together per model."),
+    max_queue: int = typer.Option(256, "--max-queue", help="Rows queued or running per model before answering 429."),
+    cors_origin: list[str] = typer.Option([], "--cors-origin", help="Allow browser pages from this origin (repeatable; off by default)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Serve runs behind OpenAI's API (/v1/completions, /v1/chat/completions, /v1/images/generations, ...) with a playground at /."""
+    from genlab.errors import check_range
+    from genlab.serve import serve as run_server
+
+    check_range("--port", port, 0, 65535)
+    check_range("--max-batch", max_batch, 1, 4096)
+    check_range("--max-queue", max_queue, 1, 1_000_000)
+    run_server(runs, host, port, name, api_key, insecure, device, max_batch, max_queue, cors_origin or None)

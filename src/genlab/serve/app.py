@@ -1,0 +1,443 @@
+"""The HTTP server: OpenAI's API over genlab's generators (FastAPI), a Prometheus /metrics and a playground page.
+
+    GET  /v1/models                 the served models, each named after its run folder (or --name)
+    POST /v1/completions            text and code runs, hf: models; streamed as Server-Sent Events with stream=true
+    POST /v1/chat/completions       the same through a chat template (docs/serve.md)
+    POST /v1/images/generations     image runs: b64_json PNGs
+    POST /v1/music/generations      music runs (genlab's own, same style): MIDI, WAV and piano roll in base64
+    GET  /health, /metrics, /       liveness, Prometheus text, the playground
+
+Text is decoded by one Scheduler per model (continuous batching, serve/batching.py); images and music
+are made one request at a time per model in a worker thread. Every error is a JSON body in OpenAI's
+shape; nothing a client sends is ever used as a path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import io
+import json
+import logging
+import re
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+
+from genlab.serve.batching import QueueFull, Scheduler
+from genlab.serve.schemas import (APIError, ChatRequest, CompletionRequest, ImageRequest, MusicRequest, parse)
+
+log = logging.getLogger("genlab.serve")
+PLAYGROUND = Path(__file__).with_name("playground.html")
+
+# The plain chat template of genlab runs (HF models with a template of their own use theirs).
+ROLE_NAMES = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant"}
+CHAT_STOPS = ["\nUser:", "\nSystem:"]
+NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def plain_chat_prompt(messages) -> str:
+    """`System: ...`, `User: ...`, `Assistant: ...` blocks separated by blank lines, ending in `Assistant:`."""
+    return "".join(f"{ROLE_NAMES[m.role]}: {m.content}\n\n" for m in messages) + "Assistant:"
+
+
+class Metrics:
+    """The Prometheus series /metrics shows (one registry per app, so several apps can live in one process)."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("genlab_requests", "HTTP requests by path and status", ["path", "status"], registry=r)
+        self.tokens = Counter("genlab_generated_tokens", "Tokens generated", ["model"], registry=r)
+        self.queue_depth = Gauge("genlab_queue_depth", "Rows waiting for a place in the batch", ["model"], registry=r)
+        self.active = Gauge("genlab_active_sequences", "Rows being decoded", ["model"], registry=r)
+        self.batch_size = Histogram("genlab_batch_size", "Rows advanced per decode step", ["model"], registry=r,
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+        self.ttft = Histogram("genlab_time_to_first_token_seconds", "From request to its first token", ["model"], registry=r,
+                              buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+@dataclass
+class Served:
+    name: str
+    generator: object
+    scheduler: Scheduler | None = None  # sequence models
+    lock: threading.Lock = field(default_factory=threading.Lock)  # image and music: one request at a time
+
+    @property
+    def modality(self) -> str:
+        return self.generator.modality
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets a 413 (in OpenAI's error shape) before it is read whole."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await _send_error(send, APIError(413, f"the request body is over {self.limit} bytes", code="request_too_large"))
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise APIError(413, f"the request body is over {self.limit} bytes", code="request_too_large")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class Guard:
+    """ASGI middleware: the API key (constant-time compare) on /v1/ and /metrics, and requests counted by status.
+    (A plain ASGI class rather than an `http` middleware: those break client-disconnect detection on streams.)"""
+
+    def __init__(self, app, key: bytes | None, metrics: Metrics):
+        self.app, self.key, self.metrics = app, key, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        label = path if path in KNOWN_PATHS else "other"
+        if self.key is not None and (path.startswith("/v1/") or path == "/metrics"):
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            token = given[7:] if given[:7].lower() == b"bearer " else b""
+            if not hmac.compare_digest(token, self.key):
+                self.metrics.requests.labels(label, "401").inc()
+                return await _send_error(send, APIError(401, "a valid API key is needed: Authorization: Bearer KEY",
+                                                        code="invalid_api_key"))
+
+        async def counting(message):
+            if message["type"] == "http.response.start":
+                self.metrics.requests.labels(label, str(message["status"])).inc()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting)
+        except APIError as err:  # the body limit, raised while a handler reads
+            await _send_error(counting, err)
+
+
+async def _send_error(send, err: APIError) -> None:
+    body = json.dumps(err.body()).encode()
+    await send({"type": "http.response.start", "status": err.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(models: dict[str, object], api_key: str | None = None, max_batch: int = 64, max_queue: int = 256,
+               cors_origins: list[str] | None = None, max_body_bytes: int = 4 << 20):
+    """A FastAPI app serving `models` (name -> Generator from genlab.load)."""
+
+    metrics = Metrics()
+    served: dict[str, Served] = {}
+    for name, gen in models.items():
+        s = Served(name, gen)
+        if gen.modality in ("text", "code"):
+            s.scheduler = Scheduler(gen, name, max_batch, max_queue, metrics)
+        served[name] = s
+    started = int(time.time())
+    app = FastAPI(title="genlab", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.served, app.state.metrics = served, metrics
+    key = api_key.encode() if api_key else None
+
+    @app.exception_handler(APIError)
+    async def _api_error(request, err: APIError):
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+    @app.exception_handler(Exception)
+    async def _internal(request, err: Exception):  # never a stack trace in a response; the log has it
+        log.exception("internal error on %s", request.url.path)
+        return JSONResponse(APIError(500, "internal error", kind="server_error").body(), status_code=500)
+
+    app.add_middleware(Guard, key=key, metrics=metrics)
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"])
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+
+    def lookup(name: str, kinds: tuple[str, ...]) -> Served:
+        s = served.get(name)
+        if s is None:
+            raise APIError(404, f"model {name!r} is not served here (GET /v1/models lists them)", "model", "model_not_found")
+        if s.modality not in kinds:
+            raise APIError(400, f"model {name!r} is a {s.modality} model; this endpoint serves {' and '.join(kinds)} models",
+                           "model", "wrong_model_kind")
+        return s
+
+    async def body_of(request: Request):
+        try:
+            return json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            raise APIError(400, "the request body is not valid JSON") from None
+
+    # ---- text -------------------------------------------------------------------------------------
+
+    def sequence_requests(s: Served, prompts: list[str], body, stops: list[str], param: str):
+        from genlab.errors import GenlabError
+
+        gen = s.generator
+        seed = body.seed if body.seed is not None else int.from_bytes(uuid.uuid4().bytes[:6], "big")
+        rows = []
+        for i, prompt in enumerate(prompts):
+            try:
+                rows += gen.requests(prompt, body.n, seed + i * body.n, stops,
+                                     max_new_tokens=body.token_budget(gen.config.sample.max_new_tokens),
+                                     temperature=body.temperature, top_k=body.top_k, top_p=body.top_p,
+                                     repetition_penalty=body.repetition_penalty)
+            except GenlabError as e:  # e.g. a character the model never saw
+                raise APIError(400, f"{param}: {e}", param, "invalid_value") from None
+        for r in rows:
+            if len(r.prompt) > 4 * 32_000:
+                raise APIError(400, "the prompt is too long", "prompt", "prompt_too_long")
+        return rows
+
+    def submit(s: Served, rows):
+        try:
+            return s.scheduler.submit(rows)
+        except QueueFull:
+            raise APIError(429, f"model {s.name!r} is busy (the queue is full); retry shortly", code="queue_full",
+                           kind="rate_limit_error", headers={"Retry-After": "1"}) from None
+
+    async def collect(request: Request, s: Served, job) -> tuple[list[str], list[str], int]:
+        rows = len(job.requests)
+        texts, finish, done, generated = [""] * rows, [None] * rows, 0, 0
+        try:
+            while done < rows:
+                try:
+                    row, event = await asyncio.wait_for(job.events.get(), timeout=0.5)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():
+                        raise asyncio.CancelledError from None
+                    continue
+                if row is None:
+                    raise APIError(500, event, kind="server_error")
+                texts[row] += event.text
+                generated += 1
+                if event.finish is not None:
+                    finish[row] = event.finish
+                    done += 1
+        finally:
+            if done < rows:
+                s.scheduler.cancel(job)
+        return texts, finish, generated
+
+    def stream(request: Request, s: Served, job, kind: str, ident: str, usage_wanted: bool, prompt_tokens: int):
+        created = int(time.time())
+
+        def chunk(row: int, text: str | None, finish: str | None, first: bool = False) -> str:
+            if kind == "chat":
+                delta = ({"role": "assistant", "content": ""} if first else {}) | ({"content": text} if text else {})
+                choice = {"index": row, "delta": delta, "logprobs": None, "finish_reason": finish}
+                obj = "chat.completion.chunk"
+            else:
+                choice = {"index": row, "text": text or "", "logprobs": None, "finish_reason": finish}
+                obj = "text_completion"
+            return "data: " + json.dumps({"id": ident, "object": obj, "created": created, "model": s.name, "choices": [choice]}) + "\n\n"
+
+        async def events():
+            rows = len(job.requests)
+            done, generated = 0, 0
+            try:
+                if kind == "chat":
+                    for row in range(rows):
+                        yield chunk(row, None, None, first=True)
+                while done < rows:
+                    row, event = await job.events.get()
+                    if row is None:
+                        yield "data: " + json.dumps(APIError(500, event, kind="server_error").body()) + "\n\n"
+                        break
+                    generated += 1
+                    if event.text:
+                        yield chunk(row, event.text, None)
+                    if event.finish is not None:
+                        done += 1
+                        yield chunk(row, None, event.finish)
+                if usage_wanted:
+                    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": generated, "total_tokens": prompt_tokens + generated}
+                    obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+                    yield "data: " + json.dumps({"id": ident, "object": obj, "created": created, "model": s.name,
+                                                 "choices": [], "usage": usage}) + "\n\n"
+                yield "data: [DONE]\n\n"
+            finally:
+                if done < rows:  # the client went away (or an error): free its rows at the next step
+                    s.scheduler.cancel(job)
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        body = parse(CompletionRequest, await body_of(request))
+        s = lookup(body.model, ("text", "code"))
+        rows = sequence_requests(s, body.prompt, body, body.stop, "prompt")
+        prompt_tokens = sum(len(r.prompt) for r in rows[:: body.n])
+        job = submit(s, rows)
+        ident = "cmpl-" + uuid.uuid4().hex[:24]
+        if body.stream:
+            return stream(request, s, job, "text", ident, bool(body.stream_options and body.stream_options.include_usage), prompt_tokens)
+        texts, finish, generated = await collect(request, s, job)
+        return {"id": ident, "object": "text_completion", "created": int(time.time()), "model": s.name,
+                "choices": [{"index": i, "text": t, "logprobs": None, "finish_reason": f} for i, (t, f) in enumerate(zip(texts, finish))],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": generated, "total_tokens": prompt_tokens + generated}}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = parse(ChatRequest, await body_of(request))
+        s = lookup(body.model, ("text", "code"))
+        template = getattr(getattr(s.generator.tokenizer, "tk", None), "chat_template", None)
+        if template:  # a Hugging Face model with its own chat template
+            prompt = s.generator.tokenizer.tk.apply_chat_template([m.model_dump(exclude_none=True) for m in body.messages],
+                                                                  tokenize=False, add_generation_prompt=True)
+            stops = body.stop
+        else:
+            prompt, stops = plain_chat_prompt(body.messages), body.stop + CHAT_STOPS
+        rows = sequence_requests(s, [prompt], body, stops, "messages")
+        prompt_tokens = len(rows[0].prompt)
+        job = submit(s, rows)
+        ident = "chatcmpl-" + uuid.uuid4().hex[:24]
+        if body.stream:
+            return stream(request, s, job, "chat", ident, bool(body.stream_options and body.stream_options.include_usage), prompt_tokens)
+        texts, finish, generated = await collect(request, s, job)
+        return {"id": ident, "object": "chat.completion", "created": int(time.time()), "model": s.name,
+                "choices": [{"index": i, "message": {"role": "assistant", "content": t.strip()}, "logprobs": None, "finish_reason": f}
+                            for i, (t, f) in enumerate(zip(texts, finish))],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": generated, "total_tokens": prompt_tokens + generated}}
+
+    # ---- images and music ----------------------------------------------------------------------------
+
+    @app.post("/v1/images/generations")
+    async def images(request: Request):
+        from starlette.concurrency import run_in_threadpool
+
+        body = parse(ImageRequest, await body_of(request))
+        s = lookup(body.model, ("image",))
+        gen = s.generator
+        h, w, _ = gen.store.shape
+        if body.size is not None and body.size != f"{w}x{h}":
+            raise APIError(400, f"size: this model makes {w}x{h} images, not {body.size}", "size", "invalid_size")
+        label = class_of(body.prompt, gen.store.classes) if gen.num_classes else None
+        seed = body.seed if body.seed is not None else int.from_bytes(uuid.uuid4().bytes[:3], "big")
+
+        def make():
+            with s.lock:
+                return gen.generate(body.n, seed, label, body.steps)
+
+        samples = await run_in_threadpool(make)
+        data = [{"b64_json": base64.b64encode(png_of(x.image())).decode(), "revised_prompt": None} for x in samples]
+        return {"created": int(time.time()), "data": data}
+
+    @app.post("/v1/music/generations")
+    async def music(request: Request):
+        from starlette.concurrency import run_in_threadpool
+
+        body = parse(MusicRequest, await body_of(request))
+        s = lookup(body.model, ("music",))
+        primer = None
+        if body.primer:
+            try:
+                primer = base64.b64decode(body.primer, validate=True)
+            except ValueError:
+                raise APIError(400, "primer: not base64", "primer", "invalid_value") from None
+        seed = body.seed if body.seed is not None else int.from_bytes(uuid.uuid4().bytes[:3], "big")
+
+        def make():
+            with s.lock, tempfile.TemporaryDirectory(prefix="genlab-serve-") as tmp:
+                prime = None
+                if primer is not None:
+                    prime = Path(tmp) / "primer.mid"  # our own file: nothing in a request is used as a path
+                    prime.write_bytes(primer)
+                try:
+                    samples = s.generator.generate(prime, n=body.n, seed=seed, seconds=body.seconds,
+                                                   temperature=body.temperature, top_k=body.top_k, top_p=body.top_p)
+                    return [music_files(x.score, Path(tmp) / f"out{i}.mid", s.generator.prime_seconds(prime))
+                            for i, x in enumerate(samples)]
+                except Exception as e:
+                    from genlab.errors import GenlabError
+
+                    if isinstance(e, GenlabError):
+                        raise APIError(400, "primer: " + str(e).split(": ", 1)[-1], "primer", "invalid_value") from None
+                    raise
+
+        return {"created": int(time.time()), "data": await run_in_threadpool(make)}
+
+    # ---- the rest ---------------------------------------------------------------------------------------
+
+    @app.get("/v1/models")
+    async def list_models():
+        return {"object": "list", "data": [{"id": n, "object": "model", "created": started, "owned_by": "genlab",
+                                            "modality": s.modality} for n, s in served.items()]}
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "models": list(served)}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def playground():
+        return HTMLResponse(PLAYGROUND.read_text(encoding="utf-8"))
+
+    @app.on_event("shutdown")
+    async def _stop():
+        for s in served.values():
+            if s.scheduler is not None:
+                s.scheduler.stop()
+
+    return app
+
+
+KNOWN_PATHS = {"/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/images/generations",
+               "/v1/music/generations", "/health", "/metrics", "/"}
+
+
+def class_of(prompt: str, classes: list[str]) -> int | None:
+    """The class a prompt names: a class name or its number ("7", "a seven", "digit 7"); None when it names none
+    (a class-conditional model then cycles through its classes)."""
+    words = re.findall(r"[a-z0-9]+", prompt.lower())
+    for i, name in enumerate(classes):
+        names = {name.lower(), str(i)} | ({NUMBER_WORDS[int(name)]} if name.isdigit() and int(name) < 10 else set())
+        if names & set(words):
+            return i
+    return None
+
+
+def png_of(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def music_files(score, midi: Path, prime_seconds: float | None) -> dict:
+    from genlab.audio import write_music
+    from genlab.tasks.music import seconds_of
+
+    paths, renderer = write_music(score, midi, prime_seconds)
+    b64 = lambda p: base64.b64encode(p.read_bytes()).decode()  # noqa: E731
+    return {"midi_b64": b64(paths[0]), "piano_roll_png_b64": b64(paths[1]), "wav_b64": b64(paths[2]),
+            "seconds": round(seconds_of(score), 3), "notes": score.note_num(), "audio_renderer": renderer}

@@ -1,0 +1,153 @@
+"""Continuous batching: one decode loop per served sequence model, on the step engine.
+
+A request (n rows) is queued; between two engine steps the loop admits queued requests while fewer
+than `max_batch` rows run, cancels what clients gave up, and then advances every running row by one
+token (genlab.sampling.engine: rows at different positions share one batched forward where the model
+has slots). Each event is handed to its request's asyncio queue on the server's event loop, so a
+handler streams tokens the moment they exist. Past `max_queue` rows waiting or running, `submit`
+refuses (the server answers 429).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from genlab.sampling.engine import Request
+
+log = logging.getLogger("genlab.serve")
+
+
+class QueueFull(Exception):
+    pass
+
+
+@dataclass
+class Job:
+    """One client request: its rows, and where their events go."""
+
+    requests: list[Request]
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)  # (row, Event) or (None, error message)
+    created: float = field(default_factory=time.perf_counter)
+    first_token: float | None = None
+    slots: dict[int, int] = field(default_factory=dict)  # engine slot -> row
+
+    def deliver(self, item) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+        except RuntimeError:  # the server's loop is gone (shutting down)
+            pass
+
+
+class Scheduler:
+    def __init__(self, generator, name: str, max_batch: int, max_queue: int, metrics):
+        self.generator, self.name = generator, name
+        self.max_batch, self.max_queue, self.metrics = max_batch, max_queue, metrics
+        self.engine = generator.engine()
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.cancelled: queue.SimpleQueue = queue.SimpleQueue()
+        self.waiting: collections.deque[Job] = collections.deque()
+        self.running: dict[int, Job] = {}  # engine slot -> its job
+        self.outstanding = 0  # rows queued or running
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, name=f"decode-{name}", daemon=True)
+        self.thread.start()
+
+    # ---- called from the server's event loop -------------------------------------------------------
+
+    def submit(self, requests: list[Request]) -> Job:
+        with self.lock:
+            if self.outstanding + len(requests) > self.max_queue:
+                raise QueueFull
+            self.outstanding += len(requests)
+        job = Job(requests, asyncio.get_running_loop())
+        self.inbox.put(job)
+        self.wake.set()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """The client went away: its rows leave at the next step."""
+        self.cancelled.put(job)
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        self.thread.join(timeout=5)
+
+    @property
+    def active_rows(self) -> int:
+        return len(self.running)
+
+    # ---- the decode loop (its own thread) -----------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self.stopping:
+            self._admit()
+            self.metrics.queue_depth.labels(self.name).set(sum(len(j.requests) for j in self.waiting))
+            self.metrics.active.labels(self.name).set(len(self.running))
+            if not self.running:
+                self.wake.wait()
+                self.wake.clear()
+                continue
+            try:
+                events = self.engine.step()
+            except Exception:  # a bug must not take the server down: fail the running requests, start afresh
+                log.exception("decode step failed for model %s", self.name)
+                for job in set(self.running.values()):
+                    job.deliver((None, "the model failed while generating"))
+                self._forget(list(self.running))
+                self.engine = self.generator.engine()
+                continue
+            self.metrics.batch_size.labels(self.name).observe(len(events))
+            self.metrics.tokens.labels(self.name).inc(len(events))
+            for event in events:
+                job = self.running.get(event.slot)
+                if job is None:
+                    continue
+                if job.first_token is None:
+                    job.first_token = time.perf_counter()
+                    self.metrics.ttft.labels(self.name).observe(job.first_token - job.created)
+                job.deliver((job.slots[event.slot], event))
+                if event.finish is not None:
+                    self._forget([event.slot])
+
+    def _admit(self) -> None:
+        while True:  # clients that gave up
+            try:
+                job = self.cancelled.get_nowait()
+            except queue.Empty:
+                break
+            if job in self.waiting:
+                self.waiting.remove(job)
+                self._done_rows(len(job.requests))
+            self._forget([slot for slot, j in self.running.items() if j is job])
+        while True:
+            try:
+                self.waiting.append(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        while self.waiting and len(self.running) < self.max_batch:
+            job = self.waiting.popleft()
+            for row, request in enumerate(job.requests):
+                slot = self.engine.add(request)
+                job.slots[slot] = row
+                self.running[slot] = job
+
+    def _forget(self, slots: list[int]) -> None:
+        for slot in slots:
+            if self.running.pop(slot, None) is not None:
+                self.engine.release(slot)
+                self._done_rows(1)
+
+    def _done_rows(self, n: int) -> None:
+        with self.lock:
+            self.outstanding -= n

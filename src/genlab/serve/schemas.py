@@ -1,0 +1,147 @@
+"""The OpenAI-style requests the server accepts, with their limits, and its error shape.
+
+A parameter the server does not implement is refused by name (400), never ignored: each model forbids
+unknown fields. Defaults follow OpenAI's (temperature 1, top_p 1), not the run's sample section.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# Limits a request may not pass (each a 400 naming the parameter).
+MAX_TOKENS = 4096
+MAX_N = 16
+MAX_PROMPT_CHARS = 32_000
+MAX_IMAGES = 16
+MAX_MUSIC_SECONDS = 120.0
+MAX_STOP = 4
+
+
+class APIError(Exception):
+    """An answer in OpenAI's error shape: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error", headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class StreamOptions(Strict):
+    include_usage: bool = False
+
+
+class Sampling(Strict):
+    """What completions and chat share."""
+
+    model: str
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)  # OpenAI's newer name (LangChain sends it)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)  # extension: 0 = off
+    repetition_penalty: float = Field(1.0, gt=0, le=10)  # extension: 1 = off
+    n: int = Field(1, ge=1, le=MAX_N)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None  # OpenAI's end-user tag: accepted, not used
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v):
+        stops = [v] if isinstance(v, str) else (v or [])
+        if len(stops) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop strings")
+        return stops
+
+    @field_validator("presence_penalty", "frequency_penalty")
+    @classmethod
+    def _penalty(cls, v):
+        if v != 0:
+            raise ValueError("not supported; genlab offers repetition_penalty (1 = off)")
+        return v
+
+    def token_budget(self, default: int) -> int:
+        return self.max_completion_tokens or self.max_tokens or default
+
+
+class CompletionRequest(Sampling):
+    prompt: str | list[str] = ""
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v):
+        prompts = [v] if isinstance(v, str) else v
+        if not prompts or any(len(p) > MAX_PROMPT_CHARS for p in prompts):
+            raise ValueError(f"give one prompt or a list of them, each at most {MAX_PROMPT_CHARS} characters")
+        return prompts
+
+
+class Message(Strict):
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str
+    name: str | None = None
+
+
+class ChatRequest(Sampling):
+    messages: list[Message] = Field(min_length=1)
+
+    @field_validator("messages")
+    @classmethod
+    def _length(cls, v):
+        if sum(len(m.content) for m in v) > MAX_PROMPT_CHARS:
+            raise ValueError(f"the messages hold more than {MAX_PROMPT_CHARS} characters")
+        return v
+
+
+class ImageRequest(Strict):
+    model: str
+    prompt: str = Field("", max_length=1000)
+    n: int = Field(1, ge=1, le=MAX_IMAGES)
+    size: str | None = None  # "WxH"; must be the model's own
+    response_format: Literal["b64_json"] = "b64_json"
+    seed: int | None = None  # extension
+    steps: int | None = Field(None, ge=1, le=1000)  # extension: diffusion sampling steps
+    user: str | None = None
+
+
+class MusicRequest(Strict):
+    model: str
+    primer: str | None = None  # a MIDI file, base64
+    seconds: float = Field(10.0, gt=0, le=MAX_MUSIC_SECONDS)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_k: int = Field(0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    n: int = Field(1, ge=1, le=4)
+    seed: int | None = None
+    user: str | None = None
+
+
+def parse(model: type[BaseModel], body) -> BaseModel:
+    """`body` as `model`, or an APIError naming the first parameter that is wrong."""
+    if not isinstance(body, dict):
+        raise APIError(400, "the request body must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        err = e.errors()[0]
+        param = ".".join(str(p) for p in err["loc"]) or None
+        if err["type"] == "extra_forbidden":
+            raise APIError(400, f"unsupported parameter: {param}", param, "unsupported_parameter") from None
+        if err["type"] == "missing":
+            raise APIError(400, f"missing required parameter: {param}", param, "missing_parameter") from None
+        message = err["msg"].removeprefix("Value error, ")
+        raise APIError(400, f"{param}: {message}", param, "invalid_value") from None

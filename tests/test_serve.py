@@ -1,0 +1,257 @@
+"""`genlab serve`: OpenAI's API over genlab runs, driven by the official `openai` client against a real
+uvicorn server on loopback; the playground page in a real headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+
+import genlab
+from conftest import make_corpus, tiny_config
+from genlab.errors import GenlabError
+
+KEY = "test-key-123"
+
+
+class Server:
+    """A uvicorn server for `app` in a thread, on a free loopback port."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.app = app
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.02)
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    corpus = root / "corpus.txt"
+    # Chat-shaped text, so the plain chat template's own words are in the model's vocabulary.
+    lines = make_corpus().splitlines()
+    corpus.write_text("".join(f"System: Be brief.\n\nUser: {a}\n\nAssistant: {b}\n\n" for a, b in zip(lines[::2], lines[1::2])))
+    text = genlab.train(tiny_config(corpus, root / "words", max_steps=40), progress=False)
+    image = genlab.train({"task": "image", "out": str(root / "digits"), "data": {"source": "digits"},
+                          "model": {"name": "gan", "hidden": [32], "latent_dim": 8},
+                          "train": {"max_steps": 2, "batch_size": 16, "eval_interval": 1000, "progress": False}}, progress=False)
+    return {"words": text.path, "digits": image.path}
+
+
+@pytest.fixture(scope="module")
+def server(runs):
+    from genlab.serve import build
+
+    s = Server(build([str(runs["words"]), str(runs["digits"])], api_key=KEY, device="cpu", max_batch=64, max_queue=64))
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def client(server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0, timeout=60)
+
+
+def test_models_are_listed_by_folder_name(client):
+    assert {m.id for m in client.models.list().data} == {"words", "digits"}
+
+
+def test_completions_plain_streamed_and_counted(client):
+    answer = client.completions.create(model="words", prompt="The cat", max_tokens=12, n=2, seed=7, temperature=0.9)
+    assert len(answer.choices) == 2 and {c.index for c in answer.choices} == {0, 1}
+    assert all(c.finish_reason == "length" for c in answer.choices)
+    assert answer.usage.completion_tokens == 24 and answer.usage.prompt_tokens == len("The cat")  # characters
+    assert answer.usage.total_tokens == 24 + len("The cat")
+    chunks = list(client.completions.create(model="words", prompt="The cat", max_tokens=12, n=2, seed=7, temperature=0.9,
+                                            stream=True))
+    streamed = ["", ""]
+    for chunk in chunks:
+        for c in chunk.choices:
+            streamed[c.index] += c.text
+    assert streamed == [c.text for c in sorted(answer.choices, key=lambda c: c.index)]  # same seed, same text
+    finals = [c for chunk in chunks for c in chunk.choices if c.finish_reason]
+    assert sorted(c.index for c in finals) == [0, 1] and {c.finish_reason for c in finals} == {"length"}
+
+
+def test_stop_strings_end_a_completion(client):
+    free = client.completions.create(model="words", prompt="The", max_tokens=40, temperature=0, seed=0).choices[0].text
+    stop = free[10:12]
+    stopped = client.completions.create(model="words", prompt="The", max_tokens=40, temperature=0, seed=0, stop=[stop])
+    assert stopped.choices[0].text == free[: free.index(stop)] and stopped.choices[0].finish_reason == "stop"
+
+
+def test_chat_through_the_plain_template(client):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "The dog"}]
+    answer = client.chat.completions.create(model="words", messages=messages, max_tokens=15, seed=3)
+    message = answer.choices[0].message
+    assert message.role == "assistant" and isinstance(message.content, str)
+    assert answer.usage.prompt_tokens == len("System: Be brief.\n\nUser: The dog\n\nAssistant:")
+    stream = client.chat.completions.create(model="words", messages=messages, max_completion_tokens=15, seed=3, stream=True,
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip() == message.content
+    assert chunks[-1].usage.completion_tokens == answer.usage.completion_tokens
+
+
+def test_images_come_back_as_pngs_of_the_models_size(client):
+    from PIL import Image
+
+    answer = client.images.generate(model="digits", prompt="anything", n=3, size="8x8", extra_body={"seed": 1})
+    images = [Image.open(io.BytesIO(base64.b64decode(d.b64_json))) for d in answer.data]
+    assert [im.size for im in images] == [(8, 8)] * 3
+    again = client.images.generate(model="digits", prompt="", n=3, extra_body={"seed": 1})
+    assert [d.b64_json for d in again.data] == [d.b64_json for d in answer.data]
+
+
+def test_a_request_gives_the_same_text_alone_and_batched_with_fifteen_others(server):
+    def ask(seed: int) -> str:
+        r = httpx.post(server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                       json={"model": "words", "prompt": "A dog" if seed % 2 else "The mat", "max_tokens": 30 + seed,
+                             "temperature": 1.0, "top_k": 5, "seed": seed})
+        assert r.status_code == 200, r.text
+        return r.json()["choices"][0]["text"]
+
+    alone = ask(3)
+    with ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(ask, range(16)))  # prompts of two lengths, 16 rows at different positions
+    assert together[3] == alone
+    assert len(set(together)) > 8  # and the others are their own
+
+
+def test_bad_requests_are_openai_errors_naming_the_parameter(server):
+    post = lambda body, **kw: httpx.post(server.url + "/v1/completions", json=body, timeout=30,  # noqa: E731
+                                         headers=kw.get("headers", {"Authorization": f"Bearer {KEY}"}))
+    cases = [
+        ({"model": "words", "prompt": "x", "logprobs": 2}, 400, "logprobs"),
+        ({"model": "words", "prompt": "x", "max_tokens": 100_000}, 400, "max_tokens"),
+        ({"model": "words", "prompt": "x", "n": 1000}, 400, "n"),
+        ({"model": "words", "prompt": "x", "presence_penalty": 0.5}, 400, "presence_penalty"),
+        ({"model": "words", "prompt": "x" * 40_000}, 400, "prompt"),
+        ({"prompt": "x"}, 400, "model"),
+        ({"model": "../../etc/passwd", "prompt": "x"}, 404, "model"),
+        ({"model": "digits", "prompt": "x"}, 400, "model"),
+        ({"model": "words", "prompt": "zebra \u2603"}, 400, "prompt"),  # characters the model never saw
+    ]
+    for body, status, param in cases:
+        r = post(body)
+        error = r.json()["error"]
+        assert r.status_code == status and error["param"] == param, (body, r.text)
+        assert set(error) == {"message", "type", "param", "code"} and "Traceback" not in r.text
+    assert post({"model": "words", "prompt": "x"}, headers={}).status_code == 401
+    assert post({"model": "words", "prompt": "x"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    r = httpx.post(server.url + "/v1/completions", content=b"{not json", timeout=30, headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
+    r = httpx.post(server.url + "/v1/completions", content=b"x" * (5 << 20), timeout=30, headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 413
+    r = httpx.post(server.url + "/v1/images/generations", json={"model": "digits", "size": "64x64"}, timeout=30,
+                   headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "size"
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"  # and the server still serves
+
+
+def test_a_client_that_disconnects_frees_its_rows(server):
+    scheduler = server.app.state.served["words"].scheduler
+    with httpx.stream("POST", server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                      json={"model": "words", "prompt": "The", "max_tokens": 4000, "stream": True, "n": 3}) as r:
+        lines = r.iter_lines()
+        assert next(line for line in lines if line.startswith("data: "))
+        assert scheduler.active_rows == 3
+    for _ in range(100):  # gone within a few steps of the client leaving
+        if scheduler.active_rows == 0:
+            break
+        time.sleep(0.05)
+    assert scheduler.active_rows == 0 and scheduler.outstanding == 0
+
+
+def test_metrics_count_requests_and_tokens(server):
+    text = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+    assert 'genlab_generated_tokens_total{model="words"}' in text
+    assert 'genlab_requests_total{path="/v1/completions",status="200"}' in text
+    assert "genlab_time_to_first_token_seconds_bucket" in text and "genlab_queue_depth" in text
+    assert httpx.get(server.url + "/metrics").status_code == 401
+
+
+def test_a_full_queue_answers_429_with_retry_after(runs):
+    from genlab.serve import build
+
+    s = Server(build([str(runs["words"])], device="cpu", max_queue=2))
+    try:
+        with httpx.stream("POST", s.url + "/v1/completions", timeout=60,
+                          json={"model": "words", "prompt": "The", "max_tokens": 4000, "stream": True, "n": 2}) as busy:
+            lines = busy.iter_lines()  # kept: a dropped iterator closes the connection
+            assert next(lines).startswith("data: ")
+            r = httpx.post(s.url + "/v1/completions", json={"model": "words", "prompt": "The"}, timeout=30)
+            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            assert r.json()["error"]["type"] == "rate_limit_error"
+    finally:
+        s.stop()
+
+
+def test_serving_beyond_loopback_needs_a_key_and_names_are_unique(runs, monkeypatch):
+    from genlab.serve import build, model_names
+
+    monkeypatch.delenv("GENLAB_API_KEY", raising=False)
+    with pytest.raises(GenlabError, match="--host 0.0.0.0: serving beyond this machine needs --api-key"):
+        build([str(runs["words"])], host="0.0.0.0")
+    assert model_names(["a/run", "hf:models/tiny"], ["x=b/run"]) == {"x": "b/run", "run": "a/run", "tiny": "hf:models/tiny"}
+    with pytest.raises(GenlabError, match="already served as 'run'"):
+        model_names(["a/run", "b/run"])
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_the_playground_streams_text_and_shows_images_in_a_real_browser(server, tmp_path):
+    if chromium() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing on CI (.ci/run installs it with apt-get)")
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.fill("#key", KEY)
+        page.dispatch_event("#key", "change")
+        page.wait_for_function("document.querySelectorAll('#model option').length == 2")
+        page.select_option("#model", "words")
+        page.fill("#prompt", "The cat")
+        page.click("#generate")
+        page.wait_for_function("document.querySelector('#output').textContent.length > 'The cat'.length + 5")
+        page.wait_for_function("document.querySelector('#status').textContent.startsWith('done')", timeout=30_000)
+        assert page.text_content("#output").startswith("The cat")
+        page.screenshot(path=str(tmp_path / "text.png"))
+        page.select_option("#model", "digits")
+        page.click("#generate")
+        page.wait_for_selector("#images img")
+        page.wait_for_function("document.querySelector('#images img').naturalWidth == 8")
+        assert page.locator("#images img").count() == 8
+        page.screenshot(path=str(tmp_path / "images.png"))
+        browser.close()
+    assert (tmp_path / "images.png").stat().st_size > 1000
