@@ -56,14 +56,33 @@ def runs(tmp_path_factory):
     image = genlab.train({"task": "image", "out": str(root / "digits"), "data": {"source": "digits"},
                           "model": {"name": "gan", "hidden": [32], "latent_dim": 8},
                           "train": {"max_steps": 2, "batch_size": 16, "eval_interval": 1000, "progress": False}}, progress=False)
-    return {"words": text.path, "digits": image.path}
+    midi = root / "midi"
+    midi.mkdir()
+    for k in range(3):
+        write_melody(midi / f"piece{k}.mid", step=k + 2)
+    music = genlab.train({"task": "music", "out": str(root / "tunes"), "data": {"source": str(midi), "music": {"transpose": 0}},
+                          "model": {"name": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 64},
+                          "train": {"max_steps": 2, "batch_size": 4, "eval_interval": 1000, "progress": False}}, progress=False)
+    return {"words": text.path, "digits": image.path, "tunes": music.path, "midi": midi}
+
+
+def write_melody(path, step: int, notes: int = 64):
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes = [pretty_midi.Note(velocity=80, pitch=55 + (i * step) % 24, start=i * 0.25, end=i * 0.25 + 0.25)
+                   for i in range(notes)]
+    pm.instruments.append(piano)
+    pm.write(str(path))
 
 
 @pytest.fixture(scope="module")
 def server(runs):
-    from genlab.serve import build
+    from genlab.server import build
 
-    s = Server(build([str(runs["words"]), str(runs["digits"])], api_key=KEY, device="cpu", max_batch=64, max_queue=64))
+    s = Server(build([str(runs["words"]), str(runs["digits"]), str(runs["tunes"])], api_key=KEY, device="cpu",
+                     max_batch=64, max_queue=64))
     yield s
     s.stop()
 
@@ -76,7 +95,7 @@ def client(server):
 
 
 def test_models_are_listed_by_folder_name(client):
-    assert {m.id for m in client.models.list().data} == {"words", "digits"}
+    assert {m.id for m in client.models.list().data} == {"words", "digits", "tunes"}
 
 
 def test_completions_plain_streamed_and_counted(client):
@@ -125,6 +144,24 @@ def test_images_come_back_as_pngs_of_the_models_size(client):
     assert [im.size for im in images] == [(8, 8)] * 3
     again = client.images.generate(model="digits", prompt="", n=3, extra_body={"seed": 1})
     assert [d.b64_json for d in again.data] == [d.b64_json for d in answer.data]
+
+
+def test_music_continues_a_primer_and_comes_back_as_midi_wav_and_piano_roll(server, runs, tmp_path):
+    import pretty_midi
+
+    write_melody(tmp_path / "primer.mid", step=3, notes=8)
+    primer = base64.b64encode((tmp_path / "primer.mid").read_bytes()).decode()
+    r = httpx.post(server.url + "/v1/music/generations", headers={"Authorization": f"Bearer {KEY}"}, timeout=120,
+                   json={"model": "tunes", "primer": primer, "seconds": 2, "seed": 1, "temperature": 0.9})
+    assert r.status_code == 200, r.text
+    (piece,) = r.json()["data"]
+    (tmp_path / "out.mid").write_bytes(base64.b64decode(piece["midi_b64"]))
+    pm = pretty_midi.PrettyMIDI(str(tmp_path / "out.mid"))
+    assert pm.get_end_time() <= 2.0 + 2.0 + 1e-3  # the primer (2 s) and at most the 2 s asked for
+    assert base64.b64decode(piece["wav_b64"])[:4] == b"RIFF" and base64.b64decode(piece["piano_roll_png_b64"])[:4] == b"\x89PNG"
+    bad = httpx.post(server.url + "/v1/music/generations", headers={"Authorization": f"Bearer {KEY}"}, timeout=30,
+                     json={"model": "tunes", "primer": base64.b64encode(b"not midi").decode()})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "primer"
 
 
 def test_a_request_gives_the_same_text_alone_and_batched_with_fifteen_others(server):
@@ -196,7 +233,7 @@ def test_metrics_count_requests_and_tokens(server):
 
 
 def test_a_full_queue_answers_429_with_retry_after(runs):
-    from genlab.serve import build
+    from genlab.server import build
 
     s = Server(build([str(runs["words"])], device="cpu", max_queue=2))
     try:
@@ -212,7 +249,7 @@ def test_a_full_queue_answers_429_with_retry_after(runs):
 
 
 def test_serving_beyond_loopback_needs_a_key_and_names_are_unique(runs, monkeypatch):
-    from genlab.serve import build, model_names
+    from genlab.server import build, model_names
 
     monkeypatch.delenv("GENLAB_API_KEY", raising=False)
     with pytest.raises(GenlabError, match="--host 0.0.0.0: serving beyond this machine needs --api-key"):
@@ -239,7 +276,7 @@ def test_the_playground_streams_text_and_shows_images_in_a_real_browser(server, 
         page.goto(server.url + "/")
         page.fill("#key", KEY)
         page.dispatch_event("#key", "change")
-        page.wait_for_function("document.querySelectorAll('#model option').length == 2")
+        page.wait_for_function("document.querySelectorAll('#model option').length == 3")
         page.select_option("#model", "words")
         page.fill("#prompt", "The cat")
         page.click("#generate")
@@ -253,5 +290,10 @@ def test_the_playground_streams_text_and_shows_images_in_a_real_browser(server, 
         page.wait_for_function("document.querySelector('#images img').naturalWidth == 8")
         assert page.locator("#images img").count() == 8
         page.screenshot(path=str(tmp_path / "images.png"))
+        page.select_option("#model", "tunes")
+        page.click("#generate")
+        page.wait_for_function("document.querySelector('#roll').naturalWidth > 100", timeout=60_000)
+        assert page.get_attribute("#audio", "src").startswith("data:audio/wav;base64,")
+        page.screenshot(path=str(tmp_path / "music.png"))
         browser.close()
     assert (tmp_path / "images.png").stat().st_size > 1000

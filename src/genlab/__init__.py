@@ -5,4 +5,12 @@ from genlab.config import RunConfig, build_config
 from genlab.errors import GenlabError
 
 __version__ = "0.1.0"
-__all__ = ["GenlabError", "Run", "RunConfig", "build_config", "load", "train", "__version__"]
+__all__ = ["GenlabError", "Run", "RunConfig", "build_config", "load", "serve", "train", "__version__"]
+
+
+def serve(runs: list[str], **options) -> None:
+    """Serve runs (and hf:PATH models) behind OpenAI's API until interrupted: what `genlab serve` runs.
+    Options: host, port, names, api_key, insecure, device, max_batch, max_queue, cors_origins."""
+    from genlab.server import serve as run
+
+    run(runs, **options)

@@ -24,7 +24,7 @@ def serve(
 ) -> None:
     """Serve runs behind OpenAI's API (/v1/completions, /v1/chat/completions, /v1/images/generations, ...) with a playground at /."""
     from genlab.errors import check_range
-    from genlab.serve import serve as run_server
+    from genlab.server import serve as run_server
 
     check_range("--port", port, 0, 65535)
     check_range("--max-batch", max_batch, 1, 4096)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from genlab.sampling.engine import Request
 
-log = logging.getLogger("genlab.serve")
+log = logging.getLogger("genlab.server")
 
 
 class QueueFull(Exception):

@@ -1,6 +1,7 @@
 """`genlab serve`: trained runs and local Hugging Face models behind OpenAI's API (see app.py, docs/serve.md).
 
     genlab.serve(["runs/shakespeare", "hf:./my-model"], port=8000, api_key="secret")
+    app = genlab.server.build(["runs/shakespeare"])     # the FastAPI app, to mount or run yourself
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def build(runs: list[str], names: list[str] | None = None, api_key: str | None =
           insecure: bool = False, device: str = "auto", **options):
     """The FastAPI app for `runs`; refuses a non-loopback address without an API key unless `insecure`."""
     from genlab.api import load
-    from genlab.serve.app import create_app
+    from genlab.server.app import create_app
 
     api_key = api_key or os.environ.get("GENLAB_API_KEY") or None
     if not is_loopback(host) and not api_key and not insecure:

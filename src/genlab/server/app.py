@@ -31,10 +31,10 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from genlab.serve.batching import QueueFull, Scheduler
-from genlab.serve.schemas import (APIError, ChatRequest, CompletionRequest, ImageRequest, MusicRequest, parse)
+from genlab.server.batching import QueueFull, Scheduler
+from genlab.server.schemas import (APIError, ChatRequest, CompletionRequest, ImageRequest, MusicRequest, parse)
 
-log = logging.getLogger("genlab.serve")
+log = logging.getLogger("genlab.server")
 PLAYGROUND = Path(__file__).with_name("playground.html")
 
 # The plain chat template of genlab runs (HF models with a template of their own use theirs).
