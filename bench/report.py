@@ -293,6 +293,29 @@ def section_images() -> str:
     return "\n\n".join(parts)
 
 
+def section_serve() -> str:
+    d = load("serve_load.json")
+    if d is None:
+        return ""
+    ms = lambda v: None if v is None else round(1000 * v, 1)  # noqa: E731
+    rows = [[name, r["clients"], round(r["tokens_per_s"]), ms(r["ttft_p50_s"]), ms(r["ttft_p99_s"]), ms(r["token_gap_p50_s"]),
+             ms(r["token_gap_p99_s"]), r["errors"]] for name, runs in d["servers"].items() for r in runs]
+    batched = {r["clients"]: r for r in d["servers"].get("continuous batching", [])}
+    single = {r["clients"]: r for r in d["servers"].get("one at a time", [])}
+    notes = [f"at {c} clients continuous batching serves {batched[c]['tokens_per_s'] / single[c]['tokens_per_s']:.1f}x the "
+             "tokens/s of the one-at-a-time server" for c in sorted(batched) if c in single and single[c]["tokens_per_s"]]
+    return "\n\n".join([
+        "## Serving",
+        f"`genlab serve` under load: N asyncio clients stream /v1/completions requests ({d['new_tokens_per_request']} new "
+        f"tokens each) back to back on loopback against {d['model']}; the server is a separate process with "
+        f"{d['server_threads']} torch thread, once with continuous batching (--max-batch 64) and once decoding one "
+        "request at a time (--max-batch 1). Times in milliseconds.",
+        table(["server", "clients", "tokens/s", "TTFT p50", "TTFT p99", "token gap p50", "token gap p99", "errors"], rows),
+        ("; ".join(notes) + ".") if notes else "",
+        provenance(d["command"], "serve_load.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
 def section_memory() -> str:
     d = load("token_store_memory.json")
     if d is None:
@@ -310,7 +333,7 @@ def section_memory() -> str:
 
 SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_variants, section_text_train,
             section_text_sample,
-            section_music, section_code, section_images, section_memory]
+            section_music, section_code, section_images, section_serve, section_memory]
 
 
 def render() -> str:

@@ -142,3 +142,30 @@ def test_without_transformers_hf_is_a_one_line_error(tmp_path, cli, monkeypatch)
     r = cli("sample", f"hf:{tmp_path}", "--prompt", "x")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [f"error: hf:{tmp_path}: Hugging Face models need the `transformers` package (pip install 'genlab[hf]')"]
+
+
+def test_a_served_hf_model_chats_through_its_own_template(tiny, tmp_path):
+    # A copy of the tiny model whose tokenizer carries a chat template: the server must prompt with it.
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from genlab.server import build
+    from test_serve import Server
+
+    folder = tmp_path / "chatty"
+    shutil.copytree(tiny, folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}<assistant>"
+    tok.save_pretrained(folder)
+    s = Server(build([f"hf:{folder}"], device="cpu"))
+    try:
+        import httpx
+
+        r = httpx.post(s.url + "/v1/chat/completions", timeout=60,
+                       json={"model": "chatty", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "seed": 0})
+        assert r.status_code == 200, r.text
+        expected = len(tok.encode("<user>hi\n<assistant>", add_special_tokens=False))
+        assert r.json()["usage"]["prompt_tokens"] == expected  # the template's prompt, not the plain one
+    finally:
+        s.stop()

@@ -277,15 +277,16 @@ class Engine:
         found: dict[int, torch.Tensor] = {}
         batch = []
         for slot in self.running:
-            s, context = self.slots[slot], self._context(slot)
-            if self.limit is not None and len(context) > self.limit:  # past the window: recompute it, as training saw it
+            s = self.slots[slot]
+            length = len(s.request.prompt) + len(s.tokens)
+            if self.limit is not None and length > self.limit:  # past the window: recompute it, as training saw it
                 self._release_row(s)
-                window = torch.tensor([context[-self.limit:]], device=self.device)
+                window = torch.tensor([self._context(slot)[-self.limit:]], device=self.device)
                 found[slot] = self.model(window)[:, -1]
             elif s.fed == 0:
                 s.row = self.pool.take()
-                found[slot] = self.model.fill_slot(self.pool.state, s.row, torch.tensor([context], device=self.device))[:, -1]
-                s.fed = len(context)
+                found[slot] = self.model.fill_slot(self.pool.state, s.row, torch.tensor([self._context(slot)], device=self.device))[:, -1]
+                s.fed = length
             else:
                 batch.append(slot)
         if batch:

@@ -267,16 +267,22 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
                     for row in range(rows):
                         yield chunk(row, None, None, first=True)
                 while done < rows:
-                    row, event = await job.events.get()
-                    if row is None:
-                        yield "data: " + json.dumps(APIError(500, event, kind="server_error").body()) + "\n\n"
-                        break
-                    generated += 1
-                    if event.text:
-                        yield chunk(row, event.text, None)
-                    if event.finish is not None:
-                        done += 1
-                        yield chunk(row, None, event.finish)
+                    ready = [await job.events.get()]
+                    while not job.events.empty():  # what piled up while the client read: one write, not one each
+                        ready.append(job.events.get_nowait())
+                    out = []
+                    for row, event in ready:
+                        if row is None:
+                            out.append("data: " + json.dumps(APIError(500, event, kind="server_error").body()) + "\n\n")
+                            done = rows
+                            break
+                        generated += 1
+                        if event.text:
+                            out.append(chunk(row, event.text, None))
+                        if event.finish is not None:
+                            done += 1
+                            out.append(chunk(row, None, event.finish))
+                    yield "".join(out)
                 if usage_wanted:
                     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": generated, "total_tokens": prompt_tokens + generated}
                     obj = "chat.completion.chunk" if kind == "chat" else "text_completion"

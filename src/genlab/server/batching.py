@@ -39,10 +39,20 @@ class Job:
     slots: dict[int, int] = field(default_factory=dict)  # engine slot -> row
 
     def deliver(self, item) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
-        except RuntimeError:  # the server's loop is gone (shutting down)
-            pass
+        deliver_all(self.loop, [(self, item)])
+
+
+def deliver_all(loop: asyncio.AbstractEventLoop, items: list[tuple[Job, object]]) -> None:
+    """Hand (job, item) pairs to their jobs' queues with one wake-up of the event loop (not one per token)."""
+
+    def put():
+        for job, item in items:
+            job.events.put_nowait(item)
+
+    try:
+        loop.call_soon_threadsafe(put)
+    except RuntimeError:  # the server's loop is gone (shutting down)
+        pass
 
 
 class Scheduler:
@@ -109,6 +119,7 @@ class Scheduler:
                 continue
             self.metrics.batch_size.labels(self.name).observe(len(events))
             self.metrics.tokens.labels(self.name).inc(len(events))
+            out = []
             for event in events:
                 job = self.running.get(event.slot)
                 if job is None:
@@ -116,9 +127,11 @@ class Scheduler:
                 if job.first_token is None:
                     job.first_token = time.perf_counter()
                     self.metrics.ttft.labels(self.name).observe(job.first_token - job.created)
-                job.deliver((job.slots[event.slot], event))
+                out.append((job, (job.slots[event.slot], event)))
                 if event.finish is not None:
                     self._forget([event.slot])
+            if out:
+                deliver_all(out[0][0].loop, out)
 
     def _admit(self) -> None:
         while True:  # clients that gave up

@@ -1,0 +1,152 @@
+"""Load on `genlab serve`: concurrent streaming clients against continuous batching and a one-at-a-time server.
+
+    python bench/serve_load.py [--data ../shared/data/tinyshakespeare.txt] [--seconds 30] [--clients 1,4,16,64]
+
+Trains a 4x128 char GPT on Tiny Shakespeare for a few hundred steps, then starts two real servers (separate
+processes, one torch thread each): one with continuous batching (--max-batch 64) and one that decodes one
+request at a time (--max-batch 1, same code otherwise). For each client count, that many asyncio clients
+stream /v1/completions requests (64 new tokens each, temperature 0.8, top-k 40) back to back for --seconds.
+Records aggregate tokens/s, p50/p99 time to first token and time between tokens, and errors, in
+bench/results/serve_load.json. The target: at 16 clients, >= 6x the one-at-a-time server's tokens/s, and
+p99 time to first token under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "serve_load.json"
+TOKENS = 64
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(run: Path, max_batch: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "genlab", "serve", str(run), "--port", str(port), "--device", "cpu",
+                             "--max-batch", str(max_batch), "--max-queue", "4096"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the server did not start: " + proc.stderr.read().decode()[-2000:])
+
+
+async def client(http: httpx.AsyncClient, url: str, model: str, until: float, seed: int, stats: dict) -> None:
+    body = {"model": model, "prompt": "ROMEO:", "max_tokens": TOKENS, "temperature": 0.8, "top_k": 40, "stream": True}
+    k = 0
+    while time.perf_counter() < until:
+        sent = time.perf_counter()
+        last = None
+        try:
+            async with http.stream("POST", url + "/v1/completions", json=body | {"seed": seed * 100_000 + k}) as r:
+                if r.status_code != 200:
+                    stats["errors"] += 1
+                    await r.aread()
+                    continue
+                async for line in r.aiter_lines():
+                    if not line.startswith("data: {"):
+                        continue
+                    now = time.perf_counter()
+                    chunk = json.loads(line[6:])
+                    if not chunk["choices"] or not chunk["choices"][0]["text"]:
+                        continue
+                    if last is None:
+                        stats["ttft"].append(now - sent)
+                    else:
+                        stats["gaps"].append(now - last)
+                    last = now
+                    if now <= until:
+                        stats["tokens"] += 1
+        except httpx.HTTPError:
+            stats["errors"] += 1
+        k += 1
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def load(url: str, model: str, clients: int, seconds: float) -> dict:
+    stats = {"tokens": 0, "errors": 0, "ttft": [], "gaps": []}
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        start = time.perf_counter()
+        until = start + seconds
+        await asyncio.gather(*(client(http, url, model, until, i, stats) for i in range(clients)))
+        elapsed = max(time.perf_counter() - start, seconds)
+    return {"clients": clients, "tokens_per_s": stats["tokens"] / seconds, "errors": stats["errors"],
+            "requests_started": len(stats["ttft"]) + stats["errors"], "elapsed_s": round(elapsed, 1),
+            "ttft_p50_s": percentile(stats["ttft"], 0.5), "ttft_p99_s": percentile(stats["ttft"], 0.99),
+            "token_gap_p50_s": percentile(stats["gaps"], 0.5), "token_gap_p99_s": percentile(stats["gaps"], 0.99),
+            "token_gap_mean_s": statistics.fmean(stats["gaps"]) if stats["gaps"] else None}
+
+
+def train(data: str, out: Path, steps: int) -> Path:
+    import genlab
+
+    tree = {"task": "text", "out": str(out), "data": {"source": data}, "tokenizer": {"kind": "char"},
+            "model": {"name": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128},
+            "train": {"max_steps": steps, "batch_size": 32, "lr": 2e-3, "warmup_steps": 20, "eval_interval": 10_000,
+                      "progress": False}}
+    return genlab.train(tree, progress=False, overwrite=True).path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"))
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--clients", default="1,4,16,64")
+    p.add_argument("--train-steps", type=int, default=300)
+    p.add_argument("--out", default="/tmp/genlab-bench-serve")
+    args = p.parse_args()
+    load_avg = list(os.getloadavg())
+    run = train(args.data, Path(args.out) / "shakespeare", args.train_steps)
+    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_at_start": load_avg,
+               "command": f"python bench/serve_load.py --seconds {args.seconds:g} --clients {args.clients}",
+               "model": "gpt 4x128, block 128, char, Tiny Shakespeare", "new_tokens_per_request": TOKENS,
+               "server_threads": 1, "servers": {}}
+    for name, max_batch in (("continuous batching", 64), ("one at a time", 1)):
+        proc, url = start_server(run, max_batch)
+        try:
+            rows = []
+            for clients in map(int, args.clients.split(",")):
+                row = asyncio.run(load(url, run.name, clients, args.seconds))
+                print(name, row, flush=True)
+                rows.append(row)
+            results["servers"][name] = rows
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
