@@ -17,7 +17,7 @@ from genlab.config import validate_config
 from genlab.datasets.images import ImageStore, read_idx
 from genlab.errors import GenlabError
 from genlab.metrics.image import fid, frechet_distance, kid, precision_recall
-from genlab.sampling.diffusion import NoiseSchedule, sample
+from genlab.sampling.diffusion import NoiseSchedule, denoising_steps, sample
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -104,6 +104,12 @@ def test_samplers_recover_the_single_point_of_a_one_point_data_set(kind, predict
         g = torch.Generator().manual_seed(0)
         out = sample(oracle, (3, 1, 2, 2), schedule, steps, sampler, prediction, generator=g)
         assert torch.allclose(out, target.expand(3, -1, -1, -1), atol=1e-4), (sampler, steps)
+    # Step by step, a diffusion sample sharpens towards x0: one yield per step, the last the sample.
+    x_T = torch.randn(3, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    seen = list(denoising_steps(oracle, (3, 1, 2, 2), schedule, 10, "ddim", prediction, x_T=x_T))
+    errors = [float((x - target).abs().max()) for x in seen]
+    assert len(seen) == 10 and errors[-1] < 1e-4 < errors[0]
+    assert torch.equal(seen[-1], sample(oracle, (3, 1, 2, 2), schedule, 10, "ddim", prediction, x_T=x_T))
 
 
 def test_add_noise_keeps_unit_variance_and_steps_are_spaced():

@@ -14,7 +14,7 @@ deterministic (eta = 0): the same noise always gives the same image.
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 import torch
 from genlab.progress import progress_bar
@@ -96,6 +96,27 @@ def sample(
     progress: bool = False,
 ) -> torch.Tensor:
     """Run the reverse process from pure noise (or `x_T`) -> x0 (shape), x0 estimates clipped to `clip`."""
+    x = None
+    for x in denoising_steps(denoise, shape, schedule, steps, sampler, prediction, generator, device, clip, x_T, progress):
+        pass
+    return x
+
+
+def denoising_steps(
+    denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    shape: tuple[int, ...],
+    schedule: NoiseSchedule,
+    steps: int,
+    sampler: Literal["ddpm", "ddim"],
+    prediction: str,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    clip: tuple[float, float] | None = (-1.0, 1.0),
+    x_T: torch.Tensor | None = None,
+    progress: bool = False,
+) -> Iterator[torch.Tensor]:
+    """The reverse process one step at a time, as the step engine runs text: yields x after each step (the
+    last is x0). A caller may stop early (a client went away) or show the images as they sharpen."""
     x = x_T if x_T is not None else torch.randn(shape, generator=generator, device=device)
     ts = schedule.timesteps_for(steps)
     for i, t in enumerate(progress_bar(ts, desc=f"{sampler} sampling", unit="step", enabled=progress, leave=False)):
@@ -108,4 +129,4 @@ def sample(
                 ab = schedule.alpha_bar[t].item()
                 eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
         x = ddpm_step(schedule, x, x0, t, t_prev, generator) if sampler == "ddpm" else ddim_step(schedule, x0, eps, t_prev)
-    return x
+        yield x
