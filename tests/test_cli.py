@@ -43,8 +43,9 @@ def test_every_command_has_its_own_help(cli):
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_a_usage_error_prints_usage_and_one_line_and_exits_2_entry_point(command, tmp_path):
-    r = genlab(*command, "--no-such-option", cwd=tmp_path)
+def test_a_usage_error_prints_usage_and_one_line_and_exits_2(command, cli):
+    # In process: the entry point's own usage error is checked once, in test_help_and_errors_through_the_entry_point.
+    r = cli(*command, "--no-such-option")
     assert r.returncode == 2, r.stderr
     assert f"Usage: genlab {' '.join(command)}" in r.stderr and "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error")]

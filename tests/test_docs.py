@@ -76,10 +76,13 @@ def tiny(args: list[str], workspace: Path) -> list[str]:
                 "--set", "train.sample_tokens=4"]
     if args[0] == "eval":
         image = 'task = "image"' in (workspace / args[1] / "config.toml").read_text()
-        return [*args, "--n", "32", *(["--steps", "5"] if image else [])]
-    if args[0] == "sample" and "--n" in args:
+        return [*args, *(["--n", "32", "--steps", "5"] if image else ["--n", "4"])]
+    if args[0] == "sample":
         args = list(args)
-        args[args.index("--n") + 1] = str(min(int(args[args.index("--n") + 1]), 8))
+        for flag, most in (("--n", 8), ("--seconds", 2), ("--max-new-tokens", 40)):
+            if flag in args:
+                i = args.index(flag) + 1
+                args[i] = str(min(float(args[i]), most)) if flag == "--seconds" else str(min(int(args[i]), most))
     return args
 
 
