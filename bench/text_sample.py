@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genlab.export.hf import gpt2_twin
 from genlab.models.fnet import FNet, FNetConfig
 from genlab.models.gpt import GPT, GPTConfig
 from genlab.models.ngram import NGram, NGramConfig
@@ -67,26 +68,9 @@ def genlab_rate(model, batch: int, n: int, use_cache: bool = True) -> float:
 
 
 def hf_twin(model: GPT):
-    """transformers' GPT-2 with `model`'s architecture and weights (biases zero, exact GELU)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    c = model.cfg
-    hf = GPT2LMHeadModel(GPT2Config(vocab_size=V, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head,
-                                    activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                                    bos_token_id=0, eos_token_id=None, pad_token_id=0)).eval()
-    with torch.no_grad():
-        for p in hf.parameters():
-            p.zero_()
-        hf.transformer.wte.weight.copy_(model.wte.weight)
-        hf.transformer.wpe.weight.copy_(model.wpe.weight)
-        hf.transformer.ln_f.weight.copy_(model.ln_f.weight)
-        for ours, theirs in zip(model.blocks, hf.transformer.h):
-            theirs.ln_1.weight.copy_(ours.ln_1.weight)
-            theirs.ln_2.weight.copy_(ours.ln_2.weight)
-            theirs.attn.c_attn.weight.copy_(ours.attn.qkv.weight.T)  # HF's Conv1D stores (in, out)
-            theirs.attn.c_proj.weight.copy_(ours.attn.proj.weight.T)
-            theirs.mlp.c_fc.weight.copy_(ours.mlp.fc.weight.T)
-            theirs.mlp.c_proj.weight.copy_(ours.mlp.proj.weight.T)
+    """transformers' GPT-2 holding `model`'s weights: what `genlab export --format hf` writes."""
+    hf = gpt2_twin(model)
+    hf.generation_config.pad_token_id = 0
     return hf
 
 

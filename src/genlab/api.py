@@ -49,11 +49,12 @@ def train(config: RunConfig | dict | str | Path, progress: bool = True, overwrit
 
 
 def load(run: str | Path, device: str = "auto"):
-    """The Generator of a run directory, or of a Hugging Face model given as `hf:PATH_OR_NAME`."""
-    if str(run).startswith("hf:"):
+    """The Generator of a run directory, of a folder `genlab export --format hf` wrote, or of a Hugging Face
+    model given as `hf:PATH_OR_NAME`."""
+    if str(run).startswith("hf:") or (Path(run) / "genlab_export.json").is_file():
         from genlab.tasks.hf import HFGenerator
 
-        return HFGenerator(str(run)[3:], device=device)
+        return HFGenerator(str(run).removeprefix("hf:"), device=device)
     rd = RunDir(run).require()
     config = load_config(rd.config)
     return task_of(config.task).Generator(rd.path, device=device)

@@ -127,6 +127,17 @@ class HFTokens:
         return self.encode("\n\n")
 
 
+def exported_task(path: str) -> str | None:
+    """The task of the run a `genlab export --format hf` folder came from (None for any other model)."""
+    import json
+
+    info = Path(path).expanduser() / "genlab_export.json"
+    try:
+        return json.loads(info.read_text())["task"] if info.is_file() else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 class HFGenerator(CodeGenerator):
     """A Hugging Face causal LM as a code Generator (see the module docstring)."""
 
@@ -135,7 +146,12 @@ class HFGenerator(CodeGenerator):
         tokenizer, model = load_hf(name_or_path, dev)
         tokens = HFTokens(tokenizer, model.get_output_embeddings().weight.shape[0])
         self.name = name_or_path
-        self._init(None, RunConfig(task="code"), tokens, CausalLM(model), dev)
+        # A folder genlab exported from a text run is a text model (no Python stops); any other is taken as code.
+        self.modality = exported_task(name_or_path) or "code"
+        self._init(None, RunConfig(task=self.modality), tokens, CausalLM(model), dev)
+
+    def default_stop(self) -> list[str]:
+        return super().default_stop() if self.modality == "code" else []
 
     def requests(self, prompt=None, n: int = 1, seed: int | None = None, stop: list[str] | None = None, **decoding):
         """As CodeGenerator's; the model's end-of-text token also ends generation."""

@@ -1,0 +1,22 @@
+"""`genlab export RUN --format FORMAT --out DIR`: a run in a form other tools load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from genlab.cli.root import app
+
+
+@app.command(no_args_is_help=True)
+def export(
+    run: str = typer.Argument(..., help="The run folder to export."),
+    format: str = typer.Option(..., "--format", help="hf: a Hugging Face transformers folder (GPT runs)."),
+    out: Path = typer.Option(..., "--out", help="The folder to write (replaced only if it holds an earlier export)."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing."),
+) -> None:
+    """Export a run: a transformers folder that AutoModelForCausalLM and AutoTokenizer load (checked against the run)."""
+    from genlab.export import export as run_export
+
+    run_export(run, format, out, progress=not quiet)

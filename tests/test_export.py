@@ -1,0 +1,84 @@
+"""`genlab export --format hf`: a GPT run as a transformers folder that AutoModelForCausalLM and AutoTokenizer
+load with the run's logits and tokens, and that `genlab sample` takes like a run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import genlab
+from conftest import tiny_config
+from genlab.errors import GenlabError
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from conftest import make_corpus
+
+    root = tmp_path_factory.mktemp("export")
+    corpus = root / "corpus.txt"
+    corpus.write_text(make_corpus())
+    char = genlab.train(tiny_config(corpus, root / "char", max_steps=20), progress=False)
+    bpe = genlab.train({**tiny_config(corpus, root / "bpe", max_steps=5), "tokenizer": {"kind": "bpe", "vocab_size": 300}},
+                       progress=False)
+    rope = tiny_config(corpus, root / "rope", max_steps=2)
+    rope["model"]["rope"] = True
+    lstm = tiny_config(corpus, root / "lstm", max_steps=2)
+    lstm["model"] = {"name": "lstm", "n_layer": 1, "n_embd": 16}
+    return {"char": char.path, "bpe": bpe.path, "rope": genlab.train(rope, progress=False).path,
+            "lstm": genlab.train(lstm, progress=False).path, "root": root}
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_transformers_loads_the_export_with_the_runs_logits_and_tokens(runs, kind, cli):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = runs["root"] / f"hf-{kind}"
+    r = cli("export", runs[kind], "--format", "hf", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "max_abs_logit_difference" in r.stderr  # the parity check is printed
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    run = genlab.load(runs[kind], device="cpu")
+    text = "The cat sat on a mat.\nA dog."  # within block_size (32)
+    assert tokenizer.encode(text, add_special_tokens=False) == run.tokenizer.encode(text)
+    ids = torch.tensor([run.tokenizer.encode(text)])
+    with torch.no_grad():
+        assert (model(ids).logits - run.model(ids)).abs().max().item() < 1e-5
+    assert tokenizer.decode(run.tokenizer.encode(text)) == text
+    report = json.loads((out / "genlab_export.json").read_text())
+    assert report["format"] == "hf" and report["task"] == "text" and report["max_abs_logit_difference"] < 1e-5
+
+
+def test_genlab_samples_the_export_like_the_run(runs, cli):
+    out = runs["root"] / "hf-sample"
+    assert cli("export", runs["char"], "--format", "hf", "--out", out).returncode == 0
+    ours = genlab.load(runs["char"], device="cpu").generate("The", max_new_tokens=20, temperature=0, stop=[])[0]
+    exported = genlab.load(out, device="cpu")
+    assert exported.modality == "text"  # a text export has no Python stop strings
+    assert exported.generate("The", max_new_tokens=20, temperature=0)[0].text == ours.text
+    assert genlab.load(f"hf:{out}", device="cpu").generate("The", max_new_tokens=20, temperature=0)[0].text == ours.text
+    r = cli("sample", out, "--prompt", "The", "--max-new-tokens", "20", "--temperature", "0")
+    assert r.returncode == 0 and r.stdout.rstrip("\n") == "The" + ours.text
+
+
+def test_what_cannot_be_exported_is_refused_in_one_line_and_writes_nothing(runs, cli, tmp_path):
+    cases = [(runs["rope"], "rope = true has no transformers architecture"), (runs["lstm"], "only GPT runs")]
+    for run, message in cases:
+        out = tmp_path / "out"
+        r = cli("export", run, "--format", "hf", "--out", out)
+        assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not out.exists() and not list(tmp_path.glob(".out.*"))  # nothing half-written
+    r = cli("export", runs["char"], "--format", "onnx-ish", "--out", tmp_path / "x")
+    assert r.returncode == 1 and "--format" in r.stderr
+    with pytest.raises(GenlabError, match="holds something other than an earlier export"):
+        genlab_export(runs["char"], runs["bpe"])  # a run is never replaced by an export
+    assert (runs["bpe"] / "config.toml").is_file()
+
+
+def genlab_export(run, out):
+    from genlab.export import export
+
+    return export(run, "hf", out, progress=False)
