@@ -51,7 +51,12 @@ def train(config: RunConfig | dict | str | Path, progress: bool = True, overwrit
 def load(run: str | Path, device: str = "auto"):
     """The Generator of a run directory, of a folder `genlab export --format hf` wrote, or of a Hugging Face
     model given as `hf:PATH_OR_NAME`."""
-    if str(run).startswith("hf:") or (Path(run) / "genlab_export.json").is_file():
+    from genlab.export import exported_format, load_onnx
+
+    exported = exported_format(run) if not str(run).startswith("hf:") else None
+    if exported == "onnx":
+        return load_onnx(run)
+    if str(run).startswith("hf:") or exported == "hf":
         from genlab.tasks.hf import HFGenerator
 
         return HFGenerator(str(run).removeprefix("hf:"), device=device)

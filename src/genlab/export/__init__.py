@@ -1,6 +1,7 @@
 """`genlab export RUN --format FORMAT --out DIR`: a run in a form other tools load.
 
-Formats: `hf` (a transformers folder: AutoModelForCausalLM / AutoTokenizer; export/hf.py). Each export is
+Formats: `hf` (a transformers folder: AutoModelForCausalLM / AutoTokenizer; export/hf.py) and `onnx` (the GPT
+with a key/value cache, run by onnxruntime; export/onnx.py). Each export is
 built beside DIR and swapped in only when complete and checked against the run (genlab.folders), so a
 failed or refused export never leaves a half-written folder; the folder says what it came from in
 `genlab_export.json` and loads with `genlab sample DIR` like a run.
@@ -11,14 +12,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import torch
+
 from genlab.errors import GenlabError
 
-FORMATS = ("hf",)
+FORMATS = ("hf", "onnx")
 
 
 def export(run: str | Path, format: str, out: str | Path, progress: bool = True) -> dict:
     """Export `run` as `format` into `out`; returns what the export measured (printed by the CLI)."""
-    from genlab.api import load
     from genlab.files import atomic_write_json
     from genlab.folders import check_target, marker_kind, replacing
 
@@ -28,16 +30,56 @@ def export(run: str | Path, format: str, out: str | Path, progress: bool = True)
     check_target(out, inputs=[str(run)])
     if out.is_dir() and any(out.iterdir()) and marker_kind(out) != "export":
         raise GenlabError(f"--out {out}: holds something other than an earlier export; choose a new folder")
-    generator = load(run, device="cpu")
-    if getattr(generator, "run", None) is None:
-        raise GenlabError(f"{run}: export takes a genlab run folder")
+    generator = _run_generator(run)
     with replacing(out, "export") as work:
-        from genlab.export.hf import export_hf
+        if format == "hf":
+            from genlab.export.hf import export_hf
 
-        report = export_hf(generator, work)
+            report = export_hf(generator, work)
+        else:
+            from genlab.export.onnx import export_onnx
+
+            report = export_onnx(generator, work)
         report = {"format": format, "run": str(Path(run).resolve()), "task": generator.config.task, **report}
         atomic_write_json(work / "genlab_export.json", report)
     if progress:
         shown = ", ".join(f"{k} {v:.2e}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items() if k not in ("run",))
         print(f"exported {run} -> {out} ({shown})", file=sys.stderr)
     return report
+
+
+def _run_generator(run: str | Path):
+    """The PyTorch Generator of a genlab run folder (an export or an hf: model is not a run)."""
+    from genlab.config import load_config
+    from genlab.runs import RunDir
+    from genlab.tasks import task_of
+
+    if str(run).startswith("hf:") or exported_format(run):
+        raise GenlabError(f"{run}: export takes a genlab run folder")
+    rd = RunDir(run).require()
+    return task_of(load_config(rd.config).task).Generator(rd.path, device="cpu")
+
+
+def exported_format(folder: str | Path) -> str | None:
+    """The format of a folder `genlab export` wrote (None for anything else)."""
+    import json
+
+    info = Path(folder) / "genlab_export.json"
+    try:
+        return json.loads(info.read_text())["format"] if info.is_file() else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def load_onnx(folder: str | Path):
+    """The Generator of an ONNX export: the run's generator class over onnxruntime instead of PyTorch."""
+    from genlab.config import load_config
+    from genlab.export.onnx import OnnxGPT
+    from genlab.tasks import task_of
+    from genlab.tokenizers import load_tokenizer
+
+    folder = Path(folder)
+    config = load_config(folder / "config.toml")
+    tokenizer = load_tokenizer(folder / "tokenizer.json")
+    model = OnnxGPT(folder / "model.onnx", config.model, tokenizer.vocab_size)
+    return task_of(config.task).Generator.from_parts(None, config, tokenizer, model, torch.device("cpu"))

@@ -1,0 +1,166 @@
+"""A GPT run as ONNX with a key/value cache: `genlab export RUN --format onnx --out DIR`.
+
+    model.onnx: input_ids (B, T), position_ids (B, T), attention_mask (B, P+T), past_keys, past_values
+                (n_layer, B, n_head, P, head_size)  ->  logits (B, T, V), present_keys, present_values
+                (n_layer, B, n_head, P+T, head_size)
+
+Batch, new tokens T and past length P are dynamic. Each row has its own positions and its own mask over
+the keys (1 = a real token), so rows at different positions can share one call. `OnnxGPT` runs the file
+under onnxruntime behind the sequence-model protocol (init_state / step / forward), so genlab's step engine
+decodes it exactly as it decodes the PyTorch model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from genlab.errors import GenlabError
+
+INPUTS = ["input_ids", "position_ids", "attention_mask", "past_keys", "past_values"]
+OUTPUTS = ["logits", "present_keys", "present_values"]
+
+
+class GPTWithPast(nn.Module):
+    """genlab's GPT with the cache as explicit inputs and outputs (what the ONNX file computes)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, position_ids, attention_mask, past_keys, past_values):
+        m, c = self.model, self.model.cfg
+        B, T = input_ids.shape
+        P = past_keys.shape[3]
+        hs = c.n_embd // c.n_head
+        x = m.wte(input_ids)
+        rope = None
+        if m.wpe is not None:
+            x = x + m.wpe(position_ids)
+        else:  # each row's own rotary angles: (B, 1, T, hs/2)
+            rope = (m.rope_cos[position_ids][:, None], m.rope_sin[position_ids][:, None])
+        # Query i of a row sees key j when the row's mask keeps j and j is not after it.
+        causal = torch.arange(P + T, device=x.device)[None, :] <= (P + torch.arange(T, device=x.device))[:, None]
+        visible = causal[None, None] & attention_mask[:, None, None, :].bool()  # (B, 1, T, P+T)
+        keys, values = [], []
+        for i, block in enumerate(m.blocks):
+            q, k, v = block.attn.qkv(block.ln_1(x)).split(c.n_embd, dim=2)
+            q, k, v = (t.view(B, T, c.n_head, hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+            if rope is not None:
+                from genlab.models.gpt import apply_rope
+
+                q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            k, v = torch.cat([past_keys[i], k], dim=2), torch.cat([past_values[i], v], dim=2)
+            keys.append(k)
+            values.append(v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
+            x = x + block.attn.proj(y.transpose(1, 2).reshape(B, T, c.n_embd))
+            x = x + block.mlp(block.ln_2(x))
+        return m.lm_head(m.ln_f(x)), torch.stack(keys), torch.stack(values)
+
+
+def empty_past(cfg, batch: int) -> torch.Tensor:
+    return torch.zeros(cfg.n_layer, batch, cfg.n_head, 0, cfg.n_embd // cfg.n_head)
+
+
+def export_gpt(model, path: Path) -> None:
+    try:
+        import onnx  # noqa: F401  (torch's exporter writes through it)
+    except ImportError:
+        raise GenlabError("--format onnx needs the `onnx` and `onnxruntime` packages (pip install 'genlab[export]')") from None
+    c = model.cfg
+    wrapper = GPTWithPast(model.cpu().eval())
+    B, T, P = 2, 3, 2
+    example = (torch.zeros(B, T, dtype=torch.long), torch.arange(P, P + T).repeat(B, 1), torch.ones(B, P + T, dtype=torch.long),
+               torch.zeros(c.n_layer, B, c.n_head, P, c.n_embd // c.n_head), torch.zeros(c.n_layer, B, c.n_head, P, c.n_embd // c.n_head))
+    dynamic = {"input_ids": {0: "batch", 1: "new"}, "position_ids": {0: "batch", 1: "new"}, "attention_mask": {0: "batch", 1: "total"},
+               "past_keys": {1: "batch", 3: "past"}, "past_values": {1: "batch", 3: "past"}, "logits": {0: "batch", 1: "new"},
+               "present_keys": {1: "batch", 3: "total"}, "present_values": {1: "batch", 3: "total"}}
+    import warnings
+
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice says nothing to a user
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, example, str(path), input_names=INPUTS, output_names=OUTPUTS, dynamic_axes=dynamic,
+                          opset_version=17, dynamo=False)
+
+
+class OnnxGPT:
+    """An exported GPT under onnxruntime, behind the sequence-model protocol the step engine decodes."""
+
+    def __init__(self, path: Path, cfg, vocab_size: int):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise GenlabError(f"{path}: ONNX models need the `onnxruntime` package (pip install 'genlab[export]')") from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.cfg, self.vocab_size, self.max_context = cfg, vocab_size, cfg.block_size
+
+    def eval(self):
+        return self
+
+    def _run(self, idx: torch.Tensor, start: int, past_k, past_v):
+        B, T = idx.shape
+        feeds = {"input_ids": idx.cpu().numpy().astype(np.int64),
+                 "position_ids": np.tile(np.arange(start, start + T, dtype=np.int64), (B, 1)),
+                 "attention_mask": np.ones((B, start + T), dtype=np.int64),
+                 "past_keys": past_k, "past_values": past_v}
+        logits, keys, values = self.session.run(OUTPUTS, feeds)
+        return torch.from_numpy(logits), keys, values
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        past = empty_past(self.cfg, idx.size(0)).numpy()
+        return self._run(idx, 0, past, past)[0]
+
+    def init_state(self, batch_size: int) -> dict:
+        past = empty_past(self.cfg, batch_size).numpy()
+        return {"k": past, "v": past, "length": 0}
+
+    def step(self, idx: torch.Tensor, state: dict):
+        logits, state["k"], state["v"] = self._run(idx, state["length"], state["k"], state["v"])
+        state["length"] += idx.size(1)
+        return logits, state
+
+
+def export_onnx(generator, work: Path) -> dict:
+    """Write `generator`'s GPT run into `work` as model.onnx (+ its config and tokenizer); returns the parity checks."""
+    import shutil
+
+    from genlab.sampling.engine import Decoding, Engine, Request, decode
+
+    config = generator.config
+    if config.model.name != "gpt":
+        raise GenlabError(f"--format onnx: only GPT runs export to ONNX so far, not {config.model.name!r}")
+    model = generator.model.cpu().eval()
+    export_gpt(model, work / "model.onnx")
+    shutil.copyfile(generator.run.config, work / "config.toml")
+    shutil.copyfile(generator.run.tokenizer, work / "tokenizer.json")
+    onnx_model = OnnxGPT(work / "model.onnx", config.model, model.vocab_size)
+    # Parity on the same inputs: a prompt, then one token on top of its cache.
+    g = torch.Generator().manual_seed(0)
+    prompt = torch.randint(0, model.vocab_size, (2, min(12, config.model.block_size - 1)), generator=g)
+    nxt = torch.randint(0, model.vocab_size, (2, 1), generator=g)
+    with torch.no_grad():
+        state = model.init_state(2)
+        ref_a, state = model.step(prompt, state)
+        ref_b, _ = model.step(nxt, state)
+    ours = onnx_model.init_state(2)
+    got_a, ours = onnx_model.step(prompt, ours)
+    got_b, _ = onnx_model.step(nxt, ours)
+    diff = max((got_a - ref_a).abs().max().item(), (got_b - ref_b).abs().max().item())
+    # Greedy decoding through the step engine: the same tokens, past the context window too.
+    request = lambda: [Request(prompt[0].tolist(), Decoding(max_new_tokens=config.model.block_size + 8, temperature=0.0), seed=0)]  # noqa: E731
+    torch_engine, onnx_engine = Engine(model), Engine(onnx_model)
+    (a,) = decode(torch_engine, request())
+    (b,) = decode(onnx_engine, request())
+    greedy_equal = torch_engine.tokens(a) == onnx_engine.tokens(b)
+    if diff > 1e-4 or not greedy_equal:
+        raise GenlabError(f"--format onnx: the ONNX model differs from the run (max abs logit difference {diff:.2e}, "
+                          f"greedy tokens {'equal' if greedy_equal else 'differ'}); not written")
+    return {"max_abs_logit_difference": diff, "greedy_tokens_equal": greedy_equal,
+            "bytes": (work / "model.onnx").stat().st_size}
