@@ -113,3 +113,15 @@ def test_onnx_matches_pytorch_and_samples_the_same_tokens(runs, rope, cli, tmp_p
     assert (logits[1, -1] - alone[0]).abs().max().item() < 1e-4
     r = cli("sample", out, "--prompt", "The", "--max-new-tokens", "10", "--seed", "1")
     assert r.returncode == 0 and r.stdout.startswith("The")
+
+
+def test_int8_is_smaller_close_in_loss_and_samples(runs, cli, tmp_path):
+    out = tmp_path / "int8"
+    r = cli("export", runs["char"], "--format", "int8", "--out", out)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "genlab_export.json").read_text())
+    assert report["bytes"] < report["fp32_bytes"] and report["bytes"] == (out / "model.onnx").stat().st_size
+    assert abs(report["val_loss_change"]) < 0.1  # a tiny model: quantization costs little
+    assert report["tokens_per_s_batch1"] > 0 and report["fp32_tokens_per_s_batch1"] > 0
+    (sample,) = genlab.load(out).generate("The", max_new_tokens=12, seed=0)
+    assert len(sample.tokens) == 12

@@ -225,6 +225,9 @@ def test_a_client_that_disconnects_frees_its_rows(server):
 
 
 def test_metrics_count_requests_and_tokens(server):
+    r = httpx.post(server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                   json={"model": "words", "prompt": "The", "max_tokens": 5})
+    assert r.status_code == 200
     text = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
     assert 'genlab_generated_tokens_total{model="words"}' in text
     assert 'genlab_requests_total{path="/v1/completions",status="200"}' in text

@@ -12,7 +12,7 @@ from genlab.cli.root import app
 @app.command(no_args_is_help=True)
 def export(
     run: str = typer.Argument(..., help="The run folder to export."),
-    format: str = typer.Option(..., "--format", help="hf: a Hugging Face transformers folder; onnx: ONNX with a KV cache (GPT runs)."),
+    format: str = typer.Option(..., "--format", help="hf: a Hugging Face transformers folder; onnx: ONNX with a KV cache; int8: that ONNX model quantized (GPT runs)."),
     out: Path = typer.Option(..., "--out", help="The folder to write (replaced only if it holds an earlier export)."),
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing."),
 ) -> None:

@@ -16,7 +16,7 @@ import torch
 
 from genlab.errors import GenlabError
 
-FORMATS = ("hf", "onnx")
+FORMATS = ("hf", "onnx", "int8")
 
 
 def export(run: str | Path, format: str, out: str | Path, progress: bool = True) -> dict:
@@ -36,10 +36,14 @@ def export(run: str | Path, format: str, out: str | Path, progress: bool = True)
             from genlab.export.hf import export_hf
 
             report = export_hf(generator, work)
-        else:
+        elif format == "onnx":
             from genlab.export.onnx import export_onnx
 
             report = export_onnx(generator, work)
+        else:
+            from genlab.export.onnx import quantize_int8
+
+            report = quantize_int8(generator, work)
         report = {"format": format, "run": str(Path(run).resolve()), "task": generator.config.task, **report}
         atomic_write_json(work / "genlab_export.json", report)
     if progress:

@@ -82,22 +82,10 @@ def ddim_step(schedule: NoiseSchedule, x0, eps, t_prev: int) -> torch.Tensor:
     return math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps
 
 
-def sample(
-    denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    shape: tuple[int, ...],
-    schedule: NoiseSchedule,
-    steps: int,
-    sampler: Literal["ddpm", "ddim"],
-    prediction: str,
-    generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
-    clip: tuple[float, float] | None = (-1.0, 1.0),
-    x_T: torch.Tensor | None = None,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Run the reverse process from pure noise (or `x_T`) -> x0 (shape), x0 estimates clipped to `clip`."""
+def sample(*args, **kwargs) -> torch.Tensor:
+    """Run the whole reverse process (arguments as denoising_steps) -> x0, estimates clipped to `clip`."""
     x = None
-    for x in denoising_steps(denoise, shape, schedule, steps, sampler, prediction, generator, device, clip, x_T, progress):
+    for x in denoising_steps(*args, **kwargs):
         pass
     return x
 

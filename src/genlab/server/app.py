@@ -295,20 +295,28 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
+    async def answer(request: Request, s: Served, body, rows, prompt_tokens: int, kind: str):
+        """Queue the rows; stream their tokens, or wait for all of them and answer in one body."""
+        job = submit(s, rows)
+        ident = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
+        if body.stream:
+            return stream(request, s, job, kind, ident, bool(body.stream_options and body.stream_options.include_usage), prompt_tokens)
+        texts, finish, generated = await collect(request, s, job)
+        if kind == "chat":
+            choices = [{"index": i, "message": {"role": "assistant", "content": t.strip()}, "logprobs": None, "finish_reason": f}
+                       for i, (t, f) in enumerate(zip(texts, finish))]
+        else:
+            choices = [{"index": i, "text": t, "logprobs": None, "finish_reason": f} for i, (t, f) in enumerate(zip(texts, finish))]
+        return {"id": ident, "object": "chat.completion" if kind == "chat" else "text_completion", "created": int(time.time()),
+                "model": s.name, "choices": choices,
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": generated, "total_tokens": prompt_tokens + generated}}
+
     @app.post("/v1/completions")
     async def completions(request: Request):
         body = parse(CompletionRequest, await body_of(request))
         s = lookup(body.model, ("text", "code"))
         rows = sequence_requests(s, body.prompt, body, body.stop, "prompt")
-        prompt_tokens = sum(len(r.prompt) for r in rows[:: body.n])
-        job = submit(s, rows)
-        ident = "cmpl-" + uuid.uuid4().hex[:24]
-        if body.stream:
-            return stream(request, s, job, "text", ident, bool(body.stream_options and body.stream_options.include_usage), prompt_tokens)
-        texts, finish, generated = await collect(request, s, job)
-        return {"id": ident, "object": "text_completion", "created": int(time.time()), "model": s.name,
-                "choices": [{"index": i, "text": t, "logprobs": None, "finish_reason": f} for i, (t, f) in enumerate(zip(texts, finish))],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": generated, "total_tokens": prompt_tokens + generated}}
+        return await answer(request, s, body, rows, sum(len(r.prompt) for r in rows[:: body.n]), "text")
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
@@ -322,16 +330,7 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
         else:
             prompt, stops = plain_chat_prompt(body.messages), body.stop + CHAT_STOPS
         rows = sequence_requests(s, [prompt], body, stops, "messages")
-        prompt_tokens = len(rows[0].prompt)
-        job = submit(s, rows)
-        ident = "chatcmpl-" + uuid.uuid4().hex[:24]
-        if body.stream:
-            return stream(request, s, job, "chat", ident, bool(body.stream_options and body.stream_options.include_usage), prompt_tokens)
-        texts, finish, generated = await collect(request, s, job)
-        return {"id": ident, "object": "chat.completion", "created": int(time.time()), "model": s.name,
-                "choices": [{"index": i, "message": {"role": "assistant", "content": t.strip()}, "logprobs": None, "finish_reason": f}
-                            for i, (t, f) in enumerate(zip(texts, finish))],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": generated, "total_tokens": prompt_tokens + generated}}
+        return await answer(request, s, body, rows, len(rows[0].prompt), "chat")
 
     # ---- images and music ----------------------------------------------------------------------------
 
