@@ -316,6 +316,34 @@ def section_serve() -> str:
     ])
 
 
+def section_export() -> str:
+    d = load("export_formats.json")
+    if d is None:
+        return ""
+    rows = [[r["form"], f"{r['bytes'] / 1e6:.2f} MB", round(r["batch1_tokens_per_s"]), round(r["batch8_tokens_per_s"]),
+             round(r["val_loss"], 4)] for r in d["rows"]]
+    by = {r["form"]: r for r in d["rows"]}
+    notes = []
+    if "onnx fp32" in by and "onnx int8" in by:
+        f, q = by["onnx fp32"], by["onnx int8"]
+        notes.append(f"ONNX int8 is {q['bytes'] / f['bytes']:.0%} of the ONNX fp32 size, decodes "
+                     f"{q['batch1_tokens_per_s'] / f['batch1_tokens_per_s']:.2f}x as fast at batch 1, and moves the val loss by "
+                     f"{q['val_loss'] - f['val_loss']:+.4f} nats")
+    if "pytorch fp32" in by and "onnx fp32" in by:
+        notes.append(f"ONNX fp32 decodes {by['onnx fp32']['batch1_tokens_per_s'] / by['pytorch fp32']['batch1_tokens_per_s']:.2f}x "
+                     "as fast as PyTorch at batch 1")
+    return "\n\n".join([
+        "## Export",
+        f"One run ({d['model']}) in each form, measured in one process with {d['threads']} thread: file size, tokens/s "
+        f"decoding {d['new_tokens']} new tokens through genlab's step engine (best of 2), val loss over the whole val split. "
+        "PyTorch int8 is torch's dynamic quantization of the Linear layers (measured here, not an export format yet; "
+        "its size is its saved state dict).",
+        table(["form", "size", "tok/s batch 1", "tok/s batch 8", "val loss"], rows),
+        ("; ".join(notes) + ".") if notes else "",
+        provenance(d["command"], "export_formats.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
 def section_memory() -> str:
     d = load("token_store_memory.json")
     if d is None:
@@ -333,7 +361,8 @@ def section_memory() -> str:
 
 SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_variants, section_text_train,
             section_text_sample,
-            section_music, section_code, section_images, section_serve, section_memory]
+            section_music, section_code, section_images, section_serve, section_export,
+            section_memory]
 
 
 def render() -> str:

@@ -1,6 +1,11 @@
+import os
 import random
 
 import pytest
+
+# pytest runs with -n 2 on 2 cores: one thread per worker. The CLI's `--threads auto` reads this too, so
+# commands run in process do not oversubscribe the machine.
+os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(scope="session")

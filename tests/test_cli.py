@@ -228,3 +228,25 @@ def test_a_corpus_on_one_line_trains_and_samples(tmp_path):
     run = api.train(tiny_config(tmp_path / "one-line.txt", tmp_path / "run", max_steps=3), progress=False)
     (sample,) = run.generator().generate(max_new_tokens=5, seed=0)
     assert len(sample.tokens) == 5 and sample.finish_reason == "length" and isinstance(sample.text, str)
+
+
+def test_threads_are_chosen_printed_and_recorded(tmp_path, corpus_file, cli):
+    import torch
+
+    r = cli("train", "text", "--data", corpus_file, "--out", tmp_path / "run", "--max-steps", "2", "--threads", "1",
+            "--set", "model.n_layer=1", "--set", "model.n_embd=16", "--set", "model.n_head=2", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "threads=1" in r.stdout
+    first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["threads"] == 1 == torch.get_num_threads()
+    for bad, message in (("0", "give at least 1"), ("lots", "neither a number of threads nor 'auto'")):
+        r = cli("sample", tmp_path / "run", "--threads", bad)
+        assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    from genlab.threads import resolve
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(os, "environ", env)
+        assert resolve("auto") == len(os.sched_getaffinity(0))
+        env["OMP_NUM_THREADS"] = "3"
+        assert resolve("auto") == 3

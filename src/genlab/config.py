@@ -135,6 +135,7 @@ class TrainConfig(Section):
     ema_decay: Probability | None = None
     sample_tokens: Count = 200  # length of the samples written at each eval
     compile: bool = False
+    threads: int | Literal["auto"] | None = None  # CPU threads; None leaves torch's setting (the CLI passes auto)
     # RNNs: carry the hidden state from each training window to the next one of the same stream (truncated
     # backprop through time, as char-rnn), instead of starting every random window from zeros.
     carry_state: bool = False

@@ -317,6 +317,8 @@ class Trainer:
                     last = {"step": s.step, "lr": lr, "elapsed": round(s.elapsed, 3), f"{self.item_name}_per_s": round(rate, 1), **{k: round(v, 5) for k, v in logs.items()}}
                     if s.planned_steps is not None:
                         last["planned_steps"] = s.planned_steps
+                    if s.step == 1:  # the speed of a run depends on it: recorded once
+                        last["threads"] = torch.get_num_threads()
                     self._log(last)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()} | {f"{self.item_name}/s": f"{rate:,.0f}"})
                 if s.step % cfg.eval_interval == 0 and s.step < cfg.max_steps:

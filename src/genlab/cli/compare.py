@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from genlab.cli.root import app
+from genlab.cli.root import app, threads_option, use_threads
 
 
 @app.command()
@@ -21,8 +21,10 @@ def compare(
     set_: list[str] = typer.Option([], "--set", help="A config field for every trained run: --set train.seed=1 (repeatable)."),
     device: str = typer.Option("cpu", "--device", help="Where to measure: auto, cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    threads: str = threads_option(),
 ) -> None:
     """Train or read several runs and compare parameters, val loss, bits per char, speed and wall time."""
+    use_threads(threads)
     from genlab.compare import compare as run_compare, format_table
 
     family_list = [m.strip() for m in models.split(",") if m.strip()] if models else None

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from genlab.cli.root import app
+from genlab.cli.root import app, threads_option, use_threads
 from genlab.errors import GenlabError
 
 
@@ -17,8 +17,10 @@ def demo(
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated parts to run (default: all)."),
     seconds: float = typer.Option(60.0, "--seconds", help="Training time per part, in seconds."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    threads: str = threads_option(),
 ) -> None:
     """Train small models on embedded data (offline) and print/save what they make before and after."""
+    use_threads(threads)
     from genlab.demo import PARTS, run_demo
 
     parts = [p.strip() for p in only.split(",")] if only else list(PARTS)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from genlab.cli.root import app
+from genlab.cli.root import app, threads_option, use_threads
 
 
 def print_table(results: dict) -> None:
@@ -27,8 +27,10 @@ def evaluate(
     steps: Optional[int] = typer.Option(None, "--steps", help="Diffusion sampling steps for the generated images."),
     fid_features: Optional[Path] = typer.Option(None, "--fid-features", help="A TorchScript Inception feature file for FID/KID comparable with published figures (default: genlab's own small classifier; docs/images.md)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    threads: str = threads_option(),
 ) -> None:
     """Evaluate a run: loss, bits per char/byte, perplexity and diversity (text, code); music metrics; FID/KID (images)."""
+    use_threads(threads)
     import inspect
 
     from genlab.api import load

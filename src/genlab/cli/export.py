@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from genlab.cli.root import app
+from genlab.cli.root import app, threads_option, use_threads
 
 
 @app.command(no_args_is_help=True)
@@ -15,8 +15,10 @@ def export(
     format: str = typer.Option(..., "--format", help="hf: a Hugging Face transformers folder; onnx: ONNX with a KV cache; int8: that ONNX model quantized (GPT runs)."),
     out: Path = typer.Option(..., "--out", help="The folder to write (replaced only if it holds an earlier export)."),
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing."),
+    threads: str = threads_option(),
 ) -> None:
     """Export a run: a transformers folder that AutoModelForCausalLM and AutoTokenizer load (checked against the run)."""
+    use_threads(threads)
     from genlab.export import export as run_export
 
     run_export(run, format, out, progress=not quiet)

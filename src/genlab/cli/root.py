@@ -25,5 +25,16 @@ def _global(debug: bool = typer.Option(False, "--debug", help="Show the full tra
     _debug = debug
 
 
+def threads_option():
+    return typer.Option("auto", "--threads", help="CPU threads: a number, or auto (OMP_NUM_THREADS if set, else the cores this process may use).")
+
+
+def use_threads(value: str) -> int:
+    """Apply --threads; returns the number chosen (train prints it and records it in metrics.jsonl)."""
+    from genlab.threads import use
+
+    return use(value)
+
+
 def debugging() -> bool:
     return _debug or "--debug" in sys.argv[1:] or os.environ.get("GENLAB_DEBUG", "") not in ("", "0")

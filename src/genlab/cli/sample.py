@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from genlab.cli.root import app
+from genlab.cli.root import app, threads_option, use_threads
 from genlab.errors import GenlabError, check_range
 from genlab.files import atomic_write_text
 from genlab.folders import check_output_file, claim
@@ -41,8 +41,10 @@ def sample(
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Length of music to generate, in seconds."),
     bars: Optional[int] = typer.Option(None, "--bars", help="Length of music to generate, in bars."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    threads: str = threads_option(),
 ) -> None:
     """Generate samples: text to the terminal or a file, image grids, MIDI with piano roll and audio."""
+    use_threads(threads)
     from genlab.api import load
     from genlab.config import validate_sample_options
 

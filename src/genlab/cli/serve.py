@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from genlab.cli.root import app
+from genlab.cli.root import app, threads_option, use_threads
 
 
 @app.command(no_args_is_help=True)
@@ -21,8 +21,10 @@ def serve(
     max_queue: int = typer.Option(256, "--max-queue", help="Rows queued or running per model before answering 429."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="Allow browser pages from this origin (repeatable; off by default)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    threads: str = threads_option(),
 ) -> None:
     """Serve runs behind OpenAI's API (/v1/completions, /v1/chat/completions, /v1/images/generations, ...) with a playground at /."""
+    use_threads(threads)
     from genlab.errors import check_range
     from genlab.server import serve as run_server
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from genlab.cli.root import app
+from genlab.cli.root import app, threads_option
 
 
 @app.command(no_args_is_help=True)
@@ -27,6 +27,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="Any config field: --set model.n_layer=6 (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete what --out holds and start afresh instead of resuming."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    threads: str = threads_option(),
 ) -> None:
     """Train a model; the run directory gets config.toml, model.safetensors, metrics, samples and a loss plot."""
     from genlab.api import train as run_training
@@ -35,9 +36,14 @@ def train(
     flags = dict(data=data, model=model, tokenizer=tokenizer, out=out, max_steps=max_steps, max_time=max_time,
                  batch_size=batch_size, lr=lr, device=device, seed=seed)
     cfg = build_config(config, flags, set_, base={"task": task})
+    if cfg.train.threads is None:  # --set train.threads or the config file win over the flag's default
+        cfg.train.threads = threads
     if quiet:
         cfg.train.progress = False
     run = run_training(cfg, progress=not quiet, overwrite=overwrite)
     shown = {k: v for k, v in run.results.items() if k.startswith("val_") or k in ("step", "elapsed")}
+    import torch
+
+    shown["threads"] = torch.get_num_threads()
     print("finished: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
     print(f"run saved in {run.path}   next: genlab sample {run.path}   genlab eval {run.path}")

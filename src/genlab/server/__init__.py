@@ -70,7 +70,9 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, names: lis
         sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as e:
         raise GenlabError(f"--host {host} --port {port}: cannot listen there ({e.strerror})") from None
+    import torch
+
     print(f"serving {', '.join(app.state.served)} on http://{host}:{sock.getsockname()[1]}/ "
-          "(playground at /, OpenAI API under /v1)", file=sys.stderr)
+          f"(playground at /, OpenAI API under /v1; {torch.get_num_threads()} torch threads)", file=sys.stderr)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])

@@ -61,8 +61,8 @@ class Task(Protocol):
     def training(self, config: RunConfig, run: RunDir, data, model: torch.nn.Module, device: torch.device) -> Training: ...
 
 
-# Fields that may change between a run and its resumption: budgets and display.
-_RESUMABLE = {("train", "max_steps"), ("train", "max_time"), ("train", "progress")}
+# Fields that may change between a run and its resumption: budgets, display and threads.
+_RESUMABLE = {("train", "max_steps"), ("train", "max_time"), ("train", "progress"), ("train", "threads")}
 
 
 def _comparable(config: RunConfig) -> dict:
@@ -92,6 +92,10 @@ def open_run(config: RunConfig, overwrite: bool) -> tuple[RunDir, bool]:
 def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: bool = False) -> tuple[RunConfig, dict]:
     """Train (or resume) the run `config` describes with `task`; returns (the resolved config, results)."""
     config = task.defaults(config)  # before anything is written
+    if config.train.threads is not None:
+        from genlab.threads import use
+
+        use(config.train.threads, "train.threads")
     torch.manual_seed(config.train.seed)
     w = distributed.world()
     if w.is_main:  # under torchrun, rank 0 alone prepares the run folder; the others read it
