@@ -125,3 +125,45 @@ def test_int8_is_smaller_close_in_loss_and_samples(runs, cli, tmp_path):
     assert report["tokens_per_s_batch1"] > 0 and report["fp32_tokens_per_s_batch1"] > 0
     (sample,) = genlab.load(out).generate("The", max_new_tokens=12, seed=0)
     assert len(sample.tokens) == 12
+
+
+def test_the_web_export_generates_in_a_real_browser(runs, cli, tmp_path):
+    import functools
+    import http.server
+    import os
+    import shutil
+    import threading
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    missing = [tool for tool, path in (("chromium", chromium), ("npm", shutil.which("npm"))) if path is None]
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{', '.join(missing)} missing on CI (.ci/run installs them)")
+        pytest.skip(f"needs {', '.join(missing)}")
+    out = tmp_path / "web"
+    r = cli("export", runs["char"], "--format", "web", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert {"index.html", "model.onnx", "vocab.json", "ort.wasm.min.js", "ort-wasm-simd-threaded.wasm"} <= {p.name for p in out.iterdir()}
+    assert "http" not in (out / "index.html").read_text().split("<script>")[0].replace('charset="utf-8"', "")  # no CDN
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    from playwright.sync_api import sync_playwright
+
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+            page.wait_for_function("document.querySelector('#status').textContent == 'ready'", timeout=60_000)
+            page.fill("#prompt", "The cat")
+            page.fill("#tokens", "40")  # past the context window (32) too
+            page.click("#generate")
+            page.wait_for_function("document.querySelector('#status').textContent.startsWith('done')", timeout=60_000)
+            text = page.text_content("#output")
+            page.screenshot(path=str(tmp_path / "web.png"))
+            browser.close()
+    finally:
+        server.shutdown()
+    assert text.startswith("The cat") and len(text) == len("The cat") + 40
+    assert set(text) <= set(genlab.load(runs["char"]).tokenizer.chars)  # characters of the model's vocabulary

@@ -54,7 +54,7 @@ def load(run: str | Path, device: str = "auto"):
     from genlab.export import exported_format, load_onnx
 
     exported = exported_format(run) if not str(run).startswith("hf:") else None
-    if exported in ("onnx", "int8"):  # int8: an ONNX file with quantized matrix products
+    if exported in ("onnx", "int8", "web"):  # int8: an ONNX file with quantized matrix products
         return load_onnx(run)
     if str(run).startswith("hf:") or exported == "hf":
         from genlab.tasks.hf import HFGenerator

@@ -16,10 +16,10 @@ import torch
 
 from genlab.errors import GenlabError
 
-FORMATS = ("hf", "onnx", "int8")
+FORMATS = ("hf", "onnx", "int8", "web")
 
 
-def export(run: str | Path, format: str, out: str | Path, progress: bool = True) -> dict:
+def export(run: str | Path, format: str, out: str | Path, progress: bool = True, ort_web: str | Path | None = None) -> dict:
     """Export `run` as `format` into `out`; returns what the export measured (printed by the CLI)."""
     from genlab.files import atomic_write_json
     from genlab.folders import check_target, marker_kind, replacing
@@ -40,10 +40,14 @@ def export(run: str | Path, format: str, out: str | Path, progress: bool = True)
             from genlab.export.onnx import export_onnx
 
             report = export_onnx(generator, work)
-        else:
+        elif format == "int8":
             from genlab.export.onnx import quantize_int8
 
             report = quantize_int8(generator, work)
+        else:
+            from genlab.export.web import export_web
+
+            report = export_web(generator, work, Path(ort_web) if ort_web else None)
         report = {"format": format, "run": str(Path(run).resolve()), "task": generator.config.task, **report}
         atomic_write_json(work / "genlab_export.json", report)
     if progress:

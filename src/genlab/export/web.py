@@ -1,0 +1,65 @@
+"""A char-level GPT run as a static web page that generates text in the browser: `--format web`.
+
+The folder holds index.html (the page and its sampler, written here), model.onnx (export/onnx.py: the GPT
+with its key/value cache; with config.toml and tokenizer.json `genlab sample DIR` runs it too), vocab.json, and onnxruntime-web's JavaScript and WebAssembly files, taken from
+the npm package at export time (`npm pack onnxruntime-web@ORT_WEB_VERSION`) or from `--ort-web DIR`. The
+page fetches nothing else: serve the folder with any static file server (browsers refuse WebAssembly from
+file:// pages) and open it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from genlab.errors import GenlabError
+
+ORT_WEB_VERSION = "1.20.1"
+ORT_FILES = ["ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs"]
+PAGE = Path(__file__).with_name("web_page.html")
+
+
+def ort_web_files(dest: Path, ort_web: Path | None) -> None:
+    """Copy onnxruntime-web's files into dest: from `ort_web` (a folder holding them, or an npm package's
+    dist/), else from the npm package fetched with `npm pack` (npm's cache or registry, at export time)."""
+    if ort_web is not None:
+        for name in ORT_FILES:
+            found = next((p for p in (Path(ort_web) / name, Path(ort_web) / "dist" / name) if p.is_file()), None)
+            if found is None:
+                raise GenlabError(f"--ort-web {ort_web}: no {name} there (give onnxruntime-web's dist/ folder)")
+            shutil.copyfile(found, dest / name)
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise GenlabError("--format web needs onnxruntime-web: install npm, or pass --ort-web DIR (its dist/ folder)")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            subprocess.run([npm, "pack", f"onnxruntime-web@{ORT_WEB_VERSION}", "--silent"], cwd=tmp, check=True,
+                           capture_output=True, timeout=600)
+        except (subprocess.SubprocessError, OSError) as e:
+            raise GenlabError(f"--format web: `npm pack onnxruntime-web@{ORT_WEB_VERSION}` failed ({type(e).__name__}); "
+                              "pass --ort-web DIR") from None
+        (archive,) = Path(tmp).glob("*.tgz")
+        with tarfile.open(archive) as tar:
+            for name in ORT_FILES:
+                member = tar.extractfile(f"package/dist/{name}")
+                (dest / name).write_bytes(member.read())
+
+
+def export_web(generator, work: Path, ort_web: Path | None = None) -> dict:
+    from genlab.export.onnx import export_onnx
+
+    if generator.tokenizer.kind != "char":
+        raise GenlabError(f"--format web: only character-level runs so far (this run's tokenizer is {generator.tokenizer.kind!r})")
+    report = export_onnx(generator, work)  # model.onnx (checked against PyTorch), config.toml, tokenizer.json
+    c, s = generator.config.model, generator.config.sample
+    (work / "vocab.json").write_text(json.dumps({
+        "chars": generator.tokenizer.chars, "block_size": c.block_size, "n_layer": c.n_layer, "n_head": c.n_head,
+        "head_size": c.n_embd // c.n_head, "temperature": s.temperature, "top_k": s.top_k, "prompt": s.prompt}))
+    shutil.copyfile(PAGE, work / "index.html")
+    ort_web_files(work, ort_web)
+    return {**report, "onnxruntime_web": "local " + str(ort_web) if ort_web else ORT_WEB_VERSION}
