@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from genlab.sampling.engine import Decoding, Engine, Request, filter_logits
@@ -35,7 +36,8 @@ def test_same_seed_same_tokens_and_batches_differ():
     assert len({tuple(r) for r in a.tolist()}) > 1  # rows of a batch are independent draws
 
 
-def test_requests_join_and_leave_between_steps_without_changing_each_other():
+@pytest.mark.parametrize("continuous", [False, True])  # groups of rows, or rows of one cache at their own positions
+def test_requests_join_and_leave_between_steps_without_changing_each_other(continuous):
     # A request's tokens depend only on its prompt, options and seed: not on who shares the engine.
     model = tiny_model("gpt")
     a = Request([1, 2, 3], Decoding(max_new_tokens=10, temperature=1.0), seed=1)
@@ -43,13 +45,13 @@ def test_requests_join_and_leave_between_steps_without_changing_each_other():
     c = Request([5, 6, 7], Decoding(max_new_tokens=10, temperature=1.0, repetition_penalty=1.3), seed=3)
     alone = {}
     for name, r in {"a": a, "b": b, "c": c}.items():
-        e = Engine(model)
+        e = Engine(model, continuous=continuous)
         slot = e.add(r)
         while e.active:
             e.step()
         alone[name] = e.tokens(slot)
 
-    engine = Engine(model)
+    engine = Engine(model, continuous=continuous)
     slot_a = engine.add(a)
     events = engine.step() + engine.step() + engine.step()
     slot_b, slot_c = engine.add(b), engine.add(c)  # join after three steps
@@ -67,3 +69,5 @@ def test_requests_join_and_leave_between_steps_without_changing_each_other():
     assert len(engine.tokens(doomed)) == 2 and doomed not in finished
     assert finished == {slot_a: "length", slot_b: "length", slot_c: "length"}
     assert [e.token for e in events if e.slot == slot_a] == alone["a"]
+    if continuous:  # every row went back to the pool, lowest first
+        assert sorted(engine.pool.free) == list(range(engine.pool.capacity))

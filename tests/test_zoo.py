@@ -40,9 +40,9 @@ def tiny(family: str, block: int = 32):
 FAMILIES = ["gpt", "gpt-rope", "lstm", "gru", "fnet", "fnet-fourier", "ngram"]
 
 
-def decode_rows(model, prompt: torch.Tensor, d: Decoding, use_cache: bool, seed: int = 0) -> torch.Tensor:
+def decode_rows(model, prompt: torch.Tensor, d: Decoding, use_cache: bool, seed: int = 0, continuous: bool = False) -> torch.Tensor:
     """prompt (B, T0) -> the (B, n) tokens the step engine generates, row i with seed + i."""
-    engine = Engine(model, use_cache=use_cache)
+    engine = Engine(model, use_cache=use_cache, continuous=continuous)
     slots = decode(engine, [Request(row, d, seed + i) for i, row in enumerate(prompt.tolist())])
     return torch.tensor([engine.tokens(s) for s in slots])
 
@@ -100,8 +100,10 @@ def test_sampling_past_the_context_window_equals_recomputing_it(family):
     prompt = torch.randint(0, V, (2, 3))
     cached = greedy(model, prompt, 20, use_cache=True)
     assert torch.equal(cached, greedy(model, prompt, 20, use_cache=False))
-    seeded = lambda cache: decode_rows(model, prompt, Decoding(max_new_tokens=20, temperature=1.0), cache, seed=3)  # noqa: E731
+    seeded = lambda cache, continuous=False: decode_rows(model, prompt, Decoding(max_new_tokens=20, temperature=1.0),  # noqa: E731
+                                                         cache, seed=3, continuous=continuous)
     assert torch.equal(seeded(True), seeded(False))  # sampling too, with the same seed
+    assert torch.equal(seeded(True, continuous=True), seeded(False))  # and rows of one shared cache (the server's)
 
 
 # ---- GRU ---------------------------------------------------------------------------------

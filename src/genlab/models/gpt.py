@@ -100,7 +100,11 @@ class CausalSelfAttention(nn.Module):
         cache["k"][slots, :, positions] = k[:, :, 0]  # (B, nh, hs) into each row's slot at its position
         cache["v"][slots, :, positions] = v[:, :, 0]
         L = int(positions.max()) + 1
-        keys, values = cache["k"][slots, :, :L], cache["v"][slots, :, :L]  # (B, nh, L, hs)
+        first = int(slots[0])
+        if int(slots[-1]) - first == B - 1 and bool((slots[1:] > slots[:-1]).all()):  # packed rows: a view
+            keys, values = cache["k"][first: first + B, :, :L], cache["v"][first: first + B, :, :L]
+        else:  # (B, nh, L, hs) gathered
+            keys, values = cache["k"][slots, :, :L], cache["v"][slots, :, :L]
         visible = (torch.arange(L, device=x.device)[None, :] <= positions[:, None])[:, None, None, :]  # (B, 1, 1, L)
         y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
         return self.proj(y.transpose(1, 2).reshape(B, 1, C))

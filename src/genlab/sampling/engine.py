@@ -31,6 +31,7 @@ top-p. Temperature 0 is greedy.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -169,19 +170,19 @@ class _Pool:
     def __init__(self, model, capacity: int = 8):
         self.model, self.capacity = model, capacity
         self.state = model.init_slots(capacity)
-        self.free = list(range(capacity - 1, -1, -1))
+        self.free = list(range(capacity))  # a heap: the lowest free row first, so rows in use stay packed
 
     def take(self) -> int:
         if not self.free:  # twice the rows; the rows in use keep their place
             bigger = self.model.init_slots(2 * self.capacity)
             _copy_rows(bigger, self.state, self.capacity)
             self.state = bigger
-            self.free = list(range(2 * self.capacity - 1, self.capacity - 1, -1))
+            self.free = list(range(self.capacity, 2 * self.capacity))
             self.capacity *= 2
-        return self.free.pop()
+        return heapq.heappop(self.free)
 
     def give(self, row: int) -> None:
-        self.free.append(row)
+        heapq.heappush(self.free, row)
 
 
 def _copy_rows(dest, src, n: int) -> None:
@@ -197,7 +198,8 @@ def _copy_rows(dest, src, n: int) -> None:
 
 
 class Engine:
-    def __init__(self, model, tokenizer=None, device: torch.device | str = "cpu", use_cache: bool = True):
+    def __init__(self, model, tokenizer=None, device: torch.device | str = "cpu", use_cache: bool = True,
+                 continuous: bool = False):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.device = torch.device(device)
@@ -205,9 +207,10 @@ class Engine:
         self.limit = getattr(model, "max_context", None)
         self.slots: dict[int, _Slot] = {}
         self.running: list[int] = []  # in the order they were added
-        # Continuous batching where the model supports rows at different positions; else groups of rows
-        # that started together step as one batch.
-        self.pool = _Pool(model) if use_cache and hasattr(model, "step_slots") else None
+        # Continuous batching (a server: requests come and go) where the model supports rows at different
+        # positions; else groups of rows that started together step as one batch, which is faster when
+        # all requests arrive at once (sample, eval, benches).
+        self.pool = _Pool(model) if continuous and use_cache and hasattr(model, "step_slots") else None
         self.groups: list[_Group] = []
         self.waiting: list[int] = []
         self.next_slot = 0
@@ -290,6 +293,7 @@ class Engine:
             else:
                 batch.append(slot)
         if batch:
+            batch.sort(key=lambda x: self.slots[x].row)  # rows in order: packed rows are read as a view, not copied
             rows = torch.tensor([self.slots[x].row for x in batch], device=self.device)
             last = torch.tensor([self.slots[x].tokens[-1] for x in batch], device=self.device)
             positions = torch.tensor([self.slots[x].fed for x in batch], device=self.device)

@@ -59,7 +59,7 @@ class Scheduler:
     def __init__(self, generator, name: str, max_batch: int, max_queue: int, metrics):
         self.generator, self.name = generator, name
         self.max_batch, self.max_queue, self.metrics = max_batch, max_queue, metrics
-        self.engine = generator.engine()
+        self.engine = generator.engine(continuous=True)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.cancelled: queue.SimpleQueue = queue.SimpleQueue()
         self.waiting: collections.deque[Job] = collections.deque()
@@ -115,7 +115,7 @@ class Scheduler:
                 for job in set(self.running.values()):
                     job.deliver((None, "the model failed while generating"))
                 self._forget(list(self.running))
-                self.engine = self.generator.engine()
+                self.engine = self.generator.engine(continuous=True)
                 continue
             self.metrics.batch_size.labels(self.name).observe(len(events))
             self.metrics.tokens.labels(self.name).inc(len(events))

@@ -222,9 +222,10 @@ class SequenceGenerator:
                 setattr(d, k, v)
         return d
 
-    def engine(self, use_cache: bool = True, text: bool = True) -> Engine:
-        """A step engine over this run's model; with `text`, its events carry decoded text and honour stop strings."""
-        return Engine(self.model, self.tokenizer if text else None, self.device, use_cache)
+    def engine(self, use_cache: bool = True, text: bool = True, continuous: bool = False) -> Engine:
+        """A step engine over this run's model; with `text`, its events carry decoded text and honour stop
+        strings; `continuous` for requests that come and go (a server)."""
+        return Engine(self.model, self.tokenizer if text else None, self.device, use_cache, continuous)
 
     def requests(self, prompt=None, n: int = 1, seed: int | None = None, stop: list[str] | None = None, **decoding) -> list[Request]:
         """n requests continuing `prompt` (the run's sample.prompt when None); row i draws with seed + i."""
