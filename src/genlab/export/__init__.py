@@ -82,12 +82,12 @@ def exported_format(folder: str | Path) -> str | None:
 def load_onnx(folder: str | Path):
     """The Generator of an ONNX export: the run's generator class over onnxruntime instead of PyTorch."""
     from genlab.config import load_config
-    from genlab.export.onnx import OnnxGPT
+    from genlab.export.onnx import onnx_model
     from genlab.tasks import task_of
     from genlab.tokenizers import load_tokenizer
 
     folder = Path(folder)
     config = load_config(folder / "config.toml")
     tokenizer = load_tokenizer(folder / "tokenizer.json")
-    model = OnnxGPT(folder / "model.onnx", config.model, tokenizer.vocab_size)
+    model = onnx_model(folder / "model.onnx", config.model, tokenizer.vocab_size)
     return task_of(config.task).Generator.from_parts(None, config, tokenizer, model, torch.device("cpu"))

@@ -1,13 +1,14 @@
-"""A GPT run as ONNX with a key/value cache: `genlab export RUN --format onnx --out DIR`.
+"""A GPT run as ONNX with a key/value cache, or an LSTM/GRU as one step with its state: `--format onnx`.
 
     model.onnx: input_ids (B, T), position_ids (B, T), attention_mask (B, P+T), past_keys, past_values
                 (n_layer, B, n_head, P, head_size)  ->  logits (B, T, V), present_keys, present_values
                 (n_layer, B, n_head, P+T, head_size)
 
 Batch, new tokens T and past length P are dynamic. Each row has its own positions and its own mask over
-the keys (1 = a real token), so rows at different positions can share one call. `OnnxGPT` runs the file
+the keys (1 = a real token), so rows at different positions can share one call. An LSTM/GRU file maps
+input_ids (B, T), h [, c] (n_layer, B, H) to logits, next_h [, next_c]. `OnnxGPT` and `OnnxRNN` run the files
 under onnxruntime behind the sequence-model protocol (init_state / step / forward), so genlab's step engine
-decodes it exactly as it decodes the PyTorch model.
+decodes them exactly as it decodes the PyTorch models.
 """
 
 from __future__ import annotations
@@ -67,11 +68,15 @@ def empty_past(cfg, batch: int) -> torch.Tensor:
     return torch.zeros(cfg.n_layer, batch, cfg.n_head, 0, cfg.n_embd // cfg.n_head)
 
 
-def export_gpt(model, path: Path) -> None:
+def _need_onnx() -> None:
     try:
         import onnx  # noqa: F401  (torch's exporter writes through it)
     except ImportError:
         raise GenlabError("--format onnx needs the `onnx` and `onnxruntime` packages (pip install 'genlab[export]')") from None
+
+
+def export_gpt(model, path: Path) -> None:
+    _need_onnx()
     c = model.cfg
     wrapper = GPTWithPast(model.cpu().eval())
     B, T, P = 2, 3, 2
@@ -92,13 +97,7 @@ class OnnxGPT:
     """An exported GPT under onnxruntime, behind the sequence-model protocol the step engine decodes."""
 
     def __init__(self, path: Path, cfg, vocab_size: int):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise GenlabError(f"{path}: ONNX models need the `onnxruntime` package (pip install 'genlab[export]')") from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = _session(path)
         self.cfg, self.vocab_size, self.max_context = cfg, vocab_size, cfg.block_size
 
     def eval(self):
@@ -127,20 +126,97 @@ class OnnxGPT:
         return logits, state
 
 
+class RNNStep(nn.Module):
+    """An LSTM/GRU step with its state as explicit inputs and outputs (h, and c for an LSTM: (n_layer, B, H))."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, h, c=None):
+        logits, state = self.model.step(input_ids, (h, c) if c is not None else h)
+        return (logits, *state) if isinstance(state, tuple) else (logits, state)
+
+
+def rnn_state_names(cfg) -> list[str]:
+    return ["h", "c"] if cfg.name == "lstm" else ["h"]
+
+
+def export_rnn(model, path: Path) -> None:
+    import copy
+
+    _need_onnx()
+    c = model.cfg
+    # Dropout does nothing at inference, but torch's exporter mis-traces nn.LSTM/GRU built with dropout > 0
+    # (the file's outputs differ from eval mode): export a copy without it.
+    model = copy.deepcopy(model).cpu().eval()
+    model.rnn.dropout = 0.0
+    model.drop.p = 0.0
+    names = rnn_state_names(c)
+    state = [torch.zeros(c.n_layer, 2, c.n_embd) for _ in names]
+    dynamic = {"input_ids": {0: "batch", 1: "new"}, "logits": {0: "batch", 1: "new"},
+               **{n: {1: "batch"} for n in names}, **{f"next_{n}": {1: "batch"} for n in names}}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(RNNStep(model), (torch.zeros(2, 3, dtype=torch.long), *state), str(path),
+                          input_names=["input_ids", *names], output_names=["logits", *(f"next_{n}" for n in names)],
+                          dynamic_axes=dynamic, opset_version=17, dynamo=False)
+
+
+def _session(path: Path):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise GenlabError(f"{path}: ONNX models need the `onnxruntime` package (pip install 'genlab[export]')") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxRNN:
+    """An exported LSTM/GRU under onnxruntime, behind the sequence-model protocol (the state carries any length)."""
+
+    max_context = None
+
+    def __init__(self, path: Path, cfg, vocab_size: int):
+        self.session, self.cfg, self.vocab_size = _session(path), cfg, vocab_size
+        self.names = rnn_state_names(cfg)
+
+    def eval(self):
+        return self
+
+    def init_state(self, batch_size: int) -> dict:
+        return {n: np.zeros((self.cfg.n_layer, batch_size, self.cfg.n_embd), dtype=np.float32) for n in self.names}
+
+    def step(self, idx: torch.Tensor, state: dict):
+        out = self.session.run(None, {"input_ids": idx.cpu().numpy().astype(np.int64), **state})
+        return torch.from_numpy(out[0]), dict(zip(self.names, out[1:]))
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.step(idx, self.init_state(idx.size(0)))[0]
+
+
+def onnx_model(path: Path, cfg, vocab_size: int):
+    """The exported file as a sequence model the step engine decodes."""
+    return (OnnxGPT if cfg.name == "gpt" else OnnxRNN)(path, cfg, vocab_size)
+
+
 def export_onnx(generator, work: Path) -> dict:
-    """Write `generator`'s GPT run into `work` as model.onnx (+ its config and tokenizer); returns the parity checks."""
+    """Write `generator`'s run into `work` as model.onnx (+ its config and tokenizer); returns the parity checks."""
     import shutil
 
     from genlab.sampling.engine import Decoding, Engine, Request, decode
 
     config = generator.config
-    if config.model.name != "gpt":
-        raise GenlabError(f"--format onnx: only GPT runs export to ONNX so far, not {config.model.name!r}")
+    if config.model.name not in ("gpt", "lstm", "gru"):
+        raise GenlabError(f"--format onnx: GPT, LSTM and GRU runs export to ONNX so far, not {config.model.name!r}")
     model = generator.model.cpu().eval()
-    export_gpt(model, work / "model.onnx")
+    (export_gpt if config.model.name == "gpt" else export_rnn)(model, work / "model.onnx")
     shutil.copyfile(generator.run.config, work / "config.toml")
     shutil.copyfile(generator.run.tokenizer, work / "tokenizer.json")
-    onnx_model = OnnxGPT(work / "model.onnx", config.model, model.vocab_size)
+    onnx_model_ = onnx_model(work / "model.onnx", config.model, model.vocab_size)
     # Parity on the same inputs: a prompt, then one token on top of its cache.
     g = torch.Generator().manual_seed(0)
     prompt = torch.randint(0, model.vocab_size, (2, min(12, config.model.block_size - 1)), generator=g)
@@ -149,13 +225,13 @@ def export_onnx(generator, work: Path) -> dict:
         state = model.init_state(2)
         ref_a, state = model.step(prompt, state)
         ref_b, _ = model.step(nxt, state)
-    ours = onnx_model.init_state(2)
-    got_a, ours = onnx_model.step(prompt, ours)
-    got_b, _ = onnx_model.step(nxt, ours)
+    ours = onnx_model_.init_state(2)
+    got_a, ours = onnx_model_.step(prompt, ours)
+    got_b, _ = onnx_model_.step(nxt, ours)
     diff = max((got_a - ref_a).abs().max().item(), (got_b - ref_b).abs().max().item())
     # Greedy decoding through the step engine: the same tokens, past the context window too.
     request = lambda: [Request(prompt[0].tolist(), Decoding(max_new_tokens=config.model.block_size + 8, temperature=0.0), seed=0)]  # noqa: E731
-    torch_engine, onnx_engine = Engine(model), Engine(onnx_model)
+    torch_engine, onnx_engine = Engine(model), Engine(onnx_model_)
     (a,) = decode(torch_engine, request())
     (b,) = decode(onnx_engine, request())
     greedy_equal = torch_engine.tokens(a) == onnx_engine.tokens(b)
@@ -184,11 +260,11 @@ def quantize_int8(generator, work: Path) -> dict:
         int8 = Path(tmp) / "model.onnx"
         quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
         config, vocab = generator.config, generator.model.vocab_size
-        models = {"fp32": OnnxGPT(fp32, config.model, vocab), "int8": OnnxGPT(int8, config.model, vocab)}
+        models = {"fp32": onnx_model(fp32, config.model, vocab), "int8": onnx_model(int8, config.model, vocab)}
         val = TokenStore(generator.run.data).split("val")
         figures = {}
         for name, model in models.items():
-            loss = evaluate_tokens(model, val, generator.tokenizer.unit_lengths(), config.model.block_size, "cpu",
+            loss = evaluate_tokens(model, val, generator.tokenizer.unit_lengths(), getattr(config.model, "block_size", 128), "cpu",
                                    batch_size=16, max_batches=8)["loss"] if len(val) > 1 else None
             start = time.perf_counter()
             engine = Engine(model)
