@@ -171,3 +171,22 @@ def test_the_web_export_generates_in_a_real_browser(runs, cli, tmp_path):
         server.shutdown()
     assert text.startswith("The cat") and len(text) == len("The cat") + 40
     assert set(text) <= set(genlab.load(runs["char"]).tokenizer.chars)  # characters of the model's vocabulary
+
+
+def test_an_onnx_export_is_served_like_a_run(runs, cli, tmp_path):
+    import httpx
+
+    from genlab.server import build
+    from test_serve import Server
+
+    out = tmp_path / "served"
+    assert cli("export", runs["char"], "--format", "onnx", "--out", out).returncode == 0
+    s = Server(build([str(out)], device="cpu"))
+    try:
+        r = httpx.post(s.url + "/v1/completions", timeout=60,
+                       json={"model": "served", "prompt": "The", "max_tokens": 12, "temperature": 0, "seed": 0})
+        assert r.status_code == 200, r.text
+        expected = genlab.load(runs["char"], device="cpu").generate("The", max_new_tokens=12, temperature=0)[0].text
+        assert r.json()["choices"][0]["text"] == expected
+    finally:
+        s.stop()
