@@ -8,16 +8,17 @@
     engine.cancel(slot)                 # leave early (a client went away, music long enough)
 
 A slot is one row of output with its own seed, decoding options and stop
-strings. Requests may join and leave between steps. A model with slots
-(`init_slots`, `fill_slot`, `step_slots`: the GPT) gets continuous
-batching, as vLLM does it: a new request is prefilled alone into a free row
-of one shared cache, then every step feeds all running rows in one batch,
-each at its own position; a finished row is free at once. Other models
-(RNNs, FNet, n-gram, Hugging Face models) step in groups: slots added
-between two steps whose prompts have the same length start together, one
-batched forward per group per step with one state (KV cache, RNN hidden
-state) per group; a finished row stays in its group's batch (its output is
-ignored) until the whole group is done.
+strings. Requests may join and leave between steps. With `continuous=True`
+(the server, where requests come and go) a model with slots (`init_slots`,
+`fill_slot`, `step_slots`: the GPT) gets continuous batching, as vLLM does
+it: a new request is prefilled alone into a free row of one shared cache,
+then every step feeds all running rows in one batch, each at its own
+position; a finished row is free at once. Otherwise (and for RNNs, FNet,
+n-gram and Hugging Face models) slots step in groups: slots added between
+two steps whose prompts have the same length start together, one batched
+forward per group per step with one state (KV cache, RNN hidden state) per
+group; a finished row stays in its group's batch (its output is ignored)
+until the whole group is done. Both give a request the same tokens.
 
 Each slot draws from its own seeded torch.Generator, so a request's tokens
 do not depend on which other requests share the engine. Past a bounded
