@@ -23,52 +23,14 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from genlab.benchmark import matmul_peak, train_step_rate
 from genlab.config import build_config
-from genlab.models.gpt import GPT, GPTConfig
+from genlab.models.gpt import GPTConfig
+
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "text_train.json"
-
-
-def matmul_peak(seconds: float = 1.0, n: int = 1024) -> float:
-    """Best GFLOP/s of an n x n fp32 matmul over a few windows."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(5):
-        a @ b
-    best = 0.0
-    for _ in range(5):
-        start, k = time.perf_counter(), 0
-        while time.perf_counter() - start < seconds / 5:
-            a @ b
-            k += 1
-        best = max(best, 2 * n**3 * k / (time.perf_counter() - start) / 1e9)
-    return best
-
-
-def train_step_rate(cfg: GPTConfig, batch: int, steps: int, dtype: str) -> dict:
-    """Tokens/s and achieved GFLOP/s of the full GPT training step on random tokens."""
-    torch.manual_seed(0)
-    model = GPT(cfg, 65)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-    x, y = torch.randint(0, 65, (batch, cfg.block_size)), torch.randint(0, 65, (batch, cfg.block_size))
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
-    times = []
-    for i in range(steps + 3):
-        start = time.perf_counter()
-        with autocast:
-            loss = F.cross_entropy(model(x).reshape(-1, 65).float(), y.reshape(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if i >= 3:
-            times.append(time.perf_counter() - start)
-    step = sorted(times)[len(times) // 2]  # median: robust to other jobs on a shared CPU
-    rate = batch * cfg.block_size / step
-    return {"tokens_per_s": rate, "gflops": rate * model.flops_per_token(cfg.block_size) / 1e9,
-            "params": model.num_params(), "flops_per_token": model.flops_per_token(cfg.block_size)}
 
 
 def train_run(config_file: Path | None, data: str, out: Path, overrides: list[str], max_time: float | None = None) -> dict:

@@ -71,3 +71,17 @@ def test_requests_join_and_leave_between_steps_without_changing_each_other(conti
     assert [e.token for e in events if e.slot == slot_a] == alone["a"]
     if continuous:  # every row went back to the pool, lowest first
         assert sorted(engine.pool.free) == list(range(engine.pool.capacity))
+
+
+def test_bench_measures_peak_mfu_and_decoding_against_transformers():
+    # `genlab bench` at test size: every figure is measured, and MFU is a share of the peak measured beside it.
+    from genlab.benchmark import decode_rates, hf_decode_rates, matmul_peak, train_step_rate
+    from genlab.models.gpt import GPT, GPTConfig
+
+    peak = matmul_peak(0.1, n=256)
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=16)
+    train = train_step_rate(cfg, batch=2, steps=2)
+    assert peak > 0 and train["tokens_per_s"] > 0 and 0 < train["gflops"] / peak < 1.5
+    model = GPT(cfg, 65).eval()
+    ours, theirs = decode_rates(model, (1, 2), 5), hf_decode_rates(model, (1,), 5)
+    assert set(ours) == {1, 2} and min(ours.values()) > 0 and theirs[1] > 0
