@@ -102,7 +102,7 @@ def write_images(gen, n: int = 16, seed: int | None = None, out: Path | None = N
     from genlab.grids import make_grid, save_png
 
     seed = seed if seed is not None else random.randrange(1 << 31)
-    out = Path(out) if out is not None else gen.run.path / f"sample_seed{seed}.png"
+    out = Path(out) if out is not None else (gen.run.path if gen.run is not None else Path(".")) / f"sample_seed{seed}.png"
     if out.suffix.lower() != ".png":
         raise GenlabError(f"--out {out}: image samples are written as .png")
     check_output_file(out, "png")

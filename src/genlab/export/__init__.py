@@ -56,6 +56,21 @@ def export(run: str | Path, format: str, out: str | Path, progress: bool = True,
     return report
 
 
+def _load_onnx_images(folder: Path, config):
+    import json
+    from types import SimpleNamespace
+
+    from genlab.export.onnx import OnnxImageModel
+    from genlab.tasks import task_of
+
+    info = json.loads((folder / "images.json").read_text())
+    h, w, c = info["shape"]
+    model = OnnxImageModel(folder / "model.onnx", config.model.name == "ddpm", (c, h, w),
+                           getattr(config.model, "latent_dim", 0), len(info["classes"]) if config.data.image.use_labels else 0)
+    store = SimpleNamespace(shape=tuple(info["shape"]), classes=info["classes"])  # what sampling reads of the data
+    return task_of("image").Generator.from_parts(None, config, store, model, torch.device("cpu"))
+
+
 def _run_generator(run: str | Path):
     """The PyTorch Generator of a genlab run folder (an export or an hf: model is not a run)."""
     from genlab.config import load_config
@@ -88,6 +103,8 @@ def load_onnx(folder: str | Path):
 
     folder = Path(folder)
     config = load_config(folder / "config.toml")
+    if config.task == "image":
+        return _load_onnx_images(folder, config)
     tokenizer = load_tokenizer(folder / "tokenizer.json")
     model = onnx_model(folder / "model.onnx", config.model, tokenizer.vocab_size)
     return task_of(config.task).Generator.from_parts(None, config, tokenizer, model, torch.device("cpu"))
