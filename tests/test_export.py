@@ -206,3 +206,15 @@ def test_image_networks_export_to_onnx_and_sample_the_same_pixels(family, model,
     assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(ours, exported))
     assert cli("sample", tmp_path / "onnx", "--n", "4", "--seed", "1", "--out", tmp_path / "grid.png").returncode == 0
     assert (tmp_path / "grid.png").stat().st_size > 100
+
+
+def test_dcgan_exports_and_the_run_stays_in_eval_mode(cli, tmp_path):
+    # torch's exporter can leave a module in training mode; BatchNorm (DCGAN) would then use batch statistics.
+    run = genlab.train({"task": "image", "out": str(tmp_path / "dcgan"), "data": {"source": "digits"},
+                        "model": {"name": "dcgan", "channels": 8, "latent_dim": 8},
+                        "train": {"max_steps": 2, "batch_size": 16, "eval_interval": 1000, "progress": False}}, progress=False)
+    from genlab.export import export
+
+    assert export(run.path, "onnx", tmp_path / "onnx", progress=False)["max_abs_difference"] <= 1e-4
+    ours, exported = genlab.load(run.path, device="cpu").generate(4, seed=3), genlab.load(tmp_path / "onnx").generate(4, seed=3)
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(ours, exported))

@@ -91,6 +91,7 @@ def export_gpt(model, path: Path) -> None:
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, example, str(path), input_names=INPUTS, output_names=OUTPUTS, dynamic_axes=dynamic,
                           opset_version=17, dynamo=False)
+    model.eval()  # the exporter can leave modules in training mode (dropout would then be on)
 
 
 class OnnxGPT:
@@ -143,15 +144,8 @@ def rnn_state_names(cfg) -> list[str]:
 
 
 def export_rnn(model, path: Path) -> None:
-    import copy
-
     _need_onnx()
     c = model.cfg
-    # Dropout does nothing at inference, but torch's exporter mis-traces nn.LSTM/GRU built with dropout > 0
-    # (the file's outputs differ from eval mode): export a copy without it.
-    model = copy.deepcopy(model).cpu().eval()
-    model.rnn.dropout = 0.0
-    model.drop.p = 0.0
     names = rnn_state_names(c)
     state = [torch.zeros(c.n_layer, 2, c.n_embd) for _ in names]
     dynamic = {"input_ids": {0: "batch", 1: "new"}, "logits": {0: "batch", 1: "new"},
@@ -160,9 +154,10 @@ def export_rnn(model, path: Path) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(RNNStep(model), (torch.zeros(2, 3, dtype=torch.long), *state), str(path),
+        torch.onnx.export(RNNStep(model.cpu().eval()), (torch.zeros(2, 3, dtype=torch.long), *state), str(path),
                           input_names=["input_ids", *names], output_names=["logits", *(f"next_{n}" for n in names)],
                           dynamic_axes=dynamic, opset_version=17, dynamo=False)
+    model.eval()  # the exporter can leave modules in training mode (dropout would then be on)
 
 
 def _session(path: Path):
@@ -348,8 +343,6 @@ def export_image(generator, work: Path) -> dict:
 
     _need_onnx()
     config, model = generator.config, generator.model.cpu().eval()
-    if config.model.name == "dcgan":  # its BatchNorm generator comes out of the exporter 0.2 off; refused, not shipped
-        raise GenlabError("--format onnx: DCGAN runs do not export faithfully yet (gan, vae and ddpm do)")
     diffusion = config.model.name == "ddpm"
     names, inputs = image_example(model, diffusion)
     wrapper = ImageDenoise(model) if diffusion else ImageDecode(model)
@@ -358,6 +351,7 @@ def export_image(generator, work: Path) -> dict:
         torch.onnx.export(wrapper, inputs, str(work / "model.onnx"), input_names=names, output_names=["images"],
                           dynamic_axes={**{n: {0: "batch"} for n in names}, "images": {0: "batch"}}, opset_version=17,
                           dynamo=False)
+    model.eval()  # the exporter can leave modules in training mode (BatchNorm would then use batch statistics)
     shutil.copyfile(generator.run.config, work / "config.toml")
     (work / "images.json").write_text(json.dumps({"shape": list(generator.store.shape), "classes": generator.store.classes}))
     h, w, c = generator.store.shape
