@@ -34,10 +34,18 @@ def use(value: int | str | None, flag: str = "--threads") -> int:
     """Set torch's intra-op threads (and inter-op threads, where torch still allows it) -> the number set."""
     import torch
 
+    global _interop_set
     n = resolve(value, flag)
     torch.set_num_threads(n)
-    try:
-        torch.set_num_interop_threads(n)
-    except RuntimeError:  # only possible before the first parallel work of the process; the intra-op count is what matters
-        pass
+    # Inter-op threads can be set once, before any parallel work; not at all under torchrun, where the
+    # process group's own threads are already running.
+    if not _interop_set and "WORLD_SIZE" not in os.environ:
+        _interop_set = True
+        try:
+            torch.set_num_interop_threads(n)
+        except RuntimeError:
+            pass
     return n
+
+
+_interop_set = False
