@@ -117,6 +117,16 @@ def read_header(folder: Path, what: str) -> dict:
     return json.loads(path.read_text())
 
 
+def export_info(folder: Path | str) -> dict:
+    """What `genlab export` recorded in a folder it wrote (genlab_export.json: format, task, ...); {} for any other."""
+    info = Path(folder).expanduser() / "genlab_export.json"
+    try:
+        data = json.loads(info.read_text()) if info.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 class RunDir:
     """Paths inside one run directory; creating it is the trainer's job."""
 

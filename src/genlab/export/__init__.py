@@ -85,13 +85,9 @@ def _run_generator(run: str | Path):
 
 def exported_format(folder: str | Path) -> str | None:
     """The format of a folder `genlab export` wrote (None for anything else)."""
-    import json
+    from genlab.runs import export_info
 
-    info = Path(folder) / "genlab_export.json"
-    try:
-        return json.loads(info.read_text())["format"] if info.is_file() else None
-    except (OSError, ValueError, KeyError):
-        return None
+    return export_info(folder).get("format")
 
 
 def load_onnx(folder: str | Path):

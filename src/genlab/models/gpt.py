@@ -101,7 +101,7 @@ class CausalSelfAttention(nn.Module):
         cache["v"][slots, :, positions] = v[:, :, 0]
         L = int(positions.max()) + 1
         first = int(slots[0])
-        if int(slots[-1]) - first == B - 1 and bool((slots[1:] > slots[:-1]).all()):  # packed rows: a view
+        if int(slots[-1]) - first == B - 1:  # rows come sorted and distinct: packed rows are read as a view
             keys, values = cache["k"][first: first + B, :, :L], cache["v"][first: first + B, :, :L]
         else:  # (B, nh, L, hs) gathered
             keys, values = cache["k"][slots, :, :L], cache["v"][slots, :, :L]
@@ -235,7 +235,7 @@ class GPT(nn.Module):
         return logits
 
     def step_slots(self, slots: dict, rows: torch.Tensor, idx: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Feed one token per row: idx (B,) at positions (B,) into slots rows (B,) -> next-token logits (B, V)."""
+        """Feed one token per row: idx (B,) at positions (B,) into slot rows (B,), sorted and distinct -> logits (B, V)."""
         assert int(positions.max()) < self.cfg.block_size, "a slot is full: recompute a sliding window instead"
         x = self.wte(idx)[:, None]  # (B, 1, C)
         rope = None

@@ -26,7 +26,7 @@ import torch
 from genlab.config import RunConfig
 from genlab.errors import GenlabError
 from genlab.folders import claim, remove, replacing
-from genlab.runs import RunDir
+from genlab.runs import RunDir, export_info
 from genlab.tasks.code import CodeGenerator, CodeSource
 from genlab.distributed import pick_device
 
@@ -127,17 +127,6 @@ class HFTokens:
         return self.encode("\n\n")
 
 
-def exported_task(path: str) -> str | None:
-    """The task of the run a `genlab export --format hf` folder came from (None for any other model)."""
-    import json
-
-    info = Path(path).expanduser() / "genlab_export.json"
-    try:
-        return json.loads(info.read_text())["task"] if info.is_file() else None
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 class HFGenerator(CodeGenerator):
     """A Hugging Face causal LM as a code Generator (see the module docstring)."""
 
@@ -147,7 +136,7 @@ class HFGenerator(CodeGenerator):
         tokens = HFTokens(tokenizer, model.get_output_embeddings().weight.shape[0])
         self.name = name_or_path
         # A folder genlab exported from a text run is a text model (no Python stops); any other is taken as code.
-        self.modality = exported_task(name_or_path) or "code"
+        self.modality = export_info(name_or_path).get("task", "code")
         self._init(None, RunConfig(task=self.modality), tokens, CausalLM(model), dev)
 
     def default_stop(self) -> list[str]:
