@@ -71,14 +71,28 @@ def _train_in_subprocess(cfg: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
 
 
+def _signal_config(cfg: dict, out) -> dict:
+    # Long enough to still run when the signal comes (after 3 logged steps), short enough to finish after.
+    train = dict(cfg["train"], max_steps=150, log_interval=1, checkpoint_interval=1000, eval_interval=1000)
+    return dict(cfg, out=str(out), train=train)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_150(uninterrupted):
+    """The signal tests' run, never stopped (one for both signals)."""
+    root, cfg = uninterrupted
+    cfg = _signal_config(cfg, root / "straight")
+    genlab.train(cfg, progress=False)
+    return root / "straight"
+
+
+@pytest.mark.xdist_group("signals")  # one uninterrupted run for both signals
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_checkpoints_that_step_exits_128_plus_n_and_resumes_exactly(uninterrupted, tmp_path, signum, status):
+def test_a_signal_checkpoints_that_step_exits_128_plus_n_and_resumes_exactly(uninterrupted, uninterrupted_150, tmp_path,
+                                                                            signum, status):
     import tomli_w
 
-    root, cfg = uninterrupted
-    cfg = dict(cfg, out=str(tmp_path / "run"))
-    # Long enough to still run when the signal comes (after 3 logged steps), short enough to finish after.
-    cfg["train"] = dict(cfg["train"], max_steps=150, log_interval=1, checkpoint_interval=1000, eval_interval=1000)
+    cfg = _signal_config(uninterrupted[1], tmp_path / "run")
     toml = tmp_path / "run.toml"
     toml.write_bytes(tomli_w.dumps(cfg).encode())
     proc = _train_in_subprocess({"_toml": str(toml)})
@@ -96,8 +110,7 @@ def test_a_signal_checkpoints_that_step_exits_128_plus_n_and_resumes_exactly(uni
     stopped_at = json.loads((RunDir(tmp_path / "run").latest_checkpoint() / "state.json").read_text())["step"]
     assert 3 <= stopped_at < 150
     genlab.train(cfg, progress=False)  # the same command again: resumes and finishes
-    genlab.train(dict(cfg, out=str(tmp_path / "straight")), progress=False)
-    assert _same_weights(tmp_path / "run", tmp_path / "straight")
+    assert _same_weights(tmp_path / "run", uninterrupted_150)
 
 
 def test_a_time_budget_becomes_a_step_plan_kept_on_resume(tmp_path, corpus_file):

@@ -4,8 +4,6 @@ import gzip
 import itertools
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 
@@ -93,12 +91,10 @@ def test_wrong_hanging_and_hostile_solutions_fail_and_correct_ones_pass(tmp_path
     assert summary["pass@1"] == pytest.approx((1 / 7 + 1 + 1) / 3) and "pass@2" not in summary
 
 
-def test_cli_canonical_self_check_scores_100_percent(tmp_path):
+def test_cli_canonical_self_check_scores_100_percent(tmp_path, cli):
     problems = write_problems(tmp_path / "HumanEval.jsonl.gz")
     out = tmp_path / "results"
-    r = subprocess.run([sys.executable, "-c", "from genlab.cli import main; main()",
-                        "eval-code", "--canonical", "--problems", str(problems), "--out", str(out), "--quiet"],
-                       capture_output=True, text=True)
+    r = cli("eval-code", "--canonical", "--problems", problems, "--out", out, "--quiet")
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pass@1"] == 1.0 and summary["syntax_valid"] == 1.0 and summary["statuses"] == {"passed": 3}
@@ -107,15 +103,12 @@ def test_cli_canonical_self_check_scores_100_percent(tmp_path):
     assert len((out / "completions.jsonl").read_text().splitlines()) == 3
     # A broken canonical solution is caught by the self-check.
     broken = write_problems(tmp_path / "broken.jsonl", [PROBLEMS[0], {**PROBLEMS[1], "canonical_solution": "    return True\n"}])
-    r = subprocess.run([sys.executable, "-c", "from genlab.cli import main; main()", "eval-code", "--canonical",
-                        "--problems", str(broken), "--out", str(out), "--quiet"], capture_output=True, text=True)
+    r = cli("eval-code", "--canonical", "--problems", broken, "--out", out, "--quiet")
     assert r.returncode == 0 and json.loads((out / "summary.json").read_text())["pass@1"] == 0.5
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "-c", "from genlab.cli import main; main()", "eval-code", "--canonical",
-                        "--problems", str(tmp_path / "none.jsonl")], capture_output=True, text=True)
+def test_cli_errors_are_one_line(tmp_path, cli):
+    r = cli("eval-code", "--canonical", "--problems", tmp_path / "none.jsonl")
     assert r.returncode == 1 and r.stderr.strip() == f"error: {tmp_path / 'none.jsonl'}: no such problems file"
-    r = subprocess.run([sys.executable, "-c", "from genlab.cli import main; main()", "eval-code", "--canonical",
-                        "--problems", str(write_problems(tmp_path / "p.jsonl")), "--k", "0,x"], capture_output=True, text=True)
+    r = cli("eval-code", "--canonical", "--problems", write_problems(tmp_path / "p.jsonl"), "--k", "0,x")
     assert r.returncode == 1 and r.stderr.startswith("error: --k '0,x'")

@@ -1,7 +1,5 @@
 """Music: MIDI data, the miditok tokenizer, transposition, metrics, audio, and train -> sample -> eval."""
 
-import os
-import subprocess
 import sys
 import wave
 
@@ -324,10 +322,9 @@ def test_eval_gives_music_metrics_beside_the_held_out_reference(run):
     assert r["heldout_empty_bar_rate"] == 0.0
 
 
-def test_music_user_errors_are_one_line(run, tmp_path):
+def test_music_user_errors_are_one_line(run, tmp_path, cli):
     (tmp_path / "bad.mid").write_bytes(b"nope")
-    r = subprocess.run([sys.executable, "-m", "genlab", "sample", str(run.path), "--prime", str(tmp_path / "bad.mid")],
-                       capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=120)
+    r = cli("sample", run.path, "--prime", tmp_path / "bad.mid")
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert r.stderr.startswith(f"error: {tmp_path / 'bad.mid'}: not a readable MIDI file (")
     gen = genlab.load(run.path)
