@@ -1,4 +1,5 @@
-"""A GPT run as ONNX with a key/value cache, or an LSTM/GRU as one step with its state: `--format onnx`.
+"""A GPT run as ONNX with a key/value cache, an FNet with its mixing inputs, or an LSTM/GRU as one step
+with its state: `--format onnx`.
 
     model.onnx: input_ids (B, T), position_ids (B, T), attention_mask (B, P+T), past_keys, past_values
                 (n_layer, B, n_head, P, head_size)  ->  logits (B, T, V), present_keys, present_values
@@ -6,7 +7,8 @@
 
 Batch, new tokens T and past length P are dynamic. Each row has its own positions and its own mask over
 the keys (1 = a real token), so rows at different positions can share one call. An LSTM/GRU file maps
-input_ids (B, T), h [, c] (n_layer, B, H) to logits, next_h [, next_c]. `OnnxGPT` and `OnnxRNN` run the files
+input_ids (B, T), h [, c] (n_layer, B, H) to logits, next_h [, next_c]; an FNet file input_ids (B, T) and
+past (n_layer, B, P, C) to logits and present (n_layer, B, P+T, C). `OnnxGPT`, `OnnxFNet` and `OnnxRNN` run the files
 under onnxruntime behind the sequence-model protocol (init_state / step / forward), so genlab's step engine
 decodes them exactly as it decodes the PyTorch models.
 """
@@ -160,6 +162,76 @@ def export_rnn(model, path: Path) -> None:
     model.eval()  # the exporter can leave modules in training mode (dropout would then be on)
 
 
+class FNetWithPast(nn.Module):
+    """genlab's FNet with each layer's mixing inputs so far as an explicit input and output (its "cache").
+
+    input_ids (B, T), past (n_layer, B, P, C) -> logits (B, T, V), present (n_layer, B, P+T, C). Only the T new
+    rows of each mixing are computed: the learned causal convolution as a product with the kernel's
+    (C, T, P+T) lag matrix, FNet's Fourier mixing as (rows of the causal sequence DFT) @ X @ (hidden DFT)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, past):
+        m = self.model
+        B, T = input_ids.shape
+        P = past.shape[2]
+        rows = P + torch.arange(T)  # the new positions
+        lag = rows[:, None] - torch.arange(P + T)[None, :]  # (T, P+T): how far back each input lies
+        x = m.wte(input_ids)
+        present = []
+        for i, block in enumerate(m.blocks):
+            h = torch.cat([past[i], block.ln_1(x)], dim=1)  # (B, P+T, C)
+            present.append(h)
+            mix = block.mix
+            if hasattr(mix, "kernel"):  # learned: y[t] = sum_s kernel[:, t-s] * h[s], s <= t
+                weights = mix.kernel[:, lag.clamp(min=0)] * (lag >= 0)  # (C, T, P+T)
+                y = torch.einsum("cts,bsc->btc", weights, h)
+            else:  # fourier
+                cos, sin = mix.seq_cos[rows][:, : P + T], mix.seq_sin[rows][:, : P + T]  # (T, P+T)
+                y = (cos @ h) @ mix.hid_cos - (sin @ h) @ mix.hid_sin
+            x = x + y
+            x = x + block.mlp(block.ln_2(x))
+        return m.lm_head(m.ln_f(x)), torch.stack(present)
+
+
+def export_fnet(model, path: Path) -> None:
+    _need_onnx()
+    c = model.cfg
+    example = (torch.zeros(2, 3, dtype=torch.long), torch.zeros(c.n_layer, 2, 2, c.n_embd))
+    dynamic = {"input_ids": {0: "batch", 1: "new"}, "past": {1: "batch", 2: "past"}, "logits": {0: "batch", 1: "new"},
+               "present": {1: "batch", 2: "total"}}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(FNetWithPast(model.cpu().eval()), example, str(path), input_names=["input_ids", "past"],
+                          output_names=["logits", "present"], dynamic_axes=dynamic, opset_version=17, dynamo=False)
+    model.eval()
+
+
+class OnnxFNet:
+    """An exported FNet under onnxruntime, behind the sequence-model protocol (its past: the mixing inputs)."""
+
+    def __init__(self, path: Path, cfg, vocab_size: int):
+        self.session = _session(path)
+        self.cfg, self.vocab_size, self.max_context = cfg, vocab_size, cfg.block_size
+
+    def eval(self):
+        return self
+
+    def init_state(self, batch_size: int) -> dict:
+        return {"past": np.zeros((self.cfg.n_layer, batch_size, 0, self.cfg.n_embd), dtype=np.float32)}
+
+    def step(self, idx: torch.Tensor, state: dict):
+        logits, state["past"] = self.session.run(None, {"input_ids": idx.cpu().numpy().astype(np.int64), "past": state["past"]})
+        return torch.from_numpy(logits), state
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.step(idx, self.init_state(idx.size(0)))[0]
+
+
 def _session(path: Path):
     try:
         import onnxruntime as ort
@@ -193,9 +265,13 @@ class OnnxRNN:
         return self.step(idx, self.init_state(idx.size(0)))[0]
 
 
+SEQUENCE_EXPORTS = {"gpt": (export_gpt, OnnxGPT), "fnet": (export_fnet, OnnxFNet), "lstm": (export_rnn, OnnxRNN),
+                    "gru": (export_rnn, OnnxRNN)}
+
+
 def onnx_model(path: Path, cfg, vocab_size: int):
     """The exported file as a sequence model the step engine decodes."""
-    return (OnnxGPT if cfg.name == "gpt" else OnnxRNN)(path, cfg, vocab_size)
+    return SEQUENCE_EXPORTS[cfg.name][1](path, cfg, vocab_size)
 
 
 def export_onnx(generator, work: Path) -> dict:
@@ -207,10 +283,11 @@ def export_onnx(generator, work: Path) -> dict:
     config = generator.config
     if config.task == "image":
         return export_image(generator, work)
-    if config.model.name not in ("gpt", "lstm", "gru"):
-        raise GenlabError(f"--format onnx: GPT, LSTM, GRU and image runs export to ONNX so far, not {config.model.name!r}")
+    if config.model.name not in SEQUENCE_EXPORTS:
+        raise GenlabError(f"--format onnx: GPT, FNet, LSTM, GRU and image runs export to ONNX, not {config.model.name!r} "
+                          "(an n-gram table has no network to export)")
     model = generator.model.cpu().eval()
-    (export_gpt if config.model.name == "gpt" else export_rnn)(model, work / "model.onnx")
+    SEQUENCE_EXPORTS[config.model.name][0](model, work / "model.onnx")
     shutil.copyfile(generator.run.config, work / "config.toml")
     shutil.copyfile(generator.run.tokenizer, work / "tokenizer.json")
     onnx_model_ = onnx_model(work / "model.onnx", config.model, model.vocab_size)

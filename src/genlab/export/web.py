@@ -1,7 +1,10 @@
-"""A char-level GPT run as a static web page that generates text in the browser: `--format web`.
+"""A GPT run (character or byte-level BPE tokens) as a static web page that generates text in the browser:
+`--format web`.
 
-The folder holds index.html (the page and its sampler, written here), model.onnx (export/onnx.py: the GPT
-with its key/value cache; with config.toml and tokenizer.json `genlab sample DIR` runs it too), vocab.json, and onnxruntime-web's JavaScript and WebAssembly files, taken from
+The folder holds index.html (the page, its tokenizer and its sampler, written here), model.onnx (export/onnx.py:
+the GPT with its key/value cache; with config.toml and tokenizer.json `genlab sample DIR` runs it too),
+vocab.json (the tokens, and for BPE the merges the page encodes prompts with), and onnxruntime-web's
+JavaScript and WebAssembly files, taken from
 the npm package at export time (`npm pack onnxruntime-web@ORT_WEB_VERSION`) or from `--ort-web DIR`. The
 page fetches nothing else: serve the folder with any static file server (browsers refuse WebAssembly from
 file:// pages) and open it.
@@ -50,16 +53,32 @@ def ort_web_files(dest: Path, ort_web: Path | None) -> None:
                 (dest / name).write_bytes(member.read())
 
 
+def page_tokenizer(tokenizer) -> dict:
+    """What index.html needs to encode and decode: the tokens by id, and for BPE the merges in rank order."""
+    if tokenizer.kind == "char":
+        return {"kind": "char", "tokens": list(tokenizer.chars)}
+    if tokenizer.kind != "bpe":  # the code tokenizer splits layout with a Python regex first; no page port yet
+        raise GenlabError(f"--format web: character and BPE runs only, not a {tokenizer.kind!r} tokenizer")
+    model = tokenizer.to_json()["hf"]["model"]
+    tokens = [""] * tokenizer.vocab_size
+    for token, i in model["vocab"].items():
+        tokens[i] = token
+    merges = [m.split(" ") if isinstance(m, str) else list(m) for m in model["merges"]]
+    return {"kind": "bpe", "tokens": tokens, "merges": merges}
+
+
 def export_web(generator, work: Path, ort_web: Path | None = None) -> dict:
     from genlab.export.onnx import export_onnx
 
-    if generator.tokenizer.kind != "char":
-        raise GenlabError(f"--format web: only character-level runs so far (this run's tokenizer is {generator.tokenizer.kind!r})")
+    if generator.config.model.name != "gpt":
+        raise GenlabError(f"--format web: GPT runs only, not {generator.config.model.name!r}")
+    vocab = page_tokenizer(generator.tokenizer)
     report = export_onnx(generator, work)  # model.onnx (checked against PyTorch), config.toml, tokenizer.json
     c, s = generator.config.model, generator.config.sample
     (work / "vocab.json").write_text(json.dumps({
-        "chars": generator.tokenizer.chars, "block_size": c.block_size, "n_layer": c.n_layer, "n_head": c.n_head,
-        "head_size": c.n_embd // c.n_head, "temperature": s.temperature, "top_k": s.top_k, "prompt": s.prompt}))
+        **vocab, "empty_prompt": generator.encode_prompt(""), "block_size": c.block_size, "n_layer": c.n_layer,
+        "n_head": c.n_head, "head_size": c.n_embd // c.n_head, "temperature": s.temperature, "top_k": s.top_k,
+        "prompt": s.prompt}))
     shutil.copyfile(PAGE, work / "index.html")
     ort_web_files(work, ort_web)
     return {**report, "onnxruntime_web": "local " + str(ort_web) if ort_web else ORT_WEB_VERSION}
