@@ -1,19 +1,20 @@
-"""One GPT run in every form it exports to, measured side by side: size, decoding speed, val loss.
+"""Three runs in every form they export to, measured side by side: size, speed, quality.
 
     python bench/export_formats.py [--data ../shared/data/tinyshakespeare.txt] [--seconds 120]
 
-Trains recipes/tinyshakespeare-gpt.toml for --seconds, exports it with `genlab export --format onnx` and
-`--format int8`, and measures in one process, one torch/onnxruntime thread each: PyTorch fp32, PyTorch int8
-(torch's dynamic quantization of the Linear layers; not an export format yet), ONNX fp32 and ONNX int8 —
-file size, tokens/s decoding 128 new tokens at batch 1 and 8 through genlab's step engine, and val loss
-over the whole val split. Writes bench/results/export_formats.json. Targets (issue "Ship a model"): int8 at
-most 30 % of the fp32 size, faster at batch 1, within 0.02 nats; ONNX fp32 at least as fast as PyTorch.
+Trains recipes/tinyshakespeare-gpt.toml, recipes/tinyshakespeare-lstm.toml and a digits DDPM for --seconds
+each, exports each with `genlab export --format onnx`, `--format int8` (onnxruntime) and `--format int8
+--backend torch` (sequence runs), loads every folder back with genlab.load, and measures in one process,
+one torch/onnxruntime thread: file size; for text, tokens/s decoding 128 new tokens at batch 1 and 8
+through genlab's step engine and val loss over the whole val split; for the DDPM, images/s at batch 1 and 8
+(DDIM, 10 steps) and FID on genlab's features (1,000 images against the digits). Writes
+bench/results/export_formats.json. Targets (issue "Ship a model"): text int8 at most 30 % of the fp32
+size, faster at batch 1, within 0.02 nats; ONNX fp32 at least as fast as PyTorch at batch 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import time
@@ -24,6 +25,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "export_formats.json"
 NEW_TOKENS = 128
+DDIM_STEPS = 10
+FID_IMAGES = 1000
 
 
 def decode_rate(model, prompt: list[int], batch: int) -> float:
@@ -38,14 +41,74 @@ def decode_rate(model, prompt: list[int], batch: int) -> float:
     return batch * NEW_TOKENS / best
 
 
-def main() -> None:
+def image_rate(gen, batch: int) -> float:
+    best = float("inf")
+    for seed in range(2):
+        start = time.perf_counter()
+        gen.generate_array(batch, seed=seed, steps=DDIM_STEPS, sampler="ddim")
+        best = min(best, time.perf_counter() - start)
+    return batch / best
+
+
+def weights_file(folder: Path) -> Path:
+    return next(p for p in (folder / "model.onnx", folder / "model_int8.safetensors", folder / "model.safetensors") if p.is_file())
+
+
+def forms(run: Path, out: Path, sequence: bool) -> dict[str, Path]:
+    from genlab.export import export
+
+    folders = {"pytorch fp32": run}
+    targets = [("pytorch int8", "int8", "torch")] if sequence else []
+    targets += [("onnx fp32", "onnx", "onnx"), ("onnx int8", "int8", "onnx")]
+    for name, fmt, backend in targets:
+        folder = out / name.replace(" ", "-")
+        export(run, fmt, folder, progress=False, backend=backend)
+        folders[name] = folder
+    return folders
+
+
+def text_rows(recipe: str, args, out: Path) -> tuple[str, list[dict]]:
     import genlab
     from genlab.config import build_config
     from genlab.datasets.token_store import TokenStore
-    from genlab.export import export
-    from genlab.export.onnx import OnnxGPT
     from genlab.tasks.sequence import evaluate_tokens
 
+    config = build_config(ROOT / "recipes" / recipe, {"data": args.data, "out": str(out / "run")},
+                          [f"train.max_time={args.seconds}", "train.progress=false"])
+    run = genlab.train(config, progress=False, overwrite=True)
+    val = TokenStore(run.path / "data").split("val")
+    rows = []
+    for name, folder in forms(run.path, out, sequence=True).items():
+        gen = genlab.load(folder, device="cpu")
+        prompt = gen.encode_prompt("ROMEO:")
+        loss = evaluate_tokens(gen.model, val, gen.tokenizer.unit_lengths(), getattr(config.model, "block_size", 128), "cpu")["loss"]
+        row = {"form": name, "bytes": weights_file(folder).stat().st_size, "val_loss": loss,
+               "batch1_per_s": decode_rate(gen.model, prompt, 1), "batch8_per_s": decode_rate(gen.model, prompt, 8)}
+        print(recipe, row, flush=True)
+        rows.append(row)
+    return f"recipes/{recipe} trained {run.results['step']} steps ({args.seconds:g} s)", rows
+
+
+def image_rows(args, out: Path) -> tuple[str, list[dict]]:
+    import genlab
+
+    config = {"task": "image", "out": str(out / "run"), "data": {"source": "digits"}, "model": {"name": "ddpm"},
+              "train": {"max_time": args.seconds, "progress": False}}
+    run = genlab.train(config, progress=False, overwrite=True)
+    reference = genlab.load(run.path, device="cpu")
+    rows = []
+    for name, folder in forms(run.path, out, sequence=False).items():
+        gen = genlab.load(folder, device="cpu")
+        gen.store = reference.store  # an export keeps the data's shape, not its images: FID reads the run's
+        fid = gen.evaluate(n=FID_IMAGES, steps=DDIM_STEPS, sampler="ddim", progress=False)["fid"]
+        row = {"form": name, "bytes": weights_file(folder).stat().st_size, "fid_genlab_features": fid,
+               "batch1_per_s": image_rate(gen, 1), "batch8_per_s": image_rate(gen, 8)}
+        print("ddpm", row, flush=True)
+        rows.append(row)
+    return f"digits DDPM (defaults) trained {run.results['step']} steps ({args.seconds:g} s)", rows
+
+
+def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"))
     p.add_argument("--seconds", type=float, default=120.0)
@@ -55,35 +118,15 @@ def main() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     load_avg = list(os.getloadavg())
     out = Path(args.out)
-    config = build_config(ROOT / "recipes" / "tinyshakespeare-gpt.toml", {"data": args.data, "out": str(out / "run")},
-                          [f"train.max_time={args.seconds}", "train.progress=false"])
-    run = genlab.train(config, progress=False, overwrite=True)
-    for fmt in ("onnx", "int8"):
-        export(run.path, fmt, out / fmt, progress=False)
-    gen = genlab.load(run.path, device="cpu")
-    model = gen.model.eval()
-    quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    buffer = io.BytesIO()
-    torch.save(quantized.state_dict(), buffer)  # size only: packed int8 weights have no safetensors form
-    val = TokenStore(run.path / "data").split("val")
-    prompt = gen.encode_prompt("ROMEO:")
-    forms = {
-        "pytorch fp32": (model, (run.path / "model.safetensors").stat().st_size),
-        "pytorch int8 (dynamic)": (quantized, buffer.tell()),
-        "onnx fp32": (OnnxGPT(out / "onnx" / "model.onnx", config.model, model.vocab_size), (out / "onnx" / "model.onnx").stat().st_size),
-        "onnx int8": (OnnxGPT(out / "int8" / "model.onnx", config.model, model.vocab_size), (out / "int8" / "model.onnx").stat().st_size),
-    }
-    rows = []
-    for name, (m, size) in forms.items():
-        loss = evaluate_tokens(m, val, gen.tokenizer.unit_lengths(), config.model.block_size, "cpu")["loss"]
-        row = {"form": name, "bytes": size, "val_loss": loss,
-               "batch1_tokens_per_s": decode_rate(m, prompt, 1), "batch8_tokens_per_s": decode_rate(m, prompt, 8)}
-        print(row, flush=True)
-        rows.append(row)
+    models = []
+    for recipe in ("tinyshakespeare-gpt.toml", "tinyshakespeare-lstm.toml"):
+        described, rows = text_rows(recipe, args, out / recipe.split(".")[0])
+        models.append({"model": described, "unit": "tokens", "rows": rows})
+    described, rows = image_rows(args, out / "ddpm")
+    models.append({"model": described, "unit": "images", "rows": rows})
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_at_start": load_avg,
-               "command": f"python bench/export_formats.py --seconds {args.seconds:g}", "threads": 1,
-               "model": f"recipes/tinyshakespeare-gpt.toml trained {run.results['step']} steps ({args.seconds:g} s)",
-               "new_tokens": NEW_TOKENS, "rows": rows}
+               "load_avg_at_end": list(os.getloadavg()), "command": f"python bench/export_formats.py --seconds {args.seconds:g}",
+               "threads": 1, "new_tokens": NEW_TOKENS, "ddim_steps": DDIM_STEPS, "fid_images": FID_IMAGES, "models": models}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")

@@ -320,28 +320,35 @@ def section_export() -> str:
     d = load("export_formats.json")
     if d is None:
         return ""
-    rows = [[r["form"], f"{r['bytes'] / 1e6:.2f} MB", round(r["batch1_tokens_per_s"]), round(r["batch8_tokens_per_s"]),
-             round(r["val_loss"], 4)] for r in d["rows"]]
-    by = {r["form"]: r for r in d["rows"]}
-    notes = []
-    if "onnx fp32" in by and "onnx int8" in by:
-        f, q = by["onnx fp32"], by["onnx int8"]
-        notes.append(f"ONNX int8 is {q['bytes'] / f['bytes']:.0%} of the ONNX fp32 size, decodes "
-                     f"{q['batch1_tokens_per_s'] / f['batch1_tokens_per_s']:.2f}x as fast at batch 1, and moves the val loss by "
-                     f"{q['val_loss'] - f['val_loss']:+.4f} nats")
-    if "pytorch fp32" in by and "onnx fp32" in by:
-        notes.append(f"ONNX fp32 decodes {by['onnx fp32']['batch1_tokens_per_s'] / by['pytorch fp32']['batch1_tokens_per_s']:.2f}x "
-                     "as fast as PyTorch at batch 1")
-    return "\n\n".join([
-        "## Export",
-        f"One run ({d['model']}) in each form, measured in one process with {d['threads']} thread: file size, tokens/s "
-        f"decoding {d['new_tokens']} new tokens through genlab's step engine (best of 2), val loss over the whole val split. "
-        "PyTorch int8 is torch's dynamic quantization of the Linear layers (measured here, not an export format yet; "
-        "its size is its saved state dict).",
-        table(["form", "size", "tok/s batch 1", "tok/s batch 8", "val loss"], rows),
-        ("; ".join(notes) + ".") if notes else "",
-        provenance(d["command"], "export_formats.json", d.get("date"), d.get("load_avg_at_start")),
-    ])
+    parts = ["## Export",
+             f"Each run in each form it exports to, every folder loaded back with `genlab.load`, measured in one process "
+             f"with {d['threads']} thread: file size; text: tokens/s decoding {d['new_tokens']} new tokens through genlab's step "
+             f"engine (best of 2) and val loss over the whole val split; images: images/s (DDIM, {d['ddim_steps']} steps) and "
+             f"FID (genlab features) of {d['fid_images']:,} images. PyTorch int8 is `--format int8 --backend torch`; ONNX int8 "
+             "is onnxruntime's dynamic quantization for text and static (calibrated on the run's data) for the U-Net."]
+    for m in d["models"]:
+        text = m["unit"] == "tokens"
+        quality = "val_loss" if text else "fid_genlab_features"
+        rows = [[r["form"], f"{r['bytes'] / 1e6:.2f} MB", round(r["batch1_per_s"], 1), round(r["batch8_per_s"], 1),
+                 round(r[quality], 4 if text else 2)] for r in m["rows"]]
+        by = {r["form"]: r for r in m["rows"]}
+        notes = []
+        for fp32, int8 in (("pytorch fp32", "pytorch int8"), ("onnx fp32", "onnx int8")):
+            if fp32 in by and int8 in by:
+                f, q = by[fp32], by[int8]
+                change = f"{q[quality] - f[quality]:+.4f} nats" if text else f"{q[quality] - f[quality]:+.2f}"
+                notes.append(f"{int8} is {q['bytes'] / f['bytes']:.0%} of the {fp32} size, "
+                             f"{q['batch1_per_s'] / f['batch1_per_s']:.2f}x as fast at batch 1, and moves the "
+                             f"{'val loss' if text else 'FID'} by {change}")
+        if "onnx fp32" in by:
+            notes.append(f"ONNX fp32 runs {by['onnx fp32']['batch1_per_s'] / by['pytorch fp32']['batch1_per_s']:.2f}x "
+                         "as fast as PyTorch at batch 1")
+        unit = "tok/s" if text else "images/s"
+        parts += [f"**{m['model']}**",
+                  table(["form", "size", f"{unit} batch 1", f"{unit} batch 8", "val loss" if text else "FID (genlab features)"], rows),
+                  "; ".join(notes) + "."]
+    parts.append(provenance(d["command"], "export_formats.json", d.get("date"), d.get("load_avg_at_start")))
+    return "\n\n".join(parts)
 
 
 def section_memory() -> str:

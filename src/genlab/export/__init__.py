@@ -19,13 +19,17 @@ from genlab.errors import GenlabError
 FORMATS = ("hf", "onnx", "int8", "web")
 
 
-def export(run: str | Path, format: str, out: str | Path, progress: bool = True, ort_web: str | Path | None = None) -> dict:
-    """Export `run` as `format` into `out`; returns what the export measured (printed by the CLI)."""
+def export(run: str | Path, format: str, out: str | Path, progress: bool = True, ort_web: str | Path | None = None,
+           backend: str = "onnx") -> dict:
+    """Export `run` as `format` into `out` (`backend`: onnx or torch, for int8); returns what the export
+    measured (printed by the CLI)."""
     from genlab.files import atomic_write_json
     from genlab.folders import check_target, marker_kind, replacing
 
     if format not in FORMATS:
         raise GenlabError(f"--format: {format!r} is not one of {', '.join(FORMATS)}")
+    if backend != "onnx" and format != "int8":
+        raise GenlabError(f"--backend {backend}: only --format int8 has a choice of backend")
     out = Path(out)
     check_target(out, inputs=[str(run)])
     if out.is_dir() and any(out.iterdir()) and marker_kind(out) != "export":
@@ -41,9 +45,9 @@ def export(run: str | Path, format: str, out: str | Path, progress: bool = True,
 
             report = export_onnx(generator, work)
         elif format == "int8":
-            from genlab.export.onnx import quantize_int8
+            from genlab.export.int8 import export_int8
 
-            report = quantize_int8(generator, work)
+            report = export_int8(generator, work, backend)
         else:
             from genlab.export.web import export_web
 
@@ -90,10 +94,12 @@ def exported_format(folder: str | Path) -> str | None:
     return export_info(folder).get("format")
 
 
-def load_onnx(folder: str | Path):
-    """The Generator of an ONNX export: the run's generator class over onnxruntime instead of PyTorch."""
+def load_export(folder: str | Path):
+    """The Generator of an onnx, int8 or web export: the run's generator class over onnxruntime (or, for
+    `int8 --backend torch`, over the quantized PyTorch model) instead of the run's fp32 model."""
     from genlab.config import load_config
     from genlab.export.onnx import onnx_model
+    from genlab.runs import export_info
     from genlab.tasks import task_of
     from genlab.tokenizers import load_tokenizer
 
@@ -102,5 +108,12 @@ def load_onnx(folder: str | Path):
     if config.task == "image":
         return _load_onnx_images(folder, config)
     tokenizer = load_tokenizer(folder / "tokenizer.json")
-    model = onnx_model(folder / "model.onnx", config.model, tokenizer.vocab_size)
+    if export_info(folder).get("backend", "").startswith("torch"):
+        from genlab.export.torch_int8 import WEIGHTS, load_int8_model
+        from genlab.runs import load_tensors
+        from genlab.tasks.sequence import build_model
+
+        model = load_int8_model(build_model(config, tokenizer.vocab_size), load_tensors(folder / WEIGHTS), folder / WEIGHTS)
+    else:
+        model = onnx_model(folder / "model.onnx", config.model, tokenizer.vocab_size)
     return task_of(config.task).Generator.from_parts(None, config, tokenizer, model, torch.device("cpu"))

@@ -316,46 +316,6 @@ def export_onnx(generator, work: Path) -> dict:
             "bytes": (work / "model.onnx").stat().st_size}
 
 
-def quantize_int8(generator, work: Path) -> dict:
-    """ONNX export, then onnxruntime's dynamic int8 quantization of its matrix products (weights int8,
-    activations quantized per call); reports size, decoding speed and val loss beside the fp32 file."""
-    import tempfile
-    import time
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from genlab.datasets.token_store import TokenStore
-    from genlab.sampling.engine import Decoding, Engine, Request, decode
-    from genlab.tasks.sequence import evaluate_tokens
-
-    report = export_onnx(generator, work)
-    fp32 = work / "model.onnx"
-    with tempfile.TemporaryDirectory(dir=work) as tmp:
-        int8 = Path(tmp) / "model.onnx"
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
-        config, vocab = generator.config, generator.model.vocab_size
-        models = {"fp32": onnx_model(fp32, config.model, vocab), "int8": onnx_model(int8, config.model, vocab)}
-        val = TokenStore(generator.run.data).split("val")
-        figures = {}
-        for name, model in models.items():
-            loss = evaluate_tokens(model, val, generator.tokenizer.unit_lengths(), getattr(config.model, "block_size", 128), "cpu",
-                                   batch_size=16, max_batches=8)["loss"] if len(val) > 1 else None
-            start = time.perf_counter()
-            engine = Engine(model)
-            (slot,) = decode(engine, [Request(generator.encode_prompt(""), Decoding(max_new_tokens=64, temperature=1.0), seed=0)])
-            figures[name] = {"val_loss": loss, "tokens_per_s_batch1": len(engine.tokens(slot)) / (time.perf_counter() - start)}
-        figures["fp32"]["bytes"], figures["int8"]["bytes"] = fp32.stat().st_size, int8.stat().st_size
-        int8.replace(fp32)  # the folder holds the int8 model under the name the loader reads
-    report = {"backend": "onnxruntime dynamic int8 (MatMul weights)", "bytes": figures["int8"]["bytes"],
-              "fp32_bytes": figures["fp32"]["bytes"], "size_ratio": figures["int8"]["bytes"] / figures["fp32"]["bytes"],
-              "tokens_per_s_batch1": figures["int8"]["tokens_per_s_batch1"],
-              "fp32_tokens_per_s_batch1": figures["fp32"]["tokens_per_s_batch1"]}
-    if figures["fp32"]["val_loss"] is not None:
-        report |= {"val_loss": figures["int8"]["val_loss"], "fp32_val_loss": figures["fp32"]["val_loss"],
-                   "val_loss_change": figures["int8"]["val_loss"] - figures["fp32"]["val_loss"]}
-    return report
-
-
 # ---- images ---------------------------------------------------------------------------------------
 
 
