@@ -109,3 +109,19 @@ def test_large_file_is_read_in_line_aligned_pieces(tmp_path):
     path.write_bytes(text.encode() + b"\xff tail")
     with pytest.raises(GenlabError, match=f"big.txt: not UTF-8 text \\(bad byte 0xff at offset {len(text.encode())}\\)"):
         list(read_text_pieces(path, piece_bytes=4096))
+
+
+def test_the_tail_split_is_the_end_of_the_corpus_as_nanogpt_cuts_it(tmp_path):
+    import genlab
+    from conftest import make_corpus, tiny_config
+
+    text = make_corpus(20_000, seed=5)
+    (tmp_path / "corpus.txt").write_text(text)
+    cfg = tiny_config(tmp_path / "corpus.txt", tmp_path / "run", max_steps=1)
+    cfg["data"] = dict(cfg.get("data", {}), source=str(tmp_path / "corpus.txt"), split="tail", val_fraction=0.1)
+    genlab.train(cfg, progress=False)
+    store, tokenizer = TokenStore(tmp_path / "run" / "data"), load_tokenizer(tmp_path / "run" / "tokenizer.json")
+    n = len(text)  # one file, character tokens: nanoGPT's train = text[:int(n * 0.9)], val = the rest
+    assert tokenizer.decode(store.split("val")) == text[int(n * 0.9):]
+    assert tokenizer.decode(store.split("train")) == text[: int(n * 0.9)]
+    assert store.header["split"] == "tail"

@@ -125,3 +125,54 @@ def test_ema_weights_are_what_model_safetensors_holds(tmp_path, corpus_file):
     key = "model.wte.weight"
     assert torch.equal(saved[key], ema[key])
     assert not torch.equal(saved[key], live[key])
+
+
+def _scripted_trainer(tmp_path, name, losses, **train):
+    """A tiny GPT trainer whose evals report `losses` in turn (eval every 2 steps); records the weights each eval saw."""
+    import numpy as np
+
+    from genlab.datasets.token_store import WindowSampler
+    from genlab.models.gpt import GPT, GPTConfig
+    from genlab.objectives.lm import LanguageModeling
+    from genlab.trainer import Trainer
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16), 20)
+    tokens = np.random.default_rng(0).integers(0, 20, 5000).astype(np.uint16)
+    script, seen = iter(losses), {}
+    trainer = None
+
+    def evaluate(full=False):
+        if full:
+            seen["final"] = {k: v.clone() for k, v in model.state_dict().items()}
+            return {"val_loss": 9.0}
+        seen[trainer.state.step] = {k: v.clone() for k, v in model.state_dict().items()}
+        return {"val_loss": next(script)}
+
+    cfg = TrainConfig(**{"max_steps": 2 * len(losses), "batch_size": 4, "warmup_steps": 1, "eval_interval": 2,
+                         "checkpoint_interval": 100, "progress": False, "device": "cpu", **train})
+    trainer = Trainer(LanguageModeling(model), WindowSampler(tokens, 16, 4, 0), cfg, RunDir(tmp_path / name), evaluate)
+    return trainer, seen
+
+
+def test_the_best_weights_are_kept_and_patience_stops_the_run(tmp_path):
+    trainer, seen = _scripted_trainer(tmp_path, "best", [3.0, 2.0, 2.5, 2.6, 2.7, 1.0], patience=3)
+    results = trainer.fit()
+    # Evals at steps 2, 4, 6, 8, 10: the best (2.0) was at step 4; three evals without improvement stop the
+    # run at step 10, which is not evaluated twice (the scripted 1.0 is never read).
+    assert trainer.state.step == 10 and results["kept_step"] == 4
+    kept = load_tensors(tmp_path / "best" / "model.safetensors")
+    assert all(torch.equal(v, seen[4][k.removeprefix("model.")]) for k, v in kept.items())
+    assert not torch.equal(seen[4]["wte.weight"], seen[10]["wte.weight"])  # training went on after the best
+    assert all(torch.equal(v, seen[4][k]) for k, v in seen["final"].items())  # and the final score is of the kept
+    rows = RunDir(tmp_path / "best").read_metrics()
+    assert any(r.get("stopped_early") == "no better val loss in 3 evals" and r["best_step"] == 4 for r in rows)
+    final = rows[-1]  # the kept weights on the whole val split, said as such
+    assert final["kept_step"] == 4 and final["final_val_loss"] == 9.0 and final["val_batches"] == "all"
+    assert results["val_loss"] == 9.0  # the run's figure is the whole-split one
+    assert [r["val_batches"] for r in rows if "val_loss" in r] == [20] * 5  # periodic evals say they are a sample
+
+    trainer, seen = _scripted_trainer(tmp_path, "last", [3.0, 2.0, 2.5, 2.6, 2.7, 1.0], keep="last")
+    trainer.fit()
+    kept = load_tensors(tmp_path / "last" / "model.safetensors")
+    assert all(torch.equal(v, seen[12][k.removeprefix("model.")]) for k, v in kept.items())  # the last, at step 12

@@ -72,6 +72,9 @@ class DataConfig(Section):
     exclude: list[str] = []  # glob patterns that drop a file
     val_fraction: float = 0.1
     test_fraction: float = 0.0
+    # random-chunks: val (and test) are seeded random chunks of split_chunk tokens from the whole corpus;
+    # tail: the corpus cut in order, val at the end, as nanoGPT and char-rnn split (for comparable numbers).
+    split: Literal["random-chunks", "tail"] = "random-chunks"
     split_chunk: Positive = 1024  # tokens per chunk when splitting by seed
     image: ImageOptions = ImageOptions()
     music: MusicOptions = MusicOptions()
@@ -133,6 +136,10 @@ class TrainConfig(Section):
     log_interval: Positive = 10
     checkpoint_interval: Positive = 250
     ema_decay: Probability | None = None
+    # model.safetensors holds the weights with the best val loss seen ("best"; EMA weights where EMA is on), or
+    # the last ones ("last"); checkpoint/ always holds the latest state, for exact resume.
+    keep: Literal["best", "last"] = "best"
+    patience: Positive | None = None  # stop after this many evals without a better val loss (None: never)
     sample_tokens: Count = 200  # length of the samples written at each eval
     compile: bool = False
     threads: int | Literal["auto"] | None = None  # CPU threads; None leaves torch's setting (the CLI passes auto)

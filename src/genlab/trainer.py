@@ -1,6 +1,7 @@
 """The one training loop, for every modality.
 
     get batch -> forward -> backward -> clip -> step -> (EMA) -> log -> eval every N -> checkpoint every N
+    at the end: eval, checkpoint, then the kept weights scored on the whole val split
 
 It knows nothing of modalities: an objective (genlab.objectives) turns a
 batch into losses; `batches` yields batches and can save its position; the
@@ -8,6 +9,11 @@ caller's `evaluate` and `write_samples` run at each eval. A checkpoint holds
 weights, optimizer state, step, RNG and batch-sampler state, so a run killed
 at any moment and resumed ends with exactly the weights of a run never
 interrupted.
+
+model.safetensors holds the weights with the best eval seen (val loss; FID for GANs) (`train.keep = "best"`, written at each
+improvement, so a served or killed run always has its best) or the last ones (`"last"`); `train.patience`
+stops a run after that many evals without improvement. Periodic evals score `eval_batches` batches; the
+final score, on the whole val split, is of the weights kept.
 """
 
 from __future__ import annotations
@@ -104,6 +110,8 @@ class TrainState:
     items: int = 0  # tokens (or images) consumed
     elapsed: float = 0.0  # seconds of training so far, across resumes
     planned_steps: int | None = None  # the schedule's length under a time budget (None: max_steps)
+    best: dict | None = None  # step, elapsed and val_loss of the best eval so far
+    evals_since_best: int = 0
 
 
 class Trainer:
@@ -117,6 +125,7 @@ class Trainer:
         write_samples: Callable[[int, dict], None] | None = None,
         items_per_batch: int = 1,
         item_name: str = "tok",
+        select_metric: str = "val_loss",
     ):
         self.objective = objective
         self.batches = batches
@@ -126,6 +135,7 @@ class Trainer:
         self.write_samples = write_samples
         self.items_per_batch = items_per_batch
         self.item_name = item_name
+        self.select_metric = select_metric  # lower is better; picks the weights model.safetensors keeps
         self.world = distributed.world()
         self.device = pick_device(cfg.device, self.world.local_rank)
         if self.world.is_main:
@@ -137,6 +147,7 @@ class Trainer:
             self.ema = {k: v.detach().clone().float() for k, v in weights_of(objective.modules).items()}
         self.state = TrainState()
         self._plotted = time.perf_counter()  # when loss.png was last drawn (first: 30 s in, or at the end)
+        self._last_eval: tuple[int | None, dict] = (None, {})  # (step, results) of the latest eval
 
     # ---- checkpoints -------------------------------------------------------------
 
@@ -164,7 +175,8 @@ class Trainer:
             save_tensors(tmp / "ema.safetensors", self.ema)
         s = self.state
         atomic_write_json(tmp / "state.json", {"step": s.step, "items": s.items, "elapsed": s.elapsed,
-                                               "planned_steps": s.planned_steps, "param_groups": groups})
+                                               "planned_steps": s.planned_steps, "best": s.best,
+                                               "evals_since_best": s.evals_since_best, "param_groups": groups})
         commit_checkpoint(tmp, self.run.checkpoint, s.step)
 
     def load_checkpoint(self) -> None:
@@ -188,7 +200,8 @@ class Trainer:
             raise GenlabError(f"{folder}: checkpoint does not fit this run ({str(e).splitlines()[0][:200]}); "
                               "pass --overwrite to start afresh") from None
         self.state = TrainState(step=meta["step"], items=meta["items"], elapsed=meta["elapsed"],
-                                planned_steps=meta.get("planned_steps"))
+                                planned_steps=meta.get("planned_steps"), best=meta.get("best"),
+                                evals_since_best=meta.get("evals_since_best", 0))
         self._truncate_metrics(meta["step"])
 
     def _restore(self, meta: dict, tensors: dict, folder: Path) -> None:
@@ -237,6 +250,18 @@ class Trainer:
     def _eval(self, final: bool = False) -> dict:
         if not self.world.is_main:
             return {}
+        if self._last_eval[0] == self.state.step:  # a run stopped early ends where it was just evaluated
+            results = self._last_eval[1]
+        else:
+            results = self._evaluate_and_log()
+        if final or time.perf_counter() - self._plotted >= PLOT_EVERY_SECONDS:
+            from genlab.plots import plot_losses
+
+            plot_losses(self.run.read_metrics(), self.run.loss_plot)
+            self._plotted = time.perf_counter()
+        return results
+
+    def _evaluate_and_log(self) -> dict:
         self.bundle.eval()
         try:
             with torch.no_grad():
@@ -245,16 +270,44 @@ class Trainer:
                     self.write_samples(self.state.step, self.sampling_weights())
         finally:
             self.bundle.train()
-        self._log({"step": self.state.step, "elapsed": round(self.state.elapsed, 3), **results})
+        self._consider(results)
+        scope = {"val_batches": self.cfg.eval_batches} if results else {}
+        self._log({"step": self.state.step, "elapsed": round(self.state.elapsed, 3), **results, **scope})
         if self.plain_progress and results:  # a log file or pipe gets one line per eval, not a bar
             shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in results.items())
             print(f"step {self.state.step} ({self.state.elapsed:.0f} s): {shown}", file=sys.stderr, flush=True)
-        if final or time.perf_counter() - self._plotted >= PLOT_EVERY_SECONDS:
-            from genlab.plots import plot_losses
-
-            plot_losses(self.run.read_metrics(), self.run.loss_plot)
-            self._plotted = time.perf_counter()
+        self._last_eval = (self.state.step, results)
         return results
+
+    def _consider(self, results: dict) -> None:
+        """Track the best eval (val loss, or a GAN's FID); where the best is kept, its weights are written at once."""
+        value, s = results.get(self.select_metric), self.state
+        if value is None:
+            return
+        if s.best is None or value < s.best["value"]:
+            s.best = {"step": s.step, "elapsed": round(s.elapsed, 3), "metric": self.select_metric, "value": value}
+            s.evals_since_best = 0
+            if self.cfg.keep == "best":
+                save_tensors(self.run.weights, self.sampling_weights())
+        else:
+            s.evals_since_best += 1
+
+    def _out_of_patience(self) -> bool:
+        return self.cfg.patience is not None and self.state.evals_since_best >= self.cfg.patience
+
+    def _final_eval(self) -> dict:
+        """The kept weights (model.safetensors) scored on the whole val split: what `genlab eval` reports."""
+        if not self.world.is_main or self.evaluate is None:
+            return {}
+        load_weights(self.objective.modules, load_tensors(self.run.weights), self.run.weights)
+        self.bundle.eval()
+        with torch.no_grad():
+            results = self.evaluate(full=True)
+        kept = self.state.best["step"] if self.cfg.keep == "best" and self.state.best else self.state.step
+        row = {"step": self.state.step, "elapsed": round(self.state.elapsed, 3), "kept_step": kept,
+               **{f"final_{k}": v for k, v in results.items()}, "val_batches": "all"}
+        self._log(row)
+        return {**results, "kept_step": kept}
 
     def _run_step(self, autocast) -> dict[str, float]:
         """One optimizer step of every player (with gradient accumulation); returns the mean logs."""
@@ -296,7 +349,7 @@ class Trainer:
         last = {}
         window_items, window_start = 0, time.perf_counter()
         with stop_signals(enabled=not self.world.active) as stop:
-            while s.step < cfg.max_steps and not self._out_of_time():
+            while s.step < cfg.max_steps and not self._out_of_time() and not self._out_of_patience():
                 if stop.signum is not None:
                     bar.close()
                     self._stop(stop.signum)
@@ -324,12 +377,21 @@ class Trainer:
                 if s.step % cfg.eval_interval == 0 and s.step < cfg.max_steps:
                     self._eval()
                     window_start = time.perf_counter()  # eval time is not training throughput
+                    if self._out_of_patience():
+                        metric = s.best["metric"].replace("_", " ")
+                        self._log({"step": s.step, "stopped_early": f"no better {metric} in {cfg.patience} evals",
+                                   "best_step": s.best["step"]})
+                        if show:
+                            bar.write(f"stopping early at step {s.step}: {metric} has not improved on step "
+                                      f"{s.best['step']} ({s.best['value']:.4f}) in {cfg.patience} evals")
+                        break
                 if s.step % cfg.checkpoint_interval == 0:
                     self.save_checkpoint()
         bar.close()
         results = self._eval(final=True)
         self.save_checkpoint()
         self.save_weights()
+        results |= self._final_eval()
         return {**last, **results, "step": s.step, "elapsed": round(s.elapsed, 3)}
 
     def _stop(self, signum: int) -> None:
@@ -363,6 +425,7 @@ class Trainer:
         return self.ema if self.ema is not None else weights_of(self.objective.modules)
 
     def save_weights(self) -> None:
-        """model.safetensors: the weights samples are drawn with."""
-        if self.world.is_main:
+        """model.safetensors: the weights samples are drawn with, unless the best ones are kept (written by
+        `_consider` when they were seen)."""
+        if self.world.is_main and not (self.cfg.keep == "best" and self.state.best is not None):
             save_tensors(self.run.weights, self.sampling_weights())

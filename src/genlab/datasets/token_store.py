@@ -58,11 +58,14 @@ class TokenStore:
         chunk: int,
         seed: int,
         separator: list[int] | None = None,
+        tail: bool = False,
     ) -> "TokenStore":
         """Write the store for `encoded_documents` into `dest`, atomically.
 
         Each document is an iterable of token-id pieces (a large file arrives piece by
-        piece); documents are joined by `separator`.
+        piece); documents are joined by `separator`. The split copies seeded random chunks, or with
+        `tail` cuts the token sequence in order: train, then val, then test (val is the end of the corpus
+        when there is no test split, as nanoGPT and char-rnn split).
         """
         dtype = token_dtype(vocab_size)
         with replacing(dest, "token-store") as tmp:
@@ -87,17 +90,21 @@ class TokenStore:
                 raise GenlabError("the corpus is empty after tokenization: nothing to train on")
             # Plain reads, not a memory map: mapped pages would count against the process's memory.
             flat = open(flat_path, "rb")
-            # Enough chunks that even a small corpus gets a val split of the requested size.
-            chunk = max(1, min(chunk, n // 50))
-            owners = _assign_chunks(math.ceil(n / chunk), val_fraction, test_fraction, seed)
+            if tail:
+                ranges, chunk = _tail_ranges(n, val_fraction, test_fraction), None
+            else:
+                # Enough chunks that even a small corpus gets a val split of the requested size.
+                chunk = max(1, min(chunk, n // 50))
+                owners = _assign_chunks(math.ceil(n / chunk), val_fraction, test_fraction, seed)
+                ranges = [[(int(c) * chunk, chunk) for c in np.flatnonzero(owners == split_id)] for split_id in range(len(SPLITS))]
             lengths = np.asarray(unit_lengths, dtype=np.int64)
             splits = {}
-            for split_id, name in enumerate(SPLITS):
+            for name, pieces in zip(SPLITS, ranges):
                 tokens = units = 0
                 with open(tmp / f"{name}.bin", "wb") as out:
-                    for c in np.flatnonzero(owners == split_id):
-                        flat.seek(int(c) * chunk * dtype.itemsize)
-                        piece = np.fromfile(flat, dtype=dtype, count=chunk)
+                    for start, count in pieces:
+                        flat.seek(start * dtype.itemsize)
+                        piece = np.fromfile(flat, dtype=dtype, count=count)
                         out.write(piece.tobytes())
                         tokens += piece.size
                         units += int(lengths[piece].sum())
@@ -106,9 +113,19 @@ class TokenStore:
             flat_path.unlink()
             atomic_write_json(
                 tmp / "header.json",
-                {"dtype": dtype.name, "vocab_size": vocab_size, "documents": n_docs, "chunk": chunk, "seed": seed, "splits": splits},
+                {"dtype": dtype.name, "vocab_size": vocab_size, "documents": n_docs, "chunk": chunk, "seed": seed,
+                 "split": "tail" if tail else "random-chunks", "splits": splits},
             )
         return cls(dest)
+
+
+def _tail_ranges(n: int, val_fraction: float, test_fraction: float) -> list[list[tuple[int, int]]]:
+    """(start, count) of train, val and test cut in order; train is the first int(n * train share) tokens."""
+    n_train = int(n * (1 - val_fraction - test_fraction))
+    n_val = n - n_train if test_fraction == 0 else int(n * val_fraction)
+    if n_train < 2 or (val_fraction > 0 and n_val < 2):
+        raise GenlabError(f"the corpus is too small to split ({n} tokens for val+test fractions {val_fraction}+{test_fraction})")
+    return [[(0, n_train)], [(n_train, n_val)], [(n_train + n_val, n - n_train - n_val)]]
 
 
 def _assign_chunks(n_chunks: int, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:

@@ -135,8 +135,15 @@ def train_feature_cnn(images: np.ndarray, labels: np.ndarray | None, num_classes
                       progress: bool = True, seed: int = 0) -> tuple[FeatureCNN, float]:
     """Train the feature CNN on (N, H, W, C) uint8 images: on their labels, or on rotations without labels.
 
-    Returns the network and its accuracy on a held-out tenth.
+    Returns the network and its accuracy on a held-out tenth. Leaves the caller's random state and grad mode
+    as they were (a training run may build it at an eval, inside no_grad, and must resume exactly).
     """
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
+        torch.manual_seed(seed)  # the initial weights: the same network for the same data, whoever asks
+        return _train_feature_cnn(images, labels, num_classes, device, progress, seed)
+
+
+def _train_feature_cnn(images, labels, num_classes: int, device: torch.device, progress: bool, seed: int):
     g = torch.Generator().manual_seed(seed)
     n = len(images)
     order = torch.randperm(n, generator=g).numpy()

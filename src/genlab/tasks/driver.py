@@ -44,10 +44,12 @@ class Training:
 
     objective: object  # genlab.objectives: modules, players, losses(batch)
     batches: object  # an endless iterator of batches with state_dict() (genlab.datasets.batches)
-    evaluate: Callable[[], dict] | None = None  # held-out metrics at every eval
+    # Held-out metrics: on eval_batches batches at every eval, on the whole split (full=True) at the end.
+    evaluate: Callable[..., dict] | None = None
     write_samples: Callable[[int, dict], None] | None = None  # (step, weights to sample with) -> files in samples/
     items_per_batch: int = 1  # tokens or images per batch, for the throughput figure
     item_name: str = "tok"
+    select_metric: str = "val_loss"  # the eval result (lower is better) that picks the weights kept
 
 
 class Task(Protocol):
@@ -62,7 +64,7 @@ class Task(Protocol):
 
 
 # Fields that may change between a run and its resumption: budgets, display and threads.
-_RESUMABLE = {("train", "max_steps"), ("train", "max_time"), ("train", "progress"), ("train", "threads")}
+_RESUMABLE = {("train", "max_steps"), ("train", "max_time"), ("train", "patience"), ("train", "progress"), ("train", "threads")}
 
 
 def _comparable(config: RunConfig) -> dict:
@@ -116,7 +118,8 @@ def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: 
     if hasattr(model, "fit"):  # count-based families (n-gram) are fitted, not trained by gradient
         return config, fit_counts(task, config, run, data, model, device)
     t = task.training(config, run, data, model, device)
-    trainer = Trainer(t.objective, t.batches, config.train, run, t.evaluate, t.write_samples, t.items_per_batch, t.item_name)
+    trainer = Trainer(t.objective, t.batches, config.train, run, t.evaluate, t.write_samples, t.items_per_batch, t.item_name,
+                      t.select_metric)
     if resume:
         trainer.load_checkpoint()
         if w.is_main:

@@ -203,11 +203,11 @@ def finetune(name_or_path: str, config: RunConfig, block_size: int = 256, lora_r
         train_tokens, val_tokens = store.split("train"), store.split("val")
         batches = WindowSampler(train_tokens, block, config.train.batch_size, config.train.seed)
 
-        def evaluate() -> dict:
+        def evaluate(full: bool = False) -> dict:
             if len(val_tokens) < 2:
                 return {}
             r = evaluate_tokens(lm, val_tokens, tokens.unit_lengths(), batches.block_size, device,
-                                config.train.batch_size, config.train.eval_batches)
+                                config.train.batch_size, None if full else config.train.eval_batches)
             return {"val_loss": round(r["loss"], 5), "val_bits_per_token": round(r["bits_per_unit"], 5)}
 
         trainer = Trainer(LanguageModeling(lm), batches, config.train, run, evaluate,

@@ -31,6 +31,7 @@ from genlab.tasks.driver import Training, load_trained
 from genlab.weights import load_weights
 
 GRID_SEED = 1234  # the fixed noise of the per-eval grids
+GAN_FID_IMAGES = 500  # a GAN's eval: FID (genlab features) of this many images from fixed noise
 
 
 # ---- pieces ------------------------------------------------------------------------------
@@ -118,14 +119,34 @@ class ImageTask:
         generator = ImageGenerator.from_parts(run, config, store, sample_model, device)
         val_rows = store.indices("val")
 
-        def evaluate() -> dict:
-            # GANs have no held-out likelihood; their progress is in the grids and in `genlab eval`.
-            if config.model.name in ("gan", "dcgan") or len(val_rows) == 0:
+        gan_reference: dict = {}  # the feature extractor and the real images' features, made at the first eval
+
+        def gan_fid() -> dict:
+            # GANs have no held-out likelihood, and their losses do not track quality: they are judged (and
+            # their best weights kept) by FID on genlab's features, from the same noise at every eval.
+            from genlab.datasets.named import cache_dir
+            from genlab.metrics.image import classifier_extractor, fid, subsample
+
+            if not gan_reference:
+                extractor = classifier_extractor(store, device, cache_dir(), progress=False)
+                real = np.asarray(store.images)[subsample(len(store.images), 2000, 0)]
+                gan_reference.update(extractor=extractor, real=extractor(real))
+            g = torch.Generator().manual_seed(GRID_SEED)
+            z = torch.randn(GAN_FID_IMAGES, model.latent_dim, generator=g).to(device)
+            y = torch.arange(GAN_FID_IMAGES, device=device) % model.num_classes if model.num_classes else None
+            fake = to_uint8(model.generate(z, y), tuple(opts.pixel_range))
+            return {"fid_genlab_features": round(fid(gan_reference["real"], gan_reference["extractor"](fake)), 4)}
+
+        def evaluate(full: bool = False) -> dict:
+            if config.model.name in ("gan", "dcgan"):
+                return gan_fid()
+            if len(val_rows) == 0:
                 return {}
             total, count = 0.0, 0
+            rows_seen = len(val_rows) if full else min(len(val_rows), config.train.batch_size * config.train.eval_batches)
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(0)  # the same noise and timesteps at every eval: comparable numbers
-                for i in range(0, min(len(val_rows), config.train.batch_size * config.train.eval_batches), config.train.batch_size):
+                for i in range(0, rows_seen, config.train.batch_size):
                     rows = val_rows[i: i + config.train.batch_size]
                     x = to_model_range(store.images[rows], tuple(opts.pixel_range)).to(device)
                     y = torch.from_numpy(np.asarray(store.labels[rows], dtype=np.int64)).to(device) if model.num_classes else torch.full((len(rows),), -1, device=device)
@@ -146,7 +167,9 @@ class ImageTask:
                 pair = np.concatenate([originals, generator.reconstruct(originals, labels)])
                 save_png(make_grid(pair, len(rows)), run.samples / f"reconstruction_{step:06d}.png")
 
-        return Training(objective, batches, evaluate, write_samples, items_per_batch=config.train.batch_size, item_name="img")
+        select = "fid_genlab_features" if config.model.name in ("gan", "dcgan") else "val_loss"
+        return Training(objective, batches, evaluate, write_samples, items_per_batch=config.train.batch_size, item_name="img",
+                        select_metric=select)
 
 
 # ---- generation --------------------------------------------------------------------------

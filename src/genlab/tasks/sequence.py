@@ -96,7 +96,7 @@ def prepare_corpus(config: RunConfig, run: RunDir, source: SequenceSource, resum
     store = TokenStore.build(
         run.data, encoded, tokenizer.vocab_size, tokenizer.unit_lengths(),
         config.data.val_fraction, config.data.test_fraction, config.data.split_chunk, config.train.seed,
-        separator=separator_ids(tokenizer, source),
+        separator=separator_ids(tokenizer, source), tail=config.data.split == "tail",
     )
     return tokenizer, store
 
@@ -162,10 +162,11 @@ class SequenceTask:
         # A fitted (count-based) model is scored on the whole split once; a trained one on eval_batches each eval.
         eval_batches = None if hasattr(model, "fit") else config.train.eval_batches
 
-        def evaluate() -> dict:
+        def evaluate(full: bool = False) -> dict:
             if len(val_tokens) < 2:
                 return {}
-            r = evaluate_tokens(model, val_tokens, unit_lengths, batches.block_size, device, config.train.batch_size, eval_batches)
+            r = evaluate_tokens(model, val_tokens, unit_lengths, batches.block_size, device, config.train.batch_size,
+                                None if full else eval_batches)
             return {"val_loss": round(r["loss"], 5), f"val_bits_per_{tokenizer.unit}": round(r["bits_per_unit"], 5)}
 
         def write_samples(step: int, _weights: dict) -> None:  # the live model: it is the one being trained
