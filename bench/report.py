@@ -322,8 +322,8 @@ def section_export() -> str:
         return ""
     parts = ["## Export",
              f"Each run in each form it exports to, every folder loaded back with `genlab.load`, measured in one process "
-             f"with {d['threads']} thread: file size; text: tokens/s decoding {d['new_tokens']} new tokens through genlab's step "
-             f"engine (best of 2) and val loss over the whole val split; images: images/s (DDIM, {d['ddim_steps']} steps) and "
+             f"with {d['threads']} thread, the forms timed in turn over interleaved rounds (best of {d['rounds']}): file size; "
+             f"text: tokens/s decoding {d['new_tokens']} new tokens through genlab's step engine and val loss over the whole val split; images: images/s (DDIM, {d['ddim_steps']} steps) and "
              f"FID (genlab features) of {d['fid_images']:,} images. PyTorch int8 is `--format int8 --backend torch`; ONNX int8 "
              "is onnxruntime's dynamic quantization for text and static (calibrated on the run's data) for the U-Net."]
     for m in d["models"]:

@@ -94,3 +94,19 @@ def cli(monkeypatch, capsys):
         return CliResult(status, out.out, out.err)
 
     return run
+
+
+def require_tools(*tools: str) -> dict[str, str]:
+    """{tool: path} of system tools a test needs (chromium, npm, fluidsynth): on CI (.ci/run installs them) a
+    missing one fails the test; elsewhere it skips, saying which."""
+    import os
+    import shutil
+
+    names = {"chromium": ("chromium", "chromium-browser")}
+    found = {t: next((p for p in map(shutil.which, names.get(t, (t,))) if p), None) for t in tools}
+    missing = [t for t, path in found.items() if path is None]
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{', '.join(missing)} missing on CI (.ci/run installs them with apt-get)")
+        pytest.skip(f"needs {', '.join(missing)} (apt-get install {' '.join(missing)})")
+    return found

@@ -14,7 +14,7 @@ import pytest
 from conftest import tiny_config
 
 # Every command and subcommand, by its exact name.
-COMMANDS = [["train"], ["sample"], ["eval"], ["demo"], ["compare"], ["eval-code"], ["finetune-hf"], ["serve"], ["export"], ["bench"], ["data"],
+COMMANDS = [["train"], ["sample"], ["eval"], ["demo"], ["compare"], ["eval-code"], ["finetune-hf"], ["serve"], ["export"], ["bench"], ["report"], ["data"],
             ["data", "prepare"], ["data", "report"]]
 
 

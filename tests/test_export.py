@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import genlab
-from conftest import tiny_config
+from conftest import require_tools, tiny_config
 from genlab.errors import GenlabError
 
 
@@ -156,16 +156,9 @@ def test_int8_refuses_what_it_cannot_quantize_in_one_line(runs, cli, tmp_path):
 def test_the_web_export_generates_in_a_real_browser(runs, kind, cli, tmp_path):
     import functools
     import http.server
-    import os
-    import shutil
     import threading
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    missing = [tool for tool, path in (("chromium", chromium), ("npm", shutil.which("npm"))) if path is None]
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{', '.join(missing)} missing on CI (.ci/run installs them)")
-        pytest.skip(f"needs {', '.join(missing)}")
+    chromium = require_tools("chromium", "npm")["chromium"]
     out = tmp_path / "web"
     r = cli("export", runs[kind], "--format", "web", "--out", out)
     assert r.returncode == 0, r.stderr

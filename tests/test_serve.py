@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import shutil
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import numpy as np
 import pytest
 
 import genlab
-from conftest import make_corpus, tiny_config
+from conftest import make_corpus, require_tools, tiny_config
 from genlab.errors import GenlabError
 
 KEY = "test-key-123"
@@ -262,19 +259,12 @@ def test_serving_beyond_loopback_needs_a_key_and_names_are_unique(runs, monkeypa
         model_names(["a/run", "b/run"])
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def test_the_playground_streams_text_and_shows_images_in_a_real_browser(server, tmp_path):
-    if chromium() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing on CI (.ci/run installs it with apt-get)")
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    chromium = require_tools("chromium")["chromium"]
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page()
         page.goto(server.url + "/")
         page.fill("#key", KEY)

@@ -5,7 +5,7 @@ from genlab.config import RunConfig, build_config
 from genlab.errors import GenlabError
 
 __version__ = "0.1.0"
-__all__ = ["GenlabError", "Run", "RunConfig", "build_config", "load", "serve", "train", "__version__"]
+__all__ = ["GenlabError", "Run", "RunConfig", "build_config", "load", "report", "serve", "train", "__version__"]
 
 
 def serve(runs: list[str], **options) -> None:
@@ -14,3 +14,10 @@ def serve(runs: list[str], **options) -> None:
     from genlab.server import serve as run
 
     run(runs, **options)
+
+
+def report(run, out=None):
+    """Write the run's page (RUN/index.html, or `out`): what `genlab report` runs; returns its path."""
+    from genlab.report import write_report
+
+    return write_report(run, out)

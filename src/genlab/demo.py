@@ -1,6 +1,7 @@
 """`genlab demo`: small models trained on embedded data, and what they make before and after.
 
-Each part is a function (out_root, seconds, progress) -> None that prints as it goes.
+Each part is a function (out_root, seconds, progress) -> report.Section that prints as it goes; the demo
+then writes every part's section into one page, OUT/index.html (genlab.report), to look at.
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ import textwrap
 from pathlib import Path
 
 from genlab.config import validate_config
+from genlab.report import Media, Section, run_section, write_page
 
 
 # The models each part trains (the "before" and "after" of one run).
-TEXT_MODEL = {"name": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128}
+# Text: an LSTM, because in a minute on two cores it learns words and layout where a GPT still spells noise
+# (measured: BENCHMARKS.md, "Demo").
+TEXT_MODEL = {"name": "lstm", "n_layer": 2, "n_embd": 256, "block_size": 128}
 IMAGE_MODEL = {"name": "ddpm", "channels": 16, "channel_mult": [1, 2], "heads": 2}  # ~0.1 s a step on one CPU core
 MUSIC_MODEL = {"name": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 256}
 # Generated images per FID in the image part: enough to rank before against after.
@@ -24,33 +28,52 @@ def _show(title: str, text: str) -> None:
     print(textwrap.indent(text.strip("\n") or "(empty)", "  | "))
 
 
-def demo_text(out_root: Path, seconds: float, progress: bool = True) -> None:
-    """A small character-level GPT on the standard library's docstrings (python-docs)."""
+def demo_text(out_root: Path, seconds: float, progress: bool = True) -> Section:
+    """A small character-level LSTM on the standard library's docstrings (python-docs)."""
     from genlab.api import train
 
-    print("== text: a small GPT learns to write Python docstrings (python-docs, offline) ==")
+    print("== text: a small LSTM learns to write Python docstrings (python-docs, offline) ==")
     tree = {
         "task": "text",
         "out": str(out_root / "text"),
         "data": {"source": "python-docs"},
         "tokenizer": {"kind": "char"},
         "model": TEXT_MODEL,
-        "train": {"max_steps": 1, "batch_size": 32, "lr": 2e-3, "warmup_steps": 50, "eval_interval": 250,
+        "train": {"max_steps": 1, "batch_size": 32, "lr": 3e-3, "warmup_steps": 50, "eval_interval": 100,
                   "checkpoint_interval": 250, "eval_batches": 10, "progress": progress},
         "sample": {"max_new_tokens": 240, "temperature": 0.8, "prompt": "Return the "},
     }
-    before = train(validate_config(tree), progress=progress, overwrite=True).generator()
-    _show("before training (random weights, 1 warm-up step):", "Return the " + before.generate(seed=1)[0].text)
+    first = train(validate_config(tree), progress=progress, overwrite=True)
+    before_text = "Return the " + first.generator().generate(seed=1)[0].text
+    before_bits = first.results.get("val_bits_per_char", float("nan"))
+    _show(f"before training (random weights, 1 warm-up step; val {before_bits:.2f} bits/char):", before_text)
     # Same run, bigger budget: the trainer resumes from its step-1 checkpoint.
     tree["train"] |= {"max_steps": 100_000, "max_time": seconds}
     run = train(validate_config(tree), progress=progress)
-    after = run.generator()
-    _show(f"after {run.results['step']} steps ({run.results['elapsed']:.0f} s, val loss {run.results.get('val_loss', float('nan')):.3f}):",
-          "Return the " + after.generate(seed=1)[0].text)
+    after_text = "Return the " + run.generator().generate(seed=1)[0].text
+    after_bits = run.results.get("val_bits_per_char", float("nan"))
+    heading = f"after {run.results['step']} steps ({run.results['elapsed']:.0f} s; val {after_bits:.2f} bits/char)"
+    _show(heading + ":", after_text)
     print(f"\nrun: {run.path}  (loss curve: {run.path / 'loss.png'}, samples per eval: {run.path / 'samples'})")
+    section = run_section(run.path, "Text: a small LSTM learns to write Python docstrings")
+    section.lines.insert(0, f"val bits per char: {before_bits:.2f} before, {after_bits:.2f} after "
+                            f"(the corpus's unigram entropy: {unigram_bits(run.path):.2f})")
+    section.pairs = [(Media("text", "before training (1 warm-up step)", text=before_text), Media("text", heading, text=after_text))]
+    return section
 
 
-def demo_image(out_root: Path, seconds: float, progress: bool = True) -> None:
+def unigram_bits(run_path: Path) -> float:
+    """Bits per char of the val split under its own character frequencies: what a model that ignores context reaches."""
+    import numpy as np
+
+    from genlab.datasets.token_store import TokenStore
+
+    counts = np.bincount(TokenStore(Path(run_path) / "data").split("val"))
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def demo_image(out_root: Path, seconds: float, progress: bool = True) -> Section:
     """A small class-conditional diffusion model on `digits` (8x8, offline): grids and FID before and after."""
     from genlab.api import train
     from genlab.grids import make_grid, save_png
@@ -78,9 +101,15 @@ def demo_image(out_root: Path, seconds: float, progress: bool = True) -> None:
     print(f"after {run.results['step']} steps ({run.results['elapsed']:.0f} s): FID (genlab features) {fid_after:.1f} (lower is better); "
           f"grid in {folder / 'after.png'} (one column per digit 0-9, DDIM 50 steps)")
     print(f"run: {run.path}  (loss curve: {run.path / 'loss.png'}, one grid per eval from fixed noise: {run.path / 'samples'})")
+    section = run_section(run.path, "Images: a small diffusion U-Net learns handwritten digits")
+    section.lines.insert(0, f"FID (genlab features): {fid_before:.1f} before, {fid_after:.1f} after (lower is better)")
+    section.pairs = [(Media("image", "before training (1 warm-up step)", folder / "before.png", pixelated=True),
+                      Media("image", f"after {run.results['step']} steps ({run.results['elapsed']:.0f} s): one column per digit",
+                            folder / "after.png", pixelated=True))]
+    return section
 
 
-def demo_music(out_root: Path, seconds: float, progress: bool = True) -> None:
+def demo_music(out_root: Path, seconds: float, progress: bool = True) -> Section:
     """A small GPT learns Bach chorales (offline), then continues a chorale opening for ~12 s."""
     from genlab.api import train
     from genlab.audio import write_music
@@ -111,14 +140,61 @@ def demo_music(out_root: Path, seconds: float, progress: bool = True) -> None:
     print(f"opening of {name}: {prime_path} (.png, .wav beside it)")
     print(f"continuation: {', '.join(str(p) for p in paths)}  (audio: {renderer})")
     print(f"\n{gen.describe(continuation)}")
+    section = run_section(run.path, "Music: a small GPT learns Bach chorales and continues an opening")
+    section.media = [m for m in section.media if m.kind == "image" and m.path == run.path / "loss.png"]
+    section.pairs = [(Media("image", f"the opening of {name} (the prompt)", prime_path.with_suffix(".png")),
+                      Media("image", "the opening + 12 s by the model (prompt shaded)", paths[1]))]
+    section.media += [Media("audio", "the opening", prime_path.with_suffix(".wav")),
+                      Media("audio", f"the opening + 12 s by the model ({renderer})", paths[2])]
+    return section
 
 
 PARTS = {"text": demo_text, "image": demo_image, "music": demo_music}
 
 
-def run_demo(out_root: Path, parts: list[str], seconds: float, progress: bool = True) -> None:
+def write_pictures(sections: dict[str, Section], dest: Path) -> list[Path]:
+    """The demo's pictures for the README (docs/img): the text before and after as one image, the digit grids
+    before and after (scaled up 4x, pixels kept sharp) and the continuation's piano roll."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    if "text" in sections:
+        (before, after), = sections["text"].pairs
+        font = ImageFont.load_default(size=15)
+        lines = [before.caption + ":", *textwrap.wrap(before.text, 90)[:6], "", after.caption + ":", *textwrap.wrap(after.text, 90)[:6]]
+        image = Image.new("RGB", (860, 24 + 20 * len(lines)), "white")
+        draw = ImageDraw.Draw(image)
+        for i, line in enumerate(lines):
+            draw.text((12, 12 + 20 * i), line, fill="#222" if not line.endswith(":") else "#06c", font=font)
+        image.save(dest / "text_before_after.png")
+        written.append(dest / "text_before_after.png")
+    if "image" in sections:
+        for media, name in zip(sections["image"].pairs[0], ("digits_before.png", "digits_after.png")):
+            grid = Image.open(media.path)
+            grid.resize((grid.width * 4, grid.height * 4), Image.NEAREST).save(dest / name)
+            written.append(dest / name)
+    if "music" in sections:
+        roll = sections["music"].pairs[0][1].path
+        Image.open(roll).save(dest / "piano_roll.png")
+        written.append(dest / "piano_roll.png")
+    return written
+
+
+def run_demo(out_root: Path, parts: list[str], seconds: float, progress: bool = True, pictures: Path | None = None) -> Path:
+    """Run the parts; returns the page that shows them (OUT/index.html). With `pictures`, also writes the
+    README's pictures there (`genlab demo --pictures docs/img`)."""
+    import time
+
     from genlab.folders import claim
 
     claim(out_root, "demo")  # a genlab folder; each part resumes (or replaces) its runs inside it
-    for name in parts:
-        PARTS[name](Path(out_root), seconds, progress)
+    started = time.perf_counter()
+    sections = {name: PARTS[name](Path(out_root), seconds, progress) for name in parts}
+    page = write_page(Path(out_root) / "index.html", "genlab demo: small models, trained here, offline",
+                      f"{', '.join(parts)}: {seconds:g} s of training each; {time.perf_counter() - started:.0f} s in all",
+                      list(sections.values()))
+    print(f"\nthe demo as a page: {page}")
+    if pictures is not None:
+        print(f"pictures for the README: {', '.join(str(p) for p in write_pictures(sections, Path(pictures)))}")
+    return page

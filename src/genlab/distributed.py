@@ -1,9 +1,10 @@
 """Data parallelism across processes (torchrun): gloo on CPU, NCCL on GPU, multi-node included.
 
 Every rank draws the same global batch from identically seeded samplers and
-trains on its own slice of it; gradients are averaged across ranks before each
-optimizer step. So N processes compute what one process would with the same
-global batch, and rank 0 alone writes the run directory.
+trains on its own slice of it; torch's DistributedDataParallel engine averages
+the gradients (bucketed all-reduces overlapped with the backward pass). So N
+processes compute what one process would with the same global batch, and rank
+0 alone writes the run directory. docs/distributed.md says how to launch it.
 """
 
 from __future__ import annotations
@@ -59,20 +60,23 @@ def shard(batch: tuple[torch.Tensor, ...], w: World) -> tuple[torch.Tensor, ...]
     return tuple(t[w.rank * per : (w.rank + 1) * per] for t in batch)
 
 
-def average_gradients(params: list[torch.nn.Parameter], w: World) -> None:
-    """Mean of each parameter's gradient over the ranks (one flat all-reduce)."""
-    if not w.active:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= w.size
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
+def replicate(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Put torch's DDP gradient engine on `module` in place: its parameters' gradients are averaged over the
+    ranks during the backward pass of every forward made while gradient sync is on (`set_gradient_sync`).
+
+    In place (the composable form of DDP), not a wrapper: objectives call their modules directly, and a
+    GAN's objective calls two of them, so the module must stay the object they hold. The trainer turns a
+    player's sync off once it has stepped, so a later forward that only feeds another player's loss (the
+    GAN's frozen discriminator during the generator's step) asks for no all-reduce."""
+    from torch.distributed._composable.replicate import replicate as ddp
+
+    return ddp(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def set_gradient_sync(modules, on: bool) -> None:
+    """Gradient accumulation: micro-batches before the last run without all-reduce (DDP's no_sync)."""
+    for module in modules:
+        module.set_requires_gradient_sync(on)
 
 
 def average_scalars(values: dict[str, float], w: World) -> dict[str, float]:

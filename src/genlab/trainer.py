@@ -141,6 +141,9 @@ class Trainer:
         if self.world.is_main:
             run.path.mkdir(parents=True, exist_ok=True)
         self.bundle = bundle_of(objective.modules).to(self.device)
+        self.replicas = {}  # player -> its module under torch's DDP engine (torchrun only)
+        if self.world.active:
+            self.replicas = {name: distributed.replicate(m, self.device) for name, m in objective.players.items()}
         self.optimizers = {name: make_optimizer(m, cfg, self.device) for name, m in objective.players.items()}
         self.ema = None
         if cfg.ema_decay is not None:
@@ -320,6 +323,8 @@ class Trainer:
                 g["lr"] = lr
         logs: dict[str, float] = {"lr": lr}
         for micro in range(cfg.grad_accum):
+            if self.replicas:  # all-reduce on the last micro-batch only
+                distributed.set_gradient_sync(self.replicas.values(), micro == cfg.grad_accum - 1)
             batch = distributed.shard(next(self.batches), self.world)
             batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
             with autocast:
@@ -331,6 +336,8 @@ class Trainer:
                         logs[k] = logs.get(k, 0.0) + v / cfg.grad_accum
                     if micro == cfg.grad_accum - 1:
                         self._step_player(player)
+                        if self.replicas:  # stepped: its later forwards this step feed other players' losses only
+                            distributed.set_gradient_sync([self.replicas[player]], False)
         if self.ema is not None:
             self._update_ema()
         return logs
@@ -414,7 +421,6 @@ class Trainer:
     def _step_player(self, player: str) -> None:
         opt = self.optimizers[player]
         params = [p for g in opt.param_groups for p in g["params"]]
-        distributed.average_gradients(params, self.world)
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         opt.step()

@@ -17,9 +17,12 @@ def demo(
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated parts to run (default: all)."),
     seconds: float = typer.Option(60.0, "--seconds", help="Training time per part, in seconds."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    open_page: bool = typer.Option(False, "--open", help="Open the demo's page (OUT/index.html) in your browser."),
+    pictures: Optional[Path] = typer.Option(None, "--pictures", help="Also write the README's pictures into this folder (docs/img)."),
     threads: str = threads_option(),
 ) -> None:
-    """Train small models on embedded data (offline) and print/save what they make before and after."""
+    """Train small models on embedded data (offline), print what they make before and after, and write it all
+    as one page to look at (OUT/index.html)."""
     use_threads(threads)
     from genlab.demo import PARTS, run_demo
 
@@ -27,4 +30,8 @@ def demo(
     for p in parts:
         if p not in PARTS:
             raise GenlabError(f"--only: unknown part {p!r} (parts: {', '.join(PARTS)})")
-    run_demo(out, parts, seconds, progress=not quiet)
+    page = run_demo(out, parts, seconds, progress=not quiet, pictures=pictures)
+    if open_page:
+        from genlab.cli.report import open_in_browser
+
+        open_in_browser(page)
