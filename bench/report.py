@@ -351,6 +351,53 @@ def section_export() -> str:
     return "\n\n".join(parts)
 
 
+def section_profile() -> str:
+    d = load("train_profile.json")
+    if d is None:
+        return ""
+    buckets = []
+    for r in d["rows"]:
+        for name in r["buckets_ms"]:
+            if name not in buckets:
+                buckets.append(name)
+    rows = []
+    for r in d["rows"]:
+        total = r["profiled_step_ms"]
+        shares = [f"{r['buckets_ms'].get(b, 0.0) / total:.0%}" for b in buckets]
+        rows.append([f"{r['family']} ({r['params']:,} params)", round(r["step_ms"], 1), *shares,
+                     f"{r['python_and_dispatch_ms'] / total:.0%}"])
+    return "\n\n".join([
+        f"### Where a training step's time goes ({d['threads']} thread, batch {d['batch']}, context {d['context']})",
+        "torch.profiler over the full step (forward, loss, backward, clipping, AdamW) at the tinyshakespeare recipes' "
+        "shapes; each operator's self CPU time in one bucket, shares of the profiled step; the remainder is Python "
+        "and dispatch overhead.",
+        table(["family", "step ms (not profiled)", *buckets, "Python and dispatch"], rows),
+        provenance(d["command"], "train_profile.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
+def section_demo() -> str:
+    d = load("demo.json")
+    if d is None:
+        return ""
+    t, i, m = d.get("text", {}), d.get("image", {}), d.get("music", {})
+    below = 1 - t["val_bits_per_char_after"] / t["unigram_bits_per_char"]
+    rows = [["whole demo (3 parts)", f"{d['wall_seconds']:.0f} s", f"{d['seconds_per_part']:g} s of training per part"],
+            ["text (LSTM 2x256, python-docs)", f"{t['steps']} steps",
+             f"val {t['val_bits_per_char_before']:.2f} -> {t['val_bits_per_char_after']:.2f} bits/char; unigram entropy "
+             f"{t['unigram_bits_per_char']:.2f} ({below:.0%} below it)"],
+            ["image (DDPM, digits)", f"{i['steps']} steps",
+             f"FID (genlab features) {i['fid_genlab_features_before']:.1f} -> {i['fid_genlab_features_after']:.1f}"],
+            ["music (GPT, Bach chorales)", f"{m['steps']} steps", f"val loss {m['val_loss']:.3f}"]]
+    return "\n\n".join([
+        "## Demo (first impression)",
+        f"`genlab demo` end to end, {d['threads']} threads; its pictures are the README's (`docs/img/`). Targets: under "
+        "5 minutes on 2 cores; the text part's val bits per char at least 30 % below the unigram entropy of its val split.",
+        table(["part", "work", "result"], rows),
+        provenance(d["command"], "demo.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
 def section_memory() -> str:
     d = load("token_store_memory.json")
     if d is None:
@@ -367,9 +414,9 @@ def section_memory() -> str:
 
 
 SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_variants, section_text_train,
-            section_text_sample,
+            section_profile, section_text_sample,
             section_music, section_code, section_images, section_serve, section_export,
-            section_memory]
+            section_demo, section_memory]
 
 
 def render() -> str:

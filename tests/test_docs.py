@@ -157,3 +157,10 @@ def test_benchmarks_md_is_generated_from_the_stored_results():
 
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "report.py"), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, "BENCHMARKS.md differs from `python bench/report.py` output: rerun it"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_picture_a_page_shows_is_committed(page):
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page.read_text())
+    missing = [link for link in links if not (page.parent / link).is_file()]
+    assert not missing and all("://" not in link for link in links), missing

@@ -56,8 +56,11 @@ def demo_text(out_root: Path, seconds: float, progress: bool = True) -> Section:
     _show(heading + ":", after_text)
     print(f"\nrun: {run.path}  (loss curve: {run.path / 'loss.png'}, samples per eval: {run.path / 'samples'})")
     section = run_section(run.path, "Text: a small LSTM learns to write Python docstrings")
+    unigram = unigram_bits(run.path)
     section.lines.insert(0, f"val bits per char: {before_bits:.2f} before, {after_bits:.2f} after "
-                            f"(the corpus's unigram entropy: {unigram_bits(run.path):.2f})")
+                            f"(the corpus's unigram entropy: {unigram:.2f})")
+    section.figures = {"val_bits_per_char_before": before_bits, "val_bits_per_char_after": after_bits,
+                       "unigram_bits_per_char": unigram, "steps": run.results["step"], "model": TEXT_MODEL}
     section.pairs = [(Media("text", "before training (1 warm-up step)", text=before_text), Media("text", heading, text=after_text))]
     return section
 
@@ -103,6 +106,8 @@ def demo_image(out_root: Path, seconds: float, progress: bool = True) -> Section
     print(f"run: {run.path}  (loss curve: {run.path / 'loss.png'}, one grid per eval from fixed noise: {run.path / 'samples'})")
     section = run_section(run.path, "Images: a small diffusion U-Net learns handwritten digits")
     section.lines.insert(0, f"FID (genlab features): {fid_before:.1f} before, {fid_after:.1f} after (lower is better)")
+    section.figures = {"fid_genlab_features_before": fid_before, "fid_genlab_features_after": fid_after,
+                       "steps": run.results["step"]}
     section.pairs = [(Media("image", "before training (1 warm-up step)", folder / "before.png", pixelated=True),
                       Media("image", f"after {run.results['step']} steps ({run.results['elapsed']:.0f} s): one column per digit",
                             folder / "after.png", pixelated=True))]
@@ -141,6 +146,7 @@ def demo_music(out_root: Path, seconds: float, progress: bool = True) -> Section
     print(f"continuation: {', '.join(str(p) for p in paths)}  (audio: {renderer})")
     print(f"\n{gen.describe(continuation)}")
     section = run_section(run.path, "Music: a small GPT learns Bach chorales and continues an opening")
+    section.figures = {"val_loss": run.results.get("val_loss"), "steps": run.results["step"]}
     section.media = [m for m in section.media if m.kind == "image" and m.path == run.path / "loss.png"]
     section.pairs = [(Media("image", f"the opening of {name} (the prompt)", prime_path.with_suffix(".png")),
                       Media("image", "the opening + 12 s by the model (prompt shaded)", paths[1]))]
@@ -194,6 +200,10 @@ def run_demo(out_root: Path, parts: list[str], seconds: float, progress: bool = 
     page = write_page(Path(out_root) / "index.html", "genlab demo: small models, trained here, offline",
                       f"{', '.join(parts)}: {seconds:g} s of training each; {time.perf_counter() - started:.0f} s in all",
                       list(sections.values()))
+    from genlab.files import atomic_write_json
+
+    atomic_write_json(Path(out_root) / "summary.json", {"seconds_per_part": seconds, "wall_seconds": round(time.perf_counter() - started, 1),
+                                                        **{name: section.figures for name, section in sections.items()}})
     print(f"\nthe demo as a page: {page}")
     if pictures is not None:
         print(f"pictures for the README: {', '.join(str(p) for p in write_pictures(sections, Path(pictures)))}")

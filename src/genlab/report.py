@@ -49,6 +49,7 @@ class Section:
     media: list[Media] = field(default_factory=list)  # shown in order
     strip: list[Media] = field(default_factory=list)  # small images side by side (one per eval)
     table: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)  # the numbers a caller reports elsewhere (the demo's summary.json)
 
 
 def _src(path: Path, page: Path) -> str:
