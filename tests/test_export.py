@@ -152,48 +152,53 @@ def test_int8_refuses_what_it_cannot_quantize_in_one_line(runs, cli, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("kind", ["char", "bpe"])
-def test_the_web_export_generates_in_a_real_browser(runs, kind, cli, tmp_path):
+def test_the_web_export_generates_in_a_real_browser(runs, cli, tmp_path):
+    """A char run exported with onnxruntime-web from npm, a BPE run with `--ort-web` pointing at those files;
+    both pages open in one headless Chromium, encode like the run's tokenizer, and generate."""
     import functools
     import http.server
     import threading
 
     chromium = require_tools("chromium", "npm")["chromium"]
-    out = tmp_path / "web"
-    r = cli("export", runs[kind], "--format", "web", "--out", out)
+    sites = {"char": tmp_path / "web-char", "bpe": tmp_path / "web-bpe"}
+    r = cli("export", runs["char"], "--format", "web", "--out", sites["char"])
     assert r.returncode == 0, r.stderr
-    assert {"index.html", "model.onnx", "vocab.json", "ort.wasm.min.js", "ort-wasm-simd-threaded.wasm"} <= {p.name for p in out.iterdir()}
-    assert "http" not in (out / "index.html").read_text().split("<script>")[0].replace('charset="utf-8"', "")  # no CDN
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
+    r = cli("export", runs["bpe"], "--format", "web", "--out", sites["bpe"], "--ort-web", sites["char"])
+    assert r.returncode == 0, r.stderr
+    for out in sites.values():
+        assert {"index.html", "model.onnx", "vocab.json", "ort.wasm.min.js", "ort-wasm-simd-threaded.wasm"} <= {p.name for p in out.iterdir()}
+        assert "http" not in (out / "index.html").read_text().split("<script>")[0].replace('charset="utf-8"', "")  # no CDN
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     from playwright.sync_api import sync_playwright
 
+    texts, tokenizers = {}, {kind: genlab.load(runs[kind], device="cpu").tokenizer for kind in sites}
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
-            page.wait_for_function("document.querySelector('#status').textContent == 'ready'", timeout=60_000)
-            # The page's tokenizer is the run's: the same ids for words, spaces, digits, punctuation and UTF-8.
-            texts = ["The cat sat on the mat.", "  two  spaces\n\nand lines", "It's 2024; you'll see", "café"]
-            tokenizer = genlab.load(runs[kind], device="cpu").tokenizer
-            texts = [t for t in texts if kind == "bpe" or all(c in tokenizer.chars for c in t)]
-            assert texts and [page.evaluate("(t) => window.genlabEncode(t)", t) for t in texts] == [tokenizer.encode(t) for t in texts]
-            page.fill("#prompt", "The cat")
-            page.fill("#tokens", "40")  # past the context window (32) too
-            page.click("#generate")
-            page.wait_for_function("document.querySelector('#status').textContent.startsWith('done')", timeout=60_000)
-            text = page.text_content("#output")
-            page.screenshot(path=str(tmp_path / "web.png"))
+            for kind, out in sites.items():
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{server.server_address[1]}/{out.name}/index.html")
+                page.wait_for_function("document.querySelector('#status').textContent == 'ready'", timeout=60_000)
+                # The page's tokenizer is the run's: the same ids for words, spaces, digits, punctuation and UTF-8.
+                samples = ["The cat sat on the mat.", "  two  spaces\n\nand lines", "It's 2024; you'll see", "café"]
+                samples = [t for t in samples if kind == "bpe" or all(c in tokenizers[kind].chars for c in t)]
+                encoded = [page.evaluate("(t) => window.genlabEncode(t)", t) for t in samples]
+                assert samples and encoded == [tokenizers[kind].encode(t) for t in samples], kind
+                page.fill("#prompt", "The cat")
+                page.fill("#tokens", "40")  # past the context window (32) too
+                page.click("#generate")
+                page.wait_for_function("document.querySelector('#status').textContent.startsWith('done')", timeout=60_000)
+                texts[kind] = page.text_content("#output")
             browser.close()
     finally:
         server.shutdown()
-    assert text.startswith("The cat")
-    if kind == "char":
-        assert len(text) == len("The cat") + 40 and set(text) <= set(tokenizer.chars)  # characters of the model's vocabulary
-    else:  # 40 byte-level tokens: a barely trained model may split characters, but text came out
-        assert len(text.encode()) >= len("The cat") + 40 - 3  # (the last character may still wait for its bytes)
+    assert all(text.startswith("The cat") for text in texts.values())
+    char = texts["char"]  # 40 characters of the model's vocabulary
+    assert len(char) == len("The cat") + 40 and set(char) <= set(tokenizers["char"].chars)
+    # 40 byte-level tokens: a barely trained model may split characters, but text came out
+    assert len(texts["bpe"].encode()) >= len("The cat") + 40 - 3  # (the last character may still wait for its bytes)
 
 
 def test_an_onnx_export_is_served_like_a_run(runs, cli, tmp_path):
