@@ -180,10 +180,13 @@ def test_bad_requests_are_openai_errors_naming_the_parameter(server):
     post = lambda body, **kw: httpx.post(server.url + "/v1/completions", json=body, timeout=30,  # noqa: E731
                                          headers=kw.get("headers", {"Authorization": f"Bearer {KEY}"}))
     cases = [
-        ({"model": "words", "prompt": "x", "logprobs": 2}, 400, "logprobs"),
+        ({"model": "words", "prompt": "x", "logprobs": 9}, 400, "logprobs"),
+        ({"model": "words", "prompt": "x", "logit_bias": {"5": 500}}, 400, "logit_bias"),
+        ({"model": "words", "prompt": "x", "logit_bias": {"99999": 1}}, 400, "logit_bias"),
+        ({"model": "words", "prompt": "x", "genlab_logprobs_mode": "cooked"}, 400, "genlab_logprobs_mode"),
         ({"model": "words", "prompt": "x", "max_tokens": 100_000}, 400, "max_tokens"),
         ({"model": "words", "prompt": "x", "n": 1000}, 400, "n"),
-        ({"model": "words", "prompt": "x", "presence_penalty": 0.5}, 400, "presence_penalty"),
+        ({"model": "words", "prompt": "x", "presence_penalty": 2.5}, 400, "presence_penalty"),
         ({"model": "words", "prompt": "x" * 40_000}, 400, "prompt"),
         ({"prompt": "x"}, 400, "model"),
         ({"model": "../../etc/passwd", "prompt": "x"}, 404, "model"),
@@ -205,6 +208,79 @@ def test_bad_requests_are_openai_errors_naming_the_parameter(server):
                    headers={"Authorization": f"Bearer {KEY}"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "size"
     assert httpx.get(server.url + "/health").json()["status"] == "ok"  # and the server still serves
+
+
+def _forward_logprobs(run, ids):
+    """log-softmax of a plain forward pass of the run's model over `ids`: row i scores token i + 1."""
+    import torch
+
+    gen = genlab.load(run, device="cpu")
+    with torch.no_grad():
+        return gen.model(torch.tensor([ids]))[0].float().log_softmax(-1), gen.tokenizer
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_logprobs_are_the_models_own_for_prompt_and_generated_tokens(client, runs, stream):
+    prompt = "The cat sat"
+    kwargs = dict(model="words", prompt=prompt, max_tokens=10, temperature=0.9, seed=3, logprobs=3, echo=True)
+    if stream:
+        tokens, values, tops, text = [], [], [], ""
+        for chunk in client.completions.create(stream=True, **kwargs):
+            for c in chunk.choices:
+                text += c.text
+                if c.logprobs:
+                    tokens += c.logprobs.tokens
+                    values += c.logprobs.token_logprobs
+                    tops += c.logprobs.top_logprobs
+    else:
+        choice = client.completions.create(**kwargs).choices[0]
+        text, tokens, values, tops = choice.text, choice.logprobs.tokens, choice.logprobs.token_logprobs, choice.logprobs.top_logprobs
+    assert text.startswith(prompt) and "".join(tokens) == text and len(tokens) == len(prompt) + 10
+    logits, tokenizer = _forward_logprobs(runs["words"], tokenizer_ids := genlab.load(runs["words"]).tokenizer.encode(text))
+    assert values[0] is None  # nothing comes before the first prompt token
+    expected = [logits[i - 1, tokenizer_ids[i]].item() for i in range(1, len(tokenizer_ids))]
+    assert max(abs(a - b) for a, b in zip(values[1:], expected)) < 1e-5
+    best = logits[len(prompt) - 1].topk(3)  # the first generated token's alternatives, best first
+    assert list(tops[len(prompt)].values()) == pytest.approx(best.values.tolist(), abs=1e-5)
+
+
+def test_chat_logprobs_raw_and_processed_and_echo_scores_the_prompt(client, server, runs):
+    answer = client.chat.completions.create(model="words", messages=[{"role": "user", "content": "The cat"}], max_tokens=8,
+                                            temperature=0, logprobs=True, top_logprobs=2)
+    content = answer.choices[0].logprobs.content
+    assert len(content) == 8 and all(len(c.top_logprobs) == 2 for c in content)
+    assert all(c.top_logprobs[0].token == c.token for c in content)  # greedy: the drawn token is the likeliest
+    assert all(bytes(c.bytes).decode() == c.token for c in content)
+    # processed: top_k 3 leaves three tokens with all the probability
+    r = httpx.post(server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                   json={"model": "words", "prompt": "The", "max_tokens": 4, "temperature": 1.0, "top_k": 3, "seed": 1,
+                         "logprobs": 5, "genlab_logprobs_mode": "processed"})
+    import math
+
+    for top in r.json()["choices"][0]["logprobs"]["top_logprobs"]:
+        assert len(top) == 3 and math.isclose(sum(math.exp(v) for v in top.values()), 1.0, rel_tol=1e-5)
+    # echo with max_tokens 0: the prompt scored, nothing generated; its perplexity follows
+    prompt = "The cat sat on the mat."
+    scored = client.completions.create(model="words", prompt=prompt, max_tokens=0, echo=True, logprobs=0).choices[0]
+    assert scored.text == prompt and scored.finish_reason == "length"
+    ids = genlab.load(runs["words"]).tokenizer.encode(prompt)
+    logits, _ = _forward_logprobs(runs["words"], ids)
+    mean = sum(logits[i - 1, ids[i]].item() for i in range(1, len(ids))) / (len(ids) - 1)
+    assert sum(scored.logprobs.token_logprobs[1:]) / (len(ids) - 1) == pytest.approx(mean, abs=1e-5)
+
+
+def test_logit_bias_and_openai_penalties_steer_the_draw(client, runs):
+    tokenizer = genlab.load(runs["words"]).tokenizer
+    ask = lambda **kw: client.completions.create(model="words", prompt="The", max_tokens=20, temperature=0, seed=0,  # noqa: E731
+                                                 **kw).choices[0].text
+    free = ask()
+    favourite = max(set(free), key=free.count)  # what greedy decoding of a small model repeats
+    banned = ask(logit_bias={str(tokenizer.encode(favourite)[0]): -100})
+    assert favourite not in banned
+    other = next(c for c in "tansoi" if c != favourite)
+    assert ask(logit_bias={str(tokenizer.encode(other)[0]): 100}) == other * 20
+    penalized = ask(frequency_penalty=2.0, presence_penalty=2.0)
+    assert max(map(penalized.count, set(penalized))) < max(map(free.count, set(free)))  # no character runs away
 
 
 def test_a_client_that_disconnects_frees_its_rows(server):

@@ -46,6 +46,17 @@ class Decoding:
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1.0 = off
     repetition_penalty: float = 1.0  # 1.0 = off; >1 discourages tokens already present (Keskar et al. 2019)
+    # OpenAI's penalties, on the tokens generated so far: logit -= frequency * count + presence * (count > 0)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit), OpenAI's logit_bias
+    logprobs: int | None = None  # report the drawn token's log-probability and this many likeliest alternatives
+    logprobs_mode: str = "raw"  # "raw": the model's own distribution; "processed": after everything above
+
+    @property
+    def needs_history(self) -> bool:
+        """Whether this row's logits depend on what came before it (no batched shortcut)."""
+        return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
 
 
 @dataclass
@@ -62,15 +73,25 @@ class Event:
     token: int
     text: str  # text this token settled ("" without a tokenizer, or while it may still begin a stop string)
     finish: str | None = None  # None while running; "length" or "stop" on the slot's last event
+    logprob: float | None = None  # the token's log-probability, where the request asked (Decoding.logprobs)
+    top_logprobs: list[tuple[int, float]] | None = None  # the likeliest tokens and theirs, best first
 
 
-def filter_logits(logits: torch.Tensor, history: torch.Tensor | None, d: Decoding) -> torch.Tensor:
-    """logits (B, V) -> adjusted logits (B, V) with -inf where a token may not be drawn."""
+def filter_logits(logits: torch.Tensor, history: torch.Tensor | None, d: Decoding,
+                  generated: torch.Tensor | None = None) -> torch.Tensor:
+    """logits (B, V) -> adjusted logits (B, V) with -inf where a token may not be drawn. `history` (B, T): the
+    context (repetition penalty); `generated` (B, G): the tokens generated so far (OpenAI's penalties)."""
     logits = logits.float()
+    if d.logit_bias:
+        ids = torch.tensor([i for i, _ in d.logit_bias], device=logits.device)
+        logits = logits.index_add(1, ids, torch.tensor([b for _, b in d.logit_bias], device=logits.device).expand(logits.size(0), -1))
     if d.repetition_penalty != 1.0 and history is not None and history.numel():
         seen = torch.gather(logits, 1, history)
         seen = torch.where(seen > 0, seen / d.repetition_penalty, seen * d.repetition_penalty)
         logits = logits.scatter(1, history, seen)
+    if (d.presence_penalty or d.frequency_penalty) and generated is not None and generated.numel():
+        counts = torch.zeros_like(logits).scatter_add_(1, generated, torch.ones_like(generated, dtype=logits.dtype))
+        logits = logits - d.frequency_penalty * counts - d.presence_penalty * (counts > 0).to(logits.dtype)
     if d.temperature <= 0:
         return logits
     logits = logits / d.temperature
@@ -265,8 +286,10 @@ class Engine:
         slots, logits = self._pool_logits() if self.pool is not None else self._group_logits()
         events = []
         if slots:
-            picked = self._pick(slots, logits).tolist()
+            filtered, picked = self._pick(slots, logits)
+            picked = picked.tolist()
             events = [self._advance(slot, token) for slot, token in zip(slots, picked)]
+            self._add_logprobs(events, logits, filtered)
             self._extend_groups(dict(zip(slots, picked)))
         self._prune()
         return events
@@ -346,18 +369,32 @@ class Engine:
             logits, group.state = self.model.step(tokens[:, -1:], group.state)
         return logits[:, -1]
 
-    def _pick(self, slots: list[int], logits: torch.Tensor) -> torch.Tensor:
-        """Next token ids (len(slots),): one batched filter when the slots decode alike, else slot by slot."""
+    def _pick(self, slots: list[int], logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(filtered logits, next token ids (len(slots),)): one batched filter when the slots decode alike
+        and none depends on its history, else slot by slot."""
         decodings = [self.slots[s].request.decoding for s in slots]
-        if all(d == decodings[0] for d in decodings) and decodings[0].repetition_penalty == 1.0:
+        if all(d == decodings[0] for d in decodings) and not decodings[0].needs_history:
             filtered = filter_logits(logits, None, decodings[0])
         else:
-            history = lambda s: torch.tensor([self._context(s)], device=logits.device)  # noqa: E731
-            filtered = torch.cat([filter_logits(logits[j: j + 1], history(s) if d.repetition_penalty != 1.0 else None, d)
+            tensor = lambda ids: torch.tensor([ids], dtype=torch.long, device=logits.device)  # noqa: E731
+            filtered = torch.cat([filter_logits(logits[j: j + 1], tensor(self._context(s)) if d.needs_history else None, d,
+                                                tensor(self.slots[s].tokens) if d.needs_history else None)
                                   for j, (s, d) in enumerate(zip(slots, decodings))])
         greedy = torch.tensor([d.temperature <= 0 for d in decodings], device=logits.device)
         uniforms = torch.cat([torch.rand(1, generator=self.slots[s].generator) for s in slots]).to(logits.device)
-        return choose(filtered, greedy, uniforms)
+        return filtered, choose(filtered, greedy, uniforms)
+
+    def _add_logprobs(self, events: list[Event], logits: torch.Tensor, filtered: torch.Tensor) -> None:
+        """Fill in the log-probabilities the slots asked for: of the raw logits or of the processed ones."""
+        for j, event in enumerate(events):
+            d = self.slots[event.slot].request.decoding
+            if d.logprobs is None:
+                continue
+            row = (filtered[j] if d.logprobs_mode == "processed" else logits[j]).float().log_softmax(-1)
+            event.logprob = row[event.token].item()
+            if d.logprobs:
+                values, ids = row.topk(min(d.logprobs, row.numel()))
+                event.top_logprobs = [(i, v) for i, v in zip(ids.tolist(), values.tolist()) if v > float("-inf")]
 
     def _advance(self, slot: int, token: int) -> Event:
         s = self.slots[slot]

@@ -31,6 +31,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
+from genlab.server import logprobs as lp
 from genlab.server.batching import QueueFull, Scheduler
 from genlab.server.schemas import (APIError, ChatRequest, CompletionRequest, ImageRequest, MusicRequest, parse)
 
@@ -197,18 +198,21 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
 
     # ---- text -------------------------------------------------------------------------------------
 
-    def sequence_requests(s: Served, prompts: list[str], body, stops: list[str], param: str):
+    def sequence_requests(s: Served, prompts: list[str], body, stops: list[str], param: str, logprobs: int | None):
         from genlab.errors import GenlabError
 
         gen = s.generator
         seed = body.seed if body.seed is not None else int.from_bytes(uuid.uuid4().bytes[:6], "big")
+        bias = body.bias_pairs(gen.tokenizer.vocab_size)
         rows = []
         for i, prompt in enumerate(prompts):
             try:
                 rows += gen.requests(prompt, body.n, seed + i * body.n, stops,
                                      max_new_tokens=body.token_budget(gen.config.sample.max_new_tokens),
                                      temperature=body.temperature, top_k=body.top_k, top_p=body.top_p,
-                                     repetition_penalty=body.repetition_penalty)
+                                     repetition_penalty=body.repetition_penalty, presence_penalty=body.presence_penalty,
+                                     frequency_penalty=body.frequency_penalty, logit_bias=bias, logprobs=logprobs,
+                                     logprobs_mode=body.genlab_logprobs_mode)
             except GenlabError as e:  # e.g. a character the model never saw
                 raise APIError(400, f"{param}: {e}", param, "invalid_value") from None
         return rows
@@ -220,9 +224,12 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
             raise APIError(429, f"model {s.name!r} is busy (the queue is full); retry shortly", code="queue_full",
                            kind="rate_limit_error", headers={"Retry-After": "1"}) from None
 
-    async def collect(request: Request, s: Served, job) -> tuple[list[str], list[str], int]:
+    async def collect(request: Request, s: Served, job) -> tuple[list[str], list[str], int, list[list]]:
         rows = len(job.requests)
         texts, finish, done, generated = [""] * rows, [None] * rows, 0, 0
+        scored: list[list[lp.TokenLogprob]] = [[] for _ in range(rows)]
+        if not rows or job.requests[0].decoding.max_new_tokens == 0:  # echo alone: nothing to generate
+            return texts, ["length"] * rows, 0, scored
         try:
             while done < rows:
                 try:
@@ -234,6 +241,8 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
                 if row is None:
                     raise APIError(500, event, kind="server_error")
                 texts[row] += event.text
+                if event.logprob is not None:
+                    scored[row].append(lp.from_event(event))
                 generated += 1
                 if event.finish is not None:
                     finish[row] = event.finish
@@ -241,18 +250,27 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
         finally:
             if done < rows:
                 s.scheduler.cancel(job)
-        return texts, finish, generated
+        return texts, finish, generated, scored
 
-    def stream(request: Request, s: Served, job, kind: str, ident: str, usage_wanted: bool, prompt_tokens: int):
+    def stream(request: Request, s: Served, job, kind: str, ident: str, usage_wanted: bool, prompt_tokens: int,
+               echoed: list[tuple[str, list]] | None):
         created = int(time.time())
+        tokenizer = s.generator.tokenizer
+        offsets = [0] * len(job.requests)  # where each row's next text starts (the legacy text_offset)
 
-        def chunk(row: int, text: str | None, finish: str | None, first: bool = False) -> str:
+        def chunk(row: int, text: str | None, finish: str | None, first: bool = False, scored=None) -> str:
+            shown = None
             if kind == "chat":
-                delta = ({"role": "assistant", "content": ""} if first else {}) | ({"content": text} if text else {})
-                choice = {"index": row, "delta": delta, "logprobs": None, "finish_reason": finish}
+                delta = ({"role": "assistant", "content": ""} if first else {}) | ({"content": text} if text or scored else {})
+                if scored:
+                    shown = {"content": lp.chat_content(tokenizer, scored)}
+                choice = {"index": row, "delta": delta, "logprobs": shown, "finish_reason": finish}
                 obj = "chat.completion.chunk"
             else:
-                choice = {"index": row, "text": text or "", "logprobs": None, "finish_reason": finish}
+                if scored:
+                    shown = lp.completion_logprobs(tokenizer, scored, offsets[row])
+                offsets[row] += len(text or "")
+                choice = {"index": row, "text": text or "", "logprobs": shown, "finish_reason": finish}
                 obj = "text_completion"
             return "data: " + json.dumps({"id": ident, "object": obj, "created": created, "model": s.name, "choices": [choice]}) + "\n\n"
 
@@ -263,6 +281,12 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
                 if kind == "chat":
                     for row in range(rows):
                         yield chunk(row, None, None, first=True)
+                for row, (text, scored) in enumerate(echoed or []):  # the prompt first, with its logprobs
+                    yield chunk(row, text, None, scored=scored or None)
+                if job.requests and job.requests[0].decoding.max_new_tokens == 0:
+                    for row in range(rows):
+                        yield chunk(row, None, "length")
+                    done = rows
                 while done < rows:
                     ready = [await job.events.get()]
                     while not job.events.empty():  # what piled up while the client read: one write, not one each
@@ -274,7 +298,9 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
                             done = rows
                             break
                         generated += 1
-                        if event.text:
+                        if event.logprob is not None:  # one chunk per token: each carries its own logprobs
+                            out.append(chunk(row, event.text, None, scored=[lp.from_event(event)]))
+                        elif event.text:
                             out.append(chunk(row, event.text, None))
                         if event.finish is not None:
                             done += 1
@@ -292,18 +318,40 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
+    async def echoed(s: Served, body, rows) -> list[tuple[str, list]] | None:
+        """With `echo`, each row's prompt text and (where logprobs are asked) its tokens' log-probabilities."""
+        if not getattr(body, "echo", False):
+            return None
+        gen, out = s.generator, []
+        for r in rows:
+            text = gen.tokenizer.decode(r.prompt)
+            scored = []
+            if r.decoding.logprobs is not None:
+                scored = await asyncio.to_thread(lp.prompt_logprobs, gen.model, r.prompt, r.decoding.logprobs, gen.device)
+            out.append((text, scored))
+        return out
+
     async def answer(request: Request, s: Served, body, rows, prompt_tokens: int, kind: str):
         """Queue the rows; stream their tokens, or wait for all of them and answer in one body."""
+        prompts = await echoed(s, body, rows)
         job = submit(s, rows)
         ident = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
         if body.stream:
-            return stream(request, s, job, kind, ident, bool(body.stream_options and body.stream_options.include_usage), prompt_tokens)
-        texts, finish, generated = await collect(request, s, job)
+            return stream(request, s, job, kind, ident, bool(body.stream_options and body.stream_options.include_usage), prompt_tokens,
+                          prompts)
+        texts, finish, generated, scored = await collect(request, s, job)
+        wanted = rows[0].decoding.logprobs is not None
+        tokenizer = s.generator.tokenizer
         if kind == "chat":
-            choices = [{"index": i, "message": {"role": "assistant", "content": t.strip()}, "logprobs": None, "finish_reason": f}
+            choices = [{"index": i, "message": {"role": "assistant", "content": t.strip()},
+                        "logprobs": {"content": lp.chat_content(tokenizer, scored[i])} if wanted else None, "finish_reason": f}
                        for i, (t, f) in enumerate(zip(texts, finish))]
         else:
-            choices = [{"index": i, "text": t, "logprobs": None, "finish_reason": f} for i, (t, f) in enumerate(zip(texts, finish))]
+            choices = []
+            for i, (t, f) in enumerate(zip(texts, finish)):
+                head, head_scored = prompts[i] if prompts else ("", [])
+                shown = lp.completion_logprobs(tokenizer, head_scored + scored[i]) if wanted else None
+                choices.append({"index": i, "text": head + t, "logprobs": shown, "finish_reason": f})
         return {"id": ident, "object": "chat.completion" if kind == "chat" else "text_completion", "created": int(time.time()),
                 "model": s.name, "choices": choices,
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": generated, "total_tokens": prompt_tokens + generated}}
@@ -312,7 +360,7 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
     async def completions(request: Request):
         body = parse(CompletionRequest, await body_of(request))
         s = lookup(body.model, ("text", "code"))
-        rows = sequence_requests(s, body.prompt, body, body.stop, "prompt")
+        rows = sequence_requests(s, body.prompt, body, body.stop, "prompt", body.logprobs)
         return await answer(request, s, body, rows, sum(len(r.prompt) for r in rows[:: body.n]), "text")
 
     @app.post("/v1/chat/completions")
@@ -326,7 +374,7 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
             stops = body.stop
         else:
             prompt, stops = plain_chat_prompt(body.messages), body.stop + CHAT_STOPS
-        rows = sequence_requests(s, [prompt], body, stops, "messages")
+        rows = sequence_requests(s, [prompt], body, stops, "messages", (body.top_logprobs or 0) if body.logprobs else None)
         return await answer(request, s, body, rows, len(rows[0].prompt), "chat")
 
     # ---- images and music ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ MAX_PROMPT_CHARS = 32_000
 MAX_IMAGES = 16
 MAX_MUSIC_SECONDS = 120.0
 MAX_STOP = 4
+MAX_TOP_LOGPROBS = 20
 
 
 class APIError(Exception):
@@ -44,7 +45,7 @@ class Sampling(Strict):
     """What completions and chat share."""
 
     model: str
-    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS)  # 0: nothing generated (with echo: score the prompt)
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)  # OpenAI's newer name (LangChain sends it)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -56,8 +57,12 @@ class Sampling(Strict):
     stop: str | list[str] | None = None
     seed: int | None = None
     user: str | None = None  # OpenAI's end-user tag: accepted, not used
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None  # token id (as a string) -> bias in [-100, 100]
+    # Extension: log-probabilities of the model's own distribution ("raw"), or of the one tokens are drawn
+    # from after logit_bias, penalties, temperature, top-k and top-p ("processed").
+    genlab_logprobs_mode: Literal["raw", "processed"] = "raw"
 
     @field_validator("stop")
     @classmethod
@@ -67,19 +72,33 @@ class Sampling(Strict):
             raise ValueError(f"at most {MAX_STOP} stop strings")
         return stops
 
-    @field_validator("presence_penalty", "frequency_penalty")
+    @field_validator("logit_bias")
     @classmethod
-    def _penalty(cls, v):
-        if v != 0:
-            raise ValueError("not supported; genlab offers repetition_penalty (1 = off)")
+    def _bias(cls, v):
+        for key, bias in (v or {}).items():
+            if not key.isdigit():
+                raise ValueError(f"keys are token ids, not {key!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"bias {bias} for token {key} is outside [-100, 100]")
         return v
 
+    def bias_pairs(self, vocab_size: int) -> tuple[tuple[int, float], ...]:
+        pairs = tuple((int(k), float(b)) for k, b in (self.logit_bias or {}).items())
+        bad = [i for i, _ in pairs if i >= vocab_size]
+        if bad:
+            raise APIError(400, f"logit_bias: token {bad[0]} is not in this model's vocabulary ({vocab_size} tokens)",
+                           "logit_bias", "invalid_value")
+        return pairs
+
     def token_budget(self, default: int) -> int:
-        return self.max_completion_tokens or self.max_tokens or default
+        budget = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+        return default if budget is None else budget
 
 
 class CompletionRequest(Sampling):
     prompt: str | list[str] = ""
+    logprobs: int | None = Field(None, ge=0, le=5)  # OpenAI's legacy shape: the drawn token's and this many more
+    echo: bool = False  # the prompt comes back before the completion (with its logprobs, where asked)
 
     @field_validator("prompt")
     @classmethod
@@ -98,6 +117,8 @@ class Message(Strict):
 
 class ChatRequest(Sampling):
     messages: list[Message] = Field(min_length=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
 
     @field_validator("messages")
     @classmethod
