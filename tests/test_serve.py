@@ -366,3 +366,26 @@ def test_the_playground_streams_text_and_shows_images_in_a_real_browser(server, 
         page.screenshot(path=str(tmp_path / "music.png"))
         browser.close()
     assert (tmp_path / "images.png").stat().st_size > 1000
+
+
+def test_a_run_that_trains_on_is_swapped_in_between_requests(tmp_path):
+    from genlab.server import build
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_corpus())
+    cfg = tiny_config(corpus, tmp_path / "live", max_steps=4, eval_interval=2)
+    genlab.train(cfg, progress=False)
+    s = Server(build([str(tmp_path / "live")], device="cpu"))
+    ask = lambda: httpx.post(s.url + "/v1/completions", timeout=60,  # noqa: E731
+                             json={"model": "live", "prompt": "The", "max_tokens": 16, "temperature": 0}).json()["choices"][0]["text"]
+    info = lambda: httpx.get(s.url + "/v1/models").json()["data"][0]  # noqa: E731
+    try:
+        before, listed = ask(), info()
+        assert before == genlab.load(tmp_path / "live", device="cpu").generate("The", max_new_tokens=16, temperature=0, stop=[])[0].text
+        assert listed["genlab_step"] in (2, 4) and listed["genlab_val_loss"] > 0
+        genlab.train(dict(cfg, train=dict(cfg["train"], max_steps=60)), progress=False)  # training goes on
+        after = genlab.load(tmp_path / "live", device="cpu").generate("The", max_new_tokens=16, temperature=0, stop=[])[0].text
+        assert after != before and ask() == after  # the next request runs on the new weights
+        assert info()["genlab_step"] > listed["genlab_step"]
+    finally:
+        s.stop()

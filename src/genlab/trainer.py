@@ -291,7 +291,7 @@ class Trainer:
             s.best = {"step": s.step, "elapsed": round(s.elapsed, 3), "metric": self.select_metric, "value": value}
             s.evals_since_best = 0
             if self.cfg.keep == "best":
-                save_tensors(self.run.weights, self.sampling_weights())
+                save_tensors(self.run.weights, self.sampling_weights(), self._weights_metadata())
         else:
             s.evals_since_best += 1
 
@@ -434,4 +434,11 @@ class Trainer:
         """model.safetensors: the weights samples are drawn with, unless the best ones are kept (written by
         `_consider` when they were seen)."""
         if self.world.is_main and not (self.cfg.keep == "best" and self.state.best is not None):
-            save_tensors(self.run.weights, self.sampling_weights())
+            save_tensors(self.run.weights, self.sampling_weights(), self._weights_metadata())
+
+    def _weights_metadata(self) -> dict[str, str]:
+        """What model.safetensors records of itself (a server shows it, and swaps the weights in when it changes)."""
+        best = self.state.best if self.cfg.keep == "best" else None
+        if best is not None:
+            return {"step": str(best["step"]), "metric": best["metric"], "value": repr(best["value"])}
+        return {"step": str(self.state.step)}

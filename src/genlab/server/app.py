@@ -33,6 +33,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 
 from genlab.server import logprobs as lp
 from genlab.server.batching import QueueFull, Scheduler
+from genlab.server.reload import KeptWeights
 from genlab.server.schemas import (APIError, ChatRequest, CompletionRequest, ImageRequest, MusicRequest, parse)
 
 log = logging.getLogger("genlab.server")
@@ -78,6 +79,12 @@ class Served:
     generator: object
     scheduler: Scheduler | None = None  # sequence models
     lock: threading.Lock = field(default_factory=threading.Lock)  # image and music: one request at a time
+    kept: KeptWeights | None = None  # the run's weights file, swapped in when training improves it
+
+    def fresh(self) -> None:
+        """Image and music (under `lock`): take new weights, if any, before this request."""
+        if self.kept is not None and self.kept.changed():
+            self.kept.reload()
 
     @property
     def modality(self) -> str:
@@ -155,9 +162,9 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
     metrics = Metrics()
     served: dict[str, Served] = {}
     for name, gen in models.items():
-        s = Served(name, gen)
+        s = Served(name, gen, kept=KeptWeights(gen))
         if gen.modality in ("text", "code"):
-            s.scheduler = Scheduler(gen, name, max_batch, max_queue, metrics)
+            s.scheduler = Scheduler(gen, name, max_batch, max_queue, metrics, s.kept)
         served[name] = s
     started = int(time.time())
     app = FastAPI(title="genlab", docs_url=None, redoc_url=None, openapi_url=None)
@@ -394,6 +401,7 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
 
         def make():
             with s.lock:
+                s.fresh()
                 return gen.generate(body.n, seed, label, body.steps)
 
         samples = await run_in_threadpool(make)
@@ -416,6 +424,7 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
 
         def make():
             with s.lock, tempfile.TemporaryDirectory(prefix="genlab-serve-") as tmp:
+                s.fresh()
                 prime = None
                 if primer is not None:
                     prime = Path(tmp) / "primer.mid"  # our own file: nothing in a request is used as a path
@@ -439,7 +448,8 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
     @app.get("/v1/models")
     async def list_models():
         return {"object": "list", "data": [{"id": n, "object": "model", "created": started, "owned_by": "genlab",
-                                            "modality": s.modality} for n, s in served.items()]}
+                                            "modality": s.modality, **{f"genlab_{k}": v for k, v in s.kept.info.items()}}
+                                           for n, s in served.items()]}
 
     @app.get("/health")
     async def health():

@@ -56,8 +56,10 @@ def deliver_all(loop: asyncio.AbstractEventLoop, items: list[tuple[Job, object]]
 
 
 class Scheduler:
-    def __init__(self, generator, name: str, max_batch: int, max_queue: int, metrics):
+    def __init__(self, generator, name: str, max_batch: int, max_queue: int, metrics, kept=None):
         self.generator, self.name = generator, name
+        self.kept = kept  # server/reload.py: new weights are swapped in between requests
+        self.swap_pending = False
         self.max_batch, self.max_queue, self.metrics = max_batch, max_queue, metrics
         self.engine = generator.engine(continuous=True)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -101,6 +103,10 @@ class Scheduler:
 
     def _loop(self) -> None:
         while not self.stopping:
+            if self.kept is not None and not self.swap_pending and self.kept.changed():
+                self.swap_pending = True  # admit nothing new; the rows in flight finish on the old weights
+            if self.swap_pending and not self.running:
+                self._swap()
             self._admit()
             self.metrics.queue_depth.labels(self.name).set(sum(len(j.requests) for j in self.waiting))
             self.metrics.active.labels(self.name).set(len(self.running))
@@ -148,12 +154,21 @@ class Scheduler:
                 self.waiting.append(self.inbox.get_nowait())
             except queue.Empty:
                 break
-        while self.waiting and len(self.running) < self.max_batch:
+        while self.waiting and len(self.running) < self.max_batch and not self.swap_pending:
             job = self.waiting.popleft()
             for row, request in enumerate(job.requests):
                 slot = self.engine.add(request)
                 job.slots[slot] = row
                 self.running[slot] = job
+
+    def _swap(self) -> None:
+        try:
+            self.kept.reload()
+        except Exception:  # a file being replaced right now, or one that no longer fits: keep serving the old
+            log.exception("could not reload the weights of model %s; serving the previous ones", self.name)
+            self.kept.signature = self.kept._signature()
+        self.engine = self.generator.engine(continuous=True)  # no cache of the old weights survives
+        self.swap_pending = False
 
     def _forget(self, slots: list[int]) -> None:
         for slot in slots:
