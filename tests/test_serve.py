@@ -389,3 +389,24 @@ def test_a_run_that_trains_on_is_swapped_in_between_requests(tmp_path):
         assert info()["genlab_step"] > listed["genlab_step"]
     finally:
         s.stop()
+
+
+def test_embeddings_are_the_mean_last_layer_state_through_the_openai_client(client, runs):
+    import torch
+
+    texts = ["The cat sat on the mat.", "A dog."]
+    answer = client.embeddings.create(model="words", input=texts)  # the client asks for base64 and decodes it
+    gen = genlab.load(runs["words"], device="cpu")
+    with torch.no_grad():
+        expected = [gen.model.hidden(torch.tensor([gen.tokenizer.encode(t)]))[0].mean(0) for t in texts]
+    assert [d.index for d in answer.data] == [0, 1] and answer.usage.prompt_tokens == sum(map(len, texts))
+    for d, e in zip(answer.data, expected):
+        assert len(d.embedding) == gen.config.model.n_embd
+        assert torch.allclose(torch.tensor(d.embedding), e, atol=1e-5)
+    plain = client.embeddings.create(model="words", input="A dog.", encoding_format="float").data[0].embedding
+    assert torch.allclose(torch.tensor(plain), expected[1], atol=1e-5)
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.embeddings.create(model="digits", input="x")
+    assert bad.value.body["param"] == "model"

@@ -211,6 +211,10 @@ class FNet(nn.Module):
         assert idx.size(1) <= self.cfg.block_size, f"context {idx.size(1)} exceeds block_size {self.cfg.block_size}"
         return self.lm_head(self._trunk(idx, None))
 
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) -> the last layer's states (B, T, n_embd), after the final LayerNorm."""
+        return self._trunk(idx, None)
+
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
         """Per layer a (B, block_size, C) buffer of the mixing inputs seen so far."""
         p = self.wte.weight

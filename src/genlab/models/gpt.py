@@ -201,6 +201,10 @@ class GPT(nn.Module):
         """idx (B, T) token ids -> logits (B, T, vocab_size)."""
         return self.lm_head(self._trunk(idx, 0, None))
 
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) -> the last layer's states (B, T, n_embd), after the final LayerNorm (what embeddings pool)."""
+        return self._trunk(idx, 0, None)
+
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
         """An empty key/value cache: per layer (B, n_head, block_size, head_size) buffers."""
         c = self.cfg

@@ -55,6 +55,10 @@ class RNN(nn.Module):
         logits, _ = self.step(idx, None)
         return logits
 
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) -> the top layer's outputs (B, T, n_embd), from a zero state."""
+        return self.rnn(self.drop(self.embed(idx)))[0]
+
     def init_state(self, batch_size: int, device=None, dtype=None):
         return None  # torch's RNNs start from zeros when given no state
 

@@ -3,6 +3,7 @@
     GET  /v1/models                 the served models, each named after its run folder (or --name)
     POST /v1/completions            text and code runs, hf: models; streamed as Server-Sent Events with stream=true
     POST /v1/chat/completions       the same through a chat template (docs/serve.md)
+    POST /v1/embeddings             text and code runs: the mean of the last layer's states over the input's tokens
     POST /v1/images/generations     image runs: b64_json PNGs
     POST /v1/music/generations      music runs (genlab's own, same style): MIDI, WAV and piano roll in base64
     GET  /health, /metrics, /       liveness, Prometheus text, the playground
@@ -34,7 +35,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from genlab.server import logprobs as lp
 from genlab.server.batching import QueueFull, Scheduler
 from genlab.server.reload import KeptWeights
-from genlab.server.schemas import (APIError, ChatRequest, CompletionRequest, ImageRequest, MusicRequest, parse)
+from genlab.server.schemas import (APIError, ChatRequest, CompletionRequest, EmbeddingRequest, ImageRequest, MusicRequest,
+                                   parse)
 
 log = logging.getLogger("genlab.server")
 PLAYGROUND = Path(__file__).with_name("playground.html")
@@ -384,6 +386,30 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
         rows = sequence_requests(s, [prompt], body, stops, "messages", (body.top_logprobs or 0) if body.logprobs else None)
         return await answer(request, s, body, rows, len(rows[0].prompt), "chat")
 
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request):
+        from genlab.errors import GenlabError
+
+        body = parse(EmbeddingRequest, await body_of(request))
+        s = lookup(body.model, ("text", "code"))
+        gen = s.generator
+        if not hasattr(gen.model, "hidden"):
+            raise APIError(400, f"model {body.model!r} ({gen.config.model.name}) has no hidden states to embed with",
+                           "model", "wrong_model_kind")
+        try:
+            ids = [gen.tokenizer.encode(text) for text in body.input]
+        except GenlabError as e:
+            raise APIError(400, f"input: {e}", "input", "invalid_value") from None
+        limit = getattr(gen.model, "max_context", None)
+        ids = [i[:limit] if limit else i for i in ids]  # the first window of a longer text
+        vectors = await asyncio.to_thread(embed, gen, ids)
+        data = []
+        for i, v in enumerate(vectors):
+            value = base64.b64encode(v.astype("<f4").tobytes()).decode() if body.encoding_format == "base64" else v.tolist()
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        tokens = sum(map(len, ids))
+        return {"object": "list", "data": data, "model": body.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
     # ---- images and music ----------------------------------------------------------------------------
 
     @app.post("/v1/images/generations")
@@ -474,6 +500,14 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
 
 KNOWN_PATHS = {"/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/images/generations",
                "/v1/music/generations", "/health", "/metrics", "/"}
+
+
+def embed(gen, ids: list[list[int]]):
+    """One vector per text: the mean over its tokens of the model's last-layer states (numpy float32)."""
+    import torch
+
+    with torch.inference_mode():
+        return [gen.model.hidden(torch.tensor([i], device=gen.device))[0].float().mean(0).cpu().numpy() for i in ids]
 
 
 def class_of(prompt: str, classes: list[str]) -> int | None:

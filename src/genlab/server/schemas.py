@@ -18,6 +18,7 @@ MAX_IMAGES = 16
 MAX_MUSIC_SECONDS = 120.0
 MAX_STOP = 4
 MAX_TOP_LOGPROBS = 20
+MAX_EMBEDDING_INPUTS = 64
 
 
 class APIError(Exception):
@@ -137,6 +138,21 @@ class ImageRequest(Strict):
     seed: int | None = None  # extension
     steps: int | None = Field(None, ge=1, le=1000)  # extension: diffusion sampling steps
     user: str | None = None
+
+
+class EmbeddingRequest(Strict):
+    model: str
+    input: str | list[str]
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _inputs(cls, v):
+        texts = [v] if isinstance(v, str) else v
+        if not texts or len(texts) > MAX_EMBEDDING_INPUTS or any(not t or len(t) > MAX_PROMPT_CHARS for t in texts):
+            raise ValueError(f"give 1 to {MAX_EMBEDDING_INPUTS} non-empty texts, each at most {MAX_PROMPT_CHARS} characters")
+        return texts
 
 
 class MusicRequest(Strict):
