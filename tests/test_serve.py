@@ -410,3 +410,71 @@ def test_embeddings_are_the_mean_last_layer_state_through_the_openai_client(clie
     with pytest.raises(openai.BadRequestError) as bad:
         client.embeddings.create(model="digits", input="x")
     assert bad.value.body["param"] == "model"
+
+
+@pytest.fixture(scope="module")
+def json_server(tmp_path_factory):
+    """A barely trained model of JSON-ish lines, served: what it writes is enforced, not learned."""
+    import json
+    import random
+
+    from genlab.server import build
+
+    root = tmp_path_factory.mktemp("json")
+    rng = random.Random(0)
+    names = ["Ann", "Bo", "Cy", "Dee", "Eve", "Flo"]
+    lines = [json.dumps({"name": rng.choice(names), "age": rng.randint(1, 99), "ok": rng.random() < 0.5,
+                         "day": f"20{rng.randint(10, 29)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}"}) for _ in range(400)]
+    (root / "corpus.txt").write_text("\n".join(lines) + "\nyes no maybe\nUser: a person\nAssistant: \n")
+    genlab.train(tiny_config(root / "corpus.txt", root / "jsonl", max_steps=30), progress=False)
+    s = Server(build([str(root / "jsonl")], device="cpu"))
+    yield s
+    s.stop()
+
+
+def test_structured_output_always_holds(json_server):
+    import json
+    import re
+
+    import jsonschema
+
+    post = lambda body: httpx.post(json_server.url + "/v1/completions", timeout=120, json={"model": "jsonl", **body})  # noqa: E731
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}, "ok": {"type": "boolean"}},
+              "required": ["name", "age", "ok"]}
+    answers = []
+    for seed in range(7):  # 112 sampled answers at temperature 1
+        r = post({"prompt": "", "max_tokens": 48, "n": 16, "seed": seed, "temperature": 1.0,
+                  "response_format": {"type": "json_schema", "json_schema": {"name": "person", "schema": schema}}})
+        assert r.status_code == 200, r.text
+        answers += [c["text"] for c in r.json()["choices"]]
+    for text in answers:
+        jsonschema.validate(json.loads(text), schema)  # every one parses and validates
+    days = post({"prompt": "", "max_tokens": 12, "n": 16, "seed": 1, "genlab_regex": r"\d{4}-\d{2}-\d{2}"}).json()["choices"]
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", c["text"]) and c["finish_reason"] == "stop" for c in days)
+    picked = post({"prompt": "", "max_tokens": 8, "n": 16, "seed": 2, "genlab_choice": ["yes", "no", "maybe"]}).json()["choices"]
+    assert {c["text"] for c in picked} <= {"yes", "no", "maybe"}
+    free = post({"prompt": "", "max_tokens": 40, "n": 4, "seed": 3, "response_format": {"type": "json_object"},
+                 "stream": True})
+    texts = ["", "", "", ""]
+    for line in free.text.splitlines():
+        if line.startswith("data: {"):
+            for c in json.loads(line[6:])["choices"]:
+                texts[c["index"]] += c["text"]
+    assert all(isinstance(json.loads(t), dict) for t in texts)  # streamed too
+    for body, param in [({"genlab_regex": "\u2603+"}, "genlab_regex"),  # a character the model never saw
+                        ({"genlab_regex": "[0-9]{30}", "max_tokens": 10}, "max_tokens"),  # cannot fit
+                        ({"genlab_regex": "a", "genlab_choice": ["a"]}, "genlab_choice"),
+                        ({"response_format": {"type": "json_schema"}}, "response_format")]:
+        r = post({"prompt": "", **body})
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, (body, r.text)
+
+
+def test_chat_json_mode_through_the_openai_client(json_server):
+    import json
+
+    from openai import OpenAI
+
+    client = OpenAI(base_url=json_server.url + "/v1", api_key="none", max_retries=0, timeout=60)
+    answer = client.chat.completions.create(model="jsonl", messages=[{"role": "user", "content": "a person"}], max_tokens=40,
+                                            response_format={"type": "json_object"}, seed=5)
+    assert isinstance(json.loads(answer.choices[0].message.content), dict)

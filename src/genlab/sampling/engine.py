@@ -65,6 +65,7 @@ class Request:
     decoding: Decoding = field(default_factory=Decoding)
     seed: int | None = None  # None: a fresh random seed
     stop: Sequence[str] = ()  # text that ends the slot (needs a tokenizer); not part of the output
+    constraint: object | None = None  # sampling/constraints.py: a pattern the output must match (one per row)
 
 
 @dataclass
@@ -288,7 +289,8 @@ class Engine:
         if slots:
             filtered, picked = self._pick(slots, logits)
             picked = picked.tolist()
-            events = [self._advance(slot, token) for slot, token in zip(slots, picked)]
+            events = [self._end(slot, token) if self._ends(slot, token) else self._advance(slot, token)
+                      for slot, token in zip(slots, picked)]
             self._add_logprobs(events, logits, filtered)
             self._extend_groups(dict(zip(slots, picked)))
         self._prune()
@@ -373,6 +375,13 @@ class Engine:
         """(filtered logits, next token ids (len(slots),)): one batched filter when the slots decode alike
         and none depends on its history, else slot by slot."""
         decodings = [self.slots[s].request.decoding for s in slots]
+        constrained = [j for j, s in enumerate(slots) if self.slots[s].request.constraint is not None]
+        if constrained:  # tokens that cannot continue a row's pattern are out before anything else looks
+            allowed = torch.ones_like(logits, dtype=torch.bool)
+            for j in constrained:
+                s = self.slots[slots[j]]
+                allowed[j] = s.request.constraint.allowed(s.request.decoding.max_new_tokens - len(s.tokens), logits.device)
+            logits = logits.masked_fill(~allowed, float("-inf"))
         if all(d == decodings[0] for d in decodings) and not decodings[0].needs_history:
             filtered = filter_logits(logits, None, decodings[0])
         else:
@@ -396,6 +405,16 @@ class Engine:
                 values, ids = row.topk(min(d.logprobs, row.numel()))
                 event.top_logprobs = [(i, v) for i, v in zip(ids.tolist(), values.tolist()) if v > float("-inf")]
 
+    def _ends(self, slot: int, token: int) -> bool:
+        """A constrained row drew its end (its pattern complete): it ends without the token."""
+        c = self.slots[slot].request.constraint
+        return c is not None and c.advance(token)
+
+    def _end(self, slot: int, token: int) -> Event:
+        s = self.slots[slot]
+        self._finish(slot, "stop")
+        return Event(slot, token, s.text.take() if s.text is not None else "", "stop")
+
     def _advance(self, slot: int, token: int) -> Event:
         s = self.slots[slot]
         s.tokens.append(token)
@@ -404,6 +423,9 @@ class Engine:
             s.text.push(token)
             if s.text.stopped:
                 finish = "stop"
+        c = s.request.constraint
+        if finish is None and c is not None and c.must_end(s.request.decoding.max_new_tokens - len(s.tokens)):
+            finish = "stop"  # the pattern is complete and nothing may follow
         if finish is None and len(s.tokens) >= s.request.decoding.max_new_tokens:
             finish = "length"
         if finish is not None:

@@ -34,6 +34,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 
 from genlab.server import logprobs as lp
 from genlab.server.batching import QueueFull, Scheduler
+from genlab.sampling.constraints import Constraint, Pattern
 from genlab.server.reload import KeptWeights
 from genlab.server.schemas import (APIError, ChatRequest, CompletionRequest, EmbeddingRequest, ImageRequest, MusicRequest,
                                    parse)
@@ -82,6 +83,7 @@ class Served:
     scheduler: Scheduler | None = None  # sequence models
     lock: threading.Lock = field(default_factory=threading.Lock)  # image and music: one request at a time
     kept: KeptWeights | None = None  # the run's weights file, swapped in when training improves it
+    patterns: dict = field(default_factory=dict)  # compiled output patterns (structured output), by regex
 
     def fresh(self) -> None:
         """Image and music (under `lock`): take new weights, if any, before this request."""
@@ -224,7 +226,28 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
                                      logprobs_mode=body.genlab_logprobs_mode)
             except GenlabError as e:  # e.g. a character the model never saw
                 raise APIError(400, f"{param}: {e}", param, "invalid_value") from None
+        asked = body.pattern()
+        if asked is not None:
+            pattern = compiled(s, *asked)
+            if pattern.fewest_tokens() > rows[0].decoding.max_new_tokens:
+                raise APIError(400, f"max_tokens: {rows[0].decoding.max_new_tokens} tokens cannot hold an answer of this "
+                                    f"form (it needs at least {pattern.fewest_tokens()})", "max_tokens", "invalid_value")
+            for r in rows:
+                r.constraint = Constraint(pattern)
         return rows
+
+    def compiled(s: Served, regex: str, param: str) -> Pattern:
+        from genlab.errors import GenlabError
+
+        if regex not in s.patterns:
+            gen = s.generator
+            try:
+                s.patterns[regex] = Pattern(regex, gen.tokenizer, gen.encode_prompt("")[-1])
+            except GenlabError as e:
+                raise APIError(400, f"{param}: {e}", param, "invalid_value") from None
+            while len(s.patterns) > 32:  # a small cache: the oldest pattern goes first
+                s.patterns.pop(next(iter(s.patterns)))
+        return s.patterns[regex]
 
     def submit(s: Served, rows):
         try:

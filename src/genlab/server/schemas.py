@@ -42,6 +42,18 @@ class StreamOptions(Strict):
     include_usage: bool = False
 
 
+class JSONSchemaFormat(Strict):
+    name: str = "answer"
+    schema_: dict = Field(default_factory=dict, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
 class Sampling(Strict):
     """What completions and chat share."""
 
@@ -64,6 +76,37 @@ class Sampling(Strict):
     # Extension: log-probabilities of the model's own distribution ("raw"), or of the one tokens are drawn
     # from after logit_bias, penalties, temperature, top-k and top-p ("processed").
     genlab_logprobs_mode: Literal["raw", "processed"] = "raw"
+    # Structured output (enforced by masking tokens while decoding): OpenAI's response_format, or the extensions
+    # genlab_regex (the output matches this regular expression) and genlab_choice (the output is one of these).
+    response_format: ResponseFormat | None = None
+    genlab_regex: str | None = Field(None, max_length=2000)
+    genlab_choice: list[str] | None = Field(None, min_length=1, max_length=100)
+
+    def pattern(self) -> tuple[str, str] | None:
+        """(the regular expression the output must match, the parameter it came from), or None."""
+        import json
+
+        asked = [name for name, v in (("response_format", self.response_format and self.response_format.type != "text"),
+                                      ("genlab_regex", self.genlab_regex), ("genlab_choice", self.genlab_choice)) if v]
+        if len(asked) > 1:
+            raise APIError(400, f"{asked[1]}: give one of response_format, genlab_regex and genlab_choice", asked[1])
+        if not asked:
+            return None
+        if asked[0] == "genlab_regex":
+            return self.genlab_regex, "genlab_regex"
+        if asked[0] == "genlab_choice":
+            return "(" + "|".join(regex_literal(c) for c in self.genlab_choice) + ")", "genlab_choice"
+        from outlines_core.json_schema import build_regex_from_schema
+
+        f = self.response_format
+        if f.type == "json_schema" and f.json_schema is None:
+            raise APIError(400, "response_format: json_schema needs its json_schema.schema", "response_format")
+        schema = {"type": "object"} if f.type == "json_object" else f.json_schema.schema_
+        try:
+            return build_regex_from_schema(json.dumps(schema)), "response_format"
+        except (ValueError, TypeError, RuntimeError) as e:
+            raise APIError(400, f"response_format: the schema is not supported ({str(e).splitlines()[0][:160]})",
+                           "response_format", "invalid_value") from None
 
     @field_validator("stop")
     @classmethod
@@ -94,6 +137,11 @@ class Sampling(Strict):
     def token_budget(self, default: int) -> int:
         budget = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
         return default if budget is None else budget
+
+
+def regex_literal(text: str) -> str:
+    """`text` as a regular expression that matches only itself."""
+    return "".join("\\" + c if c in "\\.^$|?*+()[]{}-" else c for c in text)
 
 
 class CompletionRequest(Sampling):

@@ -52,11 +52,15 @@ class BPETokenizer:
 
     def unit_lengths(self) -> np.ndarray:
         # Each byte-level token stands for a fixed byte string; its length is what bits-per-byte divides by.
+        return np.array([len(b) for b in self.token_bytes()], dtype=np.int64)
+
+    def token_bytes(self) -> list[bytes]:
+        """The bytes each token id stands for (constrained decoding matches patterns against them)."""
         byte_of = {c: b for b, c in _byte_alphabet().items()}
-        lengths = np.zeros(self.vocab_size, dtype=np.int64)
+        out = [b""] * self.vocab_size
         for token, i in self.hf.get_vocab().items():
-            lengths[i] = sum(1 for c in token if c in byte_of)
-        return lengths
+            out[i] = bytes(byte_of[c] for c in token if c in byte_of)
+        return out
 
     def to_json(self) -> dict:
         return {"genlab_tokenizer": self.kind, "hf": json.loads(self.hf.to_str())}

@@ -34,6 +34,10 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.chars)
 
+    def token_bytes(self) -> list[bytes]:
+        """The bytes each token id stands for: its character as UTF-8."""
+        return [c.encode() for c in self.chars]
+
     def encode(self, text: str) -> list[int]:
         return self.encode_array(text).tolist()
 

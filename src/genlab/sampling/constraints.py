@@ -1,0 +1,104 @@
+"""Constrained decoding: tokens that cannot continue a pattern are masked before each draw.
+
+A pattern is a regular expression over the output text — a JSON schema becomes one through
+`outlines_core.json_schema`, a list of choices is their alternation — compiled by `outlines_core` into
+an automaton over this tokenizer's tokens (characters or byte-level BPE tokens alike, by their bytes).
+Two rules on top of it make every answer complete:
+
+- budget: from each state we know the fewest tokens that reach a final state (a breadth-first search
+  backwards over the automaton), so a token is allowed only if what follows still fits in max_tokens;
+- end: in a final state the row may end. The model has no end-of-text token, so ending is offered as the
+  token that ends its documents (`end_token`, a line break for text runs): drawing it there ends the row
+  with `stop`; a final state with no way on ends it at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+
+from genlab.errors import GenlabError
+
+
+class Pattern:
+    """A regular expression compiled against one tokenizer (shared by every row that uses it)."""
+
+    def __init__(self, regex: str, tokenizer, end_token: int | None):
+        from outlines_core import Index, Vocabulary
+
+        if not hasattr(tokenizer, "token_bytes"):
+            raise GenlabError("constrained decoding needs a genlab character or BPE tokenizer")
+        self.vocab_size, self.end_token = tokenizer.vocab_size, end_token
+        by_bytes: dict[bytes, list[int]] = {}
+        for i, b in enumerate(tokenizer.token_bytes()):
+            if b:
+                by_bytes.setdefault(b, []).append(i)
+        try:
+            index = Index(regex, Vocabulary(self.vocab_size, by_bytes))  # id vocab_size: outlines' end-of-text
+        except (ValueError, RuntimeError) as e:
+            raise GenlabError(f"the pattern cannot be compiled for this model's tokens ({str(e).splitlines()[0][:160]})") from None
+        eos = self.vocab_size
+        self.initial = index.get_initial_state()
+        self.final = set(index.get_final_states())
+        self.next = {s: {t: n for t, n in moves.items() if t != eos} for s, moves in index.get_transitions().items()}
+        self.distance = self._distances()
+        if self.initial not in self.distance:
+            raise GenlabError("no text this model can write matches the pattern (it needs characters the model never saw)")
+
+    def _distances(self) -> dict[int, int]:
+        """Fewest tokens from each state to a final state (states that cannot finish are absent)."""
+        back: dict[int, set[int]] = {}
+        for s, moves in self.next.items():
+            for n in moves.values():
+                back.setdefault(n, set()).add(s)
+        distance = {s: 0 for s in self.final}
+        todo = deque(self.final)
+        while todo:
+            s = todo.popleft()
+            for prev in back.get(s, ()):
+                if prev not in distance:
+                    distance[prev] = distance[s] + 1
+                    todo.append(prev)
+        return distance
+
+    def fewest_tokens(self) -> int:
+        return self.distance[self.initial]
+
+
+class Constraint:
+    """One row's place in a Pattern."""
+
+    def __init__(self, pattern: Pattern):
+        self.pattern, self.state = pattern, pattern.initial
+
+    def allowed(self, remaining: int, device) -> torch.Tensor:
+        """(V,) bool: the tokens that may come next with `remaining` tokens left (this one included)."""
+        p = self.pattern
+        mask = torch.zeros(p.vocab_size, dtype=torch.bool, device=device)
+        ok = [t for t, n in p.next.get(self.state, {}).items() if p.distance.get(n, remaining) <= remaining - 1]
+        if ok:
+            mask[torch.tensor(ok, device=device)] = True
+        if self.can_end() and p.end_token is not None:
+            mask[p.end_token] = True
+        return mask
+
+    def can_end(self) -> bool:
+        return self.state in self.pattern.final
+
+    def must_end(self, remaining: int) -> bool:
+        """Final with no allowed way on: the row ends here."""
+        if not self.can_end():
+            return False
+        p = self.pattern
+        return remaining <= 0 or not any(p.distance.get(n, remaining) <= remaining - 1 for n in p.next.get(self.state, {}).values())
+
+    def advance(self, token: int) -> bool:
+        """Take `token`; True when it is the end of the row (the end token drawn in a final state)."""
+        moves = self.pattern.next.get(self.state, {})
+        if token in moves:
+            self.state = moves[token]
+            return False
+        if token == self.pattern.end_token and self.can_end():
+            return True
+        raise AssertionError(f"token {token} was drawn where the pattern does not allow it")
