@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from genlab.sampling.engine import Decoding, Engine, Request, filter_logits
+from genlab.sampling.engine import Decoding, Engine, Request, decode, filter_logits
 from test_sequence_models import tiny_model
 from test_zoo import decode_rows
 
@@ -85,3 +85,19 @@ def test_bench_measures_peak_mfu_and_decoding_against_transformers():
     model = GPT(cfg, 65).eval()
     ours, theirs = decode_rates(model, (1, 2), 5), hf_decode_rates(model, (1,), 5)
     assert set(ours) == {1, 2} and min(ours.values()) > 0 and theirs[1] > 0
+
+
+def test_rows_of_one_prompt_share_one_prefill_and_still_draw_their_own_tokens(monkeypatch):
+    model = tiny_model("gpt")
+    prompt = [1, 2, 3, 4, 5]
+    alone = []
+    for seed in range(6):
+        e = Engine(model, continuous=True)
+        alone.append(e.tokens(decode(e, [Request(prompt, Decoding(max_new_tokens=8, temperature=1.0), seed=seed)])[0]))
+    calls = []
+    fill = model.fill_slot
+    monkeypatch.setattr(model, "fill_slot", lambda *a: calls.append(1) or fill(*a))
+    engine = Engine(model, continuous=True)
+    slots = decode(engine, [Request(prompt, Decoding(max_new_tokens=8, temperature=1.0), seed=seed) for seed in range(6)])
+    assert len(calls) == 1  # six rows, one prefill: the others copy its cache rows
+    assert [engine.tokens(s) for s in slots] == alone

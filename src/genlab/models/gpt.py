@@ -238,6 +238,12 @@ class GPT(nn.Module):
         logits, _ = self.step(idx, view)
         return logits
 
+    def copy_slot(self, slots: dict, src: int, dst: int, length: int) -> None:
+        """Row `dst` holds what row `src` holds for its first `length` positions (a shared prompt, prefilled once)."""
+        for layer in slots["layers"]:
+            layer["k"][dst, :, :length] = layer["k"][src, :, :length]
+            layer["v"][dst, :, :length] = layer["v"][src, :, :length]
+
     def step_slots(self, slots: dict, rows: torch.Tensor, idx: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Feed one token per row: idx (B,) at positions (B,) into slot rows (B,), sorted and distinct -> logits (B, V)."""
         assert int(positions.max()) < self.cfg.block_size, "a slot is full: recompute a sliding window instead"

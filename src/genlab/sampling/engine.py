@@ -304,6 +304,7 @@ class Engine:
         """Next-token logits of every running slot: new ones prefilled alone, the rest fed in one batch."""
         self.waiting = []
         found: dict[int, torch.Tensor] = {}
+        prefilled: dict[tuple, tuple[int, torch.Tensor]] = {}  # prompt -> (row, logits): n rows, one prefill
         batch = []
         for slot in self.running:
             s = self.slots[slot]
@@ -313,8 +314,13 @@ class Engine:
                 window = torch.tensor([self._context(slot)[-self.limit:]], device=self.device)
                 found[slot] = self.model(window)[:, -1]
             elif s.fed == 0:
-                s.row = self.pool.take()
-                found[slot] = self.model.fill_slot(self.pool.state, s.row, torch.tensor([self._context(slot)], device=self.device))[:, -1]
+                s.row, context = self.pool.take(), tuple(self._context(slot))
+                if context in prefilled and hasattr(self.model, "copy_slot"):
+                    source, found[slot] = prefilled[context]
+                    self.model.copy_slot(self.pool.state, source, s.row, length)
+                else:
+                    found[slot] = self.model.fill_slot(self.pool.state, s.row, torch.tensor([context], device=self.device))[:, -1]
+                    prefilled[context] = (s.row, found[slot])
                 s.fed = length
             else:
                 batch.append(slot)
