@@ -478,3 +478,28 @@ def test_chat_json_mode_through_the_openai_client(json_server):
     answer = client.chat.completions.create(model="jsonl", messages=[{"role": "user", "content": "a person"}], max_tokens=40,
                                             response_format={"type": "json_object"}, seed=5)
     assert isinstance(json.loads(answer.choices[0].message.content), dict)
+
+
+def test_a_diffusion_model_streams_its_images_as_they_sharpen(tmp_path):
+    import json
+
+    from genlab.server import build
+
+    genlab.train({"task": "image", "out": str(tmp_path / "ddpm"), "data": {"source": "digits"},
+                  "model": {"name": "ddpm", "channels": 8, "heads": 1, "timesteps": 50},
+                  "train": {"max_steps": 2, "batch_size": 16, "eval_interval": 1000, "progress": False}}, progress=False)
+    s = Server(build([str(tmp_path / "ddpm")], device="cpu"))
+    try:
+        body = {"model": "ddpm", "prompt": "7", "n": 2, "seed": 4, "steps": 6}
+        whole = httpx.post(s.url + "/v1/images/generations", json=body, timeout=60).json()["data"]
+        r = httpx.post(s.url + "/v1/images/generations", json={**body, "stream": True, "partial_images": 2}, timeout=60)
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+        assert r.text.rstrip().endswith("data: [DONE]")
+        partial = [e for e in events if e["type"] == "image_generation.partial_image"]
+        done = [e for e in events if e["type"] == "image_generation.completed"]
+        assert [(e["genlab_step"], e["image_index"]) for e in partial] == [(2, 0), (2, 1), (4, 0), (4, 1)]
+        assert [e["b64_json"] for e in sorted(done, key=lambda e: e["image_index"])] == [d["b64_json"] for d in whole]
+        assert partial[0]["b64_json"] != done[0]["b64_json"]  # the frames differ as the noise goes
+    finally:
+        s.stop()

@@ -1,1 +1,2 @@
-"""Samplers: LM decoding (lm.py); diffusion samplers live beside it (ddpm/ddim)."""
+"""Samplers: engine.py (the step engine every sequence sample goes through), constraints.py (patterns its
+output must match), diffusion.py (noise schedules, DDPM/DDIM steps)."""

@@ -34,6 +34,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 
 from genlab.server import logprobs as lp
 from genlab.server.batching import QueueFull, Scheduler
+from genlab.samples import ImageSample
 from genlab.sampling.constraints import Constraint, Pattern
 from genlab.server.reload import KeptWeights
 from genlab.server.schemas import (APIError, ChatRequest, CompletionRequest, EmbeddingRequest, ImageRequest, MusicRequest,
@@ -448,6 +449,10 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
         label = class_of(body.prompt, gen.store.classes) if gen.num_classes else None
         seed = body.seed if body.seed is not None else int.from_bytes(uuid.uuid4().bytes[:3], "big")
 
+        if body.stream:
+            return StreamingResponse(image_events(s, body, seed, label), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+
         def make():
             with s.lock:
                 s.fresh()
@@ -531,6 +536,25 @@ def embed(gen, ids: list[list[int]]):
 
     with torch.inference_mode():
         return [gen.model.hidden(torch.tensor([i], device=gen.device))[0].float().mean(0).cpu().numpy() for i in ids]
+
+
+def image_events(s: Served, body, seed: int, label: int | None):
+    """The streamed answer of an image request (run by Starlette in a worker thread): a partial-image event per
+    image at about `partial_images` points of the denoising, then a completed event per image, then [DONE]."""
+    created = int(time.time())
+    with s.lock:
+        s.fresh()
+        frames = s.generator.trajectory(body.n, seed, label, body.steps, frames=body.partial_images + 1)
+        for k, (step, total, images) in enumerate(frames):
+            kind = "image_generation.completed" if step == total else "image_generation.partial_image"
+            for i, image in enumerate(images):
+                png = png_of(ImageSample(image, seed, label).image())
+                event = {"type": kind, "created_at": created, "image_index": i, "b64_json": base64.b64encode(png).decode(),
+                         "genlab_step": step, "genlab_steps": total}
+                if step != total:
+                    event["partial_image_index"] = k
+                yield f"event: {kind}\ndata: {json.dumps(event)}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 def class_of(prompt: str, classes: list[str]) -> int | None:

@@ -185,6 +185,8 @@ class ImageRequest(Strict):
     response_format: Literal["b64_json"] = "b64_json"
     seed: int | None = None  # extension
     steps: int | None = Field(None, ge=1, le=1000)  # extension: diffusion sampling steps
+    stream: bool = False  # Server-Sent Events: partial images as a diffusion model denoises, then the finished ones
+    partial_images: int = Field(3, ge=0, le=20)  # partial frames per image when streaming
     user: str | None = None
 
 

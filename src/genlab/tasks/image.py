@@ -26,7 +26,7 @@ from genlab.grids import make_grid, save_png
 from genlab.models import IMAGE_FAMILIES, family_class
 from genlab.runs import RunDir
 from genlab.samples import ImageSample
-from genlab.sampling.diffusion import NoiseSchedule, sample as sample_diffusion
+from genlab.sampling.diffusion import NoiseSchedule, denoising_steps
 from genlab.tasks.driver import Training, load_trained
 from genlab.weights import load_weights
 
@@ -237,10 +237,21 @@ class ImageGenerator:
     def _decode(self, noise: torch.Tensor, y, seed: int, steps, sampler, guidance, progress: bool = False) -> torch.Tensor:
         if not self.is_diffusion:
             return self.model.generate(noise, y)
+        x = None
+        for x in self._denoising(noise, y, seed, steps, sampler, guidance, progress):
+            pass
+        return x
+
+    def sampling_steps(self, steps: int | None, sampler: str | None) -> tuple[str, int]:
+        """(sampler, steps) a diffusion run samples with when given these (None: the run's defaults)."""
         sampler = sampler or self.opts.sampler
         if sampler not in ("ddpm", "ddim"):
             raise GenlabError(f"--sampler: {sampler!r} is not ddpm or ddim")
-        steps = steps or (self.opts.sample_steps if sampler == "ddim" else self.schedule.timesteps)
+        return sampler, steps or (self.opts.sample_steps if sampler == "ddim" else self.schedule.timesteps)
+
+    def _denoising(self, noise: torch.Tensor, y, seed: int, steps, sampler, guidance, progress: bool = False):
+        """The reverse process from `noise`, one x per step (the last is the image)."""
+        sampler, steps = self.sampling_steps(steps, sampler)
         guidance = self.opts.guidance if guidance is None else guidance
         model = self.model
 
@@ -252,8 +263,23 @@ class ImageGenerator:
             return uncond + guidance * (cond - uncond)
 
         g = torch.Generator(device=self.device).manual_seed(seed)
-        return sample_diffusion(denoise, tuple(noise.shape), self.schedule, steps, sampler, self.config.model.prediction,
-                                generator=g, device=self.device, clip=self.pixel_range, x_T=noise, progress=progress)
+        return denoising_steps(denoise, tuple(noise.shape), self.schedule, steps, sampler, self.config.model.prediction,
+                               generator=g, device=self.device, clip=self.pixel_range, x_T=noise, progress=progress)
+
+    @torch.no_grad()
+    def trajectory(self, n: int = 4, seed: int | None = None, class_label: int | None = None, steps: int | None = None,
+                   sampler: str | None = None, guidance: float | None = None, frames: int = 4):
+        """Yield (step, total steps, images (n, H, W, C) uint8) about `frames` times as a diffusion model's images
+        sharpen, the last being exactly `generate_array(n, seed, ...)`; other families yield their images once."""
+        seed = seed if seed is not None else int(torch.seed() % (1 << 31))
+        y, noise = self._labels(n, class_label), self._noise(n, seed)
+        if not self.is_diffusion:
+            yield 1, 1, to_uint8(self.model.generate(noise, y), self.pixel_range)
+            return
+        total = len(self.schedule.timesteps_for(self.sampling_steps(steps, sampler)[1]))
+        for i, x in enumerate(self._denoising(noise, y, seed, steps, sampler, guidance), start=1):
+            if i == total or i % max(1, total // frames) == 0:
+                yield i, total, to_uint8(x, self.pixel_range)
 
     def generate_array(self, n: int = 16, seed: int | None = None, class_label: int | None = None, steps: int | None = None,
                        sampler: str | None = None, guidance: float | None = None, batch_size: int = 500,
@@ -341,8 +367,7 @@ class ImageGenerator:
         results |= image_metrics(extractor(real), extractor(fake))
         results["sampling_images_per_s"] = n / seconds
         if self.is_diffusion:
-            results["sampler"] = sampler or self.opts.sampler
-            results["steps"] = steps or (self.opts.sample_steps if results["sampler"] == "ddim" else self.schedule.timesteps)
+            results["sampler"], results["steps"] = self.sampling_steps(steps, sampler)
         return results
 
 
