@@ -316,6 +316,27 @@ def section_serve() -> str:
     ])
 
 
+def section_serve_constraints() -> str:
+    d = load("serve_constraints.json")
+    if d is None:
+        return ""
+    plain = {r["clients"]: r["tokens_per_s"] for r in d["rows"] if r["kind"] == "plain"}
+    rows = []
+    for r in d["rows"]:
+        relative = r["tokens_per_s"] / plain[r["clients"]] if plain.get(r["clients"]) else None
+        valid = f"{r['valid']}/{r['valid'] + r['invalid']}" if r["kind"] == "json schema" else "-"
+        rows.append([r["kind"], r["clients"], round(r["tokens_per_s"]), f"{relative:.2f}x" if relative else "-", valid, r["errors"]])
+    return "\n\n".join([
+        "### Logprobs and structured output under load",
+        f"One server (continuous batching, 1 torch thread) over {d['model']}; N clients send /v1/completions requests "
+        f"({d['new_tokens']} new tokens, temperature 0.8) back to back: plain, with `logprobs: 5`, and under a JSON schema "
+        "(an object with a string, an integer and a boolean). Tokens/s from `usage`; valid = answers that parse and validate "
+        "with jsonschema. Targets: at most 20 % slower than plain; every schema answer valid.",
+        table(["requests", "clients", "tokens/s", "vs plain", "valid", "errors"], rows),
+        provenance(d["command"], "serve_constraints.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
 def section_export() -> str:
     d = load("export_formats.json")
     if d is None:
@@ -415,7 +436,7 @@ def section_memory() -> str:
 
 SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_variants, section_text_train,
             section_profile, section_text_sample,
-            section_music, section_code, section_images, section_serve, section_export,
+            section_music, section_code, section_images, section_serve, section_serve_constraints, section_export,
             section_demo, section_memory]
 
 

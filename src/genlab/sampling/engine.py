@@ -400,16 +400,24 @@ class Engine:
         return filtered, choose(filtered, greedy, uniforms)
 
     def _add_logprobs(self, events: list[Event], logits: torch.Tensor, filtered: torch.Tensor) -> None:
-        """Fill in the log-probabilities the slots asked for: of the raw logits or of the processed ones."""
-        for j, event in enumerate(events):
-            d = self.slots[event.slot].request.decoding
-            if d.logprobs is None:
+        """Fill in the log-probabilities the slots asked for, of the raw logits or of the processed ones: one
+        log-softmax and one top-k per kind for all the rows that asked, then plain lists."""
+        asked = [(j, e, self.slots[e.slot].request.decoding) for j, e in enumerate(events)]
+        asked = [(j, e, d) for j, e, d in asked if d.logprobs is not None]
+        for mode, source in (("raw", logits), ("processed", filtered)):
+            group = [(j, e, d) for j, e, d in asked if d.logprobs_mode == mode]
+            if not group:
                 continue
-            row = (filtered[j] if d.logprobs_mode == "processed" else logits[j]).float().log_softmax(-1)
-            event.logprob = row[event.token].item()
-            if d.logprobs:
-                values, ids = row.topk(min(d.logprobs, row.numel()))
-                event.top_logprobs = [(i, v) for i, v in zip(ids.tolist(), values.tolist()) if v > float("-inf")]
+            rows = source[torch.tensor([j for j, _, _ in group], device=source.device)].float().log_softmax(-1)
+            tokens = torch.tensor([e.token for _, e, _ in group], device=source.device)
+            chosen = rows.gather(1, tokens[:, None])[:, 0].tolist()
+            k = min(max(d.logprobs for _, _, d in group), rows.size(-1))
+            values, ids = rows.topk(k) if k else (None, None)
+            values, ids = (values.tolist(), ids.tolist()) if k else ([], [])
+            for i, (_, event, d) in enumerate(group):
+                event.logprob = chosen[i]
+                if d.logprobs:
+                    event.top_logprobs = [(t, v) for t, v in zip(ids[i][: d.logprobs], values[i][: d.logprobs]) if v > float("-inf")]
 
     def _ends(self, slot: int, token: int) -> bool:
         """A constrained row drew its end (its pattern complete): it ends without the token."""
