@@ -161,6 +161,37 @@ def test_music_continues_a_primer_and_comes_back_as_midi_wav_and_piano_roll(serv
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "primer"
 
 
+def test_music_streams_its_notes_as_they_are_written(server, runs, tmp_path):
+    import json
+
+    import pretty_midi
+
+    write_melody(tmp_path / "primer.mid", step=3, notes=8)
+    body = {"model": "tunes", "primer": base64.b64encode((tmp_path / "primer.mid").read_bytes()).decode(), "seconds": 3,
+            "temperature": 1.0}
+    post = lambda extra: httpx.post(server.url + "/v1/music/generations", headers={"Authorization": f"Bearer {KEY}"},  # noqa: E731
+                                    timeout=120, json={**body, **extra})
+
+    def notes(piece) -> set:
+        (tmp_path / "out.mid").write_bytes(base64.b64decode(piece["midi_b64"]))
+        pm = pretty_midi.PrettyMIDI(str(tmp_path / "out.mid"))
+        return {(n.pitch, round(n.start, 2)) for i in pm.instruments for n in i.notes}
+
+    # A barely trained model writes a note only now and then: take the first seed whose piece has one past the
+    # primer's eight.
+    seed, whole = next((seed, piece) for seed in range(32) if len(notes(piece := post({"seed": seed}).json()["data"][0])) > 8)
+    r = post({"seed": seed, "stream": True})
+    events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+    assert r.text.rstrip().endswith("data: [DONE]") and events[-1]["type"] == "music.completed"
+    assert events[-1]["midi_b64"] == whole["midi_b64"]  # the same piece as unstreamed, same seed
+    streamed = [(n["pitch"], n["start"]) for e in events if e["type"] == "music.notes" for n in e["notes"]]
+    final = notes(whole)
+    # every new note streamed and the primer's eight not; times are seconds from the piece's start, within what was asked
+    assert len(final) == 8 + len(streamed) and {p for p, _ in streamed} <= {p for p, _ in final}
+    assert all(0 <= t <= 2.0 + 3.0 for _, t in streamed)
+    assert events.index(next(e for e in events if e["type"] == "music.notes")) < len(events) - 1
+
+
 def test_a_request_gives_the_same_text_alone_and_batched_with_fifteen_others(server):
     def ask(seed: int) -> str:
         r = httpx.post(server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,

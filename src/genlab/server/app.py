@@ -475,27 +475,10 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
             except ValueError:
                 raise APIError(400, "primer: not base64", "primer", "invalid_value") from None
         seed = body.seed if body.seed is not None else int.from_bytes(uuid.uuid4().bytes[:3], "big")
-
-        def make():
-            with s.lock, tempfile.TemporaryDirectory(prefix="genlab-serve-") as tmp:
-                s.fresh()
-                prime = None
-                if primer is not None:
-                    prime = Path(tmp) / "primer.mid"  # our own file: nothing in a request is used as a path
-                    prime.write_bytes(primer)
-                try:
-                    samples = s.generator.generate(prime, n=body.n, seed=seed, seconds=body.seconds,
-                                                   temperature=body.temperature, top_k=body.top_k, top_p=body.top_p)
-                    return [music_files(x.score, Path(tmp) / f"out{i}.mid", s.generator.prime_seconds(prime))
-                            for i, x in enumerate(samples)]
-                except Exception as e:
-                    from genlab.errors import GenlabError
-
-                    if isinstance(e, GenlabError):
-                        raise APIError(400, "primer: " + str(e).split(": ", 1)[-1], "primer", "invalid_value") from None
-                    raise
-
-        return {"created": int(time.time()), "data": await run_in_threadpool(make)}
+        if body.stream:
+            return StreamingResponse(music_events(s, body, primer, seed), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return {"created": int(time.time()), "data": await run_in_threadpool(compose, s, body, primer, seed)}
 
     # ---- the rest ---------------------------------------------------------------------------------------
 
@@ -536,6 +519,52 @@ def embed(gen, ids: list[list[int]]):
 
     with torch.inference_mode():
         return [gen.model.hidden(torch.tensor([i], device=gen.device))[0].float().mean(0).cpu().numpy() for i in ids]
+
+
+def compose(s: Served, body, primer: bytes | None, seed: int, on_notes=None) -> list[dict]:
+    """A music request's pieces (MIDI, WAV, piano roll), made one request at a time per model."""
+    from genlab.errors import GenlabError
+
+    with s.lock, tempfile.TemporaryDirectory(prefix="genlab-serve-") as tmp:
+        s.fresh()
+        prime = None
+        if primer is not None:
+            prime = Path(tmp) / "primer.mid"  # our own file: nothing in a request is used as a path
+            prime.write_bytes(primer)
+        try:
+            samples = s.generator.generate(prime, n=body.n, seed=seed, seconds=body.seconds, temperature=body.temperature,
+                                           top_k=body.top_k, top_p=body.top_p, on_notes=on_notes)
+        except GenlabError as e:
+            raise APIError(400, "primer: " + str(e).split(": ", 1)[-1], "primer", "invalid_value") from None
+        return [music_files(x.score, Path(tmp) / f"out{i}.mid", s.generator.prime_seconds(prime)) for i, x in enumerate(samples)]
+
+
+def music_events(s: Served, body, primer: bytes | None, seed: int):
+    """The streamed answer of a music request (iterated in a worker thread): `music.notes` events as the notes
+    are written (pitch, velocity, start and end in seconds from the piece's start), a `music.completed` event per
+    piece with its files, then [DONE]. Generation runs in a thread of its own and hands events over a queue."""
+    import queue
+
+    events: queue.Queue = queue.Queue()
+
+    def work():
+        try:
+            pieces = compose(s, body, primer, seed, on_notes=lambda i, notes: events.put(
+                {"type": "music.notes", "index": i, "notes": notes}))
+            for i, piece in enumerate(pieces):
+                events.put({"type": "music.completed", "index": i, **piece})
+        except APIError as e:
+            events.put(e.body())
+        except Exception:
+            log.exception("music generation failed for model %s", s.name)
+            events.put(APIError(500, "the model failed while generating", kind="server_error").body())
+        finally:
+            events.put(None)
+
+    threading.Thread(target=work, name=f"music-{s.name}", daemon=True).start()
+    while (event := events.get()) is not None:
+        yield f"data: {json.dumps(event)}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 def image_events(s: Served, body, seed: int, label: int | None):

@@ -214,6 +214,7 @@ class MusicRequest(Strict):
     top_p: float = Field(1.0, gt=0, le=1)
     n: int = Field(1, ge=1, le=4)
     seed: int | None = None
+    stream: bool = False  # Server-Sent Events: notes as they are written, then the finished pieces
     user: str | None = None
 
 

@@ -188,12 +188,14 @@ class MusicGenerator(SequenceGenerator):
         return seconds_of(self.tokenizer.decode(self.encode_prompt(prime))) if prime else None
 
     def generate(self, prime=None, n: int = 1, seed: int | None = None, seconds: float | None = None, bars: int | None = None,
-                 max_new_tokens: int | None = None, use_cache: bool = True, **decoding) -> list[MusicSample]:
+                 max_new_tokens: int | None = None, use_cache: bool = True, on_notes=None, **decoding) -> list[MusicSample]:
         """n continuations of `prime` (a MIDI path or symusic Score; None starts afresh) by `seconds` of
         music, `bars` bars, or `max_new_tokens` tokens (the run's sample.max_new_tokens when none is given).
 
         Each sample's score holds the prime as the tokenizer renders it, then the new music, cut at
-        exactly the asked length. Sample i equals a single sample drawn with seed + i.
+        exactly the asked length. Sample i equals a single sample drawn with seed + i. `on_notes(i, notes)`,
+        when given, hears each new note of sample i as it is written (dicts of pitch, velocity, start and end
+        in seconds; the notes the cut keeps, before their last one may be shortened by it).
         """
         if seconds is not None and bars is not None:
             raise GenlabError("--seconds and --bars: give one length, not both")
@@ -213,12 +215,18 @@ class MusicGenerator(SequenceGenerator):
 
         engine = self.engine(use_cache, text=False)
         slots = [engine.add(r) for r in requests]
+        # Notes already known, per sample: the prime's, then those passed to on_notes.
+        heard: list[set] = [set(self._note_keys(prime_score)) if prime_score is not None else set() for _ in slots]
         while engine.active:
             for event in engine.step():
                 made = engine.tokens(event.slot)
-                if by_length and event.finish is None and len(made) % CHECK_EVERY == 0:
+                check = len(made) % CHECK_EVERY == 0 or event.finish is not None
+                if (by_length and event.finish is None and len(made) % CHECK_EVERY == 0) or (on_notes and check):
                     score = self.tokenizer.decode(prime_ids + made)
-                    if score.note_num() > 0 and score.end() >= end_tick(score):
+                    limit = end_tick(score) if by_length else None
+                    if on_notes:
+                        self._tell_notes(on_notes, slots.index(event.slot), score, limit, heard[slots.index(event.slot)])
+                    if by_length and score.note_num() > 0 and score.end() >= limit:
                         engine.cancel(event.slot)  # long enough
         samples = []
         for slot in slots:
@@ -231,6 +239,25 @@ class MusicGenerator(SequenceGenerator):
                 score = cut(score, end_tick(score))
             samples.append(MusicSample(score, made, finish))
         return samples
+
+    @staticmethod
+    def _note_keys(score):
+        for track in score.tracks:
+            for note in track.notes:
+                yield note.time, note.pitch, note.duration, track.program
+
+    @classmethod
+    def _tell_notes(cls, on_notes, row: int, score, limit: int | None, heard: set) -> None:
+        """Pass on the notes of `score` (before `limit`) not known before: the new music as it is written."""
+        timed = [n for track in score.to("second").tracks for n in track.notes]  # the same notes, in seconds
+        new = []
+        for key, at in zip(cls._note_keys(score), timed):
+            if (limit is None or key[0] < limit) and key not in heard:
+                heard.add(key)
+                new.append({"pitch": int(key[1]), "velocity": int(at.velocity), "start": round(float(at.time), 4),
+                            "end": round(float(at.time + at.duration), 4)})
+        if new:
+            on_notes(row, sorted(new, key=lambda x: x["start"]))
 
     def describe(self, sample) -> str:
         """A sample as readable text (what training writes to samples/): one line per bar of note names."""
