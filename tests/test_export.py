@@ -166,7 +166,7 @@ def test_the_web_export_generates_in_a_real_browser(runs, cli, tmp_path):
     r = cli("export", runs["bpe"], "--format", "web", "--out", sites["bpe"], "--ort-web", sites["char"])
     assert r.returncode == 0, r.stderr
     for out in sites.values():
-        assert {"index.html", "model.onnx", "vocab.json", "ort.wasm.min.js", "ort-wasm-simd-threaded.wasm"} <= {p.name for p in out.iterdir()}
+        assert {"index.html", "web_generator.js", "model.onnx", "vocab.json", "ort.wasm.min.js", "ort-wasm-simd-threaded.wasm"} <= {p.name for p in out.iterdir()}
         assert "http" not in (out / "index.html").read_text().split("<script>")[0].replace('charset="utf-8"', "")  # no CDN
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

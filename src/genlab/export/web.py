@@ -24,6 +24,7 @@ from genlab.errors import GenlabError
 ORT_WEB_VERSION = "1.20.1"
 ORT_FILES = ["ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs"]
 PAGE = Path(__file__).with_name("web_page.html")
+GENERATOR = Path(__file__).with_name("web_generator.js")  # the tokenizer and sampler; the serve playground loads it too
 
 
 def ort_web_files(dest: Path, ort_web: Path | None) -> None:
@@ -80,5 +81,6 @@ def export_web(generator, work: Path, ort_web: Path | None = None) -> dict:
         "n_head": c.n_head, "head_size": c.n_embd // c.n_head, "temperature": s.temperature, "top_k": s.top_k,
         "prompt": s.prompt}))
     shutil.copyfile(PAGE, work / "index.html")
+    shutil.copyfile(GENERATOR, work / GENERATOR.name)
     ort_web_files(work, ort_web)
     return {**report, "onnxruntime_web": "local " + str(ort_web) if ort_web else ORT_WEB_VERSION}
