@@ -271,3 +271,40 @@ def test_image_int8_is_calibrated_on_the_runs_data_and_reports_fid(family, model
     assert len(images) == 4 and images[0].pixels.shape == (8, 8, 1)
     r = cli("export", run.path, "--format", "int8", "--backend", "torch", "--out", tmp_path / "torch")
     assert r.returncode == 1 and "quantize with --backend onnx" in r.stderr and not (tmp_path / "torch").exists()
+
+
+def test_the_playground_runs_a_web_export_beside_the_server_token_for_token(runs, cli, tmp_path):
+    """`genlab serve` of a web export: the playground writes the same prompt greedily on the server and, with the
+    exported model, in the browser; the two texts are identical, past the context window too."""
+    chromium = require_tools("chromium", "npm")["chromium"]
+    from genlab.server import build
+    from playwright.sync_api import sync_playwright
+    from test_serve import Server
+
+    site = tmp_path / "site"
+    assert cli("export", runs["char"], "--format", "web", "--out", site).returncode == 0
+    s = Server(build([str(site)], device="cpu"))
+    try:
+        import httpx
+
+        assert httpx.get(s.url + "/v1/models").json()["data"][0]["genlab_web"] == "/web/site/"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(s.url + "/")
+            page.wait_for_function("document.querySelectorAll('#model option').length == 1")
+            page.check("#browser")
+            page.fill("#prompt", "The cat")
+            page.eval_on_selector("#max_tokens", "(e) => { e.value = 45; }")  # past the context window (32)
+            page.click("#generate")
+            page.wait_for_function("document.querySelector('#compare').textContent.startsWith('identical')"
+                                   " || document.querySelector('#compare').textContent.startsWith('they differ')", timeout=60_000)
+            verdict, server_text, browser_text = (page.text_content(x) for x in ("#compare", "#output", "#browser-output"))
+            browser.close()
+    finally:
+        s.stop()
+    assert errors == [] and verdict.startswith("identical"), (verdict, server_text, browser_text)
+    expected = genlab.load(runs["char"], device="cpu").generate("The cat", max_new_tokens=45, temperature=0, stop=[])[0].text
+    assert server_text == browser_text == "The cat" + expected

@@ -54,8 +54,14 @@ def build(runs: list[str], names: list[str] | None = None, api_key: str | None =
     if not is_loopback(host) and not api_key and not insecure:
         raise GenlabError(f"--host {host}: serving beyond this machine needs --api-key (or GENLAB_API_KEY); "
                           "pass --insecure to serve without one")
-    models = {name: load(run, device=device) for name, run in model_names(runs, names).items()}
-    return create_app(models, api_key=api_key, **options)
+    from genlab.export import exported_format
+
+    chosen = model_names(runs, names)
+    models = {name: load(run, device=device) for name, run in chosen.items()}
+    # A web export's page files (onnxruntime-web, the ONNX model, its sampler) are served too: the playground
+    # runs the same prompt in the browser beside the server.
+    web = {name: Path(run) for name, run in chosen.items() if not run.startswith("hf:") and exported_format(run) == "web"}
+    return create_app(models, api_key=api_key, web_folders=web, **options)
 
 
 def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, names: list[str] | None = None,

@@ -161,8 +161,9 @@ async def _send_error(send, err: APIError) -> None:
 
 
 def create_app(models: dict[str, object], api_key: str | None = None, max_batch: int = 64, max_queue: int = 256,
-               cors_origins: list[str] | None = None, max_body_bytes: int = 4 << 20):
-    """A FastAPI app serving `models` (name -> Generator from genlab.load)."""
+               cors_origins: list[str] | None = None, max_body_bytes: int = 4 << 20, web_folders: dict[str, Path] | None = None):
+    """A FastAPI app serving `models` (name -> Generator from genlab.load); `web_folders` (name -> a `--format web`
+    export of that model) are served as static files under /web/NAME/ for the playground's in-browser run."""
 
     metrics = Metrics()
     served: dict[str, Served] = {}
@@ -482,10 +483,17 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
 
     # ---- the rest ---------------------------------------------------------------------------------------
 
+    web_folders = web_folders or {}
+    for name, folder in web_folders.items():
+        from starlette.staticfiles import StaticFiles
+
+        app.mount(f"/web/{name}", StaticFiles(directory=folder), name=f"web-{name}")
+
     @app.get("/v1/models")
     async def list_models():
         return {"object": "list", "data": [{"id": n, "object": "model", "created": started, "owned_by": "genlab",
-                                            "modality": s.modality, **{f"genlab_{k}": v for k, v in s.kept.info.items()}}
+                                            "modality": s.modality, **{f"genlab_{k}": v for k, v in s.kept.info.items()},
+                                            **({"genlab_web": f"/web/{n}/"} if n in web_folders else {})}
                                            for n, s in served.items()]}
 
     @app.get("/health")
