@@ -298,6 +298,9 @@ def test_chat_logprobs_raw_and_processed_and_echo_scores_the_prompt(client, serv
     logits, _ = _forward_logprobs(runs["words"], ids)
     mean = sum(logits[i - 1, ids[i]].item() for i in range(1, len(ids))) / (len(ids) - 1)
     assert sum(scored.logprobs.token_logprobs[1:]) / (len(ids) - 1) == pytest.approx(mean, abs=1e-5)
+    import math as m
+
+    assert scored.model_extra["genlab_prompt_perplexity"] == pytest.approx(m.exp(-mean), rel=1e-5)
 
 
 def test_logit_bias_and_openai_penalties_steer_the_draw(client, runs):

@@ -21,6 +21,7 @@ import hmac
 import io
 import json
 import logging
+import math
 import re
 import tempfile
 import threading
@@ -385,7 +386,10 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
             for i, (t, f) in enumerate(zip(texts, finish)):
                 head, head_scored = prompts[i] if prompts else ("", [])
                 shown = lp.completion_logprobs(tokenizer, head_scored + scored[i]) if wanted else None
-                choices.append({"index": i, "text": head + t, "logprobs": shown, "finish_reason": f})
+                choice = {"index": i, "text": head + t, "logprobs": shown, "finish_reason": f}
+                if head_scored[1:]:  # extension: the echoed prompt's perplexity under the model
+                    choice["genlab_prompt_perplexity"] = math.exp(-sum(e.logprob for e in head_scored[1:]) / len(head_scored[1:]))
+                choices.append(choice)
         return {"id": ident, "object": "chat.completion" if kind == "chat" else "text_completion", "created": int(time.time()),
                 "model": s.name, "choices": choices,
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": generated, "total_tokens": prompt_tokens + generated}}
