@@ -133,6 +133,20 @@ def test_chat_through_the_plain_template(client):
     assert chunks[-1].usage.completion_tokens == answer.usage.completion_tokens
 
 
+def test_stream_usage_is_the_last_chunk_only_when_asked(server):
+    import json
+
+    def chunks(extra):
+        r = httpx.post(server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                       json={"model": "words", "prompt": "The", "max_tokens": 5, "stream": True, **extra})
+        return [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+
+    asked = chunks({"stream_options": {"include_usage": True}})
+    assert all(c["usage"] is None and c["choices"] for c in asked[:-1])
+    assert asked[-1]["choices"] == [] and asked[-1]["usage"] == {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+    assert all("usage" not in c for c in chunks({}))
+
+
 def test_images_come_back_as_pngs_of_the_models_size(client):
     from PIL import Image
 

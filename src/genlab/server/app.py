@@ -307,7 +307,10 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
                 offsets[row] += len(text or "")
                 choice = {"index": row, "text": text or "", "logprobs": shown, "finish_reason": finish}
                 obj = "text_completion"
-            return "data: " + json.dumps({"id": ident, "object": obj, "created": created, "model": s.name, "choices": [choice]}) + "\n\n"
+            body = {"id": ident, "object": obj, "created": created, "model": s.name, "choices": [choice]}
+            if usage_wanted:  # as OpenAI's spec says: every chunk has usage, null but in the last
+                body["usage"] = None
+            return "data: " + json.dumps(body) + "\n\n"
 
         async def events():
             rows = len(job.requests)
