@@ -256,6 +256,25 @@ def test_wav_comes_from_fluidsynth_when_installed_else_the_builtin_synth(tmp_pat
     assert not list(tmp_path.glob(".*tmp*"))
 
 
+def test_the_real_fluidsynth_renders_a_score_with_a_general_midi_soundfont(tmp_path, monkeypatch):
+    from conftest import require_tools
+    from genlab.audio import find_soundfont, render_wav
+    from genlab.datasets.midi import read_score
+
+    require_tools("fluidsynth")  # with Debian's fluid-soundfont-gm (.ci/run installs both)
+    monkeypatch.delenv("GENLAB_SOUNDFONT", raising=False)
+    soundfont = find_soundfont()
+    if soundfont is None:
+        pytest.fail("fluidsynth is installed but no General MIDI soundfont was found (apt-get install fluid-soundfont-gm)")
+    path = write_midi(tmp_path / "song.mid", {0: PIANO})
+    assert render_wav(read_score(path), path, tmp_path / "song.wav") == f"fluidsynth ({soundfont.name})"
+    with wave.open(str(tmp_path / "song.wav")) as w:
+        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        seconds = w.getnframes() / w.getframerate()
+    assert w.getframerate() == 44100 and 4.0 <= seconds <= 8.0  # 8 quarter notes at 120 bpm, plus release and reverb
+    assert np.abs(frames).max() > 3000  # a sound, not silence
+
+
 # ---- end to end ------------------------------------------------------------------------------
 
 
