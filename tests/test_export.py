@@ -27,7 +27,7 @@ def runs(tmp_path_factory):
     rope = tiny_config(corpus, root / "rope", max_steps=2)
     rope["model"]["rope"] = True
     rnns = {}
-    for name in ("lstm", "gru"):
+    for name in ("lstm", "gru", "rnn"):
         cfg = tiny_config(corpus, root / name, max_steps=2)
         cfg["model"] = {"name": name, "n_layer": 2, "n_embd": 16}
         rnns[name] = genlab.train(cfg, progress=False).path
@@ -91,7 +91,7 @@ def genlab_export(run, out):
     return export(run, "hf", out, progress=False)
 
 
-@pytest.mark.parametrize("kind", ["char", "rope", "lstm", "gru", "fnet-learned", "fnet-fourier"])
+@pytest.mark.parametrize("kind", ["char", "rope", "lstm", "gru", "rnn", "fnet-learned", "fnet-fourier"])
 def test_onnx_matches_pytorch_and_samples_the_same_tokens(runs, kind, cli, tmp_path):
     run = runs[kind]
     out = tmp_path / "onnx"

@@ -6,13 +6,13 @@ import torch
 from genlab.config import build_config
 from genlab.models import family_class
 
-FAMILIES = ["gpt", "lstm", "gru", "fnet", "fnet-fourier", "ngram"]
+FAMILIES = ["gpt", "lstm", "gru", "rnn", "fnet", "fnet-fourier", "ngram"]
 VOCAB = 50
 
 
 def tiny_model(name: str):
     sets = {"gpt": ["model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=16"],
-            "lstm": ["model.n_layer=2", "model.n_embd=32"], "gru": ["model.n_layer=2", "model.n_embd=32"],
+            "lstm": ["model.n_layer=2", "model.n_embd=32"], "gru": ["model.n_layer=2", "model.n_embd=32"], "rnn": ["model.n_layer=2", "model.n_embd=32"],
             "fnet-fourier": ["model.mixing=fourier"]}.get(name, [])
     family = name.split("-")[0]
     cfg = build_config(None, {"model": family}, sets)

@@ -28,7 +28,7 @@ def _seed():
 def tiny(family: str, block: int = 32):
     if family in ("gpt", "gpt-rope"):
         return GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=block, rope=family == "gpt-rope"), V)
-    if family in ("lstm", "gru"):
+    if family in ("lstm", "gru", "rnn"):
         return RNN(RNNConfig(name=family, n_layer=2, n_embd=16, dropout=0.0), V)
     if family in ("fnet", "fnet-fourier"):
         return FNet(FNetConfig(n_layer=2, n_embd=16, block_size=block, mixing="fourier" if family == "fnet-fourier" else "learned"), V)
@@ -37,7 +37,7 @@ def tiny(family: str, block: int = 32):
     return model
 
 
-FAMILIES = ["gpt", "gpt-rope", "lstm", "gru", "fnet", "fnet-fourier", "ngram"]
+FAMILIES = ["gpt", "gpt-rope", "lstm", "gru", "rnn", "fnet", "fnet-fourier", "ngram"]
 
 
 def decode_rows(model, prompt: torch.Tensor, d: Decoding, use_cache: bool, seed: int = 0, continuous: bool = False) -> torch.Tensor:

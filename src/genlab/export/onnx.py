@@ -266,7 +266,7 @@ class OnnxRNN:
 
 
 SEQUENCE_EXPORTS = {"gpt": (export_gpt, OnnxGPT), "fnet": (export_fnet, OnnxFNet), "lstm": (export_rnn, OnnxRNN),
-                    "gru": (export_rnn, OnnxRNN)}
+                    "gru": (export_rnn, OnnxRNN), "rnn": (export_rnn, OnnxRNN)}
 
 
 def onnx_model(path: Path, cfg, vocab_size: int):
@@ -284,7 +284,7 @@ def export_onnx(generator, work: Path) -> dict:
     if config.task == "image":
         return export_image(generator, work)
     if config.model.name not in SEQUENCE_EXPORTS:
-        raise GenlabError(f"--format onnx: GPT, FNet, LSTM, GRU and image runs export to ONNX, not {config.model.name!r} "
+        raise GenlabError(f"--format onnx: GPT, FNet, LSTM, GRU, RNN and image runs export to ONNX, not {config.model.name!r} "
                           "(an n-gram table has no network to export)")
     model = generator.model.cpu().eval()
     SEQUENCE_EXPORTS[config.model.name][0](model, work / "model.onnx")

@@ -17,6 +17,7 @@ FAMILIES: dict[str, str] = {
     "gpt": "genlab.models.gpt:GPT",
     "lstm": "genlab.models.rnn:RNN",
     "gru": "genlab.models.rnn:RNN",
+    "rnn": "genlab.models.rnn:RNN",
     "fnet": "genlab.models.fnet:FNet",
     "ngram": "genlab.models.ngram:NGram",
     "gan": "genlab.models.gan:GAN",
@@ -25,7 +26,7 @@ FAMILIES: dict[str, str] = {
     "ddpm": "genlab.models.unet:UNet",
 }
 
-SEQUENCE_FAMILIES = ("gpt", "lstm", "gru", "fnet", "ngram")
+SEQUENCE_FAMILIES = ("gpt", "lstm", "gru", "rnn", "fnet", "ngram")
 IMAGE_FAMILIES = ("gan", "dcgan", "vae", "ddpm")
 
 

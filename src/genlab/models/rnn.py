@@ -1,11 +1,15 @@
-"""Recurrent language models: LSTM (Hochreiter & Schmidhuber 1997) and GRU (Cho et al. 2014).
+"""Recurrent language models: the plain (Elman) RNN, LSTM (Hochreiter & Schmidhuber 1997) and GRU
+(Cho et al. 2014).
 
-    idx (B, T) -> embedding -> n_layer stacked LSTM/GRU -> linear head -> logits (B, T, V)
+    idx (B, T) -> embedding -> n_layer stacked RNN/LSTM/GRU -> linear head -> logits (B, T, V)
 
 Recurrence is causal by construction. Sampling carries the hidden state
 from step to step, so each new token costs one recurrence step however
 long the text already is. A GRU has three gates to the LSTM's four, so at
-equal width it has about 3/4 of the recurrent parameters.
+equal width it has about 3/4 of the recurrent parameters; the plain RNN
+(h_t = tanh(W x_t + U h_{t-1} + b)) has no gates, a quarter of the LSTM's,
+and is the one whose gradients vanish over long spans: the baseline the
+gated cells were made to beat.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from genlab.config import ModelConfig
 
 
 class RNNConfig(ModelConfig):
-    name: Literal["lstm", "gru"] = "lstm"
+    name: Literal["lstm", "gru", "rnn"] = "lstm"
     n_layer: int = 2
     n_embd: int = 256  # embedding width and hidden size
     block_size: int = 128  # length of the training windows (truncated backprop through time)
@@ -36,7 +40,7 @@ class RNN(nn.Module):
         self.vocab_size = vocab_size
         self.max_context = None  # the state carries any length
         self.embed = nn.Embedding(vocab_size, cfg.n_embd)
-        cell = nn.LSTM if cfg.name == "lstm" else nn.GRU
+        cell = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cfg.name]  # nn.RNN: tanh, the Elman network
         self.rnn = cell(cfg.n_embd, cfg.n_embd, num_layers=cfg.n_layer, batch_first=True,
                         dropout=cfg.dropout if cfg.n_layer > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)

@@ -54,7 +54,7 @@ def check_carry_state(config: RunConfig, model) -> None:
     from genlab import distributed
 
     if getattr(model, "max_context", 0) is not None or hasattr(model, "fit"):
-        raise GenlabError(f"train.carry_state: only recurrent models carry a state (lstm, gru), not {config.model.name!r}")
+        raise GenlabError(f"train.carry_state: only recurrent models carry a state (lstm, gru, rnn), not {config.model.name!r}")
     if getattr(config.data, "music", None) is not None and config.task == "music" and config.data.music.transpose:
         raise GenlabError("train.carry_state: consecutive windows cannot be transposed; set data.music.transpose = 0")
     if distributed.world().active:
