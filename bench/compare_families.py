@@ -2,7 +2,7 @@
 
     python bench/compare_families.py --data ../shared/data/tinyshakespeare.txt --seconds 180 [--threads 2]
 
-Trains recipes/tinyshakespeare-{gpt,fnet,lstm,gru,ngram}.toml with their time
+Trains recipes/tinyshakespeare-{gpt,fnet,lstm,gru,rnn,ngram}.toml with their time
 budget replaced by --seconds (the n-gram only counts), on the same data, seed
 and split, then measures each run the same way (genlab.compare): parameters,
 val loss and bits per char over the whole val split, train tokens/s, sample
@@ -24,7 +24,7 @@ import torch
 from genlab.compare import compare, format_table
 
 ROOT = Path(__file__).resolve().parent.parent
-FAMILIES = ["gpt", "fnet", "lstm", "gru", "ngram"]
+FAMILIES = ["gpt", "fnet", "lstm", "gru", "rnn", "ngram"]
 
 
 def main() -> None:
