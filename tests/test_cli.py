@@ -211,6 +211,22 @@ def test_train_sample_eval_from_the_command_line(tmp_path, corpus_file, cli):
     assert "max_steps = 20" in saved and "seed = 5" in saved  # flags land in the resolved config
 
 
+def test_a_word_level_run_from_the_command_line(tmp_path, corpus_file, cli):
+    r = cli("train", "text", "--data", corpus_file, "--tokenizer", "word", "--model", "lstm", "--max-steps", "20", "--quiet",
+            "--out", tmp_path / "words", "--set", "model.n_layer=1", "--set", "model.n_embd=32", "--set", "train.batch_size=8")
+    assert r.returncode == 0, r.stderr
+    from genlab.tokenizers import load_tokenizer
+
+    tokenizer = load_tokenizer(tmp_path / "words" / "tokenizer.json")
+    assert tokenizer.kind == "word" and " the" in tokenizer.words  # words, with the space before them
+    s = cli("sample", tmp_path / "words", "--prompt", "The cat", "--max-new-tokens", "12", "--seed", "1")
+    assert s.returncode == 0 and s.stdout.startswith("The cat")
+    assert len(tokenizer.encode(s.stdout.rstrip("\n"))) >= 12  # twelve words (or punctuation, or spaces) more
+    r = cli("eval", tmp_path / "words")
+    results = json.loads((tmp_path / "words" / "eval.json").read_text())
+    assert r.returncode == 0 and results["bits_per_char"] < results["loss"] / 0.6931  # a word carries several characters
+
+
 def test_stop_strings_are_unescaped_like_printf(trained, cli):
     from genlab.cli.sample import unescape
 

@@ -59,7 +59,7 @@ def test_python_stdlib_is_the_running_pythons_library_without_tests():
     assert not any("/test/" in p.as_posix() or "site-packages" in p.as_posix() for p in files)
 
 
-@pytest.mark.parametrize("kind", ["char", "bpe"])
+@pytest.mark.parametrize("kind", ["char", "bpe", "word"])
 def test_tokenizer_round_trips_and_saves(tmp_path, kind):
     text = "Hello, wörld!\n\tIndented  text — ünïcode ✓ 12345\n"
     cfg = build_config(None, {}, [f"tokenizer.kind='{kind}'", "tokenizer.vocab_size=300", "tokenizer.min_frequency=1"]).tokenizer
@@ -68,8 +68,8 @@ def test_tokenizer_round_trips_and_saves(tmp_path, kind):
     save_tokenizer(tok, tmp_path / "tokenizer.json")
     again = load_tokenizer(tmp_path / "tokenizer.json")
     assert again.encode(text) == tok.encode(text) and again.vocab_size == tok.vocab_size
-    # unit lengths: chars for char-level, UTF-8 bytes for byte-level BPE
-    expected = len(text) if kind == "char" else len(text.encode())
+    # unit lengths: chars for char-level and word-level, UTF-8 bytes for byte-level BPE
+    expected = len(text) if kind in ("char", "word") else len(text.encode())
     assert int(tok.unit_lengths()[tok.encode(text)].sum()) == expected
 
 
@@ -125,3 +125,14 @@ def test_the_tail_split_is_the_end_of_the_corpus_as_nanogpt_cuts_it(tmp_path):
     assert tokenizer.decode(store.split("val")) == text[int(n * 0.9):]
     assert tokenizer.decode(store.split("train")) == text[: int(n * 0.9)]
     assert store.header["split"] == "tail"
+
+
+def test_word_tokens_are_treebank_words_with_their_space_and_unknown_words_say_so():
+    from genlab.tokenizers.word import WordTokenizer, pieces
+
+    text = 'He said, "It\'s fine."\n\nThen  left (quickly).\n'
+    assert list(pieces(text))[:8] == ["He", " said", ",", ' "', "It", "'s", " fine", "."]
+    assert "".join(pieces(text)) == text  # the pieces are the text itself: decoding is concatenation
+    tok = WordTokenizer.train([text * 3, "He said no.\n"], None)  # min_frequency 2: "no" is out
+    assert tok.decode(tok.encode("He said no, fine.")) == "He said <unk>, fine."
+    assert tok.decode(tok.encode(text)) == text

@@ -89,9 +89,9 @@ class DataConfig(Section):
 
 
 class TokenizerConfig(Section):
-    kind: str = "char"  # char | bpe (| code | midi, added by their modalities)
-    vocab_size: Annotated[int, Field(ge=2)] = 4096  # BPE only
-    min_frequency: Positive = 2  # BPE only
+    kind: str = "char"  # char | bpe | word (| code | midi, added by their modalities)
+    vocab_size: Annotated[int, Field(ge=2)] = 4096  # BPE and word only
+    min_frequency: Positive = 2  # BPE and word only: rarer pieces are not in the vocabulary
 
 
 class ModelConfig(Section):

@@ -26,6 +26,7 @@ KINDS: dict[str, str] = {
     "bpe": "genlab.tokenizers.bpe:BPETokenizer",
     "code": "genlab.tokenizers.code:CodeTokenizer",
     "midi": "genlab.tokenizers.midi:MidiTokenizer",
+    "word": "genlab.tokenizers.word:WordTokenizer",
 }
 
 
