@@ -372,6 +372,24 @@ def section_export() -> str:
     return "\n\n".join(parts)
 
 
+def section_word_vs_char() -> str:
+    d = load("word_vs_char.json")
+    if d is None:
+        return ""
+    rows = [[r["recipe"].removesuffix(".toml"), r["tokenizer"], r["steps"], round(r["val_bits_per_char"], 3),
+             f"{r['unknown_share']:.1%}" if r["tokenizer"] == "word" else "-",
+             round(r["train_tokens_per_s"]) if r["train_tokens_per_s"] else "-"] for r in d["rows"]]
+    return "\n\n".join([
+        "### Words against characters, the same wall clock",
+        "Each recipe trained on characters and on words (`--tokenizer word`, up to 8,192 pieces), `data.split = tail`; "
+        "val loss of the kept weights over the whole val split in bits per character (a word token's loss divided by "
+        "the characters it stands for), so the two read on one scale — except that a word outside the vocabulary is "
+        "predicted as `<unk>` and counted as five characters, which flatters the word runs by about their unknown share.",
+        table(["recipe", "tokens", "steps", "val bits/char", "unknown words", "train tokens/s"], rows),
+        provenance(d["command"], "word_vs_char.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
 def section_profile() -> str:
     d = load("train_profile.json")
     if d is None:
@@ -435,7 +453,7 @@ def section_memory() -> str:
 
 
 SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_variants, section_text_train,
-            section_profile, section_text_sample,
+            section_profile, section_text_sample, section_word_vs_char,
             section_music, section_code, section_images, section_serve, section_serve_constraints, section_export,
             section_demo, section_memory]
 
