@@ -51,3 +51,33 @@ def test_a_user_error_is_one_line_and_exit_status_1(tmp_path):
     assert completed.returncode == 1
     assert completed.stderr == "error: --split 70/15/10: ratios sum to 95, not 100\n"
     assert not (tmp_path / "o").exists()
+
+
+def test_a_part_of_speech_profile_with_a_tagger_trained_here_and_a_one_line_error_without_its_data(tmp_path, cli):
+    from nltk.tag.perceptron import PerceptronTagger
+
+    from genlab.prep import report
+
+    raw = write_csv(tmp_path / "raw.csv")
+    out = tmp_path / "prepared"
+    assert CliRunner().invoke(app, ["data", "prepare", str(raw), "--text-col", "text", "--out", str(out)]).exit_code == 0
+    # Texts read "Record 12: the cat is good!": a tagger trained on a few hand-tagged sentences of that shape.
+    tagged = [[("Record", "NN"), ("7", "CD"), (":", ":"), ("the", "DT"), (word, "NN"), ("is", "VBZ"), (adj, "JJ"), ("!", ".")]
+              for word in ("cat", "dog", "sky") for adj in ("good", "bad", "fine")]
+    tagger = PerceptronTagger(load=False)
+    tagger.train(tagged, nr_iter=5)
+    profile = report(out, pos=True, tagger=tagger)["pos"]
+    assert set(profile) <= {"NN", "CD", ":", "DT", "VBZ", "JJ", "."} and abs(sum(profile.values()) - 1) < 1e-3
+    assert profile["DT"] == profile["VBZ"] > 0.1  # one "the" and one "is" per text
+    try:
+        PerceptronTagger()
+        installed = True
+    except (LookupError, OSError):
+        installed = False
+    r = cli("data", "report", out, "--pos")
+    if installed:
+        assert r.returncode == 0 and "parts of speech" in r.stdout
+    else:  # nothing is downloaded: one line says how to install the tagger's data
+        assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+            "error: --pos: NLTK's tagger data is not installed here; install it once with "
+            "`python -m nltk.downloader averaged_perceptron_tagger_eng`"]

@@ -66,12 +66,13 @@ def prepare(
 def report(
     folder: Path = typer.Argument(..., help="A folder written by `genlab data prepare`."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
+    pos: bool = typer.Option(False, "--pos", help="Add the text column's part-of-speech profile (NLTK's tagger; its data must be installed)."),
 ) -> None:
-    """Records per split, columns, missing values, duplicates, label balance, text lengths.
+    """Records per split, columns, missing values, duplicates, label balance, text lengths (and parts of speech).
 
     Also writes report.json and text_lengths.png into FOLDER.
     """
     from genlab.prep import format_report, report as run_report
 
-    result = run_report(folder)
+    result = run_report(folder, pos=pos)
     typer.echo(json.dumps(result, indent=2, sort_keys=True) if as_json else format_report(result))

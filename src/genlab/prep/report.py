@@ -82,14 +82,53 @@ def _histogram(lengths: dict[str, Counter]) -> bytes:
     return png_bytes(figure)
 
 
-def report(prepared: str | Path) -> dict:
-    """Summarize the prepared dataset folder `prepared` (see the module docstring).
+POS_TEXTS = 2000  # texts of the train split the part-of-speech profile reads
+
+
+def default_tagger():
+    """NLTK's averaged perceptron tagger, from its data where installed locally (nothing is downloaded)."""
+    from nltk.tag.perceptron import PerceptronTagger
+
+    try:
+        return PerceptronTagger()
+    except (LookupError, OSError):
+        raise GenlabError("--pos: NLTK's tagger data is not installed here; install it once with "
+                          "`python -m nltk.downloader averaged_perceptron_tagger_eng`") from None
+
+
+def pos_profile(texts, tagger) -> dict[str, float]:
+    """Share of each part-of-speech tag over the words of `texts` (Treebank words, as `tagger` tags them)."""
+    from nltk.tokenize import TreebankWordTokenizer
+
+    words = TreebankWordTokenizer()
+    counts = Counter(tag for text in texts for _, tag in tagger.tag(words.tokenize(text)))
+    total = sum(counts.values()) or 1
+    return {tag: round(n / total, 4) for tag, n in counts.most_common()}
+
+
+def _train_texts(folder: Path, pipeline: dict, limit: int) -> list[str]:
+    fmt, texts = FORMATS[pipeline["format"]], []
+    for chunk, _ in fmt.read(folder / f"train{fmt.extension}", CHUNK_ROWS):
+        texts += [t for t in chunk[pipeline["text_col"]].tolist() if isinstance(t, str)]
+        if len(texts) >= limit:
+            break
+    return texts[:limit]
+
+
+def report(prepared: str | Path, pos: bool = False, tagger=None) -> dict:
+    """Summarize the prepared dataset folder `prepared` (see the module docstring); with `pos`, add the
+    part-of-speech profile of the text column's train split (`tagger`: any NLTK tagger; default: the
+    perceptron tagger, when its data is installed).
 
     Returns the report as a dict and writes report.json (and text_lengths.png
     when there is a text column) into the folder.
     """
     folder = Path(prepared)
     pipeline = read_pipeline(folder)
+    if pos and not pipeline["text_col"]:
+        raise GenlabError(f"--pos: {folder} has no text column (prepare it with --text-col)")
+    if pos and tagger is None:
+        tagger = default_tagger()  # before any work: a missing tagger is a one-line error, not a late failure
     extension = FORMATS[pipeline["format"]].extension
     splits, lengths = {}, {}
     for split in SPLITS:
@@ -109,6 +148,8 @@ def report(prepared: str | Path) -> dict:
     if any(lengths.values()):
         atomic_write_bytes(folder / HISTOGRAM, _histogram(lengths))
         result["histogram"] = HISTOGRAM
+    if pos:
+        result["pos"] = pos_profile(_train_texts(folder, pipeline, POS_TEXTS), tagger)
     atomic_write_json(folder / "report.json", result)
     return result
 
@@ -142,4 +183,7 @@ def format_report(result: dict) -> str:
                 for s in SPLITS if "text_length" in splits[s]]
         lines += ["", f"text length in characters ({result['text_col']}):"] + _table(["split", "min", "mean", "max"], rows)
         lines += [f"histogram: {result['histogram']}"]
+    if result.get("pos"):
+        rows = [[tag, f"{share:.1%}"] for tag, share in list(result["pos"].items())[:12]]
+        lines += ["", f"parts of speech ({result['text_col']}, train split, the 12 most frequent):"] + _table(["tag", "share"], rows)
     return "\n".join(lines)
