@@ -31,6 +31,7 @@ def main() -> None:
     import genlab
     from genlab.config import build_config
     from genlab.datasets.token_store import TokenStore
+    from genlab.runs import RunDir
 
     load_avg = list(os.getloadavg())
     rows = []
@@ -41,8 +42,7 @@ def main() -> None:
             config = build_config(ROOT / "recipes" / recipe, {"data": args.data, "out": str(Path(args.out) / f"{recipe}-{kind}")}, sets)
             run = genlab.train(config, progress=False, overwrite=True)
             val = TokenStore(run.path / "data").split("val")
-            rows_metrics = [r for r in run.path.joinpath("metrics.jsonl").read_text().splitlines()]
-            rates = [json.loads(r)["tok_per_s"] for r in rows_metrics if "tok_per_s" in r]
+            rates = [r["tok_per_s"] for r in RunDir(run.path).read_metrics() if "tok_per_s" in r]
             row = {"recipe": recipe, "tokenizer": kind, "steps": run.results["step"], "val_bits_per_char": run.results["val_bits_per_char"],
                    "val_tokens": int(len(val)), "unknown_share": float((val <= 1).mean()) if kind == "word" else 0.0,
                    "train_tokens_per_s": sorted(rates)[len(rates) // 2] if rates else None}

@@ -99,7 +99,7 @@ def load_export(folder: str | Path):
     `int8 --backend torch`, over the quantized PyTorch model) instead of the run's fp32 model."""
     from genlab.config import load_config
     from genlab.export.onnx import onnx_model
-    from genlab.runs import export_info
+    from genlab.export.torch_int8 import WEIGHTS
     from genlab.tasks import task_of
     from genlab.tokenizers import load_tokenizer
 
@@ -108,8 +108,8 @@ def load_export(folder: str | Path):
     if config.task == "image":
         return _load_onnx_images(folder, config)
     tokenizer = load_tokenizer(folder / "tokenizer.json")
-    if export_info(folder).get("backend", "").startswith("torch"):
-        from genlab.export.torch_int8 import WEIGHTS, load_int8_model
+    if (folder / WEIGHTS).is_file():  # `int8 --backend torch` writes these weights instead of model.onnx
+        from genlab.export.torch_int8 import load_int8_model
         from genlab.runs import load_tensors
         from genlab.tasks.sequence import build_model
 

@@ -103,7 +103,8 @@ class Scheduler:
 
     def _loop(self) -> None:
         while not self.stopping:
-            if self.kept is not None and not self.swap_pending and self.kept.changed():
+            # Looked at when requests arrive (between requests), not at every decode step.
+            if self.kept is not None and not self.swap_pending and not self.inbox.empty() and self.kept.changed():
                 self.swap_pending = True  # admit nothing new; the rows in flight finish on the old weights
             if self.swap_pending and not self.running:
                 self._swap()

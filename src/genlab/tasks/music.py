@@ -220,14 +220,17 @@ class MusicGenerator(SequenceGenerator):
         while engine.active:
             for event in engine.step():
                 made = engine.tokens(event.slot)
-                check = len(made) % CHECK_EVERY == 0 or event.finish is not None
-                if (by_length and event.finish is None and len(made) % CHECK_EVERY == 0) or (on_notes and check):
+                at_check = len(made) % CHECK_EVERY == 0
+                measure = by_length and event.finish is None and at_check  # long enough yet?
+                tell = on_notes is not None and (at_check or event.finish is not None)
+                if measure or tell:
                     score = self.tokenizer.decode(prime_ids + made)
                     limit = end_tick(score) if by_length else None
-                    if on_notes:
-                        self._tell_notes(on_notes, slots.index(event.slot), score, limit, heard[slots.index(event.slot)])
-                    if by_length and score.note_num() > 0 and score.end() >= limit:
-                        engine.cancel(event.slot)  # long enough
+                    if tell:
+                        row = slots.index(event.slot)
+                        self._tell_notes(on_notes, row, score, limit, heard[row])
+                    if measure and score.note_num() > 0 and score.end() >= limit:
+                        engine.cancel(event.slot)
         samples = []
         for slot in slots:
             made = engine.tokens(slot)
