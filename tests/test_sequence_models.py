@@ -6,14 +6,19 @@ import torch
 from genlab.config import build_config
 from genlab.models import family_class
 
-FAMILIES = ["gpt", "lstm", "gru", "rnn", "fnet", "fnet-fourier", "ngram"]
+FAMILIES = ["gpt", "lstm", "gru", "rnn", "fnet", "fnet-fourier", "ngram", "wavenet", "wavenet-k3"]
 VOCAB = 50
 
 
 def tiny_model(name: str):
     sets = {"gpt": ["model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=16"],
             "lstm": ["model.n_layer=2", "model.n_embd=32"], "gru": ["model.n_layer=2", "model.n_embd=32"], "rnn": ["model.n_layer=2", "model.n_embd=32"],
-            "fnet-fourier": ["model.mixing=fourier"]}.get(name, [])
+            "fnet-fourier": ["model.mixing=fourier"],
+            # receptive fields of 8 and 15 samples: shorter than the 16-token inputs, and a prompt of 5 shorter than
+            # the deepest layer's ring buffer
+            "wavenet": ["model.layers_per_stack=3", "model.residual_channels=8", "model.skip_channels=8"],
+            "wavenet-k3": ["model.layers_per_stack=3", "model.stacks=1", "model.kernel_size=3", "model.residual_channels=8",
+                           "model.skip_channels=8"]}.get(name, [])
     family = name.split("-")[0]
     cfg = build_config(None, {"model": family}, sets)
     torch.manual_seed(0)

@@ -15,6 +15,7 @@ from genlab.models.fnet import FNet, FNetConfig, causal_fft_conv, causal_toeplit
 from genlab.models.gpt import GPT, GPTConfig
 from genlab.models.ngram import NGram, NGramConfig
 from genlab.models.rnn import RNN, RNNConfig
+from genlab.models.wavenet import WaveNet, WaveNetConfig
 from genlab.sampling.engine import Decoding, Engine, Request, decode
 
 V = 11
@@ -32,12 +33,14 @@ def tiny(family: str, block: int = 32):
         return RNN(RNNConfig(name=family, n_layer=2, n_embd=16, dropout=0.0), V)
     if family in ("fnet", "fnet-fourier"):
         return FNet(FNetConfig(n_layer=2, n_embd=16, block_size=block, mixing="fourier" if family == "fnet-fourier" else "learned"), V)
+    if family == "wavenet":  # a receptive field of 15: decoding past it, the uncached path recomputes a window
+        return WaveNet(WaveNetConfig(layers_per_stack=3, residual_channels=8, skip_channels=8), V)
     model = NGram(NGramConfig(order=4), V)
     model.fit(np.random.default_rng(0).integers(0, V, 3000))
     return model
 
 
-FAMILIES = ["gpt", "gpt-rope", "lstm", "gru", "rnn", "fnet", "fnet-fourier", "ngram"]
+FAMILIES = ["gpt", "gpt-rope", "lstm", "gru", "rnn", "fnet", "fnet-fourier", "ngram", "wavenet"]
 
 
 def decode_rows(model, prompt: torch.Tensor, d: Decoding, use_cache: bool, seed: int = 0, continuous: bool = False) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Seeing and hearing music: a piano-roll PNG, and a WAV rendered from a MIDI score.
+"""Seeing and hearing music and sound: a piano-roll PNG, a WAV rendered from a MIDI score, and a
+spectrogram PNG beside a WAV for raw audio.
 
 Audio comes from FluidSynth with a General MIDI SoundFont when both are
 installed (Debian: `fluidsynth`, `fluid-soundfont-gm`; or GENLAB_SOUNDFONT
@@ -106,19 +107,19 @@ def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     return buf.getvalue()
 
 
-def render_wav(score, midi_path: Path, dest: Path) -> str:
+def render_wav(score, midi_path: Path, dest: Path, sample_rate: int = 44100) -> str:
     """Write `dest` (WAV) for the score saved at `midi_path`; returns which renderer made it."""
     fluidsynth, soundfont = shutil.which("fluidsynth"), find_soundfont()
     if fluidsynth and soundfont:
         tmp = Path(dest).with_name(f".{Path(dest).name}.{os.getpid()}.tmp.wav")
         try:
-            subprocess.run([fluidsynth, "-ni", "-g", "0.8", "-r", "44100", "-F", str(tmp), str(soundfont), str(midi_path)],
+            subprocess.run([fluidsynth, "-ni", "-g", "0.8", "-r", str(sample_rate), "-F", str(tmp), str(soundfont), str(midi_path)],
                            check=True, capture_output=True, timeout=600)
             os.replace(tmp, dest)
             return f"fluidsynth ({soundfont.name})"
         except (subprocess.SubprocessError, OSError):
             tmp.unlink(missing_ok=True)  # fall through to the built-in synthesizer
-    atomic_write_bytes(dest, wav_bytes(synthesize(score)))
+    atomic_write_bytes(dest, wav_bytes(synthesize(score, sample_rate), sample_rate))
     return "built-in synthesizer"
 
 
@@ -134,3 +135,29 @@ def write_music(score, dest: Path, prime_seconds: float | None = None, title: st
     piano_roll_png(score, dest.with_suffix(".png"), prime_seconds, title)
     renderer = render_wav(score, dest, dest.with_suffix(".wav"))
     return [dest, dest.with_suffix(".png"), dest.with_suffix(".wav")], renderer
+
+
+def spectrogram_png(audio: np.ndarray, sample_rate: int, dest: Path, split_seconds: float | None = None, title: str = "") -> None:
+    """A log-magnitude spectrogram of mono audio (N,), time across and frequency up; a dashed line marks
+    where a prime ends and the generated continuation begins."""
+    from genlab.plots import new_figure, save_figure
+
+    figure, ax = new_figure(10, 3.5)
+    nfft = 512 if sample_rate >= 8000 else 256
+    if len(audio) > nfft:
+        ax.specgram(audio, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap="magma", scale="dB")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("Hz")
+    if split_seconds:
+        ax.axvline(split_seconds, color="white", linestyle="--", linewidth=1.2)
+    if title:
+        ax.set_title(title)
+    save_figure(figure, dest)
+
+
+def write_audio(audio: np.ndarray, sample_rate: int, dest: Path, prime_seconds: float | None = None, title: str = "") -> list[Path]:
+    """Write DEST.wav (16-bit PCM) and DEST.png (its spectrogram); returns both paths."""
+    dest = Path(dest).with_suffix(".wav")
+    atomic_write_bytes(dest, wav_bytes(audio, sample_rate))
+    spectrogram_png(audio, sample_rate, dest.with_suffix(".png"), prime_seconds, title)
+    return [dest, dest.with_suffix(".png")]

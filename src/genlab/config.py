@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_text
 
-Task = Literal["text", "code", "music", "image"]
+Task = Literal["text", "code", "music", "audio", "image"]
 
 
 class Section(BaseModel):
@@ -57,6 +57,15 @@ class MusicOptions(Section):
     use_velocities: bool = True  # off: every note at one loudness (a smaller vocabulary)
 
 
+class AudioOptions(Section):
+    """How sound files become samples (issue: sound and words)."""
+
+    sample_rate: Positive = 16000  # every file is resampled (soxr) to this rate; stereo is averaged to mono
+    bits: Annotated[int, Field(ge=2, le=16)] = 8  # mu-law levels = 2^bits (the vocabulary)
+    condition: bool = False  # global conditioning: each file's class is the first subfolder it sits in
+    max_seconds: PositiveFloat | None = None  # keep at most this much of each file (None: all of it)
+
+
 class CodeOptions(Section):
     """How a code base becomes a corpus (issue: code generation)."""
 
@@ -78,6 +87,7 @@ class DataConfig(Section):
     split_chunk: Positive = 1024  # tokens per chunk when splitting by seed
     image: ImageOptions = ImageOptions()
     music: MusicOptions = MusicOptions()
+    audio: AudioOptions = AudioOptions()
     code: CodeOptions = CodeOptions()
 
     @field_validator("val_fraction", "test_fraction")
@@ -162,7 +172,7 @@ class SampleConfig(Section):
 
 
 # The model a task trains when the config names none (`genlab train text` with no --model).
-DEFAULT_MODEL = {"text": "gpt", "code": "gpt", "music": "gpt", "image": "ddpm"}
+DEFAULT_MODEL = {"text": "gpt", "code": "gpt", "music": "gpt", "audio": "wavenet", "image": "ddpm"}
 
 
 class RunConfig(Section):

@@ -36,3 +36,11 @@ class MusicSample:
     score: object  # symusic Score in ticks: the prime as the tokenizer renders it, then the new music
     tokens: list[int] = field(default_factory=list)  # the generated token ids
     finish_reason: str = "length"  # "length" (the asked seconds/bars/tokens) or "cap" (the token cap came first)
+
+
+@dataclass
+class AudioSample:
+    audio: object  # float32 numpy array (N,) in [-1, 1]: the prime, then the generated continuation
+    sample_rate: int
+    prime_samples: int = 0  # how many of the first samples are the prime
+    finish_reason: str = "length"

@@ -34,11 +34,11 @@ def sample(
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Print text as it is generated (default with one sample)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Diffusion sampling steps (images)."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="ddpm or ddim (diffusion)."),
-    class_label: Optional[int] = typer.Option(None, "--class", help="Class to generate (class-conditional image runs)."),
+    class_label: Optional[str] = typer.Option(None, "--class", help="Class to generate: a number (image runs), or a class name or number (conditioned audio runs)."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (diffusion)."),
     interpolate: bool = typer.Option(False, "--interpolate", help="A latent interpolation strip between two seeds (GAN/VAE)."),
-    prime: Optional[Path] = typer.Option(None, "--prime", help="A MIDI file to continue (music)."),
-    seconds: Optional[float] = typer.Option(None, "--seconds", help="Length of music to generate, in seconds."),
+    prime: Optional[Path] = typer.Option(None, "--prime", help="A MIDI file (music) or sound file (audio) to continue."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Length of music or sound to generate, in seconds."),
     bars: Optional[int] = typer.Option(None, "--bars", help="Length of music to generate, in bars."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: str = threads_option(),
@@ -95,11 +95,16 @@ def write_text(gen, prompt: str | None = None, n: int = 1, seed: int | None = No
 
 
 def write_images(gen, n: int = 16, seed: int | None = None, out: Path | None = None, steps: int | None = None,
-                 sampler: str | None = None, class_label: int | None = None, guidance: float | None = None,
+                 sampler: str | None = None, class_label: str | None = None, guidance: float | None = None,
                  interpolate: bool | None = None) -> None:
     """Images: a grid PNG plus one PNG per image in a folder beside it, or with --interpolate a strip of
     n frames between seeds `seed` and `seed + 1`."""
     from genlab.grids import make_grid, save_png
+
+    if class_label is not None:
+        if not class_label.lstrip("-").isdigit():
+            raise GenlabError(f"--class: image runs take a class number, not {class_label!r}")
+        class_label = int(class_label)
 
     seed = seed if seed is not None else random.randrange(1 << 31)
     out = Path(out) if out is not None else (gen.run.path if gen.run is not None else Path(".")) / f"sample_seed{seed}.png"
@@ -149,8 +154,33 @@ def write_music(gen, n: int = 1, seed: int | None = None, out: Path | None = Non
               f"audio: {renderer})", file=sys.stderr)
 
 
+def write_audio(gen, n: int = 1, seed: int | None = None, out: Path | None = None, prime: Path | None = None,
+                seconds: float | None = None, max_new_tokens: int | None = None, class_label: str | None = None,
+                temperature: float | None = None, top_k: int | None = None, top_p: float | None = None) -> None:
+    """Audio: OUT.wav and OUT.png (spectrogram) per sample (OUT_1.wav, ... when n > 1); OUT defaults to
+    RUN/samples/sample.wav; one second of sound when neither --seconds nor --max-new-tokens is given."""
+    out = Path(out) if out is not None else gen.run.samples / "sample.wav"
+    dests = [out if n == 1 else out.with_name(f"{out.stem}_{i}{out.suffix or '.wav'}") for i in range(1, n + 1)]
+    for dest in dests:  # before generating: a refused --out costs nothing
+        for suffix, kind in ((".wav", "wav"), (".png", "png")):
+            check_output_file(dest.with_suffix(suffix), kind)
+    if seconds is None and max_new_tokens is None:
+        seconds = 1.0
+    t0 = time.perf_counter()
+    samples = gen.generate(prime, n=n, seed=seed, seconds=seconds, max_new_tokens=max_new_tokens, class_label=class_label,
+                           temperature=temperature, top_k=top_k, top_p=top_p, progress=True)
+    made = sum(len(s.audio) - s.prime_samples for s in samples) / gen.sample_rate
+    took = time.perf_counter() - t0
+    for dest, sample in zip(dests, samples):
+        paths = gen.save_sample(sample, dest)
+        print(f"wrote {', '.join(str(p) for p in paths)}  ({len(sample.audio) / sample.sample_rate:.2f} s at "
+              f"{sample.sample_rate} Hz{f', the first {sample.prime_samples / sample.sample_rate:.2f} s the prime' if sample.prime_samples else ''})",
+              file=sys.stderr)
+    print(f"generated {made:.2f} s of sound in {took:.1f} s ({made / took:.3f} s of sound per second)", file=sys.stderr)
+
+
 # modality -> how `genlab sample` writes it; a writer's keyword parameters are exactly the options it accepts
-WRITERS = {"text": write_text, "code": write_text, "music": write_music, "image": write_images}
+WRITERS = {"text": write_text, "code": write_text, "music": write_music, "audio": write_audio, "image": write_images}
 
 
 def unescape(text: str) -> str:

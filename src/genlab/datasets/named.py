@@ -34,6 +34,7 @@ NAMED_DATASETS: dict[str, str] = {
     "fashion-mnist": "genlab.datasets.images:fetch_fashion_mnist",
     "cifar10": "genlab.datasets.images:fetch_cifar10",
     "bach": "genlab.datasets.midi:build_bach",
+    "bach-audio": "genlab.datasets.audio:build_bach_audio",
 }
 
 # Files under the stdlib folder that are not the standard library proper.

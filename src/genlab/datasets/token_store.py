@@ -204,11 +204,13 @@ class StreamWindows(SeededBatches):
         self.positions, self.fresh = state["positions"].clone(), state["fresh"].clone()
 
 
-def eval_windows(tokens: np.ndarray, block_size: int, batch_size: int, max_batches: int | None = None):
+def eval_windows(tokens: np.ndarray, block_size: int, batch_size: int, max_batches: int | None = None, context: int = 0):
     """Non-overlapping windows covering the split once, in order: (inputs, targets) batches.
 
     Every token after the first is predicted exactly once, so the mean loss is
-    the loss over the whole split.
+    the loss over the whole split. With `context`, each window starts with up to
+    that many earlier tokens as unscored history (a model with a fixed receptive
+    field, such as WaveNet, then sees a full past at every scored position).
     """
     n = len(tokens)
     if n < 2:
@@ -220,12 +222,13 @@ def eval_windows(tokens: np.ndarray, block_size: int, batch_size: int, max_batch
             return
         group = starts[i : i + batch_size]
         lengths = [min(block_size, n - 1 - s) for s in group]
-        T = max(lengths)
+        history = [min(context, s) for s in group]
+        T = max(h + L for h, L in zip(history, lengths))
         x = np.zeros((len(group), T), dtype=np.int64)
-        y = np.full((len(group), T), -1, dtype=np.int64)  # -1 = padding, ignored by the loss
-        for row, (s, L) in enumerate(zip(group, lengths)):
-            piece = np.asarray(tokens[s : s + L + 1], dtype=np.int64)
-            x[row, :L] = piece[:-1]
-            y[row, :L] = piece[1:]
+        y = np.full((len(group), T), -1, dtype=np.int64)  # -1 = padding or history, ignored by the loss
+        for row, (s, L, h) in enumerate(zip(group, lengths, history)):
+            piece = np.asarray(tokens[s - h : s + L + 1], dtype=np.int64)
+            x[row, : h + L] = piece[:-1]
+            y[row, h : h + L] = piece[h + 1 :]
         batches += 1
         yield torch.from_numpy(x), torch.from_numpy(y)

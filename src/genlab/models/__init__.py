@@ -20,6 +20,7 @@ FAMILIES: dict[str, str] = {
     "rnn": "genlab.models.rnn:RNN",
     "fnet": "genlab.models.fnet:FNet",
     "ngram": "genlab.models.ngram:NGram",
+    "wavenet": "genlab.models.wavenet:WaveNet",
     "gan": "genlab.models.gan:GAN",
     "dcgan": "genlab.models.dcgan:DCGAN",
     "vae": "genlab.models.vae:VAE",
@@ -27,6 +28,7 @@ FAMILIES: dict[str, str] = {
 }
 
 SEQUENCE_FAMILIES = ("gpt", "lstm", "gru", "rnn", "fnet", "ngram")
+AUDIO_FAMILIES = ("wavenet",)  # sequences of mu-law samples (the audio task)
 IMAGE_FAMILIES = ("gan", "dcgan", "vae", "ddpm")
 
 

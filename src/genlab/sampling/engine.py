@@ -228,6 +228,9 @@ class Engine:
         self.device = torch.device(device)
         self.use_cache = use_cache
         self.limit = getattr(model, "max_context", None)
+        # How far an uncached step must look back: the bounded context, or a receptive field (WaveNet, whose
+        # cached state is exact at any length, but whose logits depend on the last receptive_field tokens only).
+        self.window = self.limit or getattr(model, "receptive_field", None)
         self.slots: dict[int, _Slot] = {}
         self.running: list[int] = []  # in the order they were added
         # Continuous batching (a server: requests come and go) where the model supports rows at different
@@ -367,7 +370,7 @@ class Engine:
     def _next_logits(self, group: _Group) -> torch.Tensor:
         tokens = group.tokens
         if not self.use_cache or (self.limit is not None and tokens.size(1) > self.limit):
-            context = tokens if self.limit is None else tokens[:, -self.limit:]
+            context = tokens if self.window is None else tokens[:, -self.window:]
             return self.model(context)[:, -1]
         if not group.started:
             group.state = self.model.init_state(tokens.size(0))

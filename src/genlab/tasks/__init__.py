@@ -1,6 +1,6 @@
 """Tasks: one module per modality, each with a `TASK` (the protocol in driver.py) and its Generator.
 
-Text, code and music share the sequence stack (sequence.py) and differ only in their data source,
+Text, code, music and audio share the sequence stack (sequence.py) and differ only in their data source,
 tokenizer and metrics; images have their own. `driver.train_task` trains any of them.
 """
 
@@ -14,6 +14,7 @@ TASKS: dict[str, str] = {
     "text": "genlab.tasks.text",
     "code": "genlab.tasks.code",
     "music": "genlab.tasks.music",
+    "audio": "genlab.tasks.audio",
     "image": "genlab.tasks.image",
 }
 

@@ -109,7 +109,7 @@ def evaluate_tokens(model, tokens: np.ndarray, unit_lengths: np.ndarray, block_s
     lengths = torch.from_numpy(np.asarray(unit_lengths, dtype=np.int64))
     model.eval()
     with torch.no_grad():
-        for x, y in eval_windows(tokens, block_size, batch_size, max_batches):
+        for x, y in eval_windows(tokens, block_size, batch_size, max_batches, getattr(model, "eval_context", 0)):
             losses = token_losses(model(x.to(device)), y.to(device)).cpu()
             valid = y.reshape(-1) >= 0
             nats += float(losses[valid].double().sum())
@@ -171,7 +171,7 @@ class SequenceTask:
 
         def write_samples(step: int, _weights: dict) -> None:  # the live model: it is the one being trained
             sample = generator.generate(max_new_tokens=config.train.sample_tokens, seed=step)[0]
-            atomic_write_text(run.samples / f"step_{step:06d}.txt", generator.describe(sample))
+            generator.save_sample(sample, run.samples / f"step_{step:06d}")
 
         return Training(LanguageModeling(model, forward, carry_state=carry), batches, evaluate, write_samples,
                         items_per_batch=config.train.batch_size * batches.block_size)
@@ -211,6 +211,11 @@ class SequenceGenerator:
     def describe(self, sample) -> str:
         """A sample as the text training writes to samples/."""
         return sample.text
+
+    def save_sample(self, sample, stem: Path) -> list[Path]:
+        """Write what training keeps of a sample at each eval: STEM.txt (audio writes STEM.wav and a picture)."""
+        atomic_write_text(stem.with_suffix(".txt"), self.describe(sample))
+        return [stem.with_suffix(".txt")]
 
     # ---- generation --------------------------------------------------------------
 

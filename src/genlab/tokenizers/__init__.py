@@ -27,6 +27,7 @@ KINDS: dict[str, str] = {
     "code": "genlab.tokenizers.code:CodeTokenizer",
     "midi": "genlab.tokenizers.midi:MidiTokenizer",
     "word": "genlab.tokenizers.word:WordTokenizer",
+    "mulaw": "genlab.tokenizers.mulaw:MuLawTokenizer",
 }
 
 

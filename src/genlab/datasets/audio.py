@@ -1,0 +1,95 @@
+"""Sound files in, mono float samples at one rate out; and `bach-audio`, chorales rendered to WAV.
+
+Files are read with soundfile (WAV, FLAC, OGG and whatever libsndfile reads),
+stereo is averaged to mono, and a file at another rate is resampled with
+soxr (a band-limited resampler), so every run sees one sample rate.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from genlab.datasets.text import select_files
+from genlab.errors import GenlabError
+from genlab.files import atomic_write_text
+from genlab.progress import progress_bar
+
+AUDIO_PATTERNS = ["*.wav", "*.flac", "*.ogg", "*.aiff", "*.aif"]
+BACH_AUDIO_CHORALES = 60  # how many chorales `bach-audio` renders (about 45 minutes of sound)
+BACH_AUDIO_RATE = 16000
+
+
+def read_audio(path: Path, sample_rate: int, max_seconds: float | None = None) -> np.ndarray:
+    """A sound file -> mono float32 samples (N,) in [-1, 1] at `sample_rate`."""
+    import soundfile
+    import soxr
+
+    try:
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
+        raise GenlabError(f"{path}: not a readable sound file ({e})") from None
+    mono = audio.mean(axis=1)  # (N,)
+    if max_seconds is not None:
+        mono = mono[: int(max_seconds * rate)]
+    if rate != sample_rate and len(mono):
+        mono = soxr.resample(mono, rate, sample_rate).astype(np.float32)
+    return np.clip(mono, -1.0, 1.0)
+
+
+def usable_audio_files(root: Path, include: list[str] | None = None, exclude: list[str] | None = None,
+                       progress: bool = True) -> list[Path]:
+    """The sound files under `root` (or `root` itself) that libsndfile opens and that hold samples, sorted;
+    each skipped file gets a warning naming it and why."""
+    import soundfile
+
+    root = Path(root)
+    files = select_files(root, include or AUDIO_PATTERNS, exclude)
+    if not files:
+        raise GenlabError(f"{root}: no sound files found ({', '.join(AUDIO_PATTERNS)})")
+    usable = []
+    for path in progress_bar(files, desc="checking audio", unit="file", enabled=progress and len(files) >= 50):
+        try:
+            frames = soundfile.info(str(path)).frames
+        except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
+            print(f"warning: skipping {path}: not a readable sound file ({e})", file=sys.stderr)
+            continue
+        if frames < 2:
+            print(f"warning: skipping {path}: the file holds no samples", file=sys.stderr)
+            continue
+        usable.append(path)
+    if not usable:
+        raise GenlabError(f"{root}: no usable sound file (all {len(files)} were unreadable or empty)")
+    return usable
+
+
+def class_of(path: Path, root: Path) -> str:
+    """A file's class for global conditioning: the first folder under `root` that holds it ("" at the top)."""
+    parts = Path(path).relative_to(root).parts if Path(root).is_dir() else ()
+    return parts[0] if len(parts) > 1 else ""
+
+
+def build_bach_audio(cache: Path, progress: bool = True) -> Path:
+    """`bach-audio`: the first BACH_AUDIO_CHORALES chorales of `bach`, rendered to 16 kHz WAV through
+    FluidSynth and a General MIDI SoundFont (genlab's built-in synthesizer where they are missing; the
+    marker file says which made it). Built once into `cache/bach-audio/`."""
+    from symusic import Score
+
+    from genlab.audio import render_wav
+    from genlab.datasets.midi import build_bach
+
+    dest = Path(cache) / "bach-audio"
+    marker = dest / ".complete"
+    if marker.is_file():
+        return dest
+    chorales = sorted(build_bach(cache, progress).glob("*.mid"))[:BACH_AUDIO_CHORALES]
+    dest.mkdir(parents=True, exist_ok=True)
+    renderers = set()
+    for midi in progress_bar(chorales, desc="rendering bach-audio", unit="chorale", enabled=progress):
+        renderers.add(render_wav(Score(str(midi)), midi, dest / f"{midi.stem}.wav", BACH_AUDIO_RATE))
+    if progress:
+        print(f"bach-audio: {len(chorales)} chorales at {BACH_AUDIO_RATE} Hz by {', '.join(sorted(renderers))} -> {dest}", file=sys.stderr)
+    atomic_write_text(marker, f"{len(chorales)} chorales at {BACH_AUDIO_RATE} Hz, rendered by {', '.join(sorted(renderers))}\n")
+    return dest
