@@ -42,8 +42,10 @@ TINY_MODEL = {
     "gan": ["model.hidden=[32]", "data.image.grid_samples=4"],
     "dcgan": ["model.channels=8", "data.image.grid_samples=4"],
     "vae": ["model.channels=8", "data.image.grid_samples=4"],
+    "wavenet": ["model.layers_per_stack=3", "model.stacks=1", "model.residual_channels=8", "model.skip_channels=8",
+                "model.block_size=256", "data.audio.sample_rate=8000"],
 }
-DEFAULT_FAMILY = {"text": "gpt", "code": "gpt", "music": "gpt", "image": "ddpm"}
+DEFAULT_FAMILY = {"text": "gpt", "code": "gpt", "music": "gpt", "audio": "wavenet", "image": "ddpm"}
 
 
 def examples(page: Path) -> list[str]:
@@ -80,7 +82,8 @@ def tiny(args: list[str], workspace: Path) -> list[str]:
         return [*args, *(["--n", "32", "--steps", "5"] if image else ["--n", "4"])]
     if args[0] == "sample":
         args = list(args)
-        for flag, most in (("--n", 8), ("--seconds", 2), ("--max-new-tokens", 40)):
+        audio = 'task = "audio"' in (workspace / args[1] / "config.toml").read_text()
+        for flag, most in (("--n", 8), ("--seconds", 0.1 if audio else 2), ("--max-new-tokens", 40)):
             if flag in args:
                 i = args.index(flag) + 1
                 args[i] = str(min(float(args[i]), most)) if flag == "--seconds" else str(min(int(args[i]), most))
@@ -123,6 +126,14 @@ def workspace(tmp_path, monkeypatch):
     piano.notes = [pretty_midi.Note(velocity=80, pitch=60 + i, start=i * 0.5, end=i * 0.5 + 0.5) for i in range(8)]
     theme.instruments.append(piano)
     theme.write(str(tmp_path / "my_theme.mid"))
+    import numpy as np
+    import soundfile
+
+    (tmp_path / "my_sounds").mkdir()
+    tone = lambda freq, rate: (0.4 * np.sin(2 * np.pi * freq * np.arange(rate) / rate)).astype(np.float32)  # noqa: E731
+    soundfile.write(tmp_path / "my_sounds" / "low.wav", tone(220, 8000), 8000)
+    soundfile.write(tmp_path / "my_sounds" / "high.flac", tone(880, 16000), 16000)
+    soundfile.write(tmp_path / "clip.wav", tone(330, 22050)[:5000], 22050)
     # `bach` is built from music21's 371 chorales (90 s); four of them make the same dataset, faster.
     monkeypatch.setattr("music21.corpus.chorales.Iterator",
                         lambda **kw: iter(["bach/bwv269", "bach/bwv347", "bach/bwv153.1", "bach/bwv86.6"]))

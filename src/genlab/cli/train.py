@@ -12,10 +12,10 @@ from genlab.cli.root import app, threads_option
 
 @app.command(no_args_is_help=True)
 def train(
-    task: str = typer.Argument(..., help="What to model: text, code, music or image."),
+    task: str = typer.Argument(..., help="What to model: text, code, music, audio or image."),
     data: Optional[str] = typer.Option(None, "--data", help="A file, a folder, or a named dataset (python-docs, python-stdlib, tinyshakespeare, ...)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model family: gpt, lstm, gru, fnet, ngram (sequences); gan, dcgan, vae, ddpm (images)."),
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="char, bpe or word (text); code (code, the default there); midi (music, the default there)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model family: gpt, lstm, gru, rnn, fnet, ngram (sequences); wavenet (audio); gan, dcgan, vae, ddpm (images)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="char, bpe or word (text); code (code, the default there); midi (music); mulaw (audio; the default there)."),
     out: Optional[str] = typer.Option(None, "--out", help="Run directory to write (resumed if it holds a checkpoint of the same config)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps to train for."),
     max_time: Optional[float] = typer.Option(None, "--max-time", help="Stop after this many seconds of training."),

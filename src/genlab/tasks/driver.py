@@ -2,7 +2,7 @@
 
 A modality is one module in genlab.tasks, registered in `tasks.TASKS`, whose `TASK` object supplies:
 
-    name                                  "text", "code", "music", "image", ...
+    name                                  "text", "code", "music", "audio", "image"
     defaults(config) -> config            what the modality decides when the user left it unset (data source,
                                           tokenizer kind, family defaults); refuses a model of another modality
     prepare(config, run, resume, progress) -> data
