@@ -25,11 +25,12 @@ FAMILIES: dict[str, str] = {
     "dcgan": "genlab.models.dcgan:DCGAN",
     "vae": "genlab.models.vae:VAE",
     "ddpm": "genlab.models.unet:UNet",
+    "pixelcnn": "genlab.models.pixelcnn:PixelCNN",
 }
 
 SEQUENCE_FAMILIES = ("gpt", "lstm", "gru", "rnn", "fnet", "ngram")
 AUDIO_FAMILIES = ("wavenet",)  # sequences of mu-law samples (the audio task)
-IMAGE_FAMILIES = ("gan", "dcgan", "vae", "ddpm")
+IMAGE_FAMILIES = ("gan", "dcgan", "vae", "ddpm", "pixelcnn")
 
 
 def family_class(name: str):

@@ -32,6 +32,7 @@ from genlab.weights import load_weights
 
 GRID_SEED = 1234  # the fixed noise of the per-eval grids
 GAN_FID_IMAGES = 500  # a GAN's eval: FID (genlab features) of this many images from fixed noise
+AUTOREGRESSIVE_FID_IMAGES = 256  # `genlab eval` of a PixelCNN: one forward pass per pixel makes sampling slow
 
 
 # ---- pieces ------------------------------------------------------------------------------
@@ -79,9 +80,24 @@ def build_objective(config: RunConfig, model: torch.nn.Module):
         from genlab.objectives.vae import ELBO
 
         return ELBO(model, m.kl_weight)
+    if m.name == "pixelcnn":
+        from genlab.objectives.likelihood import PixelLikelihood
+
+        return PixelLikelihood(model)
     from genlab.objectives.diffusion import Denoising
 
     return Denoising(model, NoiseSchedule(m.schedule, m.timesteps), m.prediction, m.p_uncond if model.num_classes else 0.0)
+
+
+def likelihood_units(model, nats_per_dim: float) -> dict:
+    """An autoregressive model's val loss in the units papers use: bits per dimension, and for binarized
+    images nats per image."""
+    if not getattr(model, "autoregressive", False):
+        return {}
+    units = {"val_bits_per_dim": round(nats_per_dim / math.log(2), 5)}
+    if model.levels == 2:
+        units["val_nats_per_image"] = round(nats_per_dim * math.prod(model.shape), 3)
+    return units
 
 
 # ---- training ----------------------------------------------------------------------------
@@ -153,7 +169,7 @@ class ImageTask:
                     for _, loss, _ in objective.losses((x, y)):
                         total += loss.item() * len(rows)
                         count += len(rows)
-            return {"val_loss": round(total / count, 5)}
+            return {"val_loss": round(total / count, 5)} | likelihood_units(model, total / count)
 
         def write_samples(step: int, weights: dict) -> None:
             load_weights({"model": sample_model}, weights, run.weights)
@@ -230,11 +246,16 @@ class ImageGenerator:
 
     def _noise(self, n: int, seed: int) -> torch.Tensor:
         """The starting noise of n samples (latents, or x_T for diffusion), drawn on the CPU so any device agrees."""
-        shape = (n, self.model.latent_dim) if not self.is_diffusion else (n, *self.model.shape)
+        if self.is_diffusion:
+            shape = (n, *self.model.shape)
+        else:  # a latent vector, or (PixelCNN) one number per pixel
+            shape = (n, *self.model.noise_shape) if hasattr(self.model, "noise_shape") else (n, self.model.latent_dim)
         return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
 
     @torch.no_grad()
     def _decode(self, noise: torch.Tensor, y, seed: int, steps, sampler, guidance, progress: bool = False) -> torch.Tensor:
+        if getattr(self.model, "autoregressive", False):
+            return self.model.generate(noise, y, progress=progress)
         if not self.is_diffusion:
             return self.model.generate(noise, y)
         x = None
@@ -351,7 +372,8 @@ class ImageGenerator:
 
         real, where = self.reference_images(data, progress)
         real = real[subsample(len(real), 10_000, seed)]
-        n = n or min(len(real), 2000)
+        autoregressive = getattr(self.model, "autoregressive", False)
+        n = n or min(len(real), AUTOREGRESSIVE_FID_IMAGES if autoregressive else 2000)
         features = features or os.environ.get("GENLAB_INCEPTION")
         extractor = torchscript_extractor(Path(features), self.device) if features else classifier_extractor(self.store, self.device, cache_dir(), progress)
         t0 = time.perf_counter()
@@ -368,7 +390,26 @@ class ImageGenerator:
         results["sampling_images_per_s"] = n / seconds
         if self.is_diffusion:
             results["sampler"], results["steps"] = self.sampling_steps(steps, sampler)
+        if autoregressive and data is None:
+            results |= self.likelihood()
         return results
+
+    @torch.no_grad()
+    def likelihood(self, batch_size: int = 256) -> dict:
+        """An autoregressive run's exact likelihood of the whole val split (bits per dimension; nats per image
+        when binarized)."""
+        rows = self.store.indices("val")
+        if len(rows) == 0:
+            return {}
+        self.model.eval()
+        total = 0.0
+        for i in range(0, len(rows), batch_size):
+            part = rows[i: i + batch_size]
+            x = to_model_range(self.store.images[part], self.pixel_range).to(self.device)
+            y = torch.from_numpy(np.asarray(self.store.labels[part], dtype=np.int64)).to(self.device) if self.num_classes else None
+            total += float(self.model.nll(x, y)) * len(part)
+        units = likelihood_units(self.model, total / len(rows))
+        return {"val_images": len(rows), **{k.removeprefix("val_"): v for k, v in units.items()}}
 
 
 TASK = ImageTask()

@@ -1,0 +1,105 @@
+"""The autoregressive PixelCNN and the style-based generator: their defining properties, and train -> sample ->
+eval from the CLI on digits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from genlab.api import load, train
+from genlab.config import validate_config
+from genlab.models.pixelcnn import PixelCNN, PixelCNNConfig
+from genlab.runs import load_tensors
+
+
+def tiny(out, model: dict, steps=4, **extra):
+    train_cfg = {"max_steps": steps, "batch_size": 16, "eval_interval": 2, "checkpoint_interval": 2, "eval_batches": 1,
+                 "progress": False, **extra.pop("train", {})}
+    return validate_config({"task": "image", "out": str(out), "data": {"source": "digits", "image": {"grid_samples": 4}},
+                            "model": model, "train": train_cfg, **extra})
+
+
+PIXELCNN = {"name": "pixelcnn", "channels": 8, "n_layers": 2, "head_channels": 16}
+
+
+# ---- PixelCNN ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_changing_a_pixel_never_changes_the_predictions_for_it_or_earlier_pixels(channels):
+    torch.manual_seed(0)
+    model = PixelCNN(PixelCNNConfig(channels=8, n_layers=3, kernel_size=3, levels=16), (channels, 7, 6), num_classes=3).eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, channels, 7, 6, generator=g) * 2 - 1
+    y = torch.tensor([0, 2])
+    with torch.no_grad():
+        base = model(x, y)  # (B, levels, C, H, W)
+        for i, j in [(0, 0), (2, 3), (3, 0), (3, 5), (6, 5)]:
+            changed = x.clone()
+            changed[:, :, i, j] = -changed[:, :, i, j]
+            after = model(changed, y)
+            p = i * 6 + j
+            flat_base, flat_after = base.flatten(3), after.flatten(3)  # raster order in the last axis
+            assert torch.equal(flat_base[..., : p + 1], flat_after[..., : p + 1]), f"pixel ({i},{j}) leaked backwards"
+            if p < 7 * 6 - 1:
+                assert not torch.allclose(flat_base[..., p + 1:], flat_after[..., p + 1:]), f"pixel ({i},{j}) had no effect"
+
+
+def test_the_vertical_stack_leaves_no_blind_spot():
+    # A masked 3x3 PixelCNN never sees the pixels up and to the right beyond its cone; the two stacks do:
+    # the prediction at (3, 1) depends on (0, 5), three rows up and four columns right.
+    torch.manual_seed(0)
+    model = PixelCNN(PixelCNNConfig(channels=8, n_layers=4, kernel_size=3, levels=4), (1, 6, 6)).eval()
+    x = torch.zeros(1, 1, 6, 6)
+    changed = x.clone()
+    changed[0, 0, 0, 5] = 1.0
+    with torch.no_grad():
+        assert not torch.allclose(model(x)[..., 3, 1], model(changed)[..., 3, 1])
+
+
+def test_sampling_draws_each_pixel_by_inverting_its_cdf_at_the_noise():
+    torch.manual_seed(0)
+    model = PixelCNN(PixelCNNConfig(channels=8, n_layers=2, kernel_size=3, levels=4), (1, 3, 3), pixel_range=(0.0, 1.0)).eval()
+    noise = torch.randn(5, 1, 3, 3, generator=torch.Generator().manual_seed(2))
+    images = model.generate(noise)
+    assert torch.equal(images, model.generate(noise))  # the noise fixes the image
+    levels = torch.round(images * 3).long()
+    with torch.no_grad():
+        probs = model.logits(model.to_input(torch.zeros(5, 1, 3, 3, dtype=torch.long)), None)[:, :, 0, 0, 0].softmax(1)
+    u = 0.5 * (1 + torch.erf(noise[:, 0, 0, 0] / 2 ** 0.5))
+    expected = (probs.cumsum(1) < u[:, None]).sum(1).clamp(max=3)  # the first level whose CDF passes u
+    assert torch.equal(levels[:, 0, 0, 0], expected)
+
+
+def test_pixelcnn_trains_on_digits_and_reports_bits_per_dimension(tmp_path, cli):
+    run = train(tiny(tmp_path / "p", PIXELCNN, steps=6, train={"lr": 3e-3}))
+    rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "val_bits_per_dim" in r]
+    assert evals and all(r["val_bits_per_dim"] == pytest.approx(r["val_loss"] / np.log(2), abs=1e-4) for r in evals)
+    assert evals[-1]["val_bits_per_dim"] < 8.0  # below a uniform guess over 256 levels
+    assert (run.path / "samples" / "step_000006.png").is_file()
+
+    r = cli("eval", run.path, "--n", "8")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((run.path / "eval.json").read_text())
+    assert report["val_images"] > 100 and 0 < report["bits_per_dim"] < 8 and "fid" in report
+
+    a = load(run.path, device="cpu").generate_array(4, seed=3, class_label=7)
+    assert a.shape == (4, 8, 8, 1) and np.array_equal(a, load(run.path, device="cpu").generate_array(4, seed=3, class_label=7))
+
+
+def test_binarized_pixelcnn_reports_nats_per_image_and_resumes_exactly(tmp_path):
+    model = PIXELCNN | {"levels": 2}
+    straight = train(tiny(tmp_path / "straight", model, steps=4))
+    rows = [json.loads(line) for line in (straight.path / "metrics.jsonl").read_text().splitlines()]
+    row = next(r for r in rows if "val_nats_per_image" in r)
+    assert row["val_nats_per_image"] == pytest.approx(row["val_loss"] * 64, abs=1e-2)  # 8x8 digits, one channel
+    train(tiny(tmp_path / "resumed", model, steps=2))
+    resumed = train(tiny(tmp_path / "resumed", model, steps=4))
+    a, b = (load_tensors(r.path / "model.safetensors") for r in (straight, resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    images = load(straight.path, device="cpu").generate_array(3, seed=0)
+    assert set(np.unique(images)) <= {0, 255}  # two levels: black and white
