@@ -103,3 +103,72 @@ def test_binarized_pixelcnn_reports_nats_per_image_and_resumes_exactly(tmp_path)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     images = load(straight.path, device="cpu").generate_array(3, seed=0)
     assert set(np.unique(images)) <= {0, 255}  # two levels: black and white
+
+
+# ---- StyleGAN ----------------------------------------------------------------------------------------
+
+STYLEGAN = {"name": "stylegan", "latent_dim": 16, "mapping_layers": 2, "channels": 8, "n_layers": 1}
+
+
+def test_demodulation_makes_a_layer_blind_to_the_scale_of_its_style():
+    from genlab.models.stylegan import ModulatedConv
+
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 4, 6, 6), torch.randn(2, 8)
+    demod, plain = ModulatedConv(4, 5, 3, 8), ModulatedConv(4, 5, 3, 8, demodulate=False)
+    plain.load_state_dict(demod.state_dict())
+    before = demod(x, w), plain(x, w)
+    with torch.no_grad():
+        for layer in (demod, plain):  # every style scaled by 3
+            layer.style.weight.mul_(3)
+            layer.style.bias.mul_(3)
+    torch.testing.assert_close(demod(x, w), before[0])  # unit-norm weights whatever the style's scale
+    torch.testing.assert_close(plain(x, w), 3 * before[1])
+    # Demodulated, each output channel has the statistics of a unit-norm filter: per image, the sum of squared
+    # modulated weights of each output channel is 1.
+    s = demod.style(w)
+    weight = demod.weight[None] * s[:, None, :, None, None]
+    weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
+    torch.testing.assert_close(weight.pow(2).sum(dim=(2, 3, 4)), torch.ones(2, 5))
+
+
+def test_truncation_and_style_mixing_do_what_they_say(tmp_path):
+    from genlab.models.stylegan import StyleGAN, StyleGANConfig
+
+    torch.manual_seed(0)
+    model = StyleGAN(StyleGANConfig(**STYLEGAN), (1, 8, 8)).eval()
+    model.generator.w_avg.normal_()
+    z = torch.randn(3, 16)
+    at_average = model.generate(z, truncation=0.0)
+    assert torch.allclose(at_average[0], at_average[1]) and torch.allclose(at_average[1], at_average[2])
+    assert torch.equal(model.generate(z, truncation=1.0), model.generate(z))
+    rows, cols = z[:1], z[1:]
+    n = model.generator.synthesis.num_ws
+    all_coarse = model.style_mix(rows, cols, coarse_layers=n)  # every style from the row: the row's image
+    all_fine = model.style_mix(rows, cols, coarse_layers=0)  # every style from the column: the column's image
+    torch.testing.assert_close(all_coarse[0, 1], model.generate(rows)[0])
+    torch.testing.assert_close(all_fine[0, 1], model.generate(cols)[1])
+    mixed = model.style_mix(rows, cols)[0, 1]
+    assert not torch.allclose(mixed, model.generate(rows)[0]) and not torch.allclose(mixed, model.generate(cols)[1])
+
+
+def test_stylegan_trains_with_r1_resumes_exactly_and_draws_the_mixing_grid(tmp_path, cli):
+    straight = train(tiny(tmp_path / "straight", STYLEGAN, steps=4))
+    rows = [json.loads(line) for line in (straight.path / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("r1", 0) > 0 for r in rows) and any("fid_genlab_features" in r for r in rows)
+    train(tiny(tmp_path / "resumed", STYLEGAN, steps=2))
+    resumed = train(tiny(tmp_path / "resumed", STYLEGAN, steps=4))
+    a, b = (load_tensors(r.path / "model.safetensors") for r in (straight, resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    out = tmp_path / "mix.png"
+    r = cli("sample", straight.path, "--style-mix", "--seed", "1", "--truncation", "0.7", "--out", out)
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+
+    width, height = Image.open(out).size
+    assert width / height == pytest.approx(7 / 5, rel=0.05)  # 6 columns + the row sources, 4 rows + the top
+    gen = load(straight.path, device="cpu")
+    assert np.array_equal(gen.generate_array(4, seed=2, truncation=0.5), gen.generate_array(4, seed=2, truncation=0.5))
+    r = cli("sample", straight.path, "--truncation", "1.5", "--out", tmp_path / "x.png")
+    assert r.returncode != 0 and "--truncation" in r.stderr

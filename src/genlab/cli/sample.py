@@ -37,6 +37,8 @@ def sample(
     class_label: Optional[str] = typer.Option(None, "--class", help="Class to generate: a number (image runs), or a class name or number (conditioned audio runs)."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (diffusion)."),
     interpolate: bool = typer.Option(False, "--interpolate", help="A latent interpolation strip between two seeds (GAN/VAE)."),
+    truncation: Optional[float] = typer.Option(None, "--truncation", help="stylegan: pull w towards the average (psi in [0, 1]; 0.7 trades variety for fewer failures)."),
+    style_mix: bool = typer.Option(False, "--style-mix", help="stylegan: a style-mixing grid (coarse styles from each row, fine from each column)."),
     prime: Optional[Path] = typer.Option(None, "--prime", help="A MIDI file (music) or sound file (audio) to continue."),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Length of music or sound to generate, in seconds."),
     bars: Optional[int] = typer.Option(None, "--bars", help="Length of music to generate, in bars."),
@@ -56,7 +58,8 @@ def sample(
     options = dict(prompt=prompt, n=n, seed=seed, out=out, max_new_tokens=max_new_tokens, temperature=temperature,
                    top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, stop=stop or None, stream=stream,
                    steps=steps, sampler=sampler, class_label=class_label, guidance=guidance,
-                   interpolate=interpolate or None, prime=prime, seconds=seconds, bars=bars)
+                   interpolate=interpolate or None, truncation=truncation, style_mix=style_mix or None, prime=prime,
+                   seconds=seconds, bars=bars)
     options = {k: v for k, v in options.items() if v is not None}
     writer = WRITERS[gen.modality]
     accepted = inspect.signature(writer).parameters
@@ -96,9 +99,9 @@ def write_text(gen, prompt: str | None = None, n: int = 1, seed: int | None = No
 
 def write_images(gen, n: int = 16, seed: int | None = None, out: Path | None = None, steps: int | None = None,
                  sampler: str | None = None, class_label: str | None = None, guidance: float | None = None,
-                 interpolate: bool | None = None) -> None:
+                 interpolate: bool | None = None, truncation: float | None = None, style_mix: bool | None = None) -> None:
     """Images: a grid PNG plus one PNG per image in a folder beside it, or with --interpolate a strip of
-    n frames between seeds `seed` and `seed + 1`."""
+    n frames between seeds `seed` and `seed + 1`, or (stylegan) with --style-mix the style-mixing grid."""
     from genlab.grids import make_grid, save_png
 
     if class_label is not None:
@@ -116,10 +119,17 @@ def write_images(gen, n: int = 16, seed: int | None = None, out: Path | None = N
         save_png(make_grid(frames, len(frames)), out)
         print(f"wrote an interpolation strip of {len(frames)} frames (seed {seed} -> {seed + 1}) to {out}", file=sys.stderr)
         return
+    if style_mix:
+        rows, columns = 4, 6
+        grid = gen.style_mix(rows, columns, seed, class_label, truncation)
+        save_png(make_grid(grid, columns + 1), out)
+        print(f"wrote a style-mixing grid to {out}: across the top {columns} column sources, down the left {rows} row "
+              "sources; each cell has its row's coarse styles and its column's fine ones", file=sys.stderr)
+        return
     folder = out.with_suffix("")
     claim(folder, "samples")  # the folder of single images beside the grid
     t0 = time.perf_counter()
-    samples = gen.generate(n, seed, class_label, steps, sampler, guidance, progress=True)
+    samples = gen.generate(n, seed, class_label, steps, sampler, guidance, progress=True, truncation=truncation)
     seconds = time.perf_counter() - t0
     pixels = np.stack([s.pixels for s in samples])
     save_png(make_grid(pixels, gen.grid_columns(n)), out)

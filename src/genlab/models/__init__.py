@@ -26,11 +26,12 @@ FAMILIES: dict[str, str] = {
     "vae": "genlab.models.vae:VAE",
     "ddpm": "genlab.models.unet:UNet",
     "pixelcnn": "genlab.models.pixelcnn:PixelCNN",
+    "stylegan": "genlab.models.stylegan:StyleGAN",
 }
 
 SEQUENCE_FAMILIES = ("gpt", "lstm", "gru", "rnn", "fnet", "ngram")
 AUDIO_FAMILIES = ("wavenet",)  # sequences of mu-law samples (the audio task)
-IMAGE_FAMILIES = ("gan", "dcgan", "vae", "ddpm", "pixelcnn")
+IMAGE_FAMILIES = ("gan", "dcgan", "stylegan", "vae", "ddpm", "pixelcnn")
 
 
 def family_class(name: str):

@@ -3,6 +3,9 @@
 Losses (logits d = D(x)):
     non-saturating (Goodfellow et al. 2014):  D: softplus(-d_real) + softplus(d_fake)   G: softplus(-d_fake)
     hinge (Lim & Ye 2017; Miyato et al. 2018): D: relu(1 - d_real) + relu(1 + d_fake)    G: -d_fake
+
+With `r1_gamma` > 0 the discriminator also pays gamma/2 * |grad_x D(x)|^2 at real images (R1, Mescheder et
+al. 2018): a discriminator flat around the data cannot push the generator past it, and the game settles.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ def generator_loss(d_fake: torch.Tensor, kind: str) -> torch.Tensor:
 class Adversarial:
     """Two players, `discriminator` and `generator`; `losses` yields the discriminator's loss, then the generator's."""
 
-    def __init__(self, model: nn.Module, loss: str = "non-saturating"):
-        self.model, self.kind = model, loss
+    def __init__(self, model: nn.Module, loss: str = "non-saturating", r1_gamma: float = 0.0):
+        self.model, self.kind, self.r1_gamma = model, loss, r1_gamma
         self.modules = {"model": model}
         self.players = {"discriminator": model.discriminator, "generator": model.generator}
 
@@ -35,8 +38,17 @@ class Adversarial:
         y = y if self.model.num_classes else None
         z = torch.randn(real.shape[0], self.model.latent_dim, device=real.device)
         fake = self.model.generator(z, y)
-        d_loss = discriminator_loss(self.model.discriminator(real, y), self.model.discriminator(fake.detach(), y), self.kind)
-        yield "discriminator", d_loss, {"d_loss": d_loss.item()}
+        if self.r1_gamma:
+            real = real.detach().requires_grad_(True)
+        d_real = self.model.discriminator(real, y)
+        d_loss = discriminator_loss(d_real, self.model.discriminator(fake.detach(), y), self.kind)
+        logs = {}
+        if self.r1_gamma:
+            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+            r1 = grad.pow(2).flatten(1).sum(1).mean()
+            d_loss = d_loss + self.r1_gamma / 2 * r1
+            logs["r1"] = r1.item()
+        yield "discriminator", d_loss, {"d_loss": d_loss.item(), **logs}
         # The trainer has now stepped the discriminator. Freeze it while the generator's loss is
         # backpropagated, so that no stale gradient lands in its parameters for the next step.
         frozen = [p for p in self.model.discriminator.parameters() if p.requires_grad]

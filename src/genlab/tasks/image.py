@@ -31,6 +31,7 @@ from genlab.tasks.driver import Training, load_trained
 from genlab.weights import load_weights
 
 GRID_SEED = 1234  # the fixed noise of the per-eval grids
+GAN_FAMILIES = ("gan", "dcgan", "stylegan")  # judged by FID, having no likelihood
 GAN_FID_IMAGES = 500  # a GAN's eval: FID (genlab features) of this many images from fixed noise
 AUTOREGRESSIVE_FID_IMAGES = 256  # `genlab eval` of a PixelCNN: one forward pass per pixel makes sampling slow
 
@@ -72,10 +73,10 @@ def build_model(config: RunConfig, store: ImageStore) -> torch.nn.Module:
 
 def build_objective(config: RunConfig, model: torch.nn.Module):
     m = config.model
-    if m.name in ("gan", "dcgan"):
+    if m.name in GAN_FAMILIES:
         from genlab.objectives.gan import Adversarial
 
-        return Adversarial(model, m.loss)
+        return Adversarial(model, m.loss, getattr(m, "r1_gamma", 0.0))
     if m.name == "vae":
         from genlab.objectives.vae import ELBO
 
@@ -154,7 +155,7 @@ class ImageTask:
             return {"fid_genlab_features": round(fid(gan_reference["real"], gan_reference["extractor"](fake)), 4)}
 
         def evaluate(full: bool = False) -> dict:
-            if config.model.name in ("gan", "dcgan"):
+            if config.model.name in GAN_FAMILIES:
                 return gan_fid()
             if len(val_rows) == 0:
                 return {}
@@ -183,7 +184,7 @@ class ImageTask:
                 pair = np.concatenate([originals, generator.reconstruct(originals, labels)])
                 save_png(make_grid(pair, len(rows)), run.samples / f"reconstruction_{step:06d}.png")
 
-        select = "fid_genlab_features" if config.model.name in ("gan", "dcgan") else "val_loss"
+        select = "fid_genlab_features" if config.model.name in GAN_FAMILIES else "val_loss"
         return Training(objective, batches, evaluate, write_samples, items_per_batch=config.train.batch_size, item_name="img",
                         select_metric=select)
 
@@ -252,10 +253,19 @@ class ImageGenerator:
             shape = (n, *self.model.noise_shape) if hasattr(self.model, "noise_shape") else (n, self.model.latent_dim)
         return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
 
+    def check_truncation(self, truncation: float | None) -> None:
+        if truncation is not None and not hasattr(self.model, "styles"):
+            raise GenlabError(f"--truncation: only style-based runs (stylegan) have a w space to truncate, not {self.config.model.name}")
+        if truncation is not None and not 0 <= truncation <= 1:
+            raise GenlabError("--truncation: must be between 0 (the average image) and 1 (no truncation)")
+
     @torch.no_grad()
-    def _decode(self, noise: torch.Tensor, y, seed: int, steps, sampler, guidance, progress: bool = False) -> torch.Tensor:
+    def _decode(self, noise: torch.Tensor, y, seed: int, steps, sampler, guidance, progress: bool = False,
+                truncation: float | None = None) -> torch.Tensor:
         if getattr(self.model, "autoregressive", False):
             return self.model.generate(noise, y, progress=progress)
+        if truncation is not None:
+            return self.model.generate(noise, y, truncation)
         if not self.is_diffusion:
             return self.model.generate(noise, y)
         x = None
@@ -304,24 +314,27 @@ class ImageGenerator:
 
     def generate_array(self, n: int = 16, seed: int | None = None, class_label: int | None = None, steps: int | None = None,
                        sampler: str | None = None, guidance: float | None = None, batch_size: int = 500,
-                       progress: bool = False) -> np.ndarray:
-        """n images as (n, H, W, C) uint8; the same seed gives the same images."""
+                       progress: bool = False, truncation: float | None = None) -> np.ndarray:
+        """n images as (n, H, W, C) uint8; the same seed gives the same images. `truncation` (stylegan): psi."""
+        self.check_truncation(truncation)
         seed = seed if seed is not None else int(torch.seed() % (1 << 31))
         labels, out = self._labels(n, class_label), []
         for b, start in enumerate(range(0, n, batch_size)):
             m = min(batch_size, n - start)
             y = labels[start: start + m] if labels is not None else None
-            x = self._decode(self._noise(m, seed + 7919 * b), y, seed + 7919 * b, steps, sampler, guidance, progress)
+            x = self._decode(self._noise(m, seed + 7919 * b), y, seed + 7919 * b, steps, sampler, guidance, progress, truncation)
             out.append(to_uint8(x, self.pixel_range))
         return np.concatenate(out)
 
     def generate(self, n: int = 16, seed: int | None = None, class_label: int | None = None, steps: int | None = None,
-                 sampler: str | None = None, guidance: float | None = None, progress: bool = False) -> list[ImageSample]:
+                 sampler: str | None = None, guidance: float | None = None, progress: bool = False,
+                 truncation: float | None = None) -> list[ImageSample]:
         """n images (`.pixels`, `.image()`). Diffusion: `sampler` ddpm|ddim with `steps`, `guidance` scale
-        (class-conditional runs); without class_label a conditional run cycles through the classes."""
+        (class-conditional runs); stylegan: `truncation` psi; without class_label a conditional run cycles
+        through the classes."""
         seed = seed if seed is not None else int(torch.seed() % (1 << 31))
         labels = self._labels(n, class_label)
-        images = self.generate_array(n, seed, class_label, steps, sampler, guidance, progress=progress)
+        images = self.generate_array(n, seed, class_label, steps, sampler, guidance, progress=progress, truncation=truncation)
         return [ImageSample(im, seed, int(labels[i]) if labels is not None else None) for i, im in enumerate(images)]
 
     @torch.no_grad()
@@ -333,6 +346,28 @@ class ImageGenerator:
         y = self._labels(frames, class_label if class_label is not None else (0 if self.num_classes else None))
         x = self._decode(noise, y, seed_a, steps, "ddim", guidance)
         return to_uint8(x, self.pixel_range)
+
+    @torch.no_grad()
+    def style_mix(self, rows: int = 4, columns: int = 6, seed: int = 0, class_label: int | None = None,
+                  truncation: float | None = None, coarse_layers: int | None = None) -> np.ndarray:
+        """stylegan only: the style-mixing grid as ((rows + 1) * (columns + 1), H, W, C) uint8, row-major: a blank
+        corner, the column sources across the top, the row sources down the left, and in cell (r, c) row r's
+        coarse styles with column c's fine ones."""
+        if not hasattr(self.model, "style_mix"):
+            raise GenlabError(f"--style-mix: only style-based runs (stylegan) mix styles, not {self.config.model.name}")
+        self.check_truncation(truncation)
+        psi = 1.0 if truncation is None else truncation
+        z = self._noise(rows + columns, seed)
+        y = self._labels(rows + columns, class_label)
+        y_rows, y_cols = (y[:rows], y[rows:]) if y is not None else (None, None)
+        m = self.model
+        mixed = m.style_mix(z[:rows], z[rows:], y_rows, y_cols, psi, coarse_layers)  # (R, C, ch, H, W)
+        row_src, col_src = m.generate(z[:rows], y_rows, psi), m.generate(z[rows:], y_cols, psi)
+        blank = torch.full_like(row_src[:1], self.pixel_range[1])
+        top = torch.cat([blank, col_src])  # (C + 1, ch, H, W)
+        body = torch.cat([row_src[:, None], mixed], dim=1)  # (R, C + 1, ch, H, W)
+        grid = torch.cat([top, body.flatten(0, 1)])
+        return to_uint8(grid, self.pixel_range)
 
     @torch.no_grad()
     def reconstruct(self, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
