@@ -25,6 +25,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed for the generated samples that diversity metrics use."),
     n: Optional[int] = typer.Option(None, "--n", help="Samples to generate for the metrics (images: default min(real, 2000))."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Diffusion sampling steps for the generated images."),
+    truncation: Optional[float] = typer.Option(None, "--truncation", help="stylegan: psi of the truncation trick for the generated images."),
     fid_features: Optional[Path] = typer.Option(None, "--fid-features", help="A TorchScript Inception feature file for FID/KID comparable with published figures (default: genlab's own small classifier; docs/images.md)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: str = threads_option(),
@@ -43,7 +44,7 @@ def evaluate(
     if n is not None:
         check_range("--n", n, 1, 100_000)
         options["n" if "n" in accepted else "samples"] = n
-    for flag, name, value in (("--steps", "steps", steps), ("--fid-features", "features", fid_features)):
+    for flag, name, value in (("--steps", "steps", steps), ("--fid-features", "features", fid_features), ("--truncation", "truncation", truncation)):
         if value is not None:
             if name not in accepted:
                 raise GenlabError(f"{flag} does not apply to this run ({type(gen).__name__})")

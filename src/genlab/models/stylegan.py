@@ -36,11 +36,12 @@ class StyleGANConfig(ModelConfig):
     name: Literal["stylegan"] = "stylegan"
     latent_dim: int = 64  # z and w
     mapping_layers: int = 4
-    channels: int = 64  # feature maps at every resolution
+    channels: int = 32  # feature maps at every resolution
     n_layers: int = 2  # doublings from the constant to the image side (28 -> a 7x7 constant)
     label_dim: int = 16
     p_style_mix: float = 0.9  # chance a training batch mixes two w's
     r1_gamma: float = 1.0  # weight of the R1 penalty on the discriminator's gradient at real images
+    r1_interval: int = 4  # lazy R1: the penalty (times this) every this many steps
     w_avg_decay: float = 0.995  # how fast the average w (for truncation) follows training
     loss: Literal["non-saturating", "hinge"] = "non-saturating"
 
@@ -159,7 +160,9 @@ class MinibatchStd(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, _, H, W = x.shape
         group = math.gcd(B, 4)
-        std = x.reshape(group, -1, *x.shape[1:]).std(0, unbiased=False).mean(dim=(1, 2, 3))  # (B / group,)
+        # sqrt(var + eps), not std(): where every image of a group agrees (MNIST's black border) the gradient
+        # of std is 0/0, and R1's second derivative would turn it into NaN.
+        std = (x.reshape(group, -1, *x.shape[1:]).var(0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B / group,)
         return torch.cat([x, std.repeat(group)[:, None, None, None].expand(B, 1, H, W)], dim=1)
 
 

@@ -34,6 +34,7 @@ GRID_SEED = 1234  # the fixed noise of the per-eval grids
 GAN_FAMILIES = ("gan", "dcgan", "stylegan")  # judged by FID, having no likelihood
 GAN_FID_IMAGES = 500  # a GAN's eval: FID (genlab features) of this many images from fixed noise
 AUTOREGRESSIVE_FID_IMAGES = 256  # `genlab eval` of a PixelCNN: one forward pass per pixel makes sampling slow
+AUTOREGRESSIVE_GRID = 16  # a PixelCNN's per-eval grid when data.image.grid_samples is left unset
 
 
 # ---- pieces ------------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def build_objective(config: RunConfig, model: torch.nn.Module):
     if m.name in GAN_FAMILIES:
         from genlab.objectives.gan import Adversarial
 
-        return Adversarial(model, m.loss, getattr(m, "r1_gamma", 0.0))
+        return Adversarial(model, m.loss, getattr(m, "r1_gamma", 0.0), getattr(m, "r1_interval", 1))
     if m.name == "vae":
         from genlab.objectives.vae import ELBO
 
@@ -172,10 +173,14 @@ class ImageTask:
                         count += len(rows)
             return {"val_loss": round(total / count, 5)} | likelihood_units(model, total / count)
 
+        # A PixelCNN makes one forward pass per pixel: its grid is smaller unless the user asked for a size.
+        autoregressive = getattr(model, "autoregressive", False)
+        grid_size = AUTOREGRESSIVE_GRID if autoregressive and "grid_samples" not in opts.model_fields_set else opts.grid_samples
+
         def write_samples(step: int, weights: dict) -> None:
             load_weights({"model": sample_model}, weights, run.weights)
             sample_model.eval()
-            images = generator.generate_array(opts.grid_samples, seed=GRID_SEED)
+            images = generator.generate_array(grid_size, seed=GRID_SEED)
             save_png(make_grid(images, generator.grid_columns(len(images))), run.samples / f"step_{step:06d}.png")
             if config.model.name == "vae" and len(val_rows):  # reconstructions: originals above, decoded means below
                 rows = val_rows[: generator.grid_columns(opts.grid_samples)]
@@ -396,7 +401,7 @@ class ImageGenerator:
 
     def evaluate(self, data: str | None = None, seed: int = 0, n: int | None = None, steps: int | None = None,
                  sampler: str | None = None, guidance: float | None = None, features: str | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, truncation: float | None = None) -> dict:
         """FID, KID and k-NN precision/recall of n generated images against the real ones (default: the run's
         data set, at most 10,000 images; n defaults to min(real, 2000)). `features` (or $GENLAB_INCEPTION)
         names a TorchScript feature network; by default a CNN trained on the run's data set is used."""
@@ -412,7 +417,7 @@ class ImageGenerator:
         features = features or os.environ.get("GENLAB_INCEPTION")
         extractor = torchscript_extractor(Path(features), self.device) if features else classifier_extractor(self.store, self.device, cache_dir(), progress)
         t0 = time.perf_counter()
-        fake = self.generate_array(n, seed, steps=steps, sampler=sampler, guidance=guidance, progress=progress)
+        fake = self.generate_array(n, seed, steps=steps, sampler=sampler, guidance=guidance, progress=progress, truncation=truncation)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
@@ -425,6 +430,8 @@ class ImageGenerator:
         results["sampling_images_per_s"] = n / seconds
         if self.is_diffusion:
             results["sampler"], results["steps"] = self.sampling_steps(steps, sampler)
+        if truncation is not None:
+            results["truncation"] = truncation
         if autoregressive and data is None:
             results |= self.likelihood()
         return results
