@@ -42,6 +42,8 @@ TINY_MODEL = {
     "gan": ["model.hidden=[32]", "data.image.grid_samples=4"],
     "dcgan": ["model.channels=8", "data.image.grid_samples=4"],
     "vae": ["model.channels=8", "data.image.grid_samples=4"],
+    "stylegan": ["model.channels=8", "model.latent_dim=16", "model.mapping_layers=2", "data.image.grid_samples=4"],
+    "pixelcnn": ["model.channels=8", "model.n_layers=2", "model.head_channels=16", "data.image.grid_samples=4"],
     "wavenet": ["model.layers_per_stack=3", "model.stacks=1", "model.residual_channels=8", "model.skip_channels=8",
                 "model.block_size=256", "data.audio.sample_rate=8000"],
 }
@@ -76,7 +78,7 @@ def tiny(args: list[str], workspace: Path) -> list[str]:
         return [*args, "--max-steps", "2", *(x for s in sets for x in ("--set", s))]
     if args[0] == "compare":
         return [*(a if a != "120" else "1" for a in args), "--set", "train.max_steps=3", "--set", "train.eval_batches=1",
-                "--set", "train.sample_tokens=4"]
+                "--set", "train.sample_tokens=4", "--n", "16"]
     if args[0] == "eval":
         image = 'task = "image"' in (workspace / args[1] / "config.toml").read_text()
         return [*args, *(["--n", "32", "--steps", "5"] if image else ["--n", "4"])]

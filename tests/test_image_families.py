@@ -172,3 +172,16 @@ def test_stylegan_trains_with_r1_resumes_exactly_and_draws_the_mixing_grid(tmp_p
     assert np.array_equal(gen.generate_array(4, seed=2, truncation=0.5), gen.generate_array(4, seed=2, truncation=0.5))
     r = cli("sample", straight.path, "--truncation", "1.5", "--out", tmp_path / "x.png")
     assert r.returncode != 0 and "--truncation" in r.stderr
+
+
+def test_compare_measures_image_runs_on_the_same_images(tmp_path, cli):
+    runs = [train(tiny(tmp_path / name, model, steps=2)) for name, model in (("style", STYLEGAN), ("pixels", PIXELCNN))]
+    r = cli("compare", *(run.path for run in runs), "--out", tmp_path / "cmp", "--n", "16", "--quiet")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert [row["family"] for row in rows] == ["stylegan", "pixelcnn"]
+    assert all(row["n_generated"] == 16 and row["fid"] > 0 for row in rows)
+    assert "bits_per_dim" in rows[1] and "FID" in r.stdout and (tmp_path / "cmp" / "fid.png").is_file()
+    other = train(tiny(tmp_path / "other", STYLEGAN, steps=2, data={"source": "digits", "image": {"size": 16}}))
+    r = cli("compare", runs[0].path, other.path, "--out", tmp_path / "cmp2", "--quiet")
+    assert r.returncode != 0 and "differs" in r.stderr

@@ -1,4 +1,4 @@
-"""Compare sequence runs on the same data and split: one table and one plot.
+"""Compare runs on the same data and split: one table and one plot.
 
     compare(["runs/gpt", "recipes/tinyshakespeare-lstm.toml"], out="runs/compare", max_time=180)
 
@@ -9,6 +9,11 @@ parameters, loss and bits per char over the whole validation split, training
 tokens/s (median of the logged rates), sampling tokens/s at batch 1, and
 training wall time. The runs must share data and split, or their losses are
 not comparable: that is checked from their token stores.
+
+Image runs (GAN, DCGAN, StyleGAN, VAE, DDPM, PixelCNN) are measured by what
+they share, the images they make: FID, KID, precision and recall of the same
+number of generated images against the same real ones, training and sampling
+images/s, and wall time; the plot is their FID side by side.
 """
 
 from __future__ import annotations
@@ -73,11 +78,28 @@ def family_configs(models: list[str], out: Path, task: str) -> list[Path]:
     return paths
 
 
+IMAGE_COLUMNS = [
+    ("name", "run", "{}"),
+    ("family", "family", "{}"),
+    ("params", "params", "{:,}"),
+    ("fid", "FID", "{:.2f}"),
+    ("kid", "KID x1000", "{:.2f}"),
+    ("precision", "precision", "{:.3f}"),
+    ("recall", "recall", "{:.3f}"),
+    ("train_images_per_s", "train img/s", "{:,.0f}"),
+    ("sampling_images_per_s", "sample img/s", "{:,.1f}"),
+    ("wall_s", "train wall s", "{:.1f}"),
+]
+IMAGE_SAMPLES = 256  # generated images per FID in an image comparison: the same for every run, or FIDs differ by n
+
+
 def _split_signature(run: RunDir) -> dict:
     header = run.data / "header.json"
     if not header.is_file():
-        raise GenlabError(f"{run.path}: no token store (data/header.json); is it a sequence run?")
+        raise GenlabError(f"{run.path}: no data store (data/header.json); is it a finished run?")
     h = json.loads(header.read_text())
+    if "splits" not in h:  # an image store: the same images, split the same way
+        return {"sha256": h["sha256"], "shape": h["shape"], "val": h["val"]}
     return {"seed": h["seed"], "units": {k: v["units"] for k, v in h["splits"].items()}}
 
 
@@ -123,12 +145,44 @@ def measure(run_path: Path, device: str = "cpu", sample_tokens: int = 200) -> di
     }
 
 
+def measure_images(run_path: Path, device: str = "cpu", n: int = IMAGE_SAMPLES) -> dict:
+    """One row of the table for a finished image run."""
+    from genlab.api import load
+
+    run = RunDir(run_path).require()
+    config = load_config(run.config)
+    gen = load(run.path, device=device)
+    rows = run.read_metrics()
+    rates = [row["img_per_s"] for row in rows if "img_per_s" in row and row.get("step", 0) > 1]
+    r = gen.evaluate(n=n, progress=False)
+    return {
+        "name": run.path.name, "path": str(run.path), "family": config.model.name,
+        "params": int(sum(p.numel() for p in gen.model.parameters())),
+        **{k: r[k] for k in ("fid", "kid", "precision", "recall", "sampling_images_per_s", "n_generated")},
+        **({"bits_per_dim": r["bits_per_dim"]} if "bits_per_dim" in r else {}),
+        "train_images_per_s": statistics.median(rates) if rates else None,
+        "wall_s": max((row.get("elapsed", 0.0) for row in rows), default=0.0),
+    }
+
+
+def plot_fid(rows: list[dict], dest: Path) -> None:
+    """FID of every image run as horizontal bars (lower is better)."""
+    fig, ax = new_figure(7, 0.6 * len(rows) + 1.5)
+    labels = [f"{row['name']} ({row['family']})" for row in rows]
+    ax.barh(labels, [row["fid"] for row in rows], color="tab:blue")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"FID, genlab features, {rows[0]['n_generated']} images each (lower is better)")
+    ax.grid(alpha=0.3, axis="x")
+    save_figure(fig, dest)
+
+
 def format_table(rows: list[dict]) -> str:
     """Rows -> an aligned text table (a missing value shows as -)."""
-    cells = [[heading for _, heading, _ in COLUMNS]]
+    columns = IMAGE_COLUMNS if rows and "fid" in rows[0] else COLUMNS
+    cells = [[heading for _, heading, _ in columns]]
     for row in rows:
-        cells.append([fmt.format(row[key]) if row.get(key) is not None else "-" for key, _, fmt in COLUMNS])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
+        cells.append([fmt.format(row[key]) if row.get(key) is not None else "-" for key, _, fmt in columns])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
@@ -160,8 +214,10 @@ def compare(
     sets: list[str] | None = None,
     device: str = "cpu",
     progress: bool = True,
+    n: int = IMAGE_SAMPLES,
 ) -> list[dict]:
-    """Train what needs training, measure every run, write out/compare.json and out/val_loss.png; return the rows."""
+    """Train what needs training, measure every run, write out/compare.json and out/val_loss.png (sequence runs)
+    or out/fid.png (image runs, `n` generated images each); return the rows."""
     out = Path(out)
     if not items and not models:
         raise GenlabError("compare: give run directories, TOML configs or --models")
@@ -173,6 +229,14 @@ def compare(
     for path, sig in signatures.items():
         if sig != first:
             raise GenlabError(f"{path}: its data or split differs from {runs[0]}'s; compare runs trained on the same data, seed and val_fraction")
+    tasks = {load_config(RunDir(r).config).task for r in runs}
+    if "image" in tasks and len(tasks) > 1:
+        raise GenlabError("compare: image runs and sequence runs measure different things; compare them apart")
+    if "image" in tasks:
+        rows = [measure_images(r, device, n) for r in runs]
+        atomic_write_json(out / "compare.json", rows)
+        plot_fid(rows, out / "fid.png")
+        return rows
     rows = [measure(r, device) for r in runs]
     atomic_write_json(out / "compare.json", rows)
     plot_curves(rows, out / "val_loss.png")

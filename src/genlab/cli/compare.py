@@ -1,4 +1,4 @@
-"""`genlab compare RUN_OR_CONFIG...`: several sequence runs on the same data, one table and one plot."""
+"""`genlab compare RUN_OR_CONFIG...`: several sequence (or image) runs on the same data, one table and one plot."""
 
 from __future__ import annotations
 
@@ -13,21 +13,23 @@ from genlab.cli.root import app, threads_option, use_threads
 @app.command()
 def compare(
     items: list[str] = typer.Argument(None, help="Run directories to read, or TOML run configs to train first (e.g. recipes/tinyshakespeare-*.toml)."),
-    models: Optional[str] = typer.Option(None, "--models", help="Also train these families with their defaults, comma-separated: lstm,gru,fnet,gpt,ngram."),
-    task: str = typer.Option("text", "--task", help="Task of the --models runs: text, code or music."),
+    models: Optional[str] = typer.Option(None, "--models", help="Also train these families with their defaults, comma-separated: lstm,gru,fnet,gpt,ngram (or with --task image: dcgan,stylegan,pixelcnn,...)."),
+    task: str = typer.Option("text", "--task", help="Task of the --models runs: text, code, music or image."),
     data: Optional[str] = typer.Option(None, "--data", help="Train every config on this file, folder or dataset (the same for all)."),
     max_time: Optional[float] = typer.Option(None, "--max-time", help="Seconds of training for every trained run: an equal wall-clock budget."),
     out: Path = typer.Option(Path("runs/compare"), "--out", help="Folder for trained runs, compare.json and val_loss.png."),
     set_: list[str] = typer.Option([], "--set", help="A config field for every trained run: --set train.seed=1 (repeatable)."),
     device: str = typer.Option("cpu", "--device", help="Where to measure: auto, cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    n: int = typer.Option(256, "--n", help="Image runs: generated images per FID, the same for every run."),
     threads: str = threads_option(),
 ) -> None:
-    """Train or read several runs and compare parameters, val loss, bits per char, speed and wall time."""
+    """Train or read several runs and compare parameters, val loss, bits per char, speed and wall time (image runs:
+    FID, KID, precision, recall, speed and wall time)."""
     use_threads(threads)
     from genlab.compare import compare as run_compare, format_table
 
     family_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    rows = run_compare(items or [], out, family_list, task, data, max_time, set_, device, progress=not quiet)
+    rows = run_compare(items or [], out, family_list, task, data, max_time, set_, device, progress=not quiet, n=n)
     print(format_table(rows))
-    print(f"wrote {out / 'compare.json'} and {out / 'val_loss.png'}")
+    print(f"wrote {out / 'compare.json'} and {out / ('fid.png' if rows and 'fid' in rows[0] else 'val_loss.png')}")
