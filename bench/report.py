@@ -452,9 +452,80 @@ def section_memory() -> str:
     ])
 
 
+def section_audio() -> str:
+    d = load("audio_wavenet.json")
+    if d is None:
+        return ""
+    g = d["generate_samples_per_s"]
+    rows = [["after ~10 min", d["at_10_min"]["step"], f"{d['at_10_min']['elapsed'] / 60:.1f} min", d["at_10_min"]["val_bits_per_sample"]],
+            ["at the end (periodic eval)", d["at_end"]["step"], f"{d['at_end']['elapsed'] / 60:.1f} min", d["at_end"]["val_bits_per_sample"]],
+            ["kept weights, whole val split", "-", "-", d["final_val_bits_per_sample"]],
+            ["sample histogram (unigram entropy)", "-", "-", d["unigram_bits_per_sample"]]]
+    speed = [["fast (a ring buffer per layer)", g["cached"], d["generate_seconds_of_sound_per_s"]["cached"]],
+             ["naive (the receptive field recomputed per sample)", g["naive"], d["generate_seconds_of_sound_per_s"]["naive"]]]
+    return "\n\n".join([
+        "## Audio: WaveNet on bach-audio",
+        f"The default WaveNet ({d['parameters']:,} parameters, receptive field {d['receptive_field']:,} samples) on "
+        f"`bach-audio` ({d['train_samples'] / d['sample_rate'] / 60:.0f} minutes of training sound at {d['sample_rate']:,} Hz, "
+        f"8-bit mu-law), {d['threads']} thread (wall minutes are CPU minutes), one run of {d['at_end']['elapsed'] / 60:.0f} "
+        "minutes: the 10-minute figure is the periodic eval nearest 10 minutes of that run (under its learning-rate "
+        f"schedule, not a run of its own). Training: {fmt(d['train_samples_per_s'])} samples/s.",
+        table(["when", "step", "elapsed", "val bits/sample"], rows),
+        f"Generation, one stream from a one-second held-out prime; target: fast at least 20x naive. Measured: "
+        f"**{d['speedup']}x**.",
+        table(["generation", "samples/s", "seconds of sound per second"], speed),
+        provenance(d["command"], "audio_wavenet.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
+def section_pixelcnn() -> str:
+    d = load("pixelcnn_mnist.json")
+    if d is None:
+        return ""
+    rows = []
+    for name, r in d["rows"].items():
+        key = "val_nats_per_image" if r["levels"] == 2 else "val_bits_per_dim"
+        unit = "nats/image" if r["levels"] == 2 else "bits/dim"
+        rows.append([f"{r['levels']} levels", f"{r['minutes']:g} min", r["steps"], f"{r['at_10_min'][key]:.3f} {unit}",
+                     f"{r['at_end'][key]:.3f} {unit}", f"{r['final_all_2000'].get(key, float('nan')):.3f} {unit}",
+                     r["train_images_per_s"], r["sampling_images_per_s"]])
+    return "\n\n".join([
+        "## Images: PixelCNN on MNIST",
+        "The default Gated PixelCNN on the 10,000 MNIST test images of `../shared/data/mnist`: trained on 8,000, scored "
+        "on the other 2,000 (`data.val_fraction = 0.2`), one thread. The 10-minute figure is the periodic eval nearest "
+        "10 minutes of the same run. Published figures for comparison (different protocol: 60,000 training images, "
+        "days of GPU): Gated PixelCNN 3.03 bits/dim on CIFAR-10, PixelCNN 81.3 nats per image on binarized MNIST "
+        "(van den Oord et al. 2016); ours binarizes by a fixed threshold at mid-grey, theirs by sampling.",
+        table(["PixelCNN", "budget", "steps", "val at ~10 min", "val at the end", "kept weights, all 2,000",
+               "train images/s", "sampling images/s"], rows),
+        provenance(d["command"], "pixelcnn_mnist.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
+def section_stylegan() -> str:
+    d = load("stylegan_vs_dcgan.json")
+    if d is None:
+        return ""
+    rows = []
+    for name, r in d["rows"].items():
+        family, data = name.split("_")
+        rows.append([data, family, f"{r['minutes']:g} min", r["steps"], r["parameters"], r["fid"],
+                     r.get("fid_truncation_0.7", "-"), r.get("fid_truncation_0.5", "-"), r["precision"], r["recall"],
+                     r["train_images_per_s"], r["sampling_images_per_s"]])
+    return "\n\n".join([
+        "## Images: StyleGAN against DCGAN, the same wall clock",
+        "Each family with its defaults, one thread, for the same minutes; FID on genlab's classifier features (not "
+        "comparable with published Inception FIDs) of 2,000 generated images against the data set; StyleGAN also at "
+        "truncation 0.7 and 0.5. Target: StyleGAN's FID below DCGAN's at 20 CPU minutes on MNIST.",
+        table(["data", "family", "budget", "steps", "params", "FID", "FID psi 0.7", "FID psi 0.5", "precision", "recall",
+               "train images/s", "sampling images/s"], rows),
+        provenance(d["command"], "stylegan_vs_dcgan.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
 SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_variants, section_text_train,
             section_profile, section_text_sample, section_word_vs_char,
-            section_music, section_code, section_images, section_serve, section_serve_constraints, section_export,
+            section_music, section_audio, section_code, section_images, section_pixelcnn, section_stylegan, section_serve, section_serve_constraints, section_export,
             section_demo, section_memory]
 
 
