@@ -71,7 +71,7 @@ def examples(page: Path) -> list[str]:
 
 def tiny(args: list[str], workspace: Path) -> list[str]:
     """The example's arguments with tiny budgets appended."""
-    if args[0] == "train":
+    if args[0] in ("train", "distill"):
         family = _flag(args, "--model") or _recipe_family(args, workspace) or DEFAULT_FAMILY[args[1]]
         sets = ["train.eval_batches=1", "train.sample_tokens=4", "train.eval_interval=1000", "train.batch_size=8",
                 *TINY_MODEL[family]]

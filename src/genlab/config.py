@@ -171,6 +171,15 @@ class SampleConfig(Section):
     repetition_penalty: PositiveFloat = 1.0
 
 
+class DistillConfig(Section):
+    """Knowledge distillation from a teacher run (`genlab distill`; objectives/kd.py)."""
+
+    teacher: str | None = None  # a finished run of the same task: its tokenizer becomes the student's
+    alpha: Annotated[float, Field(ge=0, le=1)] = 0.5  # weight of the data's cross-entropy; 1 - alpha on the teacher's soft targets
+    temperature: PositiveFloat = 2.0  # softens both distributions in the KL term (scaled back by T^2)
+    adv_weight: NonNegative = 0.0  # weight of the adversarial critic's signal (0: no critic, plain distillation)
+
+
 # The model a task trains when the config names none (`genlab train text` with no --model).
 DEFAULT_MODEL = {"text": "gpt", "code": "gpt", "music": "gpt", "audio": "wavenet", "image": "ddpm"}
 
@@ -183,6 +192,7 @@ class RunConfig(Section):
     model: SerializeAsAny[ModelConfig] = {"name": "gpt"}  # type: ignore[assignment]
     train: TrainConfig = TrainConfig()
     sample: SampleConfig = SampleConfig()
+    distill: DistillConfig = DistillConfig()
 
     @model_validator(mode="before")
     @classmethod

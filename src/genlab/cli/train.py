@@ -47,3 +47,47 @@ def train(
     shown["threads"] = torch.get_num_threads()
     print("finished: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
     print(f"run saved in {run.path}   next: genlab sample {run.path}   genlab eval {run.path}")
+
+
+@app.command(no_args_is_help=True)
+def distill(
+    teacher: Path = typer.Option(..., "--teacher", help="The teacher: a finished text, code or music run."),
+    out: str = typer.Option(..., "--out", help="The student's run directory (a normal run: sample, eval, serve work on it)."),
+    model: Optional[str] = typer.Option(None, "--model", help="The student's family: gpt, lstm, gru, rnn, fnet (any; it need not be the teacher's)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Training data (default: the teacher's)."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="Weight of the data's cross-entropy; 1 - alpha goes to the teacher's soft targets (default 0.5)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Softens teacher and student distributions in the KL term (default 2)."),
+    adv_weight: Optional[float] = typer.Option(None, "--adv-weight", help="Weight of an adversarial critic's signal through Gumbel-softmax (default 0: none)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps to train for."),
+    max_time: Optional[float] = typer.Option(None, "--max-time", help="Stop after this many seconds of training."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per step."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialization, data split and batches."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A TOML run config for the student; flags override it."),
+    set_: list[str] = typer.Option([], "--set", help="Any config field of the student: --set model.n_layer=2 (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete what --out holds and start afresh instead of resuming."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    threads: str = threads_option(),
+) -> None:
+    """Train a student run from a teacher run's soft targets (knowledge distillation), optionally with a critic."""
+    from genlab.api import train as run_training
+    from genlab.config import build_config, load_config
+    from genlab.runs import RunDir
+
+    taught = load_config(RunDir(teacher).require().config)
+    flags = dict(data=data or taught.data.source, model=model, out=out, max_steps=max_steps, max_time=max_time,
+                 batch_size=batch_size, lr=lr, device=device, seed=seed)
+    options = {k: v for k, v in (("alpha", alpha), ("temperature", temperature), ("adv_weight", adv_weight)) if v is not None}
+    base = {"task": taught.task, "distill": {"teacher": str(teacher), **options}}
+    if data is None:  # the teacher's own data, read the same way
+        base["data"] = taught.data.model_dump(mode="json")
+    cfg = build_config(config, flags, set_, base=base)
+    if cfg.train.threads is None:
+        cfg.train.threads = threads
+    if quiet:
+        cfg.train.progress = False
+    run = run_training(cfg, progress=not quiet, overwrite=overwrite)
+    shown = {k: v for k, v in run.results.items() if k.startswith("val_") or k in ("step", "elapsed")}
+    print("finished: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+    print(f"student saved in {run.path}   next: genlab sample {run.path}   genlab compare {teacher} {run.path}")

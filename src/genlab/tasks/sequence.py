@@ -84,7 +84,9 @@ def prepare_corpus(config: RunConfig, run: RunDir, source: SequenceSource, resum
     files = source.files(config, progress)
     if not files:
         raise GenlabError(f"{config.data.source}: no usable files")
-    if config.train.init_from:  # fine-tuning keeps the base run's vocabulary
+    if config.distill.teacher:  # a student reads text as its teacher does
+        tokenizer = teacher_tokenizer(config)
+    elif config.train.init_from:  # fine-tuning keeps the base run's vocabulary
         tokenizer = load_tokenizer(RunDir(config.train.init_from).require().tokenizer)
     else:
         tokenizer = train_tokenizer(config.tokenizer.kind, (p for f in files for p in document_pieces(source, f)), tokenizer_options)
@@ -99,6 +101,43 @@ def prepare_corpus(config: RunConfig, run: RunDir, source: SequenceSource, resum
         separator=separator_ids(tokenizer, source), tail=config.data.split == "tail",
     )
     return tokenizer, store
+
+
+def teacher_tokenizer(config: RunConfig):
+    """The teacher run's tokenizer, which a distilled student must share: checked against what the student's
+    config asks for (its tokenizer kind, the run it starts from)."""
+    teacher = RunDir(config.distill.teacher).require()
+    tokenizer = load_tokenizer(teacher.tokenizer)
+    if "kind" in config.tokenizer.model_fields_set and config.tokenizer.kind != tokenizer.kind:
+        raise GenlabError(f"tokenizer.kind: a student shares its teacher's tokenizer ({teacher.path} uses "
+                          f"{tokenizer.kind!r}, not {config.tokenizer.kind!r})")
+    if config.train.init_from:
+        base = load_tokenizer(RunDir(config.train.init_from).require().tokenizer)
+        if base.to_json() != tokenizer.to_json():
+            raise GenlabError(f"train.init_from: {config.train.init_from} has another tokenizer than the teacher "
+                              f"{teacher.path}; a student and its teacher must read the same tokens")
+    return tokenizer
+
+
+def distillation(config: RunConfig, model, forward, vocab_size: int, block_size: int, device):
+    """The objective of a distilled run: the teacher loaded on `device`, checked against the student."""
+    from genlab.objectives.kd import Distillation, SequenceCritic
+    from genlab.tasks.driver import load_trained
+
+    _, teacher_config, _, teacher, _ = load_trained(config.distill.teacher, str(device))
+    if teacher_config.task != config.task:
+        raise GenlabError(f"distill.teacher: {config.distill.teacher} is a {teacher_config.task} run, the student a {config.task} run")
+    if teacher.vocab_size != vocab_size:
+        raise GenlabError(f"distill.teacher: its vocabulary has {teacher.vocab_size} tokens, the student's {vocab_size}")
+    limit = getattr(teacher, "max_context", None)
+    if limit is not None and limit < block_size:
+        raise GenlabError(f"model.block_size: the student's windows ({block_size}) are longer than the teacher's context "
+                          f"({limit}); set model.block_size <= {limit}")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    d = config.distill
+    critic = SequenceCritic(vocab_size).to(device) if d.adv_weight > 0 else None
+    return Distillation(model, teacher, d.alpha, d.temperature, forward, d.adv_weight, critic, config.train.seed)
 
 
 def evaluate_tokens(model, tokens: np.ndarray, unit_lengths: np.ndarray, block_size: int, device, batch_size: int = 16, max_batches: int | None = None) -> dict:
@@ -127,6 +166,9 @@ class SequenceTask:
 
     def defaults(self, config: RunConfig) -> RunConfig:
         check_family(config)
+        if config.distill.teacher:  # the student's config records the tokenizer it reads with: its teacher's
+            config = config.model_copy(deep=True)
+            config.tokenizer.kind = teacher_tokenizer(config).kind
         return config
 
     def tokenizer_options(self, config: RunConfig):
@@ -173,8 +215,13 @@ class SequenceTask:
             sample = generator.generate(max_new_tokens=config.train.sample_tokens, seed=step)[0]
             generator.save_sample(sample, run.samples / f"step_{step:06d}")
 
-        return Training(LanguageModeling(model, forward, carry_state=carry), batches, evaluate, write_samples,
-                        items_per_batch=config.train.batch_size * batches.block_size)
+        if config.distill.teacher:
+            if carry:
+                raise GenlabError("train.carry_state: not with distillation (the teacher reads each window afresh)")
+            objective = distillation(config, model, forward, tokenizer.vocab_size, batches.block_size, device)
+        else:
+            objective = LanguageModeling(model, forward, carry_state=carry)
+        return Training(objective, batches, evaluate, write_samples, items_per_batch=config.train.batch_size * batches.block_size)
 
 
 class SequenceGenerator:
