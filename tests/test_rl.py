@@ -7,10 +7,13 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.numpy import load_file
 
+from conftest import make_corpus
 from genlab.rl.cartpole import BINS, CartPoleConfig, discretize, n_states, train_table
+from genlab.rl.rewards import load_reward
 
 
 def test_the_discretization_covers_every_state_once_and_clips_the_ends():
@@ -55,3 +58,53 @@ def test_dqn_saves_its_network_in_safetensors(cli, tmp_path):
     assert json.loads((tmp_path / "d" / "summary.json").read_text())["algo"] == "dqn"
     r = cli("rl", "cartpole", "--algo", "sarsa", "--out", tmp_path / "e")
     assert r.returncode != 0 and "--algo" in r.stderr
+
+
+# ---- REINFORCE on a sequence run ---------------------------------------------------------------------
+
+
+
+def test_shipped_rewards_score_what_they_say():
+    assert load_reward("code-parses")(["x + 1\n", "x +\n"], ["def f(x):\n    return ", "def f(x):\n    return "]) == [1.0, 0.0]
+    assert load_reward("contains")(["a cat sat", "a dog"], ["", ""], words="cat,sat") == [1.0, 0.0]
+    assert load_reward("avoids")(["a cat sat", "a dog"], ["", ""], words="cat,sat") == [0.0, 1.0]
+    scores = load_reward("length")(["abcde", "a", "a" * 30], ["", "", ""], min="3", max="10")
+    assert scores[0] == 1.0 and 0 < scores[1] < 1 and 0 <= scores[2] < scores[1] + 1
+    with pytest.raises(Exception, match="not a shipped reward"):
+        load_reward("nonsense")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    import genlab
+
+    folder = tmp_path_factory.mktemp("rlstart")
+    (folder / "corpus.txt").write_text(make_corpus(8000))
+    return genlab.train({"task": "text", "out": str(folder / "run"), "data": {"source": str(folder / "corpus.txt")},
+                         "model": {"name": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 32, "dropout": 0.0},
+                         "train": {"max_steps": 15, "batch_size": 8, "eval_interval": 15, "eval_batches": 1,
+                                   "sample_tokens": 5, "progress": False}}, progress=False).path
+
+
+def test_reinforce_makes_rewarded_text_likelier_and_logs_reward_and_kl(cli, tiny_run, tmp_path, monkeypatch):
+    (tmp_path / "my_rewards.py").write_text(
+        "def starts_with_x(texts, prompts, **options):\n    return [1.0 if t.startswith(options['letter']) else 0.0 for t in texts]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import genlab
+
+    def p_letter(run, letter="t"):
+        gen = genlab.load(run, device="cpu")
+        with torch.no_grad():
+            probs = gen.model(torch.tensor([gen.encode_prompt("The ")]))[0, -1].softmax(-1)
+        return float(probs[gen.tokenizer.encode(letter)[0]])
+
+    out = tmp_path / "tuned"
+    r = cli("rl", tiny_run, "--reward", "my_rewards:starts_with_x", "--reward-arg", "letter=t", "--prompt", "The ",
+            "--out", out, "--steps", "12", "--batch", "8", "--max-new-tokens", "3", "--lr", "0.01", "--kl", "0.01", "--quiet")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"reward", "kl", "step"} <= rows[-1].keys() and rows[-1]["kl"] != 0 and (out / "rl.png").is_file()
+    assert p_letter(out) > 1.5 * p_letter(tiny_run)  # the rewarded first letter became likelier
+    assert cli("sample", out, "--prompt", "The ", "--max-new-tokens", "5").returncode == 0  # a normal run
+    r = cli("rl", tiny_run, "--reward", "contains", "--reward-arg", "words=cat", "--out", out, "--steps", "1", "--max-new-tokens", "3")
+    assert r.returncode != 0 and "already a run" in r.stderr
