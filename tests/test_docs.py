@@ -28,6 +28,7 @@ SKIP = {
     "genlab sample runs/digits-gan": "no page trains runs/digits-gan (tests/test_image.py samples GAN strips)",
     "genlab train text --config recipes/tinyshakespeare-lstm.toml": "recipes train for minutes; every recipe trains 2 steps in tests/test_recipes.py",
     "genlab export runs/notes --format web": "fetches onnxruntime-web with npm (tests/test_export.py exports a page and generates in Chromium)",
+    "genlab rl runs/mycode": "needs the code run of the README (tests/test_rl.py fine-tunes a run for a reward)",
     "genlab serve": "a server runs until stopped (tests/test_serve.py drives one with the openai client and Chromium)",
 }
 
@@ -76,6 +77,8 @@ def tiny(args: list[str], workspace: Path) -> list[str]:
         sets = ["train.eval_batches=1", "train.sample_tokens=4", "train.eval_interval=1000", "train.batch_size=8",
                 *TINY_MODEL[family]]
         return [*args, "--max-steps", "2", *(x for s in sets for x in ("--set", s))]
+    if args[0] == "rl":
+        return [*args, "--episodes", "5", "--steps", "2", "--batch", "2", "--max-new-tokens", "8"]
     if args[0] == "compare":
         return [*(a if a != "120" else "1" for a in args), "--set", "train.max_steps=3", "--set", "train.eval_batches=1",
                 "--set", "train.sample_tokens=4", "--n", "16"]
