@@ -99,3 +99,34 @@ def test_a_student_must_share_the_teachers_tokenizer_and_fit_its_context(cli, te
     assert r.returncode != 0 and "tokenizer" in r.stderr and "'char'" in r.stderr
     r = cli("distill", "--teacher", teacher, "--out", tmp_path / "s2", "--max-steps", "2", *SMALL_LSTM, "--set", "model.block_size=64")
     assert r.returncode != 0 and "block_size" in r.stderr and "32" in r.stderr
+
+
+def test_the_top_k_loss_over_the_whole_vocabulary_is_the_full_soft_target_loss():
+    from genlab.objectives.kd import topk_distillation_loss
+
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 5, 7), torch.randn(2, 5, 7)
+    top = teacher.topk(7, dim=-1)
+    torch.testing.assert_close(topk_distillation_loss(student, top.values, top.indices, 2.0), distillation_loss(student, teacher, 2.0))
+    small = teacher.topk(3, dim=-1)
+    assert topk_distillation_loss(student, small.values, small.indices, 2.0) > 0
+
+
+def test_a_cached_teacher_trains_the_student_from_disk_with_the_teachers_own_top_logits(cli, teacher, tmp_path):
+    import genlab
+    from genlab.datasets.teacher_cache import TeacherCache
+    from genlab.datasets.token_store import TokenStore
+
+    student = tmp_path / "cached"
+    r = cli("distill", "--teacher", teacher, "--out", student, "--max-steps", "6", "--cache-topk", "5", *SMALL_LSTM)
+    assert r.returncode == 0, r.stderr
+    cache = TeacherCache(student / "teacher_cache")
+    assert cache.header["k"] == 5 and cache.header["block"] == 32 and cache.values.shape[1] == 5
+    tokens = TokenStore(student / "data").split("train")
+    model = genlab.load(teacher, device="cpu").model
+    with torch.no_grad():
+        top = model(torch.from_numpy(tokens[64:96].astype("int64"))[None])[0].topk(5, dim=-1)  # window 2
+    torch.testing.assert_close(torch.from_numpy(cache.values[64:96].astype("float32")), top.values, atol=2e-2, rtol=1e-2)
+    assert torch.equal(torch.from_numpy(cache.indices[64:96].astype("int64")), top.indices)
+    rows = [json.loads(line) for line in (student / "metrics.jsonl").read_text().splitlines()]
+    assert any("kd" in row for row in rows)

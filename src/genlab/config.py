@@ -178,6 +178,7 @@ class DistillConfig(Section):
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.5  # weight of the data's cross-entropy; 1 - alpha on the teacher's soft targets
     temperature: PositiveFloat = 2.0  # softens both distributions in the KL term (scaled back by T^2)
     adv_weight: NonNegative = 0.0  # weight of the adversarial critic's signal (0: no critic, plain distillation)
+    cache_topk: Positive | None = None  # cache the teacher's k largest logits per training token once, then train without it
 
 
 # The model a task trains when the config names none (`genlab train text` with no --model).

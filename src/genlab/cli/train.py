@@ -58,6 +58,7 @@ def distill(
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Weight of the data's cross-entropy; 1 - alpha goes to the teacher's soft targets (default 0.5)."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Softens teacher and student distributions in the KL term (default 2)."),
     adv_weight: Optional[float] = typer.Option(None, "--adv-weight", help="Weight of an adversarial critic's signal through Gumbel-softmax (default 0: none)."),
+    cache_topk: Optional[int] = typer.Option(None, "--cache-topk", help="Run the teacher once and keep its K largest logits per token on disk (big teachers)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps to train for."),
     max_time: Optional[float] = typer.Option(None, "--max-time", help="Stop after this many seconds of training."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per step."),
@@ -78,7 +79,8 @@ def distill(
     taught = load_config(RunDir(teacher).require().config)
     flags = dict(data=data or taught.data.source, model=model, out=out, max_steps=max_steps, max_time=max_time,
                  batch_size=batch_size, lr=lr, device=device, seed=seed)
-    options = {k: v for k, v in (("alpha", alpha), ("temperature", temperature), ("adv_weight", adv_weight)) if v is not None}
+    options = {k: v for k, v in (("alpha", alpha), ("temperature", temperature), ("adv_weight", adv_weight),
+                                 ("cache_topk", cache_topk)) if v is not None}
     base = {"task": taught.task, "distill": {"teacher": str(teacher), **options}}
     if data is None:  # the teacher's own data, read the same way
         base["data"] = taught.data.model_dump(mode="json")

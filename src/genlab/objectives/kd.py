@@ -30,6 +30,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def topk_distillation_loss(student: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The soft term from a cache of the teacher's k largest logits: the teacher's distribution renormalized over
+    those k tokens, the student's log-probabilities (over the whole vocabulary) at them. student (B, T, V);
+    values, indices (B, T, k)."""
+    p = F.softmax(values.float() / temperature, dim=-1)  # (B, T, k)
+    log_q = F.log_softmax(student.float() / temperature, dim=-1).gather(-1, indices.long())  # (B, T, k)
+    return (p * (p.clamp_min(1e-30).log() - log_q)).sum(-1).mean() * temperature ** 2
+
+
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """T^2 * KL(softmax(teacher/T) || softmax(student/T)), mean over positions. logits (B, T, V) each."""
     t = F.log_softmax(teacher.float() / temperature, dim=-1).flatten(0, 1)
@@ -55,7 +64,7 @@ class SequenceCritic(nn.Module):
 class Distillation:
     def __init__(self, model: nn.Module, teacher: nn.Module, alpha: float, temperature: float, forward=None,
                  adv_weight: float = 0.0, critic: SequenceCritic | None = None, seed: int = 0):
-        self.model, self.teacher = model, teacher.eval()
+        self.model, self.teacher = model, teacher.eval() if teacher is not None else None  # None: a top-k cache
         self.forward = forward or model
         self.alpha, self.temperature, self.adv_weight = alpha, temperature, adv_weight
         self.critic = critic
@@ -64,12 +73,15 @@ class Distillation:
         self.noise = torch.Generator().manual_seed(seed + 7)  # Gumbel noise, apart from the global generator
 
     def losses(self, batch):
-        x, y = batch  # (B, T) inputs and next-token targets
+        x, y = batch[:2]  # (B, T) inputs and next-token targets [, the cached teacher's (values, indices) (B, T, k)]
         logits = self.forward(x)  # (B, T, V)
-        with torch.no_grad():
-            teacher = self.teacher(x)
         ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=-1)
-        kd = distillation_loss(logits, teacher, self.temperature)
+        if len(batch) == 4:
+            kd = topk_distillation_loss(logits, batch[2].to(logits.device), batch[3].to(logits.device), self.temperature)
+        else:
+            with torch.no_grad():
+                teacher = self.teacher(x)
+            kd = distillation_loss(logits, teacher, self.temperature)
         loss = self.alpha * ce + (1 - self.alpha) * kd
         logs = {"ce": ce.item(), "kd": kd.item()}
         if self.critic is not None:

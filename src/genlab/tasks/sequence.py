@@ -122,6 +122,15 @@ def teacher_tokenizer(config: RunConfig):
 def distillation(config: RunConfig, model, forward, vocab_size: int, block_size: int, device):
     """The objective of a distilled run: the teacher loaded on `device`, checked against the student."""
     from genlab.objectives.kd import Distillation, SequenceCritic
+
+    d = config.distill
+    critic = SequenceCritic(vocab_size).to(device) if d.adv_weight > 0 else None
+    teacher = None if d.cache_topk else checked_teacher(config, vocab_size, block_size, device)
+    return Distillation(model, teacher, d.alpha, d.temperature, forward, d.adv_weight, critic, config.train.seed)
+
+
+def checked_teacher(config: RunConfig, vocab_size: int, block_size: int, device):
+    """The teacher model on `device`, frozen, after checking that it can teach this student."""
     from genlab.tasks.driver import load_trained
 
     _, teacher_config, _, teacher, _ = load_trained(config.distill.teacher, str(device))
@@ -135,9 +144,20 @@ def distillation(config: RunConfig, model, forward, vocab_size: int, block_size:
                           f"({limit}); set model.block_size <= {limit}")
     for p in teacher.parameters():
         p.requires_grad_(False)
+    return teacher
+
+
+def cached_teacher(config: RunConfig, run: RunDir, tokens: np.ndarray, block: int, device):
+    """The run's cache of its teacher's top-k logits over the training split: made once, reused on resume."""
+    from genlab.datasets.teacher_cache import TeacherCache, build_teacher_cache
+
+    folder = run.path / "teacher_cache"
     d = config.distill
-    critic = SequenceCritic(vocab_size).to(device) if d.adv_weight > 0 else None
-    return Distillation(model, teacher, d.alpha, d.temperature, forward, d.adv_weight, critic, config.train.seed)
+    if (folder / "header.json").is_file() and TeacherCache(folder).matches(d.teacher, d.cache_topk, block):
+        return TeacherCache(folder)
+    teacher = checked_teacher(config, load_tokenizer(run.tokenizer).vocab_size, block, device)
+    build_teacher_cache(folder, teacher, tokens, block, d.cache_topk, device, d.teacher, progress=config.train.progress)
+    return TeacherCache(folder)
 
 
 def evaluate_tokens(model, tokens: np.ndarray, unit_lengths: np.ndarray, block_size: int, device, batch_size: int = 16, max_batches: int | None = None) -> dict:
@@ -219,6 +239,11 @@ class SequenceTask:
             if carry:
                 raise GenlabError("train.carry_state: not with distillation (the teacher reads each window afresh)")
             objective = distillation(config, model, forward, tokenizer.vocab_size, batches.block_size, device)
+            if config.distill.cache_topk:  # the teacher once over the split, then from disk, on fixed windows
+                from genlab.datasets.teacher_cache import CachedWindows
+
+                cache = cached_teacher(config, run, train_tokens, batches.block_size, device)
+                batches = CachedWindows(train_tokens, cache, config.train.batch_size, config.train.seed)
         else:
             objective = LanguageModeling(model, forward, carry_state=carry)
         return Training(objective, batches, evaluate, write_samples, items_per_batch=config.train.batch_size * batches.block_size)
