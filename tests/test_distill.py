@@ -130,3 +130,26 @@ def test_a_cached_teacher_trains_the_student_from_disk_with_the_teachers_own_top
     assert torch.equal(torch.from_numpy(cache.indices[64:96].astype("int64")), top.indices)
     rows = [json.loads(line) for line in (student / "metrics.jsonl").read_text().splitlines()]
     assert any("kd" in row for row in rows)
+
+
+def test_a_local_hugging_face_model_teaches_a_student_that_keeps_its_tokenizer(cli, tmp_path):
+    from transformers import AutoTokenizer
+
+    from test_hf import CODE, save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "hf-teacher")
+    (tmp_path / "code.py").write_text(CODE * 40)
+    student = tmp_path / "student"
+    r = cli("distill", "--teacher", f"hf:{folder}", "--data", tmp_path / "code.py", "--out", student, "--max-steps", "4",
+            *SMALL_LSTM)
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((student / "tokenizer.json").read_text())
+    assert saved["genlab_tokenizer"] == "hf"
+    from genlab.tokenizers import load_tokenizer
+
+    ours, theirs = load_tokenizer(student / "tokenizer.json"), AutoTokenizer.from_pretrained(folder)
+    assert ours.encode(CODE) == theirs.encode(CODE, add_special_tokens=False) and ours.decode(ours.encode(CODE)) == CODE
+    r = cli("sample", student, "--prompt", "def ", "--max-new-tokens", "5", "--seed", "0")
+    assert r.returncode == 0 and r.stdout.startswith("def ")
+    r = cli("distill", "--teacher", f"hf:{folder}", "--out", tmp_path / "s2", *SMALL_LSTM)
+    assert r.returncode != 0 and "--data" in r.stderr

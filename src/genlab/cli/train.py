@@ -51,7 +51,7 @@ def train(
 
 @app.command(no_args_is_help=True)
 def distill(
-    teacher: Path = typer.Option(..., "--teacher", help="The teacher: a finished text, code or music run."),
+    teacher: str = typer.Option(..., "--teacher", help="The teacher: a finished text, code or music run, or hf:PATH (a local Hugging Face causal LM)."),
     out: str = typer.Option(..., "--out", help="The student's run directory (a normal run: sample, eval, serve work on it)."),
     model: Optional[str] = typer.Option(None, "--model", help="The student's family: gpt, lstm, gru, rnn, fnet (any; it need not be the teacher's)."),
     data: Optional[str] = typer.Option(None, "--data", help="Training data (default: the teacher's)."),
@@ -76,14 +76,22 @@ def distill(
     from genlab.config import build_config, load_config
     from genlab.runs import RunDir
 
-    taught = load_config(RunDir(teacher).require().config)
-    flags = dict(data=data or taught.data.source, model=model, out=out, max_steps=max_steps, max_time=max_time,
-                 batch_size=batch_size, lr=lr, device=device, seed=seed)
+    from genlab.errors import GenlabError
+
     options = {k: v for k, v in (("alpha", alpha), ("temperature", temperature), ("adv_weight", adv_weight),
                                  ("cache_topk", cache_topk)) if v is not None}
-    base = {"task": taught.task, "distill": {"teacher": str(teacher), **options}}
-    if data is None:  # the teacher's own data, read the same way
-        base["data"] = taught.data.model_dump(mode="json")
+    if teacher.startswith("hf:"):  # a local Hugging Face causal LM: text (or code) of the user's choosing
+        if data is None:
+            raise GenlabError("--data: a Hugging Face teacher brings no data set; name the student's data")
+        base = {"task": "text", "distill": {"teacher": teacher, **options}}
+    else:
+        taught = load_config(RunDir(teacher).require().config)
+        base = {"task": taught.task, "distill": {"teacher": teacher, **options}}
+        if data is None:  # the teacher's own data, read the same way
+            base["data"] = taught.data.model_dump(mode="json")
+            data = taught.data.source
+    flags = dict(data=data, model=model, out=out, max_steps=max_steps, max_time=max_time, batch_size=batch_size,
+                 lr=lr, device=device, seed=seed)
     cfg = build_config(config, flags, set_, base=base)
     if cfg.train.threads is None:
         cfg.train.threads = threads

@@ -106,16 +106,21 @@ def prepare_corpus(config: RunConfig, run: RunDir, source: SequenceSource, resum
 def teacher_tokenizer(config: RunConfig):
     """The teacher run's tokenizer, which a distilled student must share: checked against what the student's
     config asks for (its tokenizer kind, the run it starts from)."""
-    teacher = RunDir(config.distill.teacher).require()
-    tokenizer = load_tokenizer(teacher.tokenizer)
+    name = config.distill.teacher
+    if name.startswith("hf:"):  # a local Hugging Face model: its own tokenizer, kept in the student's run
+        from genlab.tokenizers.hf import HFTokenizer
+
+        tokenizer = HFTokenizer.from_folder(Path(name[3:]).expanduser())
+    else:
+        tokenizer = load_tokenizer(RunDir(name).require().tokenizer)
     if "kind" in config.tokenizer.model_fields_set and config.tokenizer.kind != tokenizer.kind:
-        raise GenlabError(f"tokenizer.kind: a student shares its teacher's tokenizer ({teacher.path} uses "
+        raise GenlabError(f"tokenizer.kind: a student shares its teacher's tokenizer ({name} uses "
                           f"{tokenizer.kind!r}, not {config.tokenizer.kind!r})")
     if config.train.init_from:
         base = load_tokenizer(RunDir(config.train.init_from).require().tokenizer)
         if base.to_json() != tokenizer.to_json():
             raise GenlabError(f"train.init_from: {config.train.init_from} has another tokenizer than the teacher "
-                              f"{teacher.path}; a student and its teacher must read the same tokens")
+                              f"{name}; a student and its teacher must read the same tokens")
     return tokenizer
 
 
@@ -133,9 +138,16 @@ def checked_teacher(config: RunConfig, vocab_size: int, block_size: int, device)
     """The teacher model on `device`, frozen, after checking that it can teach this student."""
     from genlab.tasks.driver import load_trained
 
-    _, teacher_config, _, teacher, _ = load_trained(config.distill.teacher, str(device))
-    if teacher_config.task != config.task:
-        raise GenlabError(f"distill.teacher: {config.distill.teacher} is a {teacher_config.task} run, the student a {config.task} run")
+    name = config.distill.teacher
+    if name.startswith("hf:"):
+        from genlab.tasks.hf import CausalLM, load_hf
+
+        teacher = CausalLM(load_hf(name[3:], torch.device(device))[1])
+        teacher.vocab_size = teacher.hf.config.vocab_size
+    else:
+        _, teacher_config, _, teacher, _ = load_trained(name, str(device))
+        if teacher_config.task != config.task:
+            raise GenlabError(f"distill.teacher: {name} is a {teacher_config.task} run, the student a {config.task} run")
     if teacher.vocab_size != vocab_size:
         raise GenlabError(f"distill.teacher: its vocabulary has {teacher.vocab_size} tokens, the student's {vocab_size}")
     limit = getattr(teacher, "max_context", None)

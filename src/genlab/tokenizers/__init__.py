@@ -28,6 +28,7 @@ KINDS: dict[str, str] = {
     "midi": "genlab.tokenizers.midi:MidiTokenizer",
     "word": "genlab.tokenizers.word:WordTokenizer",
     "mulaw": "genlab.tokenizers.mulaw:MuLawTokenizer",
+    "hf": "genlab.tokenizers.hf:HFTokenizer",
 }
 
 
