@@ -26,6 +26,8 @@ MODELS = {
     "dcgan": {"name": "dcgan"},
     "vae": {"name": "vae"},
     "ddpm": {"name": "ddpm"},
+    "stylegan": {"name": "stylegan"},
+    "pixelcnn": {"name": "pixelcnn"},
 }
 
 
@@ -40,7 +42,7 @@ def main() -> None:
     ap.add_argument("--data", default="digits")
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--n", type=int, default=500, help="generated images per FID")
-    ap.add_argument("--families", default="gan,dcgan,vae,ddpm")
+    ap.add_argument("--families", default="gan,dcgan,stylegan,vae,ddpm,pixelcnn")
     ap.add_argument("--sweep", default="10,25,50,100", help="DDIM step counts compared with DDPM at every step")
     ap.add_argument("--ddpm-n", type=int, default=None, help="images for the DDPM-1000 row (default --n)")
     ap.add_argument("--channel-mult", default="1,2")

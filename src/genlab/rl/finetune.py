@@ -107,6 +107,7 @@ def reinforce(start: Path | str, out: Path | str, cfg: RLConfig, device: str = "
     limit = getattr(policy, "max_context", None)
     if limit is not None and max(map(len, encoded)) + cfg.max_new_tokens > limit:
         raise GenlabError(f"--max-new-tokens: a prompt plus {cfg.max_new_tokens} tokens exceeds the model's context ({limit})")
+    stops = gen.default_stop()
     copy_run(start, out)
     torch.manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -117,10 +118,11 @@ def reinforce(start: Path | str, out: Path | str, cfg: RLConfig, device: str = "
         which = [(step * cfg.batch + i) % len(prompts) for i in range(cfg.batch)]
         policy.eval()  # drawing: no dropout
         engine = gen.engine()
-        slots = decode(engine, [Request(encoded[w], Decoding(max_new_tokens=cfg.max_new_tokens, temperature=1.0, top_k=0, top_p=1.0),
-                                        seed=cfg.seed * 1_000_003 + step * cfg.batch + i) for i, w in enumerate(which)])
+        d = Decoding(max_new_tokens=cfg.max_new_tokens, temperature=1.0, top_k=0, top_p=1.0)
+        slots = decode(engine, [Request(encoded[w], d, seed=cfg.seed * 1_000_003 + step * cfg.batch + i, stop=stops)
+                                for i, w in enumerate(which)])
         tokens = [engine.tokens(s) for s in slots]
-        texts = [gen.tokenizer.decode(t) for t in tokens]
+        texts = [engine.text(s) for s in slots]  # up to the run's stop strings (code: where the function ends)
         rewards = torch.tensor(reward(texts, [prompts[w] for w in which], **cfg.reward_options), dtype=torch.float32)
         # Scored in eval mode too (no dropout): the log-probabilities of the distribution the tokens came from.
         logps = [sequence_logprobs(policy, encoded[w], t, device) for w, t in zip(which, tokens)]
