@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genlab.datasets.text import select_files
+from genlab.datasets.text import select_files, usable_files
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_text
 from genlab.progress import progress_bar
@@ -49,17 +49,14 @@ def usable_audio_files(root: Path, include: list[str] | None = None, exclude: li
     files = select_files(root, include or AUDIO_PATTERNS, exclude)
     if not files:
         raise GenlabError(f"{root}: no sound files found ({', '.join(AUDIO_PATTERNS)})")
-    usable = []
-    for path in progress_bar(files, desc="checking audio", unit="file", enabled=progress and len(files) >= 50):
+    def problem(path: Path) -> str | None:
         try:
             frames = soundfile.info(str(path)).frames
         except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
-            print(f"warning: skipping {path}: not a readable sound file ({e})", file=sys.stderr)
-            continue
-        if frames < 2:
-            print(f"warning: skipping {path}: the file holds no samples", file=sys.stderr)
-            continue
-        usable.append(path)
+            return f"not a readable sound file ({e})"
+        return "the file holds no samples" if frames < 2 else None
+
+    usable = usable_files(files, problem, "audio", progress)
     if not usable:
         raise GenlabError(f"{root}: no usable sound file (all {len(files)} were unreadable or empty)")
     return usable

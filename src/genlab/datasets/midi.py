@@ -12,7 +12,7 @@ from pathlib import Path
 
 from genlab.progress import progress_bar
 
-from genlab.datasets.text import select_files
+from genlab.datasets.text import select_files, usable_files
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_bytes, atomic_write_text
 
@@ -41,17 +41,14 @@ def usable_midi_files(root: Path, include: list[str] | None = None, exclude: lis
     files = select_files(root, include or MIDI_PATTERNS, exclude)
     if not files:
         raise GenlabError(f"{root}: no .mid or .midi files found")
-    usable = []
-    for path in progress_bar(files, desc="checking MIDI", unit="file", enabled=progress and len(files) >= 50):
+    def problem(path: Path) -> str | None:
         try:
             score = read_score(path)
         except GenlabError as e:
-            print(f"warning: skipping {e}", file=sys.stderr)
-            continue
-        if score.note_num() == 0:
-            print(f"warning: skipping {path}: the file holds no notes", file=sys.stderr)
-            continue
-        usable.append(path)
+            return str(e).removeprefix(f"{path}: ")
+        return "the file holds no notes" if score.note_num() == 0 else None
+
+    usable = usable_files(files, problem, "MIDI", progress)
     if not usable:
         raise GenlabError(f"{root}: no usable MIDI file (all {len(files)} were corrupt or empty)")
     return usable

@@ -36,6 +36,23 @@ def select_files(root: Path, include: list[str] | None = None, exclude: list[str
     return files
 
 
+def usable_files(files: list[Path], problem, what: str, progress: bool = True) -> list[Path]:
+    """The files for which `problem(path)` says nothing (None); each other one is skipped with a warning on
+    stderr naming it and the problem. `what` names the kind in the progress bar ("MIDI", "audio")."""
+    import sys
+
+    from genlab.progress import progress_bar
+
+    usable = []
+    for path in progress_bar(files, desc=f"checking {what}", unit="file", enabled=progress and len(files) >= 50):
+        why = problem(path)
+        if why:
+            print(f"warning: skipping {path}: {why}", file=sys.stderr)
+            continue
+        usable.append(path)
+    return usable
+
+
 def read_text_file(path: Path) -> str:
     """The file's text; non-UTF-8 bytes are an error naming the file and the byte offset."""
     try:
