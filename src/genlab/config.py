@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_text
 
-Task = Literal["text", "code", "music", "audio", "image"]
+Task = Literal["text", "code", "music", "audio", "image", "clip"]
 
 
 class Section(BaseModel):
@@ -66,6 +66,12 @@ class AudioOptions(Section):
     max_seconds: PositiveFloat | None = None  # keep at most this much of each file (None: all of it)
 
 
+class ClipOptions(Section):
+    """Image-text pairs for the clip task (issue: image and text together)."""
+
+    captions: str | None = None  # CSV or JSONL of image,caption (paths relative to the image folder); None: from labels
+
+
 class CodeOptions(Section):
     """How a code base becomes a corpus (issue: code generation)."""
 
@@ -88,6 +94,7 @@ class DataConfig(Section):
     image: ImageOptions = ImageOptions()
     music: MusicOptions = MusicOptions()
     audio: AudioOptions = AudioOptions()
+    clip: ClipOptions = ClipOptions()
     code: CodeOptions = CodeOptions()
 
     @field_validator("val_fraction", "test_fraction")
@@ -182,7 +189,7 @@ class DistillConfig(Section):
 
 
 # The model a task trains when the config names none (`genlab train text` with no --model).
-DEFAULT_MODEL = {"text": "gpt", "code": "gpt", "music": "gpt", "audio": "wavenet", "image": "ddpm"}
+DEFAULT_MODEL = {"text": "gpt", "code": "gpt", "music": "gpt", "audio": "wavenet", "image": "ddpm", "clip": "clip"}
 
 
 class RunConfig(Section):

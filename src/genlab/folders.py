@@ -191,11 +191,11 @@ def discard(work: Path) -> None:
 
 
 # How a file of each kind genlab writes begins: an existing file is replaced only if it is of that kind.
-_MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "midi": b"MThd", "wav": b"RIFF"}
+_MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "midi": b"MThd", "wav": b"RIFF", "npy": b"\x93NUMPY"}
 
 
 def check_output_file(path: Path | str, kind: str, flag: str = "--out") -> None:
-    """Refuse to write a file of `kind` (text, png, midi, wav) over a folder or over a file of another kind."""
+    """Refuse to write a file of `kind` (text, png, midi, wav, npy) over a folder or over a file of another kind."""
     path = Path(path)
     if path.is_dir():
         raise GenlabError(f"{flag} {path}: is a folder; give a file name")

@@ -61,7 +61,9 @@ def sample(
                    interpolate=interpolate or None, truncation=truncation, style_mix=style_mix or None, prime=prime,
                    seconds=seconds, bars=bars)
     options = {k: v for k, v in options.items() if v is not None}
-    writer = WRITERS[gen.modality]
+    writer = WRITERS.get(gen.modality)
+    if writer is None:
+        raise GenlabError(f"{run}: a {gen.modality} run does not generate; try genlab search or genlab embed")
     accepted = inspect.signature(writer).parameters
     for name in options:
         if name not in accepted:

@@ -46,7 +46,8 @@ def train(
 
     shown["threads"] = torch.get_num_threads()
     print("finished: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
-    print(f"run saved in {run.path}   next: genlab sample {run.path}   genlab eval {run.path}")
+    first = f'genlab search {run.path} "a seven" --out hits.png' if cfg.task == "clip" else f"genlab sample {run.path}"
+    print(f"run saved in {run.path}   next: {first}   genlab eval {run.path}")
 
 
 @app.command(no_args_is_help=True)

@@ -244,8 +244,13 @@ def decode_image_file(path: Path) -> np.ndarray:
     return arr[..., None] if arr.ndim == 2 else arr
 
 
+def folder_image_files(root: Path) -> list[Path]:
+    """The image files of a folder in the order their images are stored (captions files are matched by it)."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
 def _folder_source(root: Path) -> ImageSource:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    files = folder_image_files(root)
     if not files:
         raise GenlabError(f"{root}: no PNG or JPEG images found")
     rel = [f.relative_to(root) for f in files]

@@ -27,6 +27,7 @@ FAMILIES: dict[str, str] = {
     "ddpm": "genlab.models.unet:UNet",
     "pixelcnn": "genlab.models.pixelcnn:PixelCNN",
     "stylegan": "genlab.models.stylegan:StyleGAN",
+    "clip": "genlab.models.clip:CLIP",
 }
 
 SEQUENCE_FAMILIES = ("gpt", "lstm", "gru", "rnn", "fnet", "ngram")

@@ -16,6 +16,7 @@ TASKS: dict[str, str] = {
     "music": "genlab.tasks.music",
     "audio": "genlab.tasks.audio",
     "image": "genlab.tasks.image",
+    "clip": "genlab.tasks.clip",
 }
 
 
