@@ -140,7 +140,7 @@ def checked_teacher(config: RunConfig, vocab_size: int, block_size: int, device)
 
     name = config.distill.teacher
     if name.startswith("hf:"):
-        from genlab.tasks.hf import CausalLM, load_hf
+        from genlab.models.hf_causal import CausalLM, load_hf
 
         teacher = CausalLM(load_hf(name[3:], torch.device(device))[1])
         teacher.vocab_size = teacher.hf.config.vocab_size
