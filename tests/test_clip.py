@@ -79,3 +79,58 @@ def test_captions_from_a_file_follow_their_images(cli, tmp_path):
     r = cli("train", "clip", "--data", folder, "--out", tmp_path / "bad", "--max-steps", "1", *CLIP_SETS,
             "--set", f"data.clip.captions={tmp_path / 'short.csv'}")
     assert r.returncode != 0 and "no caption for 01.png" in r.stderr
+
+
+# ---- text to image -----------------------------------------------------------------------------------
+
+
+def test_a_text_conditioned_unet_reads_the_caption_and_a_zero_caption_is_the_null_one():
+    from genlab.models.unet import UNet, UNetConfig
+    from genlab.objectives.diffusion import Denoising
+    from genlab.sampling.diffusion import NoiseSchedule
+
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(channels=8, heads=1, timesteps=10, condition="text", text_dim=6), (1, 8, 8))
+    with torch.no_grad():  # zero-initialized output convolutions: give every weight a value, so the output shows the condition
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 3])
+    a, b = torch.nn.functional.normalize(torch.randn(2, 6), dim=1)
+    with torch.no_grad():
+        assert not torch.allclose(net(x, t, torch.stack([a, a])), net(x, t, torch.stack([b, b])))
+        torch.nn.init.normal_(net.null_text)
+        no_caption = net(x, t, torch.zeros(2, 6))
+        assert not torch.allclose(no_caption, net(x, t, torch.stack([a, a])))
+    objective = Denoising(net, NoiseSchedule("cosine", 10), p_uncond=0.999)
+    seen = []
+    net.forward = lambda x_t, t_, y: seen.append(y) or torch.zeros_like(x_t)
+    list(objective.losses((x, torch.stack([a, b]))))
+    assert torch.equal(seen[0], torch.zeros(2, 6))  # dropped captions are all zeros
+
+
+def test_text_to_image_from_the_cli_draws_the_prompt_with_guidance(cli, tmp_path):
+    clip = tmp_path / "clip"
+    assert cli("train", "clip", "--data", "digits", "--out", clip, "--max-steps", "10", "--batch-size", "32", *CLIP_SETS).returncode == 0
+    run = tmp_path / "t2i"
+    r = cli("train", "image", "--data", "digits", "--model", "ddpm", "--out", run, "--max-steps", "8", "--quiet",
+            "--set", "train.ema_decay=0.0", "--set", "train.lr=0.01", "--set", "train.warmup_steps=0",
+            "--set", "model.condition=text", "--set", f"model.text_encoder={clip}", "--set", "model.channels=8",
+            "--set", "model.heads=1", "--set", "model.timesteps=20", "--set", "data.image.grid_samples=10",
+            "--set", "train.eval_interval=2", "--set", "train.eval_batches=1")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((run / "data" / "captions.json").read_text())["classes"][7] == "7"
+    assert "val_loss" in (run / "metrics.jsonl").read_text()
+    from genlab.api import load
+
+    gen = load(run, device="cpu")
+    sevens = gen.generate_array(2, seed=1, prompt="a handwritten seven", steps=5, guidance=3.0)
+    assert np.array_equal(sevens, gen.generate_array(2, seed=1, prompt="a handwritten seven", steps=5, guidance=3.0))
+    assert not np.array_equal(sevens, gen.generate_array(2, seed=1, prompt="a handwritten seven", steps=5, guidance=1.0))
+    assert not np.array_equal(sevens, gen.generate_array(2, seed=1, prompt="a photo of a two", steps=5, guidance=3.0))
+    r = cli("sample", run, "--prompt", "a seven", "--n", "4", "--steps", "5", "--guidance", "3", "--out", tmp_path / "g.png")
+    assert r.returncode == 0 and (tmp_path / "g.png").is_file()
+    r = cli("sample", run, "--class", "3", "--out", tmp_path / "c.png")
+    assert r.returncode != 0 and "--prompt" in r.stderr
+    r = cli("train", "image", "--data", "digits", "--model", "ddpm", "--out", tmp_path / "bad", "--max-steps", "1",
+            "--set", "model.condition=text", "--quiet")
+    assert r.returncode != 0 and "model.text_encoder" in r.stderr

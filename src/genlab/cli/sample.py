@@ -21,7 +21,7 @@ from genlab.folders import check_output_file, claim
 @app.command(no_args_is_help=True)
 def sample(
     run: str = typer.Argument(..., help="A run directory, or hf:PATH for a local Hugging Face causal LM."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="Text to continue (text and code)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Text to continue (text and code), or to draw (text-conditioned image runs)."),
     n: int = typer.Option(1, "--n", help="How many samples."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Same seed, same output."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the samples here (text file, image grid PNG, or .mid)."),
@@ -101,7 +101,8 @@ def write_text(gen, prompt: str | None = None, n: int = 1, seed: int | None = No
 
 def write_images(gen, n: int = 16, seed: int | None = None, out: Path | None = None, steps: int | None = None,
                  sampler: str | None = None, class_label: str | None = None, guidance: float | None = None,
-                 interpolate: bool | None = None, truncation: float | None = None, style_mix: bool | None = None) -> None:
+                 interpolate: bool | None = None, truncation: float | None = None, style_mix: bool | None = None,
+                 prompt: str | None = None) -> None:
     """Images: a grid PNG plus one PNG per image in a folder beside it, or with --interpolate a strip of
     n frames between seeds `seed` and `seed + 1`, or (stylegan) with --style-mix the style-mixing grid."""
     from genlab.grids import make_grid, save_png
@@ -131,7 +132,7 @@ def write_images(gen, n: int = 16, seed: int | None = None, out: Path | None = N
     folder = out.with_suffix("")
     claim(folder, "samples")  # the folder of single images beside the grid
     t0 = time.perf_counter()
-    samples = gen.generate(n, seed, class_label, steps, sampler, guidance, progress=True, truncation=truncation)
+    samples = gen.generate(n, seed, class_label, steps, sampler, guidance, progress=True, truncation=truncation, prompt=prompt)
     seconds = time.perf_counter() - t0
     pixels = np.stack([s.pixels for s in samples])
     save_png(make_grid(pixels, gen.grid_columns(n)), out)

@@ -11,6 +11,12 @@
 The network knows nothing of noise schedules (genlab.sampling.diffusion) or
 of the loss (genlab.objectives.diffusion). Class-conditional runs reserve
 class id `num_classes` as "no class" for classifier-free guidance.
+
+Text-conditional runs (`condition = "text"`) take y as (B, D) caption embeddings from a clip run's text
+encoder; an MLP maps one into the time embedding, so it reaches every residual block as the class does (a
+per-channel shift, FiLM-style). Not cross-attention: a caption here is one pooled vector, not a sequence of
+tokens to attend over, and at 8x8 to 32x32 pixels a global shift steers the whole image at no cost. A zero
+row means "no caption" (the learned null embedding), what caption dropout trains for guidance.
 """
 
 from __future__ import annotations
@@ -36,7 +42,11 @@ class UNetConfig(ModelConfig):
     timesteps: int = 1000
     schedule: Literal["linear", "cosine"] = "cosine"
     prediction: Literal["epsilon", "v"] = "epsilon"
-    p_uncond: float = 0.1  # label dropout for classifier-free guidance (conditional runs)
+    p_uncond: float = 0.1  # label (or caption) dropout for classifier-free guidance (conditional runs)
+    # "text": conditioned on a caption's embedding by the text encoder of a clip run (`text_encoder`, its folder)
+    condition: Literal["class", "text"] = "class"
+    text_encoder: str | None = None
+    text_dim: int = 64  # the clip run's embedding width (filled in from it)
 
 
 def groups(ch: int) -> int:
@@ -122,6 +132,10 @@ class UNet(nn.Module):
         widths = [ch * m for m in cfg.channel_mult]
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.label = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None  # last id = no class
+        self.text = None
+        if cfg.condition == "text":
+            self.text = nn.Sequential(nn.Linear(cfg.text_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+            self.null_text = nn.Parameter(torch.zeros(emb_dim))
         self.conv_in = nn.Conv2d(c_img, ch, 3, padding=1)
         lowest = levels - 1
         self.down = nn.ModuleList()
@@ -155,6 +169,9 @@ class UNet(nn.Module):
         if self.label is not None:
             y = torch.full_like(t, self.null_class) if y is None else torch.where(y < 0, self.null_class, y)
             emb = emb + self.label(y)
+        if self.text is not None and y is not None:  # y (B, D) caption embeddings; zero rows: no caption
+            none = (y.abs().sum(1, keepdim=True) == 0)
+            emb = emb + torch.where(none, self.null_text, self.text(y))
         h = self.conv_in(x)  # (B, ch, H, W)
         skips = []
         for level, down in zip(self.down, self.downsample):

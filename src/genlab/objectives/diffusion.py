@@ -22,7 +22,9 @@ class Denoising:
         t = torch.randint(0, self.schedule.timesteps, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
         x_t = self.schedule.add_noise(x0, noise, t)
-        if self.p_uncond > 0:  # drop labels so one network also learns p(x), for classifier-free guidance
+        if self.p_uncond > 0 and y.is_floating_point():  # caption embeddings (B, D): a dropped one is all zeros
+            y = y * (torch.rand(y.shape[0], 1, device=y.device) >= self.p_uncond)
+        elif self.p_uncond > 0:  # drop labels so one network also learns p(x), for classifier-free guidance
             y = torch.where(torch.rand(y.shape, device=y.device) < self.p_uncond, torch.full_like(y, -1), y)
         target = self.schedule.velocity(x0, noise, t) if self.prediction == "v" else noise
         loss = F.mse_loss(self.model(x_t, t, y).float(), target)

@@ -455,16 +455,17 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
         if body.size is not None and body.size != f"{w}x{h}":
             raise APIError(400, f"size: this model makes {w}x{h} images, not {body.size}", "size", "invalid_size")
         label = class_of(body.prompt, gen.store.classes) if gen.num_classes else None
+        prompt = body.prompt if gen.text_conditioned else None  # a text-to-image run draws the prompt itself
         seed = body.seed if body.seed is not None else int.from_bytes(uuid.uuid4().bytes[:3], "big")
 
         if body.stream:
-            return StreamingResponse(image_events(s, body, seed, label), media_type="text/event-stream",
+            return StreamingResponse(image_events(s, body, seed, label, prompt), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
 
         def make():
             with s.lock:
                 s.fresh()
-                return gen.generate(body.n, seed, label, body.steps)
+                return gen.generate(body.n, seed, label, body.steps, prompt=prompt)
 
         samples = await run_in_threadpool(make)
         data = [{"b64_json": base64.b64encode(png_of(x.image())).decode(), "revised_prompt": None} for x in samples]
@@ -582,13 +583,13 @@ def music_events(s: Served, body, primer: bytes | None, seed: int):
     yield "data: [DONE]\n\n"
 
 
-def image_events(s: Served, body, seed: int, label: int | None):
+def image_events(s: Served, body, seed: int, label: int | None, prompt: str | None = None):
     """The streamed answer of an image request (run by Starlette in a worker thread): a partial-image event per
     image at about `partial_images` points of the denoising, then a completed event per image, then [DONE]."""
     created = int(time.time())
     with s.lock:
         s.fresh()
-        frames = s.generator.trajectory(body.n, seed, label, body.steps, frames=body.partial_images + 1)
+        frames = s.generator.trajectory(body.n, seed, label, body.steps, frames=body.partial_images + 1, prompt=prompt)
         for k, (step, total, images) in enumerate(frames):
             kind = "image_generation.completed" if step == total else "image_generation.partial_image"
             for i, image in enumerate(images):

@@ -10,6 +10,7 @@ from the same fixed noise each time, so one watches the same latents improve.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import tempfile
 import time
@@ -20,6 +21,7 @@ import torch
 
 from genlab.config import RunConfig
 from genlab.datasets import resolve_source
+from genlab.datasets.batches import SeededBatches
 from genlab.datasets.images import ImageBatches, ImageStore, to_model_range, to_uint8
 from genlab.errors import GenlabError
 from genlab.grids import make_grid, save_png
@@ -58,7 +60,49 @@ def prepare_store(config: RunConfig, run: RunDir, resume: bool, progress: bool) 
 
 
 def num_classes_of(config: RunConfig, store: ImageStore) -> int:
+    if is_text_conditioned(config):
+        return 0
     return len(store.classes) if store.classes and config.data.image.use_labels else 0
+
+
+def is_text_conditioned(config: RunConfig) -> bool:
+    return getattr(config.model, "condition", "class") == "text"
+
+
+def text_defaults(config: RunConfig) -> None:
+    """A text-to-image run: its clip run must exist, and the U-Net takes that run's embedding width."""
+    from genlab.config import load_config
+
+    if not config.model.text_encoder:
+        raise GenlabError('model.text_encoder: a text-conditioned run needs a clip run (--set model.text_encoder=runs/clip)')
+    clip = load_config(RunDir(config.model.text_encoder).require().config)
+    if clip.task != "clip":
+        raise GenlabError(f"model.text_encoder: {config.model.text_encoder} is a {clip.task} run, not a clip run")
+    config.model.text_dim = clip.model.embed_dim
+
+
+class CaptionEmbeddings(SeededBatches):
+    """Image batches with a caption drawn for each image and embedded by the clip run's text encoder:
+    (images (B, C, H, W), caption embeddings (B, D))."""
+
+    def __init__(self, images: ImageBatches, captions, encoder):
+        super().__init__(0)
+        self.images, self.captions, self.encoder = images, captions, encoder
+        self.labels = np.asarray(images.labels) if images.labels is not None else None
+
+    def __next__(self):
+        pick = torch.randint(0, len(self.images.rows), (self.images.batch_size,), generator=self.images.generator).numpy()
+        rows = np.sort(self.images.rows[pick])
+        x = to_model_range(self.images.images[rows], self.images.pixel_range)
+        texts = self.captions.for_rows(rows, self.labels[rows] if self.labels is not None else None, self.generator)
+        return x, torch.from_numpy(self.encoder.embed_texts(texts))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"images": self.images.generator.get_state(), "captions": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.images.generator.set_state(state["images"])
+        self.generator.set_state(state["captions"])
 
 
 def check_family(config: RunConfig) -> None:
@@ -88,7 +132,8 @@ def build_objective(config: RunConfig, model: torch.nn.Module):
         return PixelLikelihood(model)
     from genlab.objectives.diffusion import Denoising
 
-    return Denoising(model, NoiseSchedule(m.schedule, m.timesteps), m.prediction, m.p_uncond if model.num_classes else 0.0)
+    conditional = model.num_classes or m.condition == "text"
+    return Denoising(model, NoiseSchedule(m.schedule, m.timesteps), m.prediction, m.p_uncond if conditional else 0.0)
 
 
 def likelihood_units(model, nats_per_dim: float) -> dict:
@@ -118,10 +163,18 @@ class ImageTask:
         check_family(config)
         config = config.model_copy(deep=True)
         apply_family_defaults(config)
+        if is_text_conditioned(config):
+            text_defaults(config)
         return config
 
     def prepare(self, config: RunConfig, run: RunDir, resume: bool, progress: bool) -> ImageStore:
-        return prepare_store(config, run, resume, progress)
+        store = prepare_store(config, run, resume, progress)
+        if is_text_conditioned(config) and not (run.data / "captions.json").is_file():
+            from genlab.files import atomic_write_json
+            from genlab.tasks.clip import Captions
+
+            atomic_write_json(run.data / "captions.json", Captions.build(config, store).data)
+        return store
 
     def reopen(self, config: RunConfig, run: RunDir) -> ImageStore:
         return ImageStore(run.data)
@@ -135,6 +188,8 @@ class ImageTask:
         objective = build_objective(config, model)
         sample_model = copy.deepcopy(model).to(device)  # holds the weights the grids are drawn with (EMA when on)
         generator = ImageGenerator.from_parts(run, config, store, sample_model, device)
+        if generator.text_conditioned:
+            batches = CaptionEmbeddings(batches, generator.captions, generator.text_encoder)
         val_rows = store.indices("val")
 
         gan_reference: dict = {}  # the feature extractor and the real images' features, made at the first eval
@@ -167,7 +222,14 @@ class ImageTask:
                 for i in range(0, rows_seen, config.train.batch_size):
                     rows = val_rows[i: i + config.train.batch_size]
                     x = to_model_range(store.images[rows], tuple(opts.pixel_range)).to(device)
-                    y = torch.from_numpy(np.asarray(store.labels[rows], dtype=np.int64)).to(device) if model.num_classes else torch.full((len(rows),), -1, device=device)
+                    if generator.text_conditioned:  # the captions of a fixed draw, the same at every eval
+                        labels = np.asarray(store.labels[rows], dtype=np.int64) if store.labels is not None else None
+                        texts = generator.captions.for_rows(rows, labels, torch.Generator().manual_seed(i))
+                        y = torch.from_numpy(generator.text_encoder.embed_texts(texts)).to(device)
+                    elif model.num_classes:
+                        y = torch.from_numpy(np.asarray(store.labels[rows], dtype=np.int64)).to(device)
+                    else:
+                        y = torch.full((len(rows),), -1, device=device)
                     for _, loss, _ in objective.losses((x, y)):
                         total += loss.item() * len(rows)
                         count += len(rows)
@@ -227,18 +289,49 @@ class ImageGenerator:
         self.is_diffusion = config.model.name == "ddpm"
         if self.is_diffusion:
             self.schedule = NoiseSchedule(config.model.schedule, config.model.timesteps)
+        if self.text_conditioned:
+            from genlab.tasks.clip import Captions, ClipGenerator
+
+            self.text_encoder = ClipGenerator(config.model.text_encoder, str(device))
+            self.captions = Captions(json.loads((run.data / "captions.json").read_text()))
 
     @property
     def num_classes(self) -> int:
         return self.model.num_classes
 
     def grid_columns(self, n: int) -> int:
-        """One column per class for class-conditional grids (labels cycle through the classes), else square-ish."""
+        """One column per class for class-conditional grids (labels, or a text run's default prompts, cycle through
+        the classes), else square-ish."""
         if self.num_classes and n >= self.num_classes:
             return self.num_classes
+        if self.text_conditioned and self.captions.classes and n >= len(self.captions.classes):
+            return len(self.captions.classes)
         return max(1, math.ceil(math.sqrt(n)))
 
-    def _labels(self, n: int, class_label: int | None) -> torch.Tensor | None:
+    @property
+    def text_conditioned(self) -> bool:
+        return getattr(self.config.model, "condition", "class") == "text"
+
+    def default_prompts(self, n: int) -> list[str]:
+        """What a text-conditioned run draws when no prompt is given: its classes in turn ("a handwritten seven"),
+        or the captions of its first val images."""
+        from genlab.tasks.clip import class_words
+
+        if self.captions.classes:
+            return [f"a handwritten {class_words(self.captions.classes[i % len(self.captions.classes)])[-1]}" for i in range(n)]
+        rows = self.store.indices("val")[:n] if len(self.store.indices("val")) else np.arange(n)
+        return [self.captions.per_image[int(rows[i % len(rows)])] for i in range(n)]
+
+    def _labels(self, n: int, class_label: int | None, prompt: str | list[str] | None = None) -> torch.Tensor | None:
+        """The condition of n samples: class ids (B,) for class-conditional runs, caption embeddings (B, D) for
+        text-conditional ones, None for unconditional ones."""
+        if self.text_conditioned:
+            if class_label is not None:
+                raise GenlabError("--class: this run is conditioned on text; give --prompt")
+            prompts = self.default_prompts(n) if prompt is None else [prompt] * n if isinstance(prompt, str) else list(prompt)
+            return torch.from_numpy(self.text_encoder.embed_texts(prompts)).to(self.device)
+        if prompt is not None:
+            raise GenlabError("--prompt: this image run is not conditioned on text (model.condition = \"text\")")
         if not self.num_classes:
             if class_label is not None:
                 raise GenlabError("--class: this run was trained without labels")
@@ -294,7 +387,8 @@ class ImageGenerator:
         def denoise(x, t):
             if y is None or guidance == 1.0:
                 return model(x, t, y)
-            both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, -1)]))
+            null = torch.zeros_like(y) if y.is_floating_point() else torch.full_like(y, -1)  # no caption / no class
+            both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
             cond, uncond = both.chunk(2)
             return uncond + guidance * (cond - uncond)
 
@@ -304,11 +398,11 @@ class ImageGenerator:
 
     @torch.no_grad()
     def trajectory(self, n: int = 4, seed: int | None = None, class_label: int | None = None, steps: int | None = None,
-                   sampler: str | None = None, guidance: float | None = None, frames: int = 4):
+                   sampler: str | None = None, guidance: float | None = None, frames: int = 4, prompt: str | None = None):
         """Yield (step, total steps, images (n, H, W, C) uint8) about `frames` times as a diffusion model's images
         sharpen, the last being exactly `generate_array(n, seed, ...)`; other families yield their images once."""
         seed = seed if seed is not None else int(torch.seed() % (1 << 31))
-        y, noise = self._labels(n, class_label), self._noise(n, seed)
+        y, noise = self._labels(n, class_label, prompt), self._noise(n, seed)
         if not self.is_diffusion:
             yield 1, 1, to_uint8(self.model.generate(noise, y), self.pixel_range)
             return
@@ -319,11 +413,12 @@ class ImageGenerator:
 
     def generate_array(self, n: int = 16, seed: int | None = None, class_label: int | None = None, steps: int | None = None,
                        sampler: str | None = None, guidance: float | None = None, batch_size: int = 500,
-                       progress: bool = False, truncation: float | None = None) -> np.ndarray:
-        """n images as (n, H, W, C) uint8; the same seed gives the same images. `truncation` (stylegan): psi."""
+                       progress: bool = False, truncation: float | None = None, prompt: str | None = None) -> np.ndarray:
+        """n images as (n, H, W, C) uint8; the same seed gives the same images. `truncation` (stylegan): psi;
+        `prompt`: what a text-conditioned run draws."""
         self.check_truncation(truncation)
         seed = seed if seed is not None else int(torch.seed() % (1 << 31))
-        labels, out = self._labels(n, class_label), []
+        labels, out = self._labels(n, class_label, prompt), []
         for b, start in enumerate(range(0, n, batch_size)):
             m = min(batch_size, n - start)
             y = labels[start: start + m] if labels is not None else None
@@ -333,13 +428,14 @@ class ImageGenerator:
 
     def generate(self, n: int = 16, seed: int | None = None, class_label: int | None = None, steps: int | None = None,
                  sampler: str | None = None, guidance: float | None = None, progress: bool = False,
-                 truncation: float | None = None) -> list[ImageSample]:
+                 truncation: float | None = None, prompt: str | None = None) -> list[ImageSample]:
         """n images (`.pixels`, `.image()`). Diffusion: `sampler` ddpm|ddim with `steps`, `guidance` scale
         (class-conditional runs); stylegan: `truncation` psi; without class_label a conditional run cycles
         through the classes."""
         seed = seed if seed is not None else int(torch.seed() % (1 << 31))
-        labels = self._labels(n, class_label)
-        images = self.generate_array(n, seed, class_label, steps, sampler, guidance, progress=progress, truncation=truncation)
+        labels = None if self.text_conditioned else self._labels(n, class_label)
+        images = self.generate_array(n, seed, class_label, steps, sampler, guidance, progress=progress, truncation=truncation,
+                                     prompt=prompt)
         return [ImageSample(im, seed, int(labels[i]) if labels is not None else None) for i, im in enumerate(images)]
 
     @torch.no_grad()
