@@ -43,12 +43,13 @@ TINY_MODEL = {
     "gan": ["model.hidden=[32]", "data.image.grid_samples=4"],
     "dcgan": ["model.channels=8", "data.image.grid_samples=4"],
     "vae": ["model.channels=8", "data.image.grid_samples=4"],
+    "clip": ["model.embed_dim=16", "model.image_channels=8", "model.text_width=16", "model.text_layers=1"],
     "stylegan": ["model.channels=8", "model.latent_dim=16", "model.mapping_layers=2", "data.image.grid_samples=4"],
     "pixelcnn": ["model.channels=8", "model.n_layers=2", "model.head_channels=16", "data.image.grid_samples=4"],
     "wavenet": ["model.layers_per_stack=3", "model.stacks=1", "model.residual_channels=8", "model.skip_channels=8",
                 "model.block_size=256", "data.audio.sample_rate=8000"],
 }
-DEFAULT_FAMILY = {"text": "gpt", "code": "gpt", "music": "gpt", "audio": "wavenet", "image": "ddpm"}
+DEFAULT_FAMILY = {"text": "gpt", "code": "gpt", "music": "gpt", "audio": "wavenet", "image": "ddpm", "clip": "clip"}
 
 
 def examples(page: Path) -> list[str]:
@@ -83,6 +84,8 @@ def tiny(args: list[str], workspace: Path) -> list[str]:
         return [*(a if a != "120" else "1" for a in args), "--set", "train.max_steps=3", "--set", "train.eval_batches=1",
                 "--set", "train.sample_tokens=4", "--n", "16"]
     if args[0] == "eval":
+        if 'task = "clip"' in (workspace / args[1] / "config.toml").read_text():
+            return args
         image = 'task = "image"' in (workspace / args[1] / "config.toml").read_text()
         return [*args, *(["--n", "32", "--steps", "5"] if image else ["--n", "4"])]
     if args[0] == "sample":

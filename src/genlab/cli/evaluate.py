@@ -43,7 +43,10 @@ def evaluate(
     options = {}
     if n is not None:
         check_range("--n", n, 1, 100_000)
-        options["n" if "n" in accepted else "samples"] = n
+        name = "n" if "n" in accepted else "samples" if "samples" in accepted else None
+        if name is None:
+            raise GenlabError(f"--n does not apply to this run ({type(gen).__name__})")
+        options[name] = n
     for flag, name, value in (("--steps", "steps", steps), ("--fid-features", "features", fid_features), ("--truncation", "truncation", truncation)):
         if value is not None:
             if name not in accepted:
