@@ -134,3 +134,54 @@ def test_text_to_image_from_the_cli_draws_the_prompt_with_guidance(cli, tmp_path
     r = cli("train", "image", "--data", "digits", "--model", "ddpm", "--out", tmp_path / "bad", "--max-steps", "1",
             "--set", "model.condition=text", "--quiet")
     assert r.returncode != 0 and "model.text_encoder" in r.stderr
+
+
+# ---- a pretrained CLIP from a local Hugging Face folder ------------------------------------------------
+
+
+def save_tiny_clip(folder):
+    """A random CLIPModel with a byte-level BPE tokenizer and an image processor, saved as safetensors."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTextConfig, CLIPVisionConfig,
+                              PreTrainedTokenizerFast)
+
+    hf = Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    hf.train_from_iterator(["a handwritten seven", "a photo of a three"] * 5, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<pad>", "<eos>"], show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=hf, pad_token="<pad>", eos_token="<eos>")
+    torch.manual_seed(0)
+    config = CLIPConfig(text_config=CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                                                   num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32,
+                                                   pad_token_id=0, eos_token_id=1).to_dict(),
+                        vision_config=CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                                       num_attention_heads=2, image_size=16, patch_size=8).to_dict(),
+                        projection_dim=8)
+    CLIPModel(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}).save_pretrained(folder)
+    return folder
+
+
+def test_a_local_hugging_face_clip_embeds_searches_and_classifies_like_a_clip_run(cli, tmp_path):
+    from transformers import CLIPModel
+
+    folder = save_tiny_clip(tmp_path / "hf-clip")
+    from genlab.api import load
+
+    gen = load(f"hf:{folder}", device="cpu")
+    ours = gen.embed_texts(["a handwritten seven"])
+    model, inputs = CLIPModel.from_pretrained(folder), gen.tokenizer(["a handwritten seven"], return_tensors="pt")
+    with torch.no_grad():
+        out = model.get_text_features(**inputs)
+        theirs = torch.nn.functional.normalize(out if isinstance(out, torch.Tensor) else out.pooler_output, dim=-1).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)  # the same numbers as transformers gives
+    r = cli("search", f"hf:{folder}", "a seven", "--images", "digits", "--k", "4", "--out", tmp_path / "hits.png")
+    assert r.returncode == 0, r.stderr
+    r = cli("eval", f"hf:{folder}", "--data", "digits", "--out", tmp_path / "eval.json")
+    assert r.returncode == 0, r.stderr
+    assert 0 <= json.loads((tmp_path / "eval.json").read_text())["zero_shot_accuracy"] <= 1
+    assert not (folder / "eval.json").exists()  # nothing written into the model's folder
+    assert cli("embed", f"hf:{folder}", "--images", "digits", "--out", tmp_path / "e").returncode == 0
+    assert np.load(tmp_path / "e.npy").shape == (1797, 8)

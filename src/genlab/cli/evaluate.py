@@ -54,6 +54,9 @@ def evaluate(
             options[name] = str(value) if isinstance(value, Path) else value
     results = gen.evaluate(data=data, seed=seed, **options)
     print_table(results)
+    if out is None and str(run).startswith("hf:"):  # not a genlab folder: nothing is written into it
+        print("(a Hugging Face model: pass --out FILE.json to keep these numbers)")
+        return
     dest = out or Path(run) / "eval.json"
     atomic_write_json(dest, results)
     print(f"wrote {dest}")

@@ -210,10 +210,46 @@ class ClipTask:
         return Training(objective, batches, evaluate, None, items_per_batch=config.train.batch_size, item_name="pair")
 
 
-class ClipGenerator:
-    """Embed and search with a CLIP run: `embed_texts`, `embed_images`, `search`, `evaluate`."""
+class DualEncoder:
+    """What embedding, search and zero-shot evaluation need of an image-text model: `embed_texts(texts)`,
+    `embed_images(images)` (unit vectors), `images_of(source)` and the class names of its captions."""
 
     modality = "clip"
+
+    def class_embeddings(self, classes: list[str]) -> np.ndarray:
+        """(classes, D): each class's captions over every template and name, averaged and renormalized."""
+        rows = []
+        for name in classes:
+            e = self.embed_texts([t.format(w) for t in TEMPLATES for w in class_words(name)]).mean(0)
+            rows.append(e / np.linalg.norm(e))
+        return np.stack(rows)
+
+    def search(self, query: str, source: str | None = None, k: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The k images of `source` (default: a run's val split) closest to `query`: (images, scores, rows)."""
+        images, _, _ = self.images_of(source)
+        scores = self.embed_images(images) @ self.embed_texts([query])[0]
+        best = np.argsort(-scores)[:k]
+        return images[best], scores[best], best
+
+    def retrieval(self, image_emb: np.ndarray, texts: list[str], same: np.ndarray) -> dict:
+        """Image->text and text->image recall@1 and @5; `same[i, j]`: text j is a right answer for image i."""
+        sim = image_emb @ self.embed_texts(texts).T  # (images, texts)
+        results = {}
+        for name, matrix, truth in (("image_to_text", sim, same), ("text_to_image", sim.T, same.T)):
+            order = np.argsort(-matrix, axis=1)
+            for k in (1, 5):
+                results[f"{name}_recall@{k}"] = float(np.take_along_axis(truth, order[:, :k], axis=1).any(1).mean())
+        return results
+
+    def labeled_evaluation(self, image_emb: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+        """Zero-shot accuracy against every class's captions, and class-level recall with one caption per image."""
+        accuracy = float(((image_emb @ self.class_embeddings(classes).T).argmax(1) == labels).mean())
+        texts = [TEMPLATES[0].format(class_words(classes[int(y)])[-1]) for y in labels]
+        return {"zero_shot_accuracy": accuracy, **self.retrieval(image_emb, texts, labels[:, None] == labels[None, :])}
+
+
+class ClipGenerator(DualEncoder):
+    """Embed and search with a CLIP run: `embed_texts`, `embed_images`, `search`, `evaluate`."""
 
     def __init__(self, run_dir: Path | str, device: str = "auto"):
         run, config, (store, captions), model, dev = load_trained(run_dir, device)
@@ -259,26 +295,10 @@ class ClipGenerator:
                 raise GenlabError(f"{source}: images are {other.shape}, the run's are {self.store.shape}")
             return np.array(other.images), (np.array(other.labels) if other.labels is not None else None), source
 
-    def class_embeddings(self) -> np.ndarray:
-        """(classes, D): each class's captions over every template and name, averaged and renormalized."""
-        rows = []
-        for name in self.captions.classes:
-            e = self.embed_texts([t.format(w) for t in TEMPLATES for w in class_words(name)]).mean(0)
-            rows.append(e / np.linalg.norm(e))
-        return np.stack(rows)
-
-    def zero_shot_accuracy(self, images: np.ndarray | None = None, labels: np.ndarray | None = None) -> float:
-        if images is None:
-            images, labels, _ = self.images_of(None)
-        predicted = (self.embed_images(images) @ self.class_embeddings().T).argmax(1)
+    def zero_shot_accuracy(self) -> float:
+        images, labels, _ = self.images_of(None)
+        predicted = (self.embed_images(images) @ self.class_embeddings(self.captions.classes).T).argmax(1)
         return float((predicted == labels).mean())
-
-    def search(self, query: str, source: str | None = None, k: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The k images of `source` (default: the run's val split) closest to `query`: (images, scores, rows)."""
-        images, _, _ = self.images_of(source)
-        scores = self.embed_images(images) @ self.embed_texts([query])[0]
-        best = np.argsort(-scores)[:k]
-        return images[best], scores[best], best
 
     def evaluate(self, data: str | None = None, seed: int = 0, progress: bool = True) -> dict:
         """Zero-shot accuracy (labeled data) and image->text / text->image recall@1 and @5 on the val split (or
@@ -287,22 +307,10 @@ class ClipGenerator:
         image_emb = self.embed_images(images)
         results = {"data": where, "images": len(images)}
         if self.captions.classes is not None and labels is not None:
-            class_emb = self.class_embeddings()
-            results["zero_shot_accuracy"] = float(((image_emb @ class_emb.T).argmax(1) == labels).mean())
-            texts = [TEMPLATES[0].format(class_words(self.captions.classes[int(y)])[-1]) for y in labels]
-            same = labels[:, None] == labels[None, :]
-        elif self.captions.per_image is not None and data is None:
+            return results | self.labeled_evaluation(image_emb, labels, self.captions.classes)
+        if self.captions.per_image is not None and data is None:
             rows = self.store.indices("val")
-            texts = [self.captions.per_image[r] for r in rows]
-            same = np.eye(len(rows), dtype=bool)
-        else:
-            return results
-        sim = image_emb @ self.embed_texts(texts).T  # (images, texts)
-        for name, matrix, truth in (("image_to_text", sim, same), ("text_to_image", sim.T, same.T)):
-            order = np.argsort(-matrix, axis=1)
-            for k in (1, 5):
-                hits = np.take_along_axis(truth, order[:, :k], axis=1).any(1)
-                results[f"{name}_recall@{k}"] = float(hits.mean())
+            return results | self.retrieval(image_emb, [self.captions.per_image[r] for r in rows], np.eye(len(rows), dtype=bool))
         return results
 
 
