@@ -138,6 +138,8 @@ def test_a_wavenet_learns_tones_and_continues_a_prime(cli, sounds, tmp_path):
 
     r = cli("sample", run, "--class", "low", "--out", tmp_path / "x.wav")
     assert r.returncode != 0 and "not conditioned" in r.stderr
+    assert cli("report", run).returncode == 0
+    assert (run / "index.html").read_text().count("<audio") == 2  # the first and last eval's sound, to listen to
 
 
 def test_a_run_conditioned_on_subfolders_generates_each_class(cli, sounds, tmp_path):

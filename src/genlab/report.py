@@ -128,6 +128,9 @@ def run_section(run_path: Path, title: str | None = None, max_strip: int = 12) -
         first, last = texts[0], texts[-1]
         section.pairs.append((Media("text", f"sample at step {int(first.stem.split('_')[1])}", text=first.read_text()[:1500]),
                               Media("text", f"sample at step {int(last.stem.split('_')[1])}", text=last.read_text()[:1500])))
+    sounds = sorted(run.samples.glob("step_*.wav")) if run.samples.is_dir() else []
+    for wav in sounds[:1] + sounds[-1:] if len(sounds) > 1 else sounds:  # an audio run: its first and last eval's sound
+        section.media.append(Media("audio", f"sound at step {int(wav.stem.split('_')[1])}", wav))
     for midi in sorted(run.path.rglob("*.mid")):  # music written beside the run (the demo's continuation)
         if midi.with_suffix(".png").is_file():
             section.media.append(Media("image", f"{midi.name}: piano roll", midi.with_suffix(".png")))
