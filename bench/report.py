@@ -535,10 +535,27 @@ def section_stylegan() -> str:
     ])
 
 
+def section_cartpole() -> str:
+    d = load("cartpole.json")
+    if d is None:
+        return ""
+    rows = [[r["algo"], r["episodes_trained"], r["greedy_mean_return"], r["greedy_min_return"], r["last_100_training_mean"],
+             r["training_episodes_to_solved_window"] or "never", "yes" if r["solved"] else "no", r["wall_s"]] for r in d["rows"]]
+    return "\n\n".join([
+        "## Reinforcement learning: CartPole-v1",
+        "`genlab rl cartpole` with each algorithm, seed 0, one thread: the mean and lowest return over 100 greedy episodes on "
+        "seeds training never saw (500 is the limit; 475 is Gymnasium's 'solved'), the mean of the last 100 training "
+        "episodes (with exploration), and the first training episode whose last-100 mean reached 475.",
+        table(["algorithm", "episodes", "greedy mean", "greedy min", "last 100 training", "training window solved at",
+               "solved", "wall s"], rows),
+        provenance(d["command"], "cartpole.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
 SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_variants, section_text_train,
             section_profile, section_text_sample, section_word_vs_char,
             section_music, section_audio, section_code, section_images, section_pixelcnn, section_stylegan, section_serve, section_serve_constraints, section_export,
-            section_demo, section_memory]
+            section_cartpole, section_demo, section_memory]
 
 
 def render() -> str:
