@@ -97,7 +97,7 @@ def _bad_inputs(root):
         (["sample", str(root / "run"), "--steps", "50"], "--steps does not apply"),
         (["sample", str(root / "run"), "--prime", "x.mid"], "--prime does not apply"),
         (["sample", "hf:" + str(root / "no-model")], "no-model"),
-        (["sample", str(root / "image-run"), "--prompt", "Once"], "--prompt does not apply to image runs"),
+        (["sample", str(root / "image-run"), "--prompt", "Once"], "--prompt: this image run is not conditioned on text"),
         (["sample", str(root / "run"), "--class", "3"], "--class does not apply to text runs"),
         (["eval", str(root / "image-run"), "--data", str(root / "corpus.txt")], "not an image dataset"),
         (["eval-code", "--canonical", "--problems", "p.jsonl", "--memory-mb", "-1"], "--memory-mb"),

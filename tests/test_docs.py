@@ -29,6 +29,8 @@ SKIP = {
     "genlab train text --config recipes/tinyshakespeare-lstm.toml": "recipes train for minutes; every recipe trains 2 steps in tests/test_recipes.py",
     "genlab export runs/notes --format web": "fetches onnxruntime-web with npm (tests/test_export.py exports a page and generates in Chromium)",
     "genlab rl runs/mycode": "needs the code run of the README (tests/test_rl.py fine-tunes a run for a reward)",
+    "genlab search hf:/models/": "a downloaded CLIP (tests/test_clip.py uses a tiny local one)",
+    "genlab eval hf:/models/": "a downloaded CLIP (tests/test_clip.py evaluates a tiny local one)",
     "genlab serve": "a server runs until stopped (tests/test_serve.py drives one with the openai client and Chromium)",
 }
 
@@ -84,13 +86,15 @@ def tiny(args: list[str], workspace: Path) -> list[str]:
         return [*(a if a != "120" else "1" for a in args), "--set", "train.max_steps=3", "--set", "train.eval_batches=1",
                 "--set", "train.sample_tokens=4", "--n", "16"]
     if args[0] == "eval":
-        if 'task = "clip"' in (workspace / args[1] / "config.toml").read_text():
+        config = workspace / args[1] / "config.toml"
+        if config.is_file() and 'task = "clip"' in config.read_text():
             return args
-        image = 'task = "image"' in (workspace / args[1] / "config.toml").read_text()
+        image = config.is_file() and 'task = "image"' in config.read_text()
         return [*args, *(["--n", "32", "--steps", "5"] if image else ["--n", "4"])]
     if args[0] == "sample":
         args = list(args)
-        audio = 'task = "audio"' in (workspace / args[1] / "config.toml").read_text()
+        config = workspace / args[1] / "config.toml"
+        audio = config.is_file() and 'task = "audio"' in config.read_text()
         for flag, most in (("--n", 8), ("--seconds", 0.1 if audio else 2), ("--max-new-tokens", 40)):
             if flag in args:
                 i = args.index(flag) + 1

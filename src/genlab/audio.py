@@ -107,19 +107,21 @@ def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     return buf.getvalue()
 
 
-def render_wav(score, midi_path: Path, dest: Path, sample_rate: int = 44100) -> str:
-    """Write `dest` (WAV) for the score saved at `midi_path`; returns which renderer made it."""
+def render_wav(score, midi_path: Path, dest: Path, sample_rate: int | None = None) -> str:
+    """Write `dest` (WAV) for the score saved at `midi_path`, at `sample_rate` (default: 44.1 kHz from FluidSynth,
+    SAMPLE_RATE from the built-in synthesizer); returns which renderer made it."""
     fluidsynth, soundfont = shutil.which("fluidsynth"), find_soundfont()
     if fluidsynth and soundfont:
         tmp = Path(dest).with_name(f".{Path(dest).name}.{os.getpid()}.tmp.wav")
         try:
-            subprocess.run([fluidsynth, "-ni", "-g", "0.8", "-r", str(sample_rate), "-F", str(tmp), str(soundfont), str(midi_path)],
+            subprocess.run([fluidsynth, "-ni", "-g", "0.8", "-r", str(sample_rate or 44100), "-F", str(tmp), str(soundfont), str(midi_path)],
                            check=True, capture_output=True, timeout=600)
             os.replace(tmp, dest)
             return f"fluidsynth ({soundfont.name})"
         except (subprocess.SubprocessError, OSError):
             tmp.unlink(missing_ok=True)  # fall through to the built-in synthesizer
-    atomic_write_bytes(dest, wav_bytes(synthesize(score, sample_rate), sample_rate))
+    rate = sample_rate or SAMPLE_RATE
+    atomic_write_bytes(dest, wav_bytes(synthesize(score, rate), rate))
     return "built-in synthesizer"
 
 

@@ -322,16 +322,20 @@ class ImageGenerator:
         rows = self.store.indices("val")[:n] if len(self.store.indices("val")) else np.arange(n)
         return [self.captions.per_image[int(rows[i % len(rows)])] for i in range(n)]
 
+    def check_condition(self, class_label: int | None, prompt) -> None:
+        """A class for a text-conditioned run, or a prompt for another, is a one-line error."""
+        if self.text_conditioned and class_label is not None:
+            raise GenlabError("--class: this run is conditioned on text; give --prompt")
+        if not self.text_conditioned and prompt is not None:
+            raise GenlabError("--prompt: this image run is not conditioned on text (model.condition = \"text\")")
+
     def _labels(self, n: int, class_label: int | None, prompt: str | list[str] | None = None) -> torch.Tensor | None:
         """The condition of n samples: class ids (B,) for class-conditional runs, caption embeddings (B, D) for
         text-conditional ones, None for unconditional ones."""
+        self.check_condition(class_label, prompt)
         if self.text_conditioned:
-            if class_label is not None:
-                raise GenlabError("--class: this run is conditioned on text; give --prompt")
             prompts = self.default_prompts(n) if prompt is None else [prompt] * n if isinstance(prompt, str) else list(prompt)
             return torch.from_numpy(self.text_encoder.embed_texts(prompts)).to(self.device)
-        if prompt is not None:
-            raise GenlabError("--prompt: this image run is not conditioned on text (model.condition = \"text\")")
         if not self.num_classes:
             if class_label is not None:
                 raise GenlabError("--class: this run was trained without labels")
