@@ -592,7 +592,10 @@ def section_rl_code() -> str:
         "## Reinforcement learning for syntax",
         "A 4x128 code GPT on `python-stdlib`, then `genlab rl --reward code-parses --kl 0.05` (8 draws per step from `def `); "
         "the share of 100 sampled functions (temperature 1, no truncation) that `ast.parse` accepts, before and after. "
-        "Target: at least doubled. With no draw rewarded at the start, REINFORCE has no signal to follow.",
+        "Target: at least doubled." + (" With no draw rewarded at the start, REINFORCE has no signal to follow."
+                                       if d["syntax_valid_before"] == 0 else
+                                       f" Measured: {d['syntax_valid_after'] / d['syntax_valid_before']:.0f}x; the KL to the start "
+                                       "model shows how far the policy moved to get there."),
         table(["syntax-valid before", "after", "mean reward, first steps", "last steps", "KL at the end", "RL steps", "RL s"], rows),
         provenance(d["command"], "rl_code.json", d.get("date"), d.get("load_avg_at_start")),
     ])
