@@ -185,3 +185,19 @@ def test_a_local_hugging_face_clip_embeds_searches_and_classifies_like_a_clip_ru
     assert not (folder / "eval.json").exists()  # nothing written into the model's folder
     assert cli("embed", f"hf:{folder}", "--images", "digits", "--out", tmp_path / "e").returncode == 0
     assert np.load(tmp_path / "e.npy").shape == (1797, 8)
+
+
+def test_the_server_embeds_texts_with_a_clip_run(cli, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from genlab.api import load
+    from genlab.server.app import create_app
+
+    run = tmp_path / "clip"
+    assert cli("train", "clip", "--data", "digits", "--out", run, "--max-steps", "3", "--batch-size", "16", *CLIP_SETS).returncode == 0
+    gen = load(run, device="cpu")
+    with TestClient(create_app({"clip": gen})) as http:
+        answer = http.post("/v1/embeddings", json={"model": "clip", "input": ["a seven", "a photo of a 3"]}).json()
+    vectors = np.array([row["embedding"] for row in answer["data"]])
+    np.testing.assert_allclose(vectors, gen.embed_texts(["a seven", "a photo of a 3"]), atol=1e-6)
+    assert answer["usage"]["prompt_tokens"] == len("a seven") + len("a photo of a 3")  # bytes are its tokens

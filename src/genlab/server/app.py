@@ -423,18 +423,22 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
         from genlab.errors import GenlabError
 
         body = parse(EmbeddingRequest, await body_of(request))
-        s = lookup(body.model, ("text", "code"))
+        s = lookup(body.model, ("text", "code", "clip"))
         gen = s.generator
-        if not hasattr(gen.model, "hidden"):
+        if gen.modality == "clip":  # a clip run: the caption tower's unit vectors, the space its images share
+            vectors = await asyncio.to_thread(gen.embed_texts, list(body.input))
+            ids = [text.encode("utf-8") for text in body.input]
+        elif not hasattr(gen.model, "hidden"):
             raise APIError(400, f"model {body.model!r} ({gen.config.model.name}) has no hidden states to embed with",
                            "model", "wrong_model_kind")
-        try:
-            ids = [gen.tokenizer.encode(text) for text in body.input]
-        except GenlabError as e:
-            raise APIError(400, f"input: {e}", "input", "invalid_value") from None
-        limit = getattr(gen.model, "max_context", None)
-        ids = [i[:limit] if limit else i for i in ids]  # the first window of a longer text
-        vectors = await asyncio.to_thread(embed, gen, ids)
+        else:
+            try:
+                ids = [gen.tokenizer.encode(text) for text in body.input]
+            except GenlabError as e:
+                raise APIError(400, f"input: {e}", "input", "invalid_value") from None
+            limit = getattr(gen.model, "max_context", None)
+            ids = [i[:limit] if limit else i for i in ids]  # the first window of a longer text
+            vectors = await asyncio.to_thread(embed, gen, ids)
         data = []
         for i, v in enumerate(vectors):
             value = base64.b64encode(v.astype("<f4").tobytes()).decode() if body.encoding_format == "base64" else v.tolist()
