@@ -407,9 +407,13 @@ def test_the_playground_streams_text_and_shows_images_in_a_real_browser(server, 
         page.wait_for_function("document.querySelector('#images img').naturalWidth == 8")
         assert page.locator("#images img").count() == 8
         page.screenshot(path=str(tmp_path / "images.png"))
+        page.wait_for_function("document.querySelector('#status').textContent.endsWith('images')", timeout=30_000)
         page.select_option("#model", "tunes")
         page.click("#generate")
-        page.wait_for_function("document.querySelector('#roll').naturalWidth > 100", timeout=60_000)
+        try:
+            page.wait_for_function("document.querySelector('#roll').naturalWidth > 100", timeout=60_000)
+        except Exception:  # say what the page said (an error line in #status), not only that time ran out
+            pytest.fail(f"no piano roll; the page's status: {page.text_content('#status')!r}")
         assert page.get_attribute("#audio", "src").startswith("data:audio/wav;base64,")
         page.screenshot(path=str(tmp_path / "music.png"))
         browser.close()
