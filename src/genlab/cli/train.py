@@ -30,24 +30,31 @@ def train(
     threads: str = threads_option(),
 ) -> None:
     """Train a model; the run directory gets config.toml, model.safetensors, metrics, samples and a loss plot."""
-    from genlab.api import train as run_training
     from genlab.config import build_config
 
     flags = dict(data=data, model=model, tokenizer=tokenizer, out=out, max_steps=max_steps, max_time=max_time,
                  batch_size=batch_size, lr=lr, device=device, seed=seed)
     cfg = build_config(config, flags, set_, base={"task": task})
+    run = train_and_report(cfg, threads, quiet, overwrite)
+    first = f'genlab search {run.path} "a seven" --out hits.png' if cfg.task == "clip" else f"genlab sample {run.path}"
+    print(f"run saved in {run.path}   next: {first}   genlab eval {run.path}")
+
+
+def train_and_report(cfg, threads: str, quiet: bool, overwrite: bool):
+    """Train `cfg` (the --threads flag unless the config set train.threads) and print its final figures."""
+    import torch
+
+    from genlab.api import train as run_training
+
     if cfg.train.threads is None:  # --set train.threads or the config file win over the flag's default
         cfg.train.threads = threads
     if quiet:
         cfg.train.progress = False
     run = run_training(cfg, progress=not quiet, overwrite=overwrite)
     shown = {k: v for k, v in run.results.items() if k.startswith("val_") or k in ("step", "elapsed")}
-    import torch
-
     shown["threads"] = torch.get_num_threads()
     print("finished: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
-    first = f'genlab search {run.path} "a seven" --out hits.png' if cfg.task == "clip" else f"genlab sample {run.path}"
-    print(f"run saved in {run.path}   next: {first}   genlab eval {run.path}")
+    return run
 
 
 @app.command(no_args_is_help=True)
@@ -73,7 +80,6 @@ def distill(
     threads: str = threads_option(),
 ) -> None:
     """Train a student run from a teacher run's soft targets (knowledge distillation), optionally with a critic."""
-    from genlab.api import train as run_training
     from genlab.config import build_config, load_config
     from genlab.runs import RunDir
 
@@ -93,12 +99,5 @@ def distill(
             data = taught.data.source
     flags = dict(data=data, model=model, out=out, max_steps=max_steps, max_time=max_time, batch_size=batch_size,
                  lr=lr, device=device, seed=seed)
-    cfg = build_config(config, flags, set_, base=base)
-    if cfg.train.threads is None:
-        cfg.train.threads = threads
-    if quiet:
-        cfg.train.progress = False
-    run = run_training(cfg, progress=not quiet, overwrite=overwrite)
-    shown = {k: v for k, v in run.results.items() if k.startswith("val_") or k in ("step", "elapsed")}
-    print("finished: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+    run = train_and_report(build_config(config, flags, set_, base=base), threads, quiet, overwrite)
     print(f"student saved in {run.path}   next: genlab sample {run.path}   genlab compare {teacher} {run.path}")
