@@ -201,3 +201,55 @@ def test_the_server_embeds_texts_with_a_clip_run(cli, tmp_path):
     vectors = np.array([row["embedding"] for row in answer["data"]])
     np.testing.assert_allclose(vectors, gen.embed_texts(["a seven", "a photo of a 3"]), atol=1e-6)
     assert answer["usage"]["prompt_tokens"] == len("a seven") + len("a photo of a 3")  # bytes are its tokens
+
+
+def save_tiny_blip(folder):
+    """A random BlipForImageTextRetrieval with a word-piece tokenizer and an image processor, saved as safetensors."""
+    from transformers import (BertTokenizerFast, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor)
+
+    folder.mkdir(parents=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "photo", "of", "handwritten", "digit", "seven", "three", "7", "3"]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    torch.manual_seed(0)
+    config = BlipConfig(text_config={"vocab_size": len(words), "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                                     "num_attention_heads": 2, "max_position_embeddings": 32, "encoder_hidden_size": 16},
+                        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                                       "num_attention_heads": 2, "image_size": 16, "patch_size": 8},
+                        image_text_hidden_size=8)
+    BlipForImageTextRetrieval(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    BlipImageProcessor(size={"height": 16, "width": 16}).save_pretrained(folder)
+    return folder
+
+
+def test_a_local_blip_embeds_with_its_contrastive_heads_and_reranks_search_hits_with_its_matching_head(cli, tmp_path):
+    from transformers import BlipForImageTextRetrieval
+
+    from genlab.api import load
+
+    folder = save_tiny_blip(tmp_path / "hf-blip")
+    gen = load(f"hf:{folder}", device="cpu")
+    model = BlipForImageTextRetrieval.from_pretrained(folder).eval()
+    every = gen.images_of("digits")[0]
+    images = every[:6]
+    text = gen.tokenizer(["a handwritten seven"], return_tensors="pt")
+    pixels = gen._pixels(images)
+    with torch.no_grad():  # transformers' own contrastive score: unit image vector . unit text vector
+        theirs = model(input_ids=text["input_ids"], attention_mask=text["attention_mask"], pixel_values=pixels,
+                       use_itm_head=False).itm_score[:, 0].numpy()
+        matching = model(input_ids=text["input_ids"].repeat(6, 1), attention_mask=text["attention_mask"].repeat(6, 1),
+                         pixel_values=pixels).itm_score.softmax(-1)[:, 1].numpy()
+    np.testing.assert_allclose(gen.embed_images(images) @ gen.embed_texts(["a handwritten seven"])[0], theirs, atol=1e-5)
+    np.testing.assert_allclose(gen.match_probability("a handwritten seven", images), matching, atol=1e-5)
+
+    hits, scores, rows = gen.search("a handwritten seven", "digits", k=3)
+    shortlist = np.argsort(-(gen.embed_images(every) @ gen.embed_texts(["a handwritten seven"])[0]))[:12]
+    assert set(rows) <= set(shortlist)  # the matching head only re-orders the unit vectors' shortlist
+    assert list(scores) == sorted(scores, reverse=True)
+    np.testing.assert_allclose(scores, gen.match_probability("a handwritten seven", every[rows]), atol=1e-5)
+    r = cli("search", f"hf:{folder}", "a seven", "--images", "digits", "--k", "4", "--out", tmp_path / "hits.png")
+    assert r.returncode == 0, r.stderr
+    r = cli("eval", f"hf:{folder}", "--data", "digits", "--out", tmp_path / "eval.json")
+    assert r.returncode == 0, r.stderr
+    assert 0 <= json.loads((tmp_path / "eval.json").read_text())["zero_shot_accuracy"] <= 1
