@@ -1,12 +1,15 @@
 """Distillation on Tiny Shakespeare: a teacher, then one small student three ways, for the same steps.
 
     python bench/distill.py [--data ../shared/data/tinyshakespeare.txt] [--teacher-minutes 20] [--student-steps 1500]
+                            [--student gpt|lstm] [--teacher RUN]
 
-The teacher is the tinyshakespeare GPT recipe (4x128, ~0.8M parameters) trained for --teacher-minutes; the
-student a 2x64 GPT (about 1/8 of the teacher's parameters), trained for --student-steps from scratch, distilled
+The teacher is the tinyshakespeare GPT recipe (4x128, ~0.8M parameters) trained for --teacher-minutes (or a
+finished teacher run, --teacher); the student (about 1/8 of the teacher's parameters: a 2x64 GPT, or a 1x108
+LSTM, a different family reading the same characters) is trained for --student-steps from scratch, distilled
 (alpha 0.5, T 2) and distilled with the critic (adv weight 0.1), all on the tail split with one thread. Each run
-is measured the same way (genlab.compare.measure: val loss and bits per char over the whole val split, sampling
-tokens/s at batch 1) plus distinct-2 of 8 samples. Writes bench/results/distill.json.
+is measured the same way (genlab.compare.measure: val loss and bits per char over the whole val split) plus
+distinct-2 of 8 samples and sampling tokens/s at batch 1, the best of 5 draws of 200 tokens (one draw is at the
+mercy of the machine's noise). Writes bench/results/distill.json (GPT student) or distill_lstm.json.
 """
 
 from __future__ import annotations
@@ -18,8 +21,23 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "distill.json"
-STUDENT = ["model.n_layer=2", "model.n_head=2", "model.n_embd=64"]
+STUDENTS = {"gpt": ["model.n_layer=2", "model.n_head=2", "model.n_embd=64"],
+            "lstm": ["model.name=lstm", "model.n_layer=1", "model.n_embd=108", "train.lr=3e-3"]}
+
+
+def sample_rate(path: Path, tokens: int = 200, tries: int = 5) -> float:
+    """Tokens/s of one 200-token draw at batch 1, the best of `tries`."""
+    import genlab
+    from genlab.sampling.engine import Decoding, Engine, Request, decode
+
+    gen = genlab.load(path, device="cpu")
+    best = float("inf")
+    for seed in range(tries):
+        engine = Engine(gen.model, device=gen.device)
+        start = time.perf_counter()
+        decode(engine, [Request(gen.encode_prompt(""), Decoding(max_new_tokens=tokens, temperature=1.0), seed=seed)])
+        best = min(best, time.perf_counter() - start)
+    return tokens / best
 
 
 def main() -> None:
@@ -27,6 +45,8 @@ def main() -> None:
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"))
     p.add_argument("--teacher-minutes", type=float, default=20.0)
     p.add_argument("--student-steps", type=int, default=1500)
+    p.add_argument("--student", choices=sorted(STUDENTS), default="gpt")
+    p.add_argument("--teacher", default=None, help="a finished teacher run to reuse instead of training one")
     p.add_argument("--out", default="/tmp/genlab-bench-distill")
     args = p.parse_args()
     import torch
@@ -41,30 +61,37 @@ def main() -> None:
     out = Path(args.out)
     recipe = ROOT / "recipes" / "tinyshakespeare-gpt.toml"
     common = ["data.split=tail", "train.progress=false", "train.threads=1"]
-    teacher = build_config(recipe, {"data": args.data, "out": str(out / "teacher")},
-                           [*common, f"train.max_time={args.teacher_minutes * 60}"])
-    genlab.train(teacher, progress=False, overwrite=True)
-    student_sets = [*common, *STUDENT, f"train.max_steps={args.student_steps}", "train.max_time=100000"]
-    runs = {"teacher": out / "teacher"}
-    for name, distill in (("scratch", {}), ("distilled", {"teacher": str(out / "teacher")}),
-                          ("distilled + critic", {"teacher": str(out / "teacher"), "adv_weight": 0.1})):
-        cfg = build_config(recipe, {"data": args.data, "out": str(out / name.replace(" + ", "-"))}, student_sets,
+    teacher_path = Path(args.teacher) if args.teacher else out / "teacher"
+    if not args.teacher:
+        teacher = build_config(recipe, {"data": args.data, "out": str(teacher_path)},
+                               [*common, f"train.max_time={args.teacher_minutes * 60}"])
+        genlab.train(teacher, progress=False, overwrite=True)
+    student_sets = [*common, *STUDENTS[args.student], f"train.max_steps={args.student_steps}", "train.max_time=100000"]
+    runs = {"teacher": teacher_path}
+    for name, distill in (("scratch", {}), ("distilled", {"teacher": str(teacher_path)}),
+                          ("distilled + critic", {"teacher": str(teacher_path), "adv_weight": 0.1})):
+        folder = f"{args.student}-{name.replace(' + ', '-')}" if args.student != "gpt" else name.replace(" + ", "-")
+        cfg = build_config(recipe, {"data": args.data, "out": str(out / folder)}, student_sets,
                            base={"distill": distill} if distill else None)
         genlab.train(cfg, progress=False, overwrite=True)
         runs[name] = Path(cfg.out)
     rows = []
     for name, path in runs.items():
         row = measure(path)
+        row["sample_tokens_per_s"] = sample_rate(path)
         gen = genlab.load(path)
         row["distinct_2"] = gen.evaluate(samples=8, sample_tokens=200, progress=False)["distinct_2"]
         rows.append({"run": name, **{k: row[k] for k in ("params", "val_loss", "val_bits_per_unit", "sample_tokens_per_s",
                                                           "train_tokens_per_s", "wall_s", "distinct_2")}})
         print(rows[-1], flush=True)
     results = {"date": started, "load_avg_at_start": load_avg, "load_avg_at_end": list(os.getloadavg()),
-               "command": f"python bench/distill.py --teacher-minutes {args.teacher_minutes:g} --student-steps {args.student_steps}",
-               "threads": 1, "rows": rows}
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+               "command": f"python bench/distill.py --teacher-minutes {args.teacher_minutes:g} --student-steps {args.student_steps}"
+                          + (f" --student {args.student}" if args.student != "gpt" else "")
+                          + (f" --teacher {args.teacher}" if args.teacher else ""),
+               "threads": 1, "student": STUDENTS[args.student], "rows": rows}
+    written = ROOT / "bench" / "results" / ("distill.json" if args.student == "gpt" else f"distill_{args.student}.json")
+    written.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {written}")
 
 
 if __name__ == "__main__":

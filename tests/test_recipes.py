@@ -9,7 +9,7 @@ import genlab
 from genlab.config import build_config
 from conftest import make_corpus
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.toml"))
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.toml"))
 
 
 @pytest.fixture(scope="module")
