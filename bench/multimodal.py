@@ -29,6 +29,7 @@ MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(MNIST), help="the MNIST IDX folder")
     p.add_argument("--clip-minutes", type=float, default=5.0)
     p.add_argument("--diffusion-minutes", type=float, default=10.0)
     p.add_argument("--n", type=int, default=300)
@@ -51,7 +52,7 @@ def main() -> None:
     common = {"max_steps": 10_000_000, "progress": False, "threads": args.threads, "eval_interval": 500,
               "checkpoint_interval": 500}
     clip = Path(args.clip) if args.clip else genlab.train(validate_config({
-        "task": "clip", "out": f"{args.out}/clip", "data": {"source": str(MNIST)},
+        "task": "clip", "out": f"{args.out}/clip", "data": {"source": args.data},
         "train": {**common, "max_time": args.clip_minutes * 60, "batch_size": 128, "lr": 2e-3}}), progress=False, overwrite=True).path
     clip_gen = genlab.load(clip)
     clip_eval = clip_gen.evaluate(progress=False)
@@ -59,7 +60,7 @@ def main() -> None:
     save_png(make_grid(hits, 8), ROOT / "docs" / "img" / "clip_search_seven.png")
 
     t2i = genlab.train(validate_config({
-        "task": "image", "out": f"{args.out}/t2i", "data": {"source": str(MNIST), "image": {"size": args.size}},
+        "task": "image", "out": f"{args.out}/t2i", "data": {"source": args.data, "image": {"size": args.size}},
         "model": {"name": "ddpm", "condition": "text", "text_encoder": str(clip)},
         "train": {**common, "max_time": args.diffusion_minutes * 60}}), progress=False, overwrite=True).path
     gen = genlab.load(t2i)
