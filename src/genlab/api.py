@@ -52,13 +52,13 @@ def load(run: str | Path, device: str = "auto"):
     """The Generator of a run directory, of a folder `genlab export --format hf` wrote, or of a Hugging Face
     model given as `hf:PATH_OR_NAME`."""
     from genlab.export import exported_format, load_export
-    from genlab.tasks.hf_clip import HFClipGenerator, hf_image_text_kind
+    from genlab.tasks.hf_clip import HFImageTextGenerator, hf_image_text_kind
 
     exported = exported_format(run) if not str(run).startswith("hf:") else None
     if exported in ("onnx", "int8", "web"):  # int8: ONNX with int8 weights, or a quantized PyTorch model
         return load_export(run)
     if str(run).startswith("hf:") and hf_image_text_kind(str(run).removeprefix("hf:")):
-        return HFClipGenerator(str(run).removeprefix("hf:"), device=device)
+        return HFImageTextGenerator(str(run).removeprefix("hf:"), device=device)
     if str(run).startswith("hf:") or exported == "hf":
         from genlab.tasks.hf import HFGenerator
 

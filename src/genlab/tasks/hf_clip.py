@@ -49,7 +49,9 @@ def hf_image_text_kind(path: str) -> str | None:
     return kind if kind in IMAGE_TEXT_MODELS else None
 
 
-class HFClipGenerator(DualEncoder):
+class HFImageTextGenerator(DualEncoder):
+    """A local CLIP or BLIP folder as a DualEncoder: embed_texts, embed_images, search, evaluate."""
+
     def __init__(self, path: str, device: str = "auto"):
         try:
             import transformers
