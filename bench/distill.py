@@ -6,7 +6,8 @@
 The teacher is the tinyshakespeare GPT recipe (4x128, ~0.8M parameters) trained for --teacher-minutes (or a
 finished teacher run, --teacher); the student (about 1/8 of the teacher's parameters: a 2x64 GPT, or a 1x108
 LSTM, a different family reading the same characters) is trained for --student-steps from scratch, distilled
-(alpha 0.5, T 2) and distilled with the critic (adv weight 0.1), all on the tail split with one thread. Each run
+(alpha 0.5, T 2), distilled with the critic (adv weight 0.1) and, for the LSTM, distilled from the teacher's
+soft targets alone (alpha 0, T 1), all on the tail split with one thread. Each run
 is measured the same way (genlab.compare.measure: val loss and bits per char over the whole val split) plus
 distinct-2 of 8 samples and sampling tokens/s at batch 1, the best of 5 draws of 200 tokens (one draw is at the
 mercy of the machine's noise). Writes bench/results/distill.json (GPT student) or distill_lstm.json.
@@ -22,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDENTS = {"gpt": ["model.n_layer=2", "model.n_head=2", "model.n_embd=64"],
-            "lstm": ["model.name=lstm", "model.n_layer=1", "model.n_embd=108", "train.lr=3e-3"]}
+            "lstm": ["model.n_layer=1", "model.n_embd=108"]}
+STUDENT_RECIPE = {"gpt": "tinyshakespeare-gpt.toml", "lstm": "tinyshakespeare-lstm.toml"}  # the family's own recipe
 
 
 def sample_rate(path: Path, tokens: int = 200, tries: int = 5) -> float:
@@ -48,6 +50,8 @@ def main() -> None:
     p.add_argument("--student", choices=sorted(STUDENTS), default="gpt")
     p.add_argument("--teacher", default=None, help="a finished teacher run to reuse instead of training one")
     p.add_argument("--out", default="/tmp/genlab-bench-distill")
+    p.add_argument("--reuse", action="store_true",
+                   help="resume the student runs already in --out (a finished one is measured, not retrained)")
     args = p.parse_args()
     import torch
 
@@ -68,12 +72,16 @@ def main() -> None:
         genlab.train(teacher, progress=False, overwrite=True)
     student_sets = [*common, *STUDENTS[args.student], f"train.max_steps={args.student_steps}", "train.max_time=100000"]
     runs = {"teacher": teacher_path}
-    for name, distill in (("scratch", {}), ("distilled", {"teacher": str(teacher_path)}),
-                          ("distilled + critic", {"teacher": str(teacher_path), "adv_weight": 0.1})):
-        folder = f"{args.student}-{name.replace(' + ', '-')}" if args.student != "gpt" else name.replace(" + ", "-")
-        cfg = build_config(recipe, {"data": args.data, "out": str(out / folder)}, student_sets,
-                           base={"distill": distill} if distill else None)
-        genlab.train(cfg, progress=False, overwrite=True)
+    teacher_only = {"teacher": str(teacher_path), "alpha": 0.0, "temperature": 1.0}  # the pure soft-target loss
+    variants = [("scratch", "scratch", {}), ("distilled", "distilled", {"teacher": str(teacher_path)}),
+                ("distilled + critic", "distilled-critic", {"teacher": str(teacher_path), "adv_weight": 0.1})]
+    if args.student != "gpt":
+        variants.append(("distilled, alpha 0, T 1", "kd-a0-t1", teacher_only))
+    for name, folder, distill in variants:
+        folder = f"{args.student}-{folder}" if args.student != "gpt" else folder
+        cfg = build_config(ROOT / "recipes" / STUDENT_RECIPE[args.student], {"data": args.data, "out": str(out / folder)},
+                           student_sets, base={"distill": distill} if distill else None)
+        genlab.train(cfg, progress=False, overwrite=not args.reuse)
         runs[name] = Path(cfg.out)
     rows = []
     for name, path in runs.items():
@@ -87,7 +95,7 @@ def main() -> None:
     results = {"date": started, "load_avg_at_start": load_avg, "load_avg_at_end": list(os.getloadavg()),
                "command": f"python bench/distill.py --teacher-minutes {args.teacher_minutes:g} --student-steps {args.student_steps}"
                           + (f" --student {args.student}" if args.student != "gpt" else "")
-                          + (f" --teacher {args.teacher}" if args.teacher else ""),
+                          + (f" --teacher {args.teacher}" if args.teacher else "") + (" --reuse" if args.reuse else ""),
                "threads": 1, "student": STUDENTS[args.student], "rows": rows}
     written = ROOT / "bench" / "results" / ("distill.json" if args.student == "gpt" else f"distill_{args.student}.json")
     written.write_text(json.dumps(results, indent=2) + "\n")
