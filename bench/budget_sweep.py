@@ -3,11 +3,11 @@
     python bench/budget_sweep.py --data ../shared/data/tinyshakespeare.txt [--parallel 2] [--only NAME,...]
 
 Every candidate trains on Tiny Shakespeare's first 90 % (`data.split = "tail"`, nanoGPT's cut) for its
-wall-clock budget on ONE thread, `--parallel` candidates at a time (two 1-thread runs on a 2-core box
-see about the tokens of one 2-thread run each, so a budget here is a little longer than the same
-budget at 2 threads — stated beside the table). Each is scored on the whole val split (the last 10 %)
+wall-clock budget on ONE thread, `--parallel` candidates at a time (a 1-thread run beside another on a
+2-core box sees about 0.6 of the tokens of a 2-thread run alone, so a sweep budget stands for about 0.6
+of the same recipe budget: docs/models.md). Each is scored on the whole val split (the last 10 %)
 with the weights it kept (best val loss). Writes bench/results/budget_sweep.json; the recipes in
-recipes/tinyshakespeare-{lstm,gpt}-{1,3,10,20}min.toml follow its winners (docs/models.md).
+recipes/budgets/tinyshakespeare-{lstm,gpt}-{1,3,10,20}min.toml follow its winners (docs/models.md).
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from text_train import train_run  # noqa: E402  (a sibling bench: train a config, score the whole val split)
+
 RESULTS = ROOT / "bench" / "results" / "budget_sweep.json"
 
 LSTM = ["model.name=lstm", "model.n_layer=2", "model.block_size=128", "train.lr=3e-3"]
@@ -46,9 +49,6 @@ def candidates() -> dict[str, tuple[float, list[str]]]:
 
 
 def run_one(name: str, data: str, out: Path) -> dict:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from text_train import train_run
-
     budget, overrides = candidates()[name]
     return train_run(None, data, out, COMMON + overrides, max_time=budget)
 

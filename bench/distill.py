@@ -27,20 +27,6 @@ STUDENTS = {"gpt": ["model.n_layer=2", "model.n_head=2", "model.n_embd=64"],
 STUDENT_RECIPE = {"gpt": "tinyshakespeare-gpt.toml", "lstm": "tinyshakespeare-lstm.toml"}  # the family's own recipe
 
 
-def sample_rate(path: Path, tokens: int = 200, tries: int = 5) -> float:
-    """Tokens/s of one 200-token draw at batch 1, the best of `tries`."""
-    import genlab
-    from genlab.sampling.engine import Decoding, Engine, Request, decode
-
-    gen = genlab.load(path, device="cpu")
-    best = float("inf")
-    for seed in range(tries):
-        engine = Engine(gen.model, device=gen.device)
-        start = time.perf_counter()
-        decode(engine, [Request(gen.encode_prompt(""), Decoding(max_new_tokens=tokens, temperature=1.0), seed=seed)])
-        best = min(best, time.perf_counter() - start)
-    return tokens / best
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,8 +71,7 @@ def main() -> None:
         runs[name] = Path(cfg.out)
     rows = []
     for name, path in runs.items():
-        row = measure(path)
-        row["sample_tokens_per_s"] = sample_rate(path)
+        row = measure(path, draws=5)
         gen = genlab.load(path)
         row["distinct_2"] = gen.evaluate(samples=8, sample_tokens=200, progress=False)["distinct_2"]
         rows.append({"run": name, **{k: row[k] for k in ("params", "val_loss", "val_bits_per_unit", "sample_tokens_per_s",

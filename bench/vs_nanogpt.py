@@ -33,6 +33,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from text_train import train_run  # noqa: E402  (a sibling bench: train a config, score the whole val split)
+
 RESULTS = ROOT / "bench" / "results" / "vs_nanogpt.json"
 RECIPE = {60: "1min", 180: "3min", 600: "10min", 1200: "20min"}
 # nanoGPT's README, "I only have a macbook": its CPU shape, with fp32 and no compile on this CPU.
@@ -52,7 +55,8 @@ def prepare_peer(peer: Path, data: Path, work: Path) -> Path:
 
 
 def run_peer(work: Path, iters: int, out: str, threads: int, limit: float | None = None) -> dict:
-    """Run nanoGPT's train.py; -> per-iteration ms, eval curve stamped with seconds since launch, wall time."""
+    """Run nanoGPT's train.py; -> median ms per iteration (past the first 10, its warm-up), eval curve stamped with
+    seconds since launch, wall time."""
     cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", *NANOGPT_FLAGS, f"--out_dir={out}",
            f"--max_iters={iters}", f"--lr_decay_iters={iters}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -73,8 +77,8 @@ def run_peer(work: Path, iters: int, out: str, threads: int, limit: float | None
     proc.wait()
     if proc.returncode and not killed:
         raise RuntimeError(f"nanoGPT's train.py exited with {proc.returncode}: {' '.join(cmd)}")
-    return {"iter_ms": iter_ms, "curve": curve, "wall_seconds": time.perf_counter() - start,
-            "startup_seconds": first_iter, "killed_at_limit": killed}
+    return {"median_iter_ms": float(np.median(iter_ms[10:] or iter_ms)), "iterations_logged": len(iter_ms), "curve": curve,
+            "wall_seconds": time.perf_counter() - start, "startup_seconds": first_iter, "killed_at_limit": killed}
 
 
 def score_peer(work: Path, out: str) -> dict:
@@ -105,8 +109,7 @@ def score_peer(work: Path, out: str) -> dict:
 
 def nanogpt_at(work: Path, budget: float, threads: int) -> dict:
     """Calibrate nanoGPT's iteration time, then train it so that its schedule ends at `budget` seconds of training."""
-    calib = run_peer(work, 60, "out-calibrate", threads)
-    ms = float(np.median(calib["iter_ms"][10:]))
+    ms = run_peer(work, 60, "out-calibrate", threads)["median_iter_ms"]
     # each eval (every 250 iterations): 2 splits x 20 batches of forward only, about a third of a step each
     per_iter = ms / 1000 * (1 + 2 * 20 / 3 / 250)
     iters = max(250, 250 * round(budget / per_iter / 250))  # it evaluates (and may save) every 250 iterations
@@ -118,9 +121,6 @@ def nanogpt_at(work: Path, budget: float, threads: int) -> dict:
 
 
 def genlab_at(recipe: str, data: str, out: Path, budget: float) -> dict:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from text_train import train_run
-
     r = train_run(ROOT / "recipes" / "budgets" / f"tinyshakespeare-{recipe}.toml", data, out, [], max_time=budget)
     r["recipe"] = f"recipes/budgets/tinyshakespeare-{recipe}.toml"
     return r
