@@ -147,6 +147,9 @@ class TrainConfig(Section):
     grad_clip: NonNegative = 1.0  # 0 disables
     dtype: Literal["float32", "bfloat16"] = "float32"  # bfloat16 = autocast
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Under torchrun: every rank holds the whole model and gradients are averaged ("ddp"), or each holds a
+    # 1/N shard of the parameters, gradients and optimizer state ("fsdp": for models too big for one device).
+    shard: Literal["ddp", "fsdp"] = "ddp"
     seed: int = 1337
     eval_interval: Positive = 250
     eval_batches: Positive = 20  # batches per periodic eval; `genlab eval` uses the whole split

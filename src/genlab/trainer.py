@@ -141,9 +141,11 @@ class Trainer:
         if self.world.is_main:
             run.path.mkdir(parents=True, exist_ok=True)
         self.bundle = bundle_of(objective.modules).to(self.device)
-        self.replicas = {}  # player -> its module under torch's DDP engine (torchrun only)
+        self.replicas = {}  # player -> its module under torch's DDP or FSDP engine (torchrun only)
+        self.sharded = self.world.active and cfg.shard == "fsdp"
         if self.world.active:
-            self.replicas = {name: distributed.replicate(m, self.device) for name, m in objective.players.items()}
+            engine = distributed.shard_fully if self.sharded else distributed.replicate
+            self.replicas = {name: engine(m, self.device) for name, m in objective.players.items()}
         self.optimizers = {name: make_optimizer(m, cfg, self.device) for name, m in objective.players.items()}
         self.ema = None
         if cfg.ema_decay is not None:
@@ -151,17 +153,43 @@ class Trainer:
         self.state = TrainState()
         self._plotted = time.perf_counter()  # when loss.png was last drawn (first: 30 s in, or at the end)
         self._last_eval: tuple[int | None, dict] = (None, {})  # (step, results) of the latest eval
+        self._whole_sampling_weights = None  # under FSDP, while `_whole_weights` holds them gathered
+
+    @contextmanager
+    def _whole_weights(self):
+        """Under FSDP every rank gathers the whole weights (and EMA), so that rank 0 alone can evaluate, sample
+        and save while the others wait; elsewhere a no-op. Enter on every rank."""
+        if not self.sharded:
+            yield
+            return
+        # Gathered before the unshard: reading a state dict puts FSDP's parameters back into shards.
+        self._whole_sampling_weights = distributed.full_tensors(self.sampling_weights())
+        try:
+            with distributed.whole_weights(self.replicas.values()):
+                yield
+        finally:
+            self._whole_sampling_weights = None
+
+    def _load_weights(self, tensors: dict, origin: Path) -> None:
+        if self.sharded:  # whole tensors from the file, cut into this rank's shards
+            tensors = distributed.shard_like(tensors, bundle_of(self.objective.modules).state_dict())
+        load_weights(self.objective.modules, tensors, origin)
 
     # ---- checkpoints -------------------------------------------------------------
 
     def save_checkpoint(self) -> None:
+        weights, ema = weights_of(self.objective.modules), self.ema
+        optimizers = {name: opt.state_dict() for name, opt in self.optimizers.items()}
+        if self.sharded:  # every rank joins in gathering the shards; rank 0 writes them whole
+            weights, ema = distributed.full_tensors(weights), ema and distributed.full_tensors(ema)
+            for sd in optimizers.values():
+                sd["state"] = {idx: distributed.full_tensors(slots) for idx, slots in sd["state"].items()}
         if not self.world.is_main:
             return
         tmp = checkpoint_folder_for_writing(self.run.checkpoint)
-        save_tensors(tmp / "model.safetensors", weights_of(self.objective.modules))
+        save_tensors(tmp / "model.safetensors", weights)
         tensors, groups = {}, {}
-        for name, opt in self.optimizers.items():
-            sd = opt.state_dict()
+        for name, sd in optimizers.items():
             groups[name] = sd["param_groups"]
             for idx, slots in sd["state"].items():
                 for slot, t in slots.items():
@@ -174,8 +202,8 @@ class Trainer:
         for key, t in getattr(self.objective, "state_dict", dict)().items():  # e.g. a carried RNN state
             tensors[f"objective/{key}"] = t
         save_tensors(tmp / "state.safetensors", tensors)
-        if self.ema is not None:
-            save_tensors(tmp / "ema.safetensors", self.ema)
+        if ema is not None:
+            save_tensors(tmp / "ema.safetensors", ema)
         s = self.state
         atomic_write_json(tmp / "state.json", {"step": s.step, "items": s.items, "elapsed": s.elapsed,
                                                "planned_steps": s.planned_steps, "best": s.best,
@@ -195,7 +223,7 @@ class Trainer:
                 raise KeyError(f"no {absent[0]!r}")
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise GenlabError(f"{folder / 'state.json'}: unreadable or incomplete ({e}); pass --overwrite to start afresh") from None
-        load_weights(self.objective.modules, load_tensors(folder / "model.safetensors"), folder / "model.safetensors")
+        self._load_weights(load_tensors(folder / "model.safetensors"), folder / "model.safetensors")
         tensors = load_tensors(folder / "state.safetensors")
         try:
             self._restore(meta, tensors, folder)
@@ -215,6 +243,10 @@ class Trainer:
                 if key.startswith(prefix):
                     idx, slot = key[len(prefix):].split("/")
                     state.setdefault(int(idx), {})[slot] = t.to(self.device) if slot != "step" else t
+            if self.sharded:
+                params = [p for g in opt.param_groups for p in g["params"]]
+                state = {idx: distributed.shard_like(slots, {slot: params[idx] for slot in slots if slot != "step"})
+                         for idx, slots in state.items()}
             opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
         torch.set_rng_state(tensors["rng/torch"])
         if "rng/cuda" in tensors and self.device.type == "cuda":
@@ -223,7 +255,8 @@ class Trainer:
         if hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict({k.removeprefix("objective/"): t for k, t in tensors.items() if k.startswith("objective/")})
         if self.ema is not None:
-            self.ema = {k: v.to(self.device) for k, v in load_tensors(folder / "ema.safetensors").items()}
+            ema = {k: v.to(self.device) for k, v in load_tensors(folder / "ema.safetensors").items()}
+            self.ema = distributed.shard_like(ema, self.ema) if self.sharded else ema
 
     def _truncate_metrics(self, step: int) -> None:
         # Rows logged after the checkpoint will be logged again by the resumed run.
@@ -251,12 +284,13 @@ class Trainer:
                     self.ema[k].copy_(v)
 
     def _eval(self, final: bool = False) -> dict:
-        if not self.world.is_main:
-            return {}
-        if self._last_eval[0] == self.state.step:  # a run stopped early ends where it was just evaluated
-            results = self._last_eval[1]
-        else:
-            results = self._evaluate_and_log()
+        with self._whole_weights():
+            if not self.world.is_main:
+                return {}
+            if self._last_eval[0] == self.state.step:  # a run stopped early ends where it was just evaluated
+                results = self._last_eval[1]
+            else:
+                results = self._evaluate_and_log()
         if final or time.perf_counter() - self._plotted >= PLOT_EVERY_SECONDS:
             from genlab.plots import plot_losses
 
@@ -300,11 +334,15 @@ class Trainer:
 
     def _final_eval(self) -> dict:
         """The kept weights (model.safetensors) scored on the whole val split: what `genlab eval` reports."""
-        if not self.world.is_main or self.evaluate is None:
+        if self.evaluate is None or not (self.world.is_main or self.sharded):
             return {}
-        load_weights(self.objective.modules, load_tensors(self.run.weights), self.run.weights)
+        if self.sharded:
+            distributed.barrier(self.world)  # every rank loads what rank 0 has just written
+        self._load_weights(load_tensors(self.run.weights), self.run.weights)
         self.bundle.eval()
-        with torch.no_grad():
+        with self._whole_weights(), torch.no_grad():
+            if not self.world.is_main:
+                return {}
             results = self.evaluate(full=True)
         kept = self.state.best["step"] if self.cfg.keep == "best" and self.state.best else self.state.step
         row = {"step": self.state.step, "elapsed": round(self.state.elapsed, 3), "kept_step": kept,
@@ -384,10 +422,11 @@ class Trainer:
                 if s.step % cfg.eval_interval == 0 and s.step < cfg.max_steps:
                     self._eval()
                     window_start = time.perf_counter()  # eval time is not training throughput
-                    if self._out_of_patience():
-                        metric = s.best["metric"].replace("_", " ")
-                        self._log({"step": s.step, "stopped_early": f"no better {metric} in {cfg.patience} evals",
-                                   "best_step": s.best["step"]})
+                    if distributed.agree(self._out_of_patience(), self.world):  # rank 0 alone keeps score
+                        if self.world.is_main:
+                            metric = s.best["metric"].replace("_", " ")
+                            self._log({"step": s.step, "stopped_early": f"no better {metric} in {cfg.patience} evals",
+                                       "best_step": s.best["step"]})
                         if show:
                             bar.write(f"stopping early at step {s.step}: {metric} has not improved on step "
                                       f"{s.best['step']} ({s.best['value']:.4f}) in {cfg.patience} evals")
@@ -410,13 +449,10 @@ class Trainer:
                           "run the same command again to resume", signum)
 
     def _out_of_time(self) -> bool:
-        out = bool(self.cfg.max_time) and self.state.elapsed >= self.cfg.max_time
-        if self.world.active and self.cfg.max_time:
-            # Ranks' clocks differ: rank 0 decides for all, or one rank would wait forever.
-            flag = torch.tensor([float(out)])
-            torch.distributed.broadcast(flag, 0)
-            out = bool(flag.item())
-        return out
+        if not self.cfg.max_time:
+            return False
+        # Ranks' clocks differ: rank 0 decides for all.
+        return distributed.agree(self.state.elapsed >= self.cfg.max_time, self.world)
 
     def _step_player(self, player: str) -> None:
         opt = self.optimizers[player]
@@ -428,13 +464,16 @@ class Trainer:
 
     def sampling_weights(self) -> dict:
         """The weights samples are drawn with: the EMA weights where EMA is on, else the live ones."""
+        if self._whole_sampling_weights is not None:
+            return self._whole_sampling_weights
         return self.ema if self.ema is not None else weights_of(self.objective.modules)
 
     def save_weights(self) -> None:
         """model.safetensors: the weights samples are drawn with, unless the best ones are kept (written by
         `_consider` when they were seen)."""
-        if self.world.is_main and not (self.cfg.keep == "best" and self.state.best is not None):
-            save_tensors(self.run.weights, self.sampling_weights(), self._weights_metadata())
+        with self._whole_weights():
+            if self.world.is_main and not (self.cfg.keep == "best" and self.state.best is not None):
+                save_tensors(self.run.weights, self.sampling_weights(), self._weights_metadata())
 
     def _weights_metadata(self) -> dict[str, str]:
         """What model.safetensors records of itself (a server shows it, and swaps the weights in when it changes)."""

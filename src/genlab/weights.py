@@ -3,6 +3,7 @@ of error when they do not fit."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -20,11 +21,21 @@ def weights_of(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     seen: dict[int, str] = {}
     out = {}
     for key, t in bundle_of(modules).state_dict().items():
-        if t.data_ptr() in seen and t.numel() > 0:
+        ptr = storage_key(t)
+        if ptr in seen and t.numel() > 0:
             continue  # a tied weight (e.g. GPT's lm_head = wte): stored under its first name
-        seen[t.data_ptr()] = key
+        seen[ptr] = key
         out[key] = t
     return out
+
+
+def storage_key(t: torch.Tensor) -> int:
+    """Where `t`'s memory is, so that tied weights show as one. Under FSDP a parameter is a DTensor, and a
+    rank's shard may be empty: its padded storage still tells parameters apart, the same way on every rank."""
+    dtensor = sys.modules.get("torch.distributed.tensor")  # no DTensor can exist before it is imported
+    if dtensor is not None and isinstance(t, dtensor.DTensor):
+        return t.to_local().untyped_storage().data_ptr()
+    return t.data_ptr()
 
 
 def load_weights(modules: dict[str, nn.Module], tensors: dict[str, torch.Tensor], origin: Path) -> None:
@@ -37,8 +48,8 @@ def load_weights(modules: dict[str, nn.Module], tensors: dict[str, torch.Tensor]
         raise GenlabError(f"{origin}: weights do not fit this model ({detail[:200]}); is it from another config?") from None
     state = bundle.state_dict()
     # A missing key is fine only when it is tied to a loaded one (same storage).
-    ptrs = {state[k].data_ptr() for k in tensors if k in state}
-    missing = [k for k in missing if state[k].data_ptr() not in ptrs]
+    ptrs = {storage_key(state[k]) for k in tensors if k in state}
+    missing = [k for k in missing if storage_key(state[k]) not in ptrs]
     if missing or unexpected:
         what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
         raise GenlabError(f"{origin}: weights do not fit this model ({what}); is it from another model or config?")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -36,8 +37,14 @@ def train(
                  batch_size=batch_size, lr=lr, device=device, seed=seed)
     cfg = build_config(config, flags, set_, base={"task": task})
     run = train_and_report(cfg, threads, quiet, overwrite)
+    if not is_main_rank():
+        return
     first = f'genlab search {run.path} "a seven" --out hits.png' if cfg.task == "clip" else f"genlab sample {run.path}"
     print(f"run saved in {run.path}   next: {first}   genlab eval {run.path}")
+
+
+def is_main_rank() -> bool:
+    return os.environ.get("RANK", "0") == "0"
 
 
 def train_and_report(cfg, threads: str, quiet: bool, overwrite: bool):
@@ -51,6 +58,8 @@ def train_and_report(cfg, threads: str, quiet: bool, overwrite: bool):
     if quiet:
         cfg.train.progress = False
     run = run_training(cfg, progress=not quiet, overwrite=overwrite)
+    if not is_main_rank():  # under torchrun, one report
+        return run
     shown = {k: v for k, v in run.results.items() if k.startswith("val_") or k in ("step", "elapsed")}
     shown["threads"] = torch.get_num_threads()
     print("finished: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))

@@ -63,8 +63,10 @@ class Task(Protocol):
     def training(self, config: RunConfig, run: RunDir, data, model: torch.nn.Module, device: torch.device) -> Training: ...
 
 
-# Fields that may change between a run and its resumption: budgets, display and threads.
-_RESUMABLE = {("train", "max_steps"), ("train", "max_time"), ("train", "patience"), ("train", "progress"), ("train", "threads")}
+# Fields that may change between a run and its resumption: budgets, display, threads and how ranks share the
+# model (a checkpoint holds whole tensors under DDP and FSDP alike).
+_RESUMABLE = {("train", "max_steps"), ("train", "max_time"), ("train", "patience"), ("train", "progress"),
+              ("train", "threads"), ("train", "shard")}
 
 
 def _comparable(config: RunConfig) -> dict:
