@@ -8,7 +8,10 @@ batch 1 and 8 with the cache/state (temperature 1, no top-k/top-p), and for
 `gpt` and `fnet` also recomputing the whole context each step, same weights.
 For `gpt`, transformers' GPT2LMHeadModel with the same architecture and the
 same weights copied in (checked: equal logits) runs `generate` in the same
-process. Weights are random: speed does not depend on them.
+process, at batch 1, 8 and 32, sampled (temperature 1) and greedy, at each of
+`--hf-threads` (default 1 and 2): genlab and transformers take turns, round by
+round, and each keeps its best round, so both see the same moments of a shared
+CPU. Weights are random: speed does not depend on them.
 Writes bench/results/text_sample.json.
 """
 
@@ -23,12 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.export.hf import gpt2_twin
+from genlab.benchmark import genlab_decoder, side_by_side, transformers_decoder, transformers_twin
 from genlab.models.fnet import FNet, FNetConfig
 from genlab.models.gpt import GPT, GPTConfig
 from genlab.models.ngram import NGram, NGramConfig
 from genlab.models.rnn import RNN, RNNConfig
-from genlab.sampling.engine import Decoding, Engine, Request, decode
 
 RESULTS = Path(__file__).resolve().parent / "results" / "text_sample.json"
 V, BLOCK = 65, 256
@@ -59,35 +61,14 @@ def rate(fn, new_tokens: int, batch: int, repeats: int = 3) -> float:
 
 
 def genlab_rate(model, batch: int, n: int, use_cache: bool = True) -> float:
-    d = Decoding(max_new_tokens=n, temperature=1.0)
-
-    def run():  # batch rows of one prompt: one group, one batched forward per step
-        decode(Engine(model, use_cache=use_cache), [Request([0], d, seed=i) for i in range(batch)])
-
-    return rate(run, n, batch)
-
-
-def hf_twin(model: GPT):
-    """transformers' GPT-2 holding `model`'s weights: what `genlab export --format hf` writes."""
-    hf = gpt2_twin(model)
-    hf.generation_config.pad_token_id = 0
-    return hf
-
-
-def hf_rate(hf, batch: int, n: int) -> float:
-    prompt = torch.zeros(batch, 1, dtype=torch.long)
-
-    def run():
-        torch.manual_seed(0)
-        hf.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, top_k=0, max_new_tokens=n, min_new_tokens=n, use_cache=True)
-
-    return rate(run, n, batch)
+    return rate(genlab_decoder(model, batch, n, use_cache=use_cache), n, batch)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tokens", type=int, default=200)
+    p.add_argument("--hf-threads", default="1,2", help="thread counts of the comparison with transformers")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     n = args.tokens
@@ -105,19 +86,22 @@ def main() -> None:
         results["families"][name] = row
         print(name, {k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     gpt = models["gpt"]
-    hf = hf_twin(gpt)
+    hf = transformers_twin(gpt)
     x = torch.randint(0, V, (2, 50))
     with torch.no_grad():
         diff = (hf(x).logits - gpt(x)).abs().max().item()
-    hf_row = {"max_logit_difference": diff}
-    for batch in (1, 8):
-        hf_row[f"batch{batch}_tokens_per_s"] = hf_rate(hf, batch, n)
-        # measured again beside HF, so the ratio compares the same moment of a shared CPU
-        ours = genlab_rate(gpt, batch, n)
-        hf_row[f"genlab_batch{batch}_tokens_per_s"] = ours
-        hf_row[f"ratio_batch{batch}"] = ours / hf_row[f"batch{batch}_tokens_per_s"]
+    hf_row = {"max_logit_difference": diff, "rows": []}
+    for threads in map(int, args.hf_threads.split(",")):
+        torch.set_num_threads(threads)
+        for batch in (1, 8, 32):
+            for greedy in (False, True):
+                ours, theirs = side_by_side([genlab_decoder(gpt, batch, n, greedy), transformers_decoder(hf, batch, n, greedy)],
+                                            batch * n, rounds=4)
+                row = {"threads": threads, "batch": batch, "decoding": "greedy" if greedy else "sampled",
+                       "genlab_tokens_per_s": ours, "transformers_tokens_per_s": theirs, "ratio": ours / theirs}
+                hf_row["rows"].append(row)
+                print("vs transformers", {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     results["hf_gpt2"] = hf_row
-    print("hf", {k: round(v, 3) for k, v in hf_row.items()}, flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 

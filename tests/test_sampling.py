@@ -75,7 +75,7 @@ def test_requests_join_and_leave_between_steps_without_changing_each_other(conti
 
 def test_bench_measures_peak_mfu_and_decoding_against_transformers():
     # `genlab bench` at test size: every figure is measured, and MFU is a share of the peak measured beside it.
-    from genlab.benchmark import decode_rates, hf_decode_rates, matmul_peak, train_step_rate
+    from genlab.benchmark import decode_comparison, matmul_peak, train_step_rate
     from genlab.models.gpt import GPT, GPTConfig
 
     peak = matmul_peak(0.1, n=256)
@@ -83,8 +83,9 @@ def test_bench_measures_peak_mfu_and_decoding_against_transformers():
     train = train_step_rate(cfg, batch=2, steps=2)
     assert peak > 0 and train["tokens_per_s"] > 0 and 0 < train["gflops"] / peak < 1.5
     model = GPT(cfg, 65).eval()
-    ours, theirs = decode_rates(model, (1, 2), 5), hf_decode_rates(model, (1,), 5)
-    assert set(ours) == {1, 2} and min(ours.values()) > 0 and theirs[1] > 0
+    d = decode_comparison(model, (1, 2), 5, rounds=1)
+    ours, theirs = d["genlab_tokens_per_s"], d["transformers_tokens_per_s"]
+    assert set(ours) == set(theirs) == {1, 2} and min(ours.values()) > 0 and min(theirs.values()) > 0
 
 
 def test_rows_of_one_prompt_share_one_prefill_and_still_draw_their_own_tokens(monkeypatch):

@@ -6,7 +6,7 @@ import torch
 from genlab.config import build_config
 from genlab.models import family_class
 
-FAMILIES = ["gpt", "lstm", "gru", "rnn", "fnet", "fnet-fourier", "ngram", "wavenet", "wavenet-k3"]
+FAMILIES = ["gpt", "gpt-rope", "lstm", "gru", "rnn", "fnet", "fnet-fourier", "ngram", "wavenet", "wavenet-k3"]
 VOCAB = 50
 
 
@@ -14,6 +14,7 @@ def tiny_model(name: str):
     sets = {"gpt": ["model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=16"],
             "lstm": ["model.n_layer=2", "model.n_embd=32"], "gru": ["model.n_layer=2", "model.n_embd=32"], "rnn": ["model.n_layer=2", "model.n_embd=32"],
             "fnet-fourier": ["model.mixing=fourier"],
+            "gpt-rope": ["model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=16", "model.rope=true"],
             # receptive fields of 8 and 15 samples: shorter than the 16-token inputs, and a prompt of 5 shorter than
             # the deepest layer's ring buffer
             "wavenet": ["model.layers_per_stack=3", "model.residual_channels=8", "model.skip_channels=8"],
@@ -62,3 +63,22 @@ def test_incremental_step_matches_full_forward(name):
 def test_gpt_ties_input_and_output_embeddings():
     model = tiny_model("gpt")
     assert model.lm_head.weight is model.wte.weight
+
+
+@pytest.mark.parametrize("name", ["gpt", "gpt-rope"])
+@pytest.mark.parametrize("rows", [(1, 2, 3), (0, 2, 3)])  # packed rows (read as a view) and rows with a gap (gathered)
+def test_rows_at_their_own_positions_match_full_forward(name, rows):
+    # Continuous batching: each cache row holds its own request, one token per row per step at its own position.
+    model = tiny_model(name)
+    x = torch.randint(0, VOCAB, (3, 12), generator=torch.Generator().manual_seed(3))
+    lengths = [3, 5, 8]
+    with torch.no_grad():
+        full = model(x)
+        slots = model.init_slots(4)
+        for b, (row, n) in enumerate(zip(rows, lengths)):
+            model.fill_slot(slots, row, x[b: b + 1, :n])
+        for i in range(4):
+            positions = torch.tensor([n + i for n in lengths])
+            idx = x[torch.arange(3), positions]
+            logits = model.step_slots(slots, torch.tensor(rows), idx, positions)  # (3, V)
+            torch.testing.assert_close(logits, full[torch.arange(3), positions], atol=1e-5, rtol=1e-4)

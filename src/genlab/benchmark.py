@@ -55,43 +55,58 @@ def train_step_rate(cfg, batch: int, steps: int, dtype: str = "float32") -> dict
             "params": model.num_params(), "flops_per_token": model.flops_per_token(cfg.block_size)}
 
 
-def decode_rates(model, batches: tuple[int, ...], new_tokens: int) -> dict[int, float]:
-    """genlab's step engine: tokens/s generating `new_tokens` at each batch size (best of 2)."""
+def genlab_decoder(model, batch: int, new_tokens: int, greedy: bool = False, use_cache: bool = True):
+    """A run of genlab's step engine: `batch` rows of one prompt, `new_tokens` each (sampled at temperature 1, or greedy)."""
     from genlab.sampling.engine import Decoding, Engine, Request, decode
 
-    rates = {}
-    for b in batches:
-        best = float("inf")
-        for _ in range(2):
-            start = time.perf_counter()
-            decode(Engine(model), [Request([0], Decoding(max_new_tokens=new_tokens, temperature=1.0), seed=i) for i in range(b)])
-            best = min(best, time.perf_counter() - start)
-        rates[b] = b * new_tokens / best
-    return rates
+    d = Decoding(max_new_tokens=new_tokens, temperature=0.0 if greedy else 1.0)
+    return lambda: decode(Engine(model, use_cache=use_cache), [Request([0], d, seed=i) for i in range(batch)])
 
 
-def hf_decode_rates(model, batches: tuple[int, ...], new_tokens: int) -> dict[int, float] | None:
-    """transformers' `generate` (sampling, KV cache) with the same weights; None without transformers."""
+def transformers_twin(model):
+    """transformers' GPT-2 holding `model`'s weights (what `genlab export --format hf` writes); None without transformers."""
     try:
         from genlab.export.hf import gpt2_twin
-    except ImportError:
-        return None
-    try:
+
         hf = gpt2_twin(model)
     except ImportError:
         return None
     hf.generation_config.pad_token_id = 0
-    rates = {}
-    for b in batches:
-        prompt = torch.zeros(b, 1, dtype=torch.long)
-        best = float("inf")
-        for _ in range(2):
+    return hf
+
+
+def transformers_decoder(hf, batch: int, new_tokens: int, greedy: bool = False):
+    """A run of transformers' `generate` (KV cache) doing what `genlab_decoder` does."""
+    prompt = torch.zeros(batch, 1, dtype=torch.long)
+    return lambda: hf.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=not greedy, top_k=0,
+                               max_new_tokens=new_tokens, min_new_tokens=new_tokens, use_cache=True)
+
+
+def side_by_side(runs, items: int, rounds: int = 3) -> list[float]:
+    """Items/s of each run, taking turns round by round after one warm-up each, each keeping its best round:
+    on a shared CPU every run sees the same moments."""
+    for run in runs:
+        run()
+    best = [float("inf")] * len(runs)
+    for _ in range(rounds):
+        for i, run in enumerate(runs):
             start = time.perf_counter()
-            hf.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, top_k=0, max_new_tokens=new_tokens,
-                        min_new_tokens=new_tokens, use_cache=True)
-            best = min(best, time.perf_counter() - start)
-        rates[b] = b * new_tokens / best
-    return rates
+            run()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return [items / b for b in best]
+
+
+def decode_comparison(model, batches: tuple[int, ...], new_tokens: int, rounds: int = 3) -> dict:
+    """Sampling tokens/s of genlab and of transformers (None without it) at each batch size, side by side."""
+    hf = transformers_twin(model)
+    ours, theirs = {}, {} if hf is not None else None
+    for b in batches:
+        runs = [genlab_decoder(model, b, new_tokens)] + ([transformers_decoder(hf, b, new_tokens)] if hf is not None else [])
+        rates = side_by_side(runs, b * new_tokens, rounds)
+        ours[b] = rates[0]
+        if hf is not None:
+            theirs[b] = rates[1]
+    return {"genlab_tokens_per_s": ours, "transformers_tokens_per_s": theirs}
 
 
 def run(quick: bool = True) -> dict:
@@ -105,9 +120,8 @@ def run(quick: bool = True) -> dict:
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=256), VOCAB).eval()
     batches, new = ((1, 8) if quick else (1, 8, 32)), (64 if quick else 200)
-    ours, theirs = decode_rates(model, batches, new), hf_decode_rates(model, batches, new)
+    decoding = decode_comparison(model, batches, new, rounds=2 if quick else 3)
     return {"threads": torch.get_num_threads(), "load_avg_at_start": load, "matmul_peak_gflops": peak,
             "train": {"shape": "gpt 4x128, context 64, batch 12 (nanoGPT's CPU config)", **train,
                       "mfu": train["gflops"] / peak},
-            "decode": {"shape": "gpt 4x128, context 256", "new_tokens": new, "genlab_tokens_per_s": ours,
-                       "transformers_tokens_per_s": theirs}}
+            "decode": {"shape": "gpt 4x128, context 256", "new_tokens": new, **decoding}}

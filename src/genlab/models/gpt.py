@@ -82,32 +82,11 @@ class CausalSelfAttention(nn.Module):
             cache["v"][:, :, start : start + T] = v
             k = cache["k"][:, :, : start + T]
             v = cache["v"][:, :, : start + T]
-            if T == 1:  # one new token may look at everything cached
-                y = F.scaled_dot_product_attention(q, k, v)
-            else:  # new token i sits at position start+i and sees keys up to there
-                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            # new token i sits at position start+i and sees keys up to there
+            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.proj(y))
-
-    def step_rows(self, x: torch.Tensor, cache: dict, slots: torch.Tensor, positions: torch.Tensor, rope) -> torch.Tensor:
-        """One new token per row, each at its own position: x (B, 1, C); row b lives in cache row slots[b]."""
-        B, _, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, 1, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, 1, hs)
-        if rope is not None:  # cos, sin (B, 1, 1, hs/2): each row's own position
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        cache["k"][slots, :, positions] = k[:, :, 0]  # (B, nh, hs) into each row's slot at its position
-        cache["v"][slots, :, positions] = v[:, :, 0]
-        L = int(positions.max()) + 1
-        first = int(slots[0])
-        if int(slots[-1]) - first == B - 1:  # rows come sorted and distinct: packed rows are read as a view
-            keys, values = cache["k"][first: first + B, :, :L], cache["v"][first: first + B, :, :L]
-        else:  # (B, nh, L, hs) gathered
-            keys, values = cache["k"][slots, :, :L], cache["v"][slots, :, :L]
-        visible = (torch.arange(L, device=x.device)[None, :] <= positions[:, None])[:, None, None, :]  # (B, 1, 1, L)
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
-        return self.proj(y.transpose(1, 2).reshape(B, 1, C))
 
 
 class MLP(nn.Module):
@@ -131,10 +110,6 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: dict | None = None, rope: tuple | None = None) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache, rope)
-        return x + self.mlp(self.ln_2(x))
-
-    def step_rows(self, x: torch.Tensor, cache: dict, slots: torch.Tensor, positions: torch.Tensor, rope) -> torch.Tensor:
-        x = x + self.attn.step_rows(self.ln_1(x), cache, slots, positions, rope)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -219,11 +194,65 @@ class GPT(nn.Module):
     def step(self, idx: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         """Feed idx (B, T') after what `state` holds -> logits (B, T', V) for the new positions."""
         start = state["length"]
-        x = self._trunk(idx, start, state["layers"])
+        if idx.shape[1] == 1 and not self.training:  # sampling's inner loop
+            assert start < self.cfg.block_size, f"context {start + 1} exceeds block_size {self.cfg.block_size}"
+            logits = self._next_token(idx[:, 0], state["layers"], start)[:, None]
+        else:
+            logits = self.lm_head(self._trunk(idx, start, state["layers"]))
         state["length"] = start + idx.shape[1]
         for layer in state["layers"]:
             layer["length"] = state["length"]
-        return self.lm_head(x), state
+        return logits, state
+
+    def _next_token(self, idx: torch.Tensor, layers: list, position, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """One new token per row, in eval mode: idx (B,) -> logits (B, V). The same arithmetic as `forward`
+        (tests check token for token), written with torch.nn.functional: at one token per row the cost is
+        the number of calls, and module calls, dropouts and transposes were a fifth of it. The linear layers
+        stay module calls, so a swapped-in layer (int8's dynamic quantization) works here too.
+
+        `position` is an int (every row at the same place: cache row b is batch row b) or, with `rows`,
+        a tensor (B,) of each row's own place in cache rows `rows` (B,), sorted and distinct (continuous batching)."""
+        c = self.cfg
+        B, C, nh = idx.shape[0], c.n_embd, c.n_head
+        shared = rows is None
+        x = F.embedding(idx, self.wte.weight)[:, None]  # (B, 1, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe.weight[position] if shared else x + self.wpe.weight[position][:, None]
+        elif shared:
+            rope = (self.rope_cos[position: position + 1], self.rope_sin[position: position + 1])
+        else:
+            rope = (self.rope_cos[position][:, None, None], self.rope_sin[position][:, None, None])
+        if shared:
+            length, visible = position + 1, None
+        else:
+            length = int(position.max()) + 1
+            visible = (torch.arange(length, device=idx.device)[None, :] <= position[:, None])[:, None, None, :]  # (B, 1, 1, L)
+            first = int(rows[0])
+            packed = int(rows[-1]) - first == B - 1  # rows sorted and distinct: read as a view, not gathered
+        for block, cache in zip(self.blocks, layers):
+            attn, mlp = block.attn, block.mlp
+            h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias)
+            q, k, v = attn.qkv(h).view(B, 3, nh, 1, C // nh).unbind(1)  # (B, nh, 1, hs)
+            if rope is not None:
+                q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            if shared:
+                cache["k"][:, :, position: length] = k
+                cache["v"][:, :, position: length] = v
+                keys, values = cache["k"][:, :, :length], cache["v"][:, :, :length]
+            else:
+                cache["k"][rows, :, position] = k[:, :, 0]  # (B, nh, hs) into each row's slot at its position
+                cache["v"][rows, :, position] = v[:, :, 0]
+                if packed:
+                    keys, values = cache["k"][first: first + B, :, :length], cache["v"][first: first + B, :, :length]
+                else:  # (B, nh, L, hs) gathered
+                    keys, values = cache["k"][rows, :, :length], cache["v"][rows, :, :length]
+            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)  # (B, nh, 1, hs)
+            x = x + attn.proj(y.reshape(B, 1, C))
+            h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias)
+            x = x + mlp.proj(F.gelu(mlp.fc(h)))
+        x = F.layer_norm(x, (C,), self.ln_f.weight, self.ln_f.bias)
+        return self.lm_head(x[:, 0])
 
     # ---- slots: rows at different positions in one batch (the step engine's continuous batching) ----
 
@@ -247,12 +276,4 @@ class GPT(nn.Module):
     def step_slots(self, slots: dict, rows: torch.Tensor, idx: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Feed one token per row: idx (B,) at positions (B,) into slot rows (B,), sorted and distinct -> logits (B, V)."""
         assert int(positions.max()) < self.cfg.block_size, "a slot is full: recompute a sliding window instead"
-        x = self.wte(idx)[:, None]  # (B, 1, C)
-        rope = None
-        if self.wpe is not None:
-            x = x + self.wpe(positions)[:, None]
-        else:
-            rope = (self.rope_cos[positions][:, None, None], self.rope_sin[positions][:, None, None])
-        for block, layer in zip(self.blocks, slots["layers"]):
-            x = block.step_rows(x, layer, rows, positions, rope)
-        return self.lm_head(self.ln_f(x))[:, 0]
+        return self._next_token(idx, slots["layers"], positions, rows)

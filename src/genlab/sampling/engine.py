@@ -20,7 +20,7 @@ forward per group per step with one state (KV cache, RNN hidden state) per
 group; a finished row stays in its group's batch (its output is ignored)
 until the whole group is done. Both give a request the same tokens.
 
-Each slot draws from its own seeded torch.Generator, so a request's tokens
+Each slot draws from its own seeded random.Random, so a request's tokens
 do not depend on which other requests share the engine. Past a bounded
 context (`model.max_context`) every new token sees exactly the last
 `max_context` tokens, as in training: the window is recomputed (a sliding
@@ -33,6 +33,7 @@ top-p. Temperature 0 is greedy.
 from __future__ import annotations
 
 import heapq
+import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -113,6 +114,8 @@ def choose(logits: torch.Tensor, greedy: torch.Tensor, uniforms: torch.Tensor) -
 
     A sampled row takes the first token whose cumulative probability passes its uniform draw
     (inverse-CDF sampling): the draws come from each slot's own generator, the rest is batched."""
+    if bool(greedy.all()):
+        return logits.argmax(-1)
     probs = logits.softmax(-1)
     cdf = probs.cumsum(-1)
     drawn = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None].to(cdf.dtype), right=True).squeeze(1)
@@ -168,7 +171,7 @@ class TextAssembler:
 @dataclass
 class _Slot:
     request: Request
-    generator: torch.Generator
+    rng: random.Random  # one uniform draw per token (inverse-CDF sampling); Python's, as a torch call per row costs more
     text: TextAssembler | None
     tokens: list[int] = field(default_factory=list)  # generated so far
     finish: str | None = None
@@ -253,7 +256,7 @@ class Engine:
         slot = self.next_slot
         self.next_slot += 1
         text = TextAssembler(self.tokenizer, request.stop) if self.tokenizer is not None else None
-        self.slots[slot] = _Slot(request, torch.Generator().manual_seed(seed), text)
+        self.slots[slot] = _Slot(request, random.Random(seed), text)
         self.running.append(slot)
         self.waiting.append(slot)
         if request.decoding.max_new_tokens <= 0:
@@ -352,11 +355,9 @@ class Engine:
     def _extend_groups(self, chosen: dict[int, int]) -> None:
         """Append this step's tokens to each group's tensor; a finished row repeats its last token (nobody reads it)."""
         for group in self.groups:
-            nxt = group.tokens[:, -1].clone()
-            for i, slot in enumerate(group.slots):
-                if slot in chosen:
-                    nxt[i] = chosen[slot]
-            group.tokens = torch.cat([group.tokens, nxt[:, None]], dim=1)
+            last = group.tokens[:, -1].tolist()
+            nxt = [chosen.get(slot, last[i]) for i, slot in enumerate(group.slots)]
+            group.tokens = torch.cat([group.tokens, torch.tensor(nxt, device=group.tokens.device)[:, None]], dim=1)
 
     def _start_waiting(self) -> None:
         by_length: dict[int, list[int]] = {}
@@ -398,9 +399,9 @@ class Engine:
             filtered = torch.cat([filter_logits(logits[j: j + 1], tensor(self._context(s)) if d.needs_history else None, d,
                                                 tensor(self.slots[s].tokens) if d.needs_history else None)
                                   for j, (s, d) in enumerate(zip(slots, decodings))])
-        greedy = torch.tensor([d.temperature <= 0 for d in decodings], device=logits.device)
-        uniforms = torch.cat([torch.rand(1, generator=self.slots[s].generator) for s in slots]).to(logits.device)
-        return filtered, choose(filtered, greedy, uniforms)
+        greedy = [d.temperature <= 0 for d in decodings]
+        uniforms = [self.slots[s].rng.random() for s in slots]
+        return filtered, choose(filtered, torch.tensor(greedy, device=logits.device), torch.tensor(uniforms, device=logits.device))
 
     def _add_logprobs(self, events: list[Event], logits: torch.Tensor, filtered: torch.Tensor) -> None:
         """Fill in the log-probabilities the slots asked for, of the raw logits or of the processed ones: one
