@@ -162,7 +162,7 @@ def section_text_sample() -> str:
              round(f["batch1_recompute_tokens_per_s"]) if "batch1_recompute_tokens_per_s" in f else "-",
              f"{f['cache_speedup_batch1']:.1f}x" if "cache_speedup_batch1" in f else "-"] for name, f in d["families"].items()]
     hf = d.get("hf_gpt2")
-    parts = [f"### Sampling speed ({d['threads']} thread, {d['new_tokens']} new tokens, temperature 1)",
+    parts = [f"### Sampling speed ({d['threads']} thread{'s' if d['threads'] > 1 else ''}, {d['new_tokens']} new tokens, temperature 1)",
              table(["family", "params", "batch 1 tok/s", "batch 8 tok/s", "batch 1 recomputing the context", "cache speed-up"], rows)]
     if hf and "rows" in hf:
         rows = [[r["threads"], r["batch"], r["decoding"], round(r["genlab_tokens_per_s"]), round(r["transformers_tokens_per_s"]),
