@@ -676,7 +676,8 @@ def section_vs_nanogpt() -> str:
         rows.append([int(b), f"{nano['val_loss']:.3f} ({nano['iters']:,} it, best at {nano['iter_saved']:,})" if nano else "not run",
                      f"{best['val_loss']:.3f} ({best['train_seconds']:.0f} s)" if best else "not run",
                      f"{gpt['val_loss']:.3f} ({gpt['train_seconds']:.0f} s)" if gpt else "not run",
-                     (f"{nano['val_loss'] - best['val_loss']:+.3f}" if nano and best else "-")])
+                     (f"{nano['val_loss'] - best['val_loss']:+.3f}" if nano and best else "-"),
+                     f"{row['date']}, load {row['load_avg_at_start'][0]:.2f}" if "date" in row else "-"])
     measured = [(int(b), d["budgets"][b]) for b in budgets]
     with_both = [(b, r) for b, r in measured if "nanogpt" in r and "genlab_best" in r]
     if with_both:
@@ -705,7 +706,7 @@ def section_vs_nanogpt() -> str:
         "val estimate) is scored. genlab: `recipes/budgets/tinyshakespeare-{lstm,gpt}-<budget>.toml`. Each model is "
         "scored by non-overlapping windows of its own context, every val character predicted once. Val loss in "
         f"nats/char; {d['threads']} threads each, one run after another.",
-        table(["budget (s)", "nanoGPT", "genlab best recipe (LSTM)", "genlab GPT recipe", "genlab ahead by"], rows),
+        table(["budget (s)", "nanoGPT", "genlab best recipe (LSTM)", "genlab GPT recipe", "genlab ahead by", "run (load average at start)"], rows),
         " ".join(verdicts),
         "![val loss against training seconds](bench/results/vs_nanogpt.png)" if (RESULTS / "vs_nanogpt.png").is_file() else "",
         provenance("python bench/vs_nanogpt.py", "vs_nanogpt.json", d.get("date"), d.get("load_avg_at_start")),

@@ -175,6 +175,7 @@ def main() -> None:
     work = prepare_peer(peer, Path(args.data), out / "nanogpt") if "nanogpt" in who else None
     for budget in budgets:
         row = results["budgets"].setdefault(str(budget), {})
+        row.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), load_avg_at_start=os.getloadavg())
         for name in who:
             if name == "nanogpt":
                 r = nanogpt_at(work, budget, args.threads)
