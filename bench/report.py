@@ -132,25 +132,26 @@ def section_text_train() -> str:
             f"{name.split('/')[-1]}: " + ", ".join(f"{t:.0f} s {v:.2f}" for t, v in r["curve"]) for name, r in runs) + ".",
         provenance("python bench/text_train.py --threads 1", "text_train.json", d.get("date"),
                    d.get("machine", {}).get("load_avg_at_start")),
-        "### Training efficiency: MFU of the `gpt` training step (1 thread)",
+        "### Training efficiency: MFU of the `gpt` training step (1 and 2 threads)",
         "Full step = forward, backward, clip, AdamW on random tokens; FLOPs = 6N + attention per token; MFU against the "
         "fp32 1024³ matmul peak measured in the same run, before and after the step timings.",
     ]
     rows = []
-    for label, run in (("idle run", d.get("mfu_latest")), ("run 1", d.get("mfu_run1")), ("run 2", d.get("mfu_run2"))):
+    runs = [("idle run", d.get("mfu_latest"))] + [("idle run", d[k]) for k in sorted(d) if k.startswith("mfu_latest_threads")]
+    for label, run in runs + [("run 1", d.get("mfu_run1")), ("run 2", d.get("mfu_run2"))]:
         if not run:
             continue
         peak = max(run["peak_gflops"], run["peak_gflops_after"])  # the conservative reading
         for shape, m in run["mfu"].items():
             rows.append([f"{label} ({run['date']}, peak {run['peak_gflops']:.0f} → {run['peak_gflops_after']:.0f} GFLOP/s, "
-                         f"load {run['machine']['load_avg_at_start'][0]:.1f})", shape, m["params"], round(m["tokens_per_s"]),
-                         round(m["gflops"]), f"{m['gflops'] / peak:.0%}"])
-    parts.append(table(["run", "shape", "params", "tok/s", "GFLOP/s", "MFU (vs the higher peak)"], rows))
+                         f"load {run['machine']['load_avg_at_start'][0]:.1f})", run["machine"]["threads"], shape, m["params"],
+                         round(m["tokens_per_s"]), round(m["gflops"]), f"{m['gflops'] / peak:.0%}"])
+    parts.append(table(["run", "threads", "shape", "params", "tok/s", "GFLOP/s", "MFU (vs the higher peak)"], rows))
     if d.get("mfu_run1", {}).get("note"):
         parts.append(f"Note on run 1: {d['mfu_run1']['note']}.")
     parts.append("Runs 1 and 2 were taken on a busy machine and understate MFU (the peak itself moved between the "
-                 "timings); the idle run is the one to quote. Command of the idle run: `python bench/text_train.py "
-                 "--threads 1 --parts peak,mfu`.")
+                 "timings); the idle runs are the ones to quote. Command of the idle runs: `python bench/text_train.py "
+                 "--threads N --parts peak,mfu`.")
     return "\n\n".join(parts)
 
 

@@ -364,6 +364,8 @@ class Trainer:
             if self.replicas:  # all-reduce on the last micro-batch only
                 distributed.set_gradient_sync(self.replicas.values(), micro == cfg.grad_accum - 1)
             batch = distributed.shard(next(self.batches), self.world)
+            if self.device.type == "cuda":  # page-locked, so the copy overlaps the GPU's work (as nanoGPT does)
+                batch = tuple(t.pin_memory() for t in batch)
             batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
             with autocast:
                 for player, loss, step_logs in self.objective.losses(batch):
