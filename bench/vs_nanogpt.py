@@ -133,6 +133,8 @@ def plot(results: dict, dest: Path) -> None:
     colors = {"nanogpt": "tab:gray", "genlab_best": "tab:blue", "genlab_gpt": "tab:orange"}
     for budget, row in sorted(results["budgets"].items(), key=lambda kv: int(kv[0])):
         for who, r in row.items():
+            if who not in colors:  # the budget's date and load average
+                continue
             if r.get("curve"):
                 xs, ys = zip(*r["curve"])
                 ax.plot(xs, ys, color=colors[who], alpha=0.35 + 0.65 * int(budget) / 1200, linewidth=1,

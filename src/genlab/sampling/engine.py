@@ -96,7 +96,8 @@ def filter_logits(logits: torch.Tensor, history: torch.Tensor | None, d: Decodin
         logits = logits - d.frequency_penalty * counts - d.presence_penalty * (counts > 0).to(logits.dtype)
     if d.temperature <= 0:
         return logits
-    logits = logits / d.temperature
+    if d.temperature != 1.0:
+        logits = logits / d.temperature
     if d.top_k and d.top_k < logits.size(-1):
         kth = torch.topk(logits, d.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -109,18 +110,20 @@ def filter_logits(logits: torch.Tensor, history: torch.Tensor | None, d: Decodin
     return logits
 
 
-def choose(logits: torch.Tensor, greedy: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """Adjusted logits (B, V), greedy rows (B,) bool, one uniform draw per row (B,) -> next ids (B,).
+def choose(logits: torch.Tensor, greedy: list[bool], uniforms: list[float]) -> torch.Tensor:
+    """Adjusted logits (B, V), whether each row is greedy, one uniform draw per row -> next ids (B,).
 
     A sampled row takes the first token whose cumulative probability passes its uniform draw
-    (inverse-CDF sampling): the draws come from each slot's own generator, the rest is batched."""
-    if bool(greedy.all()):
+    (inverse-CDF sampling): the draws come from each slot's own generator, the rest is batched.
+    Few calls on purpose: at one token per row per step, each torch call is a visible share of the time."""
+    if all(greedy):
         return logits.argmax(-1)
-    probs = logits.softmax(-1)
-    cdf = probs.cumsum(-1)
-    drawn = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None].to(cdf.dtype), right=True).squeeze(1)
-    drawn = drawn.clamp(max=logits.size(-1) - 1)
-    return torch.where(greedy, logits.argmax(-1), drawn)
+    cdf = logits.softmax(-1).cumsum(-1)  # (B, V)
+    targets = torch.tensor(uniforms, dtype=cdf.dtype, device=cdf.device)[:, None] * cdf[:, -1:]  # (B, 1)
+    drawn = torch.searchsorted(cdf, targets, right=True)[:, 0].clamp_(max=logits.size(-1) - 1)
+    if any(greedy):
+        drawn = torch.where(torch.tensor(greedy, device=logits.device), logits.argmax(-1), drawn)
+    return drawn
 
 
 class TextAssembler:
@@ -349,8 +352,8 @@ class Engine:
             logits = self._next_logits(group)  # (B, V)
             rows = [i for i, s in enumerate(group.slots) if self._running(s)]
             slots += [group.slots[i] for i in rows]
-            parts.append(logits[rows])
-        return slots, torch.cat(parts) if parts else None
+            parts.append(logits if len(rows) == len(group.slots) else logits[rows])
+        return slots, (parts[0] if len(parts) == 1 else torch.cat(parts)) if parts else None
 
     def _extend_groups(self, chosen: dict[int, int]) -> None:
         """Append this step's tokens to each group's tensor; a finished row repeats its last token (nobody reads it)."""
@@ -400,8 +403,7 @@ class Engine:
                                                 tensor(self.slots[s].tokens) if d.needs_history else None)
                                   for j, (s, d) in enumerate(zip(slots, decodings))])
         greedy = [d.temperature <= 0 for d in decodings]
-        uniforms = [self.slots[s].rng.random() for s in slots]
-        return filtered, choose(filtered, torch.tensor(greedy, device=logits.device), torch.tensor(uniforms, device=logits.device))
+        return filtered, choose(filtered, greedy, [self.slots[s].rng.random() for s in slots])
 
     def _add_logprobs(self, events: list[Event], logits: torch.Tensor, filtered: torch.Tensor) -> None:
         """Fill in the log-probabilities the slots asked for, of the raw logits or of the processed ones: one
