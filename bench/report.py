@@ -137,7 +137,7 @@ def section_text_train() -> str:
         "fp32 1024³ matmul peak measured in the same run, before and after the step timings.",
     ]
     rows = []
-    runs = [("idle run", d.get("mfu_latest"))] + [("idle run", d[k]) for k in sorted(d) if k.startswith("mfu_latest_threads")]
+    runs = [("latest run", d.get("mfu_latest"))] + [("latest run", d[k]) for k in sorted(d) if k.startswith("mfu_latest_threads")]
     for label, run in runs + [("run 1", d.get("mfu_run1")), ("run 2", d.get("mfu_run2"))]:
         if not run:
             continue
@@ -150,7 +150,7 @@ def section_text_train() -> str:
     if d.get("mfu_run1", {}).get("note"):
         parts.append(f"Note on run 1: {d['mfu_run1']['note']}.")
     parts.append("Runs 1 and 2 were taken on a busy machine and understate MFU (the peak itself moved between the "
-                 "timings); the idle runs are the ones to quote. Command of the idle runs: `python bench/text_train.py "
+                 "timings); the latest runs are the ones to quote. Command of the latest runs: `python bench/text_train.py "
                  "--threads N --parts peak,mfu`.")
     return "\n\n".join(parts)
 
