@@ -49,19 +49,9 @@ def families() -> dict:
     }
 
 
-def rate(fn, new_tokens: int, batch: int, repeats: int = 3) -> float:
-    """Best tokens/s (batch x new tokens per second) over a few repeats, after one warm-up."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return batch * new_tokens / best
-
-
 def genlab_rate(model, batch: int, n: int, use_cache: bool = True) -> float:
-    return rate(genlab_decoder(model, batch, n, use_cache=use_cache), n, batch)
+    """Best tokens/s over 3 repeats after one warm-up."""
+    return side_by_side([genlab_decoder(model, batch, n, use_cache=use_cache)], batch * n)[0]
 
 
 def main() -> None:

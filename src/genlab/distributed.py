@@ -78,7 +78,9 @@ def replicate(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 
 def shard_fully(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Put torch's FSDP engine (`fully_shard`) on `module` in place: each rank keeps a 1/N shard of every
+    """`replicate`'s counterpart (the shards live on `module`'s device already).
+
+    Put torch's FSDP engine (`fully_shard`) on `module` in place: each rank keeps a 1/N shard of every
     parameter (a DTensor), gathers a unit's full weights for its forward and backward and reduce-scatters its
     gradients. The units are the items of the model's layer lists (transformer blocks, stacked layers), so one
     block's weights are whole at a time, and the module itself for what is left (embeddings, heads)."""
@@ -110,13 +112,17 @@ def whole_weights(modules):
     """Every rank gathers the full parameters of FSDP `modules` and keeps them whole until the block ends, so
     that rank 0 alone may run forwards (eval, samples) while the others wait. Enter on every rank."""
     units = sharded_units(modules)
-    for unit in units:
+    # Each root already keeps its parameters whole after a forward (FSDP's own choice for the root); the units
+    # inside it must be told to, and told back afterwards.
+    inner = [unit for unit in units if all(unit is not root for root in modules)]
+    for unit in inner:
         unit.set_reshard_after_forward(False, recurse=False)
+    for unit in units:
         unit.unshard()
     try:
         yield
     finally:
-        for unit in units:
+        for unit in inner:
             unit.set_reshard_after_forward(True, recurse=False)
         for root in modules:
             # Reshards, and forgets the order rank 0's forwards ran in: FSDP prefetches by the order the last

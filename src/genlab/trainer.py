@@ -473,9 +473,9 @@ class Trainer:
     def save_weights(self) -> None:
         """model.safetensors: the weights samples are drawn with, unless the best ones are kept (written by
         `_consider` when they were seen)."""
-        with self._whole_weights():
-            if self.world.is_main and not (self.cfg.keep == "best" and self.state.best is not None):
-                save_tensors(self.run.weights, self.sampling_weights(), self._weights_metadata())
+        weights = distributed.full_tensors(self.sampling_weights()) if self.sharded else self.sampling_weights()
+        if self.world.is_main and not (self.cfg.keep == "best" and self.state.best is not None):
+            save_tensors(self.run.weights, weights, self._weights_metadata())
 
     def _weights_metadata(self) -> dict[str, str]:
         """What model.safetensors records of itself (a server shows it, and swaps the weights in when it changes)."""

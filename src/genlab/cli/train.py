@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -37,29 +36,27 @@ def train(
                  batch_size=batch_size, lr=lr, device=device, seed=seed)
     cfg = build_config(config, flags, set_, base={"task": task})
     run = train_and_report(cfg, threads, quiet, overwrite)
-    if not is_main_rank():
+    if run is None:
         return
     first = f'genlab search {run.path} "a seven" --out hits.png' if cfg.task == "clip" else f"genlab sample {run.path}"
     print(f"run saved in {run.path}   next: {first}   genlab eval {run.path}")
 
 
-def is_main_rank() -> bool:
-    return os.environ.get("RANK", "0") == "0"
-
-
 def train_and_report(cfg, threads: str, quiet: bool, overwrite: bool):
-    """Train `cfg` (the --threads flag unless the config set train.threads) and print its final figures."""
+    """Train `cfg` (the --threads flag unless the config set train.threads) and print its final figures; under
+    torchrun only rank 0 reports, and the other ranks get None."""
     import torch
 
     from genlab.api import train as run_training
+    from genlab.distributed import world
 
     if cfg.train.threads is None:  # --set train.threads or the config file win over the flag's default
         cfg.train.threads = threads
     if quiet:
         cfg.train.progress = False
     run = run_training(cfg, progress=not quiet, overwrite=overwrite)
-    if not is_main_rank():  # under torchrun, one report
-        return run
+    if not world().is_main:
+        return None
     shown = {k: v for k, v in run.results.items() if k.startswith("val_") or k in ("step", "elapsed")}
     shown["threads"] = torch.get_num_threads()
     print("finished: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
@@ -109,4 +106,6 @@ def distill(
     flags = dict(data=data, model=model, out=out, max_steps=max_steps, max_time=max_time, batch_size=batch_size,
                  lr=lr, device=device, seed=seed)
     run = train_and_report(build_config(config, flags, set_, base=base), threads, quiet, overwrite)
+    if run is None:
+        return
     print(f"student saved in {run.path}   next: genlab sample {run.path}   genlab compare {teacher} {run.path}")

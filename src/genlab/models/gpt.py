@@ -214,39 +214,29 @@ class GPT(nn.Module):
         a tensor (B,) of each row's own place in cache rows `rows` (B,), sorted and distinct (continuous batching)."""
         c = self.cfg
         B, C, nh = idx.shape[0], c.n_embd, c.n_head
-        shared = rows is None
         x = F.embedding(idx, self.wte.weight)[:, None]  # (B, 1, C)
         rope = None
         if self.wpe is not None:
-            x = x + self.wpe.weight[position] if shared else x + self.wpe.weight[position][:, None]
-        elif shared:
-            rope = (self.rope_cos[position: position + 1], self.rope_sin[position: position + 1])
-        else:
-            rope = (self.rope_cos[position][:, None, None], self.rope_sin[position][:, None, None])
-        if shared:
-            length, visible = position + 1, None
+            x = x + self.wpe.weight[position].reshape(-1, 1, C)  # one position for all rows, or one per row
+        else:  # cos, sin (1 or B, 1, 1, hs/2)
+            rope = tuple(t[position].reshape(-1, 1, 1, t.size(-1)) for t in (self.rope_cos, self.rope_sin))
+        if rows is None:  # cache row b is batch row b, all at `position`
+            write, read, length, visible = slice(None), slice(None), position + 1, None
         else:
             length = int(position.max()) + 1
             visible = (torch.arange(length, device=idx.device)[None, :] <= position[:, None])[:, None, None, :]  # (B, 1, 1, L)
             first = int(rows[0])
             packed = int(rows[-1]) - first == B - 1  # rows sorted and distinct: read as a view, not gathered
+            write, read = rows, slice(first, first + B) if packed else rows
         for block, cache in zip(self.blocks, layers):
             attn, mlp = block.attn, block.mlp
             h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias)
             q, k, v = attn.qkv(h).view(B, 3, nh, 1, C // nh).unbind(1)  # (B, nh, 1, hs)
             if rope is not None:
                 q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-            if shared:
-                cache["k"][:, :, position: length] = k
-                cache["v"][:, :, position: length] = v
-                keys, values = cache["k"][:, :, :length], cache["v"][:, :, :length]
-            else:
-                cache["k"][rows, :, position] = k[:, :, 0]  # (B, nh, hs) into each row's slot at its position
-                cache["v"][rows, :, position] = v[:, :, 0]
-                if packed:
-                    keys, values = cache["k"][first: first + B, :, :length], cache["v"][first: first + B, :, :length]
-                else:  # (B, nh, L, hs) gathered
-                    keys, values = cache["k"][rows, :, :length], cache["v"][rows, :, :length]
+            cache["k"][write, :, position] = k[:, :, 0]  # (B, nh, hs) into each row's place
+            cache["v"][write, :, position] = v[:, :, 0]
+            keys, values = cache["k"][read, :, :length], cache["v"][read, :, :length]  # (B, nh, L, hs)
             y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)  # (B, nh, 1, hs)
             x = x + attn.proj(y.reshape(B, 1, C))
             h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias)

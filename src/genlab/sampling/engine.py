@@ -353,7 +353,9 @@ class Engine:
             rows = [i for i, s in enumerate(group.slots) if self._running(s)]
             slots += [group.slots[i] for i in rows]
             parts.append(logits if len(rows) == len(group.slots) else logits[rows])
-        return slots, (parts[0] if len(parts) == 1 else torch.cat(parts)) if parts else None
+        if len(parts) <= 1:  # one group (the usual case): no copy
+            return slots, parts[0] if parts else None
+        return slots, torch.cat(parts)
 
     def _extend_groups(self, chosen: dict[int, int]) -> None:
         """Append this step's tokens to each group's tensor; a finished row repeats its last token (nobody reads it)."""
