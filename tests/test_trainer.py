@@ -176,3 +176,46 @@ def test_the_best_weights_are_kept_and_patience_stops_the_run(tmp_path):
     trainer.fit()
     kept = load_tensors(tmp_path / "last" / "model.safetensors")
     assert all(torch.equal(v, seen[12][k.removeprefix("model.")]) for k, v in kept.items())  # the last, at step 12
+
+
+def test_compiled_training_matches_eager_and_may_be_turned_on_at_resume(tmp_path, corpus_file):
+    # torch.compile changes how the step is computed, not what: the same weights within float rounding.
+    # Compiling is not part of a run's identity, so a run may resume with it turned on.
+    from torch._dynamo.utils import counters
+
+    weights = {}
+    for name in ("eager", "compiled"):
+        first = tiny_config(corpus_file, tmp_path / name, max_steps=10, keep="last")
+        genlab.train(first, progress=False)
+        again = {**first, "train": {**first["train"], "max_steps": 20, "compile": name == "compiled"}}
+        graphs = counters["stats"]["unique_graphs"]
+        run = genlab.train(again, progress=False)
+        assert run.results["step"] == 20 and run.config.train.compile == (name == "compiled")
+        assert (counters["stats"]["unique_graphs"] > graphs) == (name == "compiled")  # it did compile
+        weights[name] = load_tensors(run.path / "model.safetensors")
+    assert weights["eager"].keys() == weights["compiled"].keys()
+    for k, w in weights["eager"].items():
+        torch.testing.assert_close(weights["compiled"][k], w, rtol=1e-4, atol=1e-4)
+
+
+def test_compile_without_a_working_compiler_warns_once_and_trains_eagerly(tmp_path, corpus_file):
+    # A machine without a C++ compiler (CXX points nowhere; a fresh inductor cache so nothing compiled
+    # earlier is reused): the run still finishes, with one line saying why it is not compiled.
+    env = dict(os.environ, OMP_NUM_THREADS="1", CXX=str(tmp_path / "no-such-g++"),
+               TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"))
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "genlab", "train", "text", "--data", str(corpus_file), "--out", str(out),
+                        "--max-steps", "5", "--set", "model.n_layer=1", "--set", "model.n_embd=16",
+                        "--set", "model.n_head=2", "--set", "model.block_size=16", "--compile", "--quiet"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-800:]
+    warnings = [line for line in r.stderr.splitlines() if "torch.compile does not work here" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: train.compile:") and "C++ compiler" in warnings[0]
+    assert (out / "model.safetensors").is_file()
+
+
+def test_compile_is_refused_where_a_task_does_not_use_it(tmp_path, cli):
+    r = cli("train", "image", "--data", "digits", "--out", tmp_path / "img", "--compile", "--max-steps", "1")
+    assert r.returncode != 0 and not (tmp_path / "img").exists()
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: train.compile: the image task trains without torch.compile (text, code and music use it)")

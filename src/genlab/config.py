@@ -161,7 +161,7 @@ class TrainConfig(Section):
     keep: Literal["best", "last"] = "best"
     patience: Positive | None = None  # stop after this many evals without a better val loss (None: never)
     sample_tokens: Count = 200  # length of the samples written at each eval
-    compile: bool = False
+    compile: bool = False  # torch.compile the training forward (text, code, music): slower start, faster steps
     threads: int | Literal["auto"] | None = None  # CPU threads; None leaves torch's setting (the CLI passes auto)
     # RNNs: carry the hidden state from each training window to the next one of the same stream (truncated
     # backprop through time, as char-rnn), instead of starting every random window from zeros.
@@ -249,6 +249,7 @@ FLAG_FIELDS = {
     "lr": "train.lr",
     "device": "train.device",
     "seed": "train.seed",
+    "compile": "train.compile",
 }
 
 

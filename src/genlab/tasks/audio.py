@@ -132,6 +132,8 @@ def evaluate_conditioned(model, tokens: np.ndarray, labels: np.ndarray, block_si
 
 
 class AudioTask(SequenceTask):
+    compiles = False  # WaveNet's conditioned forward is called eagerly
+
     def defaults(self, config: RunConfig) -> RunConfig:
         return audio_config(config)
 

@@ -148,6 +148,7 @@ class ContrastiveObjective:
 
 class ClipTask:
     name = "clip"
+    compiles = False
 
     @property
     def Generator(self) -> type:

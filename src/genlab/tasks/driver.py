@@ -3,6 +3,7 @@
 A modality is one module in genlab.tasks, registered in `tasks.TASKS`, whose `TASK` object supplies:
 
     name                                  "text", "code", "music", "audio", "image"
+    compiles                              whether `train.compile` applies (torch.compile of the training forward)
     defaults(config) -> config            what the modality decides when the user left it unset (data source,
                                           tokenizer kind, family defaults); refuses a model of another modality
     prepare(config, run, resume, progress) -> data
@@ -54,6 +55,7 @@ class Training:
 
 class Task(Protocol):
     name: str
+    compiles: bool
     Generator: type
 
     def defaults(self, config: RunConfig) -> RunConfig: ...
@@ -63,10 +65,10 @@ class Task(Protocol):
     def training(self, config: RunConfig, run: RunDir, data, model: torch.nn.Module, device: torch.device) -> Training: ...
 
 
-# Fields that may change between a run and its resumption: budgets, display, threads and how ranks share the
-# model (a checkpoint holds whole tensors under DDP and FSDP alike).
+# Fields that may change between a run and its resumption: budgets, display, threads, compilation and how ranks
+# share the model (a checkpoint holds whole tensors under DDP and FSDP alike).
 _RESUMABLE = {("train", "max_steps"), ("train", "max_time"), ("train", "patience"), ("train", "progress"),
-              ("train", "threads"), ("train", "shard")}
+              ("train", "threads"), ("train", "shard"), ("train", "compile")}
 
 
 def _comparable(config: RunConfig) -> dict:
@@ -96,6 +98,8 @@ def open_run(config: RunConfig, overwrite: bool) -> tuple[RunDir, bool]:
 def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: bool = False) -> tuple[RunConfig, dict]:
     """Train (or resume) the run `config` describes with `task`; returns (the resolved config, results)."""
     config = task.defaults(config)  # before anything is written
+    if config.train.compile and not task.compiles:
+        raise GenlabError(f"train.compile: the {task.name} task trains without torch.compile (text, code and music use it)")
     if config.train.threads is not None:
         from genlab.threads import use
 

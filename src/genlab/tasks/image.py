@@ -154,6 +154,7 @@ class ImageTask:
     """The task protocol (genlab.tasks.driver) for images."""
 
     name = "image"
+    compiles = False
 
     @property
     def Generator(self) -> type:

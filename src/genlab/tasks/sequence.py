@@ -18,6 +18,7 @@ from typing import Iterator, Protocol
 import numpy as np
 import torch
 
+from genlab.compiling import Compiled
 from genlab.config import RunConfig
 from genlab.datasets.token_store import StreamWindows, TokenStore, WindowSampler, eval_windows
 from genlab.errors import GenlabError
@@ -193,11 +194,15 @@ def evaluate_tokens(model, tokens: np.ndarray, unit_lengths: np.ndarray, block_s
 class SequenceTask:
     """The task protocol (genlab.tasks.driver) for a modality made of token sequences."""
 
+    compiles = True  # the training forward; an RNN carrying its state (train.carry_state) steps eagerly
+
     def __init__(self, name: str, source: SequenceSource, generator: type):
         self.name, self.source, self.Generator = name, source, generator
 
     def defaults(self, config: RunConfig) -> RunConfig:
         check_family(config)
+        if config.train.compile and config.train.carry_state:
+            raise GenlabError("train.compile: not with train.carry_state (the carried state is stepped eagerly)")
         if config.distill.teacher:  # the student's config records the tokenizer it reads with: its teacher's
             config = config.model_copy(deep=True)
             config.tokenizer.kind = teacher_tokenizer(config).kind
@@ -230,7 +235,7 @@ class SequenceTask:
             batches = StreamWindows(train_tokens, block, config.train.batch_size, config.train.seed)
         else:
             batches = self.augment(WindowSampler(train_tokens, block, config.train.batch_size, config.train.seed), tokenizer, config)
-        forward = torch.compile(model) if config.train.compile else None
+        forward = Compiled(model, "train.compile") if config.train.compile else None
         generator = self.Generator.from_parts(run, config, tokenizer, model, device)
         unit_lengths = tokenizer.unit_lengths()
         # A fitted (count-based) model is scored on the whole split once; a trained one on eval_batches each eval.
