@@ -13,7 +13,7 @@ LAYERS = {
     "genlab.grids": 0, "genlab.samples": 0, "genlab.threads": 0, "genlab.config": 0, "genlab.models": 0,  # the family registry (models/__init__), read by config validation
     "genlab.weights": 1, "genlab.distributed": 1, "genlab.models.": 1, "genlab.tokenizers": 1, "genlab.datasets": 1,
     "genlab.objectives": 1, "genlab.sampling": 1, "genlab.metrics": 1, "genlab.trainer": 1, "genlab.prep": 1,
-    "genlab.sandbox": 1, "genlab.audio": 1,
+    "genlab.sandbox": 1, "genlab.audio": 1, "genlab.compiling": 1,
     "genlab.tasks": 2,
     "genlab.api": 3, "genlab.demo": 3, "genlab.report": 3, "genlab.compare": 3, "genlab.rl": 3, "genlab.server": 3, "genlab.export": 3, "genlab.benchmark": 3, "genlab": 3, "genlab.__main__": 4,  # compare, demo: workflows over the API
     "genlab.cli": 4,

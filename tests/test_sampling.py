@@ -75,13 +75,15 @@ def test_requests_join_and_leave_between_steps_without_changing_each_other(conti
 
 def test_bench_measures_peak_mfu_and_decoding_against_transformers():
     # `genlab bench` at test size: every figure is measured, and MFU is a share of the peak measured beside it.
-    from genlab.benchmark import decode_comparison, matmul_peak, train_step_rate
+    from genlab.benchmark import decode_comparison, training_mfu
     from genlab.models.gpt import GPT, GPTConfig
 
-    peak = matmul_peak(0.1, n=256)
     cfg = GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=16)
-    train = train_step_rate(cfg, batch=2, steps=2)
-    assert peak > 0 and train["tokens_per_s"] > 0 and 0 < train["gflops"] / peak < 1.5
+    train = training_mfu({"tiny": (cfg, 2), "wider": (cfg.model_copy(update={"n_embd": 64}), 2)}, rounds=1, steps=2)
+    assert train["peak_gflops"] > 0 and set(train["rows"]) == {"tiny eager float32", "wider eager float32"}
+    tiny, wider = train["rows"]["tiny eager float32"], train["rows"]["wider eager float32"]
+    assert all(0 < r["mfu"] < 1.5 and r["tokens_per_s"] > 0 for r in (tiny, wider))
+    assert wider["flops_per_token"] > 3 * tiny["flops_per_token"]  # 4x the weights per layer: FLOPs follow the shape
     model = GPT(cfg, 65).eval()
     d = decode_comparison(model, (1, 2), 5, rounds=1)
     ours, theirs = d["genlab_tokens_per_s"], d["transformers_tokens_per_s"]

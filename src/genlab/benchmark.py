@@ -14,45 +14,64 @@ import torch.nn.functional as F
 VOCAB = 65  # Tiny Shakespeare's characters: the shapes nanoGPT's CPU config uses
 
 
-def matmul_peak(seconds: float = 1.0, n: int = 1024) -> float:
-    """Best GFLOP/s of an n x n fp32 matmul over a few windows."""
+def matmuls(n: int = 1024, repeats: int = 8):
+    """A callable doing `repeats` n x n fp32 matmuls, and the FLOPs one call does: the peak's side of MFU."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(5):
-        a @ b
-    best = 0.0
-    for _ in range(5):
-        start, k = time.perf_counter(), 0
-        while time.perf_counter() - start < seconds / 5:
+
+    def run():
+        for _ in range(repeats):
             a @ b
-            k += 1
-        best = max(best, 2 * n**3 * k / (time.perf_counter() - start) / 1e9)
-    return best
+
+    return run, 2 * n**3 * repeats
 
 
-def train_step_rate(cfg, batch: int, steps: int, dtype: str = "float32") -> dict:
-    """Tokens/s and achieved GFLOP/s of the full GPT training step (forward, backward, clip, AdamW) on random tokens."""
+def train_steps(cfg, batch: int, steps: int, dtype: str = "float32", compile: bool = False):
+    """A callable doing `steps` full GPT training steps as genlab's trainer takes them (forward, backward, clip,
+    fused AdamW; the forward through torch.compile with `compile`) on random tokens, the FLOPs one call does,
+    and the model."""
+    from genlab.compiling import Compiled
+    from genlab.config import TrainConfig
     from genlab.models.gpt import GPT
+    from genlab.trainer import make_optimizer
 
     torch.manual_seed(0)
     model = GPT(cfg, VOCAB)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    opt = make_optimizer(model, TrainConfig(lr=1e-3), torch.device("cpu"))
+    forward = Compiled(model, "bench") if compile else model
     x, y = torch.randint(0, VOCAB, (batch, cfg.block_size)), torch.randint(0, VOCAB, (batch, cfg.block_size))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
-    times = []
-    for i in range(steps + 3):
-        start = time.perf_counter()
-        with autocast:
-            loss = F.cross_entropy(model(x).reshape(-1, VOCAB).float(), y.reshape(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if i >= 3:
-            times.append(time.perf_counter() - start)
-    step = sorted(times)[len(times) // 2]  # median: robust to other jobs on a shared CPU
-    rate = batch * cfg.block_size / step
-    return {"tokens_per_s": rate, "gflops": rate * model.flops_per_token(cfg.block_size) / 1e9,
-            "params": model.num_params(), "flops_per_token": model.flops_per_token(cfg.block_size)}
+
+    def run():
+        for _ in range(steps):
+            with autocast:
+                loss = F.cross_entropy(forward(x).reshape(-1, VOCAB).float(), y.reshape(-1))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    return run, steps * batch * cfg.block_size * model.flops_per_token(cfg.block_size), model
+
+
+def training_mfu(shapes: dict, variants=((False, "float32"),), rounds: int = 5, steps: int = 5) -> dict:
+    """Training tokens/s, GFLOP/s and MFU of GPT `shapes` ({name: (GPTConfig, batch)}) for each (compile, dtype)
+    variant, taking turns with the fp32 1024^3 matmul that defines the peak: each MFU is a step rate over a
+    peak measured at the same moments, so a machine whose speed drifts (a shared CPU) moves both alike."""
+    runs, flops, names = [matmuls()[0]], [matmuls()[1]], []
+    for shape, (cfg, batch) in shapes.items():
+        for compile, dtype in variants:
+            run, work, model = train_steps(cfg, batch, steps, dtype, compile)
+            runs.append(run)
+            flops.append(work)
+            names.append((f"{shape} {'compiled' if compile else 'eager'} {dtype}", model, cfg, batch))
+    rates = side_by_side(runs, flops, rounds)  # FLOP/s
+    peak = rates[0]
+    rows = {}
+    for (name, model, cfg, batch), rate in zip(names, rates[1:]):
+        tokens = rate / model.flops_per_token(cfg.block_size)
+        rows[name] = {"tokens_per_s": tokens, "gflops": rate / 1e9, "mfu": rate / peak, "params": model.num_params(),
+                      "flops_per_token": model.flops_per_token(cfg.block_size), "batch": batch, "context": cfg.block_size}
+    return {"peak_gflops": peak / 1e9, "rows": rows}
 
 
 def genlab_decoder(model, batch: int, new_tokens: int, greedy: bool = False, use_cache: bool = True):
@@ -82,9 +101,11 @@ def transformers_decoder(hf, batch: int, new_tokens: int, greedy: bool = False):
                                max_new_tokens=new_tokens, min_new_tokens=new_tokens, use_cache=True)
 
 
-def side_by_side(runs, items: int, rounds: int = 3) -> list[float]:
-    """Items/s of each run, taking turns round by round after one warm-up each, each keeping its best round:
-    on a shared CPU every run sees the same moments."""
+def side_by_side(runs, items, rounds: int = 3) -> list[float]:
+    """Items/s of each run (`items`: what one call of every run does, or a list, one per run), taking turns
+    round by round after one warm-up each, each keeping its best round: on a shared CPU every run sees the
+    same moments."""
+    items = items if isinstance(items, list) else [items] * len(runs)
     for run in runs:
         run()
     best = [float("inf")] * len(runs)
@@ -93,7 +114,7 @@ def side_by_side(runs, items: int, rounds: int = 3) -> list[float]:
             start = time.perf_counter()
             run()
             best[i] = min(best[i], time.perf_counter() - start)
-    return [items / b for b in best]
+    return [n / b for n, b in zip(items, best)]
 
 
 def decode_comparison(model, batches: tuple[int, ...], new_tokens: int, rounds: int = 3) -> dict:
@@ -114,14 +135,12 @@ def run(quick: bool = True) -> dict:
     from genlab.models.gpt import GPT, GPTConfig
 
     load = os.getloadavg()[0]
-    peak = matmul_peak(1.0 if quick else 3.0)
     nano = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64)  # nanoGPT's CPU example: 4x128, context 64
-    train = train_step_rate(nano, batch=12, steps=10 if quick else 50)
+    train = training_mfu({"gpt 4x128, context 64, batch 12 (nanoGPT's CPU config)": (nano, 12)},
+                         variants=((False, "float32"), (True, "float32")), rounds=3 if quick else 8)
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=256), VOCAB).eval()
     batches, new = ((1, 8) if quick else (1, 8, 32)), (64 if quick else 200)
     decoding = decode_comparison(model, batches, new, rounds=2 if quick else 3)
-    return {"threads": torch.get_num_threads(), "load_avg_at_start": load, "matmul_peak_gflops": peak,
-            "train": {"shape": "gpt 4x128, context 64, batch 12 (nanoGPT's CPU config)", **train,
-                      "mfu": train["gflops"] / peak},
-            "decode": {"shape": "gpt 4x128, context 256", "new_tokens": new, **decoding}}
+    return {"threads": torch.get_num_threads(), "load_avg_at_start": load, "matmul_peak_gflops": train["peak_gflops"],
+            "train": train["rows"], "decode": {"shape": "gpt 4x128, context 256", "new_tokens": new, **decoding}}

@@ -145,7 +145,9 @@ class TrainConfig(Section):
     beta1: Probability = 0.9
     beta2: Probability = 0.99
     grad_clip: NonNegative = 1.0  # 0 disables
-    dtype: Literal["float32", "bfloat16"] = "float32"  # bfloat16 = autocast
+    # bfloat16 = autocast; auto = bfloat16 on a CUDA GPU that has it, float32 on CPU (where bf16 autocast
+    # measured slower: BENCHMARKS.md)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Under torchrun: every rank holds the whole model and gradients are averaged ("ddp"), or each holds a
     # 1/N shard of the parameters, gradients and optimizer state ("fsdp": for models too big for one device).

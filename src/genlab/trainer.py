@@ -69,6 +69,13 @@ def plan_steps(cfg: TrainConfig, step: int, elapsed: float) -> int:
     return min(cfg.max_steps, max(step + 1, int(cfg.max_time / max(per_step, 1e-9))))
 
 
+def compute_dtype(choice: str, device: torch.device) -> str:
+    """train.dtype -> "float32" or "bfloat16" (autocast): `auto` takes bfloat16 on a CUDA GPU that has it."""
+    if choice != "auto":
+        return choice
+    return "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+
+
 def make_optimizer(module: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     # Decay matrices (weights, embeddings) but not biases and norm gains, as is usual for transformers.
     params = [p for p in module.parameters() if p.requires_grad]
@@ -140,6 +147,9 @@ class Trainer:
         self.select_metric = select_metric  # lower is better; picks the weights model.safetensors keeps
         self.world = distributed.world()
         self.device = pick_device(cfg.device, self.world.local_rank)
+        self.dtype = compute_dtype(cfg.dtype, self.device)
+        if self.device.type == "cuda":  # float32 matmuls on tensor cores (TF32), as nanoGPT and most GPU recipes do
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         if self.world.is_main:
             run.path.mkdir(parents=True, exist_ok=True)
         self.bundle = bundle_of(objective.modules).to(self.device)
@@ -386,7 +396,7 @@ class Trainer:
 
     def fit(self) -> dict:
         cfg, s = self.cfg, self.state
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16")
         self.bundle.train()
         # With a time budget the bar counts seconds, else steps: whichever ends the run.
         by_time = cfg.max_time is not None
@@ -419,8 +429,9 @@ class Trainer:
                     last = {"step": s.step, "lr": lr, "elapsed": round(s.elapsed, 3), f"{self.item_name}_per_s": round(rate, 1), **{k: round(v, 5) for k, v in logs.items()}}
                     if s.planned_steps is not None:
                         last["planned_steps"] = s.planned_steps
-                    if s.step == 1:  # the speed of a run depends on it: recorded once
+                    if s.step == 1:  # the speed of a run depends on them: recorded once
                         last["threads"] = torch.get_num_threads()
+                        last["dtype"] = self.dtype
                     self._log(last)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()} | {f"{self.item_name}/s": f"{rate:,.0f}"})
                 if s.step % cfg.eval_interval == 0 and s.step < cfg.max_steps:

@@ -13,7 +13,7 @@ from genlab.cli.root import app, threads_option, use_threads
 
 @app.command()
 def bench(
-    quick: bool = typer.Option(True, "--quick/--full", help="--quick takes about a minute on 2 cores; --full runs longer and adds batch 32."),
+    quick: bool = typer.Option(True, "--quick/--full", help="--quick takes about two minutes on 2 cores; --full runs longer and adds batch 32."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the figures here as JSON."),
     threads: str = threads_option(),
 ) -> None:
@@ -26,11 +26,12 @@ def bench(
     if out is not None:
         check_output_file(out, "text")
     r = run(quick)
-    t, d = r["train"], r["decode"]
+    d = r["decode"]
     print(f"threads {r['threads']}, load average at start {r['load_avg_at_start']:.2f}"
           + ("  (busy: figures are pessimistic)" if r["load_avg_at_start"] > 1 else ""))
-    print(f"fp32 matmul peak      {r['matmul_peak_gflops']:8.1f} GFLOP/s")
-    print(f"training ({t['shape']}): {t['tokens_per_s']:,.0f} tokens/s, {t['gflops']:.1f} GFLOP/s, MFU {t['mfu']:.0%}")
+    print(f"fp32 matmul peak      {r['matmul_peak_gflops']:8.1f} GFLOP/s (1024x1024, taking turns with the training steps)")
+    for name, t in r["train"].items():
+        print(f"training {name}: {t['tokens_per_s']:,.0f} tokens/s, {t['gflops']:.1f} GFLOP/s, MFU {t['mfu']:.0%}")
     for b, rate in d["genlab_tokens_per_s"].items():
         theirs = (d["transformers_tokens_per_s"] or {}).get(b)
         versus = f"   transformers {theirs:,.0f} tokens/s ({rate / theirs:.2f}x)" if theirs else ""
