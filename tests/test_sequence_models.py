@@ -82,3 +82,22 @@ def test_rows_at_their_own_positions_match_full_forward(name, rows):
             idx = x[torch.arange(3), positions]
             logits = model.step_slots(slots, torch.tensor(rows), idx, positions)  # (3, V)
             torch.testing.assert_close(logits, full[torch.arange(3), positions], atol=1e-5, rtol=1e-4)
+
+
+def test_rope_rotates_head_halves_and_scores_depend_on_relative_position_only():
+    from genlab.models.gpt import apply_rope, rope_tables
+
+    hs, T = 8, 12
+    cos, sin = rope_tables(T, hs)
+    x = torch.randn(T, hs)
+    rotated = apply_rope(x, cos, sin)
+    # the textbook rotation of each (first half, second half) pair, angle pos * 10000^(-2i/hs)
+    angle = torch.arange(T)[:, None] * 10000.0 ** (-torch.arange(0, hs, 2) / hs)
+    x1, x2 = x.chunk(2, -1)
+    expected = torch.cat([x1 * angle.cos() - x2 * angle.sin(), x2 * angle.cos() + x1 * angle.sin()], -1)
+    torch.testing.assert_close(rotated, expected)
+    torch.testing.assert_close(rotated.norm(dim=-1), x.norm(dim=-1))  # a rotation keeps lengths
+    q, k = torch.randn(hs), torch.randn(hs)
+    at = lambda v, p: apply_rope(v, cos[p], sin[p])  # noqa: E731
+    assert torch.allclose(at(q, 7) @ at(k, 3), at(q, 4) @ at(k, 0), atol=1e-5)  # same distance, same score
+    assert not torch.allclose(at(q, 7) @ at(k, 3), at(q, 7) @ at(k, 0), atol=1e-3)

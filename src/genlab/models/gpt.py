@@ -46,16 +46,19 @@ class GPTConfig(ModelConfig):
 
 
 def rope_tables(block_size: int, head_size: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables (block_size, head_size // 2) of the rotary angles pos * base^(-2i/head_size)."""
+    """The rotary angles pos * base^(-2i/head_size) as tables (block_size, head_size) laid out for `apply_rope`:
+    [cos, cos] and [-sin, sin] over the (first half, second half) of a head."""
     inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
     angles = torch.outer(torch.arange(block_size, dtype=torch.float32), inv_freq)
-    return angles.cos(), angles.sin()
+    return torch.cat([angles.cos(), angles.cos()], -1), torch.cat([-angles.sin(), angles.sin()], -1)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each (first half, second half) pair of x (B, nh, T, hs) by its position's angle; cos/sin (T, hs/2)."""
+    """Rotate each (first half, second half) pair of x's heads (..., hs) by its position's angle: (x1, x2) ->
+    (x1 cos - x2 sin, x2 cos + x1 sin). cos, sin: rope_tables' rows, shaped to broadcast against x.
+    Four calls, not seven: at a few thousand tokens a step, each elementwise pass costs."""
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return x * cos + torch.cat([x2, x1], dim=-1) * sin
 
 
 class CausalSelfAttention(nn.Module):
@@ -69,10 +72,13 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: dict | None = None, rope: tuple | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        if rope is not None:  # cos, sin of this chunk's positions (T, hs/2)
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        nh, hs = self.n_head, C // self.n_head
+        qk, v = self.qkv(x).split([2 * C, C], dim=2)
+        qk = qk.view(B, T, 2 * nh, hs)  # the queries' and the keys' heads side by side
+        if rope is not None:  # cos, sin of this chunk's positions (T, hs): one rotation for queries and keys
+            qk = apply_rope(qk, rope[0][:, None], rope[1][:, None])
+        q, k = qk.transpose(1, 2).split(nh, dim=1)  # (B, nh, T, hs) each
+        v = v.view(B, T, nh, hs).transpose(1, 2)
         p = self.dropout if self.training else 0.0
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
@@ -218,8 +224,8 @@ class GPT(nn.Module):
         rope = None
         if self.wpe is not None:
             x = x + self.wpe.weight[position].reshape(-1, 1, C)  # one position for all rows, or one per row
-        else:  # cos, sin (1 or B, 1, 1, hs/2)
-            rope = tuple(t[position].reshape(-1, 1, 1, t.size(-1)) for t in (self.rope_cos, self.rope_sin))
+        else:  # cos, sin (1 or B, 1, 1, 1, hs)
+            rope = tuple(t[position].reshape(-1, 1, 1, 1, t.size(-1)) for t in (self.rope_cos, self.rope_sin))
         if rows is None:  # cache row b is batch row b, all at `position`
             write, read, length, visible = slice(None), slice(None), position + 1, None
         else:
@@ -231,9 +237,12 @@ class GPT(nn.Module):
         for block, cache in zip(self.blocks, layers):
             attn, mlp = block.attn, block.mlp
             h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias)
-            q, k, v = attn.qkv(h).view(B, 3, nh, 1, C // nh).unbind(1)  # (B, nh, 1, hs)
-            if rope is not None:
-                q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            qkv = attn.qkv(h).view(B, 3, nh, 1, C // nh)
+            if rope is not None:  # queries and keys in one rotation
+                q, k = apply_rope(qkv[:, :2], *rope).unbind(1)
+                v = qkv[:, 2]
+            else:
+                q, k, v = qkv.unbind(1)  # (B, nh, 1, hs)
             cache["k"][write, :, position] = k[:, :, 0]  # (B, nh, hs) into each row's place
             cache["v"][write, :, position] = v[:, :, 0]
             keys, values = cache["k"][read, :, :length], cache["v"][read, :, :length]  # (B, nh, L, hs)
