@@ -408,28 +408,36 @@ def section_word_vs_char() -> str:
 
 
 def section_profile() -> str:
-    d = load("train_profile.json")
+    d, before = load("train_profile.json"), load("train_profile_before.json")
     if d is None:
         return ""
+    runs = [("now", d)] + ([("before", before)] if before else [])
     buckets = []
-    for r in d["rows"]:
-        for name in r["buckets_ms"]:
-            if name not in buckets:
-                buckets.append(name)
+    for _, run in runs:
+        for r in run["rows"]:
+            for name in r["buckets_ms"]:
+                if name not in buckets:
+                    buckets.append(name)
     rows = []
-    for r in d["rows"]:
-        total = r["profiled_step_ms"]
-        shares = [f"{r['buckets_ms'].get(b, 0.0) / total:.0%}" for b in buckets]
-        rows.append([f"{r['family']} ({r['params']:,} params)", round(r["step_ms"], 1), *shares,
-                     f"{r['python_and_dispatch_ms'] / total:.0%}"])
-    return "\n\n".join([
+    for label, run in runs:
+        for r in run["rows"]:
+            total = r["profiled_step_ms"]
+            shares = [f"{r['buckets_ms'].get(b, 0.0) / total:.0%}" for b in buckets]
+            rows.append([f"{label}: {r['family']} ({r['params']:,} params)", round(r["step_ms"], 1), *shares,
+                         f"{r['python_and_dispatch_ms'] / total:.0%}"])
+    parts = [
         f"### Where a training step's time goes ({d['threads']} thread, batch {d['batch']}, context {d['context']})",
         "torch.profiler over the full step (forward, loss, backward, clipping, AdamW) at the tinyshakespeare recipes' "
         "shapes; each operator's self CPU time in one bucket, shares of the profiled step; the remainder is Python "
-        "and dispatch overhead.",
+        "and dispatch overhead. Now: the trainer's fused AdamW, the GPT with RoPE as its recipe trains it (one "
+        "rotation of queries and keys together). Before: AdamW's foreach kernels, the GPT with learned positions.",
         table(["family", "step ms (not profiled)", *buckets, "Python and dispatch"], rows),
         provenance(d["command"], "train_profile.json", d.get("date"), d.get("load_avg_at_start")),
-    ])
+    ]
+    if before:
+        parts.append(provenance(before["command"], "train_profile_before.json", before.get("date"),
+                                before.get("load_avg_at_start")))
+    return "\n\n".join(parts)
 
 
 def section_demo() -> str:

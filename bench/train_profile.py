@@ -2,9 +2,9 @@
 
     python bench/train_profile.py [--threads 1] [--steps 20]
 
-Each family at the tinyshakespeare recipe's shape (GPT 4x128, context 128; LSTM/GRU 2x256, context 128;
-batch 32, 65 characters), the same step genlab's trainer runs (forward, cross-entropy, backward, gradient
-clipping, AdamW), profiled on CPU after 5 warm-up steps. The self CPU time of every operator is put in one
+Each family at the tinyshakespeare recipe's shape (GPT 4x128 with RoPE, context 128; LSTM/GRU 2x256,
+context 128; batch 32, 65 characters), the same step genlab's trainer runs (forward, cross-entropy, backward,
+gradient clipping, the trainer's fused AdamW), profiled on CPU after 5 warm-up steps. The self CPU time of every operator is put in one
 bucket — matrix products, attention, recurrent cells, optimizer, normalization and activations,
 elementwise/other ops — and the rest of the step's wall time is Python and dispatch overhead. Writes
 bench/results/train_profile.json.
@@ -49,15 +49,18 @@ def build(family: str):
 
     torch.manual_seed(0)
     if family == "gpt":
-        return GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=CONTEXT), VOCAB)
+        return GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=CONTEXT, rope=True), VOCAB)
     return RNN(RNNConfig(name=family, n_layer=2, n_embd=256, dropout=0.0), VOCAB)
 
 
 def profile(family: str, steps: int) -> dict:
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
+    from genlab.config import TrainConfig
+    from genlab.trainer import make_optimizer
+
     model = build(family)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    opt = make_optimizer(model, TrainConfig(lr=1e-3), torch.device("cpu"))
     x, y = torch.randint(0, VOCAB, (BATCH, CONTEXT)), torch.randint(0, VOCAB, (BATCH, CONTEXT))
 
     def step():
