@@ -430,7 +430,10 @@ def section_profile() -> str:
         "torch.profiler over the full step (forward, loss, backward, clipping, AdamW) at the tinyshakespeare recipes' "
         "shapes; each operator's self CPU time in one bucket, shares of the profiled step; the remainder is Python "
         "and dispatch overhead. Now: the trainer's fused AdamW, the GPT with RoPE as its recipe trains it (one "
-        "rotation of queries and keys together). Before: AdamW's foreach kernels, the GPT with learned positions.",
+        "rotation of queries and keys together). Before: AdamW's foreach kernels, the GPT with learned positions. "
+        "The LSTM's time is one fused oneDNN kernel per layer (`mkldnn_rnn_layer`); torch has no such kernel for the "
+        "GRU on CPU, which runs as small matrix products and gate ops per time step (hence its dispatch share). "
+        "The GPT's elementwise share is mostly RoPE's rotation; `--compile` fuses it (the MFU table).",
         table(["family", "step ms (not profiled)", *buckets, "Python and dispatch"], rows),
         provenance(d["command"], "train_profile.json", d.get("date"), d.get("load_avg_at_start")),
     ]
