@@ -14,7 +14,7 @@ import torch.nn.functional as F
 VOCAB = 65  # Tiny Shakespeare's characters: the shapes nanoGPT's CPU config uses
 
 
-def matmuls(n: int = 1024, repeats: int = 8):
+def matmuls(n: int = 1024, repeats: int = 16):
     """A callable doing `repeats` n x n fp32 matmuls, and the FLOPs one call does: the peak's side of MFU."""
     a, b = torch.randn(n, n), torch.randn(n, n)
 
@@ -137,7 +137,7 @@ def run(quick: bool = True) -> dict:
     load = os.getloadavg()[0]
     nano = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64)  # nanoGPT's CPU example: 4x128, context 64
     train = training_mfu({"gpt 4x128, context 64, batch 12 (nanoGPT's CPU config)": (nano, 12)},
-                         variants=((False, "float32"), (True, "float32")), rounds=3 if quick else 8)
+                         variants=((False, "float32"), (True, "float32")), rounds=5 if quick else 10)
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=256), VOCAB).eval()
     batches, new = ((1, 8) if quick else (1, 8, 32)), (64 if quick else 200)
