@@ -6,7 +6,7 @@ import torch
 from genlab.config import build_config
 from genlab.models import family_class
 
-FAMILIES = ["gpt", "gpt-rope", "lstm", "gru", "rnn", "fnet", "fnet-fourier", "ngram", "wavenet", "wavenet-k3"]
+FAMILIES = ["gpt", "gpt-rope", "gpt-bias", "lstm", "gru", "rnn", "fnet", "fnet-fourier", "ngram", "wavenet", "wavenet-k3"]
 VOCAB = 50
 
 
@@ -15,6 +15,7 @@ def tiny_model(name: str):
             "lstm": ["model.n_layer=2", "model.n_embd=32"], "gru": ["model.n_layer=2", "model.n_embd=32"], "rnn": ["model.n_layer=2", "model.n_embd=32"],
             "fnet-fourier": ["model.mixing=fourier"],
             "gpt-rope": ["model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=16", "model.rope=true"],
+            "gpt-bias": ["model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=16", "model.bias=true"],
             # receptive fields of 8 and 15 samples: shorter than the 16-token inputs, and a prompt of 5 shorter than
             # the deepest layer's ring buffer
             "wavenet": ["model.layers_per_stack=3", "model.residual_channels=8", "model.skip_channels=8"],
@@ -24,6 +25,11 @@ def tiny_model(name: str):
     cfg = build_config(None, {"model": family}, sets)
     torch.manual_seed(0)
     model = family_class(family)(cfg.model, VOCAB)
+    if name == "gpt-bias":  # biases start at zero; make them count, so that every path must add them
+        with torch.no_grad():
+            for key, p in model.named_parameters():
+                if key.endswith("bias"):
+                    p.normal_(0, 0.5)
     if hasattr(model, "fit"):  # count-based families learn from tokens, not from gradients
         model.fit(torch.randint(0, VOCAB, (2000,), generator=torch.Generator().manual_seed(0)).numpy().astype("uint16"))
     return model.eval()
@@ -65,7 +71,7 @@ def test_gpt_ties_input_and_output_embeddings():
     assert model.lm_head.weight is model.wte.weight
 
 
-@pytest.mark.parametrize("name", ["gpt", "gpt-rope"])
+@pytest.mark.parametrize("name", ["gpt", "gpt-rope", "gpt-bias"])
 @pytest.mark.parametrize("rows", [(1, 2, 3), (0, 2, 3)])  # packed rows (read as a view) and rows with a gap (gathered)
 def test_rows_at_their_own_positions_match_full_forward(name, rows):
     # Continuous batching: each cache row holds its own request, one token per row per step at its own position.

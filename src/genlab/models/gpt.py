@@ -61,11 +61,11 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + torch.cat([x2, x1], dim=-1) * sin
 
 
-def _product(x: torch.Tensor, layer: nn.Module, laid_out: tuple | None) -> torch.Tensor:
-    """`layer(x)` for x (B, in), with the weight laid out by GPT.token_weights where there is one."""
-    if laid_out is None:
+def _product(x: torch.Tensor, layer) -> torch.Tensor:
+    """A linear layer of x (B, in) as GPT.token_weights holds it: (weight (in, out), bias), or a module."""
+    if not isinstance(layer, tuple):
         return layer(x)
-    weight, bias = laid_out
+    weight, bias = layer
     return x @ weight if bias is None else torch.addmm(bias, x, weight)
 
 
@@ -195,9 +195,9 @@ class GPT(nn.Module):
         return self._trunk(idx, 0, None)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
-        """An empty key/value cache: per layer (B, n_head, block_size, head_size) buffers; and the weights of
-        the one-token step, laid out for it (`token_weights`), taken now: a state decodes with the weights the
-        model had when it was made."""
+        """An empty key/value cache: per layer (B, n_head, block_size, head_size) buffers; and what the
+        one-token step reads (`token_weights`). Its linear weights are copies: a model whose weights change
+        afterwards needs a new state (each sampling call makes its own)."""
         c = self.cfg
         p = self.wte.weight
         shape = (batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
@@ -208,19 +208,20 @@ class GPT(nn.Module):
         return {"layers": layers, "length": 0, "weights": self.token_weights()}
 
     @torch.no_grad()
-    def token_weights(self) -> list:
-        """Each linear layer's weight as (in, out), contiguous, and its bias: per block (qkv, proj, fc, proj),
-        then the head. A step multiplies a few rows by each weight, and at a few rows MKL's product with a
-        weight stored (in, out) took half the time of nn.Linear's (out, in) (32 rows of 512 -> 128: 38 us
-        against 79). A copy of the weights, while a state lives. A layer swapped for another kind (int8's
-        dynamic quantization) is None here and stays a module call."""
+    def token_weights(self) -> dict:
+        """What the one-token step reads, gathered once instead of through module attributes at every step:
+        per block the two LayerNorms' (weight, bias) and the linear layers (qkv, proj, fc, proj); then the
+        final LayerNorm and the head. A linear layer is held as (weight (in, out), contiguous; bias): a step
+        multiplies a few rows by each weight, and at a few rows MKL's product with a weight stored (in, out)
+        took half the time of nn.Linear's (out, in) (32 rows of 512 -> 128: 38 us against 79). That is a copy
+        of the weights while a state lives. A layer swapped for another kind (int8's dynamic quantization)
+        is held as the module itself."""
         def laid_out(m: nn.Module):
-            if type(m) is not nn.Linear:
-                return None
-            return m.weight.t().contiguous(), m.bias
+            return (m.weight.t().contiguous(), m.bias) if type(m) is nn.Linear else m
 
-        per_block = [[laid_out(m) for m in (b.attn.qkv, b.attn.proj, b.mlp.fc, b.mlp.proj)] for b in self.blocks]
-        return per_block + [laid_out(self.lm_head)]
+        blocks = [((b.ln_1.weight, b.ln_1.bias), (b.ln_2.weight, b.ln_2.bias),
+                   *(laid_out(m) for m in (b.attn.qkv, b.attn.proj, b.mlp.fc, b.mlp.proj))) for b in self.blocks]
+        return {"blocks": blocks, "ln_f": (self.ln_f.weight, self.ln_f.bias), "head": laid_out(self.lm_head)}
 
     def step(self, idx: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         """Feed idx (B, T') after what `state` holds -> logits (B, T', V) for the new positions."""
@@ -260,10 +261,9 @@ class GPT(nn.Module):
             packed = int(rows[-1]) - first == B - 1  # rows sorted and distinct: read as a view, not gathered
             write, read = rows, slice(first, first + B) if packed else rows
         weights = state["weights"]
-        for block, cache, (qkv_w, proj_w, fc_w, mlp_w) in zip(self.blocks, state["layers"], weights):
-            attn, mlp = block.attn, block.mlp
-            h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias)
-            qkv = _product(h, attn.qkv, qkv_w).view(B, 3, nh, 1, C // nh)
+        for cache, (ln_1, ln_2, qkv_layer, proj, fc, mlp_proj) in zip(state["layers"], weights["blocks"]):
+            h = F.layer_norm(x, (C,), *ln_1)
+            qkv = _product(h, qkv_layer).view(B, 3, nh, 1, C // nh)
             if rope is not None:  # queries and keys in one rotation
                 q, k = apply_rope(qkv[:, :2], *rope).unbind(1)
                 v = qkv[:, 2]
@@ -273,11 +273,11 @@ class GPT(nn.Module):
             cache["v"][write, :, position] = v[:, :, 0]
             keys, values = cache["k"][read, :, :length], cache["v"][read, :, :length]  # (B, nh, L, hs)
             y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)  # (B, nh, 1, hs)
-            x = x + _product(y.reshape(B, C), attn.proj, proj_w)
-            h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias)
-            x = x + _product(F.gelu(_product(h, mlp.fc, fc_w)), mlp.proj, mlp_w)
-        x = F.layer_norm(x, (C,), self.ln_f.weight, self.ln_f.bias)
-        return _product(x, self.lm_head, weights[-1])
+            x = x + _product(y.reshape(B, C), proj)
+            h = F.layer_norm(x, (C,), *ln_2)
+            x = x + _product(F.gelu(_product(h, fc)), mlp_proj)
+        x = F.layer_norm(x, (C,), *weights["ln_f"])
+        return _product(x, weights["head"])
 
     # ---- slots: rows at different positions in one batch (the step engine's continuous batching) ----
 
