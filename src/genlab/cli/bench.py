@@ -13,7 +13,7 @@ from genlab.cli.root import app, threads_option, use_threads
 
 @app.command()
 def bench(
-    quick: bool = typer.Option(True, "--quick/--full", help="--quick takes about two minutes on 2 cores; --full runs longer and adds batch 32."),
+    quick: bool = typer.Option(True, "--quick/--full", help="--quick takes about a minute on 2 cores; --full runs longer and adds batch 32."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the figures here as JSON."),
     threads: str = threads_option(),
 ) -> None:
