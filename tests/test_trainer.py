@@ -11,7 +11,7 @@ import torch
 import genlab
 from genlab.config import TrainConfig
 from genlab.runs import RunDir, load_tensors
-from genlab.trainer import learning_rate
+from genlab.trainer import learning_rate, plan_steps
 from conftest import tiny_config
 
 
@@ -23,6 +23,14 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert lrs[110] == pytest.approx(0.1)
     assert learning_rate(cfg, 20, total_steps=20) == pytest.approx(0.1)  # a time budget planned as 20 steps
     assert learning_rate(cfg, 15, total_steps=20) < learning_rate(cfg, 15)  # ...decays sooner than max_steps
+
+
+def test_a_slow_first_step_does_not_shrink_a_time_budget_plan():
+    # --compile spends ~30 s in the first step, then 0.1 s a step: 100 s hold ~700 steps, not 100 / (31 / 11).
+    cfg = TrainConfig(max_time=100.0, max_steps=100_000)
+    assert plan_steps(cfg, 11, 31.0, since_step=1, since_elapsed=30.0) == 11 + 690
+    assert plan_steps(cfg, 10, 1.0) == 10 + 990  # steps timed from the start: 0.1 s each, 99 s left
+    assert plan_steps(TrainConfig(max_time=100.0, max_steps=500), 11, 31.0, 1, 30.0) == 500  # max_steps caps it
 
 
 def _train_in_subprocess(config: dict) -> subprocess.Popen:

@@ -63,10 +63,12 @@ PLOT_EVERY_SECONDS = 30.0
 PLAN_AFTER_STEPS = 10
 
 
-def plan_steps(cfg: TrainConfig, step: int, elapsed: float) -> int:
-    """How many steps fit in the time budget, judged from the first `step` steps' `elapsed` seconds."""
-    per_step = elapsed / max(step, 1)
-    return min(cfg.max_steps, max(step + 1, int(cfg.max_time / max(per_step, 1e-9))))
+def plan_steps(cfg: TrainConfig, step: int, elapsed: float, since_step: int = 0, since_elapsed: float = 0.0) -> int:
+    """How many steps fit in the time budget: at `step`, `elapsed` seconds in, timing the steps taken since
+    `since_step` (`since_elapsed` seconds in). The first step a process takes is left out of the timing: it
+    carries one-off costs (torch.compile compiles there: tens of seconds, against milliseconds a step)."""
+    per_step = (elapsed - since_elapsed) / max(step - since_step, 1)
+    return min(cfg.max_steps, max(step + 1, step + int((cfg.max_time - elapsed) / max(per_step, 1e-9))))
 
 
 def compute_dtype(choice: str, device: torch.device) -> str:
@@ -365,8 +367,12 @@ class Trainer:
     def _run_step(self, autocast) -> dict[str, float]:
         """One optimizer step of every player (with gradient accumulation); returns the mean logs."""
         cfg, s = self.cfg, self.state
-        if cfg.max_time and s.planned_steps is None and s.step >= PLAN_AFTER_STEPS:
-            s.planned_steps = plan_steps(cfg, s.step, s.elapsed)
+        if cfg.max_time and s.planned_steps is None:
+            if self._plan_from is None:
+                if s.step > self._fit_start:  # this process's first step is done: time from here
+                    self._plan_from = (s.step, s.elapsed)
+            elif s.step - self._plan_from[0] >= PLAN_AFTER_STEPS:
+                s.planned_steps = plan_steps(cfg, s.step, s.elapsed, *self._plan_from)
         lr = learning_rate(cfg, s.step, s.planned_steps)
         for opt in self.optimizers.values():
             for g in opt.param_groups:
@@ -405,6 +411,7 @@ class Trainer:
                            desc="training", unit="s" if by_time else "step", enabled=show, dynamic_ncols=True,
                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}{postfix}]" if by_time else None)
         self.plain_progress = show and bar.disable
+        self._fit_start, self._plan_from = s.step, None  # where this process began, and where its timing begins
         last = {}
         window_items, window_start = 0, time.perf_counter()
         with stop_signals(enabled=not self.world.active) as stop:
