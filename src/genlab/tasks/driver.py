@@ -65,10 +65,11 @@ class Task(Protocol):
     def training(self, config: RunConfig, run: RunDir, data, model: torch.nn.Module, device: torch.device) -> Training: ...
 
 
-# Fields that may change between a run and its resumption: budgets, display, threads, compilation and how ranks
-# share the model (a checkpoint holds whole tensors under DDP and FSDP alike).
+# Fields that may change between a run and its resumption: budgets, display, threads, compilation, the precision
+# of the arithmetic (weights and optimizer state stay float32 under autocast: a run begun on a CPU may go on in
+# bf16 on a GPU) and how ranks share the model (a checkpoint holds whole tensors under DDP and FSDP alike).
 _RESUMABLE = {("train", "max_steps"), ("train", "max_time"), ("train", "patience"), ("train", "progress"),
-              ("train", "threads"), ("train", "shard"), ("train", "compile")}
+              ("train", "threads"), ("train", "shard"), ("train", "compile"), ("train", "dtype")}
 
 
 def _comparable(config: RunConfig) -> dict:
