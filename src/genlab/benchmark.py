@@ -25,9 +25,9 @@ def matmuls(n: int = 1024, repeats: int = 16):
     return run, 2 * n**3 * repeats
 
 
-def train_steps(cfg, batch: int, steps: int, dtype: str = "float32", compile: bool = False):
+def train_steps(cfg, batch: int, steps: int, dtype: str = "float32", compiled: bool = False):
     """A callable doing `steps` full GPT training steps as genlab's trainer takes them (forward, backward, clip,
-    fused AdamW; the forward through torch.compile with `compile`) on random tokens, the FLOPs one call does,
+    fused AdamW; the forward through torch.compile with `compiled`) on random tokens, the FLOPs one call does,
     and the model."""
     from genlab.compiling import Compiled
     from genlab.config import TrainConfig
@@ -37,7 +37,7 @@ def train_steps(cfg, batch: int, steps: int, dtype: str = "float32", compile: bo
     torch.manual_seed(0)
     model = GPT(cfg, VOCAB)
     opt = make_optimizer(model, TrainConfig(lr=1e-3), torch.device("cpu"))
-    forward = Compiled(model, "bench") if compile else model
+    forward = Compiled(model, "bench") if compiled else model
     x, y = torch.randint(0, VOCAB, (batch, cfg.block_size)), torch.randint(0, VOCAB, (batch, cfg.block_size))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
 
@@ -57,13 +57,14 @@ def training_mfu(shapes: dict, variants=((False, "float32"),), rounds: int = 5, 
     """Training tokens/s, GFLOP/s and MFU of GPT `shapes` ({name: (GPTConfig, batch)}) for each (compile, dtype)
     variant, taking turns with the fp32 1024^3 matmul that defines the peak: each MFU is a step rate over a
     peak measured at the same moments, so a machine whose speed drifts (a shared CPU) moves both alike."""
-    runs, flops, names = [matmuls()[0]], [matmuls()[1]], []
+    peak_run, peak_flops = matmuls()
+    runs, flops, names = [peak_run], [peak_flops], []
     for shape, (cfg, batch) in shapes.items():
-        for compile, dtype in variants:
-            run, work, model = train_steps(cfg, batch, steps, dtype, compile)
+        for compiled, dtype in variants:
+            run, work, model = train_steps(cfg, batch, steps, dtype, compiled)
             runs.append(run)
             flops.append(work)
-            names.append((f"{shape} {'compiled' if compile else 'eager'} {dtype}", model, cfg, batch))
+            names.append((f"{shape} {'compiled' if compiled else 'eager'} {dtype}", model, cfg, batch))
     rates = side_by_side(runs, flops, rounds)  # FLOP/s
     peak = rates[0]
     rows = {}

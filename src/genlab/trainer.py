@@ -84,8 +84,8 @@ def make_optimizer(module: nn.Module, cfg: TrainConfig, device: torch.device) ->
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # The fused kernel updates every parameter in one pass (CPU and CUDA): on CPU it took the GPT training step
-    # from 45 % to 54 % of the matmul peak (BENCHMARKS.md).
+    # The fused kernel updates every parameter in one pass (CPU and CUDA): on this project's CPU, timed side by
+    # side with the foreach kernels, it took nanoGPT's CPU shape from 45 % to 54 % of the matmul peak.
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device.type in ("cpu", "cuda"))
 
 
