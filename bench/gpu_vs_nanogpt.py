@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -60,8 +61,6 @@ def sync(device: torch.device) -> None:
 
 def nanogpt(work: Path, shape: dict, batch: int, iters: int, device: str) -> dict:
     """The peer's train.py at `shape` -> median ms per iteration past its warm-up, and the tokens/s that makes."""
-    import re
-
     cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", f"--device={device}",
            f"--compile={device == 'cuda'}", f"--dtype={'bfloat16' if device == 'cuda' else 'float32'}",
            f"--batch_size={batch}", "--gradient_accumulation_steps=1", "--dropout=0.0", "--log_interval=1",
@@ -79,6 +78,7 @@ def nanogpt(work: Path, shape: dict, batch: int, iters: int, device: str) -> dic
 def genlab_run(data: Path, shape: dict, batch: int, iters: int, device: str, out: Path) -> dict:
     """genlab's trainer at `shape` -> median logged tokens/s past the first 10 steps, and its FLOPs per token."""
     from genlab.api import train
+    from genlab.models.gpt import GPT, GPTConfig
 
     config = {"task": "text", "out": str(out), "data": {"source": str(data)}, "tokenizer": {"kind": "char"},
               "model": {"name": "gpt", "dropout": 0.0, **shape},
@@ -89,8 +89,6 @@ def genlab_run(data: Path, shape: dict, batch: int, iters: int, device: str, out
     rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     rates = [r["tok_per_s"] for r in rows if "tok_per_s" in r and r["step"] > 10]
     first = next(r for r in rows if "dtype" in r)
-    from genlab.models.gpt import GPT, GPTConfig
-
     model = GPT(GPTConfig(**shape), 65)
     return {"tokens_per_s": float(np.median(rates)), "steps_logged": len(rates), "dtype": first["dtype"],
             "flops_per_token": model.flops_per_token(shape["block_size"]), "params": model.num_params()}

@@ -107,3 +107,17 @@ def test_rope_rotates_head_halves_and_scores_depend_on_relative_position_only():
     at = lambda v, p: apply_rope(v, cos[p], sin[p])  # noqa: E731
     assert torch.allclose(at(q, 7) @ at(k, 3), at(q, 4) @ at(k, 0), atol=1e-5)  # same distance, same score
     assert not torch.allclose(at(q, 7) @ at(k, 3), at(q, 7) @ at(k, 0), atol=1e-3)
+
+
+def test_the_one_token_step_follows_weights_changed_after_an_earlier_state():
+    # The step's laid-out weights are kept on the model between states; weights trained or loaded since must
+    # be the ones the next state decodes with.
+    model = tiny_model("gpt")
+    x = torch.randint(0, VOCAB, (2, 6), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        model.step(x[:, :1], model.init_state(2))
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # as an optimizer step would, in place
+        state = model.init_state(2)
+        stepped = torch.cat([model.step(x[:, t: t + 1], state)[0] for t in range(6)], dim=1)
+        torch.testing.assert_close(stepped, model(x), atol=1e-5, rtol=1e-4)

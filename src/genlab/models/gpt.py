@@ -196,8 +196,7 @@ class GPT(nn.Module):
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
         """An empty key/value cache: per layer (B, n_head, block_size, head_size) buffers; and what the
-        one-token step reads (`token_weights`). Its linear weights are copies: a model whose weights change
-        afterwards needs a new state (each sampling call makes its own)."""
+        one-token step reads (`token_weights`)."""
         c = self.cfg
         p = self.wte.weight
         shape = (batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
@@ -213,15 +212,22 @@ class GPT(nn.Module):
         per block the two LayerNorms' (weight, bias) and the linear layers (qkv, proj, fc, proj); then the
         final LayerNorm and the head. A linear layer is held as (weight (in, out), contiguous; bias): a step
         multiplies a few rows by each weight, and at a few rows MKL's product with a weight stored (in, out)
-        took half the time of nn.Linear's (out, in) (32 rows of 512 -> 128: 38 us against 79). That is a copy
-        of the weights while a state lives. A layer swapped for another kind (int8's dynamic quantization)
-        is held as the module itself."""
-        def laid_out(m: nn.Module):
-            return (m.weight.t().contiguous(), m.bias) if type(m) is nn.Linear else m
+        took half the time of nn.Linear's (out, in) (32 rows of 512 -> 128: 38 us against 79). A layer swapped
+        for another kind (int8's dynamic quantization) is held as the module itself.
 
-        blocks = [((b.ln_1.weight, b.ln_1.bias), (b.ln_2.weight, b.ln_2.bias),
-                   *(laid_out(m) for m in (b.attn.qkv, b.attn.proj, b.mlp.fc, b.mlp.proj))) for b in self.blocks]
-        return {"blocks": blocks, "ln_f": (self.ln_f.weight, self.ln_f.bias), "head": laid_out(self.lm_head)}
+        The laid-out weights are one copy kept on the model, made again only when a weight has changed since
+        (trained, loaded, moved: its storage or version counter differs), so every state shares it."""
+        linears = [m for b in self.blocks for m in (b.attn.qkv, b.attn.proj, b.mlp.fc, b.mlp.proj)] + [self.lm_head]
+        stamp = [(m.weight.data_ptr(), m.weight._version) if type(m) is nn.Linear else id(m) for m in linears]
+        kept = self.__dict__.get("_token_weights")
+        if kept is not None and kept[0] == stamp:
+            return kept[1]
+        laid = [(m.weight.t().contiguous(), m.bias) if type(m) is nn.Linear else m for m in linears]
+        blocks = [((b.ln_1.weight, b.ln_1.bias), (b.ln_2.weight, b.ln_2.bias), *laid[4 * i: 4 * i + 4])
+                  for i, b in enumerate(self.blocks)]
+        weights = {"blocks": blocks, "ln_f": (self.ln_f.weight, self.ln_f.bias), "head": laid[-1]}
+        self.__dict__["_token_weights"] = (stamp, weights)
+        return weights
 
     def step(self, idx: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         """Feed idx (B, T') after what `state` holds -> logits (B, T', V) for the new positions."""
