@@ -196,7 +196,7 @@ def test_the_server_embeds_texts_with_a_clip_run(cli, tmp_path):
     run = tmp_path / "clip"
     assert cli("train", "clip", "--data", "digits", "--out", run, "--max-steps", "3", "--batch-size", "16", *CLIP_SETS).returncode == 0
     gen = load(run, device="cpu")
-    with TestClient(create_app({"clip": gen})) as http:
+    with TestClient(create_app({"clip": gen}), base_url="http://localhost") as http:
         answer = http.post("/v1/embeddings", json={"model": "clip", "input": ["a seven", "a photo of a 3"]}).json()
     vectors = np.array([row["embedding"] for row in answer["data"]])
     np.testing.assert_allclose(vectors, gen.embed_texts(["a seven", "a photo of a 3"]), atol=1e-6)

@@ -245,7 +245,8 @@ def test_bad_requests_are_openai_errors_naming_the_parameter(server):
         assert set(error) == {"message", "type", "param", "code"} and "Traceback" not in r.text
     assert post({"model": "words", "prompt": "x"}, headers={}).status_code == 401
     assert post({"model": "words", "prompt": "x"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    r = httpx.post(server.url + "/v1/completions", content=b"{not json", timeout=30, headers={"Authorization": f"Bearer {KEY}"})
+    r = httpx.post(server.url + "/v1/completions", content=b"{not json", timeout=30,
+                   headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
     assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
     r = httpx.post(server.url + "/v1/completions", content=b"x" * (5 << 20), timeout=30, headers={"Authorization": f"Bearer {KEY}"})
     assert r.status_code == 413
@@ -332,7 +333,7 @@ def test_logit_bias_and_openai_penalties_steer_the_draw(client, runs):
 
 
 def test_a_client_that_disconnects_frees_its_rows(server):
-    scheduler = server.app.state.served["words"].scheduler
+    scheduler = server.app.state.registry.served["words"].scheduler
     with httpx.stream("POST", server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
                       json={"model": "words", "prompt": "The", "max_tokens": 4000, "stream": True, "n": 3}) as r:
         lines = r.iter_lines()

@@ -10,7 +10,8 @@ __all__ = ["GenlabError", "Run", "RunConfig", "build_config", "load", "report", 
 
 def serve(runs: list[str], **options) -> None:
     """Serve runs (and hf:PATH models) behind OpenAI's API until interrupted: what `genlab serve` runs.
-    Options: host, port, names, api_key, insecure, device, max_batch, max_queue, cors_origins."""
+    Options: host, port, names, api_key, api_key_file, insecure, device, max_batch, max_queue, allow_origins,
+    allow_hosts, constraint_timeout, drain_timeout."""
     from genlab.server import serve as run
 
     run(runs, **options)

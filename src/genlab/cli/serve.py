@@ -15,11 +15,15 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (beyond loopback needs --api-key)."),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
     name: list[str] = typer.Option([], "--name", help="NAME=RUN: serve RUN as NAME (repeatable)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", help="Require 'Authorization: Bearer KEY' (or set GENLAB_API_KEY)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="Require 'Authorization: Bearer KEY' (other local users can read it in /proc: prefer --api-key-file or GENLAB_API_KEY)."),
+    api_key_file: Optional[str] = typer.Option(None, "--api-key-file", help="Read the key from this file's first line."),
     insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback address without an API key."),
     max_batch: int = typer.Option(64, "--max-batch", help="Rows decoded together per model."),
     max_queue: int = typer.Option(256, "--max-queue", help="Rows queued or running per model before answering 429."),
-    cors_origin: list[str] = typer.Option([], "--cors-origin", help="Allow browser pages from this origin (repeatable; off by default)."),
+    allow_origin: list[str] = typer.Option([], "--allow-origin", "--cors-origin", help="Allow web pages from this origin, e.g. http://localhost:3000 (repeatable; other sites are refused)."),
+    allow_host: list[str] = typer.Option([], "--allow-host", help="Also answer requests addressed to this host name (repeatable; '*' for any). Localhost and --host always are."),
+    constraint_timeout: float = typer.Option(5.0, "--constraint-timeout", help="Seconds a structured-output pattern may take to compile (then a 400)."),
+    drain_timeout: float = typer.Option(10.0, "--drain-timeout", help="On SIGTERM or Ctrl-C, seconds to let work in flight finish."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: str = threads_option(),
 ) -> None:
@@ -31,4 +35,7 @@ def serve(
     check_range("--port", port, 0, 65535)
     check_range("--max-batch", max_batch, 1, 4096)
     check_range("--max-queue", max_queue, 1, 1_000_000)
-    run_server(runs, host, port, name, api_key, insecure, device, max_batch, max_queue, cors_origin or None)
+    check_range("--constraint-timeout", constraint_timeout, 0.1, 600)
+    check_range("--drain-timeout", drain_timeout, 0, 3600)
+    run_server(runs, host, port, name, api_key, insecure, device, max_batch, max_queue, allow_origin or None, allow_host or None,
+               api_key_file, constraint_timeout, drain_timeout)

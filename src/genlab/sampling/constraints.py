@@ -14,19 +14,30 @@ Two rules on top of it make every answer complete:
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections import deque
+from pathlib import Path
 
 import torch
 
 from genlab.errors import GenlabError
 
 
+class ConstraintTooCostly(GenlabError):
+    """The pattern's automaton did not fit in the time or memory it was given."""
+
+
 class Pattern:
-    """A regular expression compiled against one tokenizer (shared by every row that uses it)."""
+    """A regular expression compiled against one tokenizer (shared by every row that uses it).
 
-    def __init__(self, regex: str, tokenizer, end_token: int | None):
-        from outlines_core import Index, Vocabulary
+    Compiled in a process of its own (sampling/automaton.py) with `timeout` seconds and `memory_mb` of
+    memory: past either the process is gone and ConstraintTooCostly says which.
+    """
 
+    def __init__(self, regex: str, tokenizer, end_token: int | None, timeout: float = 10.0, memory_mb: int = 1024):
         if not hasattr(tokenizer, "token_bytes"):
             raise GenlabError("constrained decoding needs a genlab character or BPE tokenizer")
         self.vocab_size, self.end_token = tokenizer.vocab_size, end_token
@@ -34,14 +45,11 @@ class Pattern:
         for i, b in enumerate(tokenizer.token_bytes()):
             if b:
                 by_bytes.setdefault(b, []).append(i)
-        try:
-            index = Index(regex, Vocabulary(self.vocab_size, by_bytes))  # id vocab_size: outlines' end-of-text
-        except (ValueError, RuntimeError) as e:
-            raise GenlabError(f"the pattern cannot be compiled for this model's tokens ({str(e).splitlines()[0][:160]})") from None
-        eos = self.vocab_size
-        self.initial = index.get_initial_state()
-        self.final = set(index.get_final_states())
-        self.next = {s: {t: n for t, n in moves.items() if t != eos} for s, moves in index.get_transitions().items()}
+        automaton = run_compiler(regex, self.vocab_size, by_bytes, timeout, memory_mb)
+        self.initial = automaton["initial"]
+        self.final = set(automaton["final"])
+        self.next = {s: dict(map(tuple, moves)) for s, moves in automaton["next"]}
+        self.transitions = sum(map(len, self.next.values()))  # what the cache weighs it by
         self.distance = self._distances()
         if self.initial not in self.distance:
             raise GenlabError("no text this model can write matches the pattern (it needs characters the model never saw)")
@@ -64,6 +72,28 @@ class Pattern:
 
     def fewest_tokens(self) -> int:
         return self.distance[self.initial]
+
+
+def run_compiler(regex: str, vocab_size: int, by_bytes: dict[bytes, list[int]], timeout: float, memory_mb: int) -> dict:
+    """The automaton of `regex` from a bounded compiler process (see sampling/automaton.py)."""
+    job = json.dumps({"regex": regex, "vocab_size": vocab_size, "memory_mb": memory_mb,
+                      "tokens": [[b.hex(), ids] for b, ids in by_bytes.items()]})
+    script = Path(__file__).with_name("automaton.py")
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "SYSTEMROOT")}
+    proc = subprocess.Popen([sys.executable, "-I", str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)  # a signal to the server is not its
+    try:
+        out, _ = proc.communicate(job.encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise ConstraintTooCostly(f"the pattern took more than {timeout:g} s to compile for this model's tokens") from None
+    result = json.loads(out) if proc.returncode == 0 and out else {"error": "memory"}
+    if result.get("error") == "memory":  # the allocator gave up (Rust aborts) or Python ran out
+        raise ConstraintTooCostly(f"the pattern needs more than {memory_mb} MB to compile for this model's tokens")
+    if "error" in result:
+        raise GenlabError(f"the pattern cannot be compiled for this model's tokens ({result['error']})")
+    return result
 
 
 class Constraint:

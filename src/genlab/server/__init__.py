@@ -12,6 +12,8 @@ import socket
 import sys
 from pathlib import Path
 
+import uvicorn
+
 from genlab.errors import GenlabError
 
 
@@ -44,41 +46,77 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def read_key(api_key: str | None = None, key_file: str | None = None) -> str | None:
+    """The API key: given, else read from `key_file` (first line), else $GENLAB_API_KEY; None for no key.
+    (A key on the command line shows in /proc to every local user; a file or the environment does not.)"""
+    if api_key:
+        return api_key
+    if key_file:
+        try:
+            key = Path(key_file).read_text(encoding="utf-8").strip().splitlines()[0].strip()
+        except (OSError, UnicodeDecodeError, IndexError):
+            raise GenlabError(f"--api-key-file {key_file}: cannot read a key from it") from None
+        if not key:
+            raise GenlabError(f"--api-key-file {key_file}: the file holds no key")
+        return key
+    return os.environ.get("GENLAB_API_KEY") or None
+
+
 def build(runs: list[str], names: list[str] | None = None, api_key: str | None = None, host: str = "127.0.0.1",
-          insecure: bool = False, device: str = "auto", **options):
-    """The FastAPI app for `runs`; refuses a non-loopback address without an API key unless `insecure`."""
+          insecure: bool = False, device: str = "auto", api_key_file: str | None = None, **options):
+    """The FastAPI app for `runs`; refuses a non-loopback address without an API key unless `insecure`.
+    Options: max_batch, max_queue, allow_origins, allow_hosts, constraint_timeout, constraint_memory_mb, max_body_bytes."""
     from genlab.api import load
+    from genlab.export import exported_format
     from genlab.server.app import create_app
 
-    api_key = api_key or os.environ.get("GENLAB_API_KEY") or None
+    api_key = read_key(api_key, api_key_file)
     if not is_loopback(host) and not api_key and not insecure:
         raise GenlabError(f"--host {host}: serving beyond this machine needs --api-key (or GENLAB_API_KEY); "
                           "pass --insecure to serve without one")
-    from genlab.export import exported_format
-
     chosen = model_names(runs, names)
     models = {name: load(run, device=device) for name, run in chosen.items()}
     # A web export's page files (onnxruntime-web, the ONNX model, its sampler) are served too: the playground
     # runs the same prompt in the browser beside the server.
     web = {name: Path(run) for name, run in chosen.items() if not run.startswith("hf:") and exported_format(run) == "web"}
-    return create_app(models, api_key=api_key, web_folders=web, **options)
+    return create_app(models, api_key=api_key, web_folders=web, bound_host=host, **options)
 
 
-def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, names: list[str] | None = None,
-          api_key: str | None = None, insecure: bool = False, device: str = "auto", max_batch: int = 64,
-          max_queue: int = 256, cors_origins: list[str] | None = None) -> None:
-    """Serve until interrupted (what `genlab serve` runs)."""
-    import uvicorn
-
-    app = build(runs, names, api_key, host, insecure, device, max_batch=max_batch, max_queue=max_queue,
-                cors_origins=cors_origins)
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket with TCP_NODELAY, which every accepted connection inherits: without it a keep-alive
+    client waits for the delayed ACK (~40 ms) before each answer's last segment."""
     try:
         sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except OSError as e:
         raise GenlabError(f"--host {host} --port {port}: cannot listen there ({e.strerror})") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, names: list[str] | None = None,
+          api_key: str | None = None, insecure: bool = False, device: str = "auto", max_batch: int = 64,
+          max_queue: int = 256, allow_origins: list[str] | None = None, allow_hosts: list[str] | None = None,
+          api_key_file: str | None = None, constraint_timeout: float = 5.0, drain_timeout: float = 10.0) -> None:
+    """Serve until SIGTERM or Ctrl-C (what `genlab serve` runs): the first stops accepting, lets work in flight
+    finish for up to `drain_timeout` seconds, cancels the rest and returns; a second exits at once."""
+    app = build(runs, names, api_key, host, insecure, device, api_key_file, max_batch=max_batch, max_queue=max_queue,
+                allow_origins=allow_origins, allow_hosts=allow_hosts, constraint_timeout=constraint_timeout)
+    sock = listen(host, port)
     import torch
 
-    print(f"serving {', '.join(app.state.served)} on http://{host}:{sock.getsockname()[1]}/ "
+    print(f"serving {', '.join(s.name for s in app.state.registry)} on http://{host}:{sock.getsockname()[1]}/ "
           f"(playground at /, OpenAI API under /v1; {torch.get_num_threads()} torch threads)", file=sys.stderr)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = DrainingServer(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=drain_timeout))
     server.run(sockets=[sock])
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, but a second SIGTERM or Ctrl-C exits at once (uvicorn forces only on a second Ctrl-C)."""
+
+    def handle_exit(self, sig, frame):
+        if self.should_exit:
+            print("second signal: exiting now", file=sys.stderr)
+            os._exit(1)
+        print(f"stopping: finishing work in flight (at most {self.config.timeout_graceful_shutdown:g} s; "
+              "signal again to exit now)", file=sys.stderr)
+        super().handle_exit(sig, frame)

@@ -5,7 +5,11 @@ than `max_batch` rows run, cancels what clients gave up, and then advances every
 token (genlab.sampling.engine: rows at different positions share one batched forward where the model
 has slots). Each event is handed to its request's asyncio queue on the server's event loop, so a
 handler streams tokens the moment they exist. Past `max_queue` rows waiting or running, `submit`
-refuses (the server answers 429).
+refuses (the server answers 429, with a Retry-After from how fast rows have been leaving).
+
+Other work on the model (scoring a prompt, embeddings) runs in the same loop, one piece between two
+decode steps: it counts against the queue, never runs beside decoding on another thread, and stops
+when its client leaves.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import queue
 import threading
 import time
@@ -24,7 +29,9 @@ log = logging.getLogger("genlab.server")
 
 
 class QueueFull(Exception):
-    pass
+    def __init__(self, retry_after: int):
+        super().__init__(retry_after)
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -33,13 +40,26 @@ class Job:
 
     requests: list[Request]
     loop: asyncio.AbstractEventLoop
+    work: object | None = None  # instead of rows: a generator that yields between pieces and returns the result
     events: asyncio.Queue = field(default_factory=asyncio.Queue)  # (row, Event) or (None, error message)
     created: float = field(default_factory=time.perf_counter)
     first_token: float | None = None
     slots: dict[int, int] = field(default_factory=dict)  # engine slot -> row
 
+    @property
+    def cost(self) -> int:
+        """Rows it holds in the queue."""
+        return len(self.requests) if self.work is None else 1
+
     def deliver(self, item) -> None:
         deliver_all(self.loop, [(self, item)])
+
+    async def result(self):
+        """A work job's result (or the error the loop reported)."""
+        row, value = await self.events.get()
+        if row is None:
+            raise RuntimeError(value)
+        return value
 
 
 def deliver_all(loop: asyncio.AbstractEventLoop, items: list[tuple[Job, object]]) -> None:
@@ -65,6 +85,8 @@ class Scheduler:
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.cancelled: queue.SimpleQueue = queue.SimpleQueue()
         self.waiting: collections.deque[Job] = collections.deque()
+        self.working: collections.deque[Job] = collections.deque()  # work jobs, a piece each per loop turn
+        self.row_seconds = 0.5  # a running average of how long a row stays (for Retry-After)
         self.running: dict[int, Job] = {}  # engine slot -> its job
         self.outstanding = 0  # rows queued or running
         self.lock = threading.Lock()
@@ -75,12 +97,14 @@ class Scheduler:
 
     # ---- called from the server's event loop -------------------------------------------------------
 
-    def submit(self, requests: list[Request]) -> Job:
+    def submit(self, requests: list[Request], work=None) -> Job:
+        """Queue rows to decode (or a piece of `work`); QueueFull when the queue has no room now."""
+        job = Job(requests, asyncio.get_running_loop(), work)
         with self.lock:
-            if self.outstanding + len(requests) > self.max_queue:
-                raise QueueFull
-            self.outstanding += len(requests)
-        job = Job(requests, asyncio.get_running_loop())
+            if self.outstanding + job.cost > self.max_queue:
+                over = self.outstanding + job.cost - self.max_queue
+                raise QueueFull(max(1, math.ceil(self.row_seconds * over / self.max_batch)))
+            self.outstanding += job.cost
         self.inbox.put(job)
         self.wake.set()
         return job
@@ -109,11 +133,14 @@ class Scheduler:
             if self.swap_pending and not self.running:
                 self._swap()
             self._admit()
-            self.metrics.queue_depth.labels(self.name).set(sum(len(j.requests) for j in self.waiting))
+            self.metrics.queue_depth.labels(self.name).set(sum(j.cost for j in self.waiting))
             self.metrics.active.labels(self.name).set(len(self.running))
+            if self.working:
+                self._work()
             if not self.running:
-                self.wake.wait()
-                self.wake.clear()
+                if not self.working:
+                    self.wake.wait()
+                    self.wake.clear()
                 continue
             try:
                 events = self.engine.step()
@@ -136,6 +163,7 @@ class Scheduler:
                     self.metrics.ttft.labels(self.name).observe(job.first_token - job.created)
                 out.append((job, (job.slots[event.slot], event)))
                 if event.finish is not None:
+                    self.row_seconds = 0.9 * self.row_seconds + 0.1 * (time.perf_counter() - job.created)
                     self._forget([event.slot])
             if out:
                 deliver_all(out[0][0].loop, out)
@@ -148,19 +176,40 @@ class Scheduler:
                 break
             if job in self.waiting:
                 self.waiting.remove(job)
-                self._done_rows(len(job.requests))
+                self._done_rows(job.cost)
+            if job in self.working:
+                self.working.remove(job)
+                job.work.close()
+                self._done_rows(job.cost)
             self._forget([slot for slot, j in self.running.items() if j is job])
         while True:
             try:
-                self.waiting.append(self.inbox.get_nowait())
+                job = self.inbox.get_nowait()
             except queue.Empty:
                 break
+            (self.waiting if job.work is None else self.working).append(job)
         while self.waiting and len(self.running) < self.max_batch and not self.swap_pending:
             job = self.waiting.popleft()
             for row, request in enumerate(job.requests):
                 slot = self.engine.add(request)
                 job.slots[slot] = row
                 self.running[slot] = job
+
+    def _work(self) -> None:
+        """One piece of the oldest work job; it goes to the back of the line, or is answered when done."""
+        job = self.working.popleft()
+        try:
+            next(job.work)
+        except StopIteration as done:
+            job.deliver((0, done.value))
+            self._done_rows(job.cost)
+            return
+        except Exception:
+            log.exception("work failed for model %s", self.name)
+            job.deliver((None, "the model failed while scoring"))
+            self._done_rows(job.cost)
+            return
+        self.working.append(job)
 
     def _swap(self) -> None:
         try:

@@ -1,4 +1,4 @@
-"""Log-probabilities in OpenAI's two shapes, and of a prompt's own tokens (`echo`).
+"""Log-probabilities in OpenAI's two shapes (sampling/scoring.py scores a prompt's own tokens for `echo`).
 
     chat:        {"content": [{"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}]}
     completions: {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}], "text_offset"}
@@ -10,41 +10,12 @@ U+FFFD; its `bytes` are still the token's text as UTF-8).
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
 
-import torch
-
-
-@dataclass
-class TokenLogprob:
-    token: int
-    logprob: float | None  # None for a prompt's first token: nothing came before it
-    top: list[tuple[int, float]]
+from genlab.sampling.scoring import TokenLogprob
 
 
 def from_event(event) -> TokenLogprob:
     return TokenLogprob(event.token, event.logprob, event.top_logprobs or [])
-
-
-@torch.inference_mode()
-def prompt_logprobs(model, ids: list[int], top: int, device) -> list[TokenLogprob]:
-    """Each prompt token's log-probability under the model given the tokens before it (at most the model's
-    context window of them, as decoding sees them); the first token has none."""
-    limit = getattr(model, "max_context", None) or len(ids)
-    out = [TokenLogprob(ids[0], None, [])]
-
-    def score(context: list[int], positions: range) -> None:
-        logits = model(torch.tensor([context], device=device))[0].float().log_softmax(-1)  # (T, V)
-        for p in positions:  # row p - 1 predicts token p of the context
-            row = logits[p - 1]
-            best = row.topk(min(top, row.numel())) if top else None
-            out.append(TokenLogprob(context[p], row[context[p]].item(),
-                                    list(zip(best.indices.tolist(), best.values.tolist())) if best is not None else []))
-
-    score(ids[:limit], range(1, min(limit, len(ids))))
-    for i in range(limit, len(ids)):  # past the window: each token sees the window before it
-        score(ids[i - limit + 1: i + 1], range(limit - 1, limit))
-    return out
 
 
 _TEXTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # tokenizer -> {token id: its text}

@@ -6,7 +6,8 @@ unknown fields. Defaults follow OpenAI's (temperature 1, top_p 1), not the run's
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -19,6 +20,9 @@ MAX_MUSIC_SECONDS = 120.0
 MAX_STOP = 4
 MAX_TOP_LOGPROBS = 20
 MAX_EMBEDDING_INPUTS = 64
+MAX_PROMPTS = 64
+MAX_MESSAGES = 1000
+MAX_SEED = 2**63 - 1
 
 
 class APIError(Exception):
@@ -62,14 +66,14 @@ class Sampling(Strict):
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)  # OpenAI's newer name (LangChain sends it)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)  # extension: 0 = off
+    top_k: int = Field(0, ge=0, le=1_000_000)  # extension: 0 = off
     repetition_penalty: float = Field(1.0, gt=0, le=10)  # extension: 1 = off
     n: int = Field(1, ge=1, le=MAX_N)
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
-    user: str | None = None  # OpenAI's end-user tag: accepted, not used
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    user: str | None = Field(None, max_length=256)  # OpenAI's end-user tag: accepted, not used
     presence_penalty: float = Field(0.0, ge=-2, le=2)
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None  # token id (as a string) -> bias in [-100, 100]
@@ -80,33 +84,7 @@ class Sampling(Strict):
     # genlab_regex (the output matches this regular expression) and genlab_choice (the output is one of these).
     response_format: ResponseFormat | None = None
     genlab_regex: str | None = Field(None, max_length=2000)
-    genlab_choice: list[str] | None = Field(None, min_length=1, max_length=100)
-
-    def pattern(self) -> tuple[str, str] | None:
-        """(the regular expression the output must match, the parameter it came from), or None."""
-        import json
-
-        asked = [name for name, v in (("response_format", self.response_format and self.response_format.type != "text"),
-                                      ("genlab_regex", self.genlab_regex), ("genlab_choice", self.genlab_choice)) if v]
-        if len(asked) > 1:
-            raise APIError(400, f"{asked[1]}: give one of response_format, genlab_regex and genlab_choice", asked[1])
-        if not asked:
-            return None
-        if asked[0] == "genlab_regex":
-            return self.genlab_regex, "genlab_regex"
-        if asked[0] == "genlab_choice":
-            return "(" + "|".join(regex_literal(c) for c in self.genlab_choice) + ")", "genlab_choice"
-        from outlines_core.json_schema import build_regex_from_schema
-
-        f = self.response_format
-        if f.type == "json_schema" and f.json_schema is None:
-            raise APIError(400, "response_format: json_schema needs its json_schema.schema", "response_format")
-        schema = {"type": "object"} if f.type == "json_object" else f.json_schema.schema_
-        try:
-            return build_regex_from_schema(json.dumps(schema)), "response_format"
-        except (ValueError, TypeError, RuntimeError) as e:
-            raise APIError(400, f"response_format: the schema is not supported ({str(e).splitlines()[0][:160]})",
-                           "response_format", "invalid_value") from None
+    genlab_choice: list[Annotated[str, Field(min_length=1, max_length=500)]] | None = Field(None, min_length=1, max_length=100)
 
     @field_validator("stop")
     @classmethod
@@ -120,7 +98,7 @@ class Sampling(Strict):
     @classmethod
     def _bias(cls, v):
         for key, bias in (v or {}).items():
-            if not key.isdigit():
+            if not re.fullmatch(r"[0-9]{1,9}", key):
                 raise ValueError(f"keys are token ids, not {key!r}")
             if not -100 <= bias <= 100:
                 raise ValueError(f"bias {bias} for token {key} is outside [-100, 100]")
@@ -139,11 +117,6 @@ class Sampling(Strict):
         return default if budget is None else budget
 
 
-def regex_literal(text: str) -> str:
-    """`text` as a regular expression that matches only itself."""
-    return "".join("\\" + c if c in "\\.^$|?*+()[]{}-" else c for c in text)
-
-
 class CompletionRequest(Sampling):
     prompt: str | list[str] = ""
     logprobs: int | None = Field(None, ge=0, le=5)  # OpenAI's legacy shape: the drawn token's and this many more
@@ -153,19 +126,19 @@ class CompletionRequest(Sampling):
     @classmethod
     def _prompt(cls, v):
         prompts = [v] if isinstance(v, str) else v
-        if not prompts or any(len(p) > MAX_PROMPT_CHARS for p in prompts):
-            raise ValueError(f"give one prompt or a list of them, each at most {MAX_PROMPT_CHARS} characters")
+        if not prompts or len(prompts) > MAX_PROMPTS or any(len(p) > MAX_PROMPT_CHARS for p in prompts):
+            raise ValueError(f"give one prompt or a list of at most {MAX_PROMPTS}, each at most {MAX_PROMPT_CHARS} characters")
         return prompts
 
 
 class Message(Strict):
     role: Literal["system", "user", "assistant", "developer"]
     content: str
-    name: str | None = None
+    name: str | None = Field(None, max_length=256)
 
 
 class ChatRequest(Sampling):
-    messages: list[Message] = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
 
@@ -183,18 +156,18 @@ class ImageRequest(Strict):
     n: int = Field(1, ge=1, le=MAX_IMAGES)
     size: str | None = None  # "WxH"; must be the model's own
     response_format: Literal["b64_json"] = "b64_json"
-    seed: int | None = None  # extension
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)  # extension
     steps: int | None = Field(None, ge=1, le=1000)  # extension: diffusion sampling steps
     stream: bool = False  # Server-Sent Events: partial images as a diffusion model denoises, then the finished ones
     partial_images: int = Field(3, ge=0, le=20)  # partial frames per image when streaming
-    user: str | None = None
+    user: str | None = Field(None, max_length=256)
 
 
 class EmbeddingRequest(Strict):
     model: str
     input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"
-    user: str | None = None
+    user: str | None = Field(None, max_length=256)
 
     @field_validator("input")
     @classmethod
@@ -213,15 +186,38 @@ class MusicRequest(Strict):
     top_k: int = Field(0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     n: int = Field(1, ge=1, le=4)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     stream: bool = False  # Server-Sent Events: notes as they are written, then the finished pieces
-    user: str | None = None
+    user: str | None = Field(None, max_length=256)
+
+
+def lone_surrogate(value, path: str = "") -> str | None:
+    """The path of the first string in a parsed JSON value that holds a lone surrogate (not text), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "body"
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            found = lone_surrogate(k, path) or lone_surrogate(v, f"{path}.{k}" if path else str(k))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = lone_surrogate(v, f"{path}.{i}")
+            if found:
+                return found
+    return None
 
 
 def parse(model: type[BaseModel], body) -> BaseModel:
     """`body` as `model`, or an APIError naming the first parameter that is wrong."""
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object")
+    bad = lone_surrogate(body)
+    if bad:
+        raise APIError(400, f"{bad}: holds a lone surrogate escape (\\ud800-\\udfff), which is not text", bad, "invalid_value")
     try:
         return model.model_validate(body)
     except ValidationError as e:
@@ -233,3 +229,25 @@ def parse(model: type[BaseModel], body) -> BaseModel:
             raise APIError(400, f"missing required parameter: {param}", param, "missing_parameter") from None
         message = err["msg"].removeprefix("Value error, ")
         raise APIError(400, f"{param}: {message}", param, "invalid_value") from None
+
+
+BODIES = {"/v1/completions": CompletionRequest, "/v1/chat/completions": ChatRequest, "/v1/embeddings": EmbeddingRequest,
+          "/v1/images/generations": ImageRequest, "/v1/music/generations": MusicRequest}
+
+
+def openapi_bodies(path: str) -> dict:
+    """The OpenAPI request body of an endpoint, from its model (definitions inlined: an operation has no
+    components of its own), so clients and fuzzers (schemathesis) know what each endpoint takes."""
+    schema = BODIES[path].model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}

@@ -95,6 +95,12 @@ class HFGenerator(CodeGenerator):
     def encode_prompt(self, prompt) -> list[int]:
         return self.tokenizer.encode(prompt) if prompt else self.tokenizer.document_separator
 
+    def chat_prompt(self, messages: list[dict]) -> str | None:
+        """The chat in the tokenizer's own template, where it has one."""
+        if not getattr(self.tokenizer.tk, "chat_template", None):
+            return None
+        return self.tokenizer.tk.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
     def evaluate(self, data: str | None = None, **kwargs) -> dict:
         if data is None:
             raise GenlabError(f"hf:{self.name}: a Hugging Face model has no held-out split; pass --data")

@@ -300,6 +300,17 @@ class ImageGenerator:
     def num_classes(self) -> int:
         return self.model.num_classes
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the images it makes."""
+        h, w, _ = self.store.shape
+        return w, h
+
+    @property
+    def classes(self) -> list[str]:
+        """The class names a class-conditional run was trained on ([] for others)."""
+        return list(self.store.classes or []) if self.num_classes else []
+
     def grid_columns(self, n: int) -> int:
         """One column per class for class-conditional grids (labels, or a text run's default prompts, cycle through
         the classes), else square-ish."""

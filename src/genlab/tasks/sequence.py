@@ -27,7 +27,9 @@ from genlab.models import SEQUENCE_FAMILIES, family_class
 from genlab.objectives.lm import LanguageModeling, token_losses
 from genlab.runs import RunDir
 from genlab.samples import TextSample
+from genlab.sampling.constraints import Pattern
 from genlab.sampling.engine import Decoding, Engine, Request, decode
+from genlab.sampling.scoring import mean_states, prompt_logprobs
 from genlab.tasks.driver import Training, load_trained
 from genlab.tokenizers import load_tokenizer, save_tokenizer, train_tokenizer
 
@@ -351,6 +353,38 @@ class SequenceGenerator:
             for event in engine.step():
                 if event.text:
                     yield event.text
+
+    # ---- what a server asks of a sequence model ---------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @property
+    def max_context(self) -> int | None:
+        """The most tokens the model sees at once (None: unbounded, as an RNN)."""
+        return getattr(self.model, "max_context", None)
+
+    def chat_prompt(self, messages: list[dict]) -> str | None:
+        """A chat as a prompt in the model's own template; None when it has none (the caller's plain one)."""
+        return None
+
+    @property
+    def can_embed(self) -> bool:
+        return hasattr(self.model, "hidden")
+
+    def embed(self, texts: list[list[int]]):
+        """A generator over texts' mean last-layer states, yielding between texts (sampling/scoring.py)."""
+        return mean_states(self.model, texts, self.device)
+
+    def score(self, ids: list[int], top: int):
+        """A generator over each token's log-probability, yielding between batches (sampling/scoring.py)."""
+        return prompt_logprobs(self.model, ids, top, self.device)
+
+    def compile_pattern(self, regex: str, timeout: float, memory_mb: int) -> Pattern:
+        """`regex` compiled against this model's tokens in a bounded process; ending is offered as the
+        token that starts an empty prompt (a line break for text runs)."""
+        return Pattern(regex, self.tokenizer, self.encode_prompt("")[-1], timeout, memory_mb)
 
     # ---- evaluation --------------------------------------------------------------
 

@@ -1,0 +1,20 @@
+"""GET /v1/models and /v1/models/{id}: the served models, each named after its run folder (or --name)."""
+
+from __future__ import annotations
+
+from genlab.server.registry import Registry
+from genlab.server.schemas import APIError
+
+
+class Models:
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    def list(self) -> dict:
+        return {"object": "list", "data": [self.registry.describe(s) for s in self.registry]}
+
+    def retrieve(self, name: str) -> dict:
+        s = self.registry.served.get(name)
+        if s is None:
+            raise APIError(404, f"model {name!r} is not served here (GET /v1/models lists them)", "model", "model_not_found")
+        return self.registry.describe(s)
