@@ -10,6 +10,7 @@ import ipaddress
 import os
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import uvicorn
@@ -111,12 +112,18 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, names: lis
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn's server, but a second SIGTERM or Ctrl-C exits at once (uvicorn forces only on a second Ctrl-C)."""
+    """uvicorn's server, draining on the first SIGTERM or Ctrl-C: it stops accepting, lets work in flight run
+    for the drain timeout less a moment, then ends what is left with a 503 (a stream with an error event) and
+    exits 0. A second signal exits at once (uvicorn forces only on a second Ctrl-C)."""
 
     def handle_exit(self, sig, frame):
         if self.should_exit:
             print("second signal: exiting now", file=sys.stderr)
             os._exit(1)
-        print(f"stopping: finishing work in flight (at most {self.config.timeout_graceful_shutdown:g} s; "
-              "signal again to exit now)", file=sys.stderr)
+        drain = self.config.timeout_graceful_shutdown or 0
+        print(f"stopping: finishing work in flight (at most {drain:g} s; signal again to exit now)", file=sys.stderr)
         super().handle_exit(sig, frame)
+        self._captured_signals.clear()  # a drained server exits 0 rather than re-raising the signal
+        timer = threading.Timer(max(0.0, drain - 0.5), self.config.app.state.registry.abort)
+        timer.daemon = True
+        timer.start()

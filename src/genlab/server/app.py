@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
@@ -79,6 +80,13 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
         message = {404: f"no such path: {request.method} {request.url.path[:200]}",
                    405: f"{request.method} is not allowed on {request.url.path[:200]}"}.get(err.status_code, str(err.detail))
         return JSONResponse(APIError(err.status_code, message).body(), status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, err: RequestValidationError):  # a path parameter FastAPI itself checks
+        first = (err.errors() or [{}])[0]
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return JSONResponse(APIError(400, f"{param}: {first.get('msg', 'invalid')}", param, "invalid_value").body(),
+                            status_code=400)
 
     @app.exception_handler(ClientGone)
     async def _gone(request, err):  # nobody reads it: the client left and its work was dropped

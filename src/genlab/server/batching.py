@@ -92,6 +92,7 @@ class Scheduler:
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.stopping = False
+        self.aborting = False
         self.thread = threading.Thread(target=self._loop, name=f"decode-{name}", daemon=True)
         self.thread.start()
 
@@ -114,6 +115,11 @@ class Scheduler:
         self.cancelled.put(job)
         self.wake.set()
 
+    def abort(self) -> None:
+        """End every job, queued or running, with a ("shutdown", None) event."""
+        self.aborting = True
+        self.wake.set()
+
     def stop(self) -> None:
         self.stopping = True
         self.wake.set()
@@ -127,6 +133,8 @@ class Scheduler:
 
     def _loop(self) -> None:
         while not self.stopping:
+            if self.aborting:
+                self._end_all()
             # Looked at when requests arrive (between requests), not at every decode step.
             if self.kept is not None and not self.swap_pending and not self.inbox.empty() and self.kept.changed():
                 self.swap_pending = True  # admit nothing new; the rows in flight finish on the old weights
@@ -194,6 +202,15 @@ class Scheduler:
                 slot = self.engine.add(request)
                 job.slots[slot] = row
                 self.running[slot] = job
+
+    def _end_all(self) -> None:
+        self._admit()  # take in what the inbox holds, so it is ended too
+        for job in {*self.running.values(), *self.waiting, *self.working}:
+            job.deliver(("shutdown", None))
+        self._forget(list(self.running))
+        self._done_rows(sum(j.cost for j in self.waiting) + sum(j.cost for j in self.working))
+        self.waiting.clear()
+        self.working.clear()
 
     def _work(self) -> None:
         """One piece of the oldest work job; it goes to the back of the line, or is answered when done."""

@@ -13,8 +13,8 @@ class Models:
     def list(self) -> dict:
         return {"object": "list", "data": [self.registry.describe(s) for s in self.registry]}
 
-    def retrieve(self, name: str) -> dict:
-        s = self.registry.served.get(name)
+    def retrieve(self, model: str) -> dict:
+        s = self.registry.served.get(model)
         if s is None:
-            raise APIError(404, f"model {name!r} is not served here (GET /v1/models lists them)", "model", "model_not_found")
+            raise APIError(404, f"model {model!r} is not served here (GET /v1/models lists them)", "model", "model_not_found")
         return self.registry.describe(s)

@@ -100,6 +100,12 @@ class Registry:
         return {"id": s.name, "object": "model", "created": self.started, "owned_by": "genlab", "modality": s.modality,
                 **{f"genlab_{k}": v for k, v in s.kept.info.items()}, **({"genlab_web": f"/web/{s.name}/"} if s.web else {})}
 
+    def abort(self) -> None:
+        """End every request in flight (the server is stopping and its drain time is up)."""
+        for s in self:
+            if s.scheduler is not None:
+                s.scheduler.abort()
+
     def stop(self) -> None:
         for s in self:
             if s.scheduler is not None:

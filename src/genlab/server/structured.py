@@ -75,7 +75,7 @@ class SchemaCheck:
                     out[key] = {name: self.walk(sub, refs) for name, sub in value.items()}
                 continue
             out[key] = value
-        known = {"type", "enum", "const", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
+        known = {"$defs", "definitions", "type", "enum", "const", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
                  "minLength", "maxLength", "pattern", "format", "anyOf", "oneOf", "allOf", "$ref", "uniqueItems", *BOUNDS}
         for key in out:
             if key not in known:

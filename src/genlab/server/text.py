@@ -41,6 +41,17 @@ async def watched(request: Request, on_leave):
         task.cancel()
 
 
+def check(row, event) -> None:
+    """Raise what a job's event says instead of a token: its client left, the server is stopping, or the
+    model failed."""
+    if row == "gone":
+        raise ClientGone
+    if row == "shutdown":
+        raise APIError(503, "the server is shutting down; retry on its next start", code="shutting_down", kind="server_error")
+    if row is None:
+        raise APIError(500, event, kind="server_error")
+
+
 class TextEndpoint:
     kind = "text"  # "chat" for chat completions
 
@@ -102,10 +113,7 @@ class TextEndpoint:
     @staticmethod
     async def result(job):
         row, value = await job.events.get()
-        if row == "gone":
-            raise ClientGone
-        if row is None:
-            raise APIError(500, value, kind="server_error")
+        check(row, value)
         return value
 
     # ---- the answer ---------------------------------------------------------------------------------
@@ -136,10 +144,7 @@ class TextEndpoint:
         try:
             while done < rows:
                 row, event = await job.events.get()
-                if row == "gone":
-                    raise ClientGone
-                if row is None:
-                    raise APIError(500, event, kind="server_error")
+                check(row, event)
                 texts[row] += event.text
                 if event.logprob is not None:
                     scored[row].append(lp.from_event(event))
@@ -180,8 +185,10 @@ class TextEndpoint:
                     ready.append(job.events.get_nowait())
                 out = []
                 for row, event in ready:
-                    if row is None:
-                        out.append(sse.event(APIError(500, event, kind="server_error").body()))
+                    try:
+                        check(row, event)
+                    except (APIError, ClientGone) as e:
+                        out.append(sse.event(e.body() if isinstance(e, APIError) else {}))
                         done = rows
                         break
                     generated += 1
