@@ -7,8 +7,11 @@ processes, one torch thread each): one with continuous batching (--max-batch 64)
 request at a time (--max-batch 1, same code otherwise). For each client count, that many asyncio clients
 stream /v1/completions requests (64 new tokens each, temperature 0.8, top-k 40) back to back for --seconds.
 Records aggregate tokens/s, p50/p99 time to first token and time between tokens, and errors, in
-bench/results/serve_load.json. The target: at 16 clients, >= 6x the one-at-a-time server's tokens/s, and
-p99 time to first token under 1 s.
+bench/results/serve_load.json. Also, at one client: a keep-alive `GET /v1/models` (p50 over 200), and the
+engine's own batch-1 tokens/s in this process (one thread, the same decoding), which single-client streaming
+is measured against. Targets: at 16 clients >= 6x the one-at-a-time server's tokens/s; p99 time to first
+token under 1 s; at one client p50 time to first token <= 5 ms, keep-alive GET <= 2 ms, streaming >= 0.8x
+the engine.
 """
 
 from __future__ import annotations
@@ -107,6 +110,34 @@ async def load(url: str, model: str, clients: int, seconds: float) -> dict:
             "token_gap_mean_s": statistics.fmean(stats["gaps"]) if stats["gaps"] else None}
 
 
+def keepalive_get_ms(url: str, times: int = 200) -> float:
+    """p50 of a keep-alive GET /v1/models, in ms (one connection, reused)."""
+    with httpx.Client(timeout=30) as http:
+        http.get(url + "/v1/models")
+        took = []
+        for _ in range(times):
+            t = time.perf_counter()
+            http.get(url + "/v1/models")
+            took.append(time.perf_counter() - t)
+    return 1000 * percentile(took, 0.5)
+
+
+def engine_tokens_per_s(run: Path, seconds: float) -> float:
+    """The step engine's own batch-1 decoding speed here, one thread, the bench's decoding (64 new tokens)."""
+    import torch
+
+    import genlab
+
+    torch.set_num_threads(1)
+    gen = genlab.load(run, device="cpu")
+    tokens, start, k = 0, time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        out = gen.generate("ROMEO:", max_new_tokens=TOKENS, temperature=0.8, top_k=40, seed=k, stop=[])
+        tokens += len(out[0].tokens)
+        k += 1
+    return tokens / (time.perf_counter() - start)
+
+
 def train(data: str, out: Path, steps: int) -> Path:
     import genlab
 
@@ -131,9 +162,14 @@ def main() -> None:
                "command": f"python bench/serve_load.py --seconds {args.seconds:g} --clients {args.clients}",
                "model": "gpt 4x128, block 128, char, Tiny Shakespeare", "new_tokens_per_request": TOKENS,
                "server_threads": 1, "servers": {}}
+    results["engine_batch1_tokens_per_s"] = engine_tokens_per_s(run, min(args.seconds, 20))
+    print("engine batch 1:", results["engine_batch1_tokens_per_s"], "tokens/s", flush=True)
     for name, max_batch in (("continuous batching", 64), ("one at a time", 1)):
         proc, url = start_server(run, max_batch)
         try:
+            if max_batch > 1:
+                results["keepalive_get_models_ms_p50"] = keepalive_get_ms(url)
+                print("keep-alive GET /v1/models p50 ms:", results["keepalive_get_models_ms_p50"], flush=True)
             rows = []
             for clients in map(int, args.clients.split(",")):
                 row = asyncio.run(load(url, run.name, clients, args.seconds))

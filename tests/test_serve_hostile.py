@@ -291,36 +291,42 @@ def test_the_listening_socket_has_tcp_nodelay():
         sock.close()
 
 
-def test_a_fuzzer_finds_no_5xx_and_no_hang(run):
-    """schemathesis, from the server's own OpenAPI description, on a short budget (bench/serve_fuzz.py: long)."""
-    schemathesis = pytest.importorskip("schemathesis")
-    from hypothesis import HealthCheck, settings
+FUZZED = ["/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/models/{model}"]
 
+
+def fuzz(url: str, examples: int, headers: dict | None = None) -> list:
+    """schemathesis cases for each endpoint from the server's own OpenAPI description; returns what went wrong
+    (a 5xx, a hang past 30 s, a dropped connection). bench/serve_fuzz.py runs it on a long budget."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(url + "/openapi.json", headers=headers or {})
+    failures = []
+    for path in FUZZED:
+        for operation in schema[path].values():
+            @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @given(operation.as_strategy())
+            def probe(case):
+                case.headers = {**(case.headers or {}), **(headers or {}), "Content-Type": "application/json"}
+                try:
+                    response = case.call(base_url=url, timeout=30)
+                except Exception as e:  # noqa: BLE001 - a hang or a dropped connection is a finding too
+                    failures.append((path, repr(e)[:200]))
+                    return
+                if response.status_code >= 500:
+                    failures.append((path, response.status_code, response.text[:200]))
+
+            probe()
+    return failures
+
+
+def test_a_fuzzer_finds_no_5xx_and_no_hang(run):
+    """A short budget here; bench/serve_fuzz.py runs the long one."""
     from genlab.server import build
 
     s = Server(build([str(run)], device="cpu", max_queue=64, constraint_timeout=1.0))
     try:
-        schema = schemathesis.openapi.from_url(s.url + "/openapi.json")
-        failures = []
-        for path in ["/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/models/{model}"]:
-            for method, operation in schema[path].items():
-                strategy = operation.as_strategy()
-
-                @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-                def probe(case):
-                    case.headers = {**(case.headers or {}), "Content-Type": "application/json"}
-                    try:
-                        response = case.call(base_url=s.url, timeout=30)
-                    except Exception as e:  # noqa: BLE001 - a hang or a dropped connection is a finding too
-                        failures.append((path, repr(e)[:200]))
-                        return
-                    if response.status_code >= 500:
-                        failures.append((path, response.status_code, response.text[:200]))
-
-                from hypothesis import given
-
-                given(strategy)(probe)()
-        assert failures == []
+        assert fuzz(s.url, examples=25) == []
         assert httpx.get(s.url + "/health", timeout=5).status_code == 200
     finally:
         s.stop()

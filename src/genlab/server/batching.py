@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from genlab.sampling.engine import Request
 
@@ -80,7 +81,10 @@ class Scheduler:
         self.generator, self.name = generator, name
         self.kept = kept  # server/reload.py: new weights are swapped in between requests
         self.swap_pending = False
-        self.max_batch, self.max_queue, self.metrics = max_batch, max_queue, metrics
+        self.max_batch, self.max_queue = max_batch, max_queue
+        # This model's series, looked up once (a labels() lookup per decode step costs more than the step's bookkeeping).
+        self.series = SimpleNamespace(**{k: getattr(metrics, k).labels(name) for k in
+                                         ("queue_depth", "active", "batch_size", "tokens", "ttft")})
         self.engine = generator.engine(continuous=True)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.cancelled: queue.SimpleQueue = queue.SimpleQueue()
@@ -141,8 +145,8 @@ class Scheduler:
             if self.swap_pending and not self.running:
                 self._swap()
             self._admit()
-            self.metrics.queue_depth.labels(self.name).set(sum(j.cost for j in self.waiting))
-            self.metrics.active.labels(self.name).set(len(self.running))
+            self.series.queue_depth.set(sum(j.cost for j in self.waiting))
+            self.series.active.set(len(self.running))
             if self.working:
                 self._work()
             if not self.running:
@@ -159,8 +163,8 @@ class Scheduler:
                 self._forget(list(self.running))
                 self.engine = self.generator.engine(continuous=True)
                 continue
-            self.metrics.batch_size.labels(self.name).observe(len(events))
-            self.metrics.tokens.labels(self.name).inc(len(events))
+            self.series.batch_size.observe(len(events))
+            self.series.tokens.inc(len(events))
             out = []
             for event in events:
                 job = self.running.get(event.slot)
@@ -168,7 +172,7 @@ class Scheduler:
                     continue
                 if job.first_token is None:
                     job.first_token = time.perf_counter()
-                    self.metrics.ttft.labels(self.name).observe(job.first_token - job.created)
+                    self.series.ttft.observe(job.first_token - job.created)
                 out.append((job, (job.slots[event.slot], event)))
                 if event.finish is not None:
                     self.row_seconds = 0.9 * self.row_seconds + 0.1 * (time.perf_counter() - job.created)
@@ -177,11 +181,8 @@ class Scheduler:
                 deliver_all(out[0][0].loop, out)
 
     def _admit(self) -> None:
-        while True:  # clients that gave up
-            try:
-                job = self.cancelled.get_nowait()
-            except queue.Empty:
-                break
+        while not self.cancelled.empty():  # clients that gave up (empty() first: no exception per step)
+            job = self.cancelled.get_nowait()
             if job in self.waiting:
                 self.waiting.remove(job)
                 self._done_rows(job.cost)
@@ -190,11 +191,8 @@ class Scheduler:
                 job.work.close()
                 self._done_rows(job.cost)
             self._forget([slot for slot, j in self.running.items() if j is job])
-        while True:
-            try:
-                job = self.inbox.get_nowait()
-            except queue.Empty:
-                break
+        while not self.inbox.empty():
+            job = self.inbox.get_nowait()
             (self.waiting if job.work is None else self.working).append(job)
         while self.waiting and len(self.running) < self.max_batch and not self.swap_pending:
             job = self.waiting.popleft()

@@ -78,7 +78,7 @@ class Registry:
             s = Served(name, gen, KeptWeights(gen), web=web_folders.get(name))
             if gen.modality in ("text", "code"):
                 s.scheduler = Scheduler(gen, name, max_batch, max_queue, metrics, s.kept)
-                s.patterns = PatternCache(gen, constraint_timeout, constraint_memory_mb)
+                s.patterns = PatternCache(name, gen, constraint_timeout, constraint_memory_mb)
             else:
                 s.worker = ModelWorker(name, max_waiting=max(1, max_queue // 16))
             self.served[name] = s

@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import threading
 from collections import OrderedDict
 
 from genlab.errors import GenlabError
 from genlab.sampling.constraints import ConstraintTooCostly, Pattern
 from genlab.server.schemas import APIError
+from genlab.server.worker import Busy, ModelWorker
 
 ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly",
                "writeOnly", "$defs", "definitions"}
@@ -268,16 +268,17 @@ def regex_literal(text: str) -> str:
 
 class PatternCache:
     """A served model's compiled patterns and failed ones, by expression; the least recently used go first
-    once the cached automata pass `max_bytes`. Compiling runs in a thread of its own (not the event loop's
-    pool) with one compile at a time per model; a second request for the same expression waits for the first."""
+    once the cached automata pass `max_bytes`. Compiling waits on a thread of its own (not the event loop's
+    pool), one compile at a time per model, at most `max_waiting` in line (then a 429); a second request for
+    the same expression waits for the first."""
 
     BYTES_PER_TRANSITION = 120  # a Python dict entry of two ints, measured roughly
 
-    def __init__(self, generator, timeout: float, memory_mb: int, max_bytes: int = 256 << 20):
+    def __init__(self, name: str, generator, timeout: float, memory_mb: int, max_bytes: int = 256 << 20, max_waiting: int = 8):
         self.generator, self.timeout, self.memory_mb, self.max_bytes = generator, timeout, memory_mb, max_bytes
         self.entries: OrderedDict[str, tuple[object, int]] = OrderedDict()  # regex -> (Pattern or APIError, bytes)
         self.pending: dict[str, asyncio.Future] = {}
-        self.one_at_a_time = asyncio.Lock()
+        self.compiler = ModelWorker(f"patterns-{name}", max_waiting)
 
     async def get(self, regex: str, param: str) -> Pattern:
         if regex in self.entries:
@@ -285,18 +286,19 @@ class PatternCache:
             return self._result(self.entries[regex][0])
         if regex in self.pending:
             return self._result(await asyncio.shield(self.pending[regex]))
-        future = asyncio.get_running_loop().create_future()
-        self.pending[regex] = future
         try:
-            async with self.one_at_a_time:
-                result = await in_thread(self._compile, regex, param)
-            self._keep(regex, result)
-            future.set_result(result)
-        finally:
-            self.pending.pop(regex, None)
-            if not future.done():
-                future.cancel()
-        return self._result(result)
+            compiling = self.compiler.start(self._compile, regex, param)
+        except Busy:
+            raise APIError(429, f"{param}: patterns are being compiled for this model; retry shortly", param,
+                           "queue_full", kind="rate_limit_error", headers={"Retry-After": str(int(self.timeout) + 1)}) from None
+        self.pending[regex] = compiling  # kept when done, whether or not the client that asked still waits
+        compiling.add_done_callback(lambda done: self._settled(regex, done))
+        return self._result(await asyncio.shield(compiling))
+
+    def _settled(self, regex: str, done: asyncio.Future) -> None:
+        self.pending.pop(regex, None)
+        if not done.cancelled() and done.exception() is None:
+            self._keep(regex, done.result())
 
     def _compile(self, regex: str, param: str):
         try:
@@ -320,21 +322,3 @@ class PatternCache:
         if isinstance(result, APIError):
             raise result
         return result
-
-
-async def in_thread(fn, *args):
-    """`fn(*args)` in a daemon thread of its own: work that waits (a subprocess) never holds the event loop's
-    pool, and never keeps the process alive at exit."""
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
-
-    def run():
-        try:
-            result = fn(*args)
-        except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_exception(e))
-        else:
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(result))
-
-    threading.Thread(target=run, daemon=True, name="genlab-work").start()
-    return await future
