@@ -270,3 +270,23 @@ def test_threads_are_chosen_printed_and_recorded(tmp_path, corpus_file, cli):
         assert resolve("auto") == len(os.sched_getaffinity(0))
         env["OMP_NUM_THREADS"] = "3"
         assert resolve("auto") == 3
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.4, 1.2])
+def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_130(tmp_path, delay):
+    """Ctrl-C while Python, torch and the verbs load, or while the run starts: no traceback, status 130."""
+    import signal
+    import time
+    from pathlib import Path
+
+    (tmp_path / "c.txt").write_text("the cat sat on the mat\n" * 200)
+    genlab_bin = str(Path(sys.executable).with_name("genlab"))
+    proc = subprocess.Popen([genlab_bin, "train", "text", "--data", str(tmp_path / "c.txt"), "--out", str(tmp_path / "r"),
+                             "--max-steps", "100000", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # as a terminal would: a test runner's worker may ignore SIGINT, and children inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Traceback" not in out

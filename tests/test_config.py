@@ -18,7 +18,9 @@ def test_flags_map_to_fields_and_override_the_config_file(tmp_path):
     "sets, named",
     [
         (["train.learning_rate=1"], "train.learning_rate: unknown key"),
-        (["model.n_layr=3"], "model.n_layr: unknown key"),
+        (["model.n_layr=3"], "model.n_layr: unknown key (did you mean model.n_layer?)"),
+        (["train.max_stpes=50"], "train.max_stpes: unknown key (did you mean train.max_steps?)"),
+        (["sample.temprature=1"], "sample.temprature: unknown key (did you mean sample.temperature?)"),
         (["model.name=transformer"], "unknown family 'transformer'"),
         (["train.batch_size=lots"], "train.batch_size"),
         (["data.val_fraction=1.5"], "data.val_fraction"),

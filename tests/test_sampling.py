@@ -104,3 +104,36 @@ def test_rows_of_one_prompt_share_one_prefill_and_still_draw_their_own_tokens(mo
     slots = decode(engine, [Request(prompt, Decoding(max_new_tokens=8, temperature=1.0), seed=seed) for seed in range(6)])
     assert len(calls) == 1  # six rows, one prefill: the others copy its cache rows
     assert [engine.tokens(s) for s in slots] == alone
+
+
+@pytest.mark.parametrize("schema_or_regex", [
+    {"type": "object", "properties": {"name": {"type": "string", "maxLength": 6},
+                                      "age": {"type": "integer", "minimum": 0, "maximum": 120}}, "required": ["name", "age"]},
+    {"enum": ["red", "green", None]},
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}",
+])
+def test_the_lazy_matcher_allows_exactly_what_the_automaton_allows(schema_or_regex):
+    """llguidance (the fallback for patterns whose automaton is too costly) masks the same tokens as outlines-core's
+    automaton at every step of 30 random walks, and ends where it ends."""
+    import random
+
+    from genlab.sampling.constraints import LazyPattern, Pattern
+    from genlab.server.structured import schema_regex
+    from genlab.tokenizers.char import CharTokenizer
+
+    tokenizer = CharTokenizer("".join(sorted({chr(c) for c in range(32, 127)} | {"\n"})))
+    end = tokenizer.encode("\n")[0]
+    regex = schema_or_regex if isinstance(schema_or_regex, str) else schema_regex(schema_or_regex)
+    automaton, lazy = Pattern(regex, tokenizer, end), LazyPattern(regex, tokenizer, end)
+    rng = random.Random(0)
+    for _ in range(30):
+        a, b = automaton.constraint(), lazy.constraint()
+        for _ in range(80):
+            allowed = a.allowed(1000, "cpu")
+            assert torch.equal(allowed, b.allowed(1000, "cpu"))
+            token = rng.choice(allowed.nonzero().flatten().tolist())
+            ended = a.advance(token)
+            assert b.advance(token) == ended
+            if ended or a.must_end(1000):
+                assert ended or b.must_end(1000)
+                break

@@ -1,8 +1,19 @@
 """genlab: train, sample, evaluate, export and serve generative models on your own data."""
 
-from genlab.api import Run, load, train
-from genlab.config import RunConfig, build_config
 from genlab.errors import GenlabError
+
+# The API loads on first use (PEP 562), so `import genlab` and the CLI's start cost no torch import until
+# one is needed, and Ctrl-C while it loads is the CLI's to handle.
+_LAZY = {"Run": "genlab.api", "load": "genlab.api", "train": "genlab.api", "RunConfig": "genlab.config",
+         "build_config": "genlab.config"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'genlab' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 __all__ = ["GenlabError", "Run", "RunConfig", "build_config", "load", "report", "serve", "train", "__version__"]

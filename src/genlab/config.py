@@ -289,10 +289,33 @@ def read_toml(path: Path) -> dict:
         raise GenlabError(f"{path}: not valid TOML ({e})") from None
 
 
-def _describe(e: ValidationError, origin: str) -> str:
+def did_you_mean(loc: tuple, tree: dict) -> str:
+    """' (did you mean train.max_steps?)' for an unknown key close to a real one of its section, else ''."""
+    import difflib
+
+    from genlab.models import family_config
+
+    section: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        field = section.model_fields.get(str(part))
+        kind = getattr(field, "annotation", None)
+        if part == "model" and section is RunConfig:  # the family's own config
+            try:
+                kind = family_config(tree.get("model", {}).get("name") or DEFAULT_MODEL.get(tree.get("task", "text"), "gpt"))
+            except (ValueError, AttributeError):
+                return ""
+        if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
+            return ""
+        section = kind
+    close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?)" if close else ""
+
+
+def _describe(e: ValidationError, origin: str, tree: dict) -> str:
     first = e.errors()[0]
-    where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
-    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    loc = tuple(p for p in first["loc"] if not str(p).startswith("function-"))
+    where = ".".join(map(str, loc))
+    msg = "unknown key" + did_you_mean(loc, tree) if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
     more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
     return f"{origin}: {where}: {msg}{more}"
 
@@ -321,7 +344,7 @@ def validate_config(tree: dict, origin: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as e:
-        raise GenlabError(_describe(e, origin)) from None
+        raise GenlabError(_describe(e, origin, tree if isinstance(tree, dict) else {})) from None
 
 
 def _merge(a: dict, b: dict) -> dict:

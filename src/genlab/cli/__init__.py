@@ -8,9 +8,6 @@ import os
 import sys
 import traceback
 
-import typer
-
-from genlab.cli.root import app, debugging
 from genlab.errors import GenlabError, Interrupted
 
 
@@ -22,38 +19,21 @@ def _register() -> None:
 def main() -> None:
     """Run the CLI. Exit status: 0 done, 1 a user's mistake or a failure (one line, `error: ...`),
     2 a usage error (usage and one line), 128 + N stopped by signal N (130 for Ctrl-C)."""
-    from typer.exceptions import TyperException
-
-    _register()
     try:
-        app(standalone_mode=False, prog_name="genlab")
-    except typer.Abort:
-        sys.exit(130)
-    except TyperException as e:  # usage errors: unknown option, missing argument, bad choice
-        e.show()
-        sys.exit(e.exit_code)
-    except Interrupted as e:  # not a mistake: the user stopped it, and a checkpoint was written
-        print(f"stopped by {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except GenlabError as e:
-        if debugging():
-            traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        # Imported here, inside the try: Ctrl-C while torch and the verbs load is "interrupted", not a traceback.
+        from genlab.cli.root import app
+
+        _register()
+        status = app(standalone_mode=False, prog_name="genlab")
+        if isinstance(status, int) and status:  # typer turns Ctrl-C (and ctx.exit) into a returned status
+            raise KeyboardInterrupt if status == 130 else SystemExit(status)
     except KeyboardInterrupt:
         if debugging():
             traceback.print_exc()
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as e:  # a bug in genlab: one line by default, the traceback on request
-        if debugging():
-            traceback.print_exc()
-        detail = str(e).splitlines()[0][:300] if str(e) else ""
-        print(f"error: internal error ({type(e).__name__}: {detail}); rerun with --debug or GENLAB_DEBUG=1 "
-              "for the traceback and report it", file=sys.stderr)
-        sys.exit(1)
+    except Exception as e:
+        sys.exit(exit_status(e))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # A torchrun worker whose work is done and written: leave without the interpreter's teardown, where
         # torch's process-group threads can be destroyed in an order that aborts the process (seen in about
@@ -62,3 +42,42 @@ def main() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def exit_status(e: Exception) -> int:
+    """Say in one line what stopped the command; returns its exit status."""
+    import typer
+    from typer.exceptions import TyperException
+
+    if isinstance(e, typer.Abort):
+        return 130
+    if isinstance(e, TyperException):  # usage errors: unknown option, missing argument, bad choice
+        e.show()
+        return e.exit_code
+    if isinstance(e, Interrupted):  # not a mistake: the user stopped it, and a checkpoint was written
+        print(f"stopped by {e}", file=sys.stderr)
+        return e.exit_code
+    if debugging():
+        traceback.print_exception(e)
+    if isinstance(e, GenlabError):
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    detail = str(e).splitlines()[0][:300] if str(e) else ""  # a bug in genlab: one line, the traceback on request
+    print(f"error: internal error ({type(e).__name__}: {detail}); rerun with --debug or GENLAB_DEBUG=1 "
+          "for the traceback and report it", file=sys.stderr)
+    return 1
+
+
+def debugging() -> bool:
+    from genlab.cli.root import debugging as asked
+
+    return asked()
+
+
+def __getattr__(name: str):
+    if name == "app":  # the typer app, for those who drive the CLI in-process (tests, CliRunner)
+        from genlab.cli.root import app
+
+        _register()
+        return app
+    raise AttributeError(f"module 'genlab.cli' has no attribute {name!r}")

@@ -22,7 +22,7 @@ def serve(
     max_queue: int = typer.Option(256, "--max-queue", help="Rows queued or running per model before answering 429."),
     allow_origin: list[str] = typer.Option([], "--allow-origin", "--cors-origin", help="Allow web pages from this origin, e.g. http://localhost:3000 (repeatable; other sites are refused)."),
     allow_host: list[str] = typer.Option([], "--allow-host", help="Also answer requests addressed to this host name (repeatable; '*' for any). Localhost and --host always are."),
-    constraint_timeout: float = typer.Option(5.0, "--constraint-timeout", help="Seconds a structured-output pattern may take to compile (then a 400)."),
+    constraint_timeout: float = typer.Option(2.0, "--constraint-timeout", help="Seconds a structured-output pattern may take to build its automaton (which makes answers complete within max_tokens); past them it is matched lazily (llguidance)."),
     drain_timeout: float = typer.Option(10.0, "--drain-timeout", help="On SIGTERM or Ctrl-C, seconds to let work in flight finish."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: str = threads_option(),

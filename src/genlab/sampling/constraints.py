@@ -1,15 +1,21 @@
 """Constrained decoding: tokens that cannot continue a pattern are masked before each draw.
 
 A pattern is a regular expression over the output text — a JSON schema becomes one through
-`outlines_core.json_schema`, a list of choices is their alternation — compiled by `outlines_core` into
-an automaton over this tokenizer's tokens (characters or byte-level BPE tokens alike, by their bytes).
-Two rules on top of it make every answer complete:
+`outlines_core.json_schema`, a list of choices is their alternation. `compile_pattern` compiles it by
+`outlines_core` into an automaton over this tokenizer's tokens (characters or byte-level BPE tokens alike,
+by their bytes), in a process with a time and memory budget; where the automaton does not fit the budget
+it falls back to llguidance, which matches lazily and builds any pattern in about a millisecond
+(bench/constraint_engines.py) but cannot tell how many tokens an answer still needs. With an automaton,
+two rules on top of it make every answer complete:
 
 - budget: from each state we know the fewest tokens that reach a final state (a breadth-first search
   backwards over the automaton), so a token is allowed only if what follows still fits in max_tokens;
 - end: in a final state the row may end. The model has no end-of-text token, so ending is offered as the
   token that ends its documents (`end_token`, a line break for text runs): drawing it there ends the row
   with `stop`; a final state with no way on ends it at once.
+
+With llguidance only the second rule holds: an answer that has not finished at max_tokens ends there with
+`length`, as OpenAI's structured output does.
 """
 
 from __future__ import annotations
@@ -18,10 +24,14 @@ import json
 import os
 import subprocess
 import sys
+import weakref
 from collections import deque
 from pathlib import Path
 
+import llguidance
+import numpy as np
 import torch
+from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
 from genlab.errors import GenlabError
 
@@ -72,6 +82,9 @@ class Pattern:
 
     def fewest_tokens(self) -> int:
         return self.distance[self.initial]
+
+    def constraint(self) -> "Constraint":
+        return Constraint(self)
 
 
 def run_compiler(regex: str, vocab_size: int, by_bytes: dict[bytes, list[int]], timeout: float, memory_mb: int) -> dict:
@@ -128,6 +141,94 @@ class Constraint:
         moves = self.pattern.next.get(self.state, {})
         if token in moves:
             self.state = moves[token]
+            return False
+        if token == self.pattern.end_token and self.can_end():
+            return True
+        raise AssertionError(f"token {token} was drawn where the pattern does not allow it")
+
+
+def compile_pattern(regex: str, tokenizer, end_token: int | None, timeout: float, memory_mb: int):
+    """The automaton of `regex` where it builds within the budget, else llguidance's lazy matcher."""
+    try:
+        return Pattern(regex, tokenizer, end_token, timeout, memory_mb)
+    except ConstraintTooCostly:
+        return LazyPattern(regex, tokenizer, end_token)
+
+
+_GRAMMAR_TOKENIZERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def grammar_tokenizer(tokenizer) -> llguidance.LLTokenizer:
+    """`tokenizer`'s tokens as llguidance sees them (built once per tokenizer), with one virtual token past the
+    vocabulary as its end-of-text: genlab's models have none, and ending is offered as `end_token` instead."""
+    if tokenizer not in _GRAMMAR_TOKENIZERS:
+        class Tokens:  # what llguidance.TokenizerWrapper reads
+            tokens = list(tokenizer.token_bytes()) + [b"<|genlab end|>"]
+            eos_token_id = tokenizer.vocab_size
+            bos_token_id = None
+            special_token_ids = [tokenizer.vocab_size]
+            is_tokenizer_wrapper = True
+
+            def __call__(self, text):
+                return tokenizer.encode(text.decode("utf-8", "replace") if isinstance(text, bytes) else text)
+
+        _GRAMMAR_TOKENIZERS[tokenizer] = llguidance.LLTokenizer(llguidance.TokenizerWrapper(Tokens()))
+    return _GRAMMAR_TOKENIZERS[tokenizer]
+
+
+class LazyPattern:
+    """A regular expression llguidance matches lazily over this tokenizer's tokens (no automaton built)."""
+
+    transitions = 0  # nothing compiled to hold
+
+    def __init__(self, regex: str, tokenizer, end_token: int | None):
+        if not hasattr(tokenizer, "token_bytes"):
+            raise GenlabError("constrained decoding needs a genlab character or BPE tokenizer")
+        self.vocab_size, self.end_token = tokenizer.vocab_size, end_token
+        self.tokens = grammar_tokenizer(tokenizer)
+        self.grammar = llguidance.LLMatcher.grammar_from_regex(regex)
+        probe = llguidance.LLMatcher(self.tokens, self.grammar, log_level=0)
+        if probe.is_error():
+            raise GenlabError(f"the pattern cannot be compiled ({probe.get_error().splitlines()[0][:160]})")
+
+    def fewest_tokens(self) -> int:
+        return 0  # not known without the automaton: an answer may end at max_tokens
+
+    def constraint(self) -> "LazyConstraint":
+        return LazyConstraint(self)
+
+
+class LazyConstraint:
+    """One row's place in a LazyPattern: the same surface as Constraint."""
+
+    def __init__(self, pattern: LazyPattern):
+        self.pattern = pattern
+        self.matcher = llguidance.LLMatcher(pattern.tokens, pattern.grammar, log_level=0)
+        self.bits = allocate_token_bitmask(1, pattern.tokens.vocab_size)
+        self.content: np.ndarray | None = None  # (V,) bool: the tokens that continue the pattern now
+
+    def _content(self) -> np.ndarray:
+        if self.content is None:
+            fill_next_token_bitmask(self.matcher, self.bits)
+            self.content = np.unpackbits(self.bits[0].view(np.uint8), bitorder="little")[: self.pattern.vocab_size].astype(bool)
+        return self.content
+
+    def allowed(self, remaining: int, device) -> torch.Tensor:
+        mask = torch.from_numpy(self._content().copy())
+        if self.can_end() and self.pattern.end_token is not None:
+            mask[self.pattern.end_token] = True
+        return mask.to(device)
+
+    def can_end(self) -> bool:
+        return self.matcher.is_accepting()
+
+    def must_end(self, remaining: int) -> bool:
+        return self.can_end() and (remaining <= 0 or not self._content().any())
+
+    def advance(self, token: int) -> bool:
+        if self._content()[token]:
+            self.matcher.consume_token(token)
+            self.content = None
             return False
         if token == self.pattern.end_token and self.can_end():
             return True

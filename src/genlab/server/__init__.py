@@ -97,7 +97,7 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, names: list[str] | None = None,
           api_key: str | None = None, insecure: bool = False, device: str = "auto", max_batch: int = 64,
           max_queue: int = 256, allow_origins: list[str] | None = None, allow_hosts: list[str] | None = None,
-          api_key_file: str | None = None, constraint_timeout: float = 5.0, drain_timeout: float = 10.0) -> None:
+          api_key_file: str | None = None, constraint_timeout: float = 2.0, drain_timeout: float = 10.0) -> None:
     """Serve until SIGTERM or Ctrl-C (what `genlab serve` runs): the first stops accepting, lets work in flight
     finish for up to `drain_timeout` seconds, cancels the rest and returns; a second exits at once."""
     app = build(runs, names, api_key, host, insecure, device, api_key_file, max_batch=max_batch, max_queue=max_queue,

@@ -60,7 +60,7 @@ async def json_body(request: Request):
 
 def create_app(models: dict[str, object], api_key: str | None = None, max_batch: int = 64, max_queue: int = 256,
                allow_origins: list[str] | None = None, allow_hosts: list[str] | None = None, bound_host: str = "127.0.0.1",
-               max_body_bytes: int = 4 << 20, web_folders: dict[str, Path] | None = None, constraint_timeout: float = 5.0,
+               max_body_bytes: int = 4 << 20, web_folders: dict[str, Path] | None = None, constraint_timeout: float = 2.0,
                constraint_memory_mb: int = 1024):
     """A FastAPI app serving `models` (name -> Generator from genlab.load); `web_folders` (name -> a `--format web`
     export of that model) are served under /web/NAME/ for the playground's in-browser run. Requests must name

@@ -5,8 +5,9 @@ schema into a regular expression but silently drops what it cannot express (inte
 uniqueItems, a contradictory allOf, recursion), so the schema is walked first. Formats and integer
 bounds become expressions of our own (ASCII digits, real calendar days, exact ranges).
 
-Patterns compile off the event loop in a process with a time and a memory budget
-(sampling/automaton.py); compiled patterns and failures are cached per model, bounded in bytes.
+Patterns compile off the event loop: an automaton in a process with a time and a memory budget
+(sampling/automaton.py), or past the budget llguidance's lazy matcher (sampling/constraints.py);
+compiled patterns and failures are cached per model, bounded in bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 from collections import OrderedDict
 
 from genlab.errors import GenlabError
-from genlab.sampling.constraints import ConstraintTooCostly, Pattern
+from genlab.sampling.constraints import LazyPattern, Pattern
 from genlab.server.schemas import APIError
 from genlab.server.worker import Busy, ModelWorker
 
@@ -280,7 +281,7 @@ class PatternCache:
         self.pending: dict[str, asyncio.Future] = {}
         self.compiler = ModelWorker(f"patterns-{name}", max_waiting)
 
-    async def get(self, regex: str, param: str) -> Pattern:
+    async def get(self, regex: str, param: str):
         if regex in self.entries:
             self.entries.move_to_end(regex)
             return self._result(self.entries[regex][0])
@@ -303,14 +304,11 @@ class PatternCache:
     def _compile(self, regex: str, param: str):
         try:
             return self.generator.compile_pattern(regex, self.timeout, self.memory_mb)
-        except ConstraintTooCostly as e:
-            return APIError(400, f"{param}: {e}; simplify it, or start the server with a larger --constraint-timeout",
-                            param, "constraint_too_costly")
         except GenlabError as e:
             return APIError(400, f"{param}: {e}", param, "invalid_value")
 
     def _keep(self, regex: str, result) -> None:
-        size = 1000 + (result.transitions * self.BYTES_PER_TRANSITION if isinstance(result, Pattern) else 0)
+        size = 1000 + (result.transitions * self.BYTES_PER_TRANSITION if isinstance(result, (Pattern, LazyPattern)) else 0)
         if size > self.max_bytes:
             return
         self.entries[regex] = (result, size)
@@ -318,7 +316,7 @@ class PatternCache:
             self.entries.popitem(last=False)
 
     @staticmethod
-    def _result(result) -> Pattern:
+    def _result(result):
         if isinstance(result, APIError):
             raise result
         return result

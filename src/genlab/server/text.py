@@ -11,7 +11,6 @@ import uuid
 from fastapi import Request
 
 from genlab.errors import GenlabError
-from genlab.sampling.constraints import Constraint
 from genlab.server import logprobs as lp
 from genlab.server import sse
 from genlab.server.registry import Registry, Served
@@ -86,7 +85,7 @@ class TextEndpoint:
                 raise APIError(400, f"max_tokens: {budget} tokens cannot hold an answer of this form (it needs at least "
                                     f"{pattern.fewest_tokens()})", "max_tokens", "invalid_value")
             for r in rows:
-                r.constraint = Constraint(pattern)
+                r.constraint = pattern.constraint()
         return rows
 
     async def echoed(self, request: Request, s: Served, body, rows) -> list[tuple[str, list]] | None:

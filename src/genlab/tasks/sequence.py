@@ -27,7 +27,7 @@ from genlab.models import SEQUENCE_FAMILIES, family_class
 from genlab.objectives.lm import LanguageModeling, token_losses
 from genlab.runs import RunDir
 from genlab.samples import TextSample
-from genlab.sampling.constraints import Pattern
+from genlab.sampling.constraints import compile_pattern
 from genlab.sampling.engine import Decoding, Engine, Request, decode
 from genlab.sampling.scoring import mean_states, prompt_logprobs
 from genlab.tasks.driver import Training, load_trained
@@ -381,10 +381,11 @@ class SequenceGenerator:
         """A generator over each token's log-probability, yielding between batches (sampling/scoring.py)."""
         return prompt_logprobs(self.model, ids, top, self.device)
 
-    def compile_pattern(self, regex: str, timeout: float, memory_mb: int) -> Pattern:
-        """`regex` compiled against this model's tokens in a bounded process; ending is offered as the
-        token that starts an empty prompt (a line break for text runs)."""
-        return Pattern(regex, self.tokenizer, self.encode_prompt("")[-1], timeout, memory_mb)
+    def compile_pattern(self, regex: str, timeout: float, memory_mb: int):
+        """`regex` compiled against this model's tokens (sampling/constraints.py: an automaton built within
+        the budget, else a lazy matcher); ending is offered as the token that starts an empty prompt (a line
+        break for text runs)."""
+        return compile_pattern(regex, self.tokenizer, self.encode_prompt("")[-1], timeout, memory_mb)
 
     # ---- evaluation --------------------------------------------------------------
 
