@@ -333,6 +333,14 @@ def section_serve() -> str:
     single = {r["clients"]: r for r in d["servers"].get("one at a time", [])}
     notes = [f"at {c} clients continuous batching serves {batched[c]['tokens_per_s'] / single[c]['tokens_per_s']:.1f}x the "
              "tokens/s of the one-at-a-time server" for c in sorted(batched) if c in single and single[c]["tokens_per_s"]]
+    one = batched.get(1)
+    engine = d.get("engine_batch1_tokens_per_s")
+    if one and engine:
+        notes.append(f"at one client: time to first token p50 {1000 * one['ttft_p50_s']:.1f} ms (target <= 5), streaming "
+                     f"{one['tokens_per_s']:.0f} tokens/s = {one['tokens_per_s'] / engine:.2f}x the engine's own batch-1 "
+                     f"{engine:.0f} tokens/s in one process (target >= 0.8x; the client shares the 2 cores)")
+    if d.get("keepalive_get_models_ms_p50") is not None:
+        notes.append(f"a keep-alive GET /v1/models takes {d['keepalive_get_models_ms_p50']:.2f} ms (p50 of 200; target <= 2)")
     return "\n\n".join([
         "## Serving",
         f"`genlab serve` under load: N asyncio clients stream /v1/completions requests ({d['new_tokens_per_request']} new "
@@ -363,6 +371,46 @@ def section_serve_constraints() -> str:
         "with jsonschema. Targets: at most 20 % slower than plain; every schema answer valid.",
         table(["requests", "clients", "tokens/s", "vs plain", "valid", "errors"], rows),
         provenance(d["command"], "serve_constraints.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
+def section_constraint_engines() -> str:
+    d = load("constraint_engines.json")
+    if d is None:
+        return ""
+    rows = []
+    for r in d["rows"]:
+        o, g = r["outlines_core"], r["llguidance"]
+        compiled = lambda e: f"over {e['compile_s']:.0f} s (gave up)" if "error" in e else f"{1000 * e['compile_s']:.1f} ms"  # noqa: E731
+        rows.append([r["tokenizer"], r["case"], compiled(o), o.get("mask_us_per_token"), o.get("held_mb"), compiled(g),
+                     g.get("mask_us_per_token"), g.get("held_mb")])
+    return "\n\n".join([
+        "### Structured-output engines",
+        "The same patterns (JSON schemas through genlab's schema check, and regexes) compiled for two tokenizers built "
+        "on python-docs (characters; a 2,048-token byte-level BPE) by outlines-core (a whole automaton, in genlab's "
+        "bounded compiler process) and by llguidance (a lazy matcher); mask = microseconds to compute one token's "
+        "mask, walking a valid answer; held = MB the compiled form keeps (outlines-core: its transitions; llguidance: "
+        "resident growth). llguidance builds every case in about a millisecond and masks faster; outlines-core alone "
+        "knows how many tokens an answer still needs (so answers always complete within max_tokens): genlab builds "
+        "the automaton within `--constraint-timeout` and falls back to llguidance past it.",
+        table(["tokenizer", "pattern", "outlines-core build", "mask µs", "held MB", "llguidance build", "mask µs", "held MB"], rows),
+        provenance(d["command"], "constraint_engines.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
+def section_serve_fuzz() -> str:
+    d = load("serve_fuzz.json")
+    if d is None:
+        return ""
+    found = d["findings"]
+    return "\n\n".join([
+        "### Fuzzing the server",
+        f"schemathesis cases from the server's own OpenAPI description, {d['examples_per_endpoint']:,} per endpoint "
+        f"({', '.join(d['endpoints'])}), against a real server with a key: {len(found)} findings (5xx, hangs, dropped "
+        f"connections) in {d['seconds']:.0f} s; answers by status: "
+        f"{', '.join(f'{k}: {v:,}' for k, v in d.get('statuses', {}).items())}; /health answered afterwards: {d['health_after']}."
+        + ("" if not found else " Findings: " + "; ".join(" ".join(f) for f in found[:5])),
+        provenance(d["command"], "serve_fuzz.json", d.get("date"), d.get("load_avg_at_start")),
     ])
 
 
@@ -752,7 +800,7 @@ def section_vs_nanogpt() -> str:
 
 SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_variants, section_text_train,
             section_vs_nanogpt, section_budget_sweep, section_profile, section_text_sample, section_word_vs_char,
-            section_music, section_audio, section_code, section_images, section_pixelcnn, section_stylegan, section_serve, section_serve_constraints, section_export,
+            section_music, section_audio, section_code, section_images, section_pixelcnn, section_stylegan, section_serve, section_serve_constraints, section_constraint_engines, section_serve_fuzz, section_export,
             section_distill, section_rl_code, section_cartpole, section_multimodal, section_demo, section_memory]
 
 

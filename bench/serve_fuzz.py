@@ -33,8 +33,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--examples", type=int, default=2000, help="cases per endpoint")
     args = p.parse_args()
+    import os
+
     import genlab
     from genlab.server import build
+
+    load_avg = list(os.getloadavg())
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.txt"
@@ -43,13 +47,16 @@ def main() -> None:
         server = Server(build([str(run)], api_key="fuzz", device="cpu", constraint_timeout=2.0))
         try:
             start = time.perf_counter()
-            failures = fuzz(server.url, args.examples, headers={"Authorization": "Bearer fuzz"})
+            statuses: dict = {}
+            failures = fuzz(server.url, args.examples, headers={"Authorization": "Bearer fuzz"}, statuses=statuses)
             took = time.perf_counter() - start
             alive = httpx.get(server.url + "/health", timeout=5).status_code == 200
         finally:
             server.stop()
-    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(["python"] + sys.argv),
+    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_at_start": load_avg,
+              "command": " ".join(["python"] + sys.argv),
               "endpoints": FUZZED, "examples_per_endpoint": args.examples, "seconds": round(took, 1),
+              "statuses": {str(k): v for k, v in sorted(statuses.items())},
               "findings": [list(map(str, f)) for f in failures], "health_after": alive}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

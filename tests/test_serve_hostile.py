@@ -301,9 +301,10 @@ def test_the_listening_socket_has_tcp_nodelay():
 FUZZED = ["/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/models/{model}"]
 
 
-def fuzz(url: str, examples: int, headers: dict | None = None) -> list:
+def fuzz(url: str, examples: int, headers: dict | None = None, statuses: dict | None = None) -> list:
     """schemathesis cases for each endpoint from the server's own OpenAPI description; returns what went wrong
-    (a 5xx, a hang past 30 s, a dropped connection). bench/serve_fuzz.py runs it on a long budget."""
+    (a 5xx, a hang past 30 s, a dropped connection) and counts the answers' statuses into `statuses`.
+    bench/serve_fuzz.py runs it on a long budget."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
 
@@ -320,6 +321,8 @@ def fuzz(url: str, examples: int, headers: dict | None = None) -> list:
                 except Exception as e:  # noqa: BLE001 - a hang or a dropped connection is a finding too
                     failures.append((path, repr(e)[:200]))
                     return
+                if statuses is not None:
+                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
                 if response.status_code >= 500:
                     failures.append((path, response.status_code, response.text[:200]))
 
@@ -333,7 +336,9 @@ def test_a_fuzzer_finds_no_5xx_and_no_hang(run):
 
     s = Server(build([str(run)], device="cpu", max_queue=64, constraint_timeout=1.0))
     try:
-        assert fuzz(s.url, examples=25) == []
+        statuses = {}
+        assert fuzz(s.url, examples=25, statuses=statuses) == []
+        assert statuses.get(200, 0) > 0 and statuses.get(400, 0) > 0, statuses  # it reached the models, and their checks
         assert httpx.get(s.url + "/health", timeout=5).status_code == 200
     finally:
         s.stop()

@@ -190,6 +190,8 @@ class LazyPattern:
         probe = llguidance.LLMatcher(self.tokens, self.grammar, log_level=0)
         if probe.is_error():
             raise GenlabError(f"the pattern cannot be compiled ({probe.get_error().splitlines()[0][:160]})")
+        if LazyConstraint(self).dead_end():
+            raise GenlabError("no text this model can write matches the pattern (it needs characters the model never saw)")
 
     def fewest_tokens(self) -> int:
         return 0  # not known without the automaton: an answer may end at max_tokens
@@ -215,9 +217,14 @@ class LazyConstraint:
 
     def allowed(self, remaining: int, device) -> torch.Tensor:
         mask = torch.from_numpy(self._content().copy())
-        if self.can_end() and self.pattern.end_token is not None:
+        if (self.can_end() or self.dead_end()) and self.pattern.end_token is not None:
             mask[self.pattern.end_token] = True
         return mask.to(device)
+
+    def dead_end(self) -> bool:
+        """Nothing this model can write continues the pattern (it needs tokens the model lacks): the row can
+        only end, unfinished. (An automaton knows such states in advance; a lazy matcher finds them here.)"""
+        return not self.can_end() and not self._content().any()
 
     def can_end(self) -> bool:
         return self.matcher.is_accepting()
@@ -230,6 +237,6 @@ class LazyConstraint:
             self.matcher.consume_token(token)
             self.content = None
             return False
-        if token == self.pattern.end_token and self.can_end():
+        if token == self.pattern.end_token and (self.can_end() or self.dead_end()):
             return True
         raise AssertionError(f"token {token} was drawn where the pattern does not allow it")

@@ -109,7 +109,7 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
                  "/v1/embeddings": Embeddings(registry), "/v1/images/generations": Images(registry),
                  "/v1/music/generations": Music(registry)}
     for path, endpoint in endpoints.items():
-        app.add_api_route(path, route(endpoint), methods=["POST"], openapi_extra=openapi_bodies(path))
+        app.add_api_route(path, route(endpoint), methods=["POST"], openapi_extra=openapi_bodies(path, [s.name for s in registry]))
     models_endpoint = Models(registry)
     app.add_api_route("/v1/models", models_endpoint.list, methods=["GET"])
     app.add_api_route("/v1/models/{model}", models_endpoint.retrieve, methods=["GET"])

@@ -137,48 +137,51 @@ class Scheduler:
 
     def _loop(self) -> None:
         while not self.stopping:
-            if self.aborting:
-                self._end_all()
-            # Looked at when requests arrive (between requests), not at every decode step.
-            if self.kept is not None and not self.swap_pending and not self.inbox.empty() and self.kept.changed():
-                self.swap_pending = True  # admit nothing new; the rows in flight finish on the old weights
-            if self.swap_pending and not self.running:
-                self._swap()
-            self._admit()
-            self.series.queue_depth.set(sum(j.cost for j in self.waiting))
-            self.series.active.set(len(self.running))
-            if self.working:
-                self._work()
-            if not self.running:
-                if not self.working:
-                    self.wake.wait()
-                    self.wake.clear()
-                continue
             try:
-                events = self.engine.step()
-            except Exception:  # a bug must not take the server down: fail the running requests, start afresh
-                log.exception("decode step failed for model %s", self.name)
-                for job in set(self.running.values()):
+                self._turn()
+            except Exception:  # a bug must not take the server down: fail what runs, start afresh
+                log.exception("the decode loop failed for model %s", self.name)
+                for job in {id(j): j for j in self.running.values()}.values():
                     job.deliver((None, "the model failed while generating"))
                 self._forget(list(self.running))
                 self.engine = self.generator.engine(continuous=True)
+
+    def _turn(self) -> None:
+        """Admit, do a piece of work, then advance every running row by one token."""
+        if self.aborting:
+            self._end_all()
+        # Looked at when requests arrive (between requests), not at every decode step.
+        if self.kept is not None and not self.swap_pending and not self.inbox.empty() and self.kept.changed():
+            self.swap_pending = True  # admit nothing new; the rows in flight finish on the old weights
+        if self.swap_pending and not self.running:
+            self._swap()
+        self._admit()
+        self.series.queue_depth.set(sum(j.cost for j in self.waiting))
+        self.series.active.set(len(self.running))
+        if self.working:
+            self._work()
+        if not self.running:
+            if not self.working:
+                self.wake.wait()
+                self.wake.clear()
+            return
+        events = self.engine.step()
+        self.series.batch_size.observe(len(events))
+        self.series.tokens.inc(len(events))
+        out = []
+        for event in events:
+            job = self.running.get(event.slot)
+            if job is None:
                 continue
-            self.series.batch_size.observe(len(events))
-            self.series.tokens.inc(len(events))
-            out = []
-            for event in events:
-                job = self.running.get(event.slot)
-                if job is None:
-                    continue
-                if job.first_token is None:
-                    job.first_token = time.perf_counter()
-                    self.series.ttft.observe(job.first_token - job.created)
-                out.append((job, (job.slots[event.slot], event)))
-                if event.finish is not None:
-                    self.row_seconds = 0.9 * self.row_seconds + 0.1 * (time.perf_counter() - job.created)
-                    self._forget([event.slot])
-            if out:
-                deliver_all(out[0][0].loop, out)
+            if job.first_token is None:
+                job.first_token = time.perf_counter()
+                self.series.ttft.observe(job.first_token - job.created)
+            out.append((job, (job.slots[event.slot], event)))
+            if event.finish is not None:
+                self.row_seconds = 0.9 * self.row_seconds + 0.1 * (time.perf_counter() - job.created)
+                self._forget([event.slot])
+        if out:
+            deliver_all(out[0][0].loop, out)
 
     def _admit(self) -> None:
         while not self.cancelled.empty():  # clients that gave up (empty() first: no exception per step)

@@ -235,10 +235,12 @@ BODIES = {"/v1/completions": CompletionRequest, "/v1/chat/completions": ChatRequ
           "/v1/images/generations": ImageRequest, "/v1/music/generations": MusicRequest}
 
 
-def openapi_bodies(path: str) -> dict:
+def openapi_bodies(path: str, models: list[str]) -> dict:
     """The OpenAPI request body of an endpoint, from its model (definitions inlined: an operation has no
-    components of its own), so clients and fuzzers (schemathesis) know what each endpoint takes."""
+    components of its own; `model` one of the served names), so clients and fuzzers (schemathesis) know what
+    each endpoint takes."""
     schema = BODIES[path].model_json_schema()
+    schema["properties"]["model"]["enum"] = models
     defs = schema.pop("$defs", {})
 
     def inline(node):
