@@ -137,3 +137,15 @@ def test_the_lazy_matcher_allows_exactly_what_the_automaton_allows(schema_or_reg
             if ended or a.must_end(1000):
                 assert ended or b.must_end(1000)
                 break
+
+
+def test_a_tiny_temperature_draws_the_likeliest_token_not_garbage():
+    """logits / 1e-300 overflowed to inf - inf = nan, and the draw took any token, even one the pattern masked."""
+    from genlab.sampling.engine import GREEDY_BELOW, Decoding, choose, filter_logits
+
+    logits = torch.tensor([[0.5, 3.0, float("-inf"), 1.0]])
+    for t in (5e-324, 1e-300, 1e-8, 2e-6, 1e-4):
+        filtered = filter_logits(logits, None, Decoding(temperature=t))
+        assert not filtered.isnan().any()
+        greedy = t < GREEDY_BELOW  # as the engine decides
+        assert [choose(filtered, [greedy], [u]).item() for u in (0.0, 0.5, 0.999)] == [1, 1, 1]

@@ -227,3 +227,22 @@ def test_compile_is_refused_where_a_task_does_not_use_it(tmp_path, cli):
     assert r.returncode != 0 and not (tmp_path / "img").exists()
     assert r.stderr.strip().splitlines()[-1] == (
         "error: train.compile: the image task trains without torch.compile (text, code and music use it)")
+
+
+def test_a_resumed_run_with_a_larger_time_budget_trains_on_and_with_a_spent_one_says_so(tmp_path, capsys):
+    import genlab
+    from conftest import make_corpus, tiny_config
+
+    (tmp_path / "c.txt").write_text(make_corpus(5000))
+    cfg = tiny_config(tmp_path / "c.txt", tmp_path / "run", max_steps=100_000, max_time=1.0, eval_interval=10_000,
+                      checkpoint_interval=10_000)
+    first = genlab.train(cfg, progress=False).results
+    capsys.readouterr()
+    again = genlab.train(dict(cfg, train=dict(cfg["train"], max_time=0.5)), progress=False).results
+    assert again["step"] == first["step"]
+    assert "already spent its time budget" in capsys.readouterr().err
+    more = genlab.train(dict(cfg, train=dict(cfg["train"], max_time=2.5)), progress=False).results
+    assert more["step"] > first["step"] and more["elapsed"] >= 2.5
+    plan = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    planned = [r["planned_steps"] for r in plan if "planned_steps" in r]
+    assert max(planned) > first["step"]  # the schedule was planned again for the larger budget

@@ -30,15 +30,18 @@ class Run:
         return load(self.path, device=device)
 
 
-def train(config: RunConfig | dict | str | Path, progress: bool = True, overwrite: bool = False) -> Run:
-    """Train the run `config` describes (resuming its checkpoint if `out` holds one)."""
+def train(config: RunConfig | dict | str | Path, progress: bool = True, overwrite: bool = False,
+          continuing: bool = False) -> Run:
+    """Train the run `config` describes (resuming its checkpoint if `out` holds one; `continuing`: the caller
+    goes on from a checkpoint it just made, and no resume is announced)."""
     if isinstance(config, (str, Path)):
         config = build_config(Path(config))
     elif isinstance(config, dict):
         config = validate_config(config)
     fresh = not Path(config.out).exists()
     try:
-        config, results = train_task(task_of(config.task), config, progress=progress, overwrite=overwrite)
+        config, results = train_task(task_of(config.task), config, progress=progress, overwrite=overwrite,
+                                     continuing=continuing)
         return Run(Path(config.out), config, results)
     except GenlabError:
         # A folder this call created and that holds no checkpoint yet (bad data, bad config) is

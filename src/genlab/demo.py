@@ -49,7 +49,7 @@ def demo_text(out_root: Path, seconds: float, progress: bool = True) -> Section:
     _show(f"before training (random weights, 1 warm-up step; val {before_bits:.2f} bits/char):", before_text)
     # Same run, bigger budget: the trainer resumes from its step-1 checkpoint.
     tree["train"] |= {"max_steps": 100_000, "max_time": seconds}
-    run = train(validate_config(tree), progress=progress)
+    run = train(validate_config(tree), progress=progress, continuing=True)
     after_text = "Return the " + run.generator().generate(seed=1)[0].text
     after_bits = run.results.get("val_bits_per_char", float("nan"))
     heading = f"after {run.results['step']} steps ({run.results['elapsed']:.0f} s; val {after_bits:.2f} bits/char)"
@@ -97,7 +97,7 @@ def demo_image(out_root: Path, seconds: float, progress: bool = True) -> Section
     fid_before = before.evaluate(n=DEMO_FID_SAMPLES, progress=progress)["fid"]
     print(f"before training (random weights, 1 warm-up step): FID (genlab features) {fid_before:.1f}; grid in {folder / 'before.png'}")
     tree["train"] |= {"max_steps": 100_000, "max_time": seconds}
-    run = train(validate_config(tree), progress=progress)
+    run = train(validate_config(tree), progress=progress, continuing=True)
     after = run.generator()
     save_png(make_grid(after.generate_array(40, seed=GRID_SEED), 10), folder / "after.png")
     fid_after = after.evaluate(n=DEMO_FID_SAMPLES, progress=progress)["fid"]

@@ -121,6 +121,7 @@ class TrainState:
     items: int = 0  # tokens (or images) consumed
     elapsed: float = 0.0  # seconds of training so far, across resumes
     planned_steps: int | None = None  # the schedule's length under a time budget (None: max_steps)
+    planned_for: float | None = None  # the time budget that plan was made for (a resume with another re-plans)
     best: dict | None = None  # step, elapsed and val_loss of the best eval so far
     evals_since_best: int = 0
 
@@ -220,7 +221,7 @@ class Trainer:
             save_tensors(tmp / "ema.safetensors", ema)
         s = self.state
         atomic_write_json(tmp / "state.json", {"step": s.step, "items": s.items, "elapsed": s.elapsed,
-                                               "planned_steps": s.planned_steps, "best": s.best,
+                                               "planned_steps": s.planned_steps, "planned_for": s.planned_for, "best": s.best,
                                                "evals_since_best": s.evals_since_best, "param_groups": groups})
         commit_checkpoint(tmp, self.run.checkpoint, s.step)
 
@@ -244,8 +245,11 @@ class Trainer:
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
             raise GenlabError(f"{folder}: checkpoint does not fit this run ({str(e).splitlines()[0][:200]}); "
                               "pass --overwrite to start afresh") from None
+        planned_for = meta.get("planned_for", self.cfg.max_time)
+        replan = planned_for != self.cfg.max_time  # resumed with another --max-time: plan the schedule afresh
         self.state = TrainState(step=meta["step"], items=meta["items"], elapsed=meta["elapsed"],
-                                planned_steps=meta.get("planned_steps"), best=meta.get("best"),
+                                planned_steps=None if replan else meta.get("planned_steps"),
+                                planned_for=None if replan else planned_for, best=meta.get("best"),
                                 evals_since_best=meta.get("evals_since_best", 0))
         self._truncate_metrics(meta["step"])
 
@@ -373,6 +377,7 @@ class Trainer:
                     self._plan_from = (s.step, s.elapsed)
             elif s.step - self._plan_from[0] >= PLAN_AFTER_STEPS:
                 s.planned_steps = plan_steps(cfg, s.step, s.elapsed, *self._plan_from)
+                s.planned_for = cfg.max_time
         lr = learning_rate(cfg, s.step, s.planned_steps)
         for opt in self.optimizers.values():
             for g in opt.param_groups:

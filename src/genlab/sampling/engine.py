@@ -40,6 +40,10 @@ from typing import Sequence
 import torch
 
 
+# Temperatures below this draw greedily: dividing float32 logits by them overflows (to inf - inf = nan).
+GREEDY_BELOW = 1e-6
+
+
 @dataclass
 class Decoding:
     max_new_tokens: int = 200
@@ -94,10 +98,10 @@ def filter_logits(logits: torch.Tensor, history: torch.Tensor | None, d: Decodin
     if (d.presence_penalty or d.frequency_penalty) and generated is not None and generated.numel():
         counts = torch.zeros_like(logits).scatter_add_(1, generated, torch.ones_like(generated, dtype=logits.dtype))
         logits = logits - d.frequency_penalty * counts - d.presence_penalty * (counts > 0).to(logits.dtype)
-    if d.temperature <= 0:
+    if d.temperature < GREEDY_BELOW:
         return logits
-    if d.temperature != 1.0:
-        logits = logits / d.temperature
+    if d.temperature != 1.0:  # from its maximum down, so a tiny temperature gives -inf, never inf - inf = nan
+        logits = (logits - logits.amax(-1, keepdim=True)) / d.temperature
     if d.top_k and d.top_k < logits.size(-1):
         kth = torch.topk(logits, d.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -404,7 +408,7 @@ class Engine:
             filtered = torch.cat([filter_logits(logits[j: j + 1], tensor(self._context(s)) if d.needs_history else None, d,
                                                 tensor(self.slots[s].tokens) if d.needs_history else None)
                                   for j, (s, d) in enumerate(zip(slots, decodings))])
-        greedy = [d.temperature <= 0 for d in decodings]
+        greedy = [d.temperature < GREEDY_BELOW for d in decodings]
         return filtered, choose(filtered, greedy, [self.slots[s].rng.random() for s in slots])
 
     def _add_logprobs(self, events: list[Event], logits: torch.Tensor, filtered: torch.Tensor) -> None:

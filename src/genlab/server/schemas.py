@@ -67,7 +67,7 @@ class Sampling(Strict):
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0, le=1_000_000)  # extension: 0 = off
-    repetition_penalty: float = Field(1.0, gt=0, le=10)  # extension: 1 = off
+    repetition_penalty: float = Field(1.0, ge=0.01, le=10)  # extension: 1 = off
     n: int = Field(1, ge=1, le=MAX_N)
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -24,6 +24,8 @@ checkpoints and exact resume. Adding a modality is one new module with a TASK, p
 
 from __future__ import annotations
 
+import sys
+
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -96,8 +98,11 @@ def open_run(config: RunConfig, overwrite: bool) -> tuple[RunDir, bool]:
     return run, False
 
 
-def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: bool = False) -> tuple[RunConfig, dict]:
-    """Train (or resume) the run `config` describes with `task`; returns (the resolved config, results)."""
+def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: bool = False,
+               continuing: bool = False) -> tuple[RunConfig, dict]:
+    """Train (or resume) the run `config` describes with `task`; returns (the resolved config, results).
+    `continuing`: the caller goes on from a checkpoint it just made (the demo's before and after), so a
+    resume is not announced."""
     config = task.defaults(config)  # before anything is written
     if config.train.compile and not task.compiles:
         raise GenlabError(f"train.compile: the {task.name} task trains without torch.compile (text, code and music use it)")
@@ -131,7 +136,11 @@ def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: 
         trainer.load_checkpoint()
         if w.is_main:
             save_config(config, run.config)  # the new budget
-        if progress and trainer.state.step:
+        spent, budget = trainer.state.elapsed, config.train.max_time
+        if w.is_main and budget and spent >= budget:  # said whatever `progress` is: otherwise nothing happens silently
+            print(f"{run.path} has already spent its time budget ({spent:.0f} s trained, --max-time {budget:g}): "
+                  "no more steps; give a larger --max-time to train on", file=sys.stderr)
+        elif progress and trainer.state.step and not continuing:
             print(f"resuming {run.path} from step {trainer.state.step}")
     return config, trainer.fit()
 
