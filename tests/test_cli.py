@@ -262,14 +262,18 @@ def test_threads_are_chosen_printed_and_recorded(tmp_path, corpus_file, cli):
     for bad, message in (("0", "give at least 1"), ("lots", "neither a number of threads nor 'auto'")):
         r = cli("sample", tmp_path / "run", "--threads", bad)
         assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    from genlab.threads import resolve
+    import genlab.threads as threads
 
+    cores = len(os.sched_getaffinity(0))
+    assert 0 <= threads.idle_cores(sorted(os.sched_getaffinity(0))) <= cores + 1e-9
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     with pytest.MonkeyPatch.context() as m:
         m.setattr(os, "environ", env)
-        assert resolve("auto") == len(os.sched_getaffinity(0))
+        for idle, expected in ((cores, cores), (0.2, 1), (None, cores), (cores - 0.9, max(1, cores - 1))):
+            m.setattr(threads, "idle_cores", lambda _cores, idle=idle: idle)
+            assert threads.resolve("auto") == expected  # the idle cores this process may use, at least one
         env["OMP_NUM_THREADS"] = "3"
-        assert resolve("auto") == 3
+        assert threads.resolve("auto") == 3
 
 
 @pytest.mark.parametrize("delay", [0.05, 0.4, 1.2])
@@ -288,5 +292,6 @@ def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_130(tmp_path, del
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    # 130, or killed by the signal itself when it came before Python set up its handler (nothing printed then)
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert "Traceback" not in err and "Traceback" not in out

@@ -91,3 +91,12 @@ def test_bfloat16_autocast_trains(tmp_path, corpus_file):
     rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows if "loss" in r]
     assert all(map(lambda v: v == v, losses)) and losses[-1] < losses[0] - 0.5  # finite, and learning
+
+
+def test_python_and_the_cli_agree_on_the_prompt(run, cli, tmp_path):
+    """`sample.text` is the continuation alone (as OpenAI's API), `sample.full_text` is what `genlab sample` writes."""
+    (sample,) = genlab.load(run.path).generate("The cat", max_new_tokens=30, seed=4)
+    assert sample.full_text == "The cat" + sample.text and sample.prompt == "The cat"
+    r = cli("sample", run.path, "--prompt", "The cat", "--max-new-tokens", "30", "--seed", "4", "--out", tmp_path / "s.txt")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "s.txt").read_text() == sample.full_text + "\n"

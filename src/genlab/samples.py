@@ -13,9 +13,15 @@ import numpy as np
 
 @dataclass
 class TextSample:
-    text: str  # the generated text, prompt not included, cut before the stop string that ended it
+    text: str  # the generated text, prompt not included (as OpenAI's API returns it), cut before the stop string
     tokens: list[int] = field(default_factory=list)  # the generated token ids
     finish_reason: str = "length"  # "length" (max_new_tokens), "stop" (a stop string or end of text), "cancelled"
+    prompt: str = ""  # the text it continues
+
+    @property
+    def full_text(self) -> str:
+        """The prompt and its continuation: what `genlab sample` prints."""
+        return self.prompt + self.text
 
 
 @dataclass

@@ -26,7 +26,7 @@ def _global(debug: bool = typer.Option(False, "--debug", help="Show the full tra
 
 
 def threads_option():
-    return typer.Option("auto", "--threads", help="CPU threads: a number, or auto (OMP_NUM_THREADS if set, else the cores this process may use).")
+    return typer.Option("auto", "--threads", help="CPU threads: a number, or auto (OMP_NUM_THREADS if set, else the cores this process may use that are idle now, at least 1).")
 
 
 def use_threads(value: str) -> int:

@@ -89,7 +89,7 @@ def write_text(gen, prompt: str | None = None, n: int = 1, seed: int | None = No
             sys.stdout.flush()
         sys.stdout.write("\n")
         return
-    rendered = [prompt + s.text for s in gen.generate(prompt, n=n, seed=seed, stop=stop, **decoding)]
+    rendered = [s.full_text for s in gen.generate(prompt, n=n, seed=seed, stop=stop, **decoding)]
     body = "\n\n".join(f"--- sample {i + 1} ---\n{t}" for i, t in enumerate(rendered)) if n > 1 else rendered[0]
     if out is not None:
         check_output_file(out, "text")

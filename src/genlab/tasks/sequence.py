@@ -341,8 +341,12 @@ class SequenceGenerator:
                  use_cache: bool = True, **decoding) -> list[TextSample]:
         """n continuations of `prompt` (max_new_tokens, temperature, top_k, top_p, repetition_penalty as
         keywords; the run's sample section otherwise). Each ends at max_new_tokens or before its first
-        stop string. The same seed gives the same samples; sample i equals a single sample with seed + i."""
-        return self.generate_requests(self.requests(prompt, n, seed, stop, **decoding), use_cache)
+        stop string. The same seed gives the same samples; sample i equals a single sample with seed + i.
+        `sample.text` is the continuation alone, `sample.full_text` the prompt and the continuation."""
+        samples = self.generate_requests(self.requests(prompt, n, seed, stop, **decoding), use_cache)
+        for sample in samples:
+            sample.prompt = prompt if prompt is not None else self.config.sample.prompt
+        return samples
 
     def stream(self, prompt=None, seed: int | None = None, stop: list[str] | None = None, use_cache: bool = True,
                **decoding) -> Iterator[str]:
