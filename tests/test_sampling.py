@@ -149,3 +149,18 @@ def test_a_tiny_temperature_draws_the_likeliest_token_not_garbage():
         assert not filtered.isnan().any()
         greedy = t < GREEDY_BELOW  # as the engine decides
         assert [choose(filtered, [greedy], [u]).item() for u in (0.0, 0.5, 0.999)] == [1, 1, 1]
+
+
+def test_a_line_break_the_pattern_also_takes_as_text_ends_the_row_where_it_may_end():
+    """`a(\\n[0-9]{5})?` with 3 tokens left: after `a` the row may end, and a line break there is offered as the
+    end; taken as text instead, the five digits no longer fit and the next mask was empty (the fuzzer found a
+    draw outside the pattern)."""
+    from genlab.sampling.constraints import LazyPattern, Pattern
+    from genlab.tokenizers.char import CharTokenizer
+
+    tokenizer = CharTokenizer("\n0123456789a")
+    end = tokenizer.encode("\n")[0]
+    for pattern in (Pattern("a(\n[0-9]{5})?", tokenizer, end), LazyPattern("a(\n[0-9]{5})?", tokenizer, end)):
+        row = pattern.constraint()
+        assert row.advance(tokenizer.encode("a")[0]) is False
+        assert row.allowed(3, "cpu")[end] and row.advance(end) is True

@@ -137,13 +137,15 @@ class Constraint:
         return remaining <= 0 or not any(p.distance.get(n, remaining) <= remaining - 1 for n in p.next.get(self.state, {}).values())
 
     def advance(self, token: int) -> bool:
-        """Take `token`; True when it is the end of the row (the end token drawn in a final state)."""
+        """Take `token`; True when it is the end of the row (the end token drawn in a final state). The end
+        token ends the row even where the pattern could also take it as text: the mask offered it as the end,
+        and taking it as text could lead where the rest no longer fits in max_tokens."""
+        if token == self.pattern.end_token and self.can_end():
+            return True
         moves = self.pattern.next.get(self.state, {})
         if token in moves:
             self.state = moves[token]
             return False
-        if token == self.pattern.end_token and self.can_end():
-            return True
         raise AssertionError(f"token {token} was drawn where the pattern does not allow it")
 
 
@@ -233,10 +235,10 @@ class LazyConstraint:
         return self.can_end() and (remaining <= 0 or not self._content().any())
 
     def advance(self, token: int) -> bool:
+        if token == self.pattern.end_token and (self.can_end() or self.dead_end()):
+            return True  # as Constraint.advance: the end token ends a row that may end
         if self._content()[token]:
             self.matcher.consume_token(token)
             self.content = None
             return False
-        if token == self.pattern.end_token and (self.can_end() or self.dead_end()):
-            return True
         raise AssertionError(f"token {token} was drawn where the pattern does not allow it")
