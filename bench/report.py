@@ -23,7 +23,7 @@ def load(name: str) -> dict | None:
 def table(header: list[str], rows: list[list]) -> str:
     right = ["---:" if any(isinstance(r[i], (int, float)) for r in rows) else "---" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(right) + " |"]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(fmt(v).replace("|", "\\|") for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -414,6 +414,33 @@ def section_serve_fuzz() -> str:
     ])
 
 
+def section_threads() -> str:
+    d = load("threads_busy.json")
+    if d is None:
+        return ""
+    rows = [[r["scenario"], r["threads"], r["train"]["threads_used"], r["train"]["steps"], round(r["sample"]["seconds"], 2)]
+            for r in d["rows"]]
+    notes = []
+    for scenario in ("idle", "busy"):
+        by = {r["threads"]: r for r in d["rows"] if r["scenario"] == scenario}
+        if {"1", "2", "auto"} <= set(by):
+            best_steps = max(by["1"]["train"]["steps"], by["2"]["train"]["steps"])
+            best_sample = min(by["1"]["sample"]["seconds"], by["2"]["sample"]["seconds"])
+            notes.append(f"{scenario}: the default trains {best_steps / max(by['auto']['train']['steps'], 1):.2f}x slower and "
+                         f"samples {by['auto']['sample']['seconds'] / best_sample:.2f}x slower than the better of 1 and 2 "
+                         "threads (target: within 1.2x)")
+    return "\n\n".join([
+        "## Threads on a busy machine",
+        f"Fresh processes on this {d['cores']}-core machine, idle and beside two spinning processes (busy): training a "
+        "char GPT of the default size on 1 MB of python-docs for the same training time (steps made), and sampling "
+        "200 characters (seconds). `auto` counts the cores idle when the command starts.",
+        table(["machine", "--threads", "threads used", "training steps", "sample s"], rows),
+        "; ".join(notes) + ". OpenMP's PASSIVE wait policy made training and sampling slower on the idle machine, so "
+        "genlab leaves the policy alone: under load `auto` runs one thread, and one thread has no OpenMP workers to spin.",
+        provenance(d["command"], "threads_busy.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
 def section_export() -> str:
     d = load("export_formats.json")
     if d is None:
@@ -800,7 +827,7 @@ def section_vs_nanogpt() -> str:
 
 SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_variants, section_text_train,
             section_vs_nanogpt, section_budget_sweep, section_profile, section_text_sample, section_word_vs_char,
-            section_music, section_audio, section_code, section_images, section_pixelcnn, section_stylegan, section_serve, section_serve_constraints, section_constraint_engines, section_serve_fuzz, section_export,
+            section_music, section_audio, section_code, section_images, section_pixelcnn, section_stylegan, section_serve, section_serve_constraints, section_constraint_engines, section_serve_fuzz, section_threads, section_export,
             section_distill, section_rl_code, section_cartpole, section_multimodal, section_demo, section_memory]
 
 
