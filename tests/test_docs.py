@@ -25,7 +25,6 @@ SKIP = {
     "genlab sample hf:/models/": "a downloaded Hugging Face model (tests/test_hf.py uses a tiny local one)",
     "genlab finetune-hf hf:/models/": "a downloaded Hugging Face model (tests/test_hf.py fine-tunes a tiny one)",
     "genlab compare runs/a runs/b": "placeholder run folders (tests/test_zoo.py compares finished runs)",
-    "genlab sample runs/digits-gan": "no page trains runs/digits-gan (tests/test_image.py samples GAN strips)",
     "genlab train text --config recipes/tinyshakespeare-lstm.toml": "recipes train for minutes; every recipe trains 2 steps in tests/test_recipes.py",
     "genlab export runs/notes --format web": "fetches onnxruntime-web with npm (tests/test_export.py exports a page and generates in Chromium)",
     "genlab rl runs/mycode": "needs the code run of the README (tests/test_rl.py fine-tunes a run for a reward)",

@@ -6,9 +6,11 @@ memory (this script caps its own address space before compiling). outlines-core 
 automaton up front, which for some patterns (long counted repeats, wide alternations over a BPE
 vocabulary) takes minutes and gigabytes: a bound is the only safe way to try.
 
-stdin:  {"regex": str, "vocab_size": int, "tokens": [[hex bytes, [ids]], ...], "memory_mb": int}
+stdin:  {"regex": str, "vocab_size": int, "tokens": [[hex bytes, [ids]], ...], "memory_mb": int, "max_transitions": int}
 stdout: {"initial": int, "final": [int], "next": [[state, [[token, state], ...]], ...]}
-        or {"error": one line}; exit code 0 either way (a kill or a crash means the budget ran out).
+        or {"error": one line}, {"error": "memory"} past the memory budget or `max_transitions` (a larger
+        automaton would take the server seconds to read in); exit code 0 either way (a kill or a crash means
+        the budget ran out).
 """
 
 import json
@@ -25,11 +27,13 @@ def cap_memory(extra_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def compile_automaton(regex: str, vocab_size: int, tokens: list) -> dict:
+def compile_automaton(regex: str, vocab_size: int, tokens: list, max_transitions: int) -> dict:
     from outlines_core import Index, Vocabulary
 
     by_bytes = {bytes.fromhex(b): ids for b, ids in tokens}
     index = Index(regex, Vocabulary(vocab_size, by_bytes))  # id vocab_size: outlines' end-of-text
+    if sum(map(len, index.get_transitions().values())) > max_transitions:
+        raise MemoryError
     eos = vocab_size
     moves = [[s, [[t, n] for t, n in out.items() if t != eos]] for s, out in index.get_transitions().items()]
     return {"initial": index.get_initial_state(), "final": sorted(index.get_final_states()), "next": moves}
@@ -41,7 +45,7 @@ def main() -> None:
         import outlines_core  # noqa: F401  (imported before the cap: its own size is not the pattern's)
 
         cap_memory(int(job["memory_mb"]))
-        out = compile_automaton(job["regex"], int(job["vocab_size"]), job["tokens"])
+        out = compile_automaton(job["regex"], int(job["vocab_size"]), job["tokens"], int(job["max_transitions"]))
     except MemoryError:
         out = {"error": "memory"}
     except (ValueError, RuntimeError) as e:

@@ -87,9 +87,14 @@ class Pattern:
         return Constraint(self)
 
 
+# Past this many transitions an automaton is not read in (the lazy matcher takes the pattern): reading and
+# searching it holds the interpreter lock for about a second per million, and a server's other requests wait.
+MAX_TRANSITIONS = 200_000
+
+
 def run_compiler(regex: str, vocab_size: int, by_bytes: dict[bytes, list[int]], timeout: float, memory_mb: int) -> dict:
     """The automaton of `regex` from a bounded compiler process (see sampling/automaton.py)."""
-    job = json.dumps({"regex": regex, "vocab_size": vocab_size, "memory_mb": memory_mb,
+    job = json.dumps({"regex": regex, "vocab_size": vocab_size, "memory_mb": memory_mb, "max_transitions": MAX_TRANSITIONS,
                       "tokens": [[b.hex(), ids] for b, ids in by_bytes.items()]})
     script = Path(__file__).with_name("automaton.py")
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "SYSTEMROOT")}
@@ -103,7 +108,8 @@ def run_compiler(regex: str, vocab_size: int, by_bytes: dict[bytes, list[int]], 
         raise ConstraintTooCostly(f"the pattern took more than {timeout:g} s to compile for this model's tokens") from None
     result = json.loads(out) if proc.returncode == 0 and out else {"error": "memory"}
     if result.get("error") == "memory":  # the allocator gave up (Rust aborts) or Python ran out
-        raise ConstraintTooCostly(f"the pattern needs more than {memory_mb} MB to compile for this model's tokens")
+        raise ConstraintTooCostly(f"the pattern needs more than {memory_mb} MB or {MAX_TRANSITIONS:,} transitions "
+                                  "to compile for this model's tokens")
     if "error" in result:
         raise GenlabError(f"the pattern cannot be compiled for this model's tokens ({result['error']})")
     return result
