@@ -246,3 +246,23 @@ def test_a_resumed_run_with_a_larger_time_budget_trains_on_and_with_a_spent_one_
     plan = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     planned = [r["planned_steps"] for r in plan if "planned_steps" in r]
     assert max(planned) > first["step"]  # the schedule was planned again for the larger budget
+
+
+def test_a_time_budget_bounds_the_run_evals_and_samples_included(tmp_path):
+    """Evals every step, each slower than a step: the budget still bounds the wall clock, and the final eval on the
+    whole split, which would not fit, is skipped with a note (it used to run after every budget)."""
+    import genlab
+    from conftest import make_corpus, tiny_config
+
+    (tmp_path / "c.txt").write_text(make_corpus(60_000))
+    cfg = tiny_config(tmp_path / "c.txt", tmp_path / "run", max_steps=1, eval_interval=1, eval_batches=40, sample_tokens=60)
+    genlab.train(cfg, progress=False)  # the data prepared and a first checkpoint: what follows is training alone
+    budget = 3.0
+    started = time.perf_counter()
+    results = genlab.train(dict(cfg, train=dict(cfg["train"], max_steps=100_000, max_time=budget)), progress=False).results
+    took = time.perf_counter() - started
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "val_loss" in r and r["step"] > 1]
+    assert len(evals) >= 2 and results["elapsed"] <= budget + 1.0
+    assert took < budget + 4.0, took  # loading and saving around the budget; before, evals came on top of it
+    assert any("final_skipped" in r for r in rows) and "final_skipped" in results

@@ -160,6 +160,15 @@ def agree(flag: bool, w: World) -> bool:
     return bool(t.item())
 
 
+def from_main(value: float, w: World) -> float:
+    """Rank 0's number, for all ranks (how long its eval took, say)."""
+    if not w.active:
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    dist.broadcast(t, 0)
+    return float(t.item())
+
+
 def average_scalars(values: dict[str, float], w: World) -> dict[str, float]:
     if not w.active or not values:
         return values

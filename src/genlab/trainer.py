@@ -167,6 +167,7 @@ class Trainer:
             self.ema = {k: v.detach().clone().float() for k, v in weights_of(objective.modules).items()}
         self.state = TrainState()
         self._plotted = time.perf_counter()  # when loss.png was last drawn (first: 30 s in, or at the end)
+        self._eval_seconds = 0.0  # how long the last periodic eval took (with its samples): kept back from a time budget
         self._last_eval: tuple[int | None, dict] = (None, {})  # (step, results) of the latest eval
         self._whole_sampling_weights = None  # under FSDP, while `_whole_weights` holds them gathered
 
@@ -351,9 +352,18 @@ class Trainer:
         return self.cfg.patience is not None and self.state.evals_since_best >= self.cfg.patience
 
     def _final_eval(self) -> dict:
-        """The kept weights (model.safetensors) scored on the whole val split: what `genlab eval` reports."""
+        """The kept weights (model.safetensors) scored on the whole val split: what `genlab eval` reports.
+        Under a time budget it runs only where the time left holds four periodic evals; else it says so."""
         if self.evaluate is None or not (self.world.is_main or self.sharded):
             return {}
+        left = self.cfg.max_time - self.state.elapsed if self.cfg.max_time else None
+        if left is not None and distributed.agree(left < 4 * self._eval_seconds, self.world):
+            note = (f"the --max-time budget leaves {max(left, 0):.0f} s: the kept weights were not scored on the whole "
+                    f"val split (`genlab eval {self.run.path}` does it)")
+            if self.world.is_main:
+                self._log({"step": self.state.step, "final_skipped": note})
+                print(note, file=sys.stderr, flush=True)
+            return {"final_skipped": note}
         if self.sharded:
             distributed.barrier(self.world)  # every rank loads what rank 0 has just written
         self._load_weights(load_tensors(self.run.weights), self.run.weights)
@@ -447,8 +457,13 @@ class Trainer:
                     self._log(last)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()} | {f"{self.item_name}/s": f"{rate:,.0f}"})
                 if s.step % cfg.eval_interval == 0 and s.step < cfg.max_steps:
+                    began = time.perf_counter()
                     self._eval()
                     window_start = time.perf_counter()  # eval time is not training throughput
+                    # ... but it is the run's time: a time budget bounds the whole run, evals and samples included
+                    self._eval_seconds = distributed.from_main(window_start - began, self.world)
+                    s.elapsed += self._eval_seconds
+                    bar.update(min(self._eval_seconds, bar.total - bar.n) if by_time else 0)
                     if distributed.agree(self._out_of_patience(), self.world):  # rank 0 alone keeps score
                         if self.world.is_main:
                             metric = s.best["metric"].replace("_", " ")
@@ -478,8 +493,8 @@ class Trainer:
     def _out_of_time(self) -> bool:
         if not self.cfg.max_time:
             return False
-        # Ranks' clocks differ: rank 0 decides for all.
-        return distributed.agree(self.state.elapsed >= self.cfg.max_time, self.world)
+        # One eval's time is kept back for the run's last eval. Ranks' clocks differ: rank 0 decides for all.
+        return distributed.agree(self.state.elapsed + self._eval_seconds >= self.cfg.max_time, self.world)
 
     def _step_player(self, player: str) -> None:
         opt = self.optimizers[player]
