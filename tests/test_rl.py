@@ -108,3 +108,30 @@ def test_reinforce_makes_rewarded_text_likelier_and_logs_reward_and_kl(cli, tiny
     assert cli("sample", out, "--prompt", "The ", "--max-new-tokens", "5").returncode == 0  # a normal run
     r = cli("rl", tiny_run, "--reward", "contains", "--reward-arg", "words=cat", "--out", out, "--steps", "1", "--max-new-tokens", "3")
     assert r.returncode != 0 and "already a run" in r.stderr
+
+
+def test_ctrl_c_during_cartpole_training_saves_what_it_learned_and_exits_130(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "cp"
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("genlab")), "rl", "cartpole", "--algo", "dqn", "--episodes",
+                             "100000", "--out", str(out), "--quiet", "--threads", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for _ in range(600):  # training has begun once the run folder is claimed
+        if (out / ".genlab").exists():
+            break
+        time.sleep(0.1)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "what it learned is saved" in err
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_by"] == "SIGINT" and 0 < summary["episodes_trained"] < 100000
+    assert (out / "dqn.safetensors").stat().st_size > 0 and (out / "episode.gif").exists()

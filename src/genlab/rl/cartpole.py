@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -129,14 +130,32 @@ def epsilon_at(cfg: CartPoleConfig, progress: int, span: int) -> float:
     return max(cfg.epsilon_end, cfg.epsilon_start - (cfg.epsilon_start - cfg.epsilon_end) * progress / span)
 
 
-def train_table(cfg: CartPoleConfig, progress: bool = True) -> tuple[TablePolicy, list[float]]:
+def episodes(cfg: CartPoleConfig, returns: list[float], progress: bool, stop=None):
+    """The training episodes' numbers, with a progress bar in a terminal and a line every 10 s in a log; they end
+    early when `stop` (trainer.stop_signals) has seen a signal."""
+    import sys
+    import time
+
     from genlab.progress import progress_bar
 
+    bar = progress_bar(range(cfg.episodes), desc=cfg.algo, unit="episode", enabled=progress)
+    said = time.perf_counter()
+    for episode in bar:
+        if stop is not None and stop.signum is not None:
+            break
+        if progress and bar.disable and time.perf_counter() - said >= 10 and returns:
+            print(f"{cfg.algo}: episode {episode} of {cfg.episodes}, mean return of the last 20: "
+                  f"{np.mean(returns[-20:]):.1f}", file=sys.stderr, flush=True)
+            said = time.perf_counter()
+        yield episode
+
+
+def train_table(cfg: CartPoleConfig, progress: bool = True, stop=None) -> tuple[TablePolicy, list[float]]:
     rng = np.random.default_rng(cfg.seed)
     table = np.zeros((n_states(), 2))
     env = make_env()
     returns = []
-    for episode in progress_bar(range(cfg.episodes), desc="q-learning", unit="episode", enabled=progress):
+    for episode in episodes(cfg, returns, progress, stop):
         obs, _ = env.reset(seed=cfg.seed + episode)
         s, total, done = discretize(obs), 0.0, False
         eps = epsilon_at(cfg, episode, cfg.epsilon_decay_episodes)
@@ -152,11 +171,9 @@ def train_table(cfg: CartPoleConfig, progress: bool = True) -> tuple[TablePolicy
     return TablePolicy(table), returns
 
 
-def train_dqn(cfg: CartPoleConfig, progress: bool = True):
+def train_dqn(cfg: CartPoleConfig, progress: bool = True, stop=None):
     import torch
     import torch.nn.functional as F
-
-    from genlab.progress import progress_bar
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -174,7 +191,7 @@ def train_dqn(cfg: CartPoleConfig, progress: bool = True):
     returns, checks = [], []
     best = (-1.0, {k: v.clone() for k, v in net.state_dict().items()})
     solved_in_a_row = 0
-    for episode in progress_bar(range(cfg.episodes), desc="dqn", unit="episode", enabled=progress):
+    for episode in episodes(cfg, returns, progress, stop):
         obs, _ = env.reset(seed=cfg.seed + episode)
         total, done = 0.0, False
         while not done:
@@ -252,24 +269,33 @@ def plot_returns(returns: list[float], checks: list[tuple[int, float]], dest: Pa
 
 def cartpole(cfg: CartPoleConfig, out: Path, progress: bool = True, eval_episodes: int = 100) -> dict:
     """Train, save (q_table.npz or dqn.safetensors), plot the returns, evaluate greedily over `eval_episodes`
-    episodes and record one greedy episode as a GIF. Returns the summary also written to out/summary.json."""
+    episodes and record one greedy episode as a GIF. Returns the summary also written to out/summary.json.
+    Ctrl-C or SIGTERM ends training at the episode's end: what was learned is saved and summarized all the
+    same (over 10 greedy episodes), then Interrupted says so."""
+    from genlab.errors import Interrupted
     from genlab.files import atomic_write_text
     from genlab.folders import claim
+    from genlab.trainer import stop_signals
 
     if cfg.algo not in ("q-learning", "dqn"):
         raise GenlabError(f"--algo: {cfg.algo!r} is not q-learning or dqn")
     out = Path(out)
     claim(out, "rl-cartpole")
     checks: list = []
+    with stop_signals() as stop:
+        if cfg.algo == "q-learning":
+            policy, returns = train_table(cfg, progress, stop)
+        else:
+            policy, returns, checks = train_dqn(cfg, progress, stop)
+    if stop.signum is not None:
+        eval_episodes = min(eval_episodes, 10)
     if cfg.algo == "q-learning":
-        policy, returns = train_table(cfg, progress)
         tmp = out / ".q_table.tmp.npz"
         np.savez(tmp, q=policy.table, bins=np.array(BINS))
         os.replace(tmp, out / "q_table.npz")
     else:
         from genlab.runs import save_tensors
 
-        policy, returns, checks = train_dqn(cfg, progress)
         save_tensors(out / "dqn.safetensors", dict(policy.net.state_dict()))
     plot_returns(returns, checks, out / "rewards.png", f"CartPole-v1, {cfg.algo}")
     greedy = evaluate_policy(policy, eval_episodes)
@@ -284,5 +310,10 @@ def cartpole(cfg: CartPoleConfig, out: Path, progress: bool = True, eval_episode
                "solved": bool(np.mean(greedy) >= SOLVED), "training_episodes_to_solved_window": first_solved,
                "last_100_training_mean": float(np.mean(returns[-100:])), "gif_episode_return": shown,
                "config": asdict(cfg)}
+    if stop.signum is not None:
+        summary["stopped_by"] = signal.Signals(stop.signum).name
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    if stop.signum is not None:
+        raise Interrupted(f"{summary['stopped_by']} after {len(returns)} episodes: what it learned is saved in {out} "
+                          f"(greedy mean return {summary['greedy_mean_return']:.1f} over {eval_episodes} episodes)", stop.signum)
     return summary
