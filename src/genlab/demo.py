@@ -196,7 +196,14 @@ def run_demo(out_root: Path, parts: list[str], seconds: float, progress: bool = 
 
     claim(out_root, "demo")  # a genlab folder; each part resumes (or replaces) its runs inside it
     started = time.perf_counter()
-    sections = {name: PARTS[name](Path(out_root), seconds, progress) for name in parts}
+    sections = {}
+    for name in parts:
+        began = time.perf_counter()
+        sections[name] = PARTS[name](Path(out_root), seconds, progress)
+        took = time.perf_counter() - began
+        sections[name].figures["wall_seconds"] = round(took, 1)
+        sections[name].lines.append(f"this part took {took:.0f} s of wall time ({seconds:g} s of it training)")
+        print(f"\n== {name}: {took:.0f} s in all ({seconds:g} s training, the rest data, samples and scores) ==")
     page = write_page(Path(out_root) / "index.html", "genlab demo: small models, trained here, offline",
                       f"{', '.join(parts)}: {seconds:g} s of training each; {time.perf_counter() - started:.0f} s in all",
                       list(sections.values()))
