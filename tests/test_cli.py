@@ -295,3 +295,19 @@ def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_130(tmp_path, del
     # 130, or killed by the signal itself when it came before Python set up its handler (nothing printed then)
     assert proc.returncode in (130, -signal.SIGINT), err
     assert "Traceback" not in err and "Traceback" not in out
+
+
+def test_a_progress_bar_in_a_log_writes_plain_lines_every_few_seconds(monkeypatch):
+    """Output to a file: no carriage returns, and a line per interval, so a long phase never looks dead."""
+    import io
+    import time
+
+    from genlab.progress import progress_bar
+
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    for _ in progress_bar(range(6), desc="building", unit="file", log_every=0.05):
+        time.sleep(0.06)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) >= 3 and all(line.startswith("building") for line in lines)
+    assert "6/6" in lines[-1]

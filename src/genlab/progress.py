@@ -1,10 +1,36 @@
-"""Progress bars that draw only on a terminal: a log file or a pipe gets no carriage-return noise."""
+"""Progress bars that draw on a terminal, and in a log file or a pipe write a plain line every few seconds
+instead (no carriage-return noise, and never minutes of silence during a long phase)."""
 
 from __future__ import annotations
+
+import sys
 
 from tqdm import tqdm
 
 
-def progress_bar(iterable=None, *, enabled: bool = True, **options) -> tqdm:
-    """A tqdm bar; shown when `enabled` and stderr is a terminal (tqdm's `disable=None`)."""
-    return tqdm(iterable, disable=None if enabled else True, **options)
+class LogLines:
+    """A file for tqdm that turns its redrawn status line into one plain line per update."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").rstrip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress_bar(iterable=None, *, enabled: bool = True, log_every: float | None = 10.0, **options) -> tqdm:
+    """A tqdm bar when `enabled`: drawn on a terminal; elsewhere a line every `log_every` seconds (None: silent
+    there, for callers that write their own lines)."""
+    if not enabled:
+        return tqdm(iterable, disable=True, **options)
+    if sys.stderr.isatty() or log_every is None:
+        return tqdm(iterable, disable=None, **options)
+    options.pop("dynamic_ncols", None)
+    # delay: a phase shorter than one interval writes nothing at all
+    return tqdm(iterable, file=LogLines(sys.stderr), mininterval=log_every, maxinterval=log_every, delay=log_every,
+                ncols=80, **options)

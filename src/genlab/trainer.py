@@ -424,6 +424,7 @@ class Trainer:
         show = cfg.progress and s.step < cfg.max_steps and self.world.is_main
         bar = progress_bar(total=cfg.max_time if by_time else cfg.max_steps, initial=s.elapsed if by_time else s.step,
                            desc="training", unit="s" if by_time else "step", enabled=show, dynamic_ncols=True,
+                           log_every=None,  # in a log, one line per eval instead (plain_progress)
                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}{postfix}]" if by_time else None)
         self.plain_progress = show and bar.disable
         self._fit_start, self._plan_from = s.step, None  # where this process began, and where its timing begins

@@ -130,23 +130,14 @@ def epsilon_at(cfg: CartPoleConfig, progress: int, span: int) -> float:
     return max(cfg.epsilon_end, cfg.epsilon_start - (cfg.epsilon_start - cfg.epsilon_end) * progress / span)
 
 
-def episodes(cfg: CartPoleConfig, returns: list[float], progress: bool, stop=None):
-    """The training episodes' numbers, with a progress bar in a terminal and a line every 10 s in a log; they end
-    early when `stop` (trainer.stop_signals) has seen a signal."""
-    import sys
-    import time
-
+def episodes(cfg: CartPoleConfig, progress: bool, stop=None):
+    """The training episodes' numbers, with a progress bar (a line every 10 s in a log); they end early when
+    `stop` (trainer.stop_signals) has seen a signal."""
     from genlab.progress import progress_bar
 
-    bar = progress_bar(range(cfg.episodes), desc=cfg.algo, unit="episode", enabled=progress)
-    said = time.perf_counter()
-    for episode in bar:
+    for episode in progress_bar(range(cfg.episodes), desc=cfg.algo, unit="episode", enabled=progress):
         if stop is not None and stop.signum is not None:
             break
-        if progress and bar.disable and time.perf_counter() - said >= 10 and returns:
-            print(f"{cfg.algo}: episode {episode} of {cfg.episodes}, mean return of the last 20: "
-                  f"{np.mean(returns[-20:]):.1f}", file=sys.stderr, flush=True)
-            said = time.perf_counter()
         yield episode
 
 
@@ -155,7 +146,7 @@ def train_table(cfg: CartPoleConfig, progress: bool = True, stop=None) -> tuple[
     table = np.zeros((n_states(), 2))
     env = make_env()
     returns = []
-    for episode in episodes(cfg, returns, progress, stop):
+    for episode in episodes(cfg, progress, stop):
         obs, _ = env.reset(seed=cfg.seed + episode)
         s, total, done = discretize(obs), 0.0, False
         eps = epsilon_at(cfg, episode, cfg.epsilon_decay_episodes)
@@ -191,7 +182,7 @@ def train_dqn(cfg: CartPoleConfig, progress: bool = True, stop=None):
     returns, checks = [], []
     best = (-1.0, {k: v.clone() for k, v in net.state_dict().items()})
     solved_in_a_row = 0
-    for episode in episodes(cfg, returns, progress, stop):
+    for episode in episodes(cfg, progress, stop):
         obs, _ = env.reset(seed=cfg.seed + episode)
         total, done = 0.0, False
         while not done:
