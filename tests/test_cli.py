@@ -311,3 +311,13 @@ def test_a_progress_bar_in_a_log_writes_plain_lines_every_few_seconds(monkeypatc
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue() and len(lines) >= 3 and all(line.startswith("building") for line in lines)
     assert "6/6" in lines[-1]
+
+
+def test_eval_says_when_it_replaces_an_earlier_eval_json(cli, corpus_file, tmp_path):
+    import genlab
+
+    run = genlab.train(tiny_config(corpus_file, tmp_path / "run", max_steps=2), progress=False).path
+    first = cli("eval", run, "--n", "2")
+    assert first.returncode == 0 and "replacing" not in first.stdout
+    again = cli("eval", run, "--n", "2")
+    assert again.returncode == 0 and "replacing the earlier one" in again.stdout

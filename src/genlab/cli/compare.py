@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 from typing import Optional
 
@@ -30,6 +32,9 @@ def compare(
     from genlab.compare import compare as run_compare, format_table
 
     family_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    if (out / "compare.json").exists():  # its runs resume; the table and plot are made again
+        print(f"{out} holds an earlier comparison: its runs resume, and compare.json is replaced "
+              "(--out NEW keeps both)", file=sys.stderr)
     rows = run_compare(items or [], out, family_list, task, data, max_time, set_, device, progress=not quiet, n=n)
     print(format_table(rows))
     print(f"wrote {out / 'compare.json'} and {out / ('fid.png' if rows and 'fid' in rows[0] else 'val_loss.png')}")

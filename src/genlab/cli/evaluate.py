@@ -58,5 +58,6 @@ def evaluate(
         print("(a Hugging Face model: pass --out FILE.json to keep these numbers)")
         return
     dest = out or Path(run) / "eval.json"
+    replaced = " (replacing the earlier one: --out FILE keeps both)" if dest.exists() else ""
     atomic_write_json(dest, results)
-    print(f"wrote {dest}")
+    print(f"wrote {dest}{replaced}")
