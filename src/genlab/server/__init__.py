@@ -18,6 +18,9 @@ import uvicorn
 from genlab.errors import GenlabError
 
 
+MAX_CONNECTIONS = 1000
+
+
 def model_names(runs: list[str], names: list[str] | None = None) -> dict[str, str]:
     """name -> run (or hf:PATH): each named after its folder, or NAME=RUN from `names`; names are unique."""
     chosen: dict[str, str] = {}
@@ -107,7 +110,10 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, names: lis
 
     print(f"serving {', '.join(s.name for s in app.state.registry)} on http://{host}:{sock.getsockname()[1]}/ "
           f"(playground at /, OpenAI API under /v1; {torch.get_num_threads()} torch threads)", file=sys.stderr)
-    server = DrainingServer(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=drain_timeout))
+    # At most MAX_CONNECTIONS connections at once (more get a 503 at once): a client opening thousands of idle
+    # or trickling connections cannot exhaust the process's file descriptors.
+    server = DrainingServer(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=drain_timeout,
+                                           limit_concurrency=MAX_CONNECTIONS))
     server.run(sockets=[sock])
 
 
