@@ -90,6 +90,23 @@ def test_rows_at_their_own_positions_match_full_forward(name, rows):
             torch.testing.assert_close(logits, full[torch.arange(3), positions], atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["gpt", "gpt-rope", "gpt-bias"])
+def test_a_lone_row_steps_through_its_own_cache_rows_like_the_full_forward(name):
+    """One running row takes the plain-position path (no mask, sliced cache rows): the same logits, and the
+    cache rows beside it untouched."""
+    model = tiny_model(name)
+    x = torch.randint(0, VOCAB, (1, 12), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        full = model(x)[0]
+        slots = model.init_slots(4)
+        model.fill_slot(slots, 2, x[:, :4])
+        others = [layer["k"][[0, 1, 3]].clone() for layer in slots["layers"]]
+        for p in range(4, 12):
+            logits = model.step_slots(slots, torch.tensor([2]), x[:, p], torch.tensor([p]))  # (1, V)
+            torch.testing.assert_close(logits[0], full[p], atol=1e-5, rtol=1e-4)
+        assert all(torch.equal(layer["k"][[0, 1, 3]], before) for layer, before in zip(slots["layers"], others))
+
+
 def test_rope_rotates_head_halves_and_scores_depend_on_relative_position_only():
     from genlab.models.gpt import apply_rope, rope_tables
 

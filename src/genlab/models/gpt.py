@@ -308,4 +308,9 @@ class GPT(nn.Module):
     def step_slots(self, slots: dict, rows: torch.Tensor, idx: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Feed one token per row: idx (B,) at positions (B,) into slot rows (B,), sorted and distinct -> logits (B, V)."""
         assert int(positions.max()) < self.cfg.block_size, "a slot is full: recompute a sliding window instead"
+        if rows.numel() == 1:  # one row (a lone client): its own cache rows at a plain position, no mask to build
+            row = int(rows[0])
+            view = {"layers": [{"k": layer["k"][row: row + 1], "v": layer["v"][row: row + 1]} for layer in slots["layers"]],
+                    "weights": slots["weights"]}
+            return self._next_token(idx, view, int(positions[0]))
         return self._next_token(idx, slots, positions, rows)
