@@ -110,13 +110,17 @@ def demo_image(out_root: Path, seconds: float, progress: bool = True) -> Section
     before_run = train(validate_config(tree), progress=progress, overwrite=True)
     before = before_run.generator()
     save_png(make_grid(before.generate_array(40, seed=GRID_SEED), 10), folder / "before.png")
-    fid_before = before.evaluate(n=DEMO_FID_SAMPLES, progress=progress)["fid"]
+    # FID's cost is its sample count: a short demo scores fewer, so its scoring stays in proportion to its training.
+    fid_samples = max(64, min(DEMO_FID_SAMPLES, int(DEMO_FID_SAMPLES * seconds / 60)))
+    if fid_samples < DEMO_FID_SAMPLES:
+        print(f"FID from {fid_samples} images, not {DEMO_FID_SAMPLES}: {seconds:g} s of training is short", flush=True)
+    fid_before = before.evaluate(n=fid_samples, progress=progress)["fid"]
     print(f"before training (random weights, 1 warm-up step): FID (genlab features) {fid_before:.1f}; grid in {folder / 'before.png'}")
     loss_before = before_run.results.get("val_loss", float("inf"))
     run = train_until_learned(tree, seconds, progress, lambda r: r.get("val_loss", float("inf")) < 0.5 * loss_before)
     after = run.generator()
     save_png(make_grid(after.generate_array(40, seed=GRID_SEED), 10), folder / "after.png")
-    fid_after = after.evaluate(n=DEMO_FID_SAMPLES, progress=progress)["fid"]
+    fid_after = after.evaluate(n=fid_samples, progress=progress)["fid"]
     print(f"after {run.results['step']} steps ({run.results['elapsed']:.0f} s): FID (genlab features) {fid_after:.1f} (lower is better); "
           f"grid in {folder / 'after.png'} (one column per digit 0-9, DDIM 50 steps)")
     print(f"run: {run.path}  (loss curve: {run.path / 'loss.png'}, one grid per eval from fixed noise: {run.path / 'samples'})")
