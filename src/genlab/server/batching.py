@@ -55,13 +55,6 @@ class Job:
     def deliver(self, item) -> None:
         deliver_all(self.loop, [(self, item)])
 
-    async def result(self):
-        """A work job's result (or the error the loop reported)."""
-        row, value = await self.events.get()
-        if row is None:
-            raise RuntimeError(value)
-        return value
-
 
 def deliver_all(loop: asyncio.AbstractEventLoop, items: list[tuple[Job, object]]) -> None:
     """Hand (job, item) pairs to their jobs' queues with one wake-up of the event loop (not one per token)."""

@@ -8,15 +8,12 @@ import base64
 from fastapi import Request
 
 from genlab.errors import GenlabError
-from genlab.server.registry import Registry
+from genlab.server.registry import Endpoint
 from genlab.server.schemas import APIError, EmbeddingRequest, parse
-from genlab.server.text import TextEndpoint, watched
+from genlab.server.text import leave, result, watched
 
 
-class Embeddings:
-    def __init__(self, registry: Registry):
-        self.registry = registry
-
+class Embeddings(Endpoint):
     async def create(self, request: Request, body: dict):
         body = parse(EmbeddingRequest, body)
         s = self.registry.lookup(body.model, ("text", "code", "clip"))
@@ -36,8 +33,8 @@ class Embeddings:
             limit = gen.max_context
             ids = [i[:limit] if limit else i for i in ids]  # the first window of a longer text
             job = s.submit([], work=gen.embed(ids))
-            async with watched(request, lambda: TextEndpoint.leave(s, job)):
-                vectors = await TextEndpoint.result(job)
+            async with watched(request, lambda: leave(s, job)):
+                vectors = await result(job)
             tokens = sum(map(len, ids))
         data = []
         for i, v in enumerate(vectors):

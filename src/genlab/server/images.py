@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
 import re
 import time
 import uuid
@@ -14,16 +13,13 @@ from fastapi import Request
 
 from genlab.samples import ImageSample
 from genlab.server import sse
-from genlab.server.registry import Registry, Served
+from genlab.server.registry import Endpoint, Served
 from genlab.server.schemas import APIError, ImageRequest, parse
 
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
-class Images:
-    def __init__(self, registry: Registry):
-        self.registry = registry
-
+class Images(Endpoint):
     async def create(self, request: Request, body: dict):
         body = parse(ImageRequest, body)
         s = self.registry.lookup(body.model, ("image",))
@@ -61,18 +57,10 @@ class Images:
 
         async def events():
             async for item in produced:
-                yield item if isinstance(item, str) else sse.event(failure(item, s.name))
+                yield item if isinstance(item, str) else sse.event(sse.failure(item, s.name))
             yield sse.DONE
 
         return events()
-
-
-def failure(error: Exception, name: str) -> dict:
-    """A streamed error event: the request's own error, or a server error that says nothing more."""
-    if isinstance(error, APIError):
-        return error.body()
-    logging.getLogger("genlab.server").error("model %s failed while generating", name, exc_info=error)
-    return APIError(500, "the model failed while generating", kind="server_error").body()
 
 
 def class_of(prompt: str, classes: list[str]) -> int | None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from genlab.server.registry import Registry
+from genlab.server.registry import Endpoint
 from genlab.server.schemas import APIError
 
 
-class Models:
-    def __init__(self, registry: Registry):
-        self.registry = registry
-
+class Models(Endpoint):
     def list(self) -> dict:
         return {"object": "list", "data": [self.registry.describe(s) for s in self.registry]}
 

@@ -14,16 +14,12 @@ from fastapi import Request
 from genlab.audio import write_music
 from genlab.errors import GenlabError
 from genlab.server import sse
-from genlab.server.images import failure
-from genlab.server.registry import Registry, Served
+from genlab.server.registry import Endpoint, Served
 from genlab.server.schemas import APIError, MusicRequest, parse
 from genlab.tasks.music import seconds_of
 
 
-class Music:
-    def __init__(self, registry: Registry):
-        self.registry = registry
-
+class Music(Endpoint):
     async def create(self, request: Request, body: dict):
         body = parse(MusicRequest, body)
         s = self.registry.lookup(body.model, ("music",))
@@ -46,7 +42,7 @@ class Music:
 
         async def events():
             async for item in produced:
-                yield sse.event(item if isinstance(item, dict) else failure(item, s.name))
+                yield sse.event(item if isinstance(item, dict) else sse.failure(item, s.name))
             yield sse.DONE
 
         return sse.response(events())

@@ -69,6 +69,13 @@ def busy(name: str, retry_after: int) -> APIError:
                     kind="rate_limit_error", headers={"Retry-After": str(retry_after)})
 
 
+class Endpoint:
+    """One endpoint family: `create(request, body)` answers a request to it from the served models."""
+
+    def __init__(self, registry: "Registry"):
+        self.registry = registry
+
+
 class Registry:
     def __init__(self, models: dict[str, object], metrics, max_batch: int, max_queue: int, constraint_timeout: float,
                  constraint_memory_mb: int, web_folders: dict[str, Path]):

@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import time
 import uuid
+from abc import ABC, abstractmethod
 
 from fastapi import Request
 
 from genlab.errors import GenlabError
 from genlab.server import logprobs as lp
 from genlab.server import sse
-from genlab.server.registry import Registry, Served
+from genlab.server.registry import Endpoint, Served
 from genlab.server.schemas import APIError
 from genlab.server.structured import requested_regex
 
@@ -51,11 +52,23 @@ def check(row, event) -> None:
         raise APIError(500, event, kind="server_error")
 
 
-class TextEndpoint:
-    kind = "text"  # "chat" for chat completions
+def leave(s: Served, job) -> None:
+    """The client went away: its job leaves the queue, and whoever awaits its events hears so."""
+    s.scheduler.cancel(job)
+    job.events.put_nowait(("gone", None))
 
-    def __init__(self, registry: Registry):
-        self.registry = registry
+
+async def result(job):
+    """A work job's result (prompt scores, embeddings)."""
+    row, value = await job.events.get()
+    check(row, value)
+    return value
+
+
+class TextEndpoint(Endpoint, ABC):
+    """Completions and chat: the same rows, queue and streaming; each says how its answers and chunks look."""
+
+    kind = "text"  # "chat" for chat completions
 
     # ---- the rows of a request ----------------------------------------------------------------------
 
@@ -99,21 +112,10 @@ class TextEndpoint:
             key = tuple(r.prompt)
             if r.decoding.logprobs is not None and key not in scored:
                 job = s.submit([], work=gen.score(r.prompt, r.decoding.logprobs))
-                async with watched(request, lambda: self.leave(s, job)):
-                    scored[key] = await self.result(job)
+                async with watched(request, lambda: leave(s, job)):
+                    scored[key] = await result(job)
             out.append((gen.tokenizer.decode(r.prompt), scored.get(key, [])))
         return out
-
-    @staticmethod
-    def leave(s: Served, job) -> None:
-        s.scheduler.cancel(job)
-        job.events.put_nowait(("gone", None))
-
-    @staticmethod
-    async def result(job):
-        row, value = await job.events.get()
-        check(row, value)
-        return value
 
     # ---- the answer ---------------------------------------------------------------------------------
 
@@ -125,7 +127,7 @@ class TextEndpoint:
         if body.stream:
             usage = bool(body.stream_options and body.stream_options.include_usage)
             return sse.response(self.stream(s, job, ident, usage, prompt_tokens, prompts))
-        async with watched(request, lambda: self.leave(s, job)):
+        async with watched(request, lambda: leave(s, job)):
             texts, finish, generated, scored = await self.collect(s, job)
         return {"id": ident, "object": "chat.completion" if self.kind == "chat" else "text_completion",
                 "created": int(time.time()), "model": s.name,
@@ -156,13 +158,14 @@ class TextEndpoint:
                 s.scheduler.cancel(job)
         return texts, finish, generated, scored
 
+    @abstractmethod
     def choices(self, s: Served, texts, finish, scored, prompts, wanted: bool) -> list[dict]:
-        raise NotImplementedError
+        """The answer's choices, from each row's text, finish reason and scored tokens."""
 
+    @abstractmethod
     def chunk(self, s: Served, ident: str, created: int, row: int, text: str | None, finish: str | None,
               usage_wanted: bool, offsets: list[int], first: bool = False, scored=None) -> str:
         """One streamed chunk; `offsets` is where each row's next text starts (the legacy text_offset)."""
-        raise NotImplementedError
 
     async def stream(self, s: Served, job, ident: str, usage_wanted: bool, prompt_tokens: int, echoed):
         created, rows = int(time.time()), len(job.requests)

@@ -34,9 +34,6 @@ class ModelWorker:
         self.jobs.put((loop, future, fn, args))
         return future
 
-    async def run(self, fn, *args):
-        return await self.start(fn, *args)
-
     def streaming(self, work):
         """Run `work(emit)` on this model's thread; returns an async iterator of what it emits, ending with
         its exception, if any, as the last item. Busy (raised here, before anything is sent) when the line is full."""
