@@ -1,8 +1,9 @@
 """The first impression, measured: `genlab demo` end to end on this machine, and the README's pictures.
 
-    python bench/demo.py [--seconds 60]
+    python bench/demo.py [--seconds S]
 
-Runs the whole demo (text, image, music; --seconds of training each, threads auto) into a fresh folder,
+Runs the whole demo as `genlab demo` does (text, image, music; with --seconds, each part bounded to S seconds
+of wall time; threads auto) into a fresh folder,
 writes the README's pictures into docs/img (what `genlab demo --pictures docs/img` does), and records the
 wall time and each part's figures: the text part's val bits per char before and after beside the unigram
 entropy of its val split (target: at least 30 % below it), FID (genlab features) before and after for the
@@ -24,7 +25,7 @@ RESULTS = ROOT / "bench" / "results" / "demo.json"
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--seconds", type=float, default=None)
     p.add_argument("--out", default="/tmp/genlab-bench-demo")
     args = p.parse_args()
     from genlab.demo import PARTS, run_demo
@@ -38,7 +39,7 @@ def main() -> None:
     wall = time.perf_counter() - started
     summary = json.loads((Path(args.out) / "summary.json").read_text())
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_at_start": load_avg,
-               "command": f"python bench/demo.py --seconds {args.seconds:g}", "threads": threads,
+               "command": "python bench/demo.py" + (f" --seconds {args.seconds:g}" if args.seconds else ""), "threads": threads,
                "wall_seconds": round(wall, 1), **summary}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

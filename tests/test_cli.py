@@ -321,3 +321,15 @@ def test_eval_says_when_it_replaces_an_earlier_eval_json(cli, corpus_file, tmp_p
     assert first.returncode == 0 and "replacing" not in first.stdout
     again = cli("eval", run, "--n", "2")
     assert again.returncode == 0 and "replacing the earlier one" in again.stdout
+
+
+def test_sample_max_time_bounds_generation_and_says_so(trained, cli, tmp_path):
+    r = cli("sample", str(trained / "run"), "--max-new-tokens", "100000", "--max-time", "0.5", "--n", "2",
+            "--out", str(tmp_path / "s.txt"))
+    assert r.returncode == 0, r.stderr
+    assert "2 of 2 samples stopped at --max-time 0.5 s" in r.stderr
+    assert 0 < len((tmp_path / "s.txt").read_text()) < 100_000
+    r = cli("sample", str(trained / "run"), "--max-time", "0")
+    assert r.returncode == 1 and r.stderr.strip() == "error: --max-time: must be a positive number of seconds, not 0.0"
+    r = cli("sample", str(trained / "image-run"), "--max-time", "5")
+    assert r.returncode == 1 and r.stderr.strip() == "error: --max-time does not apply to image runs"

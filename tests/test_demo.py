@@ -127,3 +127,17 @@ def test_genlab_report_writes_a_page_for_any_run(tmp_path, cli, corpus_file):
     assert "sample at step 2" in text and "sample at step 4" in text and "kept weights: step" in text
     r = cli("report", tmp_path)
     assert r.returncode == 1 and r.stderr.strip() == f"error: {tmp_path}: not a genlab run folder (no config.toml)"
+
+
+@pytest.mark.xdist_group("shared-caches")  # python-docs and the digits features, built once
+def test_demo_seconds_bounds_a_whole_part(demo, tmp_path):
+    """`genlab demo --seconds S`: the part's warm-up, training, samples and scores fit in S seconds of wall time
+    (a first build of its dataset is outside the budget, and said); training gets what the rest leaves."""
+    import json
+
+    run_demo(tmp_path / "bounded", ["text"], seconds=15, progress=False)
+    summary = json.loads((tmp_path / "bounded" / "summary.json").read_text())
+    text = summary["text"]
+    assert summary["bounded"] and text["steps"] > 1
+    assert text["wall_seconds"] - text["one_time_seconds"] <= 15 + 2, text
+    assert "a budget of 15 s" in (tmp_path / "bounded" / "index.html").read_text()

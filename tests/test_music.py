@@ -293,7 +293,7 @@ def test_a_music_run_defaults_to_the_midi_tokenizer_and_learns(run):
 
 
 def test_primed_continuation_by_seconds_writes_mid_png_wav_that_reload(run, chorales, tmp_path, cli):
-    from genlab.audio import save_midi
+    from genlab.audio import playable, save_midi
     from genlab.datasets.midi import read_score
     from genlab.tasks.music import bar_tick, cut, seconds_of
 
@@ -314,7 +314,7 @@ def test_primed_continuation_by_seconds_writes_mid_png_wav_that_reload(run, chor
     out_notes = sorted((n.start, n.pitch) for i in pm.instruments for n in i.notes if n.start < prime_end - 1e-6)
     assert [p for _, p in out_notes] == [p for _, p in theme_notes]  # the prime comes first, unchanged
     (again,) = gen.generate(tmp_path / "theme.mid", seconds=3.0, temperature=0.9, seed=1)
-    assert bytes(again.score.dumps_midi()) == (tmp_path / "cont.mid").read_bytes()
+    assert bytes(playable(again.score).dumps_midi()) == (tmp_path / "cont.mid").read_bytes()
 
 
 def test_from_scratch_by_tokens_and_bars(run, tmp_path, cli):
@@ -351,3 +351,32 @@ def test_music_user_errors_are_one_line(run, tmp_path, cli):
         gen.generate(seconds=2, bars=2)
     with pytest.raises(GenlabError, match="tokenizer.kind: music runs use the midi tokenizer, not 'bpe'"):
         genlab.train({**music_config(tmp_path, tmp_path / "r", "gpt"), "tokenizer": {"kind": "bpe"}}, progress=False)
+
+
+def test_sample_max_time_writes_the_music_made_so_far(run, cli, tmp_path):
+    r = cli("sample", str(run.path), "--seconds", "100000", "--max-time", "1", "--out", str(tmp_path / "p.mid"))
+    assert r.returncode == 0, r.stderr
+    assert "p.mid stopped at --max-time 1 s, shorter than asked" in r.stderr
+    assert all((tmp_path / f"p.{x}").is_file() for x in ("mid", "png", "wav"))
+
+
+def test_broken_model_output_does_not_become_hours_of_audio(tmp_path):
+    """An untrained model's tokens can decode to tempo and meter events at overflowed times (seen: +-2^31
+    ticks, unsorted); written as they are they made a 2^28-tick MIDI file and a 12 GB WAV. The writer keeps
+    the music and drops what no music has."""
+    from symusic import Note, Score, Tempo, TimeSignature, Track
+
+    from genlab.audio import write_music
+
+    score = Score(16)
+    track = Track(program=0)
+    track.notes.extend([Note(0, 16, 60, 80), Note(16, 16, 64, 80), Note(-5, 4, 62, 80), Note(2**30, 4, 67, 80)])
+    score.tracks.append(track)
+    score.tempos.extend([Tempo(0, 120.0), Tempo(2**30, 90.0), Tempo(-(2**31) + 3, 60.0)])
+    score.time_signatures.extend([TimeSignature(0, 4, 4), TimeSignature(1879048233, 6, 8)])
+    paths, _ = write_music(score, tmp_path / "broken.mid")
+    written = pretty_midi.PrettyMIDI(str(paths[0]))
+    assert [(n.pitch, round(n.start, 2)) for n in written.instruments[0].notes] == [(60, 0.0), (64, 0.5)]
+    assert written.get_end_time() == pytest.approx(1.0, abs=0.01)
+    with wave.open(str(paths[2])) as w:
+        assert w.getnframes() / w.getframerate() < 5  # the sound of one second, and a renderer's release tail

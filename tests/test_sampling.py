@@ -164,3 +164,22 @@ def test_a_line_break_the_pattern_also_takes_as_text_ends_the_row_where_it_may_e
         row = pattern.constraint()
         assert row.advance(tokenizer.encode("a")[0]) is False
         assert row.allowed(3, "cpu")[end] and row.advance(end) is True
+
+
+def test_max_time_ends_a_row_on_the_wall_clock_and_keeps_what_it_made(monkeypatch):
+    """Decoding.max_time (`genlab sample --max-time`): a row ends with finish "time" at the first token past its
+    deadline, with the tokens drawn until then the same as without a deadline."""
+    model = tiny_model("gpt")
+    now = [100.0]
+    monkeypatch.setattr("genlab.sampling.engine.time.monotonic", lambda: now[0])
+    engine = Engine(model)
+    timed = engine.add(Request([1], Decoding(max_new_tokens=50, temperature=1.0, max_time=3.0), seed=5))
+    free = engine.add(Request([1], Decoding(max_new_tokens=50, temperature=1.0), seed=5))
+    finishes = {}
+    for step in range(50):
+        now[0] += 1.0  # one second a step: the timed row's third token is its last
+        for event in engine.step():
+            if event.finish is not None:
+                finishes[event.slot] = (step, event.finish)
+    assert finishes == {timed: (2, "time"), free: (49, "length")}
+    assert engine.tokens(timed) == engine.tokens(free)[:3]

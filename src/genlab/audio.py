@@ -129,10 +129,30 @@ def save_midi(score, dest: Path) -> None:
     atomic_write_bytes(Path(dest), bytes(score.dumps_midi()))
 
 
+MAX_BEATS = 100_000  # past this a note's time is a decoding overflow, not music (about 7 hours at 240 bpm)
+
+
+def playable(score):
+    """A copy of `score` without what a model's broken output can leave: events at negative times or, for notes,
+    past MAX_BEATS (an overflowed time shift), and tempo, meter, key and marker events past the last note
+    (unsorted, they become 2^28-tick gaps in the file, and hours of silence a renderer writes to disk)."""
+    out = score.copy()
+    limit = MAX_BEATS * out.ticks_per_quarter
+    for track in out.tracks:
+        track.notes.filter(lambda n: 0 <= n.time <= limit and n.duration > 0, inplace=True)
+        for events in (track.controls, track.pitch_bends, track.pedals):
+            events.filter(lambda e: 0 <= e.time <= limit, inplace=True)
+    end = max((n.end for track in out.tracks for n in track.notes), default=0)
+    for events in (out.tempos, out.time_signatures, out.key_signatures, out.markers):
+        events.filter(lambda e: 0 <= e.time <= end, inplace=True)
+    return out.sort()
+
+
 def write_music(score, dest: Path, prime_seconds: float | None = None, title: str = "") -> tuple[list[Path], str]:
     """Write DEST.mid, and beside it DEST.png (piano roll) and DEST.wav; returns the three paths and which
     renderer made the audio."""
     dest = Path(dest).with_suffix(".mid")
+    score = playable(score)
     save_midi(score, dest)
     piano_roll_png(score, dest.with_suffix(".png"), prime_seconds, title)
     renderer = render_wav(score, dest, dest.with_suffix(".wav"))

@@ -15,7 +15,7 @@ import numpy as np
 class TextSample:
     text: str  # the generated text, prompt not included (as OpenAI's API returns it), cut before the stop string
     tokens: list[int] = field(default_factory=list)  # the generated token ids
-    finish_reason: str = "length"  # "length" (max_new_tokens), "stop" (a stop string or end of text), "cancelled"
+    finish_reason: str = "length"  # "length" (max_new_tokens), "stop" (a stop string or end of text), "time" (max_time), "cancelled"
     prompt: str = ""  # the text it continues
 
     @property
@@ -41,7 +41,7 @@ class ImageSample:
 class MusicSample:
     score: object  # symusic Score in ticks: the prime as the tokenizer renders it, then the new music
     tokens: list[int] = field(default_factory=list)  # the generated token ids
-    finish_reason: str = "length"  # "length" (the asked seconds/bars/tokens) or "cap" (the token cap came first)
+    finish_reason: str = "length"  # "length" (the asked seconds/bars/tokens), "cap" (the token cap came first) or "time" (max_time)
 
 
 @dataclass

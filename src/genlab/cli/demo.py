@@ -15,7 +15,7 @@ from genlab.errors import GenlabError
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo's runs go."),
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated parts to run (default: all)."),
-    seconds: float = typer.Option(60.0, "--seconds", help="Training time per part, in seconds."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Wall time per part, everything included (default: about a minute of training each, longer where a slow machine has not learned yet)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     open_page: bool = typer.Option(False, "--open", help="Open the demo's page (OUT/index.html) in your browser."),
     pictures: Optional[Path] = typer.Option(None, "--pictures", help="Also write the README's pictures into this folder (docs/img)."),
@@ -26,6 +26,8 @@ def demo(
     use_threads(threads)
     from genlab.demo import PARTS, run_demo
 
+    if seconds is not None and not seconds > 0:
+        raise GenlabError(f"--seconds: must be a positive number of seconds, not {seconds}")
     parts = [p.strip() for p in only.split(",")] if only else list(PARTS)
     for p in parts:
         if p not in PARTS:

@@ -42,6 +42,7 @@ def sample(
     prime: Optional[Path] = typer.Option(None, "--prime", help="A MIDI file (music) or sound file (audio) to continue."),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Length of music or sound to generate, in seconds."),
     bars: Optional[int] = typer.Option(None, "--bars", help="Length of music to generate, in bars."),
+    max_time: Optional[float] = typer.Option(None, "--max-time", help="Stop generating after this many seconds of wall time and write what there is (text, code, music, audio)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: str = threads_option(),
 ) -> None:
@@ -59,7 +60,9 @@ def sample(
                    top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, stop=stop or None, stream=stream,
                    steps=steps, sampler=sampler, class_label=class_label, guidance=guidance,
                    interpolate=interpolate or None, truncation=truncation, style_mix=style_mix or None, prime=prime,
-                   seconds=seconds, bars=bars)
+                   seconds=seconds, bars=bars, max_time=max_time)
+    if max_time is not None and not max_time > 0:
+        raise GenlabError(f"--max-time: must be a positive number of seconds, not {max_time}")
     options = {k: v for k, v in options.items() if v is not None}
     writer = WRITERS.get(gen.modality)
     if writer is None:
@@ -75,21 +78,27 @@ def sample(
 def write_text(gen, prompt: str | None = None, n: int = 1, seed: int | None = None, out: Path | None = None,
                stop: list[str] | None = None, stream: bool | None = None, max_new_tokens: int | None = None,
                temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-               repetition_penalty: float | None = None) -> None:
+               repetition_penalty: float | None = None, max_time: float | None = None) -> None:
     """Text and code: print (streaming when there is one sample) and optionally save."""
     prompt = prompt if prompt is not None else gen.config.sample.prompt
     decoding = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                    repetition_penalty=repetition_penalty)
+                    repetition_penalty=repetition_penalty, max_time=max_time)
     if stream is None:
         stream = n == 1 and out is None
     if stream and n == 1:
         sys.stdout.write(prompt)
+        t0 = time.perf_counter()
         for piece in gen.stream(prompt, seed=seed, stop=stop, **decoding):
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
+        if max_time is not None and time.perf_counter() - t0 >= max_time:
+            say_stopped_for_time(max_time, "the sample")
         return
-    rendered = [s.full_text for s in gen.generate(prompt, n=n, seed=seed, stop=stop, **decoding)]
+    samples = gen.generate(prompt, n=n, seed=seed, stop=stop, **decoding)
+    if any(s.finish_reason == "time" for s in samples):
+        say_stopped_for_time(max_time, f"{sum(s.finish_reason == 'time' for s in samples)} of {n} samples")
+    rendered = [s.full_text for s in samples]
     body = "\n\n".join(f"--- sample {i + 1} ---\n{t}" for i, t in enumerate(rendered)) if n > 1 else rendered[0]
     if out is not None:
         check_output_file(out, "text")
@@ -97,6 +106,10 @@ def write_text(gen, prompt: str | None = None, n: int = 1, seed: int | None = No
         print(f"wrote {n} sample{'s' if n > 1 else ''} to {out}", file=sys.stderr)
     else:
         print(body)
+
+
+def say_stopped_for_time(max_time: float, what: str) -> None:
+    print(f"{what} stopped at --max-time {max_time:g} s, shorter than asked", file=sys.stderr)
 
 
 def write_images(gen, n: int = 16, seed: int | None = None, out: Path | None = None, steps: int | None = None,
@@ -146,7 +159,7 @@ def write_images(gen, n: int = 16, seed: int | None = None, out: Path | None = N
 def write_music(gen, n: int = 1, seed: int | None = None, out: Path | None = None, prime: Path | None = None,
                 seconds: float | None = None, bars: int | None = None, max_new_tokens: int | None = None,
                 temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                repetition_penalty: float | None = None) -> None:
+                repetition_penalty: float | None = None, max_time: float | None = None) -> None:
     """Music: OUT.mid, OUT.png (piano roll) and OUT.wav per sample (OUT_1.mid, OUT_2.mid, ... when n > 1);
     OUT defaults to RUN/samples/sample.mid."""
     from genlab.audio import write_music as write_files
@@ -158,12 +171,15 @@ def write_music(gen, n: int = 1, seed: int | None = None, out: Path | None = Non
         for suffix, kind in ((".mid", "midi"), (".png", "png"), (".wav", "wav")):
             check_output_file(dest.with_suffix(suffix), kind)
     samples = gen.generate(prime, n=n, seed=seed, seconds=seconds, bars=bars, max_new_tokens=max_new_tokens,
-                           temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+                           temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                           max_time=max_time)
     prime_seconds = gen.prime_seconds(prime)
     title = f"{gen.run.path.name}: " + (f"continuation of {Path(prime).name}" if prime else "from scratch")
     for dest, sample in zip(dests, samples):
         if sample.finish_reason == "cap":
             print(f"warning: {dest.name} stopped at the token cap before the asked length", file=sys.stderr)
+        if sample.finish_reason == "time":
+            say_stopped_for_time(max_time, dest.name)
         paths, renderer = write_files(sample.score, dest, prime_seconds, title)
         print(f"wrote {', '.join(str(p) for p in paths)}  ({seconds_of(sample.score):.1f} s, {sample.score.note_num()} notes; "
               f"audio: {renderer})", file=sys.stderr)
@@ -171,7 +187,8 @@ def write_music(gen, n: int = 1, seed: int | None = None, out: Path | None = Non
 
 def write_audio(gen, n: int = 1, seed: int | None = None, out: Path | None = None, prime: Path | None = None,
                 seconds: float | None = None, max_new_tokens: int | None = None, class_label: str | None = None,
-                temperature: float | None = None, top_k: int | None = None, top_p: float | None = None) -> None:
+                temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                max_time: float | None = None) -> None:
     """Audio: OUT.wav and OUT.png (spectrogram) per sample (OUT_1.wav, ... when n > 1); OUT defaults to
     RUN/samples/sample.wav; one second of sound when neither --seconds nor --max-new-tokens is given."""
     out = Path(out) if out is not None else gen.run.samples / "sample.wav"
@@ -183,7 +200,7 @@ def write_audio(gen, n: int = 1, seed: int | None = None, out: Path | None = Non
         seconds = 1.0
     t0 = time.perf_counter()
     samples = gen.generate(prime, n=n, seed=seed, seconds=seconds, max_new_tokens=max_new_tokens, class_label=class_label,
-                           temperature=temperature, top_k=top_k, top_p=top_p, progress=True)
+                           temperature=temperature, top_k=top_k, top_p=top_p, progress=True, max_time=max_time)
     made = sum(len(s.audio) - s.prime_samples for s in samples) / gen.sample_rate
     took = time.perf_counter() - t0
     for dest, sample in zip(dests, samples):
@@ -191,6 +208,8 @@ def write_audio(gen, n: int = 1, seed: int | None = None, out: Path | None = Non
         print(f"wrote {', '.join(str(p) for p in paths)}  ({len(sample.audio) / sample.sample_rate:.2f} s at "
               f"{sample.sample_rate} Hz{f', the first {sample.prime_samples / sample.sample_rate:.2f} s the prime' if sample.prime_samples else ''})",
               file=sys.stderr)
+        if sample.finish_reason == "time":
+            say_stopped_for_time(max_time, dest.name)
     print(f"generated {made:.2f} s of sound in {took:.1f} s ({made / took:.3f} s of sound per second)", file=sys.stderr)
 
 

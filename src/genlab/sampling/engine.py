@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -57,6 +58,7 @@ class Decoding:
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit), OpenAI's logit_bias
     logprobs: int | None = None  # report the drawn token's log-probability and this many likeliest alternatives
     logprobs_mode: str = "raw"  # "raw": the model's own distribution; "processed": after everything above
+    max_time: float | None = None  # seconds of wall time from the request's start; then it ends ("time")
 
     @property
     def needs_history(self) -> bool:
@@ -78,7 +80,7 @@ class Event:
     slot: int
     token: int
     text: str  # text this token settled ("" without a tokenizer, or while it may still begin a stop string)
-    finish: str | None = None  # None while running; "length" or "stop" on the slot's last event
+    finish: str | None = None  # None while running; "length", "stop" or "time" on the slot's last event
     logprob: float | None = None  # the token's log-probability, where the request asked (Decoding.logprobs)
     top_logprobs: list[tuple[int, float]] | None = None  # the likeliest tokens and theirs, best first
 
@@ -184,6 +186,7 @@ class _Slot:
     finish: str | None = None
     row: int | None = None  # its row of the pool's cache (slot-capable models)
     fed: int = 0  # tokens of prompt + output that row holds
+    deadline: float = float("inf")  # time.monotonic() past which it ends (Decoding.max_time)
 
 
 class _Group:
@@ -264,6 +267,8 @@ class Engine:
         self.next_slot += 1
         text = TextAssembler(self.tokenizer, request.stop) if self.tokenizer is not None else None
         self.slots[slot] = _Slot(request, random.Random(seed), text)
+        if request.decoding.max_time is not None:
+            self.slots[slot].deadline = time.monotonic() + request.decoding.max_time
         self.running.append(slot)
         self.waiting.append(slot)
         if request.decoding.max_new_tokens <= 0:
@@ -454,6 +459,8 @@ class Engine:
             finish = "stop"  # the pattern is complete and nothing may follow
         if finish is None and len(s.tokens) >= s.request.decoding.max_new_tokens:
             finish = "length"
+        if finish is None and s.deadline != float("inf") and time.monotonic() >= s.deadline:
+            finish = "time"
         if finish is not None:
             self._finish(slot, finish)
         return Event(slot, token, s.text.take() if s.text is not None else "", finish)

@@ -235,9 +235,9 @@ class MusicGenerator(SequenceGenerator):
         for slot in slots:
             made = engine.tokens(slot)
             score = self.tokenizer.decode(prime_ids + made)
-            finish = "length"
+            finish = "time" if engine.finish_reason(slot) == "time" else "length"  # max_time came first
             if by_length:
-                if score.end() < end_tick(score):
+                if finish == "length" and score.end() < end_tick(score):
                     finish = "cap"
                 score = cut(score, end_tick(score))
             samples.append(MusicSample(score, made, finish))
