@@ -33,11 +33,12 @@ ROUNDS = 3  # every form timed once per round, rounds interleaved: a noisy minut
 
 
 def decode_seconds(model, prompt: list[int], batch: int) -> float:
-    from genlab.sampling.engine import Decoding, Engine, Request, decode
+    from genlab.generators import UNFILTERED, SamplingParams
+    from genlab.sampling.engine import Engine, Request, decode
 
     engine = Engine(model)
     start = time.perf_counter()
-    decode(engine, [Request(prompt, Decoding(max_new_tokens=NEW_TOKENS, temperature=1.0), seed=i) for i in range(batch)])
+    decode(engine, [Request(prompt, SamplingParams(max_new_tokens=NEW_TOKENS, **UNFILTERED), seed=i) for i in range(batch)])
     return time.perf_counter() - start
 
 

@@ -33,7 +33,8 @@ from music_families import MODELS  # noqa: E402  (the same model sizes)
 
 from genlab.config import validate_config  # noqa: E402
 from genlab.files import atomic_write_json  # noqa: E402
-from genlab.sampling.engine import Decoding, Engine, Request, decode  # noqa: E402
+from genlab.generators import UNFILTERED, SamplingParams  # noqa: E402
+from genlab.sampling.engine import Engine, Request, decode  # noqa: E402
 from genlab.tasks.sequence import build_model  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "music_throughput.json"
@@ -56,7 +57,7 @@ def train_rate(model, optimizer, x, y) -> float:
 def sample_rate(model, rows: int) -> float:
     """Sampled tokens per second: `rows` sequences of SAMPLE_TOKENS tokens decoded together."""
     t0 = time.perf_counter()
-    decode(Engine(model), [Request([0], Decoding(SAMPLE_TOKENS, 1.0), seed=i) for i in range(rows)])
+    decode(Engine(model), [Request([0], SamplingParams(max_new_tokens=SAMPLE_TOKENS, **UNFILTERED), seed=i) for i in range(rows)])
     return rows * SAMPLE_TOKENS / (time.perf_counter() - t0)
 
 
@@ -78,7 +79,7 @@ def main() -> None:
         for f in families:
             torch.set_num_threads(threads)
             rates[f].setdefault("train", []).append(train_rate(models[f], optimizers[f], x, y))
-            # Decoding runs many tiny ops: on a loaded machine a second thread mostly waits, so both are measured.
+            # SamplingParams runs many tiny ops: on a loaded machine a second thread mostly waits, so both are measured.
             for n_threads in sorted({1, threads}):
                 torch.set_num_threads(n_threads)
                 for rows in (1, SAMPLE_ROWS):

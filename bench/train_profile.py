@@ -57,7 +57,7 @@ def profile(family: str, steps: int) -> dict:
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     from genlab.config import TrainConfig
-    from genlab.trainer import make_optimizer
+    from genlab.training.schedule import make_optimizer
 
     model = build(family)
     opt = make_optimizer(model, TrainConfig(lr=1e-3), torch.device("cpu"))

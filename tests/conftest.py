@@ -1,5 +1,7 @@
+import contextlib
 import os
 import random
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +112,36 @@ def require_tools(*tools: str) -> dict[str, str]:
             pytest.fail(f"{', '.join(missing)} missing on CI (.ci/run installs them with apt-get)")
         pytest.skip(f"needs {', '.join(missing)} (apt-get install {' '.join(missing)})")
     return found
+
+
+@contextlib.contextmanager
+def serving(run, env: dict | None = None, cwd=None):
+    """`genlab serve RUN` as a user starts it, in its own process on a free port; yields its base URL once /health
+    answers, and stops it afterwards."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("genlab")), "serve", str(run), "--port", str(port),
+                               "--threads", "1"], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the server did not start: " + server.stderr.read()[-1000:])
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -11,7 +11,8 @@ import soundfile
 import torch
 
 from genlab.models.wavenet import Conditioned, WaveNet, WaveNetConfig
-from genlab.sampling.engine import Decoding, Engine, Request, decode
+from genlab.generators import SamplingParams
+from genlab.sampling.engine import Engine, Request, decode
 from genlab.tokenizers.mulaw import MuLawTokenizer
 
 
@@ -27,7 +28,7 @@ def tiny_wavenet(**options) -> WaveNet:
 
 def sampled(model, prompt: list[int], n: int, use_cache: bool, seed: int = 5) -> list[int]:
     engine = Engine(model, use_cache=use_cache)
-    slot = decode(engine, [Request(prompt, Decoding(max_new_tokens=n, temperature=1.0, top_k=0, top_p=1.0), seed)])[0]
+    slot = decode(engine, [Request(prompt, SamplingParams(max_new_tokens=n, temperature=1.0, top_k=0, top_p=1.0), seed)])[0]
     return engine.tokens(slot)
 
 

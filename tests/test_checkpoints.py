@@ -116,7 +116,7 @@ def test_a_signal_checkpoints_that_step_exits_128_plus_n_and_resumes_exactly(uni
 def test_a_time_budget_becomes_a_step_plan_kept_on_resume(tmp_path, corpus_file):
     import json
 
-    from genlab.trainer import PLAN_AFTER_STEPS
+    from genlab.training.schedule import PLAN_AFTER_STEPS
 
     cfg = tiny_config(corpus_file, tmp_path / "run", max_steps=PLAN_AFTER_STEPS + 6, max_time=3600.0, log_interval=1,
                       checkpoint_interval=PLAN_AFTER_STEPS + 2)

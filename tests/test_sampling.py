@@ -1,34 +1,35 @@
 import pytest
 import torch
 
-from genlab.sampling.engine import Decoding, Engine, Request, decode, filter_logits
+from genlab.generators import SamplingParams
+from genlab.sampling.engine import Engine, Request, decode, filter_logits
 from test_sequence_models import tiny_model
 from test_zoo import decode_rows
 
 
 def test_top_k_keeps_exactly_the_k_largest():
     logits = torch.tensor([[1.0, 5.0, 3.0, 4.0, 2.0]])
-    out = filter_logits(logits, None, Decoding(temperature=1.0, top_k=2))
+    out = filter_logits(logits, None, SamplingParams(temperature=1.0, top_k=2, top_p=1.0))
     assert torch.isfinite(out).tolist() == [[False, True, False, True, False]]
 
 
 def test_top_p_keeps_the_smallest_set_covering_p():
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
-    out = filter_logits(probs.log(), None, Decoding(temperature=1.0, top_p=0.75))
+    out = filter_logits(probs.log(), None, SamplingParams(temperature=1.0, top_p=0.75))
     assert torch.isfinite(out).tolist() == [[True, True, False, False]]  # 0.5 < 0.75 needs the 0.3 too
-    out = filter_logits(probs.log(), None, Decoding(temperature=1.0, top_p=0.1))
+    out = filter_logits(probs.log(), None, SamplingParams(temperature=1.0, top_p=0.1))
     assert torch.isfinite(out).tolist() == [[True, False, False, False]]  # the top token always stays
 
 
 def test_repetition_penalty_lowers_only_seen_tokens():
     logits = torch.tensor([[2.0, -1.0, 2.0, -1.0]])
-    out = filter_logits(logits, torch.tensor([[0, 1]]), Decoding(temperature=1.0, repetition_penalty=2.0))
+    out = filter_logits(logits, torch.tensor([[0, 1]]), SamplingParams(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=2.0))
     assert out.tolist() == [[1.0, -2.0, 2.0, -1.0]]
 
 
 def test_same_seed_same_tokens_and_batches_differ():
     model = tiny_model("gpt")
-    d = Decoding(max_new_tokens=12, temperature=1.0)
+    d = SamplingParams(max_new_tokens=12, temperature=1.0)
     run = lambda seed: decode_rows(model, torch.tensor([[1]] * 4), d, use_cache=True, seed=seed)  # noqa: E731
     a, b = run(7), run(7)
     assert torch.equal(a, b)
@@ -40,9 +41,9 @@ def test_same_seed_same_tokens_and_batches_differ():
 def test_requests_join_and_leave_between_steps_without_changing_each_other(continuous):
     # A request's tokens depend only on its prompt, options and seed: not on who shares the engine.
     model = tiny_model("gpt")
-    a = Request([1, 2, 3], Decoding(max_new_tokens=10, temperature=1.0), seed=1)
-    b = Request([4], Decoding(max_new_tokens=6, temperature=0.7, top_k=3), seed=2)
-    c = Request([5, 6, 7], Decoding(max_new_tokens=10, temperature=1.0, repetition_penalty=1.3), seed=3)
+    a = Request([1, 2, 3], SamplingParams(max_new_tokens=10, temperature=1.0), seed=1)
+    b = Request([4], SamplingParams(max_new_tokens=6, temperature=0.7, top_k=3), seed=2)
+    c = Request([5, 6, 7], SamplingParams(max_new_tokens=10, temperature=1.0, repetition_penalty=1.3), seed=3)
     alone = {}
     for name, r in {"a": a, "b": b, "c": c}.items():
         e = Engine(model, continuous=continuous)
@@ -55,7 +56,7 @@ def test_requests_join_and_leave_between_steps_without_changing_each_other(conti
     slot_a = engine.add(a)
     events = engine.step() + engine.step() + engine.step()
     slot_b, slot_c = engine.add(b), engine.add(c)  # join after three steps
-    doomed = engine.add(Request([9], Decoding(max_new_tokens=50), seed=4))
+    doomed = engine.add(Request([9], SamplingParams(max_new_tokens=50), seed=4))
     finished = {}
     while engine.active:
         step = engine.step()
@@ -96,12 +97,12 @@ def test_rows_of_one_prompt_share_one_prefill_and_still_draw_their_own_tokens(mo
     alone = []
     for seed in range(6):
         e = Engine(model, continuous=True)
-        alone.append(e.tokens(decode(e, [Request(prompt, Decoding(max_new_tokens=8, temperature=1.0), seed=seed)])[0]))
+        alone.append(e.tokens(decode(e, [Request(prompt, SamplingParams(max_new_tokens=8, temperature=1.0), seed=seed)])[0]))
     calls = []
     fill = model.fill_slot
     monkeypatch.setattr(model, "fill_slot", lambda *a: calls.append(1) or fill(*a))
     engine = Engine(model, continuous=True)
-    slots = decode(engine, [Request(prompt, Decoding(max_new_tokens=8, temperature=1.0), seed=seed) for seed in range(6)])
+    slots = decode(engine, [Request(prompt, SamplingParams(max_new_tokens=8, temperature=1.0), seed=seed) for seed in range(6)])
     assert len(calls) == 1  # six rows, one prefill: the others copy its cache rows
     assert [engine.tokens(s) for s in slots] == alone
 
@@ -141,11 +142,12 @@ def test_the_lazy_matcher_allows_exactly_what_the_automaton_allows(schema_or_reg
 
 def test_a_tiny_temperature_draws_the_likeliest_token_not_garbage():
     """logits / 1e-300 overflowed to inf - inf = nan, and the draw took any token, even one the pattern masked."""
-    from genlab.sampling.engine import GREEDY_BELOW, Decoding, choose, filter_logits
+    from genlab.generators import SamplingParams
+    from genlab.sampling.engine import GREEDY_BELOW, choose, filter_logits
 
     logits = torch.tensor([[0.5, 3.0, float("-inf"), 1.0]])
     for t in (5e-324, 1e-300, 1e-8, 2e-6, 1e-4):
-        filtered = filter_logits(logits, None, Decoding(temperature=t))
+        filtered = filter_logits(logits, None, SamplingParams(temperature=t))
         assert not filtered.isnan().any()
         greedy = t < GREEDY_BELOW  # as the engine decides
         assert [choose(filtered, [greedy], [u]).item() for u in (0.0, 0.5, 0.999)] == [1, 1, 1]
@@ -167,14 +169,14 @@ def test_a_line_break_the_pattern_also_takes_as_text_ends_the_row_where_it_may_e
 
 
 def test_max_time_ends_a_row_on_the_wall_clock_and_keeps_what_it_made(monkeypatch):
-    """Decoding.max_time (`genlab sample --max-time`): a row ends with finish "time" at the first token past its
+    """SamplingParams.max_time (`genlab sample --max-time`): a row ends with finish "time" at the first token past its
     deadline, with the tokens drawn until then the same as without a deadline."""
     model = tiny_model("gpt")
     now = [100.0]
     monkeypatch.setattr("genlab.sampling.engine.time.monotonic", lambda: now[0])
     engine = Engine(model)
-    timed = engine.add(Request([1], Decoding(max_new_tokens=50, temperature=1.0, max_time=3.0), seed=5))
-    free = engine.add(Request([1], Decoding(max_new_tokens=50, temperature=1.0), seed=5))
+    timed = engine.add(Request([1], SamplingParams(max_new_tokens=50, temperature=1.0, max_time=3.0), seed=5))
+    free = engine.add(Request([1], SamplingParams(max_new_tokens=50, temperature=1.0), seed=5))
     finishes = {}
     for step in range(50):
         now[0] += 1.0  # one second a step: the timed row's third token is its last

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from genlab.config import build_config
-from genlab.models import family_class
+from genlab.families import family
 
 FAMILIES = ["gpt", "gpt-rope", "gpt-bias", "lstm", "gru", "rnn", "fnet", "fnet-fourier", "ngram", "wavenet", "wavenet-k3"]
 VOCAB = 50
@@ -21,10 +21,9 @@ def tiny_model(name: str):
             "wavenet": ["model.layers_per_stack=3", "model.residual_channels=8", "model.skip_channels=8"],
             "wavenet-k3": ["model.layers_per_stack=3", "model.stacks=1", "model.kernel_size=3", "model.residual_channels=8",
                            "model.skip_channels=8"]}.get(name, [])
-    family = name.split("-")[0]
-    cfg = build_config(None, {"model": family}, sets)
+    cfg = build_config(None, {"model": name.split("-")[0]}, sets)
     torch.manual_seed(0)
-    model = family_class(family)(cfg.model, VOCAB)
+    model = family(cfg.model.name).model(cfg.model, VOCAB)
     if name == "gpt-bias":  # biases start at zero; make them count, so that every path must add them
         with torch.no_grad():
             for key, p in model.named_parameters():

@@ -11,7 +11,7 @@ import torch
 import genlab
 from genlab.config import TrainConfig
 from genlab.runs import RunDir, load_tensors
-from genlab.trainer import learning_rate, plan_steps
+from genlab.training.schedule import learning_rate, plan_steps
 from conftest import tiny_config
 
 

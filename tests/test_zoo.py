@@ -16,7 +16,8 @@ from genlab.models.gpt import GPT, GPTConfig
 from genlab.models.ngram import NGram, NGramConfig
 from genlab.models.rnn import RNN, RNNConfig
 from genlab.models.wavenet import WaveNet, WaveNetConfig
-from genlab.sampling.engine import Decoding, Engine, Request, decode
+from genlab.generators import SamplingParams
+from genlab.sampling.engine import Engine, Request, decode
 
 V = 11
 
@@ -43,7 +44,7 @@ def tiny(family: str, block: int = 32):
 FAMILIES = ["gpt", "gpt-rope", "lstm", "gru", "rnn", "fnet", "fnet-fourier", "ngram", "wavenet"]
 
 
-def decode_rows(model, prompt: torch.Tensor, d: Decoding, use_cache: bool, seed: int = 0, continuous: bool = False) -> torch.Tensor:
+def decode_rows(model, prompt: torch.Tensor, d: SamplingParams, use_cache: bool, seed: int = 0, continuous: bool = False) -> torch.Tensor:
     """prompt (B, T0) -> the (B, n) tokens the step engine generates, row i with seed + i."""
     engine = Engine(model, use_cache=use_cache, continuous=continuous)
     slots = decode(engine, [Request(row, d, seed + i) for i, row in enumerate(prompt.tolist())])
@@ -51,7 +52,7 @@ def decode_rows(model, prompt: torch.Tensor, d: Decoding, use_cache: bool, seed:
 
 
 def greedy(model, prompt: torch.Tensor, n: int, use_cache: bool) -> torch.Tensor:
-    return decode_rows(model, prompt, Decoding(max_new_tokens=n, temperature=0.0), use_cache)
+    return decode_rows(model, prompt, SamplingParams(max_new_tokens=n, temperature=0.0), use_cache)
 
 
 # ---- sampling: cache, state, batches ---------------------------------------------------
@@ -103,7 +104,7 @@ def test_sampling_past_the_context_window_equals_recomputing_it(family):
     prompt = torch.randint(0, V, (2, 3))
     cached = greedy(model, prompt, 20, use_cache=True)
     assert torch.equal(cached, greedy(model, prompt, 20, use_cache=False))
-    seeded = lambda cache, continuous=False: decode_rows(model, prompt, Decoding(max_new_tokens=20, temperature=1.0),  # noqa: E731
+    seeded = lambda cache, continuous=False: decode_rows(model, prompt, SamplingParams(max_new_tokens=20, temperature=1.0),  # noqa: E731
                                                          cache, seed=3, continuous=continuous)
     assert torch.equal(seeded(True), seeded(False))  # sampling too, with the same seed
     assert torch.equal(seeded(True, continuous=True), seeded(False))  # and rows of one shared cache (the server's)

@@ -31,9 +31,10 @@ class Run:
 
 
 def train(config: RunConfig | dict | str | Path, progress: bool = True, overwrite: bool = False,
-          continuing: bool = False) -> Run:
+          continuing: bool = False, on_eval=None) -> Run:
     """Train the run `config` describes (resuming its checkpoint if `out` holds one; `continuing`: the caller
-    goes on from a checkpoint it just made, and no resume is announced)."""
+    goes on from a checkpoint it just made, and no resume is announced). `on_eval(step, results)` hears every
+    periodic eval (a sweep prunes a trial from there by raising)."""
     if isinstance(config, (str, Path)):
         config = build_config(Path(config))
     elif isinstance(config, dict):
@@ -41,7 +42,7 @@ def train(config: RunConfig | dict | str | Path, progress: bool = True, overwrit
     fresh = not Path(config.out).exists()
     try:
         config, results = train_task(task_of(config.task), config, progress=progress, overwrite=overwrite,
-                                     continuing=continuing)
+                                     continuing=continuing, on_eval=on_eval)
         return Run(Path(config.out), config, results)
     except GenlabError:
         # A folder this call created and that holds no checkpoint yet (bad data, bad config) is
@@ -57,6 +58,10 @@ def load(run: str | Path, device: str = "auto"):
     from genlab.export import exported_format, load_export
     from genlab.tasks.hf_clip import HFImageTextGenerator, hf_image_text_kind
 
+    if str(run).startswith("remote:"):  # any OpenAI-compatible endpoint
+        from genlab.tasks.remote import RemoteGenerator
+
+        return RemoteGenerator(str(run))
     exported = exported_format(run) if not str(run).startswith("hf:") else None
     if exported in ("onnx", "int8", "web"):  # int8: ONNX with int8 weights, or a quantized PyTorch model
         return load_export(run)

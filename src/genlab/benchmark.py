@@ -32,7 +32,7 @@ def train_steps(cfg, batch: int, steps: int, dtype: str = "float32", compiled: b
     from genlab.compiling import Compiled
     from genlab.config import TrainConfig
     from genlab.models.gpt import GPT
-    from genlab.trainer import make_optimizer
+    from genlab.training.schedule import make_optimizer
 
     torch.manual_seed(0)
     model = GPT(cfg, VOCAB)
@@ -77,9 +77,10 @@ def training_mfu(shapes: dict, variants=((False, "float32"),), rounds: int = 5, 
 
 def genlab_decoder(model, batch: int, new_tokens: int, greedy: bool = False, use_cache: bool = True):
     """A run of genlab's step engine: `batch` rows of one prompt, `new_tokens` each (sampled at temperature 1, or greedy)."""
-    from genlab.sampling.engine import Decoding, Engine, Request, decode
+    from genlab.generators import UNFILTERED, SamplingParams
+    from genlab.sampling.engine import Engine, Request, decode
 
-    d = Decoding(max_new_tokens=new_tokens, temperature=0.0 if greedy else 1.0)
+    d = SamplingParams(max_new_tokens=new_tokens, **({"temperature": 0.0} if greedy else UNFILTERED))
     return lambda: decode(Engine(model, use_cache=use_cache), [Request([0], d, seed=i) for i in range(batch)])
 
 

@@ -103,40 +103,28 @@ def _split_signature(run: RunDir) -> dict:
     return {"seed": h["seed"], "units": {k: v["units"] for k, v in h["splits"].items()}}
 
 
-def family_label(config) -> str:
-    """The family as the table names it: FNet's two mixers are different models and are named for what they are."""
-    if config.model.name == "fnet":
-        return "fnet, Fourier mixing" if config.model.mixing == "fourier" else "fnet, learned causal conv"
-    return config.model.name
-
-
 def measure(run_path: Path, device: str = "cpu", sample_tokens: int = 200, draws: int = 1) -> dict:
     """One row of the table for a finished sequence run; sampling speed is the best of `draws` draws at batch 1."""
     from genlab.api import load
     from genlab.datasets.token_store import TokenStore
-    from genlab.sampling.engine import Decoding, Engine, Request, decode
-    from genlab.tasks.sequence import evaluate_tokens
+    from genlab.generators import UNFILTERED
 
     run = RunDir(run_path).require()
     config = load_config(run.config)
     gen = load(run.path, device=device)
-    model = gen.model
-    block = getattr(model, "max_context", None) or config.model.block_size
-    val = TokenStore(run.data).split("val")
-    r = evaluate_tokens(model, val, gen.tokenizer.unit_lengths(), block, gen.device)
+    r = gen.perplexity_of(TokenStore(run.data).split("val"))
     rows = run.read_metrics()
     rates = [row["tok_per_s"] for row in rows if "tok_per_s" in row and row.get("step", 0) > 1]
     sample_rate = 0.0
     for seed in range(draws):
-        engine = Engine(model, device=gen.device)
         start = time.perf_counter()
-        (slot,) = decode(engine, [Request(gen.encode_prompt(""), Decoding(max_new_tokens=sample_tokens, temperature=1.0), seed=seed)])
-        sample_rate = max(sample_rate, len(engine.tokens(slot)) / (time.perf_counter() - start))
+        (sample,) = gen.generate("", seed=seed, stop=[], max_new_tokens=sample_tokens, **UNFILTERED)
+        sample_rate = max(sample_rate, len(sample.tokens) / (time.perf_counter() - start))
     return {
         "name": run.path.name,
         "path": str(run.path),
-        "family": family_label(config),
-        "params": int(model.num_params()),
+        "family": config.model.label(),
+        "params": gen.parameter_count,
         "val_loss": r["loss"],
         "val_bits_per_unit": r["bits_per_unit"],
         "unit": gen.tokenizer.unit,
@@ -159,7 +147,7 @@ def measure_images(run_path: Path, device: str = "cpu", n: int = IMAGE_SAMPLES) 
     r = gen.evaluate(n=n, progress=False)
     return {
         "name": run.path.name, "path": str(run.path), "family": config.model.name,
-        "params": int(sum(p.numel() for p in gen.model.parameters())),
+        "params": gen.parameter_count,
         **{k: r[k] for k in ("fid", "kid", "precision", "recall", "sampling_images_per_s", "n_generated")},
         **({"bits_per_dim": r["bits_per_dim"]} if "bits_per_dim" in r else {}),
         "train_images_per_s": statistics.median(rates) if rates else None,

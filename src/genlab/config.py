@@ -17,9 +17,14 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from genlab.errors import GenlabError
+from genlab.families import family_config
+from genlab.generators import SamplingParams
 from genlab.files import atomic_write_text
 
 Task = Literal["text", "code", "music", "audio", "image", "clip"]
+
+
+SAMPLING = SamplingParams()  # sampling defaults are set in one place: SamplingParams
 
 
 class Section(BaseModel):
@@ -85,6 +90,10 @@ class DataConfig(Section):
     source: str = "python-docs"  # a file, a folder, or a named dataset (genlab.datasets)
     include: list[str] = []  # glob patterns a file in a folder must match (any); empty = all
     exclude: list[str] = []  # glob patterns that drop a file
+    # Records (text, code): the column whose rows are the documents, of a .jsonl/.parquet/.csv file or of a
+    # Hugging Face dataset (`--data hf:PATH_OR_NAME`, where it defaults to "text"), and the dataset's split.
+    column: str | None = None
+    dataset_split: str = "train"
     val_fraction: float = 0.1
     test_fraction: float = 0.0
     # random-chunks: val (and test) are seeded random chunks of split_chunk tokens from the whole corpus;
@@ -112,12 +121,16 @@ class TokenizerConfig(Section):
 
 
 class ModelConfig(Section):
-    """Base of every family's config; `name` picks the family (genlab.models.FAMILIES).
+    """Base of every family's config; `name` picks the family (genlab.families).
 
     Every whole number in a family's config is a size or a count (positive), and every field named
     `dropout` or `p_*` is a probability in [0, 1); families add their own checks."""
 
     name: str
+
+    def label(self) -> str:
+        """The model as tables and plots name it (a family with variants says which)."""
+        return self.name
 
     @field_validator("*")
     @classmethod
@@ -170,17 +183,21 @@ class TrainConfig(Section):
     carry_state: bool = False
     progress: bool = True
     init_from: str | None = None  # a run directory to fine-tune: its weights and tokenizer are the start
+    # Experiment trackers that get every scalar, each eval's samples and the config, beside metrics.jsonl:
+    # "tensorboard" (RUN/tensorboard), "mlflow" ($MLFLOW_TRACKING_URI, else a store beside the run folder).
+    log: list[Literal["tensorboard", "mlflow"]] = []
 
 
 class SampleConfig(Section):
-    """Defaults for `genlab sample` on this run."""
+    """How `genlab sample` (and the server) sample this run unless told otherwise: genlab.generators.SamplingParams
+    fields, starting from its defaults."""
 
     prompt: str = ""
-    max_new_tokens: Count = 200
-    temperature: NonNegative = 0.8  # 0 = greedy (always the likeliest token)
-    top_k: Count = 50  # 0 disables
-    top_p: Annotated[float, Field(gt=0, le=1)] = 0.95  # 1.0 disables
-    repetition_penalty: PositiveFloat = 1.0
+    max_new_tokens: Count = SAMPLING.max_new_tokens
+    temperature: NonNegative = SAMPLING.temperature
+    top_k: Count = SAMPLING.top_k
+    top_p: Annotated[float, Field(gt=0, le=1)] = SAMPLING.top_p
+    repetition_penalty: PositiveFloat = SAMPLING.repetition_penalty
 
 
 class DistillConfig(Section):
@@ -220,8 +237,6 @@ class RunConfig(Section):
     @field_validator("model", mode="before")
     @classmethod
     def _family_config(cls, v: Any) -> ModelConfig:
-        from genlab.models import family_config
-
         if isinstance(v, ModelConfig):
             return v
         if not isinstance(v, dict):
@@ -252,6 +267,7 @@ FLAG_FIELDS = {
     "device": "train.device",
     "seed": "train.seed",
     "compile": "train.compile",
+    "log": "train.log",
 }
 
 
@@ -292,8 +308,6 @@ def read_toml(path: Path) -> dict:
 def did_you_mean(loc: tuple, tree: dict) -> str:
     """' (did you mean train.max_steps?)' for an unknown key close to a real one of its section, else ''."""
     import difflib
-
-    from genlab.models import family_config
 
     section: type[BaseModel] = RunConfig
     for part in loc[:-1]:

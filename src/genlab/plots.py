@@ -10,12 +10,12 @@ import io
 from pathlib import Path
 
 
-def new_figure(width: float, height: float):
-    """A (figure, axes) pair drawn without pyplot."""
+def new_figure(width: float, height: float, columns: int = 1):
+    """A (figure, axes) pair drawn without pyplot; with `columns`, the axes side by side as a list."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), dpi=100)
-    return figure, figure.subplots()
+    return figure, (figure.subplots() if columns == 1 else list(figure.subplots(1, columns)))
 
 
 def png_bytes(figure) -> bytes:

@@ -117,6 +117,8 @@ def run_section(run_path: Path, title: str | None = None, max_strip: int = 12) -
         section.lines.append(f"kept weights: step {final['kept_step']} (train.keep = {config.train.keep}); "
                              "figures below: those weights on the whole val split")
     section.table = {k.removeprefix("final_"): v for k, v in final.items() if k.startswith("final_")}
+    if (run.path / "README.md").is_file():
+        section.lines.append(f"model card: {run.path / 'README.md'} (the Hugging Face Hub's format)")
     if run.loss_plot.is_file():
         section.media.append(Media("image", "loss curve (train and val)", run.loss_plot))
     grids = sorted(run.samples.glob("step_*.png")) if run.samples.is_dir() else []

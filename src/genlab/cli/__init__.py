@@ -13,7 +13,7 @@ from genlab.errors import GenlabError, Interrupted
 
 def _register() -> None:
     # Each module adds its verbs to `app`; import order is the order in --help.
-    from genlab.cli import bench, clip, code, compare, data, demo, evaluate, export, report, rl, sample, serve, train  # noqa: F401
+    from genlab.cli import bench, clip, code, compare, data, demo, evaluate, export, report, rl, sample, serve, sweep, train  # noqa: F401
 
 
 def main() -> None:

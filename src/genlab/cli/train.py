@@ -24,6 +24,7 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialization, data split and batches."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the training forward: a slower start (tens of seconds), faster steps; falls back to eager with a warning where no compiler works."),
+    log: Optional[str] = typer.Option(None, "--log", help="Also log to experiment trackers: tensorboard, mlflow or both (tensorboard,mlflow); docs/tracking.md."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML run config (see recipes/); flags override it."),
     set_: list[str] = typer.Option([], "--set", help="Any config field: --set model.n_layer=6 (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete what --out holds and start afresh instead of resuming."),
@@ -34,13 +35,25 @@ def train(
     from genlab.config import build_config
 
     flags = dict(data=data, model=model, tokenizer=tokenizer, out=out, max_steps=max_steps, max_time=max_time,
-                 batch_size=batch_size, lr=lr, device=device, seed=seed, compile=compile_ or None)
+                 batch_size=batch_size, lr=lr, device=device, seed=seed, compile=compile_ or None, log=trackers(log))
     cfg = build_config(config, flags, set_, base={"task": task})
     run = train_and_report(cfg, threads, quiet, overwrite)
     if run is None:
         return
     first = f'genlab search {run.path} "a seven" --out hits.png' if cfg.task == "clip" else f"genlab sample {run.path}"
     print(f"run saved in {run.path}   next: {first}   genlab eval {run.path}")
+
+
+def trackers(flag: str | None) -> list[str] | None:
+    """--log tensorboard,mlflow -> the list for train.log."""
+    from genlab.errors import GenlabError
+    from genlab.training.runlog import TRACKERS
+
+    names = [name.strip() for name in flag.split(",") if name.strip()] if flag else []
+    for name in names:
+        if name not in TRACKERS:
+            raise GenlabError(f"--log: {name!r} is not a tracker genlab logs to ({', '.join(TRACKERS)})")
+    return names or None
 
 
 def train_and_report(cfg, threads: str, quiet: bool, overwrite: bool):
@@ -81,6 +94,7 @@ def distill(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialization, data split and batches."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the training forward: a slower start (tens of seconds), faster steps; falls back to eager with a warning where no compiler works."),
+    log: Optional[str] = typer.Option(None, "--log", help="Also log to experiment trackers: tensorboard, mlflow or both (tensorboard,mlflow); docs/tracking.md."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML run config for the student; flags override it."),
     set_: list[str] = typer.Option([], "--set", help="Any config field of the student: --set model.n_layer=2 (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete what --out holds and start afresh instead of resuming."),
@@ -106,7 +120,7 @@ def distill(
             base["data"] = taught.data.model_dump(mode="json")
             data = taught.data.source
     flags = dict(data=data, model=model, out=out, max_steps=max_steps, max_time=max_time, batch_size=batch_size,
-                 lr=lr, device=device, seed=seed, compile=compile_ or None)
+                 lr=lr, device=device, seed=seed, compile=compile_ or None, log=trackers(log))
     run = train_and_report(build_config(config, flags, set_, base=base), threads, quiet, overwrite)
     if run is None:
         return

@@ -16,11 +16,12 @@ import sysconfig
 from pathlib import Path
 
 from platformdirs import user_cache_dir
-from genlab.progress import progress_bar
 
 from genlab.datasets.download import fetch
+from genlab.datasets.records import is_records, records_text
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_text
+from genlab.progress import progress_bar
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -125,6 +126,8 @@ def fetch_tinyshakespeare(cache: Path, progress: bool = True) -> Path:
 def resolve_data(data, progress: bool = True) -> tuple[Path, list[str], list[str]]:
     """A DataConfig -> (local root, include globs, exclude globs); a named dataset's own
     filters apply when the user gave none."""
+    if is_records(data.source, data.column):  # rows of a table or dataset, written once as a text file
+        return records_text(data.source, data.column or "text", data.dataset_split, cache_dir(), progress), [], []
     root = resolve_source(data.source, progress)
     include, exclude = data.include, data.exclude
     if not include and not exclude:

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 
 from genlab.errors import GenlabError
+from genlab.cards import results_of, write_card
+from genlab.families import family_of
 
 FORMATS = ("hf", "onnx", "int8", "web")
 
@@ -35,6 +37,12 @@ def export(run: str | Path, format: str, out: str | Path, progress: bool = True,
     if out.is_dir() and any(out.iterdir()) and marker_kind(out) != "export":
         raise GenlabError(f"--out {out}: holds something other than an earlier export; choose a new folder")
     generator = _run_generator(run)
+    spec = family_of(generator.config)
+    flags = lambda name: "--format int8 --backend torch" if name == "int8-torch" else f"--format {name}"  # noqa: E731
+    asked = "int8-torch" if format == "int8" and backend == "torch" else format
+    if asked not in spec.exports:
+        offered = ", ".join(map(flags, spec.exports)) or "no format yet"
+        raise GenlabError(f"{flags(asked)}: a {spec.name} run does not export so (a {spec.name} run exports with: {offered})")
     with replacing(out, "export") as work:
         if format == "hf":
             from genlab.export.hf import export_hf
@@ -54,6 +62,8 @@ def export(run: str | Path, format: str, out: str | Path, progress: bool = True,
             report = export_web(generator, work, Path(ort_web) if ort_web else None)
         report = {"format": format, "run": str(Path(run).resolve()), "task": generator.config.task, **report}
         atomic_write_json(work / "genlab_export.json", report)
+        write_card(work, generator.config, results_of(generator.run), generator.parameter_count,
+                   export={**report, "run": Path(run).name}, name=out.name)
     if progress:
         shown = ", ".join(f"{k} {v:.2e}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items() if k not in ("run",))
         print(f"exported {run} -> {out} ({shown})", file=sys.stderr)
@@ -69,7 +79,7 @@ def _load_onnx_images(folder: Path, config):
 
     info = json.loads((folder / "images.json").read_text())
     h, w, c = info["shape"]
-    model = OnnxImageModel(folder / "model.onnx", config.model.name == "ddpm", (c, h, w),
+    model = OnnxImageModel(folder / "model.onnx", family_of(config).sampler == "diffusion", (c, h, w),
                            getattr(config.model, "latent_dim", 0), len(info["classes"]) if config.data.image.use_labels else 0)
     store = SimpleNamespace(shape=tuple(info["shape"]), classes=info["classes"])  # what sampling reads of the data
     return task_of("image").Generator.from_parts(None, config, store, model, torch.device("cpu"))
@@ -105,7 +115,7 @@ def load_export(folder: str | Path):
 
     folder = Path(folder)
     config = load_config(folder / "config.toml")
-    if config.task == "image":
+    if family_of(config).kind == "image":
         return _load_onnx_images(folder, config)
     tokenizer = load_tokenizer(folder / "tokenizer.json")
     if (folder / WEIGHTS).is_file():  # `int8 --backend torch` writes these weights instead of model.onnx

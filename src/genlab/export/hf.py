@@ -76,8 +76,6 @@ def export_hf(generator, work) -> dict:
 
     hf_logging.disable_progress_bar()  # its per-shard bars say nothing for one small file
     config = generator.config
-    if config.model.name != "gpt":
-        raise GenlabError(f"--format hf: only GPT runs have a transformers architecture, not {config.model.name!r}")
     model = generator.model.cpu().eval()
     twin = gpt2_twin(model)
     twin.save_pretrained(work, safe_serialization=True)

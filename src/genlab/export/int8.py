@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from genlab.errors import GenlabError
+from genlab.families import family_of
 
 BACKENDS = ("onnx", "torch")
 CALIBRATION_BATCHES = 8  # x 8 inputs: enough for stable activation ranges of small networks
@@ -48,7 +49,7 @@ def export_int8(generator, work: Path, backend: str = "onnx") -> dict:
         figures = {"fp32": _sequence_figures(generator, fp32), "int8": _sequence_figures(generator, int8)}
         figures["fp32"]["bytes"], figures["int8"]["bytes"] = generator.run.weights.stat().st_size, (work / WEIGHTS).stat().st_size
         return _report("torch dynamic int8 (Linear, LSTM, GRU weights)", figures)
-    if generator.config.task == "image":
+    if family_of(generator.config).kind == "image":
         return _image_int8(generator, work)
     return _sequence_onnx_int8(generator, work)
 
@@ -68,7 +69,8 @@ def _report(backend: str, figures: dict) -> dict:
 def _sequence_figures(generator, model) -> dict:
     """Val loss (8 batches of the run's val split) and decoding tokens/s at batch 1 of a sequence model."""
     from genlab.datasets.token_store import TokenStore
-    from genlab.sampling.engine import Decoding, Engine, Request, decode
+    from genlab.generators import UNFILTERED, SamplingParams
+    from genlab.sampling.engine import Engine, Request, decode
     from genlab.tasks.sequence import evaluate_tokens
 
     config = generator.config
@@ -79,7 +81,7 @@ def _sequence_figures(generator, model) -> dict:
                                "cpu", batch_size=16, max_batches=8)["loss"]
     start = time.perf_counter()
     engine = Engine(model)
-    (slot,) = decode(engine, [Request(generator.encode_prompt(""), Decoding(max_new_tokens=64, temperature=1.0), seed=0)])
+    (slot,) = decode(engine, [Request(generator.encode_prompt(""), SamplingParams(max_new_tokens=64, **UNFILTERED), seed=0)])
     return {"val_loss": loss, "tokens_per_s_batch1": len(engine.tokens(slot)) / (time.perf_counter() - start)}
 
 

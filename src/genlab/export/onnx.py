@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from genlab.errors import GenlabError
+from genlab.families import family_of
 
 INPUTS = ["input_ids", "position_ids", "attention_mask", "past_keys", "past_values"]
 OUTPUTS = ["logits", "present_keys", "present_values"]
@@ -278,14 +279,12 @@ def export_onnx(generator, work: Path) -> dict:
     """Write `generator`'s run into `work` as model.onnx (+ its config and tokenizer); returns the parity checks."""
     import shutil
 
-    from genlab.sampling.engine import Decoding, Engine, Request, decode
+    from genlab.generators import SamplingParams
+    from genlab.sampling.engine import Engine, Request, decode
 
     config = generator.config
-    if config.task == "image":
+    if family_of(config).kind == "image":
         return export_image(generator, work)
-    if config.model.name not in SEQUENCE_EXPORTS:
-        raise GenlabError(f"--format onnx: GPT, FNet, LSTM, GRU, RNN and image runs export to ONNX, not {config.model.name!r} "
-                          "(an n-gram table has no network to export)")
     model = generator.model.cpu().eval()
     SEQUENCE_EXPORTS[config.model.name][0](model, work / "model.onnx")
     shutil.copyfile(generator.run.config, work / "config.toml")
@@ -304,7 +303,7 @@ def export_onnx(generator, work: Path) -> dict:
     got_b, _ = onnx_model_.step(nxt, ours)
     diff = max((got_a - ref_a).abs().max().item(), (got_b - ref_b).abs().max().item())
     # Greedy decoding through the step engine: the same tokens, past the context window too.
-    request = lambda: [Request(prompt[0].tolist(), Decoding(max_new_tokens=config.model.block_size + 8, temperature=0.0), seed=0)]  # noqa: E731
+    request = lambda: [Request(prompt[0].tolist(), SamplingParams(max_new_tokens=config.model.block_size + 8, temperature=0.0), seed=0)]  # noqa: E731
     torch_engine, onnx_engine = Engine(model), Engine(onnx_model_)
     (a,) = decode(torch_engine, request())
     (b,) = decode(onnx_engine, request())
@@ -380,7 +379,7 @@ def export_image(generator, work: Path) -> dict:
 
     _need_onnx()
     config, model = generator.config, generator.model.cpu().eval()
-    diffusion = config.model.name == "ddpm"
+    diffusion = family_of(config).sampler == "diffusion"
     names, inputs = image_example(model, diffusion)
     wrapper = ImageDenoise(model) if diffusion else ImageDecode(model)
     with warnings.catch_warnings():

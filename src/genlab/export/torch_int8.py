@@ -110,12 +110,6 @@ def export_torch_int8(generator, work: Path) -> tuple[nn.Module, nn.Module]:
 
     from genlab.runs import save_tensors
 
-    config = generator.config
-    if config.task == "image":
-        raise GenlabError("--backend torch: torch quantizes Linear, LSTM and GRU layers only; an image run's convolutions "
-                          "quantize with --backend onnx (static, calibrated on the run's data)")
-    if config.model.name == "ngram":
-        raise GenlabError("--backend torch: an n-gram table has no weights to quantize")
     model = generator.model.cpu().eval()
     qmodel = quantize(model)
     save_tensors(work / WEIGHTS, int8_tensors(qmodel))

@@ -71,8 +71,6 @@ def page_tokenizer(tokenizer) -> dict:
 def export_web(generator, work: Path, ort_web: Path | None = None) -> dict:
     from genlab.export.onnx import export_onnx
 
-    if generator.config.model.name != "gpt":
-        raise GenlabError(f"--format web: GPT runs only, not {generator.config.model.name!r}")
     vocab = page_tokenizer(generator.tokenizer)
     report = export_onnx(generator, work)  # model.onnx (checked against PyTorch), config.toml, tokenizer.json
     c, s = generator.config.model, generator.config.sample

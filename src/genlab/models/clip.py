@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from genlab.config import ModelConfig
+from genlab.families import Family
 
 
 class CLIPConfig(ModelConfig):
@@ -97,3 +98,6 @@ def contrastive_loss(logits: torch.Tensor, groups: torch.Tensor | None = None) -
         target = (groups[:, None] == groups[None, :]).float()
     target = target / target.sum(1, keepdim=True)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+FAMILY = Family("clip", CLIP, "clip")

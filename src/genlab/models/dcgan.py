@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from genlab.config import ModelConfig
 from genlab.errors import GenlabError
+from genlab.families import Family
 from genlab.models.gan import to_pixel_range
 
 
@@ -87,12 +88,15 @@ class Discriminator(nn.Module):
         return logit
 
 
+# What a run of this family trains with unless its config says otherwise.
+TRAIN_DEFAULTS = {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "weight_decay": 0.0, "warmup_steps": 0,
+                  "min_lr_ratio": 1.0, "grad_clip": 0.0, "batch_size": 64}
+
+
 class DCGAN(nn.Module):
     """Generator and discriminator of a DCGAN; `generate(z, y)` makes images."""
 
     Config = DCGANConfig
-    train_defaults = {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "weight_decay": 0.0, "warmup_steps": 0,
-                      "min_lr_ratio": 1.0, "grad_clip": 0.0, "batch_size": 64}
 
     def __init__(self, cfg: DCGANConfig, shape: tuple[int, int, int], num_classes: int = 0, pixel_range=(-1.0, 1.0)):
         super().__init__()
@@ -109,3 +113,6 @@ class DCGAN(nn.Module):
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """z (B, latent_dim), y (B,) class ids -> images (B, C, H, W) in the pixel range."""
         return self.generator(z, y)
+
+
+FAMILY = Family("dcgan", DCGAN, "image", sampler="gan", exports=("onnx", "int8"), train_defaults=TRAIN_DEFAULTS)

@@ -51,6 +51,7 @@ import torch
 import torch.nn as nn
 
 from genlab.config import ModelConfig
+from genlab.families import Family
 from genlab.models.gpt import MLP
 
 
@@ -62,6 +63,10 @@ class FNetConfig(ModelConfig):
     mixing: Literal["learned", "fourier"] = "learned"  # learned causal convolution, or FNet's parameter-free DFT
     dropout: float = 0.0
     bias: bool = False
+
+    def label(self) -> str:
+        """FNet's two mixers are different models, named for what they are."""
+        return "fnet, Fourier mixing" if self.mixing == "fourier" else "fnet, learned causal conv"
 
 
 def causal_fft_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -228,3 +233,6 @@ class FNet(nn.Module):
         x = self._trunk(idx, state["layers"])
         state["length"] = start + idx.size(1)
         return self.lm_head(x), state
+
+
+FAMILY = Family("fnet", FNet, "sequence", exports=("onnx", "int8", "int8-torch"))

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from genlab.config import ModelConfig
+from genlab.families import Family
 
 
 def to_pixel_range(t: torch.Tensor, pixel_range: tuple[float, float]) -> torch.Tensor:
@@ -70,13 +71,16 @@ class Discriminator(nn.Module):
         return self.net(h).squeeze(1)  # (B,) logits
 
 
+# What a run of this family trains with unless its config says otherwise.
+TRAIN_DEFAULTS = {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "weight_decay": 0.0, "warmup_steps": 0,
+                  "min_lr_ratio": 1.0, "grad_clip": 0.0, "batch_size": 64}
+
+
 class GAN(nn.Module):
     """Generator and discriminator of an MLP GAN; `generate(z, y)` makes images."""
 
     Config = GANConfig
     # The DCGAN paper's optimizer settings, which suit both GAN families: Adam(2e-4, beta1=0.5), constant LR.
-    train_defaults = {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "weight_decay": 0.0, "warmup_steps": 0,
-                      "min_lr_ratio": 1.0, "grad_clip": 0.0, "batch_size": 64}
 
     def __init__(self, cfg: GANConfig, shape: tuple[int, int, int], num_classes: int = 0, pixel_range=(-1.0, 1.0)):
         super().__init__()
@@ -87,3 +91,6 @@ class GAN(nn.Module):
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """z (B, latent_dim), y (B,) class ids -> images (B, C, H, W) in the pixel range."""
         return self.generator(z, y)
+
+
+FAMILY = Family("gan", GAN, "image", sampler="gan", exports=("onnx", "int8"), train_defaults=TRAIN_DEFAULTS)

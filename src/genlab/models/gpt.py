@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from pydantic import model_validator
 
 from genlab.config import ModelConfig
+from genlab.families import Family
 
 
 class GPTConfig(ModelConfig):
@@ -314,3 +315,6 @@ class GPT(nn.Module):
                     "weights": slots["weights"]}
             return self._next_token(idx, view, int(positions[0]))
         return self._next_token(idx, slots, positions, rows)
+
+
+FAMILY = Family("gpt", GPT, "sequence", exports=("onnx", "int8", "int8-torch", "hf", "web"))

@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from genlab.config import ModelConfig
 from genlab.errors import GenlabError
+from genlab.families import Family
 
 
 class NGramConfig(ModelConfig):
@@ -164,3 +165,6 @@ class NGram(nn.Module):
         history = torch.cat([state.to(idx.device), idx], dim=1)
         logits = self(history)[:, -idx.size(1) :]
         return logits, history[:, max(0, history.size(1) - (self.cfg.order - 1)) :]
+
+
+FAMILY = Family("ngram", NGram, "sequence")  # a count table: nothing to export or quantize

@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from genlab.config import ModelConfig
+from genlab.families import Family
 
 
 class PixelCNNConfig(ModelConfig):
@@ -89,9 +90,12 @@ class GatedLayer(nn.Module):
         return v_out, h_out if self.first else h + h_out
 
 
+# What a run of this family trains with unless its config says otherwise.
+TRAIN_DEFAULTS = {"lr": 1e-3, "weight_decay": 0.0}
+
+
 class PixelCNN(nn.Module):
     Config = PixelCNNConfig
-    train_defaults = {"lr": 1e-3, "weight_decay": 0.0}
 
     def __init__(self, cfg: PixelCNNConfig, shape: tuple[int, int, int], num_classes: int = 0,
                  pixel_range: tuple[float, float] = (-1.0, 1.0)):
@@ -159,3 +163,6 @@ class PixelCNN(nn.Module):
             levels[:, :, i, j] = drawn.squeeze(-1).clamp(max=self.levels - 1)
         lo, hi = self.pixel_range
         return lo + (hi - lo) * levels.float() / (self.levels - 1)
+
+
+FAMILY = Family("pixelcnn", PixelCNN, "image", sampler="autoregressive", train_defaults=TRAIN_DEFAULTS)

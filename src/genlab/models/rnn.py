@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from genlab.config import ModelConfig
+from genlab.families import Family
 
 
 class RNNConfig(ModelConfig):
@@ -71,3 +72,8 @@ class RNN(nn.Module):
         x = self.drop(self.embed(idx))  # (B, T', C)
         y, state = self.rnn(x, state)
         return self.head(self.drop(y)), state
+
+
+LSTM = Family("lstm", RNN, "sequence", exports=("onnx", "int8", "int8-torch"), abilities=frozenset({"carry_state"}))
+GRU = Family("gru", RNN, "sequence", exports=("onnx", "int8", "int8-torch"), abilities=frozenset({"carry_state"}))
+PLAIN_RNN = Family("rnn", RNN, "sequence", exports=("onnx", "int8", "int8-torch"), abilities=frozenset({"carry_state"}))

@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from genlab.config import ModelConfig
+from genlab.families import Family
 from genlab.models.dcgan import check_square
 from genlab.models.gan import to_pixel_range
 
@@ -187,12 +188,15 @@ class Discriminator(nn.Module):
         return logit
 
 
+# What a run of this family trains with unless its config says otherwise.
+TRAIN_DEFAULTS = {"lr": 2e-3, "beta1": 0.0, "beta2": 0.99, "weight_decay": 0.0, "warmup_steps": 0,
+                  "min_lr_ratio": 1.0, "grad_clip": 0.0, "batch_size": 32}
+
+
 class StyleGAN(nn.Module):
     """Generator and discriminator; `generate(z, y, truncation)` makes images, `style_mix` the mixing grid."""
 
     Config = StyleGANConfig
-    train_defaults = {"lr": 2e-3, "beta1": 0.0, "beta2": 0.99, "weight_decay": 0.0, "warmup_steps": 0,
-                      "min_lr_ratio": 1.0, "grad_clip": 0.0, "batch_size": 32}
 
     def __init__(self, cfg: StyleGANConfig, shape: tuple[int, int, int], num_classes: int = 0, pixel_range=(-1.0, 1.0)):
         super().__init__()
@@ -224,3 +228,7 @@ class StyleGAN(nn.Module):
         ws = torch.cat([coarse, fine], dim=2).reshape(R * Cn, n, -1)
         images = self.generator.synthesis(ws)  # (R * C, channels, H, W)
         return images.reshape(R, Cn, *images.shape[1:])
+
+
+FAMILY = Family("stylegan", StyleGAN, "image", sampler="gan", train_defaults=TRAIN_DEFAULTS,
+                abilities=frozenset({"truncation", "style_mix"}))

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from genlab.config import ModelConfig
 from genlab.errors import GenlabError
+from genlab.families import Family
 
 
 class UNetConfig(ModelConfig):
@@ -114,11 +115,14 @@ class Level(nn.Module):
         return h
 
 
+# What a run of this family trains with unless its config says otherwise.
+TRAIN_DEFAULTS = {"lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 100, "batch_size": 64, "ema_decay": 0.999}
+
+
 class UNet(nn.Module):
     """`forward(x (B, C, H, W), t (B,), y (B,) or None) -> (B, C, H, W)`: the noise (or v) in x at step t."""
 
     Config = UNetConfig
-    train_defaults = {"lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 100, "batch_size": 64, "ema_decay": 0.999}
 
     def __init__(self, cfg: UNetConfig, shape: tuple[int, int, int], num_classes: int = 0, pixel_range=(-1.0, 1.0)):
         super().__init__()
@@ -182,3 +186,6 @@ class UNet(nn.Module):
         for level, up in zip(self.up, self.upsample):
             h = up(level(torch.cat([h, skips.pop()], dim=1), emb))
         return self.conv_out(F.silu(self.norm_out(h)))  # (B, C, H, W)
+
+
+FAMILY = Family("ddpm", UNet, "image", sampler="diffusion", exports=("onnx", "int8"), train_defaults=TRAIN_DEFAULTS)

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from genlab.config import ModelConfig
+from genlab.families import Family
 from genlab.models.dcgan import check_square
 from genlab.models.gan import to_pixel_range
 
@@ -73,11 +74,14 @@ class Decoder(nn.Module):
         return to_pixel_range(self.net(self.project(z)), self.pixel_range)  # (B, C, H, W)
 
 
+# What a run of this family trains with unless its config says otherwise.
+TRAIN_DEFAULTS = {"lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 50, "batch_size": 64}
+
+
 class VAE(nn.Module):
     """`encode(x, y) -> (mu, logvar)`, `decode(z, y) -> x`, `forward(x, y) -> (reconstruction, mu, logvar)`."""
 
     Config = VAEConfig
-    train_defaults = {"lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 50, "batch_size": 64}
 
     def __init__(self, cfg: VAEConfig, shape: tuple[int, int, int], num_classes: int = 0, pixel_range=(-1.0, 1.0)):
         super().__init__()
@@ -99,3 +103,7 @@ class VAE(nn.Module):
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Samples from the prior: z (B, latent_dim) ~ N(0, I), y (B,) -> images (B, C, H, W)."""
         return self.decode(z, y)
+
+
+FAMILY = Family("vae", VAE, "image", sampler="vae", exports=("onnx", "int8"), train_defaults=TRAIN_DEFAULTS,
+                abilities=frozenset({"reconstruct"}))

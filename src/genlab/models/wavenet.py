@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from genlab.config import ModelConfig
+from genlab.families import Family
 
 
 class WaveNetConfig(ModelConfig):
@@ -212,3 +213,6 @@ class Conditioned(nn.Module):
 
     def step(self, idx: torch.Tensor, state):
         return self.model.step(idx, state if state is not None else self.init_state(idx.size(0), idx.device))
+
+
+FAMILY = Family("wavenet", WaveNet, "audio")

@@ -266,7 +266,7 @@ def cartpole(cfg: CartPoleConfig, out: Path, progress: bool = True, eval_episode
     from genlab.errors import Interrupted
     from genlab.files import atomic_write_text
     from genlab.folders import claim
-    from genlab.trainer import stop_signals
+    from genlab.training.signals import stop_signals
 
     if cfg.algo not in ("q-learning", "dqn"):
         raise GenlabError(f"--algo: {cfg.algo!r} is not q-learning or dqn")

@@ -90,7 +90,8 @@ def reinforce(start: Path | str, out: Path | str, cfg: RLConfig, device: str = "
     from genlab.progress import progress_bar
     from genlab.rl.rewards import load_reward
     from genlab.runs import save_tensors
-    from genlab.sampling.engine import Decoding, Request, decode
+    from genlab.generators import SamplingParams
+    from genlab.sampling.engine import Request, decode
     from genlab.weights import weights_of
 
     start, out = Path(start), Path(out)
@@ -118,7 +119,7 @@ def reinforce(start: Path | str, out: Path | str, cfg: RLConfig, device: str = "
         which = [(step * cfg.batch + i) % len(prompts) for i in range(cfg.batch)]
         policy.eval()  # drawing: no dropout
         engine = gen.engine()
-        d = Decoding(max_new_tokens=cfg.max_new_tokens, temperature=1.0, top_k=0, top_p=1.0)
+        d = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=1.0, top_k=0, top_p=1.0)
         slots = decode(engine, [Request(encoded[w], d, seed=cfg.seed * 1_000_003 + step * cfg.batch + i, stop=stops)
                                 for i, w in enumerate(which)])
         tokens = [engine.tokens(s) for s in slots]

@@ -1,7 +1,7 @@
 """The step engine: every sequence genlab samples is decoded here, one token per active slot per step.
 
     engine = Engine(model, tokenizer, device)
-    slot = engine.add(Request(prompt_ids, Decoding(...), seed=1, stop=["\\n\\n"]))
+    slot = engine.add(Request(prompt_ids, SamplingParams(...), seed=1, stop=["\\n\\n"]))
     while engine.active:
         for event in engine.step():     # Event(slot, token, text, finish)
             ...
@@ -40,36 +40,17 @@ from typing import Sequence
 
 import torch
 
+from genlab.generators import SamplingParams
+
 
 # Temperatures below this draw greedily: dividing float32 logits by them overflows (to inf - inf = nan).
 GREEDY_BELOW = 1e-6
 
 
 @dataclass
-class Decoding:
-    max_new_tokens: int = 200
-    temperature: float = 0.8  # 0 = greedy
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1.0 = off
-    repetition_penalty: float = 1.0  # 1.0 = off; >1 discourages tokens already present (Keskar et al. 2019)
-    # OpenAI's penalties, on the tokens generated so far: logit -= frequency * count + presence * (count > 0)
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit), OpenAI's logit_bias
-    logprobs: int | None = None  # report the drawn token's log-probability and this many likeliest alternatives
-    logprobs_mode: str = "raw"  # "raw": the model's own distribution; "processed": after everything above
-    max_time: float | None = None  # seconds of wall time from the request's start; then it ends ("time")
-
-    @property
-    def needs_history(self) -> bool:
-        """Whether this row's logits depend on what came before it (no batched shortcut)."""
-        return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
-
-
-@dataclass
 class Request:
     prompt: list[int]  # token ids, at least one
-    decoding: Decoding = field(default_factory=Decoding)
+    decoding: SamplingParams = field(default_factory=SamplingParams)
     seed: int | None = None  # None: a fresh random seed
     stop: Sequence[str] = ()  # text that ends the slot (needs a tokenizer); not part of the output
     constraint: object | None = None  # sampling/constraints.py: a pattern the output must match (one per row)
@@ -81,11 +62,11 @@ class Event:
     token: int
     text: str  # text this token settled ("" without a tokenizer, or while it may still begin a stop string)
     finish: str | None = None  # None while running; "length", "stop" or "time" on the slot's last event
-    logprob: float | None = None  # the token's log-probability, where the request asked (Decoding.logprobs)
+    logprob: float | None = None  # the token's log-probability, where the request asked (SamplingParams.logprobs)
     top_logprobs: list[tuple[int, float]] | None = None  # the likeliest tokens and theirs, best first
 
 
-def filter_logits(logits: torch.Tensor, history: torch.Tensor | None, d: Decoding,
+def filter_logits(logits: torch.Tensor, history: torch.Tensor | None, d: SamplingParams,
                   generated: torch.Tensor | None = None) -> torch.Tensor:
     """logits (B, V) -> adjusted logits (B, V) with -inf where a token may not be drawn. `history` (B, T): the
     context (repetition penalty); `generated` (B, G): the tokens generated so far (OpenAI's penalties)."""
@@ -186,7 +167,7 @@ class _Slot:
     finish: str | None = None
     row: int | None = None  # its row of the pool's cache (slot-capable models)
     fed: int = 0  # tokens of prompt + output that row holds
-    deadline: float = float("inf")  # time.monotonic() past which it ends (Decoding.max_time)
+    deadline: float = float("inf")  # time.monotonic() past which it ends (SamplingParams.max_time)
 
 
 class _Group:

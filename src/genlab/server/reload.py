@@ -52,11 +52,7 @@ class KeptWeights:
 
     def reload(self) -> None:
         """Load the file into the served model, in place (call only when no request is using it)."""
-        from genlab.runs import load_tensors
-        from genlab.weights import load_weights
-
         signature = self._signature()
-        load_weights({"model": self.generator.model}, load_tensors(self.path), self.path)
-        self.generator.model.eval()
+        self.generator.load_weights(self.path)
         self.signature, self.info = signature, weights_info(self.path)
         log.info("reloaded %s (%s)", self.path, self.info)

@@ -64,10 +64,12 @@ class Sampling(Strict):
     model: str
     max_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS)  # 0: nothing generated (with echo: score the prompt)
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)  # OpenAI's newer name (LangChain sends it)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0, le=1_000_000)  # extension: 0 = off
-    repetition_penalty: float = Field(1.0, ge=0.01, le=10)  # extension: 1 = off
+    # Sampling fields left out keep the run's own (its [sample] section), as `genlab sample` does, the way vLLM
+    # applies a model's generation_config: one set of defaults per model, not OpenAI's 1.0 for every model.
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0, le=1_000_000)  # extension: 0 = off
+    repetition_penalty: float | None = Field(None, ge=0.01, le=10)  # extension: 1 = off
     n: int = Field(1, ge=1, le=MAX_N)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -182,9 +184,9 @@ class MusicRequest(Strict):
     model: str
     primer: str | None = None  # a MIDI file, base64
     seconds: float = Field(10.0, gt=0, le=MAX_MUSIC_SECONDS)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_k: int = Field(0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    temperature: float | None = Field(None, ge=0, le=2)  # left out: the run's own, as for completions
+    top_k: int | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
     n: int = Field(1, ge=1, le=4)
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     stream: bool = False  # Server-Sent Events: notes as they are written, then the finished pieces

@@ -26,7 +26,7 @@ from genlab.datasets import resolve_source
 from genlab.datasets.audio import AUDIO_PATTERNS, class_of, read_audio, usable_audio_files
 from genlab.datasets.token_store import TokenStore, WindowSampler, eval_windows
 from genlab.errors import GenlabError
-from genlab.models import AUDIO_FAMILIES, family_class
+from genlab.families import family, names
 from genlab.objectives.lm import LanguageModeling, token_losses
 from genlab.runs import RunDir
 from genlab.samples import AudioSample
@@ -66,8 +66,8 @@ class AudioSource:
 def audio_config(config: RunConfig) -> RunConfig:
     """Fill what an audio run leaves at the text defaults: the mu-law tokenizer, `bach-audio`, the train and
     sample defaults above."""
-    if config.model.name not in AUDIO_FAMILIES:
-        raise GenlabError(f"model: {config.model.name!r} is not an audio model (choose from {', '.join(AUDIO_FAMILIES)})")
+    if family(config.model.name).kind != "audio":
+        raise GenlabError(f"model: {config.model.name!r} is not an audio model (choose from {', '.join(names('audio'))})")
     if config.tokenizer.kind not in ("char", "mulaw"):
         raise GenlabError(f"tokenizer.kind: audio runs use the mulaw tokenizer, not {config.tokenizer.kind!r}")
     config = config.model_copy(deep=True)
@@ -164,7 +164,7 @@ class AudioTask(SequenceTask):
         classes = classes_of(store)
         if classes:
             config = config.model_copy(update={"model": config.model.model_copy(update={"num_classes": len(classes)})})
-        return family_class(config.model.name)(config.model, tokenizer.vocab_size)
+        return family(config.model.name).model(config.model, tokenizer.vocab_size)
 
     def training(self, config: RunConfig, run: RunDir, data, model: torch.nn.Module, device: torch.device) -> Training:
         if not classes_of(data[1]):

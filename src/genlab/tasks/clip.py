@@ -26,7 +26,7 @@ from genlab.datasets.batches import SeededBatches
 from genlab.datasets.images import ImageStore, folder_image_files, to_model_range
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_json
-from genlab.models import family_class
+from genlab.families import family, names
 from genlab.runs import RunDir
 from genlab.tasks.driver import Training, load_trained
 
@@ -155,8 +155,8 @@ class ClipTask:
         return ClipGenerator
 
     def defaults(self, config: RunConfig) -> RunConfig:
-        if config.model.name != "clip":
-            raise GenlabError(f"model: {config.model.name!r} is not a clip model (choose clip)")
+        if family(config.model.name).kind != "clip":
+            raise GenlabError(f"model: {config.model.name!r} is not a clip model (choose from {', '.join(names('clip'))})")
         return config
 
     def prepare(self, config: RunConfig, run: RunDir, resume: bool, progress: bool):
@@ -174,7 +174,7 @@ class ClipTask:
 
     def build_model(self, config: RunConfig, data):
         store, _ = data
-        return family_class("clip")(config.model, store.shape[2], VOCAB)
+        return family(config.model.name).model(config.model, store.shape[2], VOCAB)
 
     def training(self, config: RunConfig, run: RunDir, data, model, device) -> Training:
         store, captions = data

@@ -10,7 +10,7 @@ A modality is one module in genlab.tasks, registered in `tasks.TASKS`, whose `TA
                                           its data under run.data (tokenizer + token store, decoded images):
                                           built once by rank 0, reused on resume
     reopen(config, run) -> data           the prepared data, read by the other ranks under torchrun
-    build_model(config, data) -> module   a family from its model registry (models.FAMILIES)
+    build_model(config, data) -> module   a family from its spec (genlab.families)
     training(config, run, data, model, device) -> Training
                                           objective, batches, and the eval and sample hooks
     Generator                             the class `genlab.load(run)` returns: generate(...) -> list of typed
@@ -19,7 +19,7 @@ A modality is one module in genlab.tasks, registered in `tasks.TASKS`, whose `TA
 `train_task` does the rest, the same for every modality: the run folder (genlab.folders: only a folder
 genlab marked as a run is resumed or replaced), the rank-0 guard, `train.init_from`, the Trainer with its
 checkpoints and exact resume. Adding a modality is one new module with a TASK, plus its families in
-`models.FAMILIES` (docs/architecture.md walks through it).
+`genlab.families` (docs/architecture.md walks through it).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Callable, Protocol
 import torch
 
 from genlab import distributed
+from genlab.cards import write_card
 from genlab.config import RunConfig, load_config, save_config
 from genlab.distributed import pick_device
 from genlab.errors import GenlabError
@@ -67,11 +68,11 @@ class Task(Protocol):
     def training(self, config: RunConfig, run: RunDir, data, model: torch.nn.Module, device: torch.device) -> Training: ...
 
 
-# Fields that may change between a run and its resumption: budgets, display, threads, compilation, the precision
+# Fields that may change between a run and its resumption: budgets, display, trackers, threads, compilation, the precision
 # of the arithmetic (weights and optimizer state stay float32 under autocast: a run begun on a CPU may go on in
 # bf16 on a GPU) and how ranks share the model (a checkpoint holds whole tensors under DDP and FSDP alike).
 _RESUMABLE = {("train", "max_steps"), ("train", "max_time"), ("train", "patience"), ("train", "progress"),
-              ("train", "threads"), ("train", "shard"), ("train", "compile"), ("train", "dtype")}
+              ("train", "threads"), ("train", "shard"), ("train", "compile"), ("train", "dtype"), ("train", "log")}
 
 
 def _comparable(config: RunConfig) -> dict:
@@ -99,7 +100,7 @@ def open_run(config: RunConfig, overwrite: bool) -> tuple[RunDir, bool]:
 
 
 def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: bool = False,
-               continuing: bool = False) -> tuple[RunConfig, dict]:
+               continuing: bool = False, on_eval=None) -> tuple[RunConfig, dict]:
     """Train (or resume) the run `config` describes with `task`; returns (the resolved config, results).
     `continuing`: the caller goes on from a checkpoint it just made (the demo's before and after), so a
     resume is not announced."""
@@ -128,10 +129,12 @@ def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: 
         load_weights({"model": model}, load_tensors(base.weights), base.weights)
     device = pick_device(config.train.device)
     if hasattr(model, "fit"):  # count-based families (n-gram) are fitted, not trained by gradient
-        return config, fit_counts(task, config, run, data, model, device)
+        results = fit_counts(task, config, run, data, model, device)
+        write_card(run.path, config, results, sum(p.numel() for p in model.parameters()))
+        return config, results
     t = task.training(config, run, data, model, device)
     trainer = Trainer(t.objective, t.batches, config.train, run, t.evaluate, t.write_samples, t.items_per_batch, t.item_name,
-                      t.select_metric)
+                      t.select_metric, run_config=config.model_dump(mode="json"), on_eval=on_eval)
     if resume:
         trainer.load_checkpoint()
         if w.is_main:
@@ -142,7 +145,10 @@ def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: 
                   "no more steps; give a larger --max-time to train on", file=sys.stderr)
         elif progress and trainer.state.step and not continuing:
             print(f"resuming {run.path} from step {trainer.state.step}")
-    return config, trainer.fit()
+    results = trainer.fit()
+    if w.is_main:
+        write_card(run.path, config, results, sum(p.numel() for p in model.parameters()))
+    return config, results
 
 
 def load_trained(run_dir, device: str = "auto"):

@@ -41,7 +41,7 @@ class HFTokens:
     def __init__(self, tokenizer, model_vocab: int = 0):
         self.tk = tokenizer
         self._vocab = max(len(tokenizer), model_vocab)
-        # Decoding after a fixed anchor keeps a piece's leading space, which SentencePiece
+        # SamplingParams after a fixed anchor keeps a piece's leading space, which SentencePiece
         # tokenizers drop from the first token of a decode; pieces then concatenate exactly.
         self._anchor = tokenizer.encode("x", add_special_tokens=False)[:1]
         self._anchor_text = self._decode(self._anchor)

@@ -24,8 +24,8 @@ from genlab.datasets import resolve_source
 from genlab.datasets.batches import SeededBatches
 from genlab.datasets.images import ImageBatches, ImageStore, to_model_range, to_uint8
 from genlab.errors import GenlabError
+from genlab.families import family_of, names
 from genlab.grids import make_grid, save_png
-from genlab.models import IMAGE_FAMILIES, family_class
 from genlab.runs import RunDir
 from genlab.samples import ImageSample
 from genlab.sampling.diffusion import NoiseSchedule, denoising_steps
@@ -33,7 +33,6 @@ from genlab.tasks.driver import Training, load_trained
 from genlab.weights import load_weights
 
 GRID_SEED = 1234  # the fixed noise of the per-eval grids
-GAN_FAMILIES = ("gan", "dcgan", "stylegan")  # judged by FID, having no likelihood
 GAN_FID_IMAGES = 500  # a GAN's eval: FID (genlab features) of this many images from fixed noise
 AUTOREGRESSIVE_FID_IMAGES = 256  # `genlab eval` of a PixelCNN: one forward pass per pixel makes sampling slow
 AUTOREGRESSIVE_GRID = 16  # a PixelCNN's per-eval grid when data.image.grid_samples is left unset
@@ -44,8 +43,7 @@ AUTOREGRESSIVE_GRID = 16  # a PixelCNN's per-eval grid when data.image.grid_samp
 
 def apply_family_defaults(config: RunConfig) -> None:
     """Fill the train fields the user left unset with the family's own defaults (e.g. Adam beta1=0.5 for GANs)."""
-    defaults = getattr(family_class(config.model.name), "train_defaults", {})
-    for key, value in defaults.items():
+    for key, value in family_of(config).train_defaults.items():
         if key not in config.train.model_fields_set:
             setattr(config.train, key, value)
 
@@ -106,27 +104,27 @@ class CaptionEmbeddings(SeededBatches):
 
 
 def check_family(config: RunConfig) -> None:
-    if config.model.name not in IMAGE_FAMILIES:
-        raise GenlabError(f"model: {config.model.name!r} is not an image model (choose from {', '.join(IMAGE_FAMILIES)})")
+    if family_of(config).kind != "image":
+        raise GenlabError(f"model: {config.model.name!r} is not an image model (choose from {', '.join(names('image'))})")
 
 
 def build_model(config: RunConfig, store: ImageStore) -> torch.nn.Module:
     check_family(config)
     h, w, c = store.shape
-    return family_class(config.model.name)(config.model, (c, h, w), num_classes_of(config, store), tuple(config.data.image.pixel_range))
+    return family_of(config).model(config.model, (c, h, w), num_classes_of(config, store), tuple(config.data.image.pixel_range))
 
 
 def build_objective(config: RunConfig, model: torch.nn.Module):
-    m = config.model
-    if m.name in GAN_FAMILIES:
+    m, sampler = config.model, family_of(config).sampler
+    if sampler == "gan":
         from genlab.objectives.gan import Adversarial
 
         return Adversarial(model, m.loss, getattr(m, "r1_gamma", 0.0), getattr(m, "r1_interval", 1))
-    if m.name == "vae":
+    if sampler == "vae":
         from genlab.objectives.vae import ELBO
 
         return ELBO(model, m.kl_weight)
-    if m.name == "pixelcnn":
+    if sampler == "autoregressive":
         from genlab.objectives.likelihood import PixelLikelihood
 
         return PixelLikelihood(model)
@@ -136,10 +134,10 @@ def build_objective(config: RunConfig, model: torch.nn.Module):
     return Denoising(model, NoiseSchedule(m.schedule, m.timesteps), m.prediction, m.p_uncond if conditional else 0.0)
 
 
-def likelihood_units(model, nats_per_dim: float) -> dict:
+def likelihood_units(config: RunConfig, model, nats_per_dim: float) -> dict:
     """An autoregressive model's val loss in the units papers use: bits per dimension, and for binarized
     images nats per image."""
-    if not getattr(model, "autoregressive", False):
+    if family_of(config).sampler != "autoregressive":
         return {}
     units = {"val_bits_per_dim": round(nats_per_dim / math.log(2), 5)}
     if model.levels == 2:
@@ -195,6 +193,8 @@ class ImageTask:
 
         gan_reference: dict = {}  # the feature extractor and the real images' features, made at the first eval
 
+        sampler = family_of(config).sampler
+
         def gan_fid() -> dict:
             # GANs have no held-out likelihood, and their losses do not track quality: they are judged (and
             # their best weights kept) by FID on genlab's features, from the same noise at every eval.
@@ -212,7 +212,7 @@ class ImageTask:
             return {"fid_genlab_features": round(fid(gan_reference["real"], gan_reference["extractor"](fake)), 4)}
 
         def evaluate(full: bool = False) -> dict:
-            if config.model.name in GAN_FAMILIES:
+            if sampler == "gan":  # judged by FID, having no likelihood
                 return gan_fid()
             if len(val_rows) == 0:
                 return {}
@@ -234,25 +234,24 @@ class ImageTask:
                     for _, loss, _ in objective.losses((x, y)):
                         total += loss.item() * len(rows)
                         count += len(rows)
-            return {"val_loss": round(total / count, 5)} | likelihood_units(model, total / count)
+            return {"val_loss": round(total / count, 5)} | likelihood_units(config, model, total / count)
 
         # A PixelCNN makes one forward pass per pixel: its grid is smaller unless the user asked for a size.
-        autoregressive = getattr(model, "autoregressive", False)
-        grid_size = AUTOREGRESSIVE_GRID if autoregressive and "grid_samples" not in opts.model_fields_set else opts.grid_samples
+        grid_size = AUTOREGRESSIVE_GRID if sampler == "autoregressive" and "grid_samples" not in opts.model_fields_set else opts.grid_samples
 
         def write_samples(step: int, weights: dict) -> None:
             load_weights({"model": sample_model}, weights, run.weights)
             sample_model.eval()
             images = generator.generate_array(grid_size, seed=GRID_SEED)
             save_png(make_grid(images, generator.grid_columns(len(images))), run.samples / f"step_{step:06d}.png")
-            if config.model.name == "vae" and len(val_rows):  # reconstructions: originals above, decoded means below
+            if family_of(config).can("reconstruct") and len(val_rows):  # reconstructions: originals above, decoded means below
                 rows = val_rows[: generator.grid_columns(opts.grid_samples)]
                 originals = np.asarray(store.images[rows])
                 labels = np.asarray(store.labels[rows]) if store.labels is not None else None
                 pair = np.concatenate([originals, generator.reconstruct(originals, labels)])
                 save_png(make_grid(pair, len(rows)), run.samples / f"reconstruction_{step:06d}.png")
 
-        select = "fid_genlab_features" if config.model.name in GAN_FAMILIES else "val_loss"
+        select = "fid_genlab_features" if sampler == "gan" else "val_loss"
         return Training(objective, batches, evaluate, write_samples, items_per_batch=config.train.batch_size, item_name="img",
                         select_metric=select)
 
@@ -287,7 +286,8 @@ class ImageGenerator:
         self.run, self.config, self.store, self.model, self.device = run, config, store, model, device
         self.opts = config.data.image
         self.pixel_range = tuple(self.opts.pixel_range)
-        self.is_diffusion = config.model.name == "ddpm"
+        self.family = family_of(config)
+        self.is_diffusion = self.family.sampler == "diffusion"
         if self.is_diffusion:
             self.schedule = NoiseSchedule(config.model.schedule, config.model.timesteps)
         if self.text_conditioned:
@@ -299,6 +299,10 @@ class ImageGenerator:
     @property
     def num_classes(self) -> int:
         return self.model.num_classes
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
 
     @property
     def size(self) -> tuple[int, int]:
@@ -368,7 +372,7 @@ class ImageGenerator:
         return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
 
     def check_truncation(self, truncation: float | None) -> None:
-        if truncation is not None and not hasattr(self.model, "styles"):
+        if truncation is not None and not self.family.can("truncation"):
             raise GenlabError(f"--truncation: only style-based runs (stylegan) have a w space to truncate, not {self.config.model.name}")
         if truncation is not None and not 0 <= truncation <= 1:
             raise GenlabError("--truncation: must be between 0 (the average image) and 1 (no truncation)")
@@ -376,7 +380,7 @@ class ImageGenerator:
     @torch.no_grad()
     def _decode(self, noise: torch.Tensor, y, seed: int, steps, sampler, guidance, progress: bool = False,
                 truncation: float | None = None) -> torch.Tensor:
-        if getattr(self.model, "autoregressive", False):
+        if self.family.sampler == "autoregressive":
             return self.model.generate(noise, y, progress=progress)
         if truncation is not None:
             return self.model.generate(noise, y, truncation)
@@ -470,7 +474,7 @@ class ImageGenerator:
         """stylegan only: the style-mixing grid as ((rows + 1) * (columns + 1), H, W, C) uint8, row-major: a blank
         corner, the column sources across the top, the row sources down the left, and in cell (r, c) row r's
         coarse styles with column c's fine ones."""
-        if not hasattr(self.model, "style_mix"):
+        if not self.family.can("style_mix"):
             raise GenlabError(f"--style-mix: only style-based runs (stylegan) mix styles, not {self.config.model.name}")
         self.check_truncation(truncation)
         psi = 1.0 if truncation is None else truncation
@@ -489,8 +493,8 @@ class ImageGenerator:
     @torch.no_grad()
     def reconstruct(self, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """VAE only: (N, H, W, C) uint8 -> decoded posterior means, same shape."""
-        if self.config.model.name != "vae":
-            raise GenlabError("reconstruct: only a VAE reconstructs images")
+        if not self.family.can("reconstruct"):
+            raise GenlabError(f"reconstruct: only a VAE reconstructs images, not {self.config.model.name}")
         x = to_model_range(images, self.pixel_range).to(self.device)
         y = torch.as_tensor(labels, dtype=torch.long, device=self.device) if labels is not None and self.num_classes else None
         if self.num_classes and y is None:
@@ -524,7 +528,7 @@ class ImageGenerator:
 
         real, where = self.reference_images(data, progress)
         real = real[subsample(len(real), 10_000, seed)]
-        autoregressive = getattr(self.model, "autoregressive", False)
+        autoregressive = self.family.sampler == "autoregressive"
         n = n or min(len(real), AUTOREGRESSIVE_FID_IMAGES if autoregressive else 2000)
         features = features or os.environ.get("GENLAB_INCEPTION")
         extractor = torchscript_extractor(Path(features), self.device) if features else classifier_extractor(self.store, self.device, cache_dir(), progress)
@@ -562,7 +566,7 @@ class ImageGenerator:
             x = to_model_range(self.store.images[part], self.pixel_range).to(self.device)
             y = torch.from_numpy(np.asarray(self.store.labels[part], dtype=np.int64)).to(self.device) if self.num_classes else None
             total += float(self.model.nll(x, y)) * len(part)
-        units = likelihood_units(self.model, total / len(rows))
+        units = likelihood_units(self.config, self.model, total / len(rows))
         return {"val_images": len(rows), **{k.removeprefix("val_"): v for k, v in units.items()}}
 
 

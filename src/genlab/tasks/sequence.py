@@ -22,16 +22,18 @@ from genlab.compiling import Compiled
 from genlab.config import RunConfig
 from genlab.datasets.token_store import StreamWindows, TokenStore, WindowSampler, eval_windows
 from genlab.errors import GenlabError
+from genlab.families import family, names
 from genlab.files import atomic_write_text
-from genlab.models import SEQUENCE_FAMILIES, family_class
+from genlab.generators import SamplingParams
 from genlab.objectives.lm import LanguageModeling, token_losses
-from genlab.runs import RunDir
+from genlab.runs import RunDir, load_tensors
 from genlab.samples import TextSample
 from genlab.sampling.constraints import compile_pattern
-from genlab.sampling.engine import Decoding, Engine, Request, decode
+from genlab.sampling.engine import Engine, Request, decode
 from genlab.sampling.scoring import mean_states, prompt_logprobs
 from genlab.tasks.driver import Training, load_trained
 from genlab.tokenizers import load_tokenizer, save_tokenizer, train_tokenizer
+from genlab.weights import load_weights
 
 
 class SequenceSource(Protocol):
@@ -49,15 +51,16 @@ class SequenceSource(Protocol):
 
 
 def check_family(config: RunConfig) -> None:
-    if config.model.name not in SEQUENCE_FAMILIES:
-        raise GenlabError(f"model: {config.model.name!r} is not a sequence model (choose from {', '.join(SEQUENCE_FAMILIES)})")
+    if family(config.model.name).kind != "sequence":
+        raise GenlabError(f"model: {config.model.name!r} is not a sequence model (choose from {', '.join(names('sequence'))})")
 
 
-def check_carry_state(config: RunConfig, model) -> None:
+def check_carry_state(config: RunConfig) -> None:
     from genlab import distributed
 
-    if getattr(model, "max_context", 0) is not None or hasattr(model, "fit"):
-        raise GenlabError(f"train.carry_state: only recurrent models carry a state (lstm, gru, rnn), not {config.model.name!r}")
+    if not family(config.model.name).can("carry_state"):
+        able = ", ".join(n for n in names("sequence") if family(n).can("carry_state"))
+        raise GenlabError(f"train.carry_state: only recurrent models carry a state ({able}), not {config.model.name!r}")
     if getattr(config.data, "music", None) is not None and config.task == "music" and config.data.music.transpose:
         raise GenlabError("train.carry_state: consecutive windows cannot be transposed; set data.music.transpose = 0")
     if distributed.world().active:
@@ -66,7 +69,7 @@ def check_carry_state(config: RunConfig, model) -> None:
 
 def build_model(config: RunConfig, vocab_size: int) -> torch.nn.Module:
     check_family(config)
-    return family_class(config.model.name)(config.model, vocab_size)
+    return family(config.model.name).model(config.model, vocab_size)
 
 
 def document_pieces(source: SequenceSource, path: Path):
@@ -233,7 +236,7 @@ class SequenceTask:
         train_tokens, val_tokens = store.split("train"), store.split("val")
         carry = config.train.carry_state
         if carry:
-            check_carry_state(config, model)
+            check_carry_state(config)
             batches = StreamWindows(train_tokens, block, config.train.batch_size, config.train.seed)
         else:
             batches = self.augment(WindowSampler(train_tokens, block, config.train.batch_size, config.train.seed), tokenizer, config)
@@ -310,14 +313,10 @@ class SequenceGenerator:
 
     # ---- generation --------------------------------------------------------------
 
-    def decoding(self, **overrides) -> Decoding:
-        """The run's sample section, with the options given here (None = keep) in its place."""
-        s = self.config.sample
-        d = Decoding(s.max_new_tokens, s.temperature, s.top_k, s.top_p, s.repetition_penalty)
-        for k, v in overrides.items():
-            if v is not None:
-                setattr(d, k, v)
-        return d
+    def decoding(self, **overrides) -> SamplingParams:
+        """The run's sample section, with the fields given here (None = keep) in its place, by name."""
+        fields = self.config.sample.model_dump(exclude={"prompt"})
+        return SamplingParams(**fields | {k: v for k, v in overrides.items() if v is not None})
 
     def engine(self, use_cache: bool = True, text: bool = True, continuous: bool = False) -> Engine:
         """A step engine over this run's model; with `text`, its events carry decoded text and honour stop
@@ -363,6 +362,24 @@ class SequenceGenerator:
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
+
+    def load_weights(self, path: Path) -> None:
+        """Replace the model's weights, in place, with those of `path` (this run's model.safetensors, rewritten by
+        a training that goes on: the server swaps them in between requests)."""
+        load_weights({"model": self.model}, load_tensors(path), path)
+        self.model.eval()
+
+    @property
+    def parameter_count(self) -> int:
+        """Parameters as the family counts them (a GPT without its position table, as nanoGPT reports; an n-gram's
+        table entries); any other family's every parameter."""
+        count = getattr(self.model, "num_params", None)
+        return int(count()) if count is not None else sum(p.numel() for p in self.model.parameters())
+
+    def perplexity_of(self, tokens: np.ndarray, batch_size: int = 16, max_batches: int | None = None) -> dict:
+        """Loss (nats/token), bits per unit and perplexity of the model over `tokens` (this run's ids)."""
+        block = self.max_context or getattr(self.config.model, "block_size", 128)
+        return evaluate_tokens(self.model, tokens, self.tokenizer.unit_lengths(), block, self.device, batch_size, max_batches)
 
     @property
     def max_context(self) -> int | None:

@@ -1,0 +1,124 @@
+"""Text from records: one column of a Hugging Face `datasets` dataset (`--data hf:PATH_OR_NAME`: a folder written
+by `save_to_disk`, a dataset folder, or a name already in the local cache) or of a .jsonl, .parquet or .csv file
+(`--data FILE --set data.column=NAME`). Each row is a document.
+
+The column is read in batches and written once to a text file in genlab's cache (documents separated by a blank
+line), which the text and code tasks then read like any file: memory stays flat however large the dataset.
+Nothing is downloaded: Hugging Face's offline mode is on unless the user's environment sets
+HF_DATASETS_OFFLINE=0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+from genlab.errors import GenlabError
+from genlab.files import atomic_write_text
+
+TABLES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+SEPARATOR = "\n\n"
+BATCH = 1024
+
+
+def is_records(source: str, column: str | None) -> bool:
+    return source.startswith("hf:") or column is not None
+
+
+def open_dataset(source: str, split: str):
+    """The split of the dataset `source` names, iterable in batches (`datasets` is imported here: only runs that
+    read records need it)."""
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # a name is looked up in the local cache, never fetched
+    try:
+        import datasets
+    except ModuleNotFoundError:
+        raise GenlabError(f"{source}: reading datasets needs the `datasets` package (pip install datasets)") from None
+    datasets.disable_progress_bars()
+    if source.startswith("hf:"):
+        where = source.removeprefix("hf:")
+        if Path(where).expanduser().is_dir() and any(Path(where).expanduser().glob("*.json")):
+            try:
+                found = datasets.load_from_disk(str(Path(where).expanduser()))
+            except FileNotFoundError:
+                found = datasets.load_dataset(str(Path(where).expanduser()), streaming=True)
+        else:
+            try:
+                found = datasets.load_dataset(where, streaming=True)
+            except Exception as e:  # the library's own errors for a name it cannot find offline
+                raise GenlabError(f"{source}: no such dataset folder, and not a dataset in the local Hugging Face cache "
+                                  f"({type(e).__name__}); save one with Dataset.save_to_disk and pass its folder") from None
+    else:
+        path = Path(source).expanduser()
+        kind = TABLES.get(path.suffix.lower())
+        if kind is None:
+            raise GenlabError(f"{source}: data.column reads .jsonl, .parquet and .csv files (or --data hf:DATASET), "
+                              f"not {path.suffix or 'a file without a suffix'}")
+        if not path.is_file():
+            raise GenlabError(f"{source}: no such file")
+        found = datasets.load_dataset(kind, data_files=str(path), split="train", streaming=True)
+    if isinstance(found, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        if split not in found:
+            raise GenlabError(f"{source}: no split {split!r} (data.dataset_split; the dataset has: {', '.join(found)})")
+        found = found[split]
+    return found
+
+
+def column_texts(source: str, column: str, split: str = "train") -> Iterator[str]:
+    """The column's values, row by row (None and empty rows left out); a missing column or split is an error
+    here, before anything is read."""
+    data = open_dataset(source, split)
+    names = list(data.column_names or next(iter(data)).keys())
+    if column not in names:
+        raise GenlabError(f"{source}: no column {column!r} (data.column; the columns: {', '.join(names)})")
+
+    def rows():
+        for batch in data.select_columns([column]).iter(batch_size=BATCH):
+            for value in batch[column]:
+                if value is not None and str(value).strip():
+                    yield str(value)
+
+    return rows()
+
+
+def fingerprint(source: str, column: str, split: str) -> str:
+    """What identifies the text made of a column: the source (a file's or folder's size and time), column, split."""
+    where = Path(source.removeprefix("hf:")).expanduser()
+    stamp = ""
+    if where.exists():
+        files = [where] if where.is_file() else sorted(p for p in where.rglob("*") if p.is_file())
+        stamp = ";".join(f"{p.relative_to(where.parent)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+        source = str(where.resolve())
+    return hashlib.sha256(f"{source}|{column}|{split}|{stamp}".encode()).hexdigest()[:16]
+
+
+def records_text(source: str, column: str, split: str, cache: Path, progress: bool = True) -> Path:
+    """The column as one text file in the cache (written once per source, column and split)."""
+    from genlab.progress import progress_bar
+
+    dest = Path(cache) / "records" / f"{fingerprint(source, column, split)}.txt"
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    texts = column_texts(source, column, split)
+    partial = dest.with_suffix(f".{os.getpid()}.partial")
+    rows = 0
+    bar = progress_bar(desc=f"reading {source} [{column}]", unit="row", enabled=progress)
+    try:
+        with open(partial, "w", encoding="utf-8") as f:
+            for text in texts:
+                if rows:
+                    f.write(SEPARATOR)
+                f.write(text)
+                rows += 1
+                bar.update(1)
+        if rows == 0:
+            raise GenlabError(f"{source}: column {column!r} holds no text")
+    finally:
+        bar.close()
+        if rows == 0 or not partial.exists():
+            partial.unlink(missing_ok=True)
+    os.replace(partial, dest)
+    atomic_write_text(dest.with_suffix(".source"), f"{source} [{column}] {split}: {rows} rows\n")
+    return dest

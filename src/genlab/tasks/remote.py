@@ -1,0 +1,110 @@
+"""`remote:URL#MODEL`: a model behind any OpenAI-compatible endpoint, as a sequence generator.
+
+`genlab sample remote:http://127.0.0.1:8000/v1#poet` and `genlab eval-code remote:...` use it like a run (URL is the
+base URL the openai client takes; MODEL the name the server serves). The key is read from the environment variable
+that GENLAB_REMOTE_KEY_ENV names (OPENAI_API_KEY when it names none); it is never printed or written anywhere.
+Requests are retried with exponential backoff on 429 and 5xx (honouring Retry-After: the openai client's own
+retries), time out after `timeout` seconds, and go one at a time.
+
+Only what the caller sets is sent: a remote model samples with its server's own defaults otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from genlab.config import validate_config
+from genlab.errors import GenlabError
+from genlab.samples import TextSample
+from genlab.tasks.code import PYTHON_STOPS, CodeGenerator
+
+PREFIX = "remote:"
+RETRIES = 5
+TIMEOUT = 120.0
+# SamplingParams field -> the request field of OpenAI's completions API (genlab's own server takes the extensions).
+REQUEST_FIELDS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p",
+                  "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}
+EXTENSIONS = {"top_k": "top_k", "repetition_penalty": "repetition_penalty"}
+
+
+def parse_remote(spec: str) -> tuple[str, str]:
+    """`remote:URL#MODEL` -> (URL, MODEL)."""
+    url, _, model = spec.removeprefix(PREFIX).partition("#")
+    if not url.startswith(("http://", "https://")) or not model:
+        raise GenlabError(f"{spec}: a remote model is remote:URL#MODEL, URL an http(s) base URL (e.g. "
+                          "remote:http://127.0.0.1:8000/v1#poet)")
+    return url, model
+
+
+class RemoteGenerator(CodeGenerator):
+    """Text and code from an OpenAI-compatible server (genlab serve, vLLM, llama.cpp, a hosted API)."""
+
+    modality = "text"
+
+    def __init__(self, spec: str, timeout: float = TIMEOUT):
+        import openai
+
+        self.url, self.name = parse_remote(spec)
+        self.run, self.device = None, "remote"
+        self.config = validate_config({"task": "text"})  # only its [sample] prompt is read: the default prompt ""
+        key_env = os.environ.get("GENLAB_REMOTE_KEY_ENV", "OPENAI_API_KEY")
+        self.client = openai.OpenAI(base_url=self.url, api_key=os.environ.get(key_env) or "none", timeout=timeout,
+                                    max_retries=RETRIES)
+
+    def _request(self, prompt: str, n: int, seed: int | None, stop, params: dict) -> dict:
+        body = {REQUEST_FIELDS[k]: v for k, v in params.items() if k in REQUEST_FIELDS and v is not None}
+        extra = {EXTENSIONS[k]: v for k, v in params.items() if k in EXTENSIONS and v is not None}
+        unknown = [k for k, v in params.items() if v is not None and k not in REQUEST_FIELDS and k not in EXTENSIONS]
+        if unknown:
+            raise GenlabError(f"{PREFIX}{self.url}#{self.name}: {', '.join(unknown)} cannot be asked of a remote model")
+        if stop:
+            body["stop"] = list(stop)[:4]  # OpenAI's limit
+        if seed is not None:
+            body["seed"] = seed
+        return {"model": self.name, "prompt": prompt, "n": n, **body, **({"extra_body": extra} if extra else {})}
+
+    def _call(self, request: dict, stream: bool = False):
+        import openai
+
+        try:
+            return self.client.completions.create(**request, stream=stream)
+        except openai.AuthenticationError:
+            raise GenlabError(f"{self.url}: the server refused the key (401); put it in a variable and name that "
+                              "variable in GENLAB_REMOTE_KEY_ENV") from None
+        except openai.NotFoundError:
+            raise GenlabError(f"{self.url}: no model {self.name!r} there (GET {self.url}/models lists them)") from None
+        except openai.APIConnectionError:
+            raise GenlabError(f"{self.url}: no answer (is the server running, and is this its /v1 base URL?)") from None
+        except openai.APIStatusError as e:
+            retried = f" after {RETRIES} retries" if e.status_code == 429 or e.status_code >= 500 else ""
+            raise GenlabError(f"{self.url}: the server answered {e.status_code}{retried} ({str(e.message)[:200]})") from None
+
+    def generate(self, prompt=None, n: int = 1, seed: int | None = None, stop: list[str] | None = None,
+                 use_cache: bool = True, **params) -> list[TextSample]:
+        prompt = prompt or ""
+        answer = self._call(self._request(prompt, n, seed, self.default_stop() if stop is None else stop, params))
+        choices = sorted(answer.choices, key=lambda c: c.index)
+        samples = [TextSample(c.text, [], c.finish_reason or "length") for c in choices]
+        for sample in samples:
+            sample.prompt = prompt
+        return samples
+
+    def stream(self, prompt=None, seed: int | None = None, stop: list[str] | None = None, use_cache: bool = True,
+               **params) -> Iterator[str]:
+        request = self._request(prompt or "", 1, seed, self.default_stop() if stop is None else stop, params)
+        for chunk in self._call(request, stream=True):
+            for choice in chunk.choices:
+                if choice.text:
+                    yield choice.text
+
+    def default_stop(self) -> list[str]:
+        return []  # a remote model may write prose: the caller's stops only
+
+    def complete_function(self, signature_and_docstring: str, n: int = 1, seed: int | None = None, **params) -> list[str]:
+        # OpenAI's API takes at most 4 stop strings: the first four of Python's (the body is cut at its end anyway).
+        return super().complete_function(signature_and_docstring, n, seed, stop=list(PYTHON_STOPS)[:4], **params)
+
+    def evaluate(self, data: str | None = None, **options) -> dict:
+        raise GenlabError(f"{PREFIX}{self.url}#{self.name}: a remote model has no held-out split here; "
+                          "genlab eval-code measures its pass@k")

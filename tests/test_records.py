@@ -1,0 +1,63 @@
+"""Text from records: a Hugging Face dataset saved with `save_to_disk` (`--data hf:FOLDER`), or a column of a
+.jsonl, .parquet or .csv file (`--set data.column=NAME`); bad columns and splits are one line naming what exists."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import make_corpus
+
+TINY = ["--max-steps", "3", "--set", "model.n_layer=1", "--set", "model.n_head=2", "--set", "model.n_embd=32",
+        "--set", "model.block_size=32", "--set", "train.eval_batches=1", "--quiet"]
+
+
+@pytest.fixture
+def rows():
+    return [{"id": i, "body": make_corpus(300, seed=i).strip(), "stars": i % 5} for i in range(60)]
+
+
+def test_a_saved_dataset_trains_on_its_column_and_split(rows, tmp_path, cli):
+    import datasets
+
+    data = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows),
+                                 "validation": datasets.Dataset.from_list(rows[:5])})
+    data.save_to_disk(str(tmp_path / "ds"))
+    r = cli("train", "text", "--data", f"hf:{tmp_path / 'ds'}", "--set", "data.column=body", "--out", tmp_path / "run", *TINY)
+    assert r.returncode == 0, r.stderr
+    from genlab.runs import RunDir
+    from genlab.tokenizers import load_tokenizer
+
+    # Every character the model knows comes from the column's rows (the ids and stars are not text it saw).
+    tokenizer = load_tokenizer(RunDir(tmp_path / "run").tokenizer)
+    assert set(tokenizer.decode(list(range(tokenizer.vocab_size)))) <= set("".join(r["body"] for r in rows) + "\n")
+
+    r = cli("train", "text", "--data", f"hf:{tmp_path / 'ds'}", "--out", tmp_path / "nocol", *TINY)
+    assert r.returncode == 1 and r.stderr.strip() == (f"error: hf:{tmp_path / 'ds'}: no column 'text' (data.column; "
+                                                      "the columns: id, body, stars)")
+    r = cli("train", "text", "--data", f"hf:{tmp_path / 'ds'}", "--set", "data.column=body", "--set", "data.dataset_split=test",
+            "--out", tmp_path / "nosplit", *TINY)
+    assert r.returncode == 1 and r.stderr.strip() == (f"error: hf:{tmp_path / 'ds'}: no split 'test' (data.dataset_split; "
+                                                      "the dataset has: train, validation)")
+    assert not (tmp_path / "nocol").exists() or not any((tmp_path / "nocol").glob("model*"))
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
+def test_a_table_file_trains_on_a_column_as_a_dataset_does(rows, tmp_path, cli, suffix):
+    table = tmp_path / f"rows{suffix}"
+    if suffix == ".jsonl":
+        table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif suffix == ".parquet":
+        pd.DataFrame(rows).to_parquet(table)
+    else:
+        pd.DataFrame(rows).to_csv(table, index=False)
+    r = cli("train", "text", "--data", table, "--set", "data.column=body", "--out", tmp_path / "run", *TINY)
+    assert r.returncode == 0, r.stderr
+    from genlab.datasets.named import cache_dir
+    from genlab.datasets.records import fingerprint
+
+    made = cache_dir() / "records" / f"{fingerprint(str(table), 'body', 'train')}.txt"
+    assert made.read_text() == "\n\n".join(r["body"] for r in rows)  # one document per row, in order
+    r = cli("train", "text", "--data", table, "--set", "data.column=title", "--out", tmp_path / "bad", *TINY)
+    assert r.returncode == 1 and "no column 'title' (data.column; the columns: id, body, stars)" in r.stderr
+    assert not list((cache_dir() / "records").glob("*.partial"))

@@ -1,0 +1,68 @@
+"""`remote:URL#MODEL`: a model behind an OpenAI-compatible endpoint (here a real `genlab serve`) where a run goes:
+`genlab sample` and `genlab eval-code`; the key comes from a variable the user names and is written nowhere."""
+
+import json
+import os
+import string
+
+import pytest
+
+from conftest import serving, tiny_config
+from test_code_eval import write_problems
+
+KEY = "s3cret-remote-key"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    import genlab
+
+    from conftest import make_corpus
+
+    root = tmp_path_factory.mktemp("remote")
+    (root / "corpus.txt").write_text(make_corpus() + string.printable * 20)  # every character a problem holds
+    genlab.train(tiny_config(root / "corpus.txt", root / "poet", max_steps=20), progress=False)
+    with serving(root / "poet", env={**os.environ, "GENLAB_API_KEY": KEY}) as url:
+        yield root, f"remote:{url}/v1#poet"
+
+
+def test_sample_from_a_remote_model_equals_the_run_it_serves(served, cli, monkeypatch):
+    root, remote = served
+    monkeypatch.setenv("GENLAB_REMOTE_KEY_ENV", "MY_KEY")
+    monkeypatch.setenv("MY_KEY", KEY)
+    args = ["--prompt", "The", "--max-new-tokens", "24", "--seed", "3", "--no-stream"]  # the same seed, the same draws
+    far, near = cli("sample", remote, *args), cli("sample", root / "poet", *args)
+    assert far.returncode == 0 and near.returncode == 0, far.stderr + near.stderr
+    assert far.stdout == near.stdout and far.stdout.strip() != "The"
+    streamed = cli("sample", remote, "--prompt", "The", "--max-new-tokens", "24", "--seed", "3")
+    assert streamed.returncode == 0 and streamed.stdout == near.stdout
+
+
+def test_a_wrong_key_or_model_is_one_line_that_never_shows_the_key(served, cli, monkeypatch):
+    root, remote = served
+    monkeypatch.setenv("GENLAB_REMOTE_KEY_ENV", "MY_KEY")
+    monkeypatch.setenv("MY_KEY", "wrong-" + KEY)
+    r = cli("sample", remote, "--prompt", "The", "--max-new-tokens", "4")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "refused the key (401)" in r.stderr
+    assert KEY not in r.stderr + r.stdout
+    monkeypatch.setenv("MY_KEY", KEY)
+    r = cli("sample", remote.replace("#poet", "#nobody"), "--prompt", "The", "--max-new-tokens", "4")
+    assert r.returncode == 1 and "no model 'nobody' there" in r.stderr
+    r = cli("sample", "remote:ftp://x#m")
+    assert r.returncode == 1 and "a remote model is remote:URL#MODEL" in r.stderr
+
+
+def test_eval_code_measures_a_remote_model_in_the_sandbox_and_writes_no_key(served, cli, monkeypatch, tmp_path):
+    root, remote = served
+    monkeypatch.setenv("GENLAB_REMOTE_KEY_ENV", "MY_KEY")
+    monkeypatch.setenv("MY_KEY", KEY)
+    problems = write_problems(tmp_path / "problems.jsonl")
+    r = cli("eval-code", remote, "--problems", problems, "--n", "2", "--k", "1,2", "--max-new-tokens", "16",
+            "--out", tmp_path / "out", "--quiet")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["model"] == "poet" and summary["problems"] == 3 and 0.0 <= summary["pass@1"] <= 1.0
+    completions = [json.loads(line) for line in (tmp_path / "out" / "completions.jsonl").read_text().splitlines()]
+    assert len(completions) == 3 * 2
+    written = "".join(p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert KEY not in written
