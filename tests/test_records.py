@@ -61,3 +61,32 @@ def test_a_table_file_trains_on_a_column_as_a_dataset_does(rows, tmp_path, cli, 
     r = cli("train", "text", "--data", table, "--set", "data.column=title", "--out", tmp_path / "bad", *TINY)
     assert r.returncode == 1 and "no column 'title' (data.column; the columns: id, body, stars)" in r.stderr
     assert not list((cache_dir() / "records").glob("*.partial"))
+
+
+def test_an_image_dataset_trains_on_its_image_and_label_columns(tmp_path, cli):
+    """A saved dataset of PIL images with a ClassLabel column: the run's store holds exactly its pixels and its
+    class names; a missing column is one line naming the ones there are."""
+    import datasets
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = np.round(digits.images[:120] * 255 / 16).astype(np.uint8)
+    features = datasets.Features({"img": datasets.Image(), "digit": datasets.ClassLabel(names=[f"d{i}" for i in range(10)])})
+    data = datasets.Dataset.from_dict({"img": list(pixels), "digit": list(digits.target[:120])}, features=features)
+    data.save_to_disk(str(tmp_path / "digits-ds"))
+    source = f"hf:{tmp_path / 'digits-ds'}"
+    r = cli("train", "image", "--data", source, "--model", "vae", "--set", "data.image.image_column=img",
+            "--set", "data.image.label_column=digit", "--set", "model.channels=8", "--set", "model.latent_dim=4",
+            "--set", "data.image.grid_samples=4", "--max-steps", "2", "--set", "train.batch_size=8",
+            "--out", tmp_path / "run", "--quiet")
+    assert r.returncode == 0, r.stderr
+    from genlab.datasets.images import ImageStore
+
+    store = ImageStore(tmp_path / "run" / "data")
+    assert store.classes == [f"d{i}" for i in range(10)] and store.shape == (8, 8, 1)
+    order = np.argsort([bytes(im) for im in pixels])  # the store keeps every image (in its own split order)
+    kept = np.asarray(store.images)[..., 0]
+    assert sorted(map(bytes, kept)) == [bytes(pixels[i]) for i in order]
+    r = cli("train", "image", "--data", source, "--model", "vae", "--max-steps", "1", "--out", tmp_path / "bad", "--quiet")
+    assert r.returncode == 1 and r.stderr.strip() == f"error: {source}: no column 'image' (data.image_column; the columns: img, digit)"

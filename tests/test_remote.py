@@ -4,6 +4,7 @@
 import json
 import os
 import string
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,26 @@ def test_eval_code_measures_a_remote_model_in_the_sandbox_and_writes_no_key(serv
     assert len(completions) == 3 * 2
     written = "".join(p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert KEY not in written
+
+
+def test_distill_from_a_remote_teacher_trains_on_its_samples(served, cli, monkeypatch, tmp_path):
+    """Sequence-level distillation: the student's data are the remote teacher's seeded samples; the key is written
+    nowhere."""
+    import genlab
+
+    root, remote = served
+    monkeypatch.setenv("GENLAB_REMOTE_KEY_ENV", "MY_KEY")
+    monkeypatch.setenv("MY_KEY", KEY)
+    r = cli("distill", "--teacher", remote, "--teacher-samples", "6", "--out", tmp_path / "student", "--model", "lstm",
+            "--set", "model.n_layer=1", "--set", "model.n_embd=32", "--set", "model.block_size=32", "--max-steps", "3",
+            "--set", "train.eval_batches=1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    from genlab.config import load_config
+
+    source = Path(load_config(tmp_path / "student" / "config.toml").data.source)
+    expected = [s.text for s in genlab.load(remote).generate("", n=6, seed=0, max_new_tokens=256)]
+    assert source.read_bytes() == "\n\n".join(expected).encode() and all(expected)  # bytes: read_text turns \r into \n
+    written = "".join(p.read_text(errors="replace") for p in (tmp_path / "student").rglob("*") if p.is_file())
+    assert KEY not in written and "MY_KEY" not in written
+    r = cli("distill", "--teacher", remote, "--out", tmp_path / "x", "--alpha", "0.5")
+    assert r.returncode == 1 and "a remote teacher gives samples, not logits" in r.stderr

@@ -69,3 +69,14 @@ def test_an_unknown_tracker_is_one_line(cli, corpus_file, tmp_path):
     r = cli("train", "text", "--data", corpus_file, "--out", tmp_path / "x", "--log", "tensorboard,wandb")
     assert r.returncode == 1 and r.stderr.strip() == "error: --log: 'wandb' is not a tracker genlab logs to (tensorboard, mlflow)"
     assert not (tmp_path / "x").exists()
+
+
+def test_compare_logs_every_run_it_trains(tmp_path, cli, corpus_file):
+    r = cli("compare", "--models", "gpt,lstm", "--data", corpus_file, "--out", tmp_path / "cmp", "--log", "tensorboard",
+            "--set", "train.max_steps=4", "--set", "train.eval_batches=1", "--set", "model.n_embd=32",
+            "--set", "model.block_size=32", "--quiet")
+    assert r.returncode == 0, r.stderr
+    for family in ("gpt", "lstm"):
+        scalars, _ = tensorboard_scalars(tmp_path / "cmp" / family / "tensorboard")
+        assert scalars["final_val_loss"] == pytest.approx({r["step"]: r["final_val_loss"] for r in rows(tmp_path / "cmp" / family)
+                                                           if "final_val_loss" in r})

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import sys
-
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +24,7 @@ def compare(
     device: str = typer.Option("cpu", "--device", help="Where to measure: auto, cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     n: int = typer.Option(256, "--n", help="Image runs: generated images per FID, the same for every run."),
+    log: Optional[str] = typer.Option(None, "--log", help="Log every trained run to tensorboard, mlflow or both."),
     threads: str = threads_option(),
 ) -> None:
     """Train or read several runs and compare parameters, val loss, bits per char, speed and wall time (image runs:
@@ -31,7 +32,10 @@ def compare(
     use_threads(threads)
     from genlab.compare import compare as run_compare, format_table
 
+    from genlab.cli.train import trackers
+
     family_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    set_ = [*set_, *([f"train.log={json.dumps(trackers(log))}"] if log else [])]  # the trained runs log there
     if (out / "compare.json").exists():  # its runs resume; the table and plot are made again
         print(f"{out} holds an earlier comparison: its runs resume, and compare.json is replaced "
               "(--out NEW keeps both)", file=sys.stderr)

@@ -324,8 +324,8 @@ class ImageStore:
     @classmethod
     def build(cls, dest: Path, source_path: Path, size: int | None, channels: int | None, val_fraction: float,
               seed: int, progress: bool = True) -> "ImageStore":
-        """Decode every image of `source_path` once into `dest` (replaced atomically when done)."""
-        source = open_image_source(Path(source_path))
+        """Decode every image of `source_path` (or of an ImageSource) once into `dest` (replaced atomically when done)."""
+        source = source_path if isinstance(source_path, ImageSource) else open_image_source(Path(source_path))
         channels = channels or source.native_shape[2]
         height, width = (size, size) if size else source.native_shape[:2]
         with replacing(dest, "image-store") as tmp:

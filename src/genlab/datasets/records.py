@@ -11,9 +11,12 @@ HF_DATASETS_OFFLINE=0.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 from genlab.errors import GenlabError
 from genlab.files import atomic_write_text
@@ -122,3 +125,49 @@ def records_text(source: str, column: str, split: str, cache: Path, progress: bo
     os.replace(partial, dest)
     atomic_write_text(dest.with_suffix(".source"), f"{source} [{column}] {split}: {rows} rows\n")
     return dest
+
+
+def to_pixels(value, where: str) -> np.ndarray:
+    """A dataset's image cell (a PIL image, {"bytes", "path"}, or an array) -> (H, W, C) uint8, C 1 or 3."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if isinstance(value, dict):
+            value = Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
+        if isinstance(value, Image.Image):
+            value = value.convert("L") if value.mode in ("1", "L", "I", "I;16", "F") else value.convert("RGB")
+        pixels = np.asarray(value)
+    except (UnidentifiedImageError, OSError, KeyError, TypeError, ValueError) as e:
+        raise GenlabError(f"{where}: not an image ({type(e).__name__})") from None
+    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
+        raise GenlabError(f"{where}: not an 8-bit image (an array of {pixels.dtype}, {pixels.ndim} dimensions)")
+    return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def dataset_images(source: str, image_column: str, label_column: str | None, split: str = "train"):
+    """A saved Hugging Face dataset's images (and labels) as an ImageSource, read row by row as the store is built
+    (a saved dataset is memory-mapped: flat memory). Labels of a ClassLabel column keep its names; other labels
+    become classes in sorted order."""
+    from genlab.datasets.images import ImageSource
+
+    data = open_dataset(source, split)
+    if not hasattr(data, "__getitem__"):
+        raise GenlabError(f"{source}: images are read from a dataset saved with save_to_disk (--data hf:FOLDER)")
+    names = list(data.column_names)
+    for column, field in ((image_column, "data.image_column"), (label_column, "data.label_column")):
+        if column is not None and column not in names:
+            raise GenlabError(f"{source}: no column {column!r} ({field}; the columns: {', '.join(names)})")
+    if len(data) == 0:
+        raise GenlabError(f"{source}: the {split!r} split holds no rows")
+    labels = classes = None
+    if label_column is not None:
+        feature = data.features[label_column]
+        values = data[label_column]
+        if hasattr(feature, "names"):  # a ClassLabel: ids with names
+            labels, classes = np.asarray(values, dtype=np.int64), list(feature.names)
+        else:
+            classes = sorted({str(v) for v in values})
+            labels = np.asarray([classes.index(str(v)) for v in values], dtype=np.int64)
+    images = data.select_columns([image_column])
+    read = lambda i: to_pixels(images[int(i)][image_column], f"{source} row {i}")  # noqa: E731
+    return ImageSource(len(data), read, labels, classes, tuple(read(0).shape))

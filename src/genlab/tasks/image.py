@@ -23,6 +23,7 @@ from genlab.config import RunConfig
 from genlab.datasets import resolve_source
 from genlab.datasets.batches import SeededBatches
 from genlab.datasets.images import ImageBatches, ImageStore, to_model_range, to_uint8
+from genlab.datasets.records import dataset_images
 from genlab.errors import GenlabError
 from genlab.families import family_of, names
 from genlab.grids import make_grid, save_png
@@ -52,9 +53,10 @@ def prepare_store(config: RunConfig, run: RunDir, resume: bool, progress: bool) 
     """The run's decoded images: built once from data.source, reused on resume."""
     if resume and (run.data / "header.json").is_file():
         return ImageStore(run.data)
-    opts = config.data.image
-    return ImageStore.build(run.data, resolve_source(config.data.source, progress), opts.size, opts.channels,
-                            config.data.val_fraction, config.train.seed, progress)
+    opts, data = config.data.image, config.data
+    source = (dataset_images(data.source, opts.image_column, opts.label_column, data.dataset_split)
+              if data.source.startswith("hf:") else resolve_source(data.source, progress))
+    return ImageStore.build(run.data, source, opts.size, opts.channels, data.val_fraction, config.train.seed, progress)
 
 
 def num_classes_of(config: RunConfig, store: ImageStore) -> int:

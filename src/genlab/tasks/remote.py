@@ -11,17 +11,21 @@ Only what the caller sets is sent: a remote model samples with its server's own 
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 from typing import Iterator
 
 from genlab.config import validate_config
 from genlab.errors import GenlabError
+from genlab.files import atomic_write_text
 from genlab.samples import TextSample
 from genlab.tasks.code import PYTHON_STOPS, CodeGenerator
 
 PREFIX = "remote:"
 RETRIES = 5
 TIMEOUT = 120.0
+TEACHER_BATCH = 8  # samples per request when a remote teacher writes a student's corpus
 # SamplingParams field -> the request field of OpenAI's completions API (genlab's own server takes the extensions).
 REQUEST_FIELDS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p",
                   "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}
@@ -108,3 +112,28 @@ class RemoteGenerator(CodeGenerator):
     def evaluate(self, data: str | None = None, **options) -> dict:
         raise GenlabError(f"{PREFIX}{self.url}#{self.name}: a remote model has no held-out split here; "
                           "genlab eval-code measures its pass@k")
+
+
+def teacher_corpus(spec: str, samples: int, max_new_tokens: int, seed: int, cache: Path, progress: bool = True) -> Path:
+    """Sequence-level distillation's data (Kim and Rush, 2016): `samples` texts the remote teacher writes from an
+    empty prompt, row i drawn with seed + i, as one text file in the cache (documents separated by a blank line).
+    Written once per teacher, count, length and seed; the student then trains on it as on any text."""
+    from genlab.progress import progress_bar
+
+    url, model = parse_remote(spec)
+    key = hashlib.sha256(f"{url}#{model}|{samples}|{max_new_tokens}|{seed}".encode()).hexdigest()[:16]
+    dest = Path(cache) / "teacher-samples" / f"{key}.txt"
+    if dest.is_file():
+        return dest
+    teacher = RemoteGenerator(spec)
+    texts = []
+    bar = progress_bar(total=samples, desc=f"sampling the teacher {model}", unit="sample", enabled=progress)
+    for start in range(0, samples, TEACHER_BATCH):
+        n = min(TEACHER_BATCH, samples - start)
+        texts += [s.text for s in teacher.generate("", n=n, seed=seed + start, max_new_tokens=max_new_tokens)]
+        bar.update(n)
+    bar.close()
+    if not any(t.strip() for t in texts):
+        raise GenlabError(f"{spec}: the teacher wrote nothing in {samples} samples")
+    atomic_write_text(dest, "\n\n".join(texts))
+    return dest
