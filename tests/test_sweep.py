@@ -52,6 +52,8 @@ def test_a_sweep_trains_ordinary_runs_scores_them_and_goes_on_where_it_stopped(c
     ("train.lr=3..1", "a range is two numbers, low..high, low below high"),
     ("train.lr=0..1:log", "a log range must start above 0"),
     ("model.n_embd=16", "give two or more choices, or a range"),
+    ("model.n_embdd=16,32", "did you mean model.n_embd"),
+    ("train.lr=-1..1", "train.lr"),
 ])
 def test_a_bad_space_is_one_line_and_writes_nothing(item, message, cli, corpus_file, tmp_path):
     r = cli("sweep", "text", "--data", corpus_file, "--space", item, "--out", tmp_path / "s", *TINY)

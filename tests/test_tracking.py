@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from conftest import tiny_config
+
 
 def rows(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -80,3 +82,26 @@ def test_compare_logs_every_run_it_trains(tmp_path, cli, corpus_file):
         scalars, _ = tensorboard_scalars(tmp_path / "cmp" / family / "tensorboard")
         assert scalars["final_val_loss"] == pytest.approx({r["step"]: r["final_val_loss"] for r in rows(tmp_path / "cmp" / family)
                                                            if "final_val_loss" in r})
+
+
+def test_rl_logs_its_rows(tmp_path, cli, corpus_file):
+    import genlab
+
+    start = genlab.train(tiny_config(corpus_file, tmp_path / "start", max_steps=4), progress=False)
+    r = cli("rl", start.path, "--reward", "length", "--reward-arg", "min=5", "--out", tmp_path / "tuned", "--steps", "4",
+            "--batch", "2", "--max-new-tokens", "8", "--log", "tensorboard", "--quiet")
+    assert r.returncode == 0, r.stderr
+    scalars, _ = tensorboard_scalars(tmp_path / "tuned" / "tensorboard")
+    logged = [row for row in rows(tmp_path / "tuned") if "reward" in row]
+    assert len(logged) >= 2
+    assert scalars["reward"] == pytest.approx({row["step"]: row["reward"] for row in logged})
+    assert scalars["kl"] == pytest.approx({row["step"]: row["kl"] for row in logged})
+
+
+def test_cartpole_logs_each_episode(tmp_path, cli):
+    r = cli("rl", "cartpole", "--episodes", "12", "--out", tmp_path / "cp", "--log", "tensorboard", "--quiet")
+    assert r.returncode == 0, r.stderr
+    returns = {row["step"]: row["return"] for row in rows(tmp_path / "cp") if "return" in row}
+    assert sorted(returns) == list(range(1, 13))
+    scalars, _ = tensorboard_scalars(tmp_path / "cp" / "tensorboard")
+    assert scalars["return"] == pytest.approx(returns) and 12 in scalars["greedy_mean_return"]

@@ -266,3 +266,16 @@ def test_a_time_budget_bounds_the_run_evals_and_samples_included(tmp_path):
     assert len(evals) >= 2 and results["elapsed"] <= budget + 1.0
     assert took < budget + 4.0, took  # loading and saving around the budget; before, evals came on top of it
     assert any("final_skipped" in r for r in rows) and "final_skipped" in results
+
+
+def test_a_time_budget_warms_up_for_a_small_share_of_its_planned_steps():
+    """A budget planned as 60 steps warms up for 3 (5 %), not the configured 100, and decays to the floor at 60;
+    a long plan keeps the configured warmup, and max_steps alone keeps it whatever its length."""
+    from genlab.training.schedule import warmup_steps
+
+    cfg = TrainConfig(lr=1.0, warmup_steps=100, max_steps=100_000, max_time=150.0, min_lr_ratio=0.1)
+    assert warmup_steps(cfg, 60) == 3 and warmup_steps(cfg, 10_000) == 100 and warmup_steps(cfg) == 100
+    lrs = [learning_rate(cfg, s, total_steps=60) for s in range(61)]
+    assert lrs[:3] == pytest.approx([1 / 3, 2 / 3, 1.0]) and lrs[60] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+    assert learning_rate(TrainConfig(lr=1.0, warmup_steps=100, max_steps=60), 59) == pytest.approx(0.6)

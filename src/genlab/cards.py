@@ -70,7 +70,7 @@ def model_card(config: RunConfig, results: dict, name: str, parameters: int | No
     body = f"""# {name}
 
 {origin}A {spec.name} {config.task} model{size}, trained with genlab on `{data}`
-(tokenizer: {config.tokenizer.kind if config.task in ('text', 'code', 'music', 'audio') else 'none'}).
+(tokenizer: {config.tokenizer.kind if spec.kind in ('sequence', 'audio') else 'none'}).
 
 ## Training
 

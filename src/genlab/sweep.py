@@ -101,7 +101,10 @@ def sweep(task: str, out: Path, space: list[str], trials: int, flags: dict, sets
         raise GenlabError("--space: give at least one FIELD=VALUES to search")
     if len({d.field for d in dims}) < len(dims):
         raise GenlabError("--space: a field is given twice")
-    build_config(config_file, {**flags, "out": str(out / "check")}, sets, base={"task": task})  # refuse bad flags now
+    for d in dims:  # refuse bad flags and fields now, not as every trial failing (each end of a range is checked)
+        for value in d.choices or (d.low, d.high):
+            build_config(config_file, {**flags, "out": str(out / "check")}, [*sets, f"{d.field}={json.dumps(value)}"],
+                         base={"task": task})
     claim(out, "sweep")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="genlab", storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True,

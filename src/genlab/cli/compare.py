@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from genlab.cli.root import app, threads_option, use_threads
+from genlab.cli.train import trackers
 
 
 @app.command()
@@ -31,8 +32,6 @@ def compare(
     FID, KID, precision, recall, speed and wall time)."""
     use_threads(threads)
     from genlab.compare import compare as run_compare, format_table
-
-    from genlab.cli.train import trackers
 
     family_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
     set_ = [*set_, *([f"train.log={json.dumps(trackers(log))}"] if log else [])]  # the trained runs log there

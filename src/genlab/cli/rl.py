@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from genlab.cli.root import app, threads_option, use_threads
+from genlab.cli.train import trackers
 
 
 @app.command(no_args_is_help=True)
@@ -26,6 +27,7 @@ def rl(
     lr: float = typer.Option(1e-4, "--lr", help="A run: learning rate."),
     episodes: Optional[int] = typer.Option(None, "--episodes", help="cartpole: training episodes (q-learning 1000, dqn 400)."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same run."),
+    log: Optional[str] = typer.Option(None, "--log", help="Also log to tensorboard, mlflow or both."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     threads: str = threads_option(),
 ) -> None:
@@ -55,7 +57,7 @@ def rl(
             prompts = [p.prompt for p in read_problems(problems)]
             options.setdefault("problems", str(problems))
         cfg = RLConfig(reward, options, steps=steps, batch=batch, max_new_tokens=max_new_tokens, kl=kl, lr=lr, seed=seed,
-                       prompts=tuple(prompts))
+                       prompts=tuple(prompts), log=tuple(trackers(log) or ()))
         summary = reinforce(Path(target), out, cfg, progress=not quiet)
         first, last = summary["first"], summary["last"]
         print(f"mean reward {first['reward']:.3f} -> {last['reward']:.3f}, KL to the start {last['kl']:.3f} nats per sequence",
@@ -64,7 +66,8 @@ def rl(
         return
     from genlab.rl.cartpole import CartPoleConfig, cartpole
 
-    cfg = CartPoleConfig(algo=algo, seed=seed, episodes=episodes or (1000 if algo == "q-learning" else 400))
+    cfg = CartPoleConfig(algo=algo, seed=seed, episodes=episodes or (1000 if algo == "q-learning" else 400),
+                         log=tuple(trackers(log) or ()))
     out = out or Path("runs") / f"cartpole-{algo}"
     summary = cartpole(cfg, out, progress=not quiet)
     verdict = "solved" if summary["solved"] else "not solved (475 needed)"

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from genlab.errors import GenlabError
+from genlab.runs import RunDir
+from genlab.training.runlog import RunLog
 
 SOLVED = 475.0  # Gymnasium's reward threshold for CartPole-v1 (mean over 100 episodes)
 # (low, high, bins) for cart position, cart velocity, pole angle, pole angular velocity
@@ -48,6 +50,7 @@ class CartPoleConfig:
     epsilon_start: float = 1.0
     epsilon_end: float = 0.02
     epsilon_decay_episodes: int = 300  # q-learning: linear decay over these episodes (dqn: over epsilon_decay_steps)
+    log: tuple[str, ...] = ()  # experiment trackers that get each episode's return and the greedy figures
     alpha: float = 0.1  # q-learning: step size
     lr: float = 5e-4  # dqn
     hidden: int = 128  # dqn: two hidden layers of this width
@@ -304,6 +307,13 @@ def cartpole(cfg: CartPoleConfig, out: Path, progress: bool = True, eval_episode
     if stop.signum is not None:
         summary["stopped_by"] = signal.Signals(stop.signum).name
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    # metrics.jsonl (and the trackers): the return of every training episode, then the greedy figures.
+    log = RunLog(RunDir(out), True, list(cfg.log), {"cartpole": asdict(cfg)}, resumed_at=None)
+    for episode, value in enumerate(returns, start=1):
+        log.write({"step": episode, "return": float(value)})
+    log.write({"step": len(returns), "greedy_mean_return": summary["greedy_mean_return"],
+               "greedy_min_return": summary["greedy_min_return"]})
+    log.finish()
     if stop.signum is not None:
         raise Interrupted(f"{summary['stopped_by']} after {len(returns)} episodes: what it learned is saved in {out} "
                           f"(greedy mean return {summary['greedy_mean_return']:.1f} over {eval_episodes} episodes)", stop.signum)

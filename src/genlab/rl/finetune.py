@@ -15,6 +15,7 @@ work on it. metrics.jsonl gets the mean reward and KL every `eval_every` steps, 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -26,6 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from genlab.errors import GenlabError
+from genlab.runs import RunDir
+from genlab.training.runlog import RunLog
 
 
 @dataclass
@@ -41,6 +44,7 @@ class RLConfig:
     eval_every: int = 10
     seed: int = 0
     prompts: tuple[str, ...] = ()  # cycled through the batch; the problems' prompts for code-passes
+    log: tuple[str, ...] = ()  # experiment trackers that get every row too (tensorboard, mlflow)
 
 
 def sequence_logprobs(model, prompt: list[int], tokens: list[int], device) -> torch.Tensor:
@@ -114,7 +118,7 @@ def reinforce(start: Path | str, out: Path | str, cfg: RLConfig, device: str = "
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     baseline, rows, logged = None, [], {"reward": [], "kl": []}
     t0 = time.perf_counter()
-    metrics = open(out / "metrics.jsonl", "a")
+    log = RunLog(RunDir(out), True, list(cfg.log), {"rl": dataclasses.asdict(cfg), "start": str(start)}, resumed_at=None)
     for step in progress_bar(range(1, cfg.steps + 1), desc="rl", unit="step", enabled=progress):
         which = [(step * cfg.batch + i) % len(prompts) for i in range(cfg.batch)]
         policy.eval()  # drawing: no dropout
@@ -145,12 +149,11 @@ def reinforce(start: Path | str, out: Path | str, cfg: RLConfig, device: str = "
                    "reward": sum(logged["reward"]) / len(logged["reward"]), "kl": sum(logged["kl"]) / len(logged["kl"])}
             logged = {"reward": [], "kl": []}
             rows.append(row)
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
-    metrics.close()
+            log.write(row)
     policy.eval()
     save_tensors(out / "model.safetensors", weights_of({"model": policy}))
     plot_rl(rows, out / "rl.png")
     summary = {"start": str(start), "reward": cfg.reward, "first": rows[0], "last": rows[-1], "steps": cfg.steps}
     (out / "rl.json").write_text(json.dumps(summary, indent=2))
+    log.finish()
     return summary

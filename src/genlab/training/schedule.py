@@ -12,17 +12,29 @@ from genlab.config import TrainConfig
 
 # Steps timed before a time budget is turned into a step count for the schedule.
 PLAN_AFTER_STEPS = 10
+# Under a time budget, warmup is at most this share of the planned steps: a short budget on a slow family (50
+# steps of WaveNet in 150 s) otherwise never left a 100-step warmup, and learned nothing.
+WARMUP_SHARE = 0.05
+
+
+def warmup_steps(cfg: TrainConfig, total_steps: int | None = None) -> int:
+    """train.warmup_steps, or under a time budget planned as `total_steps`, at most WARMUP_SHARE of them."""
+    if total_steps is None:
+        return cfg.warmup_steps
+    return min(cfg.warmup_steps, max(1, round(WARMUP_SHARE * total_steps)))
 
 
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int | None = None) -> float:
-    """Linear warmup, then cosine decay to lr*min_lr_ratio at `total_steps` (default: max_steps).
+    """Linear warmup, then cosine decay to lr*min_lr_ratio at `total_steps` (a time budget's plan; default:
+    max_steps, with train.warmup_steps of warmup).
 
     A function of the step alone, so a resumed run follows exactly the schedule of one never stopped;
     a time budget becomes a step estimate once (see `plan_steps`), recorded in the checkpoint."""
     total = total_steps or cfg.max_steps
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    warmup = warmup_steps(cfg, total_steps)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
