@@ -441,6 +441,24 @@ def section_threads() -> str:
     ])
 
 
+def section_short_budget() -> str:
+    d = load("short_budget.json")
+    if d is None:
+        return ""
+    rows = [[r["family"], r["steps"], r["planned_steps"] if r["planned_steps"] is not None else "-", f"{r['wall_seconds']:.0f} s",
+             f"{r['score']:.3f}" + ("" if r["whole_val_split"] else " (periodic eval)"), f"{r['unigram']:.3f}", r["unit"],
+             "yes" if r["beats_unigram"] else "**no (missed)**"] for r in d["rows"]]
+    return "\n\n".join([
+        "## Every family in a short budget",
+        f"Each family's defaults for {d['seconds']:g} s (`--max-time`, nothing else set): text families on Tiny Shakespeare, "
+        "scored in bits per char on the whole val split beside that split's unigram entropy; PixelCNN on the MNIST test "
+        "set in bits per dimension beside the pixel histogram's entropy. Warmup is at most 5 % of a budget's planned "
+        "steps. Target (issue 36): below the unigram.",
+        table(["family", "steps", "planned", "wall", "score", "unigram", "unit", "beats the unigram"], rows),
+        provenance(d["command"], "short_budget.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
 def section_export() -> str:
     d = load("export_formats.json")
     if d is None:
@@ -828,7 +846,7 @@ def section_vs_nanogpt() -> str:
 
 SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_variants, section_text_train,
             section_vs_nanogpt, section_budget_sweep, section_profile, section_text_sample, section_word_vs_char,
-            section_music, section_audio, section_code, section_images, section_pixelcnn, section_stylegan, section_serve, section_serve_constraints, section_constraint_engines, section_serve_fuzz, section_threads, section_export,
+            section_music, section_audio, section_code, section_images, section_pixelcnn, section_stylegan, section_serve, section_serve_constraints, section_constraint_engines, section_serve_fuzz, section_threads, section_short_budget, section_export,
             section_distill, section_rl_code, section_cartpole, section_multimodal, section_demo, section_memory]
 
 

@@ -279,3 +279,18 @@ def test_a_time_budget_warms_up_for_a_small_share_of_its_planned_steps():
     assert lrs[:3] == pytest.approx([1 / 3, 2 / 3, 1.0]) and lrs[60] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
     assert learning_rate(TrainConfig(lr=1.0, warmup_steps=100, max_steps=60), 59) == pytest.approx(0.6)
+
+
+def test_samples_a_spent_budget_never_timed_are_skipped_and_said(tmp_path, corpus_file):
+    """--max-time bounds the command: samples at the end of a budget that no periodic eval has timed (their cost
+    unknown: a PixelCNN grid took 90 s after a 6 s budget) are skipped with a line; a timed one keeps them."""
+    import genlab
+    from conftest import tiny_config
+
+    untimed = genlab.train(tiny_config(corpus_file, tmp_path / "untimed", max_steps=100_000, max_time=1.0,
+                                       eval_interval=100_000), progress=False)
+    rows = untimed.path.joinpath("metrics.jsonl").read_text()
+    assert "samples_skipped" in rows and not list((untimed.path / "samples").glob("*"))
+    timed = genlab.train(tiny_config(corpus_file, tmp_path / "timed", max_steps=100_000, max_time=1.0, eval_interval=5),
+                         progress=False)
+    assert list((timed.path / "samples").glob("step_*.txt")) and "samples_skipped" not in timed.path.joinpath("metrics.jsonl").read_text()
