@@ -450,9 +450,10 @@ def section_short_budget() -> str:
              "yes" if r["beats_unigram"] else "**no (missed)**"] for r in d["rows"]]
     return "\n\n".join([
         "## Every family in a short budget",
-        f"Each family's defaults for {d['seconds']:g} s (`--max-time`, nothing else set): text families on Tiny Shakespeare, "
-        "scored in bits per char on the whole val split beside that split's unigram entropy; PixelCNN on the MNIST test "
-        "set in bits per dimension beside the pixel histogram's entropy. Warmup is at most 5 % of a budget's planned "
+        f"Each family's defaults for {d['seconds']:g} s (`--max-time`, nothing else set; wall is the whole `genlab.train` "
+        "call, data preparation included): text families on Tiny Shakespeare, scored in bits per char at the last eval "
+        "(its `eval_batches` batches of the val split; the budget left no room for the whole split) beside the val "
+        "split's unigram entropy; PixelCNN on the MNIST test set in bits per dimension beside the pixel histogram's entropy. Warmup is at most 5 % of a budget's planned "
         "steps. Target (issue 36): below the unigram.",
         table(["family", "steps", "planned", "wall", "score", "unigram", "unit", "beats the unigram"], rows),
         provenance(d["command"], "short_budget.json", d.get("date"), d.get("load_avg_at_start")),
