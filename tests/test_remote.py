@@ -49,8 +49,9 @@ def test_a_wrong_key_or_model_is_one_line_that_never_shows_the_key(served, cli, 
     monkeypatch.setenv("MY_KEY", KEY)
     r = cli("sample", remote.replace("#poet", "#nobody"), "--prompt", "The", "--max-new-tokens", "4")
     assert r.returncode == 1 and "no model 'nobody' there" in r.stderr
-    r = cli("sample", "remote:ftp://x#m")
-    assert r.returncode == 1 and "a remote model is remote:URL#MODEL" in r.stderr
+    for bad in ("remote:ftp://x#m", "remote:http://[::1/v1#m", "remote:http://h:99999/v1#m", "remote:http://h/v1#"):
+        r = cli("sample", bad)
+        assert r.returncode == 1 and "a remote model is remote:URL#MODEL" in r.stderr, r.stderr
 
 
 def test_eval_code_measures_a_remote_model_in_the_sandbox_and_writes_no_key(served, cli, monkeypatch, tmp_path):

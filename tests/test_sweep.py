@@ -49,7 +49,8 @@ def test_a_sweep_trains_ordinary_runs_scores_them_and_goes_on_where_it_stopped(c
 
 @pytest.mark.parametrize("item, message", [
     ("model.n_embd", "expected FIELD=a,b,c or FIELD=low..high[:log]"),
-    ("train.lr=3..1", "a range is two numbers, low..high, low below high"),
+    ("train.lr=3..1", "a range is two finite numbers, low..high, low below high"),
+    ("train.lr=1..1e400", "a range is two finite numbers"),
     ("train.lr=0..1:log", "a log range must start above 0"),
     ("model.n_embd=16", "give two or more choices, or a range"),
     ("model.n_embdd=16,32", "did you mean model.n_embd"),

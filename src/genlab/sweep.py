@@ -55,8 +55,9 @@ def parse_dimension(item: str) -> Dimension:
             low, high = (parse_set(f"v={t.strip()}")[1] for t in (low_text, high_text))
         except GenlabError:
             low = high = None
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or not low < high:
-            raise GenlabError(f"--space {item!r}: a range is two numbers, low..high, low below high")
+        if (not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high))
+                or not low < high):
+            raise GenlabError(f"--space {item!r}: a range is two finite numbers, low..high, low below high")
         if log and low <= 0:
             raise GenlabError(f"--space {item!r}: a log range must start above 0")
         return Dimension(field, low=low, high=high, log=log, integer=isinstance(low, int) and isinstance(high, int))

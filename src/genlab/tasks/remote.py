@@ -15,6 +15,7 @@ import hashlib
 import os
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit
 
 from genlab.config import validate_config
 from genlab.errors import GenlabError
@@ -35,8 +36,14 @@ EXTENSIONS = {"top_k": "top_k", "repetition_penalty": "repetition_penalty"}
 def parse_remote(spec: str) -> tuple[str, str]:
     """`remote:URL#MODEL` -> (URL, MODEL)."""
     url, _, model = spec.removeprefix(PREFIX).partition("#")
-    if not url.startswith(("http://", "https://")) or not model:
-        raise GenlabError(f"{spec}: a remote model is remote:URL#MODEL, URL an http(s) base URL (e.g. "
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a malformed port)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and bool(model)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise GenlabError(f"{spec[:200]}: a remote model is remote:URL#MODEL, URL an http(s) base URL (e.g. "
                           "remote:http://127.0.0.1:8000/v1#poet)")
     return url, model
 
