@@ -90,3 +90,20 @@ def test_an_image_dataset_trains_on_its_image_and_label_columns(tmp_path, cli):
     assert sorted(map(bytes, kept)) == [bytes(pixels[i]) for i in order]
     r = cli("train", "image", "--data", source, "--model", "vae", "--max-steps", "1", "--out", tmp_path / "bad", "--quiet")
     assert r.returncode == 1 and r.stderr.strip() == f"error: {source}: no column 'image' (data.image_column; the columns: img, digit)"
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("bad.parquet", b"not parquet", "bad.parquet: unreadable (ArrowInvalid"),
+    ("bad.jsonl", b'{"body": "a"}\n[1, 2]\n', "bad.jsonl: unreadable ("),
+    ("bad.csv", b'body\n"unterminated\n', "bad.csv: unreadable ("),
+    ("empty.jsonl", b"", "empty.jsonl: no rows"),
+    ("rows.txt", b"body\n", "data.column reads .jsonl, .parquet and .csv files"),
+])
+def test_a_broken_table_is_one_line_naming_it_and_leaves_nothing(name, content, message, tmp_path, cli):
+    (tmp_path / name).write_bytes(content)
+    r = cli("train", "text", "--data", tmp_path / name, "--set", "data.column=body", "--out", tmp_path / "run", *TINY)
+    assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "run").exists()
+    from genlab.datasets.named import cache_dir
+
+    assert not list((cache_dir() / "records").glob("*.partial"))

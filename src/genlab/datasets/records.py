@@ -30,17 +30,37 @@ def is_records(source: str, column: str | None) -> bool:
     return source.startswith("hf:") or column is not None
 
 
+def unreadable(source: str, error: Exception) -> GenlabError:
+    """A reader's own error (pyarrow, pandas, datasets: many types) as one line naming the source."""
+    if isinstance(error, StopIteration):
+        return GenlabError(f"{source}: no rows")
+    detail = (str(error).strip().splitlines() or [""])[0][:200]
+    return GenlabError(f"{source}: unreadable ({type(error).__name__}: {detail})")
+
+
 def open_dataset(source: str, split: str):
-    """The split of the dataset `source` names, iterable in batches (`datasets` is imported here: only runs that
-    read records need it)."""
+    """The split of the dataset `source` names, iterable in batches; the library's errors become one line."""
+    try:
+        return _open_dataset(source, split)
+    except GenlabError:
+        raise
+    except Exception as e:  # noqa: BLE001  (pyarrow, pandas and datasets each raise their own)
+        raise unreadable(source, e) from None
+
+
+def _open_dataset(source: str, split: str):
+    """(`datasets` is imported here: only runs that read records need it.)"""
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # a name is looked up in the local cache, never fetched
     try:
         import datasets
     except ModuleNotFoundError:
         raise GenlabError(f"{source}: reading datasets needs the `datasets` package (pip install datasets)") from None
     datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its own error lines would repeat ours
     if source.startswith("hf:"):
         where = source.removeprefix("hf:")
+        if not where.strip():
+            raise GenlabError(f"--data {source!r}: name a dataset folder or a dataset in the local cache after hf:")
         if Path(where).expanduser().is_dir() and any(Path(where).expanduser().glob("*.json")):
             try:
                 found = datasets.load_from_disk(str(Path(where).expanduser()))
@@ -72,7 +92,12 @@ def column_texts(source: str, column: str, split: str = "train") -> Iterator[str
     """The column's values, row by row (None and empty rows left out); a missing column or split is an error
     here, before anything is read."""
     data = open_dataset(source, split)
-    names = list(data.column_names or next(iter(data)).keys())
+    try:  # a streamed table knows its columns once its first rows are read
+        names = list(data.column_names or next(iter(data)).keys())
+    except StopIteration:
+        raise GenlabError(f"{source}: no rows") from None
+    except Exception as e:  # noqa: BLE001  (the reader's own error for a malformed first row)
+        raise unreadable(source, e) from None
     if column not in names:
         raise GenlabError(f"{source}: no column {column!r} (data.column; the columns: {', '.join(names)})")
 
@@ -118,6 +143,10 @@ def records_text(source: str, column: str, split: str, cache: Path, progress: bo
                 bar.update(1)
         if rows == 0:
             raise GenlabError(f"{source}: column {column!r} holds no text")
+    except GenlabError:
+        raise
+    except Exception as e:  # noqa: BLE001  (a malformed row further in: the reader's own error)
+        raise unreadable(source, e) from None
     finally:
         bar.close()
         if rows == 0 or not partial.exists():
