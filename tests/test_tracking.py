@@ -105,3 +105,10 @@ def test_cartpole_logs_each_episode(tmp_path, cli):
     assert sorted(returns) == list(range(1, 13))
     scalars, _ = tensorboard_scalars(tmp_path / "cp" / "tensorboard")
     assert scalars["return"] == pytest.approx(returns) and 12 in scalars["greedy_mean_return"]
+
+
+def test_a_tracking_store_mlflow_cannot_open_is_one_line(tmp_path, cli, corpus_file, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus://nowhere")
+    r = cli("train", "text", "--data", corpus_file, "--out", tmp_path / "run", "--log", "mlflow", "--max-steps", "2", "--quiet")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("error: train.log: mlflow cannot log there (") and not (tmp_path / "run").exists()

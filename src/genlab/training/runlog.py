@@ -127,10 +127,15 @@ class RunLog:
         self.run, self.is_main = run, is_main
         self.plotted = time.perf_counter()  # when loss.png was last drawn (first: 30 s in, or at the end)
         made = {"tensorboard": TensorBoard, "mlflow": MLflow}
-        try:  # each tracker imports its library when asked for: neither is needed to train
-            self.trackers = [made[name](run, config, resumed_at) for name in trackers] if is_main else []
-        except ModuleNotFoundError as e:
-            raise GenlabError(f"train.log: logging there needs the `{e.name}` package (pip install 'genlab[tracking]')") from None
+        self.trackers = []
+        for name in trackers if is_main else []:
+            try:  # each tracker imports its library when asked for: neither is needed to train
+                self.trackers.append(made[name](run, config, resumed_at))
+            except ModuleNotFoundError as e:
+                raise GenlabError(f"train.log: logging to {name} needs the `{e.name}` package (pip install 'genlab[tracking]')") from None
+            except Exception as e:  # noqa: BLE001  (a bad tracking URI, a store it cannot open: the library's own errors)
+                detail = (str(e).strip().splitlines() or [""])[0][:200]
+                raise GenlabError(f"train.log: {name} cannot log there ({type(e).__name__}: {detail})") from None
 
     def write(self, row: dict) -> None:
         """One row: to metrics.jsonl, and its numbers to every tracker."""
