@@ -34,7 +34,7 @@ class Section(BaseModel):
 # Ranges every config value is checked against when a config is read (the message names the field).
 Positive = Annotated[int, Field(gt=0)]
 Count = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, lt=1)]  # dropout and the like: 1 would drop everything
 

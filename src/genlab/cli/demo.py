@@ -26,7 +26,7 @@ def demo(
     use_threads(threads)
     from genlab.demo import PARTS, run_demo
 
-    if seconds is not None and not seconds > 0:
+    if seconds is not None and not 0 < seconds < float("inf"):
         raise GenlabError(f"--seconds: must be a positive number of seconds, not {seconds}")
     parts = [p.strip() for p in only.split(",")] if only else list(PARTS)
     for p in parts:

@@ -61,7 +61,7 @@ def sample(
                    steps=steps, sampler=sampler, class_label=class_label, guidance=guidance,
                    interpolate=interpolate or None, truncation=truncation, style_mix=style_mix or None, prime=prime,
                    seconds=seconds, bars=bars, max_time=max_time)
-    if max_time is not None and not max_time > 0:
+    if max_time is not None and not 0 < max_time < float("inf"):
         raise GenlabError(f"--max-time: must be a positive number of seconds, not {max_time}")
     options = {k: v for k, v in options.items() if v is not None}
     writer = WRITERS.get(gen.modality)
