@@ -45,6 +45,7 @@ def test_a_wrong_key_or_model_is_one_line_that_never_shows_the_key(served, cli, 
     monkeypatch.setenv("MY_KEY", "wrong-" + KEY)
     r = cli("sample", remote, "--prompt", "The", "--max-new-tokens", "4")
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "refused the key (401)" in r.stderr
+    assert r.stdout == ""  # streamed: the prompt is not printed before the server has answered
     assert KEY not in r.stderr + r.stdout
     monkeypatch.setenv("MY_KEY", KEY)
     r = cli("sample", remote.replace("#poet", "#nobody"), "--prompt", "The", "--max-new-tokens", "4")

@@ -86,9 +86,11 @@ def write_text(gen, prompt: str | None = None, n: int = 1, seed: int | None = No
     if stream is None:
         stream = n == 1 and out is None
     if stream and n == 1:
-        sys.stdout.write(prompt)
         t0 = time.perf_counter()
-        for piece in gen.stream(prompt, seed=seed, stop=stop, **decoding):
+        pieces = iter(gen.stream(prompt, seed=seed, stop=stop, **decoding))
+        sys.stdout.write(prompt + next(pieces, ""))  # an error (a remote server's refusal) comes before any output
+        sys.stdout.flush()
+        for piece in pieces:
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
