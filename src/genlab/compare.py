@@ -108,6 +108,7 @@ def measure(run_path: Path, device: str = "cpu", sample_tokens: int = 200, draws
     from genlab.api import load
     from genlab.datasets.token_store import TokenStore
     from genlab.generators import UNFILTERED
+    from genlab.sampling.engine import decode
 
     run = RunDir(run_path).require()
     config = load_config(run.config)
@@ -116,10 +117,11 @@ def measure(run_path: Path, device: str = "cpu", sample_tokens: int = 200, draws
     rows = run.read_metrics()
     rates = [row["tok_per_s"] for row in rows if "tok_per_s" in row and row.get("step", 0) > 1]
     sample_rate = 0.0
-    for seed in range(draws):
+    for seed in range(draws):  # the model's own decoding speed: tokens, no text assembled
+        engine = gen.engine(text=False)
         start = time.perf_counter()
-        (sample,) = gen.generate("", seed=seed, stop=[], max_new_tokens=sample_tokens, **UNFILTERED)
-        sample_rate = max(sample_rate, len(sample.tokens) / (time.perf_counter() - start))
+        (slot,) = decode(engine, gen.requests("", 1, seed, [], max_new_tokens=sample_tokens, **UNFILTERED))
+        sample_rate = max(sample_rate, len(engine.tokens(slot)) / (time.perf_counter() - start))
     return {
         "name": run.path.name,
         "path": str(run.path),

@@ -33,8 +33,8 @@ from genlab.errors import GenlabError, Interrupted
 from genlab.progress import progress_bar
 from genlab.runs import RunDir, load_tensors, save_tensors
 from genlab.training.checkpointer import Checkpointer, TrainState
-from genlab.training.runlog import RunLog
 from genlab.training.ema import EMA
+from genlab.training.runlog import RunLog
 from genlab.training.schedule import compute_dtype, learning_rate, make_optimizer
 from genlab.training.signals import stop_signals
 from genlab.training.stopping import StoppingRules

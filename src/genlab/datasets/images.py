@@ -230,6 +230,13 @@ def _npz_source(path: Path) -> ImageSource:
     return _array_source(images, labels, classes, path)
 
 
+def image_pixels(im) -> np.ndarray:
+    """A PIL image -> (H, W, C) uint8 with C = 1 (grey modes) or 3 (everything else, as RGB)."""
+    im = im.convert("L") if im.mode in ("1", "L", "I", "I;16", "F") else im.convert("RGB")
+    arr = np.asarray(im, dtype=np.uint8)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
 def decode_image_file(path: Path) -> np.ndarray:
     """A PNG/JPEG -> (H, W, C) uint8 with C = 1 (grey) or 3 (RGB); a broken file is a one-line error naming it."""
     from PIL import Image, UnidentifiedImageError
@@ -237,11 +244,9 @@ def decode_image_file(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            im = im.convert("L") if im.mode in ("1", "L", "I", "I;16", "F") else im.convert("RGB")
-            arr = np.asarray(im, dtype=np.uint8)
+            return image_pixels(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise GenlabError(f"{path}: corrupt or unreadable image ({e})") from None
-    return arr[..., None] if arr.ndim == 2 else arr
 
 
 def folder_image_files(root: Path) -> list[Path]:

@@ -94,9 +94,7 @@ def column_texts(source: str, column: str, split: str = "train") -> Iterator[str
     data = open_dataset(source, split)
     try:  # a streamed table knows its columns once its first rows are read
         names = list(data.column_names or next(iter(data)).keys())
-    except StopIteration:
-        raise GenlabError(f"{source}: no rows") from None
-    except Exception as e:  # noqa: BLE001  (the reader's own error for a malformed first row)
+    except Exception as e:  # noqa: BLE001  (the reader's own error for a malformed first row; no rows at all)
         raise unreadable(source, e) from None
     if column not in names:
         raise GenlabError(f"{source}: no column {column!r} (data.column; the columns: {', '.join(names)})")
@@ -143,15 +141,14 @@ def records_text(source: str, column: str, split: str, cache: Path, progress: bo
                 bar.update(1)
         if rows == 0:
             raise GenlabError(f"{source}: column {column!r} holds no text")
-    except GenlabError:
+        os.replace(partial, dest)
+    except BaseException as e:  # nothing half-written stays, whatever stopped it (Ctrl-C too)
+        partial.unlink(missing_ok=True)
+        if isinstance(e, Exception) and not isinstance(e, GenlabError):  # a malformed row further in
+            raise unreadable(source, e) from None
         raise
-    except Exception as e:  # noqa: BLE001  (a malformed row further in: the reader's own error)
-        raise unreadable(source, e) from None
     finally:
         bar.close()
-        if rows == 0 or not partial.exists():
-            partial.unlink(missing_ok=True)
-    os.replace(partial, dest)
     atomic_write_text(dest.with_suffix(".source"), f"{source} [{column}] {split}: {rows} rows\n")
     return dest
 
@@ -160,11 +157,13 @@ def to_pixels(value, where: str) -> np.ndarray:
     """A dataset's image cell (a PIL image, {"bytes", "path"}, or an array) -> (H, W, C) uint8, C 1 or 3."""
     from PIL import Image, UnidentifiedImageError
 
+    from genlab.datasets.images import image_pixels
+
     try:
         if isinstance(value, dict):
             value = Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
         if isinstance(value, Image.Image):
-            value = value.convert("L") if value.mode in ("1", "L", "I", "I;16", "F") else value.convert("RGB")
+            return image_pixels(value)
         pixels = np.asarray(value)
     except (UnidentifiedImageError, OSError, KeyError, TypeError, ValueError) as e:
         raise GenlabError(f"{where}: not an image ({type(e).__name__})") from None
@@ -196,7 +195,8 @@ def dataset_images(source: str, image_column: str, label_column: str | None, spl
             labels, classes = np.asarray(values, dtype=np.int64), list(feature.names)
         else:
             classes = sorted({str(v) for v in values})
-            labels = np.asarray([classes.index(str(v)) for v in values], dtype=np.int64)
+            index = {name: i for i, name in enumerate(classes)}
+            labels = np.asarray([index[str(v)] for v in values], dtype=np.int64)
     images = data.select_columns([image_column])
     read = lambda i: to_pixels(images[int(i)][image_column], f"{source} row {i}")  # noqa: E731
     return ImageSource(len(data), read, labels, classes, tuple(read(0).shape))

@@ -167,7 +167,7 @@ class _Slot:
     finish: str | None = None
     row: int | None = None  # its row of the pool's cache (slot-capable models)
     fed: int = 0  # tokens of prompt + output that row holds
-    deadline: float = float("inf")  # time.monotonic() past which it ends (SamplingParams.max_time)
+    deadline: float | None = None  # time.monotonic() past which it ends (SamplingParams.max_time)
 
 
 class _Group:
@@ -440,7 +440,7 @@ class Engine:
             finish = "stop"  # the pattern is complete and nothing may follow
         if finish is None and len(s.tokens) >= s.request.decoding.max_new_tokens:
             finish = "length"
-        if finish is None and s.deadline != float("inf") and time.monotonic() >= s.deadline:
+        if finish is None and s.deadline is not None and time.monotonic() >= s.deadline:
             finish = "time"
         if finish is not None:
             self._finish(slot, finish)
