@@ -137,3 +137,43 @@ def test_the_one_token_step_follows_weights_changed_after_an_earlier_state():
         state = model.init_state(2)
         stepped = torch.cat([model.step(x[:, t: t + 1], state)[0] for t in range(6)], dim=1)
         torch.testing.assert_close(stepped, model(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["gpt", "gpt-rope", "fnet", "fnet-fourier"])
+def test_training_sampling_and_the_onnx_graph_share_one_cached_mixing(name, monkeypatch):
+    """GPT's attention and FNet's mixing of new positions have one home each: the prefill, the one-token step,
+    the engine's slots and the ONNX wrapper (exact with the forward) all go through it, never a copy."""
+    from genlab.export import onnx as onnx_export
+    from genlab.models import fnet, gpt
+
+    model = tiny_model(name)
+    n_layer = len(model.blocks)
+    calls = []
+    if name.startswith("gpt"):
+        original = gpt.attend
+        monkeypatch.setattr(gpt, "attend", lambda *a, **k: calls.append(1) or original(*a, **k))
+    else:
+        for mixer in (fnet.LearnedConvMixing, fnet.FourierMixing):
+            original_rows = mixer.new_rows
+            monkeypatch.setattr(mixer, "new_rows", lambda self, *a, _f=original_rows: calls.append(1) or _f(self, *a))
+    x = torch.randint(0, VOCAB, (2, 6), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        state = model.init_state(2)
+        _, state = model.step(x[:, :5], state)  # prefill
+        _, state = model.step(x[:, 5:], state)  # one token
+        assert len(calls) == 2 * n_layer
+        calls.clear()
+        if name.startswith("gpt"):
+            wrapper = onnx_export.GPTWithPast(model)
+            c = model.cfg
+            empty = torch.zeros(c.n_layer, 2, c.n_head, 0, c.n_embd // c.n_head)
+            logits, _, _ = wrapper(x, torch.arange(6).repeat(2, 1), torch.ones(2, 6, dtype=torch.long), empty, empty)
+            _, keys, values = wrapper(x[:, :5], torch.arange(5).repeat(2, 1), torch.ones(2, 5, dtype=torch.long), empty, empty)
+            step_logits, _, _ = wrapper(x[:, 5:], torch.full((2, 1), 5), torch.ones(2, 6, dtype=torch.long), keys, values)
+        else:
+            wrapper = onnx_export.FNetWithPast(model)
+            logits, present = wrapper(x, torch.zeros(n_layer, 2, 0, model.cfg.n_embd))
+            step_logits, _ = wrapper(x[:, 5:], present[:, :, :5])
+        assert len(calls) == (3 if name.startswith("gpt") else 2) * n_layer  # every layer of every call
+        torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(step_logits[:, -1], model(x)[:, -1], atol=1e-5, rtol=1e-4)

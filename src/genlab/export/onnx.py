@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from genlab.errors import GenlabError
 from genlab.families import family_of
@@ -29,42 +28,38 @@ INPUTS = ["input_ids", "position_ids", "attention_mask", "past_keys", "past_valu
 OUTPUTS = ["logits", "present_keys", "present_values"]
 
 
+class PastInputs:
+    """The ONNX file's cache: the past keys and values come in as inputs (n_layer, B, nh, P, hs), each layer's new
+    ones are appended to them, and the results go out as outputs. Query i of a row sees key j when the row's
+    attention mask keeps j and j is not after it."""
+
+    causal = False
+
+    def __init__(self, past_keys, past_values, attention_mask, T: int):
+        P = past_keys.shape[3]
+        causal = torch.arange(P + T)[None, :] <= (P + torch.arange(T))[:, None]
+        self.mask = causal[None, None] & attention_mask[:, None, None, :].bool()  # (B, 1, T, P+T)
+        self.past, self.keys, self.values = (past_keys, past_values), [], []
+
+    def remember(self, layer: int, k, v):
+        k, v = torch.cat([self.past[0][layer], k], dim=2), torch.cat([self.past[1][layer], v], dim=2)
+        self.keys.append(k)
+        self.values.append(v)
+        return k, v
+
+
 class GPTWithPast(nn.Module):
-    """genlab's GPT with the cache as explicit inputs and outputs (what the ONNX file computes)."""
+    """genlab's GPT with the cache as explicit inputs and outputs (what the ONNX file computes): the model's own
+    trunk, attending through `PastInputs`."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, input_ids, position_ids, attention_mask, past_keys, past_values):
-        m, c = self.model, self.model.cfg
-        B, T = input_ids.shape
-        P = past_keys.shape[3]
-        hs = c.n_embd // c.n_head
-        x = m.wte(input_ids)
-        rope = None
-        if m.wpe is not None:
-            x = x + m.wpe(position_ids)
-        else:  # each row's own rotary angles: (B, 1, T, hs/2)
-            rope = (m.rope_cos[position_ids][:, None], m.rope_sin[position_ids][:, None])
-        # Query i of a row sees key j when the row's mask keeps j and j is not after it.
-        causal = torch.arange(P + T, device=x.device)[None, :] <= (P + torch.arange(T, device=x.device))[:, None]
-        visible = causal[None, None] & attention_mask[:, None, None, :].bool()  # (B, 1, T, P+T)
-        keys, values = [], []
-        for i, block in enumerate(m.blocks):
-            q, k, v = block.attn.qkv(block.ln_1(x)).split(c.n_embd, dim=2)
-            q, k, v = (t.view(B, T, c.n_head, hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-            if rope is not None:
-                from genlab.models.gpt import apply_rope
-
-                q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-            k, v = torch.cat([past_keys[i], k], dim=2), torch.cat([past_values[i], v], dim=2)
-            keys.append(k)
-            values.append(v)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
-            x = x + block.attn.proj(y.transpose(1, 2).reshape(B, T, c.n_embd))
-            x = x + block.mlp(block.ln_2(x))
-        return m.lm_head(m.ln_f(x)), torch.stack(keys), torch.stack(values)
+        cache = PastInputs(past_keys, past_values, attention_mask, input_ids.shape[1])
+        logits = self.model.lm_head(self.model._trunk(input_ids, position_ids, cache))
+        return logits, torch.stack(cache.keys), torch.stack(cache.values)
 
 
 def empty_past(cfg, batch: int) -> torch.Tensor:
@@ -163,38 +158,30 @@ def export_rnn(model, path: Path) -> None:
     model.eval()  # the exporter can leave modules in training mode (dropout would then be on)
 
 
-class FNetWithPast(nn.Module):
-    """genlab's FNet with each layer's mixing inputs so far as an explicit input and output (its "cache").
+class PastMixingInputs:
+    """The FNet file's cache: each layer's mixing inputs so far come in as an input (n_layer, B, P, C), the new
+    ones are appended, and the results go out as `present`."""
 
-    input_ids (B, T), past (n_layer, B, P, C) -> logits (B, T, V), present (n_layer, B, P+T, C). Only the T new
-    rows of each mixing are computed: the learned causal convolution as a product with the kernel's
-    (C, T, P+T) lag matrix, FNet's Fourier mixing as (rows of the causal sequence DFT) @ X @ (hidden DFT)."""
+    def __init__(self, past):
+        self.past, self.present = past, []
+
+    def remember(self, layer: int, x):
+        held = torch.cat([self.past[layer], x], dim=1)
+        self.present.append(held)
+        return held
+
+
+class FNetWithPast(nn.Module):
+    """genlab's FNet with its mixing inputs as explicit inputs and outputs: input_ids (B, T), past (n_layer, B, P, C)
+    -> logits (B, T, V), present (n_layer, B, P+T, C); the model's own trunk over `PastMixingInputs`."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, input_ids, past):
-        m = self.model
-        B, T = input_ids.shape
-        P = past.shape[2]
-        rows = P + torch.arange(T)  # the new positions
-        lag = rows[:, None] - torch.arange(P + T)[None, :]  # (T, P+T): how far back each input lies
-        x = m.wte(input_ids)
-        present = []
-        for i, block in enumerate(m.blocks):
-            h = torch.cat([past[i], block.ln_1(x)], dim=1)  # (B, P+T, C)
-            present.append(h)
-            mix = block.mix
-            if hasattr(mix, "kernel"):  # learned: y[t] = sum_s kernel[:, t-s] * h[s], s <= t
-                weights = mix.kernel[:, lag.clamp(min=0)] * (lag >= 0)  # (C, T, P+T)
-                y = torch.einsum("cts,bsc->btc", weights, h)
-            else:  # fourier
-                cos, sin = mix.seq_cos[rows][:, : P + T], mix.seq_sin[rows][:, : P + T]  # (T, P+T)
-                y = (cos @ h) @ mix.hid_cos - (sin @ h) @ mix.hid_sin
-            x = x + y
-            x = x + block.mlp(block.ln_2(x))
-        return m.lm_head(m.ln_f(x)), torch.stack(present)
+        cache = PastMixingInputs(past)
+        return self.model.lm_head(self.model._trunk(input_ids, cache)), torch.stack(cache.present)
 
 
 def export_fnet(model, path: Path) -> None:

@@ -37,9 +37,10 @@ which is causal bit for bit. Kernels start as decaying random filters
 (a spread of decay rates per channel: some look back a few tokens, others
 the whole block) so early training sees both local and long context.
 
-Sampling carries each layer's mixing inputs (B, block_size, C) (for
-"fourier": their two hidden-DFT projections): a new token costs O(T C) like
-a KV cache, instead of re-running the whole context.
+Sampling carries each layer's mixing inputs (B, block_size, C): a new token
+costs O(T C) like a KV cache, instead of re-running the whole context. The
+mixers compute only the new positions' rows from what is held (`new_rows`),
+for the one-token step, a prompt and the ONNX export alike.
 """
 
 from __future__ import annotations
@@ -94,6 +95,20 @@ def causal_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return causal_toeplitz_conv(x, kernel) if x.size(1) <= TOEPLITZ_MAX else causal_fft_conv(x, kernel)
 
 
+class HeldInputs:
+    """Each layer's mixing inputs so far in preallocated buffers (B, block_size, C), every row at the same place:
+    the T new positions are written after the `start` held ones."""
+
+    def __init__(self, layers: list[torch.Tensor], start: int):
+        self.layers, self.start = layers, start
+
+    def remember(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, C) -> every input held, the new ones last (B, start+T, C)."""
+        end = self.start + x.size(1)
+        self.layers[layer][:, self.start: end] = x
+        return self.layers[layer][:, :end]
+
+
 class LearnedConvMixing(nn.Module):
     """Per-channel causal long convolution with a learned kernel (FFT for long windows)."""
 
@@ -106,20 +121,18 @@ class LearnedConvMixing(nn.Module):
         self.kernel = nn.Parameter(torch.randn(C, K) * decay / decay.sum(1, keepdim=True).sqrt())
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def init_cache(self, batch_size: int, like: torch.Tensor, block_size: int, dtype=None) -> dict:
-        return {"x": like.new_zeros((batch_size, block_size, self.kernel.size(0)), dtype=dtype), "length": 0}
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(causal_conv(x, self.kernel))
 
-    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
-        if cache is None:
-            return self.dropout(causal_conv(x, self.kernel))
-        start, T = cache["length"], x.size(1)
-        cache["x"][:, start : start + T] = x
-        cache["length"] = start + T
-        if T > 1:  # a prompt: one convolution over everything held, keep the new positions
-            return causal_conv(cache["x"][:, : start + T], self.kernel)[:, start:]
-        # one new token at position `start`: y = sum_k kernel[:, k] * x[start - k]
-        past = cache["x"][:, : start + 1].flip(1)  # (B, start+1, C), most recent first
-        return torch.einsum("btc,ct->bc", past, self.kernel[:, : start + 1])[:, None]
+    def new_rows(self, held: torch.Tensor, T: int) -> torch.Tensor:
+        """The mixing of the last T of the held inputs (B, L, C) -> (B, T, C): y[t] = sum_s kernel[:, t-s] * held[s],
+        s <= t, as a product with the kernel's (C, T, L) lag matrix."""
+        L = held.size(1)
+        if T == 1:  # sampling's inner loop: the newest output alone, most recent input first (fewer calls)
+            return torch.einsum("bsc,cs->bc", held.flip(1), self.kernel[:, :L].to(held.dtype))[:, None]
+        lag = (L - T + torch.arange(T, device=held.device))[:, None] - torch.arange(L, device=held.device)[None, :]
+        weights = self.kernel[:, lag.clamp(min=0)] * (lag >= 0)  # zero where the input lies after the output
+        return torch.einsum("cts,bsc->btc", weights.to(held.dtype), held)
 
 
 class FourierMixing(nn.Module):
@@ -139,35 +152,33 @@ class FourierMixing(nn.Module):
         self.register_buffer("hid_sin", (hid.sin() / math.sqrt(C)).float(), persistent=False)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def init_cache(self, batch_size: int, like: torch.Tensor, block_size: int, dtype=None) -> dict:
-        shape = (batch_size, block_size, self.hid_cos.size(0))
-        return {"u": like.new_zeros(shape, dtype=dtype), "v": like.new_zeros(shape, dtype=dtype), "length": 0}
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.new_rows(x, x.size(1)))
 
-    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
-        u, v = x @ self.hid_cos.to(x.dtype), x @ self.hid_sin.to(x.dtype)  # (B, T, C): the hidden DFT's real, imaginary parts
-        start, T = (0, x.size(1)) if cache is None else (cache["length"], x.size(1))
-        if cache is not None:  # keep the projections of every position seen; rows of the output are the new ones
-            cache["u"][:, start: start + T], cache["v"][:, start: start + T] = u, v
-            cache["length"] = start + T
-            u, v = cache["u"][:, : start + T], cache["v"][:, : start + T]
-        rows = slice(start, start + T)
-        c, s = self.seq_cos[rows, : start + T].to(x.dtype), self.seq_sin[rows, : start + T].to(x.dtype)
-        return self.dropout(c @ u - s @ v)  # (T, T') @ (B, T', C) -> (B, T, C)
+    def new_rows(self, held: torch.Tensor, T: int) -> torch.Tensor:
+        """The mixing of the last T of the held inputs (B, L, C) -> (B, T, C): the causal sequence DFT's rows of
+        those positions, then the hidden DFT."""
+        L = held.size(1)
+        c, s = self.seq_cos[L - T: L, :L].to(held.dtype), self.seq_sin[L - T: L, :L].to(held.dtype)  # (T, L)
+        return (c @ held) @ self.hid_cos.to(held.dtype) - (s @ held) @ self.hid_sin.to(held.dtype)
 
 
 MIXERS = {"learned": LearnedConvMixing, "fourier": FourierMixing}
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: FNetConfig):
+    def __init__(self, cfg: FNetConfig, layer: int):
         super().__init__()
+        self.layer = layer  # which of a cache's layers is this one's
         self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mix = MIXERS[cfg.mixing](cfg)
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
-        x = x + self.mix(self.ln_1(x), cache)
+    def forward(self, x: torch.Tensor, cache=None) -> torch.Tensor:
+        h = self.ln_1(x)
+        # With a cache (sampling, ONNX) only the new positions are mixed, from every input held.
+        x = x + (self.mix(h) if cache is None else self.mix.new_rows(cache.remember(self.layer, h), h.size(1)))
         return x + self.mlp(self.ln_2(x))
 
 
@@ -181,7 +192,7 @@ class FNet(nn.Module):
         self.max_context = cfg.block_size
         self.wte = nn.Embedding(vocab_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.blocks = nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying, as in GPT
@@ -205,32 +216,31 @@ class FNet(nn.Module):
         fft = 3 * 3 * 5 * c.n_embd * math.log2(2 * T) * c.n_layer  # ~5 n log2 n flops per FFT of n points, per token
         return 6 * matrices + fft
 
-    def _trunk(self, idx: torch.Tensor, caches: list | None) -> torch.Tensor:
+    def _trunk(self, idx: torch.Tensor, cache=None) -> torch.Tensor:
         x = self.drop(self.wte(idx))  # (B, T, C); the kernels encode position, so no position embedding
-        for i, block in enumerate(self.blocks):
-            x = block(x, caches[i] if caches is not None else None)
+        for block in self.blocks:
+            x = block(x, cache)
         return self.ln_f(x)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """idx (B, T) token ids, T <= block_size -> logits (B, T, vocab_size)."""
         assert idx.size(1) <= self.cfg.block_size, f"context {idx.size(1)} exceeds block_size {self.cfg.block_size}"
-        return self.lm_head(self._trunk(idx, None))
+        return self.lm_head(self._trunk(idx))
 
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
         """idx (B, T) -> the last layer's states (B, T, n_embd), after the final LayerNorm."""
-        return self._trunk(idx, None)
+        return self._trunk(idx)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
         """Per layer a (B, block_size, C) buffer of the mixing inputs seen so far."""
-        p = self.wte.weight
-        layers = [block.mix.init_cache(batch_size, p, self.cfg.block_size, dtype) for block in self.blocks]
-        return {"layers": layers, "length": 0}
+        shape = (batch_size, self.cfg.block_size, self.cfg.n_embd)
+        return {"layers": [self.wte.weight.new_zeros(shape, dtype=dtype) for _ in self.blocks], "length": 0}
 
     def step(self, idx: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         """Feed idx (B, T') after what `state` holds -> logits (B, T', V) for the new positions."""
         start = state["length"]
         assert start + idx.size(1) <= self.cfg.block_size, f"context {start + idx.size(1)} exceeds block_size {self.cfg.block_size}"
-        x = self._trunk(idx, state["layers"])
+        x = self._trunk(idx, HeldInputs(state["layers"], start))
         state["length"] = start + idx.size(1)
         return self.lm_head(x), state
 

@@ -70,37 +70,81 @@ def _product(x: torch.Tensor, layer) -> torch.Tensor:
     return x @ weight if bias is None else torch.addmm(bias, x, weight)
 
 
+class PrefixCache:
+    """Keys and values in preallocated per-layer buffers (B, n_head, block_size, hs), every row at the same place:
+    the T new positions start .. start+T-1 are written there and attention reads everything up to them."""
+
+    def __init__(self, layers: list[dict], start: int, T: int, device=None):
+        self.layers, self.start, self.end = layers, start, start + T
+        self.causal = start == 0  # the new positions are the whole sequence: the plain causal mask
+        # new position i (at start+i) sees keys up to there; a single new position sees them all
+        self.mask = None if start == 0 or T == 1 else \
+            torch.ones(T, start + T, dtype=torch.bool, device=device).tril(diagonal=start)
+
+    def remember(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cache = self.layers[layer]
+        cache["k"][:, :, self.start: self.end] = k
+        cache["v"][:, :, self.start: self.end] = v
+        return cache["k"][:, :, : self.end], cache["v"][:, :, : self.end]
+
+
+class SlotCache:
+    """The step engine's slots: one new position per row, rows at different places. positions (B,) in buffer rows
+    `rows` (B,), sorted and distinct; each row sees its own keys up to its position."""
+
+    causal = False
+
+    def __init__(self, layers: list[dict], rows: torch.Tensor, positions: torch.Tensor):
+        self.layers, self.positions = layers, positions
+        self.length = int(positions.max()) + 1
+        self.mask = (torch.arange(self.length, device=positions.device)[None, :] <= positions[:, None])[:, None, None, :]  # (B, 1, 1, L)
+        first, B = int(rows[0]), rows.numel()
+        packed = int(rows[-1]) - first == B - 1  # read as a view, not gathered
+        self.write, self.read = rows, slice(first, first + B) if packed else rows
+
+    def remember(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cache = self.layers[layer]
+        cache["k"][self.write, :, self.positions] = k[:, :, 0]  # (B, nh, hs) into each row's place
+        cache["v"][self.write, :, self.positions] = v[:, :, 0]
+        return cache["k"][self.read, :, : self.length], cache["v"][self.read, :, : self.length]
+
+
+def attend(qkv: torch.Tensor, B: int, T: int, n_head: int, rope: tuple | None = None, cache=None, layer: int = 0,
+           dropout: float = 0.0) -> torch.Tensor:
+    """Causal self-attention of T new positions per row, from their fused projection qkv (B, T, 3C) -> (B, T, C),
+    before the output projection. Training, prefill, the one-token step and the ONNX export all attend here.
+
+    Without a cache the T positions are the whole sequence. With one, their keys and values join those of the
+    positions before them (`cache.remember`: written into a buffer, or concatenated) and the queries see what
+    `cache.mask` (or `cache.causal`) allows. rope: cos, sin of the new positions, shaped to broadcast against
+    (B, nh, T, hs)."""
+    C = qkv.size(-1) // 3
+    qkv = qkv.view(B, T, 3, n_head, C // n_head).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+    if rope is not None:  # queries and keys in one rotation
+        q, k = apply_rope(qkv[:2], *rope).unbind(0)
+        v = qkv[2]
+    else:
+        q, k, v = qkv.unbind(0)
+    if cache is None:
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+    else:
+        k, v = cache.remember(layer, k, v)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=cache.mask, is_causal=cache.causal)
+    return y.transpose(1, 2).reshape(B, T, C)
+
+
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, layer: int):
         super().__init__()
-        self.n_head = cfg.n_head
+        self.n_head, self.layer = cfg.n_head, layer  # layer: which of a cache's layers is this one's
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache: dict | None = None, rope: tuple | None = None) -> torch.Tensor:
-        B, T, C = x.shape
-        nh, hs = self.n_head, C // self.n_head
-        qk, v = self.qkv(x).split([2 * C, C], dim=2)
-        qk = qk.view(B, T, 2 * nh, hs)  # the queries' and the keys' heads side by side
-        if rope is not None:  # cos, sin of this chunk's positions (T, hs): one rotation for queries and keys
-            qk = apply_rope(qk, rope[0][:, None], rope[1][:, None])
-        q, k = qk.transpose(1, 2).split(nh, dim=1)  # (B, nh, T, hs) each
-        v = v.view(B, T, nh, hs).transpose(1, 2)
-        p = self.dropout if self.training else 0.0
-        if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-        else:
-            start = cache["length"]
-            cache["k"][:, :, start : start + T] = k
-            cache["v"][:, :, start : start + T] = v
-            k = cache["k"][:, :, : start + T]
-            v = cache["v"][:, :, : start + T]
-            # new token i sits at position start+i and sees keys up to there
-            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
+    def forward(self, x: torch.Tensor, rope: tuple | None = None, cache=None) -> torch.Tensor:
+        B, T, _ = x.shape
+        y = attend(self.qkv(x), B, T, self.n_head, rope, cache, self.layer, self.dropout if self.training else 0.0)
         return self.resid_dropout(self.proj(y))
 
 
@@ -116,15 +160,15 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, layer: int):
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg, layer)
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cache: dict | None = None, rope: tuple | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, rope)
+    def forward(self, x: torch.Tensor, rope: tuple | None = None, cache=None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope, cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -143,7 +187,7 @@ class GPT(nn.Module):
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.blocks = nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
         # Weight tying: the input embedding doubles as the output projection (fewer
@@ -173,27 +217,31 @@ class GPT(nn.Module):
         T = T or self.cfg.block_size
         return 6 * self.num_params() + 12 * self.cfg.n_layer * self.cfg.n_embd * T
 
-    def _trunk(self, idx: torch.Tensor, start: int, caches: list | None) -> torch.Tensor:
-        B, T = idx.shape
-        assert start + T <= self.cfg.block_size, f"context {start + T} exceeds block_size {self.cfg.block_size}"
+    def _trunk(self, idx: torch.Tensor, where, cache=None) -> torch.Tensor:
+        """idx (B, T) at positions `where` (a slice shared by every row, or a tensor (B, T) of each row's own)
+        -> the last layer's states (B, T, C) after the final LayerNorm."""
+        if isinstance(where, slice):
+            assert where.stop <= self.cfg.block_size, f"context {where.stop} exceeds block_size {self.cfg.block_size}"
         x = self.wte(idx)  # (B, T, C)
         rope = None
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))
-        else:
-            rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T])
+            x = x + self.wpe.weight[where]
+        else:  # cos, sin: (T, hs), or (B, 1, T, hs) for rows at their own places
+            rope = (self.rope_cos[where], self.rope_sin[where])
+            if not isinstance(where, slice):
+                rope = (rope[0][:, None], rope[1][:, None])
         x = self.drop(x)
-        for i, block in enumerate(self.blocks):
-            x = block(x, caches[i] if caches is not None else None, rope)
+        for block in self.blocks:
+            x = block(x, rope, cache)
         return self.ln_f(x)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """idx (B, T) token ids -> logits (B, T, vocab_size)."""
-        return self.lm_head(self._trunk(idx, 0, None))
+        return self.lm_head(self._trunk(idx, slice(0, idx.size(1))))
 
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
         """idx (B, T) -> the last layer's states (B, T, n_embd), after the final LayerNorm (what embeddings pool)."""
-        return self._trunk(idx, 0, None)
+        return self._trunk(idx, slice(0, idx.size(1)))
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
         """An empty key/value cache: per layer (B, n_head, block_size, head_size) buffers; and what the
@@ -201,10 +249,7 @@ class GPT(nn.Module):
         c = self.cfg
         p = self.wte.weight
         shape = (batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
-        layers = [
-            {"k": p.new_zeros(shape, dtype=dtype), "v": p.new_zeros(shape, dtype=dtype), "length": 0}
-            for _ in range(c.n_layer)
-        ]
+        layers = [{"k": p.new_zeros(shape, dtype=dtype), "v": p.new_zeros(shape, dtype=dtype)} for _ in range(c.n_layer)]
         return {"layers": layers, "length": 0, "weights": self.token_weights()}
 
     @torch.no_grad()
@@ -232,55 +277,32 @@ class GPT(nn.Module):
 
     def step(self, idx: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         """Feed idx (B, T') after what `state` holds -> logits (B, T', V) for the new positions."""
-        start = state["length"]
-        if idx.shape[1] == 1 and not self.training:  # sampling's inner loop
+        start, T = state["length"], idx.shape[1]
+        cache = PrefixCache(state["layers"], start, T, idx.device)
+        if T == 1 and not self.training:  # sampling's inner loop
             assert start < self.cfg.block_size, f"context {start + 1} exceeds block_size {self.cfg.block_size}"
-            logits = self._next_token(idx[:, 0], state, start)[:, None]
+            logits = self._next_token(idx[:, 0], start, cache, state["weights"])[:, None]
         else:
-            logits = self.lm_head(self._trunk(idx, start, state["layers"]))
-        state["length"] = start + idx.shape[1]
-        for layer in state["layers"]:
-            layer["length"] = state["length"]
+            logits = self.lm_head(self._trunk(idx, slice(start, start + T), cache))
+        state["length"] = start + T
         return logits, state
 
-    def _next_token(self, idx: torch.Tensor, state: dict, position, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """One new token per row, in eval mode: idx (B,) -> logits (B, V). The same arithmetic as `forward`
-        (tests check token for token, within float rounding), written with torch.nn.functional: at one token
-        per row the cost is the number of calls, and module calls, dropouts and transposes were a fifth of it.
-        Products use the state's `token_weights`.
-
-        `position` is an int (every row at the same place: cache row b is batch row b) or, with `rows`,
-        a tensor (B,) of each row's own place in cache rows `rows` (B,), sorted and distinct (continuous batching)."""
+    def _next_token(self, idx: torch.Tensor, where, cache, weights: dict) -> torch.Tensor:
+        """One new token per row, in eval mode: idx (B,) at `where` (an int shared by every row, or a tensor (B, 1)
+        of each row's own) -> logits (B, V). The arithmetic of `forward` (tests check token for token, within
+        float rounding) written with torch.nn.functional over `token_weights`: at one token per row the cost is
+        the number of calls, and module calls, dropouts and transposes were a fifth of it."""
         c = self.cfg
         B, C, nh = idx.shape[0], c.n_embd, c.n_head
         x = F.embedding(idx, self.wte.weight)  # (B, C)
         rope = None
         if self.wpe is not None:
-            x = x + self.wpe.weight[position].reshape(-1, C)  # one position for all rows, or one per row
-        else:  # cos, sin (1 or B, 1, 1, 1, hs)
-            rope = tuple(t[position].reshape(-1, 1, 1, 1, t.size(-1)) for t in (self.rope_cos, self.rope_sin))
-        if rows is None:  # cache row b is batch row b, all at `position`
-            write, read, length, visible = slice(None), slice(None), position + 1, None
-        else:
-            length = int(position.max()) + 1
-            visible = (torch.arange(length, device=idx.device)[None, :] <= position[:, None])[:, None, None, :]  # (B, 1, 1, L)
-            first = int(rows[0])
-            packed = int(rows[-1]) - first == B - 1  # rows sorted and distinct: read as a view, not gathered
-            write, read = rows, slice(first, first + B) if packed else rows
-        weights = state["weights"]
-        for cache, (ln_1, ln_2, qkv_layer, proj, fc, mlp_proj) in zip(state["layers"], weights["blocks"]):
-            h = F.layer_norm(x, (C,), *ln_1)
-            qkv = _product(h, qkv_layer).view(B, 3, nh, 1, C // nh)
-            if rope is not None:  # queries and keys in one rotation
-                q, k = apply_rope(qkv[:, :2], *rope).unbind(1)
-                v = qkv[:, 2]
-            else:
-                q, k, v = qkv.unbind(1)  # (B, nh, 1, hs)
-            cache["k"][write, :, position] = k[:, :, 0]  # (B, nh, hs) into each row's place
-            cache["v"][write, :, position] = v[:, :, 0]
-            keys, values = cache["k"][read, :, :length], cache["v"][read, :, :length]  # (B, nh, L, hs)
-            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)  # (B, nh, 1, hs)
-            x = x + _product(y.reshape(B, C), proj)
+            x = x + self.wpe.weight[where].reshape(-1, C)  # one position for all rows, or one per row
+        else:  # cos, sin (1 or B, 1, 1, hs)
+            rope = tuple(t[where].reshape(-1, 1, 1, t.size(-1)) for t in (self.rope_cos, self.rope_sin))
+        for layer, (ln_1, ln_2, qkv, proj, fc, mlp_proj) in enumerate(weights["blocks"]):
+            y = attend(_product(F.layer_norm(x, (C,), *ln_1), qkv), B, 1, nh, rope, cache, layer)  # (B, 1, C)
+            x = x + _product(y.view(B, C), proj)
             h = F.layer_norm(x, (C,), *ln_2)
             x = x + _product(F.gelu(_product(h, fc)), mlp_proj)
         x = F.layer_norm(x, (C,), *weights["ln_f"])
@@ -294,10 +316,7 @@ class GPT(nn.Module):
 
     def fill_slot(self, slots: dict, slot: int, idx: torch.Tensor) -> torch.Tensor:
         """Prefill row `slot` with a prompt idx (1, T) from position 0 -> logits (1, T, V)."""
-        view = {"layers": [{"k": layer["k"][slot: slot + 1], "v": layer["v"][slot: slot + 1], "length": 0}
-                           for layer in slots["layers"]], "length": 0,  # views: the prompt's keys land in the slot
-                "weights": slots["weights"]}
-        logits, _ = self.step(idx, view)
+        logits, _ = self.step(idx, {"layers": self._rows(slots, slot), "length": 0, "weights": slots["weights"]})
         return logits
 
     def copy_slot(self, slots: dict, src: int, dst: int, length: int) -> None:
@@ -310,11 +329,15 @@ class GPT(nn.Module):
         """Feed one token per row: idx (B,) at positions (B,) into slot rows (B,), sorted and distinct -> logits (B, V)."""
         assert int(positions.max()) < self.cfg.block_size, "a slot is full: recompute a sliding window instead"
         if rows.numel() == 1:  # one row (a lone client): its own cache rows at a plain position, no mask to build
-            row = int(rows[0])
-            view = {"layers": [{"k": layer["k"][row: row + 1], "v": layer["v"][row: row + 1]} for layer in slots["layers"]],
-                    "weights": slots["weights"]}
-            return self._next_token(idx, view, int(positions[0]))
-        return self._next_token(idx, slots, positions, rows)
+            position = int(positions[0])
+            cache = PrefixCache(self._rows(slots, int(rows[0])), position, 1)
+            return self._next_token(idx, position, cache, slots["weights"])
+        return self._next_token(idx, positions[:, None], SlotCache(slots["layers"], rows, positions), slots["weights"])
+
+    @staticmethod
+    def _rows(slots: dict, row: int) -> list[dict]:
+        """Row `row` of every layer's buffers, as views (what is written there lands in the slot)."""
+        return [{"k": layer["k"][row: row + 1], "v": layer["v"][row: row + 1]} for layer in slots["layers"]]
 
 
 FAMILY = Family("gpt", GPT, "sequence", exports=("onnx", "int8", "int8-torch", "hf", "web"))
