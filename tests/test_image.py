@@ -230,8 +230,8 @@ def test_ddpm_samplers_steps_and_guidance(tmp_path):
     ddim10 = gen.generate_array(4, seed=1, steps=10, sampler="ddim")
     assert np.array_equal(ddim10, gen.generate_array(4, seed=1, steps=10, sampler="ddim"))
     assert not np.array_equal(ddim10, gen.generate_array(4, seed=1, steps=10, sampler="ddpm"))
-    noise, y = gen._noise(4, 1), torch.arange(4)
-    plain, guided = (gen._decode(noise, y, 1, 5, "ddim", g) for g in (1.0, 3.0))
+    noise, y = gen.pipeline.noise(4, 1), torch.arange(4)
+    plain, guided = (gen.pipeline.images(noise, y, 1, 5, "ddim", g) for g in (1.0, 3.0))
     assert plain.shape == (4, 1, 8, 8) and not torch.equal(plain, guided)
     with pytest.raises(GenlabError, match="--sampler"):
         gen.generate_array(1, seed=1, sampler="euler")

@@ -29,7 +29,8 @@ from genlab.families import family_of, names
 from genlab.grids import make_grid, save_png
 from genlab.runs import RunDir
 from genlab.samples import ImageSample
-from genlab.sampling.diffusion import NoiseSchedule, denoising_steps
+from genlab.sampling.diffusion import NoiseSchedule
+from genlab.sampling.image_pipelines import DiffusionPipeline, pipeline_for
 from genlab.tasks.driver import Training, load_trained
 from genlab.weights import load_weights
 
@@ -207,10 +208,9 @@ class ImageTask:
                 extractor = classifier_extractor(store, device, cache_dir(), progress=False)
                 real = np.asarray(store.images)[subsample(len(store.images), 2000, 0)]
                 gan_reference.update(extractor=extractor, real=extractor(real))
-            g = torch.Generator().manual_seed(GRID_SEED)
-            z = torch.randn(GAN_FID_IMAGES, model.latent_dim, generator=g).to(device)
+            pipeline = pipeline_for(family_of(config), model, config, device)  # the model in training, not the grids' copy
             y = torch.arange(GAN_FID_IMAGES, device=device) % model.num_classes if model.num_classes else None
-            fake = to_uint8(model.generate(z, y), tuple(opts.pixel_range))
+            fake = to_uint8(pipeline.images(pipeline.noise(GAN_FID_IMAGES, GRID_SEED), y, GRID_SEED), tuple(opts.pixel_range))
             return {"fid_genlab_features": round(fid(gan_reference["real"], gan_reference["extractor"](fake)), 4)}
 
         def evaluate(full: bool = False) -> dict:
@@ -270,6 +270,18 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
     return (torch.sin((1 - w) * omega) * a + torch.sin(w * omega) * b) / torch.sin(omega)
 
 
+def reference_images(store: ImageStore, data: str | None, progress: bool) -> tuple[np.ndarray, str]:
+    """The real images a run's samples are compared with: its own data set, or `data` decoded like it."""
+    if data is None:
+        return np.asarray(store.images), f"run data ({len(store.images)} images)"
+    h, w, c = store.shape
+    with tempfile.TemporaryDirectory() as tmp:
+        other = ImageStore.build(Path(tmp) / "data", resolve_source(data, progress), h, c, 0.0, 0, progress)
+        if other.shape != store.shape:
+            raise GenlabError(f"{data}: images are {other.shape}, the run's are {store.shape}")
+        return np.array(other.images), data
+
+
 class ImageGenerator:
     """Generate from an image run: `generate(n, seed, class_label, steps, sampler, guidance)` -> list[ImageSample]."""
 
@@ -289,9 +301,7 @@ class ImageGenerator:
         self.opts = config.data.image
         self.pixel_range = tuple(self.opts.pixel_range)
         self.family = family_of(config)
-        self.is_diffusion = self.family.sampler == "diffusion"
-        if self.is_diffusion:
-            self.schedule = NoiseSchedule(config.model.schedule, config.model.timesteps)
+        self.pipeline = pipeline_for(self.family, model, config, device)  # how this kind of model samples
         if self.text_conditioned:
             from genlab.tasks.clip import Captions, ClipGenerator
 
@@ -301,6 +311,15 @@ class ImageGenerator:
     @property
     def num_classes(self) -> int:
         return self.model.num_classes
+
+    @property
+    def is_diffusion(self) -> bool:
+        return isinstance(self.pipeline, DiffusionPipeline)
+
+    @property
+    def schedule(self):
+        """A diffusion run's noise schedule (its ONNX int8 export calibrates on noised images)."""
+        return self.pipeline.schedule
 
     @property
     def parameter_count(self) -> int:
@@ -328,7 +347,7 @@ class ImageGenerator:
 
     @property
     def text_conditioned(self) -> bool:
-        return getattr(self.config.model, "condition", "class") == "text"
+        return is_text_conditioned(self.config)
 
     def default_prompts(self, n: int) -> list[str]:
         """What a text-conditioned run draws when no prompt is given: its classes in turn ("a handwritten seven"),
@@ -365,14 +384,6 @@ class ImageGenerator:
             raise GenlabError(f"--class: {class_label} is not a class of this run ({names})")
         return torch.full((n,), class_label, device=self.device, dtype=torch.long)
 
-    def _noise(self, n: int, seed: int) -> torch.Tensor:
-        """The starting noise of n samples (latents, or x_T for diffusion), drawn on the CPU so any device agrees."""
-        if self.is_diffusion:
-            shape = (n, *self.model.shape)
-        else:  # a latent vector, or (PixelCNN) one number per pixel
-            shape = (n, *self.model.noise_shape) if hasattr(self.model, "noise_shape") else (n, self.model.latent_dim)
-        return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
-
     def check_truncation(self, truncation: float | None) -> None:
         if truncation is not None and not self.family.can("truncation"):
             raise GenlabError(f"--truncation: only style-based runs (stylegan) have a w space to truncate, not {self.config.model.name}")
@@ -380,58 +391,14 @@ class ImageGenerator:
             raise GenlabError("--truncation: must be between 0 (the average image) and 1 (no truncation)")
 
     @torch.no_grad()
-    def _decode(self, noise: torch.Tensor, y, seed: int, steps, sampler, guidance, progress: bool = False,
-                truncation: float | None = None) -> torch.Tensor:
-        if self.family.sampler == "autoregressive":
-            return self.model.generate(noise, y, progress=progress)
-        if truncation is not None:
-            return self.model.generate(noise, y, truncation)
-        if not self.is_diffusion:
-            return self.model.generate(noise, y)
-        x = None
-        for x in self._denoising(noise, y, seed, steps, sampler, guidance, progress):
-            pass
-        return x
-
-    def sampling_steps(self, steps: int | None, sampler: str | None) -> tuple[str, int]:
-        """(sampler, steps) a diffusion run samples with when given these (None: the run's defaults)."""
-        sampler = sampler or self.opts.sampler
-        if sampler not in ("ddpm", "ddim"):
-            raise GenlabError(f"--sampler: {sampler!r} is not ddpm or ddim")
-        return sampler, steps or (self.opts.sample_steps if sampler == "ddim" else self.schedule.timesteps)
-
-    def _denoising(self, noise: torch.Tensor, y, seed: int, steps, sampler, guidance, progress: bool = False):
-        """The reverse process from `noise`, one x per step (the last is the image)."""
-        sampler, steps = self.sampling_steps(steps, sampler)
-        guidance = self.opts.guidance if guidance is None else guidance
-        model = self.model
-
-        def denoise(x, t):
-            if y is None or guidance == 1.0:
-                return model(x, t, y)
-            null = torch.zeros_like(y) if y.is_floating_point() else torch.full_like(y, -1)  # no caption / no class
-            both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
-            cond, uncond = both.chunk(2)
-            return uncond + guidance * (cond - uncond)
-
-        g = torch.Generator(device=self.device).manual_seed(seed)
-        return denoising_steps(denoise, tuple(noise.shape), self.schedule, steps, sampler, self.config.model.prediction,
-                               generator=g, device=self.device, clip=self.pixel_range, x_T=noise, progress=progress)
-
-    @torch.no_grad()
     def trajectory(self, n: int = 4, seed: int | None = None, class_label: int | None = None, steps: int | None = None,
                    sampler: str | None = None, guidance: float | None = None, frames: int = 4, prompt: str | None = None):
         """Yield (step, total steps, images (n, H, W, C) uint8) about `frames` times as a diffusion model's images
         sharpen, the last being exactly `generate_array(n, seed, ...)`; other families yield their images once."""
         seed = seed if seed is not None else int(torch.seed() % (1 << 31))
-        y, noise = self._labels(n, class_label, prompt), self._noise(n, seed)
-        if not self.is_diffusion:
-            yield 1, 1, to_uint8(self.model.generate(noise, y), self.pixel_range)
-            return
-        total = len(self.schedule.timesteps_for(self.sampling_steps(steps, sampler)[1]))
-        for i, x in enumerate(self._denoising(noise, y, seed, steps, sampler, guidance), start=1):
-            if i == total or i % max(1, total // frames) == 0:
-                yield i, total, to_uint8(x, self.pixel_range)
+        y, noise = self._labels(n, class_label, prompt), self.pipeline.noise(n, seed)
+        for i, total, x in self.pipeline.frames(noise, y, seed, steps, sampler, guidance, frames):
+            yield i, total, to_uint8(x, self.pixel_range)
 
     def generate_array(self, n: int = 16, seed: int | None = None, class_label: int | None = None, steps: int | None = None,
                        sampler: str | None = None, guidance: float | None = None, batch_size: int = 500,
@@ -444,7 +411,8 @@ class ImageGenerator:
         for b, start in enumerate(range(0, n, batch_size)):
             m = min(batch_size, n - start)
             y = labels[start: start + m] if labels is not None else None
-            x = self._decode(self._noise(m, seed + 7919 * b), y, seed + 7919 * b, steps, sampler, guidance, progress, truncation)
+            x = self.pipeline.images(self.pipeline.noise(m, seed + 7919 * b), y, seed + 7919 * b, steps, sampler, guidance,
+                                     progress, truncation)
             out.append(to_uint8(x, self.pixel_range))
         return np.concatenate(out)
 
@@ -464,10 +432,10 @@ class ImageGenerator:
     def interpolate(self, seed_a: int, seed_b: int, frames: int = 8, class_label: int | None = None, steps: int | None = None,
                     guidance: float | None = None) -> np.ndarray:
         """(frames, H, W, C) uint8 along a spherical path between the noise of two seeds (DDIM for diffusion)."""
-        a, b = self._noise(1, seed_a), self._noise(1, seed_b)
+        a, b = self.pipeline.noise(1, seed_a), self.pipeline.noise(1, seed_b)
         noise = torch.cat([slerp(a, b, i / max(1, frames - 1)) for i in range(frames)])
         y = self._labels(frames, class_label if class_label is not None else (0 if self.num_classes else None))
-        x = self._decode(noise, y, seed_a, steps, "ddim", guidance)
+        x = self.pipeline.images(noise, y, seed_a, steps, "ddim", guidance)
         return to_uint8(x, self.pixel_range)
 
     @torch.no_grad()
@@ -480,7 +448,7 @@ class ImageGenerator:
             raise GenlabError(f"--style-mix: only style-based runs (stylegan) mix styles, not {self.config.model.name}")
         self.check_truncation(truncation)
         psi = 1.0 if truncation is None else truncation
-        z = self._noise(rows + columns, seed)
+        z = self.pipeline.noise(rows + columns, seed)
         y = self._labels(rows + columns, class_label)
         y_rows, y_cols = (y[:rows], y[rows:]) if y is not None else (None, None)
         m = self.model
@@ -506,17 +474,6 @@ class ImageGenerator:
 
     # ---- evaluation --------------------------------------------------------------------
 
-    def reference_images(self, data: str | None, progress: bool) -> tuple[np.ndarray, str]:
-        """The real images to compare with: the run's data set, or `data` decoded like the run's."""
-        if data is None:
-            return np.asarray(self.store.images), f"run data ({len(self.store.images)} images)"
-        h, w, c = self.store.shape
-        with tempfile.TemporaryDirectory() as tmp:
-            other = ImageStore.build(Path(tmp) / "data", resolve_source(data, progress), h, c, 0.0, 0, progress)
-            if other.shape != self.store.shape:
-                raise GenlabError(f"{data}: images are {other.shape}, the run's are {self.store.shape}")
-            return np.array(other.images), data
-
     def evaluate(self, data: str | None = None, seed: int = 0, n: int | None = None, steps: int | None = None,
                  sampler: str | None = None, guidance: float | None = None, features: str | None = None,
                  progress: bool = True, truncation: float | None = None) -> dict:
@@ -528,7 +485,7 @@ class ImageGenerator:
         from genlab.datasets.named import cache_dir
         from genlab.metrics.image import classifier_extractor, image_metrics, subsample, torchscript_extractor
 
-        real, where = self.reference_images(data, progress)
+        real, where = reference_images(self.store, data, progress)
         real = real[subsample(len(real), 10_000, seed)]
         autoregressive = self.family.sampler == "autoregressive"
         n = n or min(len(real), AUTOREGRESSIVE_FID_IMAGES if autoregressive else 2000)
@@ -546,8 +503,7 @@ class ImageGenerator:
             results["feature_extractor_accuracy"] = extractor.info["held_out_accuracy"]
         results |= image_metrics(extractor(real), extractor(fake))
         results["sampling_images_per_s"] = n / seconds
-        if self.is_diffusion:
-            results["sampler"], results["steps"] = self.sampling_steps(steps, sampler)
+        results |= self.pipeline.settings(steps, sampler)
         if truncation is not None:
             results["truncation"] = truncation
         if autoregressive and data is None:
