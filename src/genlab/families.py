@@ -22,7 +22,7 @@ ENTRY_POINTS = "genlab.families"
 
 # What data a family models, which is which task trains it ("sequence": text, code and music tokens).
 KINDS = ("sequence", "audio", "image", "clip")
-# How an image family draws its samples (tasks/image.py has one pipeline per sampler).
+# How an image family draws its samples (sampling/image_pipelines.py has one pipeline per sampler).
 SAMPLERS = ("diffusion", "gan", "vae", "autoregressive")
 EXPORTS = ("onnx", "int8", "int8-torch", "hf", "web")
 
@@ -36,7 +36,9 @@ class Family:
     exports: tuple[str, ...] = ()  # the formats of `genlab export` it supports (EXPORTS)
     train_defaults: dict = field(default_factory=dict)  # train.* values its runs start from (a config overrides them)
     # What else it can do, by name: "truncation", "style_mix" (style-based generators), "reconstruct" (an
-    # encoder), "carry_state" (a recurrent state that may carry across training windows).
+    # encoder), "carry_state" (a recurrent state that may carry across training windows), "embed" (a sequence
+    # model's `hidden(idx)`: last-layer states, for /v1/embeddings), "fit" (count-based: `fit(tokens)`, no
+    # gradient training).
     abilities: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self):

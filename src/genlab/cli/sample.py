@@ -127,8 +127,7 @@ def write_images(gen, n: int = 16, seed: int | None = None, out: Path | None = N
             raise GenlabError(f"--class: image runs take a class number, not {class_label!r}")
         class_label = int(class_label)
 
-    if hasattr(gen, "check_condition"):  # before anything is written
-        gen.check_condition(class_label, prompt)
+    gen.check_condition(class_label, prompt)  # before anything is written
     seed = seed if seed is not None else random.randrange(1 << 31)
     out = Path(out) if out is not None else (gen.run.path if gen.run is not None else Path(".")) / f"sample_seed{seed}.png"
     if out.suffix.lower() != ".png":

@@ -22,7 +22,10 @@ import torch
 import torch.nn as nn
 
 from genlab.errors import GenlabError
-from genlab.families import family_of
+from genlab.families import family, family_of
+from genlab.models.fnet import FNet
+from genlab.models.gpt import GPT
+from genlab.models.rnn import RNN
 
 INPUTS = ["input_ids", "position_ids", "attention_mask", "past_keys", "past_values"]
 OUTPUTS = ["logits", "present_keys", "present_values"]
@@ -137,15 +140,13 @@ class RNNStep(nn.Module):
         return (logits, *state) if isinstance(state, tuple) else (logits, state)
 
 
-def rnn_state_names(cfg) -> list[str]:
-    return ["h", "c"] if cfg.name == "lstm" else ["h"]
-
-
 def export_rnn(model, path: Path) -> None:
     _need_onnx()
-    c = model.cfg
-    names = rnn_state_names(c)
-    state = [torch.zeros(c.n_layer, 2, c.n_embd) for _ in names]
+    model = model.cpu().eval()
+    with torch.no_grad():  # the state one step leaves: (h, c) of an LSTM, h of the others
+        _, state = model.step(torch.zeros(2, 1, dtype=torch.long), None)
+    state = [torch.zeros_like(t) for t in (state if isinstance(state, tuple) else [state])]
+    names = ["h", "c"][: len(state)]
     dynamic = {"input_ids": {0: "batch", 1: "new"}, "logits": {0: "batch", 1: "new"},
                **{n: {1: "batch"} for n in names}, **{f"next_{n}": {1: "batch"} for n in names}}
     import warnings
@@ -237,7 +238,7 @@ class OnnxRNN:
 
     def __init__(self, path: Path, cfg, vocab_size: int):
         self.session, self.cfg, self.vocab_size = _session(path), cfg, vocab_size
-        self.names = rnn_state_names(cfg)
+        self.names = [i.name for i in self.session.get_inputs()][1:]  # h, and c for an LSTM
 
     def eval(self):
         return self
@@ -253,13 +254,13 @@ class OnnxRNN:
         return self.step(idx, self.init_state(idx.size(0)))[0]
 
 
-SEQUENCE_EXPORTS = {"gpt": (export_gpt, OnnxGPT), "fnet": (export_fnet, OnnxFNet), "lstm": (export_rnn, OnnxRNN),
-                    "gru": (export_rnn, OnnxRNN), "rnn": (export_rnn, OnnxRNN)}
+# By the family spec's model class: (how to write the file, what runs it).
+SEQUENCE_EXPORTS = {GPT: (export_gpt, OnnxGPT), FNet: (export_fnet, OnnxFNet), RNN: (export_rnn, OnnxRNN)}
 
 
 def onnx_model(path: Path, cfg, vocab_size: int):
     """The exported file as a sequence model the step engine decodes."""
-    return SEQUENCE_EXPORTS[cfg.name][1](path, cfg, vocab_size)
+    return SEQUENCE_EXPORTS[family(cfg.name).model][1](path, cfg, vocab_size)
 
 
 def export_onnx(generator, work: Path) -> dict:
@@ -273,7 +274,7 @@ def export_onnx(generator, work: Path) -> dict:
     if family_of(config).kind == "image":
         return export_image(generator, work)
     model = generator.model.cpu().eval()
-    SEQUENCE_EXPORTS[config.model.name][0](model, work / "model.onnx")
+    SEQUENCE_EXPORTS[family_of(config).model][0](model, work / "model.onnx")
     shutil.copyfile(generator.run.config, work / "config.toml")
     shutil.copyfile(generator.run.tokenizer, work / "tokenizer.json")
     onnx_model_ = onnx_model(work / "model.onnx", config.model, model.vocab_size)

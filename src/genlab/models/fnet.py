@@ -245,4 +245,4 @@ class FNet(nn.Module):
         return self.lm_head(x), state
 
 
-FAMILY = Family("fnet", FNet, "sequence", exports=("onnx", "int8", "int8-torch"))
+FAMILY = Family("fnet", FNet, "sequence", exports=("onnx", "int8", "int8-torch"), abilities=frozenset({"embed"}))

@@ -340,4 +340,4 @@ class GPT(nn.Module):
         return [{"k": layer["k"][row: row + 1], "v": layer["v"][row: row + 1]} for layer in slots["layers"]]
 
 
-FAMILY = Family("gpt", GPT, "sequence", exports=("onnx", "int8", "int8-torch", "hf", "web"))
+FAMILY = Family("gpt", GPT, "sequence", exports=("onnx", "int8", "int8-torch", "hf", "web"), abilities=frozenset({"embed"}))

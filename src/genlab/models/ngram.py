@@ -167,4 +167,4 @@ class NGram(nn.Module):
         return logits, history[:, max(0, history.size(1) - (self.cfg.order - 1)) :]
 
 
-FAMILY = Family("ngram", NGram, "sequence")  # a count table: nothing to export or quantize
+FAMILY = Family("ngram", NGram, "sequence", abilities=frozenset({"fit"}))  # a count table: nothing to export or quantize

@@ -74,6 +74,6 @@ class RNN(nn.Module):
         return self.head(self.drop(y)), state
 
 
-LSTM = Family("lstm", RNN, "sequence", exports=("onnx", "int8", "int8-torch"), abilities=frozenset({"carry_state"}))
-GRU = Family("gru", RNN, "sequence", exports=("onnx", "int8", "int8-torch"), abilities=frozenset({"carry_state"}))
-PLAIN_RNN = Family("rnn", RNN, "sequence", exports=("onnx", "int8", "int8-torch"), abilities=frozenset({"carry_state"}))
+LSTM = Family("lstm", RNN, "sequence", exports=("onnx", "int8", "int8-torch"), abilities=frozenset({"carry_state", "embed"}))
+GRU = Family("gru", RNN, "sequence", exports=("onnx", "int8", "int8-torch"), abilities=frozenset({"carry_state", "embed"}))
+PLAIN_RNN = Family("rnn", RNN, "sequence", exports=("onnx", "int8", "int8-torch"), abilities=frozenset({"carry_state", "embed"}))

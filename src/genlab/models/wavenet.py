@@ -215,4 +215,4 @@ class Conditioned(nn.Module):
         return self.model.step(idx, state if state is not None else self.init_state(idx.size(0), idx.device))
 
 
-FAMILY = Family("wavenet", WaveNet, "audio")
+FAMILY = Family("wavenet", WaveNet, "audio", abilities=frozenset({"embed"}))

@@ -34,9 +34,8 @@ def weights_info(path: Path) -> dict:
 
 class KeptWeights:
     def __init__(self, generator):
-        run = getattr(generator, "run", None)
         self.generator = generator
-        self.path: Path | None = run.weights if run is not None and hasattr(run, "weights") else None
+        self.path: Path | None = generator.run.weights if generator.run is not None else None  # None: an export
         self.signature = self._signature()
         self.info = weights_info(self.path) if self.path is not None and self.path.is_file() else {}
 

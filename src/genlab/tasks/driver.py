@@ -36,6 +36,7 @@ from genlab.cards import write_card
 from genlab.config import RunConfig, load_config, save_config
 from genlab.distributed import pick_device
 from genlab.errors import GenlabError
+from genlab.families import family_of
 from genlab.folders import claim, empty
 from genlab.runs import RunDir, load_tensors
 from genlab.trainer import Trainer
@@ -128,7 +129,7 @@ def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: 
         base = RunDir(config.train.init_from).require()
         load_weights({"model": model}, load_tensors(base.weights), base.weights)
     device = pick_device(config.train.device)
-    if hasattr(model, "fit"):  # count-based families (n-gram) are fitted, not trained by gradient
+    if family_of(config).can("fit"):  # count-based families (n-gram) are fitted, not trained by gradient
         results = fit_counts(task, config, run, data, model, device)
         write_card(run.path, config, results, sum(p.numel() for p in model.parameters()))
         return config, results

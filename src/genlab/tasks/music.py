@@ -104,6 +104,11 @@ class MusicTask(SequenceTask):
     def tokenizer_options(self, config: RunConfig):
         return config.data.music
 
+    def check_carry_state(self, config: RunConfig) -> None:
+        super().check_carry_state(config)
+        if config.data.music.transpose:
+            raise GenlabError("train.carry_state: consecutive windows cannot be transposed; set data.music.transpose = 0")
+
     def augment(self, windows, tokenizer, config: RunConfig):
         shift = config.data.music.transpose
         return TransposedWindows(windows, tokenizer.vocab, shift, config.train.seed) if shift else windows

@@ -22,7 +22,7 @@ from genlab.compiling import Compiled
 from genlab.config import RunConfig
 from genlab.datasets.token_store import StreamWindows, TokenStore, WindowSampler, eval_windows
 from genlab.errors import GenlabError
-from genlab.families import family, names
+from genlab.families import family, family_of, names
 from genlab.files import atomic_write_text
 from genlab.generators import SamplingParams
 from genlab.objectives.lm import LanguageModeling, token_losses
@@ -61,8 +61,6 @@ def check_carry_state(config: RunConfig) -> None:
     if not family(config.model.name).can("carry_state"):
         able = ", ".join(n for n in names("sequence") if family(n).can("carry_state"))
         raise GenlabError(f"train.carry_state: only recurrent models carry a state ({able}), not {config.model.name!r}")
-    if getattr(config.data, "music", None) is not None and config.task == "music" and config.data.music.transpose:
-        raise GenlabError("train.carry_state: consecutive windows cannot be transposed; set data.music.transpose = 0")
     if distributed.world().active:
         raise GenlabError("train.carry_state: not supported under torchrun (each rank would carry its own state)")
 
@@ -156,7 +154,7 @@ def checked_teacher(config: RunConfig, vocab_size: int, block_size: int, device)
             raise GenlabError(f"distill.teacher: {name} is a {teacher_config.task} run, the student a {config.task} run")
     if teacher.vocab_size != vocab_size:
         raise GenlabError(f"distill.teacher: its vocabulary has {teacher.vocab_size} tokens, the student's {vocab_size}")
-    limit = getattr(teacher, "max_context", None)
+    limit = teacher.max_context
     if limit is not None and limit < block_size:
         raise GenlabError(f"model.block_size: the student's windows ({block_size}) are longer than the teacher's context "
                           f"({limit}); set model.block_size <= {limit}")
@@ -216,6 +214,10 @@ class SequenceTask:
     def tokenizer_options(self, config: RunConfig):
         return config.tokenizer
 
+    def check_carry_state(self, config: RunConfig) -> None:
+        """train.carry_state is possible for this run (GenlabError saying why not)."""
+        check_carry_state(config)
+
     def augment(self, batches, tokenizer, config: RunConfig):
         """Training windows as the model sees them (music transposes them); validation is never augmented."""
         return batches
@@ -236,7 +238,7 @@ class SequenceTask:
         train_tokens, val_tokens = store.split("train"), store.split("val")
         carry = config.train.carry_state
         if carry:
-            check_carry_state(config)
+            self.check_carry_state(config)
             batches = StreamWindows(train_tokens, block, config.train.batch_size, config.train.seed)
         else:
             batches = self.augment(WindowSampler(train_tokens, block, config.train.batch_size, config.train.seed), tokenizer, config)
@@ -244,7 +246,7 @@ class SequenceTask:
         generator = self.Generator.from_parts(run, config, tokenizer, model, device)
         unit_lengths = tokenizer.unit_lengths()
         # A fitted (count-based) model is scored on the whole split once; a trained one on eval_batches each eval.
-        eval_batches = None if hasattr(model, "fit") else config.train.eval_batches
+        eval_batches = None if family_of(config).can("fit") else config.train.eval_batches
 
         def evaluate(full: bool = False) -> dict:
             if len(val_tokens) < 2:
@@ -373,7 +375,7 @@ class SequenceGenerator:
     def parameter_count(self) -> int:
         """Parameters as the family counts them (a GPT without its position table, as nanoGPT reports; an n-gram's
         table entries); any other family's every parameter."""
-        count = getattr(self.model, "num_params", None)
+        count = getattr(self.model, "num_params", None)  # optional in the sequence protocol
         return int(count()) if count is not None else sum(p.numel() for p in self.model.parameters())
 
     def perplexity_of(self, tokens: np.ndarray, batch_size: int = 16, max_batches: int | None = None) -> dict:
@@ -384,7 +386,7 @@ class SequenceGenerator:
     @property
     def max_context(self) -> int | None:
         """The most tokens the model sees at once (None: unbounded, as an RNN)."""
-        return getattr(self.model, "max_context", None)
+        return self.model.max_context
 
     def chat_prompt(self, messages: list[dict]) -> str | None:
         """A chat as a prompt in the model's own template; None when it has none (the caller's plain one)."""
@@ -392,7 +394,7 @@ class SequenceGenerator:
 
     @property
     def can_embed(self) -> bool:
-        return hasattr(self.model, "hidden")
+        return family_of(self.config).can("embed") and isinstance(self.model, torch.nn.Module)  # not an ONNX file
 
     def embed(self, texts: list[list[int]]):
         """A generator over texts' mean last-layer states, yielding between texts (sampling/scoring.py)."""
