@@ -77,3 +77,30 @@ def test_without_the_plugin_its_runs_are_one_line_errors(installed, tmp_path):
     plain = {**installed, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     r = genlab(plain, "sample", "run", cwd=tmp_path)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "unknown family 'bigram'" in r.stderr, r.stderr
+
+
+def test_a_plugin_task_trains_samples_evaluates_and_serves(installed, tmp_path):
+    """The plugin's "lines" task (a `genlab.tasks` entry point): each distinct line is one example, a sample is one line."""
+    syllables = ["al", "be", "ca", "do", "er", "fi", "go", "ha"]
+    names = [(a + b + c).capitalize() for a in syllables for b in syllables for c in syllables]
+    (tmp_path / "names.txt").write_text("\n".join(names * 3) + "\n")  # every name three times
+    r = genlab(installed, "train", "lines", "--data", "names.txt", "--max-steps", "60", "--set", "model.n_layer=1",
+               "--set", "model.n_embd=32", "--set", "model.n_head=2", "--out", "run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    header = json.loads((tmp_path / "run" / "data" / "header.json").read_text())
+    stored = sum(split["units"] for split in header["splits"].values())
+    assert stored == len("\n".join(names))  # its source: the distinct lines, once each
+
+    r = genlab(installed, "sample", "run", "--seed", "2", "--max-new-tokens", "60", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.count("\n") == 1 and r.stdout.strip(), (r.stdout, r.stderr)  # one line
+    r = genlab(installed, "eval", "run", cwd=tmp_path)
+    assert r.returncode == 0 and "bits_per_char" in r.stdout, r.stderr
+
+    with serving("run", env=installed, cwd=tmp_path) as url:
+        answer = httpx.post(url + "/v1/completions", json={"model": "run", "prompt": "Ca", "max_tokens": 30, "seed": 1},
+                            timeout=60).json()
+        assert "\n" not in answer["choices"][0]["text"], answer  # the task's stop, applied by the server too
+
+    plain = {**installed, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    r = genlab(plain, "train", "lines", "--data", "names.txt", "--out", "other", cwd=tmp_path)
+    assert r.returncode == 1 and "unknown task 'lines'" in r.stderr and not (tmp_path / "other").exists(), r.stderr

@@ -19,9 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from genlab.errors import GenlabError
 from genlab.families import family_config
 from genlab.generators import SamplingParams
+from genlab.tasks import task_names  # the registry of names only (the tasks' modules load on use)
 from genlab.files import atomic_write_text
-
-Task = Literal["text", "code", "music", "audio", "image", "clip"]
 
 
 SAMPLING = SamplingParams()  # sampling defaults are set in one place: SamplingParams
@@ -218,7 +217,7 @@ DEFAULT_MODEL = {"text": "gpt", "code": "gpt", "music": "gpt", "audio": "wavenet
 
 
 class RunConfig(Section):
-    task: Task = "text"
+    task: str = "text"  # a task of genlab.tasks: text, code, music, audio, image, clip, or a plugin's
     out: str = "runs/latest"
     data: DataConfig = DataConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
@@ -236,6 +235,14 @@ class RunConfig(Section):
                 task = tree.get("task", "text")
                 tree = {**tree, "model": {"name": DEFAULT_MODEL.get(task, "gpt"), **model}}
         return tree
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        known = task_names()
+        if v not in known:
+            raise ValueError(f"unknown task {v!r} (known: {', '.join(known)})")
+        return v
 
     @field_validator("model", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ from genlab.cli.root import app, threads_option
 
 @app.command(no_args_is_help=True)
 def train(
-    task: str = typer.Argument(..., help="What to model: text, code, music, audio or image."),
+    task: str = typer.Argument(..., help="What to model: text, code, music, audio, image, clip, or a plugin's task."),
     data: Optional[str] = typer.Option(None, "--data", help="A file, a folder, or a named dataset (python-docs, python-stdlib, tinyshakespeare, ...)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model family: gpt, lstm, gru, rnn, fnet, ngram (sequences); wavenet (audio); gan, dcgan, vae, ddpm (images)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="char, bpe or word (text); code (code, the default there); midi (music); mulaw (audio; the default there)."),

@@ -91,7 +91,9 @@ class Sampling(Strict):
     @field_validator("stop")
     @classmethod
     def _stops(cls, v):
-        stops = [v] if isinstance(v, str) else (v or [])
+        if v is None:
+            return None  # left out: the run's own stops (a code run's, a task's), as every omitted sampling field
+        stops = [v] if isinstance(v, str) else v
         if len(stops) > MAX_STOP:
             raise ValueError(f"at most {MAX_STOP} stop strings")
         return stops

@@ -72,7 +72,7 @@ class TextEndpoint(Endpoint, ABC):
 
     # ---- the rows of a request ----------------------------------------------------------------------
 
-    async def rows(self, s: Served, prompts: list[str], body, stops: list[str], param: str, logprobs: int | None):
+    async def rows(self, s: Served, prompts: list[str], body, stops: list[str] | None, param: str, logprobs: int | None):
         gen = s.generator
         seed = body.seed if body.seed is not None else int.from_bytes(uuid.uuid4().bytes[:6], "big")
         if len(prompts) * body.n > self.registry.max_queue:

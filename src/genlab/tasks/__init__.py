@@ -2,15 +2,23 @@
 
 Text, code, music and audio share the sequence stack (sequence.py) and differ only in their data source,
 tokenizer and metrics; images have their own. `driver.train_task` trains any of them.
+
+Other packages add tasks without changing genlab: an entry point in the group `genlab.tasks` names a module
+whose `TASK` is the task (docs/families.md, "Adding a task"). Built-in names win over a plugin's. This
+package's own module imports nothing heavy, so the config can check a task's name against it.
 """
 
 from __future__ import annotations
 
 import importlib
+from functools import cache
+from importlib.metadata import entry_points
 
 from genlab.errors import GenlabError
 
-TASKS: dict[str, str] = {
+ENTRY_POINTS = "genlab.tasks"
+
+BUILTIN: dict[str, str] = {
     "text": "genlab.tasks.text",
     "code": "genlab.tasks.code",
     "music": "genlab.tasks.music",
@@ -20,13 +28,27 @@ TASKS: dict[str, str] = {
 }
 
 
+@cache
+def registry() -> dict[str, str]:
+    """Every task name -> the module holding its TASK: genlab's own, then those of installed plugins."""
+    found = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINTS):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def task_names() -> list[str]:
+    return list(registry())
+
+
 def task_of(task: str):
     """The TASK object of a modality (imported on first use, so `genlab --help` stays fast)."""
-    if task not in TASKS:
-        raise GenlabError(f"task: unknown task {task!r} (known: {', '.join(TASKS)})")
+    module = registry().get(task)
+    if module is None:
+        raise GenlabError(f"task: unknown task {task!r} (known: {', '.join(registry())})")
     try:
-        return importlib.import_module(TASKS[task]).TASK
+        return importlib.import_module(module).TASK
     except ModuleNotFoundError as e:
-        if e.name == TASKS[task]:
-            raise GenlabError(f"task {task!r} is not available in this version of genlab") from None
+        if e.name == module:
+            raise GenlabError(f"task {task!r} is registered by {module!r}, which is not installed") from None
         raise
