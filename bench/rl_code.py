@@ -58,7 +58,7 @@ def main() -> None:
     before = syntax_rate(start)
     tuned = Path(tempfile.mkdtemp(prefix="genlab-bench-rl-")) / "tuned"
     t0 = time.perf_counter()
-    summary = reinforce(start, tuned, RLConfig("code-parses", {}, steps=args.rl_steps, batch=8, max_new_tokens=128, kl=0.05,
+    summary = reinforce(start, tuned, RLConfig(reward="code-parses", steps=args.rl_steps, batch=8, max_new_tokens=128, kl=0.05,
                                                lr=1e-4, prompts=("def ",)), progress=False)
     rl_seconds = time.perf_counter() - t0
     after = syntax_rate(tuned)

@@ -60,6 +60,17 @@ def test_dqn_saves_its_network_in_safetensors(cli, tmp_path):
     assert r.returncode != 0 and "--algo" in r.stderr
 
 
+@pytest.mark.parametrize("args, flag", [(["cartpole", "--episodes", "-3"], "--episodes"),
+                                        (["RUN", "--reward", "length", "--lr", "nan"], "--lr"),
+                                        (["RUN", "--reward", "length", "--steps", "0"], "--steps"),
+                                        (["RUN", "--reward", "length", "--kl", "inf"], "--kl")])
+def test_out_of_range_rl_options_are_one_line_errors_that_write_nothing(cli, tiny_run, tmp_path, args, flag):
+    args = [tiny_run if a == "RUN" else a for a in args]
+    r = cli("rl", *args, "--out", tmp_path / "out", "--quiet")
+    assert r.returncode == 1 and r.stderr.startswith(f"error: {flag}:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 # ---- REINFORCE on a sequence run ---------------------------------------------------------------------
 
 

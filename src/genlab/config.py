@@ -29,12 +29,22 @@ SAMPLING = SamplingParams()  # sampling defaults are set in one place: SamplingP
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @classmethod
+    def from_flags(cls, **values):
+        """Built from command-line values: a bad one is a one-line GenlabError naming its flag (`--max-new-tokens`)."""
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            first = e.errors()[0]
+            flag = "--" + str(first["loc"][0]).replace("_", "-")
+            raise GenlabError(f"{flag}: {first['msg'].removeprefix('Value error, ')}") from None
+
 
 # Ranges every config value is checked against when a config is read (the message names the field).
 Positive = Annotated[int, Field(gt=0)]
 Count = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0, lt=1)]  # dropout and the like: 1 would drop everything
 
 

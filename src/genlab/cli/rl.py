@@ -56,7 +56,7 @@ def rl(
 
             prompts = [p.prompt for p in read_problems(problems)]
             options.setdefault("problems", str(problems))
-        cfg = RLConfig(reward, options, steps=steps, batch=batch, max_new_tokens=max_new_tokens, kl=kl, lr=lr, seed=seed,
+        cfg = RLConfig.from_flags(reward=reward, reward_options=options, steps=steps, batch=batch, max_new_tokens=max_new_tokens, kl=kl, lr=lr, seed=seed,
                        prompts=tuple(prompts), log=tuple(trackers(log) or ()))
         summary = reinforce(Path(target), out, cfg, progress=not quiet)
         first, last = summary["first"], summary["last"]
@@ -66,7 +66,7 @@ def rl(
         return
     from genlab.rl.cartpole import CartPoleConfig, cartpole
 
-    cfg = CartPoleConfig(algo=algo, seed=seed, episodes=episodes or (1000 if algo == "q-learning" else 400),
+    cfg = CartPoleConfig.from_flags(algo=algo, seed=seed, episodes=episodes or (1000 if algo == "q-learning" else 400),
                          log=tuple(trackers(log) or ()))
     out = out or Path("runs") / f"cartpole-{algo}"
     summary = cartpole(cfg, out, progress=not quiet)

@@ -32,7 +32,6 @@ dataset there is untouched.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib.metadata
 from collections.abc import Iterator
@@ -456,9 +455,9 @@ def prepare(source: str | Path, out: str | Path, *, progress: bool = True, **opt
     recipe = Recipe.make(**options)
     fmt = resolve_format(source, recipe.input_format)
     if fmt.name == "textdir" and recipe.text_col is None:
-        recipe = dataclasses.replace(recipe, text_col="text")
+        recipe = recipe.model_copy(update={"text_col": "text"})
     if fmt.name in FOLDER_FORMATS and recipe.label_col is None and has_class_folders(source):
-        recipe = dataclasses.replace(recipe, label_col="label")
+        recipe = recipe.model_copy(update={"label_col": "label"})
     check_out(out, source)
     with replacing(out, "prepared") as work:
         return _run(source, fmt, recipe, work, progress)

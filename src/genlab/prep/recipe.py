@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
 
 from genlab.errors import GenlabError
 from genlab.prep.clean import TextCleaner
@@ -29,9 +30,11 @@ def names(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in parts if p.strip())
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """The options, parsed: build one with `Recipe.make`; defaults are the CLI's."""
+class Recipe(BaseModel):
+    """The options, parsed: build one with `Recipe.make`; defaults are the CLI's. A pydantic model like every
+    other config of genlab; `make` parses the CLI's text forms and names the flag of a bad value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     input_format: str | None = None
     text_col: str | None = None
@@ -90,7 +93,7 @@ class Recipe:
         synonyms: str | Path | None = None,
         format: str = "parquet",
         chunk_rows: int = 50_000,
-    ) -> "Recipe":
+    ) -> Recipe:
         """Parse and check the options (the CLI flags of the same names; see docs/prep.md)."""
         if format not in OUTPUT_FORMATS:
             raise GenlabError(f"--format {format}: choose from {', '.join(OUTPUT_FORMATS)}")

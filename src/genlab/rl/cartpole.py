@@ -27,11 +27,13 @@ import json
 import math
 import os
 import signal
-from dataclasses import asdict, dataclass
+from typing import Annotated, Literal
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
+from genlab.config import Count, Positive, PositiveFloat, Section
 from genlab.errors import GenlabError
 from genlab.runs import RunDir
 from genlab.training.runlog import RunLog
@@ -41,25 +43,27 @@ SOLVED = 475.0  # Gymnasium's reward threshold for CartPole-v1 (mean over 100 ep
 BINS = [(-2.4, 2.4, 3), (-3.0, 3.0, 3), (-math.radians(12), math.radians(12), 6), (-2.0, 2.0, 12)]
 
 
-@dataclass
-class CartPoleConfig:
-    algo: str = "q-learning"  # or "dqn"
-    episodes: int = 1000
-    seed: int = 0
-    gamma: float = 0.99
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.02
-    epsilon_decay_episodes: int = 300  # q-learning: linear decay over these episodes (dqn: over epsilon_decay_steps)
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class CartPoleConfig(Section):
+    algo: Literal["q-learning", "dqn"] = "q-learning"
+    episodes: Positive = 1000
+    seed: Count = 0
+    gamma: Fraction = 0.99
+    epsilon_start: Fraction = 1.0
+    epsilon_end: Fraction = 0.02
+    epsilon_decay_episodes: Positive = 300  # q-learning: linear decay over these episodes (dqn: over epsilon_decay_steps)
     log: tuple[str, ...] = ()  # experiment trackers that get each episode's return and the greedy figures
-    alpha: float = 0.1  # q-learning: step size
-    lr: float = 5e-4  # dqn
-    hidden: int = 128  # dqn: two hidden layers of this width
-    batch_size: int = 128  # dqn
-    buffer_size: int = 50_000  # dqn
-    tau: float = 0.005  # dqn: how far the target network moves towards the online one at each step
-    epsilon_decay_steps: int = 5_000  # dqn
-    eval_every: int = 25  # dqn: episodes between greedy checks; the best weights are kept
-    solved_patience: int = 0  # stop once the greedy check scores 500 this many times in a row (0: never)
+    alpha: Fraction = 0.1  # q-learning: step size
+    lr: PositiveFloat = 5e-4  # dqn
+    hidden: Positive = 128  # dqn: two hidden layers of this width
+    batch_size: Positive = 128  # dqn
+    buffer_size: Positive = 50_000  # dqn
+    tau: Fraction = 0.005  # dqn: how far the target network moves towards the online one at each step
+    epsilon_decay_steps: Positive = 5_000  # dqn
+    eval_every: Positive = 25  # dqn: episodes between greedy checks; the best weights are kept
+    solved_patience: Count = 0  # stop once the greedy check scores 500 this many times in a row (0: never)
 
 
 def make_env(render: bool = False):
@@ -303,12 +307,12 @@ def cartpole(cfg: CartPoleConfig, out: Path, progress: bool = True, eval_episode
                "greedy_min_return": float(np.min(greedy)), "greedy_episodes": eval_episodes,
                "solved": bool(np.mean(greedy) >= SOLVED), "training_episodes_to_solved_window": first_solved,
                "last_100_training_mean": float(np.mean(returns[-100:])), "gif_episode_return": shown,
-               "config": asdict(cfg)}
+               "config": cfg.model_dump(mode="json")}
     if stop.signum is not None:
         summary["stopped_by"] = signal.Signals(stop.signum).name
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     # metrics.jsonl (and the trackers): the return of every training episode, then the greedy figures.
-    log = RunLog(RunDir(out), True, list(cfg.log), {"cartpole": asdict(cfg)}, resumed_at=None)
+    log = RunLog(RunDir(out), True, list(cfg.log), {"cartpole": cfg.model_dump(mode="json")}, resumed_at=None)
     for episode, value in enumerate(returns, start=1):
         log.write({"step": episode, "return": float(value)})
     log.write({"step": len(returns), "greedy_mean_return": summary["greedy_mean_return"],

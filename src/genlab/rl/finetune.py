@@ -15,34 +15,32 @@ work on it. metrics.jsonl gets the mean reward and KL every `eval_every` steps, 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from genlab.config import Count, NonNegative, Positive, PositiveFloat, Probability, Section
 from genlab.errors import GenlabError
 from genlab.runs import RunDir
 from genlab.training.runlog import RunLog
 
 
-@dataclass
-class RLConfig:
+class RLConfig(Section):
     reward: str
-    reward_options: dict
-    steps: int = 200
-    batch: int = 8
-    max_new_tokens: int = 64
-    kl: float = 0.1  # weight of the KL penalty to the start model
-    lr: float = 1e-4
-    baseline_decay: float = 0.9
-    eval_every: int = 10
-    seed: int = 0
+    reward_options: dict[str, str] = {}
+    steps: Positive = 200
+    batch: Positive = 8
+    max_new_tokens: Positive = 64
+    kl: NonNegative = 0.1  # weight of the KL penalty to the start model
+    lr: PositiveFloat = 1e-4
+    baseline_decay: Probability = 0.9
+    eval_every: Positive = 10
+    seed: Count = 0
     prompts: tuple[str, ...] = ()  # cycled through the batch; the problems' prompts for code-passes
     log: tuple[str, ...] = ()  # experiment trackers that get every row too (tensorboard, mlflow)
 
@@ -118,7 +116,7 @@ def reinforce(start: Path | str, out: Path | str, cfg: RLConfig, device: str = "
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     baseline, rows, logged = None, [], {"reward": [], "kl": []}
     t0 = time.perf_counter()
-    log = RunLog(RunDir(out), True, list(cfg.log), {"rl": dataclasses.asdict(cfg), "start": str(start)}, resumed_at=None)
+    log = RunLog(RunDir(out), True, list(cfg.log), {"rl": cfg.model_dump(mode="json"), "start": str(start)}, resumed_at=None)
     for step in progress_bar(range(1, cfg.steps + 1), desc="rl", unit="step", enabled=progress):
         which = [(step * cfg.batch + i) % len(prompts) for i in range(cfg.batch)]
         policy.eval()  # drawing: no dropout
