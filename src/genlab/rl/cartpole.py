@@ -139,7 +139,7 @@ def epsilon_at(cfg: CartPoleConfig, progress: int, span: int) -> float:
 
 def episodes(cfg: CartPoleConfig, progress: bool, stop=None):
     """The training episodes' numbers, with a progress bar (a line every 10 s in a log); they end early when
-    `stop` (trainer.stop_signals) has seen a signal."""
+    `stop` (training.signals.stop_signals) has seen a signal."""
     from genlab.progress import progress_bar
 
     for episode in progress_bar(range(cfg.episodes), desc=cfg.algo, unit="episode", enabled=progress):
@@ -266,7 +266,11 @@ def plot_returns(returns: list[float], checks: list[tuple[int, float]], dest: Pa
 
 
 def cartpole(cfg: CartPoleConfig, out: Path, progress: bool = True, eval_episodes: int = 100) -> dict:
-    """Train, save (q_table.npz or dqn.safetensors), plot the returns, evaluate greedily over `eval_episodes`
+    """Episodes against an environment, not the Trainer's batches: a Q-table has no gradient, and a DQN's step
+    interleaves acting, a replay buffer and a target network, so both loops are their own; they record through
+    the same run log (metrics.jsonl, trackers) and stop on the same signals.
+
+    Train, save (q_table.npz or dqn.safetensors), plot the returns, evaluate greedily over `eval_episodes`
     episodes and record one greedy episode as a GIF. Returns the summary also written to out/summary.json.
     Ctrl-C or SIGTERM ends training at the episode's end: what was learned is saved and summarized all the
     same (over 10 greedy episodes), then Interrupted says so."""

@@ -87,7 +87,11 @@ def plot_rl(rows: list[dict], dest: Path) -> None:
 
 
 def reinforce(start: Path | str, out: Path | str, cfg: RLConfig, device: str = "auto", progress: bool = True) -> dict:
-    """Fine-tune the run at `start` into a new run at `out`; returns the first and last logged rows."""
+    """Fine-tune the run at `start` into a new run at `out`; returns the first and last logged rows.
+
+    Its own loop, not the Trainer's: a step is rollouts drawn by the step engine, scored by a reward, then one
+    policy-gradient update against a frozen reference; there is no batch iterator to checkpoint or val split to
+    score. It records through the Trainer's run log (metrics.jsonl, trackers) and writes safetensors weights."""
     from genlab.api import load
     from genlab.progress import progress_bar
     from genlab.rl.rewards import load_reward

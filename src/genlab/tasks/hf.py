@@ -160,6 +160,8 @@ def finetune(name_or_path: str, config: RunConfig, block_size: int = 256, lora_r
                                 config.train.batch_size, None if full else config.train.eval_batches)
             return {"val_loss": round(r["loss"], 5), "val_bits_per_token": round(r["bits_per_unit"], 5)}
 
+        # The Trainer itself (schedule, clipping, evals, checkpoints, trackers), but not driver.train_task: the
+        # model and tokenizer are transformers' (saved with save_pretrained below), not a genlab family's.
         trainer = Trainer(LanguageModeling(lm), batches, config.train, run, evaluate,
                           items_per_batch=config.train.batch_size * batches.block_size)
         results = trainer.fit()

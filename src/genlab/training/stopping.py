@@ -56,3 +56,23 @@ class StoppingRules:
 
     def time_left(self, state: TrainState) -> float | None:
         return self.cfg.max_time - state.elapsed if self.cfg.max_time else None
+
+    # ---- what a spent budget leaves out (the trainer logs and prints the note) ----
+
+    def samples_unaffordable(self, state: TrainState, run_path) -> str | None:
+        """At the end of a spent time budget that no periodic eval has measured, writing samples would be the one
+        cost the budget never saw (a PixelCNN's grid: 90 s after a 6 s budget): the note saying they are skipped."""
+        left = self.time_left(state)
+        if left is None or left > 0 or self.eval_seconds > 0:
+            return None
+        return (f"no samples at step {state.step}: the --max-time budget ended before a first eval could time them "
+                f"(`genlab sample {run_path}` makes some)")
+
+    def final_eval_unaffordable(self, state: TrainState, run_path) -> str | None:
+        """Scoring the kept weights on the whole val split runs only where the time left holds four periodic
+        evals; else the note saying it did not. Every rank agrees with rank 0."""
+        left = self.time_left(state)
+        if left is None or not distributed.agree(left < 4 * self.eval_seconds, self.world):
+            return None
+        return (f"the --max-time budget leaves {max(left, 0):.0f} s: the kept weights were not scored on the whole "
+                f"val split (`genlab eval {run_path}` does it)")
