@@ -221,7 +221,7 @@ class Engine:
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.use_cache = use_cache
-        self.limit = getattr(model, "max_context", None)
+        self.limit = model.max_context  # the sequence protocol's bound (None: any length)
         # How far an uncached step must look back: the bounded context, or a receptive field (WaveNet, whose
         # cached state is exact at any length, but whose logits depend on the last receptive_field tokens only).
         self.window = self.limit or getattr(model, "receptive_field", None)
@@ -247,9 +247,8 @@ class Engine:
         slot = self.next_slot
         self.next_slot += 1
         text = TextAssembler(self.tokenizer, request.stop) if self.tokenizer is not None else None
-        self.slots[slot] = _Slot(request, random.Random(seed), text)
-        if request.decoding.max_time is not None:
-            self.slots[slot].deadline = time.monotonic() + request.decoding.max_time
+        budget = request.decoding.max_time
+        self.slots[slot] = _Slot(request, random.Random(seed), text, deadline=None if budget is None else time.monotonic() + budget)
         self.running.append(slot)
         self.waiting.append(slot)
         if request.decoding.max_new_tokens <= 0:
