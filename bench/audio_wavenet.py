@@ -33,9 +33,9 @@ def main() -> None:
     import torch
 
     import genlab
-    from genlab.config import build_config
+    from genlab.core.config import build_config
     from genlab.datasets.token_store import TokenStore
-    from genlab.runs import RunDir
+    from genlab.core.runs import RunDir
     from genlab.tasks.audio import unigram_bits
 
     torch.set_num_threads(args.threads)

@@ -33,11 +33,11 @@ from pathlib import Path
 import torch
 
 from genlab.api import load, train
-from genlab.config import TokenizerConfig, validate_config
+from genlab.core.config import TokenizerConfig, validate_config
 from genlab.datasets.named import stdlib_files
 from genlab.metrics.code import is_valid_python
-from genlab.runs import RunDir
-from genlab.files import atomic_write_json
+from genlab.core.runs import RunDir
+from genlab.core.files import atomic_write_json
 from genlab.tasks.sequence import evaluate_tokens
 from genlab.datasets.token_store import TokenStore
 from genlab.tokenizers import load_tokenizer

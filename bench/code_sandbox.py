@@ -1,4 +1,4 @@
-"""Sandbox throughput: how many candidates per second genlab.sandbox executes, and what each costs.
+"""Sandbox throughput: how many candidates per second genlab.metrics.sandbox executes, and what each costs.
 
 A trivial passing HumanEval-style program (a one-line function and its
 check) is run, side by side in one process:
@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 from genlab.metrics.code import Problem, program_of
-from genlab.files import atomic_write_json
-from genlab.sandbox import Limits, isolation, run_many, run_python
+from genlab.core.files import atomic_write_json
+from genlab.metrics.sandbox import Limits, isolation, run_many, run_python
 
 RESULTS = Path(__file__).parent / "results" / "code_sandbox.json"
 PROBLEM = Problem("Bench/0", 'def one():\n    """Return 1."""\n', "one", "def check(candidate):\n    assert candidate() == 1\n",

@@ -4,7 +4,7 @@
 
 Trains recipes/tinyshakespeare-{gpt,fnet,lstm,gru,rnn,ngram}.toml with their time
 budget replaced by --seconds (the n-gram only counts), on the same data, seed
-and split, then measures each run the same way (genlab.compare): parameters,
+and split, then measures each run the same way (genlab.workflows.compare): parameters,
 val loss and bits per char over the whole val split, train tokens/s, sample
 tokens/s at batch 1, training wall time. Writes
 bench/results/compare_families.json and bench/results/compare_families.png.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from genlab.compare import compare, format_table
+from genlab.workflows.compare import compare, format_table
 
 ROOT = Path(__file__).resolve().parent.parent
 FAMILIES = ["gpt", "fnet", "lstm", "gru", "rnn", "ngram"]

@@ -43,7 +43,7 @@ def resident_bytes() -> int:
 
 
 def tokenizers():
-    from genlab.config import TokenizerConfig
+    from genlab.core.config import TokenizerConfig
     from genlab.datasets.named import resolve_source
     from genlab.tokenizers import train_tokenizer
 

@@ -28,8 +28,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=None)
     p.add_argument("--out", default="/tmp/genlab-bench-demo")
     args = p.parse_args()
-    from genlab.demo import PARTS, run_demo
-    from genlab.threads import use
+    from genlab.workflows.demo import PARTS, run_demo
+    from genlab.core.threads import use
 
     threads = use("auto", "--threads")
     load_avg = list(os.getloadavg())

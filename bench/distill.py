@@ -8,7 +8,7 @@ finished teacher run, --teacher); the student (about 1/8 of the teacher's parame
 LSTM, a different family reading the same characters) is trained for --student-steps from scratch, distilled
 (alpha 0.5, T 2), distilled with the critic (adv weight 0.1) and, for the LSTM, distilled from the teacher's
 soft targets alone (alpha 0, T 1), all on the tail split with one thread. Each run
-is measured the same way (genlab.compare.measure: val loss and bits per char over the whole val split) plus
+is measured the same way (genlab.workflows.compare.measure: val loss and bits per char over the whole val split) plus
 distinct-2 of 8 samples and sampling tokens/s at batch 1, the best of 5 draws of 200 tokens (one draw is at the
 mercy of the machine's noise). Writes bench/results/distill.json (GPT student) or distill_lstm.json.
 """
@@ -42,8 +42,8 @@ def main() -> None:
     import torch
 
     import genlab
-    from genlab.compare import measure
-    from genlab.config import build_config
+    from genlab.workflows.compare import measure
+    from genlab.core.config import build_config
 
     torch.set_num_threads(1)
     load_avg = list(os.getloadavg())

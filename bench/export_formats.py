@@ -33,7 +33,7 @@ ROUNDS = 3  # every form timed once per round, rounds interleaved: a noisy minut
 
 
 def decode_seconds(model, prompt: list[int], batch: int) -> float:
-    from genlab.generators import UNFILTERED, SamplingParams
+    from genlab.core.generators import UNFILTERED, SamplingParams
     from genlab.sampling.engine import Engine, Request, decode
 
     engine = Engine(model)
@@ -77,7 +77,7 @@ def forms(run: Path, out: Path, sequence: bool) -> dict[str, Path]:
 
 def text_rows(recipe: str, args, out: Path) -> tuple[str, list[dict]]:
     import genlab
-    from genlab.config import build_config
+    from genlab.core.config import build_config
     from genlab.datasets.token_store import TokenStore
     from genlab.tasks.sequence import evaluate_tokens
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from genlab.api import load, train
-from genlab.config import validate_config
+from genlab.core.config import validate_config
 
 MODELS = {
     "gan": {"name": "gan"},

@@ -42,8 +42,8 @@ def main() -> None:
     import torch
 
     import genlab
-    from genlab.config import validate_config
-    from genlab.grids import make_grid, save_png
+    from genlab.core.config import validate_config
+    from genlab.media.grids import make_grid, save_png
     from genlab.metrics.image import _as_input, train_feature_cnn
 
     torch.set_num_threads(args.threads)

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from genlab.api import load, train
-from genlab.config import validate_config
+from genlab.core.config import validate_config
 from genlab.datasets.token_store import TokenStore
 from genlab.metrics.music import Piece, music_metrics, pitch_class_histogram
-from genlab.runs import RunDir
-from genlab.files import atomic_write_json
+from genlab.core.runs import RunDir
+from genlab.core.files import atomic_write_json
 from genlab.tasks.music import seconds_of
 from genlab.tasks.sequence import evaluate_tokens
 

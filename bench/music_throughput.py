@@ -31,9 +31,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from music_families import MODELS  # noqa: E402  (the same model sizes)
 
-from genlab.config import validate_config  # noqa: E402
-from genlab.files import atomic_write_json  # noqa: E402
-from genlab.generators import UNFILTERED, SamplingParams  # noqa: E402
+from genlab.core.config import validate_config  # noqa: E402
+from genlab.core.files import atomic_write_json  # noqa: E402
+from genlab.core.generators import UNFILTERED, SamplingParams  # noqa: E402
 from genlab.sampling.engine import Engine, Request, decode  # noqa: E402
 from genlab.tasks.sequence import build_model  # noqa: E402
 

@@ -32,7 +32,7 @@ MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 def train_image(model: dict, data: str, minutes: float, out: str, **data_options):
     import genlab
-    from genlab.config import validate_config
+    from genlab.core.config import validate_config
 
     tree = {"task": "image", "out": out, "data": {"source": data, **data_options},
             "model": model, "train": {"max_steps": 10_000_000, "max_time": minutes * 60, "eval_interval": 200,
@@ -41,7 +41,7 @@ def train_image(model: dict, data: str, minutes: float, out: str, **data_options
 
 
 def rows_of(run) -> list[dict]:
-    from genlab.runs import RunDir
+    from genlab.core.runs import RunDir
 
     return RunDir(run.path).read_metrics()
 
@@ -53,7 +53,7 @@ def median_rate(rows: list[dict]) -> float | None:
 
 def bench_pixelcnn(args) -> dict:
     import genlab
-    from genlab.grids import make_grid, save_png
+    from genlab.media.grids import make_grid, save_png
 
     out = {}
     for name, levels, minutes in (("256_levels", 256, args.minutes), ("binarized", 2, args.binary_minutes)):
@@ -83,7 +83,7 @@ def bench_pixelcnn(args) -> dict:
 
 def bench_stylegan(args) -> dict:
     import genlab
-    from genlab.grids import make_grid, save_png
+    from genlab.media.grids import make_grid, save_png
 
     out = {}
     for data, minutes in ((str(MNIST), args.minutes), ("digits", args.digits_minutes)):

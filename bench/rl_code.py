@@ -43,7 +43,7 @@ def main() -> None:
     import torch
 
     import genlab
-    from genlab.config import validate_config
+    from genlab.core.config import validate_config
     from genlab.rl.finetune import RLConfig, reinforce
 
     torch.set_num_threads(1)

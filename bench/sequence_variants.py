@@ -7,7 +7,7 @@
 - fnet-learned vs fnet-fourier: recipes/tinyshakespeare-fnet.toml with its learned causal convolution
   (default) and with `model.mixing = "fourier"` (FNet's parameter-free DFT mixing, causal).
 
-Same data, seed and split for all four; each measured the same way (genlab.compare: val loss and bits per
+Same data, seed and split for all four; each measured the same way (genlab.workflows.compare: val loss and bits per
 char over the whole val split). Writes bench/results/sequence_variants.json.
 """
 
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from genlab.compare import compare, format_table
-from genlab.config import build_config, save_config
+from genlab.workflows.compare import compare, format_table
+from genlab.core.config import build_config, save_config
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {

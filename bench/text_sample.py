@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.benchmark import genlab_decoder, side_by_side, transformers_decoder, transformers_twin
+from genlab.workflows.benchmark import genlab_decoder, side_by_side, transformers_decoder, transformers_twin
 from genlab.models.fnet import FNet, FNetConfig
 from genlab.models.gpt import GPT, GPTConfig
 from genlab.models.ngram import NGram, NGramConfig

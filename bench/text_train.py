@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from genlab.benchmark import training_mfu
-from genlab.config import build_config
+from genlab.workflows.benchmark import training_mfu
+from genlab.core.config import build_config
 from genlab.models.gpt import GPTConfig
 
 
@@ -108,7 +108,7 @@ def main() -> None:
             save()
     save()
     if "plot" in parts:
-        from genlab.compare import plot_curves
+        from genlab.workflows.compare import plot_curves
 
         runs = [("nanogpt-config", "gpt", results["nanogpt_config"])] if "nanogpt_config" in results else []
         runs += [(name, name.rsplit("-", 1)[-1], r) for name, r in results.get("recipes", {}).items()]  # <dataset>-<family>

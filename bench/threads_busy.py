@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "threads_busy.json"
 GENLAB = str(Path(sys.executable).with_name("genlab"))
-SAMPLE = ("import sys, time, genlab, genlab.threads as t; n = t.use(sys.argv[2]); gen = genlab.load(sys.argv[1], device='cpu');"
+SAMPLE = ("import sys, time, genlab, genlab.core.threads as t; n = t.use(sys.argv[2]); gen = genlab.load(sys.argv[1], device='cpu');"
           "gen.generate('Return the', max_new_tokens=20, seed=0); s = time.perf_counter();"
           "gen.generate('Return the', max_new_tokens=200, seed=1); print(time.perf_counter() - s, n)")
 

@@ -56,7 +56,7 @@ def build(family: str):
 def profile(family: str, steps: int) -> dict:
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    from genlab.config import TrainConfig
+    from genlab.core.config import TrainConfig
     from genlab.training.schedule import make_optimizer
 
     model = build(family)

@@ -127,7 +127,7 @@ def genlab_at(recipe: str, data: str, out: Path, budget: float) -> dict:
 
 
 def plot(results: dict, dest: Path) -> None:
-    from genlab.plots import new_figure, save_figure
+    from genlab.media.plots import new_figure, save_figure
 
     fig, ax = new_figure(8, 4.8)
     colors = {"nanogpt": "tab:gray", "genlab_best": "tab:blue", "genlab_gpt": "tab:orange"}

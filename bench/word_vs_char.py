@@ -29,9 +29,9 @@ def main() -> None:
     p.add_argument("--out", default="/tmp/genlab-bench-word")
     args = p.parse_args()
     import genlab
-    from genlab.config import build_config
+    from genlab.core.config import build_config
     from genlab.datasets.token_store import TokenStore
-    from genlab.runs import RunDir
+    from genlab.core.runs import RunDir
 
     load_avg = list(os.getloadavg())
     rows = []

@@ -11,7 +11,7 @@ import soundfile
 import torch
 
 from genlab.models.wavenet import Conditioned, WaveNet, WaveNetConfig
-from genlab.generators import SamplingParams
+from genlab.core.generators import SamplingParams
 from genlab.sampling.engine import Engine, Request, decode
 from genlab.tokenizers.mulaw import MuLawTokenizer
 
@@ -165,7 +165,7 @@ def test_bach_audio_renders_chorales_through_fluidsynth_once(tmp_path, monkeypat
 
     import genlab.datasets.audio as audio
     import genlab.datasets.midi as midi
-    from genlab.audio import find_soundfont
+    from genlab.media.audio import find_soundfont
 
     require_tools("fluidsynth")
     if find_soundfont() is None:
@@ -180,5 +180,5 @@ def test_bach_audio_renders_chorales_through_fluidsynth_once(tmp_path, monkeypat
     assert np.abs(audio.read_audio(wavs[0], 16000)).max() > 0.01  # sound, not silence
     assert "fluidsynth" in (folder / ".complete").read_text()
     monkeypatch.setattr(midi, "chorale_to_midi", lambda work: pytest.fail("converted again"))
-    monkeypatch.setattr("genlab.audio.render_wav", lambda *a: pytest.fail("rendered again"))
+    monkeypatch.setattr("genlab.media.audio.render_wav", lambda *a: pytest.fail("rendered again"))
     assert audio.build_bach_audio(tmp_path, progress=False) == folder

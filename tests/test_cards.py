@@ -3,7 +3,7 @@
 import json
 
 from conftest import tiny_config
-from genlab.cards import read_card
+from genlab.core.cards import read_card
 
 
 def test_a_run_and_its_export_carry_a_hub_model_card_with_their_figures(tmp_path, corpus_file, cli):

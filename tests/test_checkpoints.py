@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import genlab
-from genlab import runs
-from genlab.runs import RunDir, load_tensors
+from genlab.core import runs
+from genlab.core.runs import RunDir, load_tensors
 from conftest import tiny_config
 
 CRASH_POINTS = ["checkpoint-written", "checkpoint-renamed", "checkpoint-pointed", "checkpoint-cleaned"]

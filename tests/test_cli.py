@@ -128,7 +128,7 @@ def test_every_bad_input_is_one_line_exit_1_and_writes_nothing(trained, cli, tmp
 def test_broken_run_folders_are_one_line_errors(trained, tmp_path, cli):
     import shutil
 
-    from genlab.runs import RunDir
+    from genlab.core.runs import RunDir
 
     cases = {}
     wrong = tmp_path / "wrong-shape"
@@ -161,7 +161,7 @@ def test_debug_flag_and_environment_show_the_traceback_default_does_not(cli):
 
 
 def test_train_without_model_uses_the_modality_default(tmp_path, cli):
-    from genlab.config import DEFAULT_MODEL, build_config
+    from genlab.core.config import DEFAULT_MODEL, build_config
 
     for task, family in DEFAULT_MODEL.items():
         assert build_config(None, {}, [], base={"task": task}).model.name == family
@@ -266,7 +266,7 @@ def test_threads_are_chosen_printed_and_recorded(tmp_path, corpus_file, cli):
     for bad, message in (("0", "give at least 1"), ("lots", "neither a number of threads nor 'auto'")):
         r = cli("sample", tmp_path / "run", "--threads", bad)
         assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    import genlab.threads as threads
+    import genlab.core.threads as threads
 
     cores = len(os.sched_getaffinity(0))
     assert 0 <= threads.idle_cores(sorted(os.sched_getaffinity(0))) <= cores + 1e-9
@@ -306,7 +306,7 @@ def test_a_progress_bar_in_a_log_writes_plain_lines_every_few_seconds(monkeypatc
     import io
     import time
 
-    from genlab.progress import progress_bar
+    from genlab.core.progress import progress_bar
 
     log = io.StringIO()
     monkeypatch.setattr(sys, "stderr", log)

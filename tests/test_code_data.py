@@ -3,7 +3,7 @@
 import random
 import subprocess
 
-from genlab.config import CodeOptions, TokenizerConfig
+from genlab.core.config import CodeOptions, TokenizerConfig
 from genlab.datasets.code import language_of, select_code
 from genlab.datasets.named import stdlib_files
 from genlab.tokenizers import load_tokenizer, save_tokenizer

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.metrics.code import evaluate_code, pass_at_k, read_problems, syntax_valid_rate
-from genlab.sandbox import Limits
+from genlab.metrics.sandbox import Limits
 
 PROBLEMS = [
     {"task_id": "Toy/0", "entry_point": "add",

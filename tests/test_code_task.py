@@ -7,8 +7,8 @@ import torch
 from typer.testing import CliRunner
 
 from genlab.api import load, train
-from genlab.config import validate_config
-from genlab.runs import RunDir, load_tensors
+from genlab.core.config import validate_config
+from genlab.core.runs import RunDir, load_tensors
 from genlab.tasks.code import PYTHON_STOPS, body_indent, function_body
 
 PROMPT = 'def add(a, b):\n    """Return the sum of a and b."""\n'

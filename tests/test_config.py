@@ -1,7 +1,7 @@
 import pytest
 
-from genlab.config import build_config, config_to_toml, load_config, parse_set, save_config
-from genlab.errors import GenlabError
+from genlab.core.config import build_config, config_to_toml, load_config, parse_set, save_config
+from genlab.core.errors import GenlabError
 
 
 def test_flags_map_to_fields_and_override_the_config_file(tmp_path):

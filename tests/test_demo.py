@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tools
-from genlab.demo import run_demo
-from genlab.folders import marker_kind
+from genlab.workflows.demo import run_demo
+from genlab.core.folders import marker_kind
 
 CHORALES = ["bach/bwv269", "bach/bwv347", "bach/bwv153.1", "bach/bwv86.6"]
 
@@ -17,12 +17,12 @@ CHORALES = ["bach/bwv269", "bach/bwv347", "bach/bwv153.1", "bach/bwv86.6"]
 def demo(tmp_path, capsys, monkeypatch):
     # The music part builds `bach` from music21's 371 chorales (90 s); four make the same dataset.
     monkeypatch.setattr("music21.corpus.chorales.Iterator", lambda **kw: iter(CHORALES))
-    monkeypatch.setattr("genlab.demo.DEMO_FID_SAMPLES", 64)  # FID's cost is its sample count
+    monkeypatch.setattr("genlab.workflows.demo.DEMO_FID_SAMPLES", 64)  # FID's cost is its sample count
     # The parts as they are, with smaller models: what is tested is the part's path, not its quality.
     small = {"name": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 32}
-    monkeypatch.setattr("genlab.demo.TEXT_MODEL", {"name": "lstm", "n_layer": 1, "n_embd": 32, "block_size": 64})
-    monkeypatch.setattr("genlab.demo.MUSIC_MODEL", {**small, "block_size": 128})
-    monkeypatch.setattr("genlab.demo.IMAGE_MODEL", {"name": "ddpm", "channels": 8, "channel_mult": [1, 2], "heads": 1})
+    monkeypatch.setattr("genlab.workflows.demo.TEXT_MODEL", {"name": "lstm", "n_layer": 1, "n_embd": 32, "block_size": 64})
+    monkeypatch.setattr("genlab.workflows.demo.MUSIC_MODEL", {**small, "block_size": 128})
+    monkeypatch.setattr("genlab.workflows.demo.IMAGE_MODEL", {"name": "ddpm", "channels": 8, "channel_mult": [1, 2], "heads": 1})
 
     def run(part, pictures=None):
         page = run_demo(tmp_path / "demo", [part], seconds=1, progress=False, pictures=pictures)

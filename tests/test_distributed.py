@@ -8,7 +8,7 @@ import sys
 import torch
 
 import genlab
-from genlab.runs import RunDir, load_tensors
+from genlab.core.runs import RunDir, load_tensors
 from conftest import tiny_config
 
 

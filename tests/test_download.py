@@ -9,7 +9,7 @@ import pytest
 
 from genlab.datasets.download import fetch
 from genlab.datasets.named import resolve_source
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 @pytest.fixture

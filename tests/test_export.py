@@ -11,7 +11,7 @@ import torch
 
 import genlab
 from conftest import require_tools, tiny_config
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import os
 import pytest
 
 import genlab
-from genlab.errors import GenlabError
-from genlab.folders import MARKER, check_output_file, claim, marker_kind
+from genlab.core.errors import GenlabError
+from genlab.core.folders import MARKER, check_output_file, claim, marker_kind
 from conftest import tiny_config
 
 
@@ -101,8 +101,8 @@ def test_data_prepare_refuses_an_input_inside_the_old_out(tmp_path):
 
 
 def test_eval_code_and_compare_and_demo_refuse_a_users_folder(users_folder, tmp_path):
-    from genlab.compare import compare
-    from genlab.demo import run_demo
+    from genlab.workflows.compare import compare
+    from genlab.workflows.demo import run_demo
     from genlab.metrics.code import eval_code
 
     problems = tmp_path / "p.jsonl"
@@ -131,7 +131,7 @@ def test_sample_out_never_replaces_a_folder_or_a_file_of_another_kind(tmp_path):
 
 
 def test_remove_deletes_only_what_genlab_owns(tmp_path):
-    from genlab.folders import remove
+    from genlab.core.folders import remove
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "keep.txt").write_text("keep")

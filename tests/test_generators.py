@@ -1,10 +1,10 @@
-"""Callers use a generator's declared surface (genlab/generators.py), not what lies under it."""
+"""Callers use a generator's declared surface (genlab/core/generators.py), not what lies under it."""
 
 import ast
 from pathlib import Path
 
-from genlab.config import SampleConfig
-from genlab.generators import SamplingParams
+from genlab.core.config import SampleConfig
+from genlab.core.generators import SamplingParams
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "genlab"
 # Where a generator's insides may be read: the families' homes (tasks/, models/); export/, whose job is to write

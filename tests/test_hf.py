@@ -9,7 +9,7 @@ import torch
 import transformers
 
 from genlab.api import load
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.tasks.hf import HFGenerator
 
 CODE = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n\n\n"
@@ -116,7 +116,7 @@ def test_finetune_hf_learns_the_code_base_and_loads_back(tiny, tmp_path):
 
 
 def test_lora_fine_tuning_trains_few_parameters_and_saves_a_plain_model(tiny, tmp_path):
-    from genlab.config import validate_config
+    from genlab.core.config import validate_config
     from genlab.tasks.hf import finetune
 
     project = tmp_path / "project"

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from genlab.api import load, train
-from genlab.config import validate_config
+from genlab.core.config import validate_config
 from genlab.datasets.images import ImageStore, read_idx
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.metrics.image import fid, frechet_distance, kid, precision_recall
 from genlab.sampling.diffusion import NoiseSchedule, denoising_steps, sample
 
@@ -218,7 +218,7 @@ def test_ddpm_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
     tree = tiny(tmp_path / "resumed", "ddpm", steps=2)
     train(tree)
     resumed = train(tiny(tmp_path / "resumed", "ddpm", steps=4))
-    from genlab.runs import load_tensors
+    from genlab.core.runs import load_tensors
 
     a, b = load_tensors(straight.path / "model.safetensors"), load_tensors(resumed.path / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from genlab.api import load, train
-from genlab.config import validate_config
+from genlab.core.config import validate_config
 from genlab.models.pixelcnn import PixelCNN, PixelCNNConfig
-from genlab.runs import load_tensors
+from genlab.core.runs import load_tensors
 
 
 def tiny(out, model: dict, steps=4, **extra):

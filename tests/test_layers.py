@@ -1,4 +1,4 @@
-"""Imports point down: cli -> api -> tasks -> engines -> base, and the import graph has no cycle.
+"""Imports point down: cli -> api, workflows, server, export -> tasks -> engines -> core, and the import graph has no cycle.
 
 Lazy imports inside functions count too: they are dependencies all the same."""
 
@@ -7,16 +7,16 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "genlab"
 
-# Layer of each module, by longest matching prefix; a module may import its own layer or lower ones.
+# Layer of each package (or module), by longest matching prefix; a module may import its own layer or lower ones.
+# The folders are the layers: core (0) <- engines (1) <- tasks (2) <- api, workflows, server, export, rl (3) <- cli (4).
 LAYERS = {
-    "genlab.errors": 0, "genlab.files": 0, "genlab.runs": 0, "genlab.folders": 0, "genlab.progress": 0, "genlab.plots": 0,
-    "genlab.grids": 0, "genlab.samples": 0, "genlab.threads": 0, "genlab.config": 0, "genlab.families": 0, "genlab.generators": 0,  # families, sampling defaults: read by config validation
-    "genlab.weights": 1, "genlab.distributed": 1, "genlab.models": 1, "genlab.tokenizers": 1, "genlab.datasets": 1,
-    "genlab.objectives": 1, "genlab.sampling": 1, "genlab.metrics": 1, "genlab.trainer": 1, "genlab.training": 1, "genlab.prep": 1,
-    "genlab.sandbox": 1, "genlab.audio": 1, "genlab.compiling": 1, "genlab.cards": 1,
-    "genlab.tasks": 0, "genlab.tasks.": 2,  # the package's own module is the registry of task names
-    "genlab.api": 3, "genlab.demo": 3, "genlab.report": 3, "genlab.compare": 3, "genlab.rl": 3, "genlab.server": 3, "genlab.export": 3, "genlab.benchmark": 3, "genlab": 3, "genlab.__main__": 4,  # compare, demo: workflows over the API
-    "genlab.cli": 4,
+    "genlab.core": 0,  # errors, files, run folders, config, families, generator protocols, weights, model cards
+    "genlab.tasks": 0,  # the package's own module: the registry of task names (config checks a task against it)
+    "genlab.media": 1, "genlab.models": 1, "genlab.tokenizers": 1, "genlab.datasets": 1, "genlab.objectives": 1,
+    "genlab.sampling": 1, "genlab.metrics": 1, "genlab.training": 1, "genlab.prep": 1,
+    "genlab.tasks.": 2,
+    "genlab.api": 3, "genlab.workflows": 3, "genlab.rl": 3, "genlab.server": 3, "genlab.export": 3, "genlab": 3,
+    "genlab.__main__": 4, "genlab.cli": 4,
 }
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import genlab
-from genlab.config import MusicOptions
-from genlab.errors import GenlabError
+from genlab.core.config import MusicOptions
+from genlab.core.errors import GenlabError
 from genlab.metrics.music import Piece, music_metrics, pitch_class_histogram
 from genlab.tokenizers import load_tokenizer, save_tokenizer
 from genlab.tokenizers.midi import MidiTokenizer
@@ -228,7 +228,7 @@ def test_seconds_and_bars_follow_tempo_and_time_signature_changes():
 
 
 def test_wav_comes_from_fluidsynth_when_installed_else_the_builtin_synth(tmp_path, monkeypatch):
-    from genlab.audio import render_wav
+    from genlab.media.audio import render_wav
     from genlab.datasets.midi import read_score
 
     path = write_midi(tmp_path / "song.mid", {0: PIANO})
@@ -258,7 +258,7 @@ def test_wav_comes_from_fluidsynth_when_installed_else_the_builtin_synth(tmp_pat
 
 def test_the_real_fluidsynth_renders_a_score_with_a_general_midi_soundfont(tmp_path, monkeypatch):
     from conftest import require_tools
-    from genlab.audio import find_soundfont, render_wav
+    from genlab.media.audio import find_soundfont, render_wav
     from genlab.datasets.midi import read_score
 
     require_tools("fluidsynth")  # with Debian's fluid-soundfont-gm (.ci/run installs both)
@@ -288,12 +288,12 @@ def test_every_sequence_family_trains_on_music(chorales, tmp_path, family):
 def test_a_music_run_defaults_to_the_midi_tokenizer_and_learns(run):
     assert run.config.tokenizer.kind == "midi"
     assert load_tokenizer(run.path / "tokenizer.json").kind == "midi"
-    first = next(r["loss"] for r in genlab.runs.RunDir(run.path).read_metrics() if "loss" in r)
+    first = next(r["loss"] for r in genlab.core.runs.RunDir(run.path).read_metrics() if "loss" in r)
     assert run.results["val_loss"] < 0.75 * first
 
 
 def test_primed_continuation_by_seconds_writes_mid_png_wav_that_reload(run, chorales, tmp_path, cli):
-    from genlab.audio import playable, save_midi
+    from genlab.media.audio import playable, save_midi
     from genlab.datasets.midi import read_score
     from genlab.tasks.music import bar_tick, cut, seconds_of
 
@@ -366,7 +366,7 @@ def test_broken_model_output_does_not_become_hours_of_audio(tmp_path):
     the music and drops what no music has."""
     from symusic import Note, Score, Tempo, TimeSignature, Track
 
-    from genlab.audio import write_music
+    from genlab.media.audio import write_music
 
     score = Score(16)
     track = Track(program=0)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.prep import prepare, report
 from genlab.prep.clean import TextCleaner
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import genlab
-from genlab.config import build_config
+from genlab.core.config import build_config
 from conftest import make_corpus
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.toml"))

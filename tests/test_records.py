@@ -25,7 +25,7 @@ def test_a_saved_dataset_trains_on_its_column_and_split(rows, tmp_path, cli):
     data.save_to_disk(str(tmp_path / "ds"))
     r = cli("train", "text", "--data", f"hf:{tmp_path / 'ds'}", "--set", "data.column=body", "--out", tmp_path / "run", *TINY)
     assert r.returncode == 0, r.stderr
-    from genlab.runs import RunDir
+    from genlab.core.runs import RunDir
     from genlab.tokenizers import load_tokenizer
 
     # Every character the model knows comes from the column's rows (the ids and stars are not text it saw).

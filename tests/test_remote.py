@@ -83,7 +83,7 @@ def test_distill_from_a_remote_teacher_trains_on_its_samples(served, cli, monkey
             "--set", "model.n_layer=1", "--set", "model.n_embd=32", "--set", "model.block_size=32", "--max-steps", "3",
             "--set", "train.eval_batches=1", "--quiet")
     assert r.returncode == 0, r.stderr
-    from genlab.config import load_config
+    from genlab.core.config import load_config
 
     source = Path(load_config(tmp_path / "student" / "config.toml").data.source)
     expected = [s.text for s in genlab.load(remote).generate("", n=6, seed=0, max_new_tokens=256)]

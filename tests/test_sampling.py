@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from genlab.generators import SamplingParams
+from genlab.core.generators import SamplingParams
 from genlab.sampling.engine import Engine, Request, decode, filter_logits
 from test_sequence_models import tiny_model
 from test_zoo import decode_rows
@@ -76,7 +76,7 @@ def test_requests_join_and_leave_between_steps_without_changing_each_other(conti
 
 def test_bench_measures_peak_mfu_and_decoding_against_transformers():
     # `genlab bench` at test size: every figure is measured, and MFU is a share of the peak measured beside it.
-    from genlab.benchmark import decode_comparison, training_mfu
+    from genlab.workflows.benchmark import decode_comparison, training_mfu
     from genlab.models.gpt import GPT, GPTConfig
 
     cfg = GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=16)
@@ -142,7 +142,7 @@ def test_the_lazy_matcher_allows_exactly_what_the_automaton_allows(schema_or_reg
 
 def test_a_tiny_temperature_draws_the_likeliest_token_not_garbage():
     """logits / 1e-300 overflowed to inf - inf = nan, and the draw took any token, even one the pattern masked."""
-    from genlab.generators import SamplingParams
+    from genlab.core.generators import SamplingParams
     from genlab.sampling.engine import GREEDY_BELOW, choose, filter_logits
 
     logits = torch.tensor([[0.5, 3.0, float("-inf"), 1.0]])

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from genlab.sandbox import Limits, isolation, run_many, run_python
+from genlab.metrics.sandbox import Limits, isolation, run_many, run_python
 
 FAST = Limits(wall_seconds=5, cpu_seconds=3, memory_mb=512, file_size_mb=4)
 
@@ -190,8 +190,8 @@ def test_no_process_outlives_the_harness(private_tmp):
 
 
 def test_without_namespaces_the_sandbox_refuses_unless_told(monkeypatch):
-    import genlab.sandbox as sandbox
-    from genlab.errors import GenlabError
+    import genlab.metrics.sandbox as sandbox
+    from genlab.core.errors import GenlabError
 
     monkeypatch.setattr(sandbox, "namespace_command", lambda: None)
     with pytest.raises(GenlabError, match="--unsafe-no-isolation"):
@@ -201,7 +201,7 @@ def test_without_namespaces_the_sandbox_refuses_unless_told(monkeypatch):
 
 
 def test_limits_out_of_range_are_refused():
-    from genlab.errors import GenlabError
+    from genlab.core.errors import GenlabError
 
     for bad in ({"memory_mb": -1}, {"wall_seconds": 0}, {"disk_mb": 0}):
         with pytest.raises(GenlabError, match=next(iter(bad))):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from genlab.config import build_config
-from genlab.families import family
+from genlab.core.config import build_config
+from genlab.core.families import family
 
 FAMILIES = ["gpt", "gpt-rope", "gpt-bias", "lstm", "gru", "rnn", "fnet", "fnet-fourier", "ngram", "wavenet", "wavenet-k3"]
 VOCAB = 50

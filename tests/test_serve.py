@@ -15,7 +15,7 @@ import pytest
 
 import genlab
 from conftest import make_corpus, require_tools, tiny_config
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 KEY = "test-key-123"
 

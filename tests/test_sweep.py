@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from genlab.runs import RunDir
+from genlab.core.runs import RunDir
 
 TINY = ["--set", "model.n_layer=1", "--set", "model.n_head=2", "--set", "model.block_size=32", "--set", "train.eval_interval=4",
         "--set", "train.eval_batches=2", "--set", "train.batch_size=8", "--max-steps", "8", "--quiet"]

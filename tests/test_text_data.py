@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from genlab.config import build_config
+from genlab.core.config import build_config
 from genlab.datasets.named import build_python_docs, cache_dir, resolve_source, stdlib_files
 from genlab.datasets.text import read_text_file, read_text_pieces, select_files
 from genlab.datasets.token_store import TokenStore, eval_windows
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.tasks.text import TextSource
 from genlab.tokenizers import load_tokenizer, save_tokenizer, train_tokenizer
 from genlab.tokenizers.char import CharTokenizer

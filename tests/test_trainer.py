@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import genlab
-from genlab.config import TrainConfig
-from genlab.runs import RunDir, load_tensors
+from genlab.core.config import TrainConfig
+from genlab.core.runs import RunDir, load_tensors
 from genlab.training.schedule import learning_rate, plan_steps
 from conftest import tiny_config
 
@@ -94,8 +94,8 @@ def test_gradient_accumulation_matches_a_big_batch(tmp_path, corpus_file):
     from genlab.datasets.token_store import WindowSampler
     from genlab.models.gpt import GPT, GPTConfig
     from genlab.objectives.lm import LanguageModeling
-    from genlab.runs import RunDir
-    from genlab.trainer import Trainer
+    from genlab.core.runs import RunDir
+    from genlab.training.trainer import Trainer
 
     tokens = np.random.default_rng(0).integers(0, 20, 5000).astype(np.uint16)
 
@@ -142,7 +142,7 @@ def _scripted_trainer(tmp_path, name, losses, **train):
     from genlab.datasets.token_store import WindowSampler
     from genlab.models.gpt import GPT, GPTConfig
     from genlab.objectives.lm import LanguageModeling
-    from genlab.trainer import Trainer
+    from genlab.training.trainer import Trainer
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16), 20)

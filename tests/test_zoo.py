@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.models.fnet import FNet, FNetConfig, causal_fft_conv, causal_toeplitz_conv
 from genlab.models.gpt import GPT, GPTConfig
 from genlab.models.ngram import NGram, NGramConfig
 from genlab.models.rnn import RNN, RNNConfig
 from genlab.models.wavenet import WaveNet, WaveNetConfig
-from genlab.generators import SamplingParams
+from genlab.core.generators import SamplingParams
 from genlab.sampling.engine import Engine, Request, decode
 
 V = 11
@@ -276,7 +276,7 @@ def test_compare_trains_configs_and_reports_one_table_and_plot(tmp_path):
 
 
 def test_compare_refuses_runs_on_different_splits(tmp_path):
-    from genlab.compare import compare
+    from genlab.workflows.compare import compare
 
     data = write_corpus(tmp_path / "corpus.txt")
     a = tiny_config(tmp_path / "a.toml", "ngram", order=2)
@@ -299,7 +299,7 @@ def test_rope_gpt_has_no_position_table_and_only_looks_back():
 
 
 def test_compare_models_flag_trains_each_family_with_its_defaults(tmp_path):
-    from genlab.compare import compare
+    from genlab.workflows.compare import compare
 
     data = write_corpus(tmp_path / "corpus.txt")
     rows = compare([], out=tmp_path / "cmp", models=["ngram"], data=str(data), progress=False)

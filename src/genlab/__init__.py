@@ -1,11 +1,11 @@
 """genlab: train, sample, evaluate, export and serve generative models on your own data."""
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 # The API loads on first use (PEP 562), so `import genlab` and the CLI's start cost no torch import until
 # one is needed, and Ctrl-C while it loads is the CLI's to handle.
-_LAZY = {"Run": "genlab.api", "load": "genlab.api", "train": "genlab.api", "RunConfig": "genlab.config",
-         "build_config": "genlab.config"}
+_LAZY = {"Run": "genlab.api", "load": "genlab.api", "train": "genlab.api", "RunConfig": "genlab.core.config",
+         "build_config": "genlab.core.config"}
 
 
 def __getattr__(name: str):
@@ -30,6 +30,6 @@ def serve(runs: list[str], **options) -> None:
 
 def report(run, out=None):
     """Write the run's page (RUN/index.html, or `out`): what `genlab report` runs; returns its path."""
-    from genlab.report import write_report
+    from genlab.workflows.report import write_report
 
     return write_report(run, out)

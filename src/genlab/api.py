@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genlab.config import RunConfig, build_config, load_config, validate_config
-from genlab.errors import GenlabError
-from genlab.folders import discard
-from genlab.runs import RunDir
+from genlab.core.config import RunConfig, build_config, load_config, validate_config
+from genlab.core.errors import GenlabError
+from genlab.core.folders import discard
+from genlab.core.runs import RunDir
 from genlab.tasks import task_of
 from genlab.tasks.driver import train_task
 

@@ -8,7 +8,7 @@ import os
 import sys
 import traceback
 
-from genlab.errors import GenlabError, Interrupted
+from genlab.core.errors import GenlabError, Interrupted
 
 
 def _register() -> None:

@@ -19,9 +19,9 @@ def bench(
 ) -> None:
     """Measure what this machine does: fp32 matmul peak, GPT training tokens/s and MFU, decoding tokens/s."""
     use_threads(threads)
-    from genlab.benchmark import run
-    from genlab.files import atomic_write_json
-    from genlab.folders import check_output_file
+    from genlab.workflows.benchmark import run
+    from genlab.core.files import atomic_write_json
+    from genlab.core.folders import check_output_file
 
     if out is not None:
         check_output_file(out, "text")

@@ -26,9 +26,9 @@ def embed(
     import numpy as np
 
     from genlab.api import load
-    from genlab.errors import GenlabError
-    from genlab.files import atomic_write_bytes, atomic_write_text
-    from genlab.folders import check_output_file
+    from genlab.core.errors import GenlabError
+    from genlab.core.files import atomic_write_bytes, atomic_write_text
+    from genlab.core.folders import check_output_file
 
     if (images is None) == (texts is None):
         raise GenlabError("embed: give --images SOURCE or --texts FILE (one of them)")
@@ -69,9 +69,9 @@ def search(
     """The images closest to a text in a clip run's space, as a picture and a list of scores."""
     use_threads(threads)
     from genlab.api import load
-    from genlab.errors import GenlabError, check_range
-    from genlab.folders import check_output_file
-    from genlab.grids import make_grid, save_png
+    from genlab.core.errors import GenlabError, check_range
+    from genlab.core.folders import check_output_file
+    from genlab.media.grids import make_grid, save_png
 
     check_range("--k", k, 1, 1000)
     gen = load(run, device=device)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from genlab.cli.root import app
-from genlab.errors import GenlabError, check_range
+from genlab.core.errors import GenlabError, check_range
 
 
 @app.command("eval-code", no_args_is_help=True)
@@ -35,7 +35,7 @@ def eval_code(
     """pass@k and syntax-valid rate of a code model on HumanEval-format problems, every candidate run in a sandbox."""
     from genlab.cli.evaluate import print_table
     from genlab.metrics.code import eval_code as run_eval, parse_ks
-    from genlab.sandbox import Limits
+    from genlab.metrics.sandbox import Limits
 
     ks = parse_ks(k)
     if canonical == (run is not None):
@@ -80,7 +80,7 @@ def finetune_hf(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Fine-tune a Hugging Face causal LM on a code base with genlab's trainer (all weights, or LoRA)."""
-    from genlab.config import build_config
+    from genlab.core.config import build_config
     from genlab.tasks.code import code_defaults
     from genlab.tasks.hf import finetune
 

@@ -31,7 +31,7 @@ def compare(
     """Train or read several runs and compare parameters, val loss, bits per char, speed and wall time (image runs:
     FID, KID, precision, recall, speed and wall time)."""
     use_threads(threads)
-    from genlab.compare import compare as run_compare, format_table
+    from genlab.workflows.compare import compare as run_compare, format_table
 
     family_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
     set_ = [*set_, *([f"train.log={json.dumps(trackers(log))}"] if log else [])]  # the trained runs log there

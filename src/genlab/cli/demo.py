@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from genlab.cli.root import app, threads_option, use_threads
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 @app.command()
@@ -24,7 +24,7 @@ def demo(
     """Train small models on embedded data (offline), print what they make before and after, and write it all
     as one page to look at (OUT/index.html)."""
     use_threads(threads)
-    from genlab.demo import PARTS, run_demo
+    from genlab.workflows.demo import PARTS, run_demo
 
     if seconds is not None and not 0 < seconds < float("inf"):
         raise GenlabError(f"--seconds: must be a positive number of seconds, not {seconds}")

@@ -35,8 +35,8 @@ def evaluate(
     import inspect
 
     from genlab.api import load
-    from genlab.errors import GenlabError, check_range
-    from genlab.files import atomic_write_json
+    from genlab.core.errors import GenlabError, check_range
+    from genlab.core.files import atomic_write_json
 
     gen = load(run, device=device)
     accepted = inspect.signature(gen.evaluate).parameters

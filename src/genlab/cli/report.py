@@ -24,7 +24,7 @@ def report(
     open_page: bool = typer.Option(False, "--open", help="Open the page in your browser."),
 ) -> None:
     """Write a run's page: what it is, its figures, its loss curve and its samples at every eval (no network needed)."""
-    from genlab.report import write_report
+    from genlab.workflows.report import write_report
 
     page = write_report(run, out)
     print(page)

@@ -37,7 +37,7 @@ def rl(
     use_threads(threads)
     import sys
 
-    from genlab.errors import GenlabError
+    from genlab.core.errors import GenlabError
 
     if target != "cartpole":
         from genlab.rl.finetune import RLConfig, reinforce

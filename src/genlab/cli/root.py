@@ -31,7 +31,7 @@ def threads_option():
 
 def use_threads(value: str) -> int:
     """Apply --threads; returns the number chosen (train prints it and records it in metrics.jsonl)."""
-    from genlab.threads import use
+    from genlab.core.threads import use
 
     return use(value)
 

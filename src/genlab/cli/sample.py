@@ -13,9 +13,9 @@ import numpy as np
 import typer
 
 from genlab.cli.root import app, threads_option, use_threads
-from genlab.errors import GenlabError, check_range
-from genlab.files import atomic_write_text
-from genlab.folders import check_output_file, claim
+from genlab.core.errors import GenlabError, check_range
+from genlab.core.files import atomic_write_text
+from genlab.core.folders import check_output_file, claim
 
 
 @app.command(no_args_is_help=True)
@@ -49,7 +49,7 @@ def sample(
     """Generate samples: text to the terminal or a file, image grids, MIDI with piano roll and audio."""
     use_threads(threads)
     from genlab.api import load
-    from genlab.config import validate_sample_options
+    from genlab.core.config import validate_sample_options
 
     check_range("--n", n, 1, 10_000)
     validate_sample_options(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -120,7 +120,7 @@ def write_images(gen, n: int = 16, seed: int | None = None, out: Path | None = N
                  prompt: str | None = None) -> None:
     """Images: a grid PNG plus one PNG per image in a folder beside it, or with --interpolate a strip of
     n frames between seeds `seed` and `seed + 1`, or (stylegan) with --style-mix the style-mixing grid."""
-    from genlab.grids import make_grid, save_png
+    from genlab.media.grids import make_grid, save_png
 
     if class_label is not None:
         if not class_label.lstrip("-").isdigit():
@@ -163,7 +163,7 @@ def write_music(gen, n: int = 1, seed: int | None = None, out: Path | None = Non
                 repetition_penalty: float | None = None, max_time: float | None = None) -> None:
     """Music: OUT.mid, OUT.png (piano roll) and OUT.wav per sample (OUT_1.mid, OUT_2.mid, ... when n > 1);
     OUT defaults to RUN/samples/sample.mid."""
-    from genlab.audio import write_music as write_files
+    from genlab.media.audio import write_music as write_files
     from genlab.tasks.music import seconds_of
 
     out = Path(out) if out is not None else gen.run.samples / "sample.mid"

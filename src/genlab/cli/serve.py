@@ -29,7 +29,7 @@ def serve(
 ) -> None:
     """Serve runs behind OpenAI's API (/v1/completions, /v1/chat/completions, /v1/images/generations, ...) with a playground at /."""
     use_threads(threads)
-    from genlab.errors import check_range
+    from genlab.core.errors import check_range
     from genlab.server import serve as run_server
 
     check_range("--port", port, 0, 65535)

@@ -34,9 +34,9 @@ def sweep(
     """Search hyper-parameters with Optuna: each trial trains an ordinary run with its values, reports every eval's
     val loss (pruned when it lags), and the study ends with a table, sweep.json and a plot. Run it again to go on."""
     use_threads(threads)
-    from genlab.errors import check_range
-    from genlab.sweep import format_table, read_space
-    from genlab.sweep import sweep as run_sweep
+    from genlab.core.errors import check_range
+    from genlab.workflows.sweep import format_table, read_space
+    from genlab.workflows.sweep import sweep as run_sweep
 
     check_range("--trials", trials, 1, 10_000)
     items = [*space, *(read_space(space_file) if space_file else [])]

@@ -32,7 +32,7 @@ def train(
     threads: str = threads_option(),
 ) -> None:
     """Train a model; the run directory gets config.toml, model.safetensors, metrics, samples and a loss plot."""
-    from genlab.config import build_config
+    from genlab.core.config import build_config
 
     flags = dict(data=data, model=model, tokenizer=tokenizer, out=out, max_steps=max_steps, max_time=max_time,
                  batch_size=batch_size, lr=lr, device=device, seed=seed, compile=compile_ or None, log=trackers(log))
@@ -46,7 +46,7 @@ def train(
 
 def trackers(flag: str | None) -> list[str] | None:
     """--log tensorboard,mlflow -> the list for train.log."""
-    from genlab.errors import GenlabError
+    from genlab.core.errors import GenlabError
     from genlab.training.runlog import TRACKERS
 
     names = [name.strip() for name in flag.split(",") if name.strip()] if flag else []
@@ -62,7 +62,7 @@ def train_and_report(cfg, threads: str, quiet: bool, overwrite: bool):
     import torch
 
     from genlab.api import train as run_training
-    from genlab.distributed import world
+    from genlab.training.distributed import world
 
     if cfg.train.threads is None:  # --set train.threads or the config file win over the flag's default
         cfg.train.threads = threads
@@ -103,16 +103,16 @@ def distill(
     threads: str = threads_option(),
 ) -> None:
     """Train a student run from a teacher run's soft targets (knowledge distillation), optionally with a critic."""
-    from genlab.config import build_config, load_config
-    from genlab.runs import RunDir
+    from genlab.core.config import build_config, load_config
+    from genlab.core.runs import RunDir
 
-    from genlab.errors import GenlabError
+    from genlab.core.errors import GenlabError
 
     options = {k: v for k, v in (("alpha", alpha), ("temperature", temperature), ("adv_weight", adv_weight),
                                  ("cache_topk", cache_topk)) if v is not None}
     if teacher.startswith("remote:"):  # sequence-level distillation: the student trains on the teacher's samples
         from genlab.datasets.named import cache_dir
-        from genlab.errors import check_range
+        from genlab.core.errors import check_range
         from genlab.tasks.remote import teacher_corpus
 
         check_range("--teacher-samples", teacher_samples, 1, 1_000_000)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from genlab.datasets.text import select_files, usable_files
-from genlab.errors import GenlabError
-from genlab.files import atomic_write_text
-from genlab.progress import progress_bar
+from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_text
+from genlab.core.progress import progress_bar
 
 AUDIO_PATTERNS = ["*.wav", "*.flac", "*.ogg", "*.aiff", "*.aif"]
 BACH_AUDIO_CHORALES = 60  # how many chorales `bach-audio` renders (about 45 minutes of sound)
@@ -74,7 +74,7 @@ def build_bach_audio(cache: Path, progress: bool = True) -> Path:
     marker file says which made it). Built once into `cache/bach-audio/`."""
     from symusic import Score
 
-    from genlab.audio import render_wav
+    from genlab.media.audio import render_wav
     from genlab.datasets.midi import build_bach
 
     dest = Path(cache) / "bach-audio"

@@ -8,9 +8,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from genlab.progress import progress_bar
+from genlab.core.progress import progress_bar
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:

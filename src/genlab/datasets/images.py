@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from genlab.progress import progress_bar
+from genlab.core.progress import progress_bar
 
 from genlab.datasets.download import fetch
 from genlab.datasets.batches import SeededBatches
-from genlab.errors import GenlabError
-from genlab.files import atomic_write_bytes, atomic_write_json
-from genlab.folders import replacing
-from genlab.runs import read_header
+from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_bytes, atomic_write_json
+from genlab.core.folders import replacing
+from genlab.core.runs import read_header
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 

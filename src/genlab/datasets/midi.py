@@ -10,11 +10,11 @@ import sys
 import warnings
 from pathlib import Path
 
-from genlab.progress import progress_bar
+from genlab.core.progress import progress_bar
 
 from genlab.datasets.text import select_files, usable_files
-from genlab.errors import GenlabError
-from genlab.files import atomic_write_bytes, atomic_write_text
+from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_bytes, atomic_write_text
 
 MIDI_PATTERNS = ["*.mid", "*.midi", "*.MID", "*.MIDI"]
 

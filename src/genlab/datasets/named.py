@@ -19,9 +19,9 @@ from platformdirs import user_cache_dir
 
 from genlab.datasets.download import fetch
 from genlab.datasets.records import is_records, records_text
-from genlab.errors import GenlabError
-from genlab.files import atomic_write_text
-from genlab.progress import progress_bar
+from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_text
+from genlab.core.progress import progress_bar
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"

@@ -18,8 +18,8 @@ from typing import Iterator
 
 import numpy as np
 
-from genlab.errors import GenlabError
-from genlab.files import atomic_write_text
+from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_text
 
 TABLES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 SEPARATOR = "\n\n"
@@ -121,7 +121,7 @@ def fingerprint(source: str, column: str, split: str) -> str:
 
 def records_text(source: str, column: str, split: str, cache: Path, progress: bool = True) -> Path:
     """The column as one text file in the cache (written once per source, column and split)."""
-    from genlab.progress import progress_bar
+    from genlab.core.progress import progress_bar
 
     dest = Path(cache) / "records" / f"{fingerprint(source, column, split)}.txt"
     if dest.is_file():

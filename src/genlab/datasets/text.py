@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 def _matches(rel: str, patterns: list[str]) -> bool:
@@ -41,7 +41,7 @@ def usable_files(files: list[Path], problem, what: str, progress: bool = True) -
     stderr naming it and the problem. `what` names the kind in the progress bar ("MIDI", "audio")."""
     import sys
 
-    from genlab.progress import progress_bar
+    from genlab.core.progress import progress_bar
 
     usable = []
     for path in progress_bar(files, desc=f"checking {what}", unit="file", enabled=progress and len(files) >= 50):

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from genlab.datasets.batches import SeededBatches
-from genlab.errors import GenlabError
-from genlab.files import atomic_write_json
-from genlab.folders import replacing
-from genlab.runs import read_header
+from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_json
+from genlab.core.folders import replacing
+from genlab.core.runs import read_header
 
 SPLITS = ("train", "val", "test")
 

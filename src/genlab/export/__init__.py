@@ -2,7 +2,7 @@
 
 Formats: `hf` (a transformers folder: AutoModelForCausalLM / AutoTokenizer; export/hf.py) and `onnx` (the GPT
 with a key/value cache, run by onnxruntime; export/onnx.py). Each export is
-built beside DIR and swapped in only when complete and checked against the run (genlab.folders), so a
+built beside DIR and swapped in only when complete and checked against the run (genlab.core.folders), so a
 failed or refused export never leaves a half-written folder; the folder says what it came from in
 `genlab_export.json` and loads with `genlab sample DIR` like a run.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from genlab.errors import GenlabError
-from genlab.cards import results_of, write_card
-from genlab.families import family_of
+from genlab.core.errors import GenlabError
+from genlab.core.cards import results_of, write_card
+from genlab.core.families import family_of
 
 FORMATS = ("hf", "onnx", "int8", "web")
 
@@ -25,8 +25,8 @@ def export(run: str | Path, format: str, out: str | Path, progress: bool = True,
            backend: str = "onnx") -> dict:
     """Export `run` as `format` into `out` (`backend`: onnx or torch, for int8); returns what the export
     measured (printed by the CLI)."""
-    from genlab.files import atomic_write_json
-    from genlab.folders import check_target, marker_kind, replacing
+    from genlab.core.files import atomic_write_json
+    from genlab.core.folders import check_target, marker_kind, replacing
 
     if format not in FORMATS:
         raise GenlabError(f"--format: {format!r} is not one of {', '.join(FORMATS)}")
@@ -87,8 +87,8 @@ def _load_onnx_images(folder: Path, config):
 
 def _run_generator(run: str | Path):
     """The PyTorch Generator of a genlab run folder (an export or an hf: model is not a run)."""
-    from genlab.config import load_config
-    from genlab.runs import RunDir
+    from genlab.core.config import load_config
+    from genlab.core.runs import RunDir
     from genlab.tasks import task_of
 
     if str(run).startswith("hf:") or exported_format(run):
@@ -99,7 +99,7 @@ def _run_generator(run: str | Path):
 
 def exported_format(folder: str | Path) -> str | None:
     """The format of a folder `genlab export` wrote (None for anything else)."""
-    from genlab.runs import export_info
+    from genlab.core.runs import export_info
 
     return export_info(folder).get("format")
 
@@ -107,7 +107,7 @@ def exported_format(folder: str | Path) -> str | None:
 def load_export(folder: str | Path):
     """The Generator of an onnx, int8 or web export: the run's generator class over onnxruntime (or, for
     `int8 --backend torch`, over the quantized PyTorch model) instead of the run's fp32 model."""
-    from genlab.config import load_config
+    from genlab.core.config import load_config
     from genlab.export.onnx import onnx_model
     from genlab.export.torch_int8 import WEIGHTS
     from genlab.tasks import task_of
@@ -120,7 +120,7 @@ def load_export(folder: str | Path):
     tokenizer = load_tokenizer(folder / "tokenizer.json")
     if (folder / WEIGHTS).is_file():  # `int8 --backend torch` writes these weights instead of model.onnx
         from genlab.export.torch_int8 import load_int8_model
-        from genlab.runs import load_tensors
+        from genlab.core.runs import load_tensors
         from genlab.tasks.sequence import build_model
 
         model = load_int8_model(build_model(config, tokenizer.vocab_size), load_tensors(folder / WEIGHTS), folder / WEIGHTS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 def gpt2_twin(model) -> "torch.nn.Module":

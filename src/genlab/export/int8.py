@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.errors import GenlabError
-from genlab.families import family_of
+from genlab.core.errors import GenlabError
+from genlab.core.families import family_of
 
 BACKENDS = ("onnx", "torch")
 CALIBRATION_BATCHES = 8  # x 8 inputs: enough for stable activation ranges of small networks
@@ -69,7 +69,7 @@ def _report(backend: str, figures: dict) -> dict:
 def _sequence_figures(generator, model) -> dict:
     """Val loss (8 batches of the run's val split) and decoding tokens/s at batch 1 of a sequence model."""
     from genlab.datasets.token_store import TokenStore
-    from genlab.generators import UNFILTERED, SamplingParams
+    from genlab.core.generators import UNFILTERED, SamplingParams
     from genlab.sampling.engine import Engine, Request, decode
     from genlab.tasks.sequence import evaluate_tokens
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from genlab.errors import GenlabError
-from genlab.families import family, family_of
+from genlab.core.errors import GenlabError
+from genlab.core.families import family, family_of
 from genlab.models.fnet import FNet
 from genlab.models.gpt import GPT
 from genlab.models.rnn import RNN
@@ -267,7 +267,7 @@ def export_onnx(generator, work: Path) -> dict:
     """Write `generator`'s run into `work` as model.onnx (+ its config and tokenizer); returns the parity checks."""
     import shutil
 
-    from genlab.generators import SamplingParams
+    from genlab.core.generators import SamplingParams
     from genlab.sampling.engine import Engine, Request, decode
 
     config = generator.config

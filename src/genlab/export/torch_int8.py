@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 QUANTIZED_TYPES = {nn.Linear, nn.LSTM, nn.GRU}
 WEIGHTS = "model_int8.safetensors"
@@ -108,7 +108,7 @@ def export_torch_int8(generator, work: Path) -> tuple[nn.Module, nn.Module]:
     """Write `generator`'s run quantized into `work` (weights, config.toml, tokenizer.json); returns (fp32, int8) models."""
     import shutil
 
-    from genlab.runs import save_tensors
+    from genlab.core.runs import save_tensors
 
     model = generator.model.cpu().eval()
     qmodel = quantize(model)

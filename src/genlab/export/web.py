@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 ORT_WEB_VERSION = "1.20.1"
 ORT_FILES = ["ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs"]

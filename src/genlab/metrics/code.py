@@ -3,7 +3,7 @@
     read_problems(path) -> [Problem]             HumanEval JSONL (optionally .gz)
     program_of(problem, completion) -> str       prompt + completion + test + check(entry_point)
     pass_at_k(n, c, k) -> float                  unbiased estimator of Chen et al. 2021
-    evaluate_code(problems, completions, ...)    every candidate through genlab.sandbox -> per task + summary
+    evaluate_code(problems, completions, ...)    every candidate through genlab.metrics.sandbox -> per task + summary
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab.errors import GenlabError
-from genlab.sandbox import Limits, run_many
+from genlab.core.errors import GenlabError
+from genlab.metrics.sandbox import Limits, run_many
 
 PROBLEM_FIELDS = ("task_id", "prompt", "entry_point", "test", "canonical_solution")
 
@@ -149,10 +149,10 @@ def eval_code(problems_path: Path | str, out: Path | str, generator=None, n: int
     OUT/completions.jsonl (one row per candidate), OUT/tasks.jsonl (one per task) and OUT/summary.json."""
     import time
 
-    from genlab.folders import claim
-    from genlab.progress import progress_bar
-    from genlab.files import atomic_write_json, atomic_write_text
-    from genlab.sandbox import isolation
+    from genlab.core.folders import claim
+    from genlab.core.progress import progress_bar
+    from genlab.core.files import atomic_write_json, atomic_write_text
+    from genlab.metrics.sandbox import isolation
 
     problems = read_problems(problems_path)
     claim(out, "eval-code", inputs=[problems_path])  # results of an earlier eval-code here are replaced

@@ -1,5 +1,5 @@
 """Model families, one file each. A family module defines a pydantic config class (a subclass of
-genlab.config.ModelConfig), the model, and its spec (`genlab.families.Family`), which genlab.families lists by
+genlab.core.config.ModelConfig), the model, and its spec (`genlab.core.families.Family`), which genlab.core.families lists by
 name and imports only when used, so that `genlab --help` stays fast.
 
 Sequence families follow the protocol of docs/architecture.md:

@@ -16,9 +16,9 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from genlab.config import ModelConfig
-from genlab.errors import GenlabError
-from genlab.families import Family
+from genlab.core.config import ModelConfig
+from genlab.core.errors import GenlabError
+from genlab.core.families import Family
 from genlab.models.gan import to_pixel_range
 
 

@@ -51,8 +51,8 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from genlab.config import ModelConfig
-from genlab.families import Family
+from genlab.core.config import ModelConfig
+from genlab.core.families import Family
 from genlab.models.gpt import MLP
 
 

@@ -16,8 +16,8 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from genlab.config import ModelConfig
-from genlab.families import Family
+from genlab.core.config import ModelConfig
+from genlab.core.families import Family
 
 
 def to_pixel_range(t: torch.Tensor, pixel_range: tuple[float, float]) -> torch.Tensor:

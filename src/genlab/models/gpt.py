@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from pydantic import model_validator
 
-from genlab.config import ModelConfig
-from genlab.families import Family
+from genlab.core.config import ModelConfig
+from genlab.core.families import Family
 
 
 class GPTConfig(ModelConfig):

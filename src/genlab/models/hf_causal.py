@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 def load_hf(name_or_path: str, device: torch.device):

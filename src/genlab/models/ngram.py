@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from genlab.config import ModelConfig
-from genlab.errors import GenlabError
-from genlab.families import Family
+from genlab.core.config import ModelConfig
+from genlab.core.errors import GenlabError
+from genlab.core.families import Family
 
 
 class NGramConfig(ModelConfig):

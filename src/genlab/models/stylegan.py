@@ -27,8 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from genlab.config import ModelConfig
-from genlab.families import Family
+from genlab.core.config import ModelConfig
+from genlab.core.families import Family
 from genlab.models.dcgan import check_square
 from genlab.models.gan import to_pixel_range
 

@@ -26,8 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from genlab.config import ModelConfig
-from genlab.families import Family
+from genlab.core.config import ModelConfig
+from genlab.core.families import Family
 
 
 class WaveNetConfig(ModelConfig):

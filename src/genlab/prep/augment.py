@@ -34,7 +34,7 @@ from pathlib import Path
 
 from PIL import Image, ImageEnhance
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 TEXT_OPS = ("swap", "delete", "insert", "synonym")
 IMAGE_OPS = ("flip", "rotate", "crop", "jitter")

@@ -25,7 +25,7 @@ from typing import Callable
 
 import pandas as pd
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 _HTML_BLOCK = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
 _HTML_TAG = re.compile(r"</?[A-Za-z][^>]*>")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.prep.formats import Chunks, Format, typed_frame
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}

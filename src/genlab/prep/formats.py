@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.prep.schema import Schema, arrow_schema
 
 Chunks = Iterator[tuple[pd.DataFrame, int]]  # (chunk, progress so far in the format's unit)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.prep.clean import TextCleaner
 from genlab.prep.formats import FORMATS
 from genlab.prep.split import parse_ratios

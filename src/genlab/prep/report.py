@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from genlab.errors import GenlabError
-from genlab.plots import new_figure, png_bytes
+from genlab.core.errors import GenlabError
+from genlab.media.plots import new_figure, png_bytes
 from genlab.prep.formats import FORMATS
 from genlab.prep.schema import coerce, missing_mask, value_text
 from genlab.prep.split import SPLITS
-from genlab.files import atomic_write_bytes, atomic_write_json
+from genlab.core.files import atomic_write_bytes, atomic_write_json
 
 HISTOGRAM = "text_lengths.png"
 HISTOGRAM_BINS = 30

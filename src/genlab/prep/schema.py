@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 INT_PATTERN = r"\s*[+-]?(?:0|[1-9]\d{0,17})\s*"
 FLOAT_PATTERN = r"(?i)\s*[+-]?(?:(?:\d+\.\d*|\.\d+)(?:e[+-]?\d+)?|\d+e[+-]?\d+|inf|infinity)\s*"

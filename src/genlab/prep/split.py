@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.prep.dedupe import splitmix64
 
 SPLITS = ("train", "val", "test")

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.prep.schema import PANDAS_DTYPES, Schema, missing_mask, parse_value
 
 FILL_STRATEGIES = ("mean", "median", "mode", "const")

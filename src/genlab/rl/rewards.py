@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 Reward = Callable[..., list[float]]
 
@@ -33,7 +33,7 @@ def code_parses(texts: list[str], prompts: list[str], **options) -> list[float]:
 
 def code_passes(texts: list[str], prompts: list[str], problems: str = "", **options) -> list[float]:
     from genlab.metrics.code import program_of, read_problems
-    from genlab.sandbox import run_many
+    from genlab.metrics.sandbox import run_many
 
     by_prompt = {p.prompt: p for p in read_problems(problems)}
     programs = []

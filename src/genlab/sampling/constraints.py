@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 class ConstraintTooCostly(GenlabError):

@@ -17,7 +17,7 @@ import math
 from typing import Callable, Iterator, Literal
 
 import torch
-from genlab.progress import progress_bar
+from genlab.core.progress import progress_bar
 
 
 class NoiseSchedule:

@@ -40,7 +40,7 @@ from typing import Sequence
 
 import torch
 
-from genlab.generators import SamplingParams
+from genlab.core.generators import SamplingParams
 
 
 # Temperatures below this draw greedily: dividing float32 logits by them overflows (to inf - inf = nan).

@@ -5,7 +5,7 @@ diffusers has one pipeline per model kind over shared schedulers.
     AutoregressivePipeline  PixelCNN: one Gaussian number per pixel decides its draw -> model.generate
     DiffusionPipeline       DDPM/DDIM over the run's NoiseSchedule, with classifier-free guidance
 
-A family names its pipeline by its spec's `sampler` (genlab.families); `PIPELINES` maps the name to the class.
+A family names its pipeline by its spec's `sampler` (genlab.core.families); `PIPELINES` maps the name to the class.
 Every pipeline draws its starting noise on the CPU from a seed, so any device makes the same images.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import torch
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.sampling.diffusion import NoiseSchedule, denoising_steps
 
 

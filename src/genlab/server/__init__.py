@@ -15,7 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 MAX_CONNECTIONS = 1000

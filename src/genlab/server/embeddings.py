@@ -7,7 +7,7 @@ import base64
 
 from fastapi import Request
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.server.registry import Endpoint
 from genlab.server.schemas import APIError, EmbeddingRequest, parse
 from genlab.server.text import leave, result, watched

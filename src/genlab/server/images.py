@@ -11,7 +11,7 @@ import uuid
 
 from fastapi import Request
 
-from genlab.samples import ImageSample
+from genlab.core.samples import ImageSample
 from genlab.server import sse
 from genlab.server.registry import Endpoint, Served
 from genlab.server.schemas import APIError, ImageRequest, parse

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from fastapi import Request
 
-from genlab.audio import write_music
-from genlab.errors import GenlabError
+from genlab.media.audio import write_music
+from genlab.core.errors import GenlabError
 from genlab.server import sse
 from genlab.server.registry import Endpoint, Served
 from genlab.server.schemas import APIError, MusicRequest, parse

@@ -17,7 +17,7 @@ import json
 import math
 from collections import OrderedDict
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.sampling.constraints import LazyPattern, Pattern
 from genlab.server.schemas import APIError
 from genlab.server.worker import Busy, ModelWorker

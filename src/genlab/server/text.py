@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 
 from fastapi import Request
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.server import logprobs as lp
 from genlab.server import sse
 from genlab.server.registry import Endpoint, Served

@@ -14,7 +14,7 @@ import importlib
 from functools import cache
 from importlib.metadata import entry_points
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 ENTRY_POINTS = "genlab.tasks"
 

@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.config import DataConfig, RunConfig
+from genlab.core.config import DataConfig, RunConfig
 from genlab.datasets import resolve_source
 from genlab.datasets.audio import AUDIO_PATTERNS, class_of, read_audio, usable_audio_files
 from genlab.datasets.token_store import TokenStore, WindowSampler, eval_windows
-from genlab.errors import GenlabError
-from genlab.families import family, names
+from genlab.core.errors import GenlabError
+from genlab.core.families import family, names
 from genlab.objectives.lm import LanguageModeling, token_losses
-from genlab.runs import RunDir
-from genlab.samples import AudioSample
+from genlab.core.runs import RunDir
+from genlab.core.samples import AudioSample
 from genlab.sampling.engine import Engine
 from genlab.tasks.driver import Training
 from genlab.tasks.sequence import SequenceGenerator, SequenceTask, evaluate_tokens
@@ -246,7 +246,7 @@ class AudioGenerator(SequenceGenerator):
         """n continuations of `prime` (a sound file or samples; silence when None), `seconds` long (or
         max_new_tokens samples; the run's sample.max_new_tokens otherwise). The same seed gives the same
         sound; with `use_cache=False` every sample is recomputed over the receptive field (the slow path)."""
-        from genlab.progress import progress_bar
+        from genlab.core.progress import progress_bar
 
         if seconds is not None:
             if seconds <= 0:
@@ -266,7 +266,7 @@ class AudioGenerator(SequenceGenerator):
                             len(prime_audio), engine.slots[s].finish) for s in slots]
 
     def save_sample(self, sample: AudioSample, stem: Path) -> list[Path]:
-        from genlab.audio import write_audio
+        from genlab.media.audio import write_audio
 
         split = sample.prime_samples / sample.sample_rate if sample.prime_samples else None
         return write_audio(sample.audio, sample.sample_rate, stem, split, title=f"{self.run.path.name}")

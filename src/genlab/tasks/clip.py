@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.config import RunConfig
+from genlab.core.config import RunConfig
 from genlab.datasets import resolve_source
 from genlab.datasets.batches import SeededBatches
 from genlab.datasets.images import ImageStore, folder_image_files, to_model_range
-from genlab.errors import GenlabError
-from genlab.files import atomic_write_json
-from genlab.families import family, names
-from genlab.runs import RunDir
+from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_json
+from genlab.core.families import family, names
+from genlab.core.runs import RunDir
 from genlab.tasks.driver import Training, load_trained
 
 TEMPLATES = ["a photo of a {}", "a picture of a {}", "an image of a {}", "a handwritten {}", "a drawing of a {}", "a {}"]

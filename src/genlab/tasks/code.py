@@ -16,13 +16,13 @@ import json
 import sys
 from pathlib import Path
 
-from genlab.config import RunConfig
+from genlab.core.config import RunConfig
 from genlab.datasets.named import resolve_data
 from genlab.datasets.code import select_code
 from genlab.datasets.text import read_text_file
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.metrics.code import is_valid_python
-from genlab.runs import RunDir
+from genlab.core.runs import RunDir
 from genlab.tasks.sequence import SequenceGenerator, SequenceTask
 
 # A new top-level statement ends the function being written (the stop list of Chen et al. 2021, plus

@@ -10,13 +10,13 @@ A modality is one module in genlab.tasks, registered in `tasks.TASKS`, whose `TA
                                           its data under run.data (tokenizer + token store, decoded images):
                                           built once by rank 0, reused on resume
     reopen(config, run) -> data           the prepared data, read by the other ranks under torchrun
-    build_model(config, data) -> module   a family from its spec (genlab.families)
+    build_model(config, data) -> module   a family from its spec (genlab.core.families)
     training(config, run, data, model, device) -> Training
                                           objective, batches, and the eval and sample hooks
     Generator                             the class `genlab.load(run)` returns: generate(...) -> list of typed
-                                          samples (genlab.samples), evaluate(...) -> dict of metrics
+                                          samples (genlab.core.samples), evaluate(...) -> dict of metrics
 
-`train_task` does the rest, the same for every modality: the run folder (genlab.folders: only a folder
+`train_task` does the rest, the same for every modality: the run folder (genlab.core.folders: only a folder
 genlab marked as a run is resumed or replaced), the rank-0 guard, `train.init_from`, the Trainer with its
 checkpoints and exact resume. Adding a modality is one new module with a TASK, plus its families in
 `genlab.families` (docs/architecture.md walks through it).
@@ -31,16 +31,16 @@ from typing import Callable, Protocol
 
 import torch
 
-from genlab import distributed
-from genlab.cards import write_card
-from genlab.config import RunConfig, load_config, save_config
-from genlab.distributed import pick_device
-from genlab.errors import GenlabError
-from genlab.families import family_of
-from genlab.folders import claim, empty
-from genlab.runs import RunDir, load_tensors
-from genlab.trainer import Trainer
-from genlab.weights import load_weights
+from genlab.training import distributed
+from genlab.core.cards import write_card
+from genlab.core.config import RunConfig, load_config, save_config
+from genlab.training.distributed import pick_device
+from genlab.core.errors import GenlabError
+from genlab.core.families import family_of
+from genlab.core.folders import claim, empty
+from genlab.core.runs import RunDir, load_tensors
+from genlab.training.trainer import Trainer
+from genlab.core.weights import load_weights
 
 
 @dataclass
@@ -87,7 +87,7 @@ def _comparable(config: RunConfig) -> dict:
 def open_run(config: RunConfig, overwrite: bool) -> tuple[RunDir, bool]:
     """The run directory for `config`, and whether to resume what it holds.
 
-    Only a folder genlab marked as a run is resumed or replaced (genlab.folders); a marked run that
+    Only a folder genlab marked as a run is resumed or replaced (genlab.core.folders); a marked run that
     never reached its first checkpoint is emptied and started again."""
     run = RunDir(config.out)
     if claim(run.path, "run", overwrite=overwrite, inputs=[config.data.source, config.train.init_from]):
@@ -109,7 +109,7 @@ def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: 
     if config.train.compile and not task.compiles:
         raise GenlabError(f"train.compile: the {task.name} task trains without torch.compile (text, code and music use it)")
     if config.train.threads is not None:
-        from genlab.threads import use
+        from genlab.core.threads import use
 
         use(config.train.threads, "train.threads")
     torch.manual_seed(config.train.seed)
@@ -172,8 +172,8 @@ def fit_counts(task: Task, config: RunConfig, run: RunDir, data, model, device) 
     import json
     import time
 
-    from genlab.runs import save_tensors
-    from genlab.weights import weights_of
+    from genlab.core.runs import save_tensors
+    from genlab.core.weights import weights_of
 
     started = time.perf_counter()
     t = task.training(config, run, data, model, device)

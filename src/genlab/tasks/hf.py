@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.config import RunConfig
-from genlab.errors import GenlabError
-from genlab.folders import claim, remove, replacing
-from genlab.runs import RunDir, export_info
+from genlab.core.config import RunConfig
+from genlab.core.errors import GenlabError
+from genlab.core.folders import claim, remove, replacing
+from genlab.core.runs import RunDir, export_info
 from genlab.models.hf_causal import CausalLM, load_hf
 from genlab.tasks.code import CodeGenerator, CodeSource
-from genlab.distributed import pick_device
+from genlab.training.distributed import pick_device
 
 
 class HFTokens:
@@ -122,7 +122,7 @@ def finetune(name_or_path: str, config: RunConfig, block_size: int = 256, lora_r
     from genlab.datasets.token_store import TokenStore, WindowSampler
     from genlab.objectives.lm import LanguageModeling
     from genlab.tasks.sequence import evaluate_tokens
-    from genlab.trainer import Trainer
+    from genlab.training.trainer import Trainer
 
     out = Path(config.out)
     # Claimed without emptying: an earlier model stays in place until the new one is swapped in.
@@ -171,7 +171,7 @@ def finetune(name_or_path: str, config: RunConfig, block_size: int = 256, lora_r
         tokenizer.save_pretrained(work)
         for copy in (run.weights, run.checkpoint, run.data):  # the weights live above; no resume for HF fine-tuning
             remove(copy)
-        from genlab.files import atomic_write_json
+        from genlab.core.files import atomic_write_json
 
         atomic_write_json(run.path / "results.json", {"base": name_or_path, "lora_rank": lora_rank,
                                                       "trainable_parameters": trainable, **results})

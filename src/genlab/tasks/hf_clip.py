@@ -24,8 +24,8 @@ import torch
 
 from genlab.datasets import resolve_source
 from genlab.datasets.images import ImageStore
-from genlab.distributed import pick_device
-from genlab.errors import GenlabError
+from genlab.training.distributed import pick_device
+from genlab.core.errors import GenlabError
 from genlab.tasks.clip import DualEncoder
 
 

@@ -19,20 +19,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.config import RunConfig
+from genlab.core.config import RunConfig
 from genlab.datasets import resolve_source
 from genlab.datasets.batches import SeededBatches
 from genlab.datasets.images import ImageBatches, ImageStore, to_model_range, to_uint8
 from genlab.datasets.records import dataset_images
-from genlab.errors import GenlabError
-from genlab.families import family_of, names
-from genlab.grids import make_grid, save_png
-from genlab.runs import RunDir
-from genlab.samples import ImageSample
+from genlab.core.errors import GenlabError
+from genlab.core.families import family_of, names
+from genlab.media.grids import make_grid, save_png
+from genlab.core.runs import RunDir
+from genlab.core.samples import ImageSample
 from genlab.sampling.diffusion import NoiseSchedule
 from genlab.sampling.image_pipelines import DiffusionPipeline, pipeline_for
 from genlab.tasks.driver import Training, load_trained
-from genlab.weights import load_weights
+from genlab.core.weights import load_weights
 
 GRID_SEED = 1234  # the fixed noise of the per-eval grids
 GAN_FID_IMAGES = 500  # a GAN's eval: FID (genlab features) of this many images from fixed noise
@@ -72,7 +72,7 @@ def is_text_conditioned(config: RunConfig) -> bool:
 
 def text_defaults(config: RunConfig) -> None:
     """A text-to-image run: its clip run must exist, and the U-Net takes that run's embedding width."""
-    from genlab.config import load_config
+    from genlab.core.config import load_config
 
     if not config.model.text_encoder:
         raise GenlabError('model.text_encoder: a text-conditioned run needs a clip run (--set model.text_encoder=runs/clip)')
@@ -172,7 +172,7 @@ class ImageTask:
     def prepare(self, config: RunConfig, run: RunDir, resume: bool, progress: bool) -> ImageStore:
         store = prepare_store(config, run, resume, progress)
         if is_text_conditioned(config) and not (run.data / "captions.json").is_file():
-            from genlab.files import atomic_write_json
+            from genlab.core.files import atomic_write_json
             from genlab.tasks.clip import Captions
 
             atomic_write_json(run.data / "captions.json", Captions.build(config, store).data)

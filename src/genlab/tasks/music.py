@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.config import DataConfig, RunConfig
+from genlab.core.config import DataConfig, RunConfig
 from genlab.datasets import resolve_source
 from genlab.datasets.midi import MIDI_PATTERNS, read_score, usable_midi_files
 from genlab.datasets.token_store import TokenStore
-from genlab.errors import GenlabError
-from genlab.samples import MusicSample
+from genlab.core.errors import GenlabError
+from genlab.core.samples import MusicSample
 from genlab.tasks.sequence import SequenceGenerator, SequenceTask, evaluate_tokens
 
 PITCH_PREFIXES = ("Pitch_", "NoteOn_", "NoteOff_")  # token kinds that name a pitch (drum tokens are PitchDrum_)

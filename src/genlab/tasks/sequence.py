@@ -18,22 +18,22 @@ from typing import Iterator, Protocol
 import numpy as np
 import torch
 
-from genlab.compiling import Compiled
-from genlab.config import RunConfig
+from genlab.training.compiling import Compiled
+from genlab.core.config import RunConfig
 from genlab.datasets.token_store import StreamWindows, TokenStore, WindowSampler, eval_windows
-from genlab.errors import GenlabError
-from genlab.families import family, family_of, names
-from genlab.files import atomic_write_text
-from genlab.generators import SamplingParams
+from genlab.core.errors import GenlabError
+from genlab.core.families import family, family_of, names
+from genlab.core.files import atomic_write_text
+from genlab.core.generators import SamplingParams
 from genlab.objectives.lm import LanguageModeling, token_losses
-from genlab.runs import RunDir, load_tensors
-from genlab.samples import TextSample
+from genlab.core.runs import RunDir, load_tensors
+from genlab.core.samples import TextSample
 from genlab.sampling.constraints import compile_pattern
 from genlab.sampling.engine import Engine, Request, decode
 from genlab.sampling.scoring import mean_states, prompt_logprobs
 from genlab.tasks.driver import Training, load_trained
 from genlab.tokenizers import load_tokenizer, save_tokenizer, train_tokenizer
-from genlab.weights import load_weights
+from genlab.core.weights import load_weights
 
 
 class SequenceSource(Protocol):
@@ -56,7 +56,7 @@ def check_family(config: RunConfig) -> None:
 
 
 def check_carry_state(config: RunConfig) -> None:
-    from genlab import distributed
+    from genlab.training import distributed
 
     if not family(config.model.name).can("carry_state"):
         able = ", ".join(n for n in names("sequence") if family(n).can("carry_state"))
@@ -95,7 +95,7 @@ def prepare_corpus(config: RunConfig, run: RunDir, source: SequenceSource, resum
     else:
         tokenizer = train_tokenizer(config.tokenizer.kind, (p for f in files for p in document_pieces(source, f)), tokenizer_options)
     save_tokenizer(tokenizer, run.tokenizer)
-    from genlab.progress import progress_bar
+    from genlab.core.progress import progress_bar
 
     bar = progress_bar(files, desc="tokenizing", unit="file", enabled=progress and len(files) >= 20)
     encoded = ((tokenizer.encode(p) for p in document_pieces(source, f)) for f in bar)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genlab.config import RunConfig
+from genlab.core.config import RunConfig
 from genlab.datasets.named import resolve_data
 from genlab.datasets.text import read_text_file, read_text_pieces, select_files
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 from genlab.tasks.sequence import SequenceGenerator, SequenceTask
 
 

@@ -6,7 +6,7 @@ from typing import Iterable
 
 import numpy as np
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 class CharTokenizer:

@@ -15,7 +15,7 @@ from typing import Iterable
 
 import numpy as np
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 class HFTokenizer:

@@ -19,7 +19,7 @@ from typing import Iterable
 
 import numpy as np
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 # Tokenizations that produce one flat stream of ids (the multi-vocabulary ones, CPWord and Octuple, do not).
 TOKENIZATIONS = ("REMI", "MIDILike", "TSD", "Structured")
@@ -79,8 +79,8 @@ class MidiTokenizer:
 
     @classmethod
     def train(cls, documents: Iterable, options) -> "MidiTokenizer":
-        """A tokenizer for `options` (genlab.config.MusicOptions); reads `documents` to find the usual first token."""
-        from genlab.config import MusicOptions
+        """A tokenizer for `options` (genlab.core.config.MusicOptions); reads `documents` to find the usual first token."""
+        from genlab.core.config import MusicOptions
 
         if not isinstance(options, MusicOptions):
             raise GenlabError("tokenizer.kind: 'midi' tokenizes MIDI files; use it with `genlab train music`")

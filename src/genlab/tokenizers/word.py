@@ -21,7 +21,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 UNKNOWN = "<unk>"
 _SPACES = re.compile(r"\s+")

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import torch
 
-from genlab import distributed
-from genlab.errors import GenlabError
-from genlab.files import atomic_write_json, atomic_write_text
-from genlab.runs import (RunDir, checkpoint_folder_for_writing, commit_checkpoint, load_tensors,
+from genlab.training import distributed
+from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_json, atomic_write_text
+from genlab.core.runs import (RunDir, checkpoint_folder_for_writing, commit_checkpoint, load_tensors,
                          remove_stale_checkpoints, save_tensors)
 from genlab.training.ema import EMA
-from genlab.weights import bundle_of, load_weights, weights_of
+from genlab.core.weights import bundle_of, load_weights, weights_of
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from genlab import distributed
+from genlab.training import distributed
 
 
 class Distribution:

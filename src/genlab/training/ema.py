@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from genlab.weights import weights_of
+from genlab.core.weights import weights_of
 
 
 class EMA:

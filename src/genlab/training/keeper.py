@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from genlab.runs import RunDir, save_tensors
+from genlab.core.runs import RunDir, save_tensors
 from genlab.training.checkpointer import TrainState
 from genlab.training.distribution import Distribution
 from genlab.training.ema import EMA
-from genlab.weights import weights_of
+from genlab.core.weights import weights_of
 
 
 class WeightsKeeper:

@@ -8,8 +8,8 @@ import time
 
 import torch
 
-from genlab.config import TrainConfig
-from genlab.progress import progress_bar
+from genlab.core.config import TrainConfig
+from genlab.core.progress import progress_bar
 from genlab.training.checkpointer import TrainState
 
 

@@ -13,9 +13,9 @@ import os
 import time
 from pathlib import Path
 
-from genlab.errors import GenlabError
-from genlab.files import atomic_write_text
-from genlab.runs import RunDir
+from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_text
+from genlab.core.runs import RunDir
 
 # loss.png is redrawn at most this often during training (drawing costs ~0.25 s), and always at the end.
 PLOT_EVERY_SECONDS = 30.0
@@ -157,7 +157,7 @@ class RunLog:
 
     def plot(self, final: bool = False) -> None:
         if self.is_main and (final or time.perf_counter() - self.plotted >= PLOT_EVERY_SECONDS):
-            from genlab.plots import plot_losses
+            from genlab.media.plots import plot_losses
 
             plot_losses(self.run.read_metrics(), self.run.loss_plot)
             self.plotted = time.perf_counter()

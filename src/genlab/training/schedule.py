@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn as nn
 
-from genlab.config import TrainConfig
+from genlab.core.config import TrainConfig
 
 # Steps timed before a time budget is turned into a step count for the schedule.
 PLAN_AFTER_STEPS = 10

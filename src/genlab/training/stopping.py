@@ -4,8 +4,8 @@ count for the schedule once some steps are timed; one eval's time kept back for 
 
 from __future__ import annotations
 
-from genlab import distributed
-from genlab.config import TrainConfig
+from genlab.training import distributed
+from genlab.core.config import TrainConfig
 from genlab.training.checkpointer import TrainState
 from genlab.training.schedule import PLAN_AFTER_STEPS, plan_steps
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genlab.files import atomic_write_bytes
+from genlab.core.files import atomic_write_bytes
 
 
 def make_grid(images: np.ndarray, columns: int, pad: int = 2, min_tile: int = 32):

@@ -4,7 +4,7 @@ Layout (see docs/architecture.md):
     config.toml         fully resolved run config
     model.safetensors   weights (EMA weights where EMA is on)
     tokenizer.json      for sequence runs
-    .genlab             marker: a folder genlab made (genlab.folders)
+    .genlab             marker: a folder genlab made (genlab.core.folders)
     checkpoint/         step-NNNNNNNN-xxxx/ folders (weights, optimizer, step, RNG: enough to resume bit
                         for bit) and `latest`, the pointer that names the current one
     metrics.jsonl       one JSON object per logged step or eval
@@ -19,9 +19,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from genlab.errors import GenlabError
-from genlab.files import atomic_write_text, fsync_dir
-from genlab.folders import remove
+from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_text, fsync_dir
+from genlab.core.folders import remove
 
 
 def crash_point(name: str) -> None:

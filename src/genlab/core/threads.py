@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 def resolve(value: int | str | None, flag: str = "--threads") -> int:

@@ -1,7 +1,7 @@
 """`genlab demo`: small models trained on embedded data, and what they make before and after.
 
 Each part is a function (out_root, clock, progress) -> report.Section that prints as it goes; the demo
-then writes every part's section into one page, OUT/index.html (genlab.report), to look at.
+then writes every part's section into one page, OUT/index.html (genlab.workflows.report), to look at.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from genlab.config import validate_config
-from genlab.report import Media, Section, run_section, write_page
+from genlab.core.config import validate_config
+from genlab.workflows.report import Media, Section, run_section, write_page
 
 
 # The models each part trains (the "before" and "after" of one run).
@@ -137,7 +137,7 @@ def unigram_bits(run_path: Path) -> float:
 def demo_image(out_root: Path, clock: PartClock, progress: bool = True) -> Section:
     """A small class-conditional diffusion model on `digits` (8x8, offline): grids and FID before and after."""
     from genlab.api import train
-    from genlab.grids import make_grid, save_png
+    from genlab.media.grids import make_grid, save_png
     from genlab.tasks.image import GRID_SEED
 
     print("== image: a small diffusion U-Net learns handwritten digits (digits, 8x8, offline) ==")
@@ -182,7 +182,7 @@ def demo_image(out_root: Path, clock: PartClock, progress: bool = True) -> Secti
 def demo_music(out_root: Path, clock: PartClock, progress: bool = True) -> Section:
     """A small GPT learns Bach chorales (offline), then continues a chorale opening for ~12 s."""
     from genlab.api import train
-    from genlab.audio import write_music
+    from genlab.media.audio import write_music
     from genlab.datasets import resolve_source
     from genlab.tasks.music import chorale_opening, seconds_of
 
@@ -265,7 +265,7 @@ def run_demo(out_root: Path, parts: list[str], seconds: float | None = None, pro
     """Run the parts; returns the page that shows them (OUT/index.html). `seconds`: each part's whole wall
     time (PartClock; None: DEFAULT_SECONDS of training each, more where it has not learned). With `pictures`,
     also writes the README's pictures there (`genlab demo --pictures docs/img`)."""
-    from genlab.folders import claim
+    from genlab.core.folders import claim
 
     claim(out_root, "demo")  # a genlab folder; each part resumes (or replaces) its runs inside it
     started = time.perf_counter()
@@ -285,7 +285,7 @@ def run_demo(out_root: Path, parts: list[str], seconds: float | None = None, pro
     page = write_page(Path(out_root) / "index.html", "genlab demo: small models, trained here, offline",
                       f"{', '.join(parts)}: {per_part}; {time.perf_counter() - started:.0f} s in all",
                       list(sections.values()))
-    from genlab.files import atomic_write_json
+    from genlab.core.files import atomic_write_json
 
     atomic_write_json(Path(out_root) / "summary.json", {"seconds_per_part": seconds or DEFAULT_SECONDS, "bounded": seconds is not None, "wall_seconds": round(time.perf_counter() - started, 1),
                                                         **{name: section.figures for name, section in sections.items()}})

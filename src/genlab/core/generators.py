@@ -47,7 +47,7 @@ class Generator(Protocol):
 
     modality: str  # the task of its run: text, code, music, audio, image, clip
     config: object  # the run's resolved RunConfig
-    run: object | None  # its run folder (genlab.runs.RunDir); None for an export or a Hugging Face model
+    run: object | None  # its run folder (genlab.core.runs.RunDir); None for an export or a Hugging Face model
 
     def evaluate(self, data: str | None = None, seed: int = 0, progress: bool = True) -> dict:
         """The numbers `genlab eval` prints and saves (held-out data: the run's, or `data`)."""

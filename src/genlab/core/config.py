@@ -16,11 +16,11 @@ from typing import Annotated, Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from genlab.errors import GenlabError
-from genlab.families import family_config
-from genlab.generators import SamplingParams
+from genlab.core.errors import GenlabError
+from genlab.core.families import family_config
+from genlab.core.generators import SamplingParams
 from genlab.tasks import task_names  # the registry of names only (the tasks' modules load on use)
-from genlab.files import atomic_write_text
+from genlab.core.files import atomic_write_text
 
 
 SAMPLING = SamplingParams()  # sampling defaults are set in one place: SamplingParams
@@ -133,7 +133,7 @@ class TokenizerConfig(Section):
 
 
 class ModelConfig(Section):
-    """Base of every family's config; `name` picks the family (genlab.families).
+    """Base of every family's config; `name` picks the family (genlab.core.families).
 
     Every whole number in a family's config is a size or a count (positive), and every field named
     `dropout` or `p_*` is a probability in [0, 1); families add their own checks."""
@@ -201,7 +201,7 @@ class TrainConfig(Section):
 
 
 class SampleConfig(Section):
-    """How `genlab sample` (and the server) sample this run unless told otherwise: genlab.generators.SamplingParams
+    """How `genlab sample` (and the server) sample this run unless told otherwise: genlab.core.generators.SamplingParams
     fields, starting from its defaults."""
 
     prompt: str = ""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genlab.files import atomic_write_bytes
+from genlab.core.files import atomic_write_bytes
 
 SOUNDFONTS = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -38,7 +38,7 @@ def piano_roll_png(score, dest: Path, split_seconds: float | None = None, title:
     """
     from matplotlib import colormaps
 
-    from genlab.plots import new_figure, save_figure
+    from genlab.media.plots import new_figure, save_figure
 
     seconds = score.to("second")
     fig, ax = new_figure(10, 4)
@@ -162,7 +162,7 @@ def write_music(score, dest: Path, prime_seconds: float | None = None, title: st
 def spectrogram_png(audio: np.ndarray, sample_rate: int, dest: Path, split_seconds: float | None = None, title: str = "") -> None:
     """A log-magnitude spectrogram of mono audio (N,), time across and frequency up; a dashed line marks
     where a prime ends and the generated continuation begins."""
-    from genlab.plots import new_figure, save_figure
+    from genlab.media.plots import new_figure, save_figure
 
     figure, ax = new_figure(10, 3.5)
     nfft = 512 if sample_rate >= 8000 else 256

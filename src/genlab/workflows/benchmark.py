@@ -29,8 +29,8 @@ def train_steps(cfg, batch: int, steps: int, dtype: str = "float32", compiled: b
     """A callable doing `steps` full GPT training steps as genlab's trainer takes them (forward, backward, clip,
     fused AdamW; the forward through torch.compile with `compiled`) on random tokens, the FLOPs one call does,
     and the model."""
-    from genlab.compiling import Compiled
-    from genlab.config import TrainConfig
+    from genlab.training.compiling import Compiled
+    from genlab.core.config import TrainConfig
     from genlab.models.gpt import GPT
     from genlab.training.schedule import make_optimizer
 
@@ -77,7 +77,7 @@ def training_mfu(shapes: dict, variants=((False, "float32"),), rounds: int = 5, 
 
 def genlab_decoder(model, batch: int, new_tokens: int, greedy: bool = False, use_cache: bool = True):
     """A run of genlab's step engine: `batch` rows of one prompt, `new_tokens` each (sampled at temperature 1, or greedy)."""
-    from genlab.generators import UNFILTERED, SamplingParams
+    from genlab.core.generators import UNFILTERED, SamplingParams
     from genlab.sampling.engine import Engine, Request, decode
 
     d = SamplingParams(max_new_tokens=new_tokens, **({"temperature": 0.0} if greedy else UNFILTERED))

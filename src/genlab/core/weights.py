@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 def bundle_of(modules: dict[str, nn.Module]) -> nn.ModuleDict:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from genlab.config import RunConfig
-from genlab.families import family_of
-from genlab.files import atomic_write_text
+from genlab.core.config import RunConfig
+from genlab.core.families import family_of
+from genlab.core.files import atomic_write_text
 
 CARD = "README.md"
 # The Hub's pipeline tag of each task (music and audio continue sequences of their own tokens).

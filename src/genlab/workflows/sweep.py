@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genlab.api import train
-from genlab.config import build_config, parse_set
-from genlab.errors import GenlabError, Interrupted
-from genlab.files import atomic_write_json
-from genlab.folders import claim
-from genlab.plots import new_figure, save_figure
+from genlab.core.config import build_config, parse_set
+from genlab.core.errors import GenlabError, Interrupted
+from genlab.core.files import atomic_write_json
+from genlab.core.folders import claim
+from genlab.media.plots import new_figure, save_figure
 
 PRUNERS = ("median", "hyperband", "none")
 

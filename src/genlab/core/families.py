@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 ENTRY_POINTS = "genlab.families"
 
@@ -30,7 +30,7 @@ EXPORTS = ("onnx", "int8", "int8-torch", "hf", "web")
 @dataclass(frozen=True)
 class Family:
     name: str
-    model: type  # an nn.Module class; `model.Config` is the family's config (a genlab.config.ModelConfig)
+    model: type  # an nn.Module class; `model.Config` is the family's config (a genlab.core.config.ModelConfig)
     kind: str  # one of KINDS
     sampler: str | None = None  # images: one of SAMPLERS
     exports: tuple[str, ...] = ()  # the formats of `genlab export` it supports (EXPORTS)

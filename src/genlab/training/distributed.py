@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from genlab.errors import GenlabError
+from genlab.core.errors import GenlabError
 
 
 @dataclass(frozen=True)

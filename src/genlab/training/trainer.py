@@ -25,11 +25,11 @@ from typing import Callable
 
 import torch
 
-from genlab import distributed
-from genlab.config import TrainConfig
-from genlab.distributed import pick_device
-from genlab.errors import GenlabError, Interrupted
-from genlab.runs import RunDir, load_tensors
+from genlab.training import distributed
+from genlab.core.config import TrainConfig
+from genlab.training.distributed import pick_device
+from genlab.core.errors import GenlabError, Interrupted
+from genlab.core.runs import RunDir, load_tensors
 from genlab.training.checkpointer import Checkpointer, TrainState
 from genlab.training.distribution import Distribution
 from genlab.training.ema import EMA
@@ -39,7 +39,7 @@ from genlab.training.runlog import RunLog
 from genlab.training.schedule import compute_dtype, learning_rate, make_optimizer
 from genlab.training.signals import stop_signals
 from genlab.training.stopping import StoppingRules
-from genlab.weights import bundle_of
+from genlab.core.weights import bundle_of
 
 
 class Trainer:

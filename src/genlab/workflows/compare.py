@@ -23,12 +23,12 @@ import statistics
 import time
 from pathlib import Path
 
-from genlab.config import build_config, load_config
-from genlab.errors import GenlabError
-from genlab.folders import claim
-from genlab.plots import new_figure, save_figure
-from genlab.runs import RunDir
-from genlab.files import atomic_write_json
+from genlab.core.config import build_config, load_config
+from genlab.core.errors import GenlabError
+from genlab.core.folders import claim
+from genlab.media.plots import new_figure, save_figure
+from genlab.core.runs import RunDir
+from genlab.core.files import atomic_write_json
 
 COLUMNS = [  # (key, heading, format)
     ("name", "run", "{}"),
@@ -66,8 +66,8 @@ def train_configs(items: list[str], out: Path, data: str | None, max_time: float
 
 def family_configs(models: list[str], out: Path, task: str) -> list[Path]:
     """A TOML config per family name, with the family's defaults, written to out/configs/<family>.toml."""
-    from genlab.config import config_to_toml, validate_config
-    from genlab.files import atomic_write_text
+    from genlab.core.config import config_to_toml, validate_config
+    from genlab.core.files import atomic_write_text
 
     paths = []
     for family in models:
@@ -107,7 +107,7 @@ def measure(run_path: Path, device: str = "cpu", sample_tokens: int = 200, draws
     """One row of the table for a finished sequence run; sampling speed is the best of `draws` draws at batch 1."""
     from genlab.api import load
     from genlab.datasets.token_store import TokenStore
-    from genlab.generators import UNFILTERED
+    from genlab.core.generators import UNFILTERED
     from genlab.sampling.engine import decode
 
     run = RunDir(run_path).require()

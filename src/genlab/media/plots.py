@@ -28,7 +28,7 @@ def png_bytes(figure) -> bytes:
 
 def save_figure(figure, dest: Path) -> None:
     """Write a figure as PNG, atomically."""
-    from genlab.files import atomic_write_bytes
+    from genlab.core.files import atomic_write_bytes
 
     atomic_write_bytes(dest, png_bytes(figure))
 

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from genlab.errors import GenlabError
-from genlab.files import atomic_write_json
+from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_json
 
 MARKER = ".genlab"
 

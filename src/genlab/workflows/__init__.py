@@ -1,0 +1,1 @@
+"""Workflows over the Python API: the demo, compare, sweep, the run's report page and `genlab bench`."""
