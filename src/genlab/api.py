@@ -14,8 +14,12 @@ from genlab.core.config import RunConfig, build_config, load_config, validate_co
 from genlab.core.errors import GenlabError
 from genlab.core.folders import discard
 from genlab.core.runs import RunDir
+from genlab.export import exported_format, load_export
 from genlab.tasks import task_of
 from genlab.tasks.driver import train_task
+from genlab.tasks.hf import HFGenerator
+from genlab.tasks.hf_clip import HFImageTextGenerator, hf_image_text_kind
+from genlab.tasks.remote import RemoteGenerator
 
 
 @dataclass
@@ -55,12 +59,7 @@ def train(config: RunConfig | dict | str | Path, progress: bool = True, overwrit
 def load(run: str | Path, device: str = "auto"):
     """The Generator of a run directory, of a folder `genlab export --format hf` wrote, or of a Hugging Face
     model given as `hf:PATH_OR_NAME`."""
-    from genlab.export import exported_format, load_export
-    from genlab.tasks.hf_clip import HFImageTextGenerator, hf_image_text_kind
-
     if str(run).startswith("remote:"):  # any OpenAI-compatible endpoint
-        from genlab.tasks.remote import RemoteGenerator
-
         return RemoteGenerator(str(run))
     exported = exported_format(run) if not str(run).startswith("hf:") else None
     if exported in ("onnx", "int8", "web"):  # int8: ONNX with int8 weights, or a quantized PyTorch model
@@ -68,8 +67,6 @@ def load(run: str | Path, device: str = "auto"):
     if str(run).startswith("hf:") and hf_image_text_kind(str(run).removeprefix("hf:")):
         return HFImageTextGenerator(str(run).removeprefix("hf:"), device=device)
     if str(run).startswith("hf:") or exported == "hf":
-        from genlab.tasks.hf import HFGenerator
-
         return HFGenerator(str(run).removeprefix("hf:"), device=device)
     rd = RunDir(run).require()
     config = load_config(rd.config)

@@ -4,6 +4,9 @@ errors into one line and an exit status."""
 
 from __future__ import annotations
 
+# Commands import the engines they run inside their bodies, on purpose: `genlab --help` and a bad flag answer
+# at once, before torch (seconds) loads.
+
 import os
 import sys
 import traceback

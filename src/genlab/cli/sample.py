@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Commands import the engines they run inside their bodies, on purpose: `genlab --help` and a bad flag answer
+# at once, before torch (seconds) loads.
+
 import inspect
 import random
 import sys

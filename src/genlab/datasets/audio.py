@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from genlab.datasets.text import select_files, usable_files
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write_text
 from genlab.core.progress import progress_bar
+from genlab.datasets.midi import build_bach
+from genlab.datasets.text import select_files, usable_files
+from genlab.media.audio import render_wav
 
 AUDIO_PATTERNS = ["*.wav", "*.flac", "*.ogg", "*.aiff", "*.aif"]
 BACH_AUDIO_CHORALES = 60  # how many chorales `bach-audio` renders (about 45 minutes of sound)
@@ -73,9 +75,6 @@ def build_bach_audio(cache: Path, progress: bool = True) -> Path:
     FluidSynth and a General MIDI SoundFont (genlab's built-in synthesizer where they are missing; the
     marker file says which made it). Built once into `cache/bach-audio/`."""
     from symusic import Score
-
-    from genlab.media.audio import render_wav
-    from genlab.datasets.midi import build_bach
 
     dest = Path(cache) / "bach-audio"
     marker = dest / ".complete"

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genlab.core.config import CodeOptions
-from genlab.datasets.text import select_files
 from genlab.core.errors import GenlabError
+from genlab.core.progress import progress_bar
+from genlab.datasets.text import select_files
 
 # Extension -> language; Python is the language genlab's code tooling (stops, syntax check, pass@k) knows.
 LANGUAGES = {
@@ -167,7 +168,6 @@ def _is_utf8(data: bytes) -> bool:
 def _drop_duplicates(texts: list[tuple[Path, bytes]], threshold: float, selection: CodeSelection,
                      progress: bool) -> list[tuple[Path, bytes]]:
     from datasketch import MinHash, MinHashLSH
-    from genlab.core.progress import progress_bar
 
     seen_hashes: set[str] = set()
     lsh = MinHashLSH(threshold=threshold, num_perm=64)

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
-from genlab.datasets.download import fetch
-from genlab.datasets.records import is_records, records_text
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write_text
 from genlab.core.progress import progress_bar
+from genlab.datasets.download import fetch
+from genlab.datasets.records import is_records, records_text
+from genlab.datasets.text import select_files
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -67,8 +68,6 @@ def stdlib_root() -> Path:
 
 def stdlib_files() -> list[Path]:
     """The running Python's standard library modules (.py), sorted, tests and vendored code left out."""
-    from genlab.datasets.text import select_files
-
     return select_files(stdlib_root(), include=["*.py"], exclude=STDLIB_EXCLUDE)
 
 

@@ -20,6 +20,8 @@ import numpy as np
 
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write_text
+from genlab.core.progress import progress_bar
+from genlab.datasets.images import ImageSource, image_pixels
 
 TABLES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 SEPARATOR = "\n\n"
@@ -121,8 +123,6 @@ def fingerprint(source: str, column: str, split: str) -> str:
 
 def records_text(source: str, column: str, split: str, cache: Path, progress: bool = True) -> Path:
     """The column as one text file in the cache (written once per source, column and split)."""
-    from genlab.core.progress import progress_bar
-
     dest = Path(cache) / "records" / f"{fingerprint(source, column, split)}.txt"
     if dest.is_file():
         return dest
@@ -157,8 +157,6 @@ def to_pixels(value, where: str) -> np.ndarray:
     """A dataset's image cell (a PIL image, {"bytes", "path"}, or an array) -> (H, W, C) uint8, C 1 or 3."""
     from PIL import Image, UnidentifiedImageError
 
-    from genlab.datasets.images import image_pixels
-
     try:
         if isinstance(value, dict):
             value = Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
@@ -176,8 +174,6 @@ def dataset_images(source: str, image_column: str, label_column: str | None, spl
     """A saved Hugging Face dataset's images (and labels) as an ImageSource, read row by row as the store is built
     (a saved dataset is memory-mapped: flat memory). Labels of a ClassLabel column keep its names; other labels
     become classes in sorted order."""
-    from genlab.datasets.images import ImageSource
-
     data = open_dataset(source, split)
     if not hasattr(data, "__getitem__"):
         raise GenlabError(f"{source}: images are read from a dataset saved with save_to_disk (--data hf:FOLDER)")

@@ -17,17 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.datasets.batches import SeededBatches
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write_json
 from genlab.core.folders import replacing
+from genlab.core.progress import progress_bar
 from genlab.core.runs import read_header
+from genlab.datasets.batches import SeededBatches
 
 
 def build_teacher_cache(dest: Path, teacher, tokens: np.ndarray, block: int, k: int, device, teacher_name: str,
                         batch_size: int = 16, progress: bool = True) -> None:
-    from genlab.core.progress import progress_bar
-
     windows = (len(tokens) - 1) // block
     if windows < 1:
         raise GenlabError(f"distill.cache_topk: the training split is shorter than one {block}-token window")

@@ -6,6 +6,7 @@ import fnmatch
 from pathlib import Path
 
 from genlab.core.errors import GenlabError
+from genlab.core.progress import progress_bar
 
 
 def _matches(rel: str, patterns: list[str]) -> bool:
@@ -40,8 +41,6 @@ def usable_files(files: list[Path], problem, what: str, progress: bool = True) -
     """The files for which `problem(path)` says nothing (None); each other one is skipped with a warning on
     stderr naming it and the problem. `what` names the kind in the progress bar ("MIDI", "audio")."""
     import sys
-
-    from genlab.core.progress import progress_bar
 
     usable = []
     for path in progress_bar(files, desc=f"checking {what}", unit="file", enabled=progress and len(files) >= 50):

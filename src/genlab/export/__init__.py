@@ -14,9 +14,21 @@ from pathlib import Path
 
 import torch
 
-from genlab.core.errors import GenlabError
 from genlab.core.cards import results_of, write_card
+from genlab.core.config import load_config
+from genlab.core.errors import GenlabError
 from genlab.core.families import family_of
+from genlab.core.files import atomic_write_json
+from genlab.core.folders import check_target, marker_kind, replacing
+from genlab.core.runs import RunDir, export_info, load_tensors
+from genlab.export.hf import export_hf
+from genlab.export.int8 import export_int8
+from genlab.export.onnx import OnnxImageModel, export_onnx, onnx_model
+from genlab.export.torch_int8 import WEIGHTS, load_int8_model
+from genlab.export.web import export_web
+from genlab.tasks import task_of
+from genlab.tasks.sequence import build_model
+from genlab.tokenizers import load_tokenizer
 
 FORMATS = ("hf", "onnx", "int8", "web")
 
@@ -25,9 +37,6 @@ def export(run: str | Path, format: str, out: str | Path, progress: bool = True,
            backend: str = "onnx") -> dict:
     """Export `run` as `format` into `out` (`backend`: onnx or torch, for int8); returns what the export
     measured (printed by the CLI)."""
-    from genlab.core.files import atomic_write_json
-    from genlab.core.folders import check_target, marker_kind, replacing
-
     if format not in FORMATS:
         raise GenlabError(f"--format: {format!r} is not one of {', '.join(FORMATS)}")
     if backend != "onnx" and format != "int8":
@@ -45,20 +54,12 @@ def export(run: str | Path, format: str, out: str | Path, progress: bool = True,
         raise GenlabError(f"{flags(asked)}: a {spec.name} run does not export so (a {spec.name} run exports with: {offered})")
     with replacing(out, "export") as work:
         if format == "hf":
-            from genlab.export.hf import export_hf
-
             report = export_hf(generator, work)
         elif format == "onnx":
-            from genlab.export.onnx import export_onnx
-
             report = export_onnx(generator, work)
         elif format == "int8":
-            from genlab.export.int8 import export_int8
-
             report = export_int8(generator, work, backend)
         else:
-            from genlab.export.web import export_web
-
             report = export_web(generator, work, Path(ort_web) if ort_web else None)
         report = {"format": format, "run": str(Path(run).resolve()), "task": generator.config.task, **report}
         atomic_write_json(work / "genlab_export.json", report)
@@ -74,9 +75,6 @@ def _load_onnx_images(folder: Path, config):
     import json
     from types import SimpleNamespace
 
-    from genlab.export.onnx import OnnxImageModel
-    from genlab.tasks import task_of
-
     info = json.loads((folder / "images.json").read_text())
     h, w, c = info["shape"]
     model = OnnxImageModel(folder / "model.onnx", family_of(config).sampler == "diffusion", (c, h, w),
@@ -87,10 +85,6 @@ def _load_onnx_images(folder: Path, config):
 
 def _run_generator(run: str | Path):
     """The PyTorch Generator of a genlab run folder (an export or an hf: model is not a run)."""
-    from genlab.core.config import load_config
-    from genlab.core.runs import RunDir
-    from genlab.tasks import task_of
-
     if str(run).startswith("hf:") or exported_format(run):
         raise GenlabError(f"{run}: export takes a genlab run folder")
     rd = RunDir(run).require()
@@ -99,30 +93,18 @@ def _run_generator(run: str | Path):
 
 def exported_format(folder: str | Path) -> str | None:
     """The format of a folder `genlab export` wrote (None for anything else)."""
-    from genlab.core.runs import export_info
-
     return export_info(folder).get("format")
 
 
 def load_export(folder: str | Path):
     """The Generator of an onnx, int8 or web export: the run's generator class over onnxruntime (or, for
     `int8 --backend torch`, over the quantized PyTorch model) instead of the run's fp32 model."""
-    from genlab.core.config import load_config
-    from genlab.export.onnx import onnx_model
-    from genlab.export.torch_int8 import WEIGHTS
-    from genlab.tasks import task_of
-    from genlab.tokenizers import load_tokenizer
-
     folder = Path(folder)
     config = load_config(folder / "config.toml")
     if family_of(config).kind == "image":
         return _load_onnx_images(folder, config)
     tokenizer = load_tokenizer(folder / "tokenizer.json")
     if (folder / WEIGHTS).is_file():  # `int8 --backend torch` writes these weights instead of model.onnx
-        from genlab.export.torch_int8 import load_int8_model
-        from genlab.core.runs import load_tensors
-        from genlab.tasks.sequence import build_model
-
         model = load_int8_model(build_model(config, tokenizer.vocab_size), load_tensors(folder / WEIGHTS), folder / WEIGHTS)
     else:
         model = onnx_model(folder / "model.onnx", config.model, tokenizer.vocab_size)

@@ -23,6 +23,14 @@ import torch
 
 from genlab.core.errors import GenlabError
 from genlab.core.families import family_of
+from genlab.core.generators import SamplingParams, UNFILTERED
+from genlab.datasets.images import to_model_range
+from genlab.datasets.token_store import TokenStore
+from genlab.export.onnx import OnnxImageModel, export_image, export_onnx, image_example, onnx_model
+from genlab.export.torch_int8 import WEIGHTS, export_torch_int8
+from genlab.sampling.engine import Engine, Request, decode
+from genlab.tasks.image import ImageGenerator
+from genlab.tasks.sequence import evaluate_tokens
 
 BACKENDS = ("onnx", "torch")
 CALIBRATION_BATCHES = 8  # x 8 inputs: enough for stable activation ranges of small networks
@@ -43,8 +51,6 @@ def export_int8(generator, work: Path, backend: str = "onnx") -> dict:
     if backend not in BACKENDS:
         raise GenlabError(f"--backend: {backend!r} is not one of {', '.join(BACKENDS)}")
     if backend == "torch":
-        from genlab.export.torch_int8 import WEIGHTS, export_torch_int8
-
         fp32, int8 = export_torch_int8(generator, work)
         figures = {"fp32": _sequence_figures(generator, fp32), "int8": _sequence_figures(generator, int8)}
         figures["fp32"]["bytes"], figures["int8"]["bytes"] = generator.run.weights.stat().st_size, (work / WEIGHTS).stat().st_size
@@ -68,11 +74,6 @@ def _report(backend: str, figures: dict) -> dict:
 
 def _sequence_figures(generator, model) -> dict:
     """Val loss (8 batches of the run's val split) and decoding tokens/s at batch 1 of a sequence model."""
-    from genlab.datasets.token_store import TokenStore
-    from genlab.core.generators import UNFILTERED, SamplingParams
-    from genlab.sampling.engine import Engine, Request, decode
-    from genlab.tasks.sequence import evaluate_tokens
-
     config = generator.config
     val = TokenStore(generator.run.data).split("val")
     loss = None
@@ -87,8 +88,6 @@ def _sequence_figures(generator, model) -> dict:
 
 def _sequence_onnx_int8(generator, work: Path) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from genlab.export.onnx import export_onnx, onnx_model
 
     export_onnx(generator, work)
     fp32 = work / "model.onnx"
@@ -106,8 +105,6 @@ def _sequence_onnx_int8(generator, work: Path) -> dict:
 def _calibration_inputs(generator, model, names: list[str]) -> list[dict]:
     """Inputs the network meets when sampling, drawn from the run: noisy training images at random steps
     for a U-Net, standard normal latents for a generator/decoder; classes drawn from the data's."""
-    from genlab.datasets.images import to_model_range
-
     g = torch.Generator().manual_seed(0)
     images = np.asarray(generator.store.images)
     feeds = []
@@ -127,9 +124,6 @@ def _calibration_inputs(generator, model, names: list[str]) -> list[dict]:
 
 def _image_int8(generator, work: Path) -> dict:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    from genlab.export.onnx import OnnxImageModel, export_image, image_example
-    from genlab.tasks.image import ImageGenerator
 
     export_image(generator, work)
     model = generator.model

@@ -23,9 +23,11 @@ import torch.nn as nn
 
 from genlab.core.errors import GenlabError
 from genlab.core.families import family, family_of
+from genlab.core.generators import SamplingParams
 from genlab.models.fnet import FNet
 from genlab.models.gpt import GPT
 from genlab.models.rnn import RNN
+from genlab.sampling.engine import Engine, Request, decode
 
 INPUTS = ["input_ids", "position_ids", "attention_mask", "past_keys", "past_values"]
 OUTPUTS = ["logits", "present_keys", "present_values"]
@@ -266,9 +268,6 @@ def onnx_model(path: Path, cfg, vocab_size: int):
 def export_onnx(generator, work: Path) -> dict:
     """Write `generator`'s run into `work` as model.onnx (+ its config and tokenizer); returns the parity checks."""
     import shutil
-
-    from genlab.core.generators import SamplingParams
-    from genlab.sampling.engine import Engine, Request, decode
 
     config = generator.config
     if family_of(config).kind == "image":

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from genlab.core.errors import GenlabError
+from genlab.core.runs import save_tensors
 
 QUANTIZED_TYPES = {nn.Linear, nn.LSTM, nn.GRU}
 WEIGHTS = "model_int8.safetensors"
@@ -107,8 +108,6 @@ def load_int8_model(model: nn.Module, tensors: dict[str, torch.Tensor], path: Pa
 def export_torch_int8(generator, work: Path) -> tuple[nn.Module, nn.Module]:
     """Write `generator`'s run quantized into `work` (weights, config.toml, tokenizer.json); returns (fp32, int8) models."""
     import shutil
-
-    from genlab.core.runs import save_tensors
 
     model = generator.model.cpu().eval()
     qmodel = quantize(model)

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from genlab.core.errors import GenlabError
+from genlab.export.onnx import export_onnx
 
 ORT_WEB_VERSION = "1.20.1"
 ORT_FILES = ["ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs"]
@@ -69,8 +70,6 @@ def page_tokenizer(tokenizer) -> dict:
 
 
 def export_web(generator, work: Path, ort_web: Path | None = None) -> dict:
-    from genlab.export.onnx import export_onnx
-
     vocab = page_tokenizer(generator.tokenizer)
     report = export_onnx(generator, work)  # model.onnx (checked against PyTorch), config.toml, tokenizer.json
     c, s = generator.config.model, generator.config.sample

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from genlab.core.files import atomic_write_bytes
+from genlab.media.plots import new_figure, save_figure
 
 SOUNDFONTS = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -37,8 +38,6 @@ def piano_roll_png(score, dest: Path, split_seconds: float | None = None, title:
     `split_seconds` shades what came before it (a prime) so the continuation stands out.
     """
     from matplotlib import colormaps
-
-    from genlab.media.plots import new_figure, save_figure
 
     seconds = score.to("second")
     fig, ax = new_figure(10, 4)
@@ -162,8 +161,6 @@ def write_music(score, dest: Path, prime_seconds: float | None = None, title: st
 def spectrogram_png(audio: np.ndarray, sample_rate: int, dest: Path, split_seconds: float | None = None, title: str = "") -> None:
     """A log-magnitude spectrogram of mono audio (N,), time across and frequency up; a dashed line marks
     where a prime ends and the generated continuation begins."""
-    from genlab.media.plots import new_figure, save_figure
-
     figure, ax = new_figure(10, 3.5)
     nfft = 512 if sample_rate >= 8000 else 256
     if len(audio) > nfft:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from genlab.core.files import atomic_write_bytes
 
 
 def new_figure(width: float, height: float, columns: int = 1):
@@ -28,8 +29,6 @@ def png_bytes(figure) -> bytes:
 
 def save_figure(figure, dest: Path) -> None:
     """Write a figure as PNG, atomically."""
-    from genlab.core.files import atomic_write_bytes
-
     atomic_write_bytes(dest, png_bytes(figure))
 
 

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genlab.core.errors import GenlabError
-from genlab.metrics.sandbox import Limits, run_many
+from genlab.core.files import atomic_write_json, atomic_write_text
+from genlab.core.folders import claim
+from genlab.core.progress import progress_bar
+from genlab.metrics.sandbox import Limits, isolation, run_many
 
 PROBLEM_FIELDS = ("task_id", "prompt", "entry_point", "test", "canonical_solution")
 
@@ -148,11 +151,6 @@ def eval_code(problems_path: Path | str, out: Path | str, generator=None, n: int
     solution when it is None, the harness self-check), run them all in the sandbox, and write
     OUT/completions.jsonl (one row per candidate), OUT/tasks.jsonl (one per task) and OUT/summary.json."""
     import time
-
-    from genlab.core.folders import claim
-    from genlab.core.progress import progress_bar
-    from genlab.core.files import atomic_write_json, atomic_write_text
-    from genlab.metrics.sandbox import isolation
 
     problems = read_problems(problems_path)
     claim(out, "eval-code", inputs=[problems_path])  # results of an earlier eval-code here are replaced

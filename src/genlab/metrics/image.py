@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from genlab.core.progress import progress_bar
 
 from genlab.core.errors import GenlabError
+from genlab.core.runs import load_tensors, save_tensors
 
 EXTRACTOR_VERSION = "cnn-v1"  # part of the cache key: a changed network is retrained
 
@@ -191,8 +192,6 @@ class FeatureExtractor:
 
 def classifier_extractor(store, device: torch.device, cache: Path, progress: bool = True) -> FeatureExtractor:
     """The cached feature CNN of `store`'s data set (an ImageStore), trained on first use."""
-    from genlab.core.runs import load_tensors, save_tensors
-
     path = Path(cache) / "image-features" / f"{EXTRACTOR_VERSION}-{store.sha256[:24]}.safetensors"
     labels = store.labels if store.labels is not None else None
     num_classes = len(store.classes) if store.classes else 0

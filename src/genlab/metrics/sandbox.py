@@ -44,6 +44,7 @@ from pathlib import Path
 
 from genlab.core.errors import GenlabError, check_range
 from genlab.core.folders import mark, remove
+from genlab.core.progress import progress_bar
 
 BLOCKED = 113  # exit status of a program the guard stopped
 
@@ -373,8 +374,6 @@ def run_python(source: str, limits: Limits = Limits(), python: str | None = None
 def run_many(sources: list[str], limits: Limits = Limits(), workers: int | None = None, progress: bool = False,
              desc: str = "running") -> list[Outcome]:
     """Run every program in `sources` (in parallel, `workers` at a time, default one per core); outcomes in order."""
-    from genlab.core.progress import progress_bar
-
     workers = workers or os.cpu_count() or 1
     with ThreadPoolExecutor(max_workers=workers) as pool, progress_bar(total=len(sources), desc=desc, unit="prog", enabled=progress) as bar:
         futures = [pool.submit(run_python, s, limits) for s in sources]

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from genlab.core.config import ModelConfig
 from genlab.core.families import Family
+from genlab.core.progress import progress_bar
 
 
 class PixelCNNConfig(ModelConfig):
@@ -149,8 +150,6 @@ class PixelCNN(nn.Module):
     def generate(self, noise: torch.Tensor, y: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
         """noise (n, C, H, W) standard normal -> images (n, C, H, W) in the pixel range, drawn pixel by pixel:
         each pixel's draw inverts its predicted CDF at Phi(noise) (so the noise, and a seed, fix the image)."""
-        from genlab.core.progress import progress_bar
-
         uniforms = 0.5 * (1 + torch.erf(noise / 2 ** 0.5))  # (n, C, H, W) in (0, 1)
         n, C, H, W = noise.shape
         levels = torch.zeros(n, C, H, W, dtype=torch.long, device=noise.device)

@@ -42,16 +42,16 @@ import pandas as pd
 from genlab.core.progress import progress_bar
 
 from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_json
+from genlab.core.folders import check_target, marker_kind, replacing
 from genlab.prep.augment import ImageAugmenter, TextAugmenter, load_synonyms, parse_ops
 from genlab.prep.dedupe import first_occurrences, record_hashes, text_hashes
 from genlab.prep.folders import FOLDER_FORMATS, ImageFolderWriter, folder_files, folder_kind, has_class_folders
-from genlab.prep.formats import FORMATS, Format, TextCorpusWriter, format_of
+from genlab.prep.formats import Format, FORMATS, TextCorpusWriter, format_of
 from genlab.prep.recipe import Recipe
 from genlab.prep.schema import KindTracker, Schema, coerce, convert, missing_mask, value_text
 from genlab.prep.split import SPLITS, assign_splits, rank_keys
 from genlab.prep.stats import TrainStats, apply_stats, load_stats, output_kinds
-from genlab.core.folders import replacing
-from genlab.core.files import atomic_write_json
 
 DROPPED = 255  # split code of a row that dropna or dedupe removed
 MISSING_LABEL = "<missing>"  # how a missing label is named in counts
@@ -129,8 +129,6 @@ def check_kinds(schema: Schema, recipe: Recipe) -> None:
 
 def check_out(out: Path, source: Path) -> None:
     """Refuse an --out that is not absent, empty or an earlier prepared dataset, or that holds the input."""
-    from genlab.core.folders import check_target, marker_kind
-
     check_target(out, [source])
     if out.is_dir() and any(out.iterdir()):
         kind = marker_kind(out)

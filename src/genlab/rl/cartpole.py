@@ -34,9 +34,14 @@ import numpy as np
 from pydantic import Field
 
 from genlab.core.config import Count, Positive, PositiveFloat, Section
-from genlab.core.errors import GenlabError
-from genlab.core.runs import RunDir
+from genlab.core.errors import GenlabError, Interrupted
+from genlab.core.files import atomic_write_bytes, atomic_write_text
+from genlab.core.folders import claim
+from genlab.core.progress import progress_bar
+from genlab.core.runs import RunDir, save_tensors
+from genlab.media.plots import new_figure, save_figure
 from genlab.training.runlog import RunLog
+from genlab.training.signals import stop_signals
 
 SOLVED = 475.0  # Gymnasium's reward threshold for CartPole-v1 (mean over 100 episodes)
 # (low, high, bins) for cart position, cart velocity, pole angle, pole angular velocity
@@ -140,8 +145,6 @@ def epsilon_at(cfg: CartPoleConfig, progress: int, span: int) -> float:
 def episodes(cfg: CartPoleConfig, progress: bool, stop=None):
     """The training episodes' numbers, with a progress bar (a line every 10 s in a log); they end early when
     `stop` (training.signals.stop_signals) has seen a signal."""
-    from genlab.core.progress import progress_bar
-
     for episode in progress_bar(range(cfg.episodes), desc=cfg.algo, unit="episode", enabled=progress):
         if stop is not None and stop.signum is not None:
             break
@@ -238,8 +241,6 @@ def save_gif(frames: list[np.ndarray], dest: Path, every: int = 2, width: int = 
 
     from PIL import Image
 
-    from genlab.core.files import atomic_write_bytes
-
     images = [Image.fromarray(f).resize((width, round(f.shape[0] * width / f.shape[1]))) for f in frames[::every]]
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=40 * every, loop=0)
@@ -247,8 +248,6 @@ def save_gif(frames: list[np.ndarray], dest: Path, every: int = 2, width: int = 
 
 
 def plot_returns(returns: list[float], checks: list[tuple[int, float]], dest: Path, title: str) -> None:
-    from genlab.media.plots import new_figure, save_figure
-
     fig, ax = new_figure(8, 4)
     ax.plot(range(1, len(returns) + 1), returns, alpha=0.35, label="episode return")
     window = min(50, len(returns))
@@ -274,11 +273,6 @@ def cartpole(cfg: CartPoleConfig, out: Path, progress: bool = True, eval_episode
     episodes and record one greedy episode as a GIF. Returns the summary also written to out/summary.json.
     Ctrl-C or SIGTERM ends training at the episode's end: what was learned is saved and summarized all the
     same (over 10 greedy episodes), then Interrupted says so."""
-    from genlab.core.errors import Interrupted
-    from genlab.core.files import atomic_write_text
-    from genlab.core.folders import claim
-    from genlab.training.signals import stop_signals
-
     if cfg.algo not in ("q-learning", "dqn"):
         raise GenlabError(f"--algo: {cfg.algo!r} is not q-learning or dqn")
     out = Path(out)
@@ -296,8 +290,6 @@ def cartpole(cfg: CartPoleConfig, out: Path, progress: bool = True, eval_episode
         np.savez(tmp, q=policy.table, bins=np.array(BINS))
         os.replace(tmp, out / "q_table.npz")
     else:
-        from genlab.core.runs import save_tensors
-
         save_tensors(out / "dqn.safetensors", dict(policy.net.state_dict()))
     plot_returns(returns, checks, out / "rewards.png", f"CartPole-v1, {cfg.algo}")
     greedy = evaluate_policy(policy, eval_episodes)

@@ -24,9 +24,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from genlab.api import load
 from genlab.core.config import Count, NonNegative, Positive, PositiveFloat, Probability, Section
 from genlab.core.errors import GenlabError
-from genlab.core.runs import RunDir
+from genlab.core.folders import claim
+from genlab.core.generators import SamplingParams
+from genlab.core.progress import progress_bar
+from genlab.core.runs import RunDir, save_tensors
+from genlab.core.weights import weights_of
+from genlab.media.plots import new_figure, save_figure
+from genlab.rl.rewards import load_reward
+from genlab.sampling.engine import Request, decode
 from genlab.training.runlog import RunLog
 
 
@@ -55,8 +63,6 @@ def sequence_logprobs(model, prompt: list[int], tokens: list[int], device) -> to
 def copy_run(start: Path, out: Path) -> None:
     """The start run's config, tokenizer and token store in a new run folder (files hard-linked where the
     file system allows, else copied); the weights are written by the caller."""
-    from genlab.core.folders import claim
-
     if claim(out, "run"):
         raise GenlabError(f"--out {out}: already a run; choose a new folder for the fine-tuned run")
     for name in ("config.toml", "tokenizer.json"):
@@ -71,8 +77,6 @@ def copy_run(start: Path, out: Path) -> None:
 
 
 def plot_rl(rows: list[dict], dest: Path) -> None:
-    from genlab.media.plots import new_figure, save_figure
-
     fig, ax = new_figure(8, 4)
     steps = [r["step"] for r in rows]
     ax.plot(steps, [r["reward"] for r in rows], marker="o", color="tab:green", label="mean reward")
@@ -92,14 +96,6 @@ def reinforce(start: Path | str, out: Path | str, cfg: RLConfig, device: str = "
     Its own loop, not the Trainer's: a step is rollouts drawn by the step engine, scored by a reward, then one
     policy-gradient update against a frozen reference; there is no batch iterator to checkpoint or val split to
     score. It records through the Trainer's run log (metrics.jsonl, trackers) and writes safetensors weights."""
-    from genlab.api import load
-    from genlab.core.progress import progress_bar
-    from genlab.rl.rewards import load_reward
-    from genlab.core.runs import save_tensors
-    from genlab.core.generators import SamplingParams
-    from genlab.sampling.engine import Request, decode
-    from genlab.core.weights import weights_of
-
     start, out = Path(start), Path(out)
     gen = load(start, device=device)
     if not hasattr(gen, "engine") or gen.modality not in ("text", "code"):

@@ -21,20 +21,17 @@ import importlib
 from typing import Callable
 
 from genlab.core.errors import GenlabError
+from genlab.metrics.code import is_valid_python, program_of, read_problems
+from genlab.metrics.sandbox import run_many
 
 Reward = Callable[..., list[float]]
 
 
 def code_parses(texts: list[str], prompts: list[str], **options) -> list[float]:
-    from genlab.metrics.code import is_valid_python
-
     return [float(is_valid_python(p + t)) for t, p in zip(texts, prompts)]
 
 
 def code_passes(texts: list[str], prompts: list[str], problems: str = "", **options) -> list[float]:
-    from genlab.metrics.code import program_of, read_problems
-    from genlab.metrics.sandbox import run_many
-
     by_prompt = {p.prompt: p for p in read_problems(problems)}
     programs = []
     for text, prompt in zip(texts, prompts):

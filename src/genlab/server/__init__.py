@@ -15,7 +15,10 @@ from pathlib import Path
 
 import uvicorn
 
+from genlab.api import load
 from genlab.core.errors import GenlabError
+from genlab.export import exported_format
+from genlab.server.app import create_app
 
 
 MAX_CONNECTIONS = 1000
@@ -70,10 +73,6 @@ def build(runs: list[str], names: list[str] | None = None, api_key: str | None =
           insecure: bool = False, device: str = "auto", api_key_file: str | None = None, **options):
     """The FastAPI app for `runs`; refuses a non-loopback address without an API key unless `insecure`.
     Options: max_batch, max_queue, allow_origins, allow_hosts, constraint_timeout, constraint_memory_mb, max_body_bytes."""
-    from genlab.api import load
-    from genlab.export import exported_format
-    from genlab.server.app import create_app
-
     api_key = read_key(api_key, api_key_file)
     if not is_loopback(host) and not api_key and not insecure:
         raise GenlabError(f"--host {host}: serving beyond this machine needs --api-key (or GENLAB_API_KEY); "

@@ -22,14 +22,17 @@ import numpy as np
 import torch
 
 from genlab.core.config import DataConfig, RunConfig
+from genlab.core.errors import GenlabError
+from genlab.core.families import family, names
+from genlab.core.progress import progress_bar
+from genlab.core.runs import RunDir
+from genlab.core.samples import AudioSample
 from genlab.datasets import resolve_source
 from genlab.datasets.audio import AUDIO_PATTERNS, class_of, read_audio, usable_audio_files
 from genlab.datasets.token_store import TokenStore, WindowSampler, eval_windows
-from genlab.core.errors import GenlabError
-from genlab.core.families import family, names
+from genlab.media.audio import write_audio
+from genlab.models.wavenet import Conditioned
 from genlab.objectives.lm import LanguageModeling, token_losses
-from genlab.core.runs import RunDir
-from genlab.core.samples import AudioSample
 from genlab.sampling.engine import Engine
 from genlab.tasks.driver import Training
 from genlab.tasks.sequence import SequenceGenerator, SequenceTask, evaluate_tokens
@@ -234,8 +237,6 @@ class AudioGenerator(SequenceGenerator):
         raise GenlabError(f"--class: {label!r} is not a class of this run (classes: {', '.join(classes)})")
 
     def engine(self, use_cache: bool = True, text: bool = False, continuous: bool = False, class_label=None) -> Engine:
-        from genlab.models.wavenet import Conditioned
-
         index = self.class_index(class_label)
         model = self.model if index is None else Conditioned(self.model, torch.tensor([index], device=self.device))
         return Engine(model, None, self.device, use_cache, continuous)
@@ -246,8 +247,6 @@ class AudioGenerator(SequenceGenerator):
         """n continuations of `prime` (a sound file or samples; silence when None), `seconds` long (or
         max_new_tokens samples; the run's sample.max_new_tokens otherwise). The same seed gives the same
         sound; with `use_cache=False` every sample is recomputed over the receptive field (the slow path)."""
-        from genlab.core.progress import progress_bar
-
         if seconds is not None:
             if seconds <= 0:
                 raise GenlabError("--seconds: must be positive")
@@ -266,8 +265,6 @@ class AudioGenerator(SequenceGenerator):
                             len(prime_audio), engine.slots[s].finish) for s in slots]
 
     def save_sample(self, sample: AudioSample, stem: Path) -> list[Path]:
-        from genlab.media.audio import write_audio
-
         split = sample.prime_samples / sample.sample_rate if sample.prime_samples else None
         return write_audio(sample.audio, sample.sample_rate, stem, split, title=f"{self.run.path.name}")
 

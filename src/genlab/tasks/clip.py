@@ -21,13 +21,14 @@ import numpy as np
 import torch
 
 from genlab.core.config import RunConfig
+from genlab.core.errors import GenlabError
+from genlab.core.families import family, names
+from genlab.core.files import atomic_write_json
+from genlab.core.runs import RunDir
 from genlab.datasets import resolve_source
 from genlab.datasets.batches import SeededBatches
 from genlab.datasets.images import ImageStore, folder_image_files, to_model_range
-from genlab.core.errors import GenlabError
-from genlab.core.files import atomic_write_json
-from genlab.core.families import family, names
-from genlab.core.runs import RunDir
+from genlab.models.clip import contrastive_loss
 from genlab.tasks.driver import Training, load_trained
 
 TEMPLATES = ["a photo of a {}", "a picture of a {}", "an image of a {}", "a handwritten {}", "a drawing of a {}", "a {}"]
@@ -133,8 +134,6 @@ class PairBatches(SeededBatches):
 
 class ContrastiveObjective:
     def __init__(self, model):
-        from genlab.models.clip import contrastive_loss
-
         self.model, self.loss_of = model, contrastive_loss
         self.modules = {"model": model}
         self.players = {"model": model}

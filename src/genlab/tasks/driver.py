@@ -31,16 +31,18 @@ from typing import Callable, Protocol
 
 import torch
 
-from genlab.training import distributed
 from genlab.core.cards import write_card
 from genlab.core.config import RunConfig, load_config, save_config
-from genlab.training.distributed import pick_device
 from genlab.core.errors import GenlabError
 from genlab.core.families import family_of
 from genlab.core.folders import claim, empty
-from genlab.core.runs import RunDir, load_tensors
+from genlab.core.runs import RunDir, load_tensors, save_tensors
+from genlab.core.threads import use
+from genlab.core.weights import load_weights, weights_of
+from genlab.tasks import task_of
+from genlab.training import distributed
+from genlab.training.distributed import pick_device
 from genlab.training.trainer import Trainer
-from genlab.core.weights import load_weights
 
 
 @dataclass
@@ -109,8 +111,6 @@ def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: 
     if config.train.compile and not task.compiles:
         raise GenlabError(f"train.compile: the {task.name} task trains without torch.compile (text, code and music use it)")
     if config.train.threads is not None:
-        from genlab.core.threads import use
-
         use(config.train.threads, "train.threads")
     torch.manual_seed(config.train.seed)
     w = distributed.world()
@@ -155,8 +155,6 @@ def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: 
 def load_trained(run_dir, device: str = "auto"):
     """What a Generator needs from a finished run: (run, config, its data as the task reopens it, the model with
     its saved weights on `device`, the device)."""
-    from genlab.tasks import task_of
-
     run = RunDir(run_dir).require()
     config = load_config(run.config)
     task = task_of(config.task)
@@ -171,9 +169,6 @@ def fit_counts(task: Task, config: RunConfig, run: RunDir, data, model, device) 
     """Fit a count-based model on the training split in one pass; weights and one metrics row, no checkpoint."""
     import json
     import time
-
-    from genlab.core.runs import save_tensors
-    from genlab.core.weights import weights_of
 
     started = time.perf_counter()
     t = task.training(config, run, data, model, device)

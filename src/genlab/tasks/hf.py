@@ -25,11 +25,16 @@ import torch
 
 from genlab.core.config import RunConfig
 from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_json
 from genlab.core.folders import claim, remove, replacing
 from genlab.core.runs import RunDir, export_info
+from genlab.datasets.token_store import TokenStore, WindowSampler
 from genlab.models.hf_causal import CausalLM, load_hf
+from genlab.objectives.lm import LanguageModeling
 from genlab.tasks.code import CodeGenerator, CodeSource
+from genlab.tasks.sequence import evaluate_tokens
 from genlab.training.distributed import pick_device
+from genlab.training.trainer import Trainer
 
 
 class HFTokens:
@@ -119,11 +124,6 @@ def finetune(name_or_path: str, config: RunConfig, block_size: int = 256, lora_r
     with genlab's metrics.jsonl, loss.png and results.json in OUT/training/.
     Written atomically: until it finishes, OUT is left as it was.
     """
-    from genlab.datasets.token_store import TokenStore, WindowSampler
-    from genlab.objectives.lm import LanguageModeling
-    from genlab.tasks.sequence import evaluate_tokens
-    from genlab.training.trainer import Trainer
-
     out = Path(config.out)
     # Claimed without emptying: an earlier model stays in place until the new one is swapped in.
     if claim(out, "hf-model", inputs=[config.data.source, name_or_path.removeprefix("hf:")]) and not overwrite:
@@ -171,8 +171,6 @@ def finetune(name_or_path: str, config: RunConfig, block_size: int = 256, lora_r
         tokenizer.save_pretrained(work)
         for copy in (run.weights, run.checkpoint, run.data):  # the weights live above; no resume for HF fine-tuning
             remove(copy)
-        from genlab.core.files import atomic_write_json
-
         atomic_write_json(run.path / "results.json", {"base": name_or_path, "lora_rank": lora_rank,
                                                       "trainable_parameters": trainable, **results})
     if progress:

@@ -19,20 +19,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.core.config import RunConfig
+from genlab.core.config import RunConfig, load_config
+from genlab.core.errors import GenlabError
+from genlab.core.families import family_of, names
+from genlab.core.files import atomic_write_json
+from genlab.core.runs import RunDir
+from genlab.core.samples import ImageSample
+from genlab.core.weights import load_weights
 from genlab.datasets import resolve_source
 from genlab.datasets.batches import SeededBatches
 from genlab.datasets.images import ImageBatches, ImageStore, to_model_range, to_uint8
+from genlab.datasets.named import cache_dir
 from genlab.datasets.records import dataset_images
-from genlab.core.errors import GenlabError
-from genlab.core.families import family_of, names
 from genlab.media.grids import make_grid, save_png
-from genlab.core.runs import RunDir
-from genlab.core.samples import ImageSample
+from genlab.metrics.image import classifier_extractor, fid, image_metrics, subsample, torchscript_extractor
+from genlab.objectives.diffusion import Denoising
+from genlab.objectives.gan import Adversarial
+from genlab.objectives.likelihood import PixelLikelihood
+from genlab.objectives.vae import ELBO
 from genlab.sampling.diffusion import NoiseSchedule
 from genlab.sampling.image_pipelines import DiffusionPipeline, pipeline_for
+from genlab.tasks.clip import Captions, ClipGenerator, class_words
 from genlab.tasks.driver import Training, load_trained
-from genlab.core.weights import load_weights
 
 GRID_SEED = 1234  # the fixed noise of the per-eval grids
 GAN_FID_IMAGES = 500  # a GAN's eval: FID (genlab features) of this many images from fixed noise
@@ -72,8 +80,6 @@ def is_text_conditioned(config: RunConfig) -> bool:
 
 def text_defaults(config: RunConfig) -> None:
     """A text-to-image run: its clip run must exist, and the U-Net takes that run's embedding width."""
-    from genlab.core.config import load_config
-
     if not config.model.text_encoder:
         raise GenlabError('model.text_encoder: a text-conditioned run needs a clip run (--set model.text_encoder=runs/clip)')
     clip = load_config(RunDir(config.model.text_encoder).require().config)
@@ -120,18 +126,11 @@ def build_model(config: RunConfig, store: ImageStore) -> torch.nn.Module:
 def build_objective(config: RunConfig, model: torch.nn.Module):
     m, sampler = config.model, family_of(config).sampler
     if sampler == "gan":
-        from genlab.objectives.gan import Adversarial
-
         return Adversarial(model, m.loss, getattr(m, "r1_gamma", 0.0), getattr(m, "r1_interval", 1))
     if sampler == "vae":
-        from genlab.objectives.vae import ELBO
-
         return ELBO(model, m.kl_weight)
     if sampler == "autoregressive":
-        from genlab.objectives.likelihood import PixelLikelihood
-
         return PixelLikelihood(model)
-    from genlab.objectives.diffusion import Denoising
 
     conditional = model.num_classes or m.condition == "text"
     return Denoising(model, NoiseSchedule(m.schedule, m.timesteps), m.prediction, m.p_uncond if conditional else 0.0)
@@ -172,9 +171,6 @@ class ImageTask:
     def prepare(self, config: RunConfig, run: RunDir, resume: bool, progress: bool) -> ImageStore:
         store = prepare_store(config, run, resume, progress)
         if is_text_conditioned(config) and not (run.data / "captions.json").is_file():
-            from genlab.core.files import atomic_write_json
-            from genlab.tasks.clip import Captions
-
             atomic_write_json(run.data / "captions.json", Captions.build(config, store).data)
         return store
 
@@ -201,8 +197,6 @@ class ImageTask:
         def gan_fid() -> dict:
             # GANs have no held-out likelihood, and their losses do not track quality: they are judged (and
             # their best weights kept) by FID on genlab's features, from the same noise at every eval.
-            from genlab.datasets.named import cache_dir
-            from genlab.metrics.image import classifier_extractor, fid, subsample
 
             if not gan_reference:
                 extractor = classifier_extractor(store, device, cache_dir(), progress=False)
@@ -303,8 +297,6 @@ class ImageGenerator:
         self.family = family_of(config)
         self.pipeline = pipeline_for(self.family, model, config, device)  # how this kind of model samples
         if self.text_conditioned:
-            from genlab.tasks.clip import Captions, ClipGenerator
-
             self.text_encoder = ClipGenerator(config.model.text_encoder, str(device))
             self.captions = Captions(json.loads((run.data / "captions.json").read_text()))
 
@@ -352,8 +344,6 @@ class ImageGenerator:
     def default_prompts(self, n: int) -> list[str]:
         """What a text-conditioned run draws when no prompt is given: its classes in turn ("a handwritten seven"),
         or the captions of its first val images."""
-        from genlab.tasks.clip import class_words
-
         if self.captions.classes:
             return [f"a handwritten {class_words(self.captions.classes[i % len(self.captions.classes)])[-1]}" for i in range(n)]
         rows = self.store.indices("val")[:n] if len(self.store.indices("val")) else np.arange(n)
@@ -481,9 +471,6 @@ class ImageGenerator:
         data set, at most 10,000 images; n defaults to min(real, 2000)). `features` (or $GENLAB_INCEPTION)
         names a TorchScript feature network; by default a CNN trained on the run's data set is used."""
         import os
-
-        from genlab.datasets.named import cache_dir
-        from genlab.metrics.image import classifier_extractor, image_metrics, subsample, torchscript_extractor
 
         real, where = reference_images(self.store, data, progress)
         real = real[subsample(len(real), 10_000, seed)]

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from genlab.core.config import DataConfig, RunConfig
+from genlab.core.errors import GenlabError
+from genlab.core.samples import MusicSample
 from genlab.datasets import resolve_source
 from genlab.datasets.midi import MIDI_PATTERNS, read_score, usable_midi_files
 from genlab.datasets.token_store import TokenStore
-from genlab.core.errors import GenlabError
-from genlab.core.samples import MusicSample
+from genlab.metrics.music import Piece, music_metrics, pitch_class_histogram
 from genlab.tasks.sequence import SequenceGenerator, SequenceTask, evaluate_tokens
 
 PITCH_PREFIXES = ("Pitch_", "NoteOn_", "NoteOff_")  # token kinds that name a pitch (drum tokens are PitchDrum_)
@@ -287,8 +288,6 @@ class MusicGenerator(SequenceGenerator):
     def heldout_pieces(self, tokens: np.ndarray, count: int, length: int, chunk: int | None = None) -> list:
         """Up to `count` real pieces of `length` tokens cut from held-out `tokens`, each starting where
         a piece would start (the start token) and, when `chunk` is given, inside one split chunk."""
-        from genlab.metrics.music import Piece
-
         tokens = np.asarray(tokens)
         length = min(length, len(tokens))
         chunk = chunk or len(tokens)
@@ -304,8 +303,6 @@ class MusicGenerator(SequenceGenerator):
         """Val loss, and the music metrics (genlab.metrics.music) of `samples` pieces generated from
         scratch (`sample_tokens` tokens each) beside the same metrics of as many held-out real pieces
         of the same length: the real music is the reference the generated numbers are read against."""
-        from genlab.metrics.music import Piece, music_metrics, pitch_class_histogram
-
         if data is None:
             store = TokenStore(self.run.data)
             tokens, chunk, where = store.split("val"), store.header["chunk"], "val split"

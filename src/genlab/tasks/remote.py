@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 from genlab.core.config import validate_config
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write_text
+from genlab.core.progress import progress_bar
 from genlab.core.samples import TextSample
-from genlab.tasks.code import PYTHON_STOPS, CodeGenerator
+from genlab.tasks.code import CodeGenerator, PYTHON_STOPS
 
 PREFIX = "remote:"
 RETRIES = 5
@@ -125,8 +126,6 @@ def teacher_corpus(spec: str, samples: int, max_new_tokens: int, seed: int, cach
     """Sequence-level distillation's data (Kim and Rush, 2016): `samples` texts the remote teacher writes from an
     empty prompt, row i drawn with seed + i, as one text file in the cache (documents separated by a blank line).
     Written once per teacher, count, length and seed; the student then trains on it as on any text."""
-    from genlab.core.progress import progress_bar
-
     url, model = parse_remote(spec)
     key = hashlib.sha256(f"{url}#{model}|{samples}|{max_new_tokens}|{seed}".encode()).hexdigest()[:16]
     dest = Path(cache) / "teacher-samples" / f"{key}.txt"

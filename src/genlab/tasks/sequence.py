@@ -18,22 +18,30 @@ from typing import Iterator, Protocol
 import numpy as np
 import torch
 
-from genlab.training.compiling import Compiled
 from genlab.core.config import RunConfig
-from genlab.datasets.token_store import StreamWindows, TokenStore, WindowSampler, eval_windows
 from genlab.core.errors import GenlabError
 from genlab.core.families import family, family_of, names
 from genlab.core.files import atomic_write_text
 from genlab.core.generators import SamplingParams
-from genlab.objectives.lm import LanguageModeling, token_losses
+from genlab.core.progress import progress_bar
 from genlab.core.runs import RunDir, load_tensors
 from genlab.core.samples import TextSample
+from genlab.core.weights import load_weights
+from genlab.datasets.teacher_cache import CachedWindows, TeacherCache, build_teacher_cache
+from genlab.datasets.token_store import StreamWindows, TokenStore, WindowSampler, eval_windows
+from genlab.metrics.text import distinct_n
+from genlab.models.hf_causal import CausalLM, load_hf
+from genlab.objectives.kd import Distillation, SequenceCritic
+from genlab.objectives.lm import LanguageModeling, token_losses
 from genlab.sampling.constraints import compile_pattern
 from genlab.sampling.engine import Engine, Request, decode
 from genlab.sampling.scoring import mean_states, prompt_logprobs
+from genlab.tasks import task_of
 from genlab.tasks.driver import Training, load_trained
 from genlab.tokenizers import load_tokenizer, save_tokenizer, train_tokenizer
-from genlab.core.weights import load_weights
+from genlab.tokenizers.hf import HFTokenizer
+from genlab.training import distributed
+from genlab.training.compiling import Compiled
 
 
 class SequenceSource(Protocol):
@@ -56,8 +64,6 @@ def check_family(config: RunConfig) -> None:
 
 
 def check_carry_state(config: RunConfig) -> None:
-    from genlab.training import distributed
-
     if not family(config.model.name).can("carry_state"):
         able = ", ".join(n for n in names("sequence") if family(n).can("carry_state"))
         raise GenlabError(f"train.carry_state: only recurrent models carry a state ({able}), not {config.model.name!r}")
@@ -95,7 +101,6 @@ def prepare_corpus(config: RunConfig, run: RunDir, source: SequenceSource, resum
     else:
         tokenizer = train_tokenizer(config.tokenizer.kind, (p for f in files for p in document_pieces(source, f)), tokenizer_options)
     save_tokenizer(tokenizer, run.tokenizer)
-    from genlab.core.progress import progress_bar
 
     bar = progress_bar(files, desc="tokenizing", unit="file", enabled=progress and len(files) >= 20)
     encoded = ((tokenizer.encode(p) for p in document_pieces(source, f)) for f in bar)
@@ -112,8 +117,6 @@ def teacher_tokenizer(config: RunConfig):
     config asks for (its tokenizer kind, the run it starts from)."""
     name = config.distill.teacher
     if name.startswith("hf:"):  # a local Hugging Face model: its own tokenizer, kept in the student's run
-        from genlab.tokenizers.hf import HFTokenizer
-
         tokenizer = HFTokenizer.from_folder(Path(name[3:]).expanduser())
     else:
         tokenizer = load_tokenizer(RunDir(name).require().tokenizer)
@@ -130,8 +133,6 @@ def teacher_tokenizer(config: RunConfig):
 
 def distillation(config: RunConfig, model, forward, vocab_size: int, block_size: int, device):
     """The objective of a distilled run: the teacher loaded on `device`, checked against the student."""
-    from genlab.objectives.kd import Distillation, SequenceCritic
-
     d = config.distill
     critic = SequenceCritic(vocab_size).to(device) if d.adv_weight > 0 else None
     teacher = None if d.cache_topk else checked_teacher(config, vocab_size, block_size, device)
@@ -140,12 +141,8 @@ def distillation(config: RunConfig, model, forward, vocab_size: int, block_size:
 
 def checked_teacher(config: RunConfig, vocab_size: int, block_size: int, device):
     """The teacher model on `device`, frozen, after checking that it can teach this student."""
-    from genlab.tasks.driver import load_trained
-
     name = config.distill.teacher
     if name.startswith("hf:"):
-        from genlab.models.hf_causal import CausalLM, load_hf
-
         teacher = CausalLM(load_hf(name[3:], torch.device(device))[1])
         teacher.vocab_size = teacher.hf.config.vocab_size
     else:
@@ -165,8 +162,6 @@ def checked_teacher(config: RunConfig, vocab_size: int, block_size: int, device)
 
 def cached_teacher(config: RunConfig, run: RunDir, tokens: np.ndarray, block: int, device):
     """The run's cache of its teacher's top-k logits over the training split: made once, reused on resume."""
-    from genlab.datasets.teacher_cache import TeacherCache, build_teacher_cache
-
     folder = run.path / "teacher_cache"
     d = config.distill
     if (folder / "header.json").is_file() and TeacherCache(folder).matches(d.teacher, d.cache_topk, block):
@@ -264,8 +259,6 @@ class SequenceTask:
                 raise GenlabError("train.carry_state: not with distillation (the teacher reads each window afresh)")
             objective = distillation(config, model, forward, tokenizer.vocab_size, batches.block_size, device)
             if config.distill.cache_topk:  # the teacher once over the split, then from disk, on fixed windows
-                from genlab.datasets.teacher_cache import CachedWindows
-
                 cache = cached_teacher(config, run, train_tokens, batches.block_size, device)
                 batches = CachedWindows(train_tokens, cache, config.train.batch_size, config.train.seed)
         else:
@@ -415,8 +408,6 @@ class SequenceGenerator:
     def evaluate(self, data: str | None = None, samples: int = 8, sample_tokens: int = 200, seed: int = 0, progress: bool = True) -> dict:
         """Loss, bits per char/byte and perplexity on the held-out split (or on `data`),
         plus distinct-1/2 of `samples` generated texts."""
-        from genlab.metrics.text import distinct_n
-
         if data is None:
             tokens = TokenStore(self.run.data).split("val")
             where = "val split"
@@ -437,8 +428,6 @@ class SequenceGenerator:
         }
 
     def encode_corpus(self, data: str, progress: bool) -> np.ndarray:
-        from genlab.tasks import task_of
-
         source = task_of(self.config.task).source
         cfg = self.config.model_copy(update={"data": self.config.data.model_copy(update={"source": data, "include": [], "exclude": []})})
         sep = separator_ids(self.tokenizer, source) or []

@@ -19,6 +19,7 @@ from typing import Iterable, Protocol
 import numpy as np
 
 from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_text
 
 # kind -> "module:Class"; each class has `train(documents, config)` and `from_json(dict)`.
 KINDS: dict[str, str] = {
@@ -61,8 +62,6 @@ def train_tokenizer(kind: str, documents: Iterable, config) -> Tokenizer:
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: Path) -> None:
-    from genlab.core.files import atomic_write_text
-
     atomic_write_text(path, json.dumps(tokenizer.to_json(), ensure_ascii=False))
 
 

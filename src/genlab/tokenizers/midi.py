@@ -19,7 +19,9 @@ from typing import Iterable
 
 import numpy as np
 
+from genlab.core.config import MusicOptions
 from genlab.core.errors import GenlabError
+from genlab.datasets.midi import read_score
 
 # Tokenizations that produce one flat stream of ids (the multi-vocabulary ones, CPWord and Octuple, do not).
 TOKENIZATIONS = ("REMI", "MIDILike", "TSD", "Structured")
@@ -80,8 +82,6 @@ class MidiTokenizer:
     @classmethod
     def train(cls, documents: Iterable, options) -> "MidiTokenizer":
         """A tokenizer for `options` (genlab.core.config.MusicOptions); reads `documents` to find the usual first token."""
-        from genlab.core.config import MusicOptions
-
         if not isinstance(options, MusicOptions):
             raise GenlabError("tokenizer.kind: 'midi' tokenizes MIDI files; use it with `genlab train music`")
         settings = miditok_settings(options.use_programs, options.programs, options.use_velocities)
@@ -122,8 +122,6 @@ class MidiTokenizer:
 
     def encode(self, document) -> list[int]:
         """A MIDI path or a symusic Score -> token ids ([] when nothing is left after track selection)."""
-        from genlab.datasets.midi import read_score
-
         score = read_score(document) if isinstance(document, (str, Path)) else document
         score = self.prepare(score)
         if score.note_num() == 0:

@@ -16,6 +16,7 @@ from pathlib import Path
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write_text
 from genlab.core.runs import RunDir
+from genlab.media.plots import plot_losses
 
 # loss.png is redrawn at most this often during training (drawing costs ~0.25 s), and always at the end.
 PLOT_EVERY_SECONDS = 30.0
@@ -157,8 +158,6 @@ class RunLog:
 
     def plot(self, final: bool = False) -> None:
         if self.is_main and (final or time.perf_counter() - self.plotted >= PLOT_EVERY_SECONDS):
-            from genlab.media.plots import plot_losses
-
             plot_losses(self.run.read_metrics(), self.run.loss_plot)
             self.plotted = time.perf_counter()
 

@@ -10,6 +10,13 @@ import time
 
 import torch
 import torch.nn.functional as F
+from genlab.core.config import TrainConfig
+from genlab.core.generators import SamplingParams, UNFILTERED
+from genlab.export.hf import gpt2_twin
+from genlab.models.gpt import GPT, GPTConfig
+from genlab.sampling.engine import Engine, Request, decode
+from genlab.training.compiling import Compiled
+from genlab.training.schedule import make_optimizer
 
 VOCAB = 65  # Tiny Shakespeare's characters: the shapes nanoGPT's CPU config uses
 
@@ -29,11 +36,6 @@ def train_steps(cfg, batch: int, steps: int, dtype: str = "float32", compiled: b
     """A callable doing `steps` full GPT training steps as genlab's trainer takes them (forward, backward, clip,
     fused AdamW; the forward through torch.compile with `compiled`) on random tokens, the FLOPs one call does,
     and the model."""
-    from genlab.training.compiling import Compiled
-    from genlab.core.config import TrainConfig
-    from genlab.models.gpt import GPT
-    from genlab.training.schedule import make_optimizer
-
     torch.manual_seed(0)
     model = GPT(cfg, VOCAB)
     opt = make_optimizer(model, TrainConfig(lr=1e-3), torch.device("cpu"))
@@ -77,9 +79,6 @@ def training_mfu(shapes: dict, variants=((False, "float32"),), rounds: int = 5, 
 
 def genlab_decoder(model, batch: int, new_tokens: int, greedy: bool = False, use_cache: bool = True):
     """A run of genlab's step engine: `batch` rows of one prompt, `new_tokens` each (sampled at temperature 1, or greedy)."""
-    from genlab.core.generators import UNFILTERED, SamplingParams
-    from genlab.sampling.engine import Engine, Request, decode
-
     d = SamplingParams(max_new_tokens=new_tokens, **({"temperature": 0.0} if greedy else UNFILTERED))
     return lambda: decode(Engine(model, use_cache=use_cache), [Request([0], d, seed=i) for i in range(batch)])
 
@@ -87,10 +86,8 @@ def genlab_decoder(model, batch: int, new_tokens: int, greedy: bool = False, use
 def transformers_twin(model):
     """transformers' GPT-2 holding `model`'s weights (what `genlab export --format hf` writes); None without transformers."""
     try:
-        from genlab.export.hf import gpt2_twin
-
         hf = gpt2_twin(model)
-    except ImportError:
+    except ImportError:  # transformers is not installed
         return None
     hf.generation_config.pad_token_id = 0
     return hf
@@ -134,8 +131,6 @@ def decode_comparison(model, batches: tuple[int, ...], new_tokens: int, rounds: 
 
 def run(quick: bool = True) -> dict:
     """Measure and return the figures `genlab bench` prints."""
-    from genlab.models.gpt import GPT, GPTConfig
-
     load = os.getloadavg()[0]
     nano = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64)  # nanoGPT's CPU example: 4x128, context 64
     train = training_mfu({"gpt 4x128, context 64, batch 12 (nanoGPT's CPU config)": (nano, 12)},

@@ -23,12 +23,16 @@ import statistics
 import time
 from pathlib import Path
 
-from genlab.core.config import build_config, load_config
+from genlab.api import load, train
+from genlab.core.config import build_config, config_to_toml, load_config, validate_config
 from genlab.core.errors import GenlabError
+from genlab.core.files import atomic_write_json, atomic_write_text
 from genlab.core.folders import claim
-from genlab.media.plots import new_figure, save_figure
+from genlab.core.generators import UNFILTERED
 from genlab.core.runs import RunDir
-from genlab.core.files import atomic_write_json
+from genlab.datasets.token_store import TokenStore
+from genlab.media.plots import new_figure, save_figure
+from genlab.sampling.engine import decode
 
 COLUMNS = [  # (key, heading, format)
     ("name", "run", "{}"),
@@ -44,8 +48,6 @@ COLUMNS = [  # (key, heading, format)
 
 def train_configs(items: list[str], out: Path, data: str | None, max_time: float | None, sets: list[str], progress: bool) -> list[Path]:
     """Train (or resume) the run of each TOML config in `items` into out/<config stem>; run dirs pass through."""
-    from genlab.api import train
-
     runs = []
     for item in items:
         path = Path(item)
@@ -66,9 +68,6 @@ def train_configs(items: list[str], out: Path, data: str | None, max_time: float
 
 def family_configs(models: list[str], out: Path, task: str) -> list[Path]:
     """A TOML config per family name, with the family's defaults, written to out/configs/<family>.toml."""
-    from genlab.core.config import config_to_toml, validate_config
-    from genlab.core.files import atomic_write_text
-
     paths = []
     for family in models:
         config = validate_config({"task": task, "model": {"name": family}}, f"--models {family}")
@@ -105,11 +104,6 @@ def _split_signature(run: RunDir) -> dict:
 
 def measure(run_path: Path, device: str = "cpu", sample_tokens: int = 200, draws: int = 1) -> dict:
     """One row of the table for a finished sequence run; sampling speed is the best of `draws` draws at batch 1."""
-    from genlab.api import load
-    from genlab.datasets.token_store import TokenStore
-    from genlab.core.generators import UNFILTERED
-    from genlab.sampling.engine import decode
-
     run = RunDir(run_path).require()
     config = load_config(run.config)
     gen = load(run.path, device=device)
@@ -139,8 +133,6 @@ def measure(run_path: Path, device: str = "cpu", sample_tokens: int = 200, draws
 
 def measure_images(run_path: Path, device: str = "cpu", n: int = IMAGE_SAMPLES) -> dict:
     """One row of the table for a finished image run."""
-    from genlab.api import load
-
     run = RunDir(run_path).require()
     config = load_config(run.config)
     gen = load(run.path, device=device)

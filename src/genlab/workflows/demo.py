@@ -10,7 +10,16 @@ import textwrap
 import time
 from pathlib import Path
 
+from genlab.api import train
 from genlab.core.config import validate_config
+from genlab.core.files import atomic_write_json
+from genlab.core.folders import claim
+from genlab.datasets import resolve_source
+from genlab.datasets.token_store import TokenStore
+from genlab.media.audio import write_music
+from genlab.media.grids import make_grid, save_png
+from genlab.tasks.image import GRID_SEED
+from genlab.tasks.music import chorale_opening, seconds_of
 from genlab.workflows.report import Media, Section, run_section, write_page
 
 
@@ -60,8 +69,6 @@ def train_until_learned(tree: dict, clock: PartClock, reserve: float, progress: 
     """Train on from the warm-up step; where `learned(results)` says the model has not learned yet (a slow or
     busy machine made few steps), an unbounded demo trains once more as long, saying why (the page should
     show learning), and a bounded one says that its budget was short."""
-    from genlab.api import train
-
     seconds = clock.training_seconds(reserve)
     tree["train"] |= {"max_steps": 100_000, "max_time": seconds}
     run = train(validate_config(tree), progress=progress, continuing=True)
@@ -84,9 +91,6 @@ def _show(title: str, text: str) -> None:
 
 def demo_text(out_root: Path, clock: PartClock, progress: bool = True) -> Section:
     """A small character-level LSTM on the standard library's docstrings (python-docs)."""
-    from genlab.api import train
-    from genlab.datasets import resolve_source
-
     print("== text: a small LSTM learns to write Python docstrings (python-docs, offline) ==")
     clock.set_up_once(lambda: resolve_source("python-docs", progress), "building the python-docs corpus")
     tree = {
@@ -127,8 +131,6 @@ def unigram_bits(run_path: Path) -> float:
     """Bits per char of the val split under its own character frequencies: what a model that ignores context reaches."""
     import numpy as np
 
-    from genlab.datasets.token_store import TokenStore
-
     counts = np.bincount(TokenStore(Path(run_path) / "data").split("val"))
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log2(p)).sum())
@@ -136,10 +138,6 @@ def unigram_bits(run_path: Path) -> float:
 
 def demo_image(out_root: Path, clock: PartClock, progress: bool = True) -> Section:
     """A small class-conditional diffusion model on `digits` (8x8, offline): grids and FID before and after."""
-    from genlab.api import train
-    from genlab.media.grids import make_grid, save_png
-    from genlab.tasks.image import GRID_SEED
-
     print("== image: a small diffusion U-Net learns handwritten digits (digits, 8x8, offline) ==")
     folder = Path(out_root) / "image"
     tree = {
@@ -181,11 +179,6 @@ def demo_image(out_root: Path, clock: PartClock, progress: bool = True) -> Secti
 
 def demo_music(out_root: Path, clock: PartClock, progress: bool = True) -> Section:
     """A small GPT learns Bach chorales (offline), then continues a chorale opening for ~12 s."""
-    from genlab.api import train
-    from genlab.media.audio import write_music
-    from genlab.datasets import resolve_source
-    from genlab.tasks.music import chorale_opening, seconds_of
-
     print("== music: a small GPT learns Bach chorales and continues an opening (bach, offline) ==")
     tree = {
         "task": "music",
@@ -265,8 +258,6 @@ def run_demo(out_root: Path, parts: list[str], seconds: float | None = None, pro
     """Run the parts; returns the page that shows them (OUT/index.html). `seconds`: each part's whole wall
     time (PartClock; None: DEFAULT_SECONDS of training each, more where it has not learned). With `pictures`,
     also writes the README's pictures there (`genlab demo --pictures docs/img`)."""
-    from genlab.core.folders import claim
-
     claim(out_root, "demo")  # a genlab folder; each part resumes (or replaces) its runs inside it
     started = time.perf_counter()
     sections = {}
@@ -285,7 +276,6 @@ def run_demo(out_root: Path, parts: list[str], seconds: float | None = None, pro
     page = write_page(Path(out_root) / "index.html", "genlab demo: small models, trained here, offline",
                       f"{', '.join(parts)}: {per_part}; {time.perf_counter() - started:.0f} s in all",
                       list(sections.values()))
-    from genlab.core.files import atomic_write_json
 
     atomic_write_json(Path(out_root) / "summary.json", {"seconds_per_part": seconds or DEFAULT_SECONDS, "bounded": seconds is not None, "wall_seconds": round(time.perf_counter() - started, 1),
                                                         **{name: section.figures for name, section in sections.items()}})

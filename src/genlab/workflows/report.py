@@ -14,8 +14,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from genlab.core.config import load_config
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write_text
+from genlab.core.runs import RunDir
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 24px auto; padding: 0 16px; color: #222; }
@@ -101,9 +103,6 @@ def write_page(dest: Path, title: str, subtitle: str, sections: list[Section]) -
 
 def run_section(run_path: Path, title: str | None = None, max_strip: int = 12) -> Section:
     """What a run folder holds, as one page section: facts, figures, loss curve, samples per eval."""
-    from genlab.core.config import load_config
-    from genlab.core.runs import RunDir
-
     run = RunDir(run_path).require()
     config = load_config(run.config)
     rows = run.read_metrics()
