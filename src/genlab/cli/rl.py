@@ -37,6 +37,7 @@ def rl(
     """Reinforcement learning. `genlab rl RUN --reward NAME --out NEW`: REINFORCE fine-tuning of a text or code run
     with a KL penalty to where it started. `genlab rl cartpole [--algo dqn]`: Q-learning on Gymnasium's CartPole-v1,
     with a table or a network, a reward curve, 100 greedy episodes and a GIF of one."""
+    # Long because typer declares each option in the signature; the body only dispatches.
     use_threads(threads)
     import sys
 

@@ -106,6 +106,7 @@ def distill(
     threads: str = threads_option(),
 ) -> None:
     """Train a student run from a teacher run's soft targets (knowledge distillation), optionally with a critic."""
+    # Long because typer declares each option in the signature; the body only builds the config.
     from genlab.core.config import build_config, load_config
     from genlab.core.runs import RunDir
 

@@ -39,6 +39,7 @@ def dataset_name(source: str) -> str:
 
 
 def model_card(config: RunConfig, results: dict, name: str, parameters: int | None = None, export: dict | None = None) -> str:
+    # Long because most of it is the card's one template, read top to bottom as the card reads.
     spec = family_of(config)
     data = dataset_name(config.data.source)
     scores = figures(results)

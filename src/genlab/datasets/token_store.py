@@ -67,6 +67,7 @@ class TokenStore:
         `tail` cuts the token sequence in order: train, then val, then test (val is the end of the corpus
         when there is no test split, as nanoGPT and char-rnn split).
         """
+        # Long on purpose: one streaming pass (encode, split by chunks, write) whose state must not be split up.
         dtype = token_dtype(vocab_size)
         with replacing(dest, "token-store") as tmp:
             flat_path = tmp / "all.bin"

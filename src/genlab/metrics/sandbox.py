@@ -305,6 +305,7 @@ def scrubbed_env(home: Path) -> dict[str, str]:
 
 def run_python(source: str, limits: Limits = Limits(), python: str | None = None) -> Outcome:
     """Run `source` as a Python program in the sandbox; `passed` when its last line ran without an exception."""
+    # Long on purpose: the isolation steps in the order they must happen, each beside its reason.
     python = python or sys.executable
     prefix = namespace_command() if limits.isolation else []
     if prefix is None:

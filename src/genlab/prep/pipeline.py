@@ -366,6 +366,7 @@ def write_splits(inp: Input, work: Path, schema: Schema, stats: dict, assignment
 
 
 def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) -> dict:
+    # Long on purpose: the pipeline's stages in order, each a call, so the whole flow reads in one place.
     inp = Input(source, fmt, recipe.chunk_rows, progress)
     images = fmt.name == "images"
     if recipe.cleaner and not recipe.text_col:

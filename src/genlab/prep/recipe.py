@@ -95,6 +95,7 @@ class Recipe(BaseModel):
         chunk_rows: int = 50_000,
     ) -> Recipe:
         """Parse and check the options (the CLI flags of the same names; see docs/prep.md)."""
+        # Long because its signature lists every option of `genlab data prepare`; the checks are a few lines.
         if format not in OUTPUT_FORMATS:
             raise GenlabError(f"--format {format}: choose from {', '.join(OUTPUT_FORMATS)}")
         if norm_method not in NORM_METHODS:

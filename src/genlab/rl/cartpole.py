@@ -173,6 +173,7 @@ def train_table(cfg: CartPoleConfig, progress: bool = True, stop=None) -> tuple[
 
 
 def train_dqn(cfg: CartPoleConfig, progress: bool = True, stop=None):
+    # Long on purpose: the DQN loop (act, store, learn, sync the target, check) in one place.
     import torch
     import torch.nn.functional as F
 
@@ -273,6 +274,7 @@ def cartpole(cfg: CartPoleConfig, out: Path, progress: bool = True, eval_episode
     episodes and record one greedy episode as a GIF. Returns the summary also written to out/summary.json.
     Ctrl-C or SIGTERM ends training at the episode's end: what was learned is saved and summarized all the
     same (over 10 greedy episodes), then Interrupted says so."""
+    # Long on purpose: train, save, plot, evaluate and record, in the order a user reads the results.
     if cfg.algo not in ("q-learning", "dqn"):
         raise GenlabError(f"--algo: {cfg.algo!r} is not q-learning or dqn")
     out = Path(out)

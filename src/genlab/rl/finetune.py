@@ -36,6 +36,7 @@ from genlab.media.plots import new_figure, save_figure
 from genlab.rl.rewards import load_reward
 from genlab.sampling.engine import Request, decode
 from genlab.training.runlog import RunLog
+from genlab.tasks.sequence import SequenceGenerator
 
 
 class RLConfig(Section):
@@ -96,9 +97,10 @@ def reinforce(start: Path | str, out: Path | str, cfg: RLConfig, device: str = "
     Its own loop, not the Trainer's: a step is rollouts drawn by the step engine, scored by a reward, then one
     policy-gradient update against a frozen reference; there is no batch iterator to checkpoint or val split to
     score. It records through the Trainer's run log (metrics.jsonl, trackers) and writes safetensors weights."""
+    # Long on purpose: one REINFORCE loop (draw, score, update, log) read top to bottom.
     start, out = Path(start), Path(out)
     gen = load(start, device=device)
-    if not hasattr(gen, "engine") or gen.modality not in ("text", "code"):
+    if not isinstance(gen, SequenceGenerator) or gen.modality not in ("text", "code"):  # not a remote: model
         raise GenlabError(f"{start}: genlab rl fine-tunes text and code runs")
     reward = load_reward(cfg.reward)
     policy, device = gen.model, gen.device

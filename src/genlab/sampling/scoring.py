@@ -29,7 +29,7 @@ def prompt_logprobs(model, ids: list[int], top: int, device, max_elements: int =
     """Each token's log-probability (and its `top` likeliest alternatives); the first token has none.
     Past the context window each token sees the window before it: those windows go through the model
     as batches of one forward each, sized so a batch's logits stay under `max_elements` numbers."""
-    limit = getattr(model, "max_context", None) or len(ids)
+    limit = model.max_context or len(ids)
     out = [TokenLogprob(ids[0], None, [])]
     with torch.inference_mode():
         head = ids[:limit]

@@ -65,6 +65,7 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
     """A FastAPI app serving `models` (name -> Generator from genlab.load); `web_folders` (name -> a `--format web`
     export of that model) are served under /web/NAME/ for the playground's in-browser run. Requests must name
     this server in their Host header (localhost, `bound_host` or one of `allow_hosts`; '*' allows any)."""
+    # Long on purpose: every middleware, error handler and route in the order a request meets them.
     metrics = Metrics()
     web_folders = web_folders or {}
     registry = Registry(models, metrics, max_batch, max_queue, constraint_timeout, constraint_memory_mb, web_folders)

@@ -121,7 +121,7 @@ def evaluate_conditioned(model, tokens: np.ndarray, labels: np.ndarray, block_si
                          max_batches: int | None) -> dict:
     """Mean loss (nats/sample) over `tokens`, each window conditioned on its samples' commonest class."""
     nats, count = 0.0, 0
-    context = getattr(model, "eval_context", 0)
+    context = getattr(model, "eval_context", 0)  # optional in the sequence protocol: WaveNet's receptive field
     model.eval()
     with torch.no_grad():
         for (x, y), (c, _) in zip(eval_windows(tokens, block_size, batch_size, max_batches, context),

@@ -124,6 +124,7 @@ def finetune(name_or_path: str, config: RunConfig, block_size: int = 256, lora_r
     with genlab's metrics.jsonl, loss.png and results.json in OUT/training/.
     Written atomically: until it finishes, OUT is left as it was.
     """
+    # Long on purpose: load, adapt (LoRA), build data, train, save and clean up, in order.
     out = Path(config.out)
     # Claimed without emptying: an earlier model stays in place until the new one is swapped in.
     if claim(out, "hf-model", inputs=[config.data.source, name_or_path.removeprefix("hf:")]) and not overwrite:

@@ -181,6 +181,7 @@ class ImageTask:
         return build_model(config, store)
 
     def training(self, config: RunConfig, run: RunDir, store: ImageStore, model: torch.nn.Module, device: torch.device) -> Training:
+        # Long because its hooks (evaluate, write_samples) are closures over the run's state, kept together.
         opts = config.data.image
         batches = ImageBatches(store, store.indices("train"), config.train.batch_size, config.train.seed, tuple(opts.pixel_range), opts.use_labels)
         objective = build_objective(config, model)

@@ -308,7 +308,7 @@ class MusicGenerator(SequenceGenerator):
             tokens, chunk, where = store.split("val"), store.header["chunk"], "val split"
         else:
             tokens, chunk, where = self.encode_corpus(data, progress), None, data
-        block = getattr(self.model, "max_context", None) or self.config.model.block_size
+        block = self.model.max_context or self.config.model.block_size
         loss = evaluate_tokens(self.model, tokens, self.tokenizer.unit_lengths(), block, self.device)
         real = self.heldout_pieces(tokens, samples, sample_tokens, chunk)
         generated = self.generate(max_new_tokens=sample_tokens, n=samples, seed=seed)

@@ -179,6 +179,7 @@ def evaluate_tokens(model, tokens: np.ndarray, unit_lengths: np.ndarray, block_s
     lengths = torch.from_numpy(np.asarray(unit_lengths, dtype=np.int64))
     model.eval()
     with torch.no_grad():
+        # eval_context is optional in the sequence protocol: a receptive field's history (WaveNet)
         for x, y in eval_windows(tokens, block_size, batch_size, max_batches, getattr(model, "eval_context", 0)):
             losses = token_losses(model(x.to(device)), y.to(device)).cpu()
             valid = y.reshape(-1) >= 0
@@ -414,7 +415,7 @@ class SequenceGenerator:
         else:
             tokens = self.encode_corpus(data, progress)
             where = data
-        block = getattr(self.model, "max_context", None) or self.config.model.block_size
+        block = self.model.max_context or self.config.model.block_size
         r = evaluate_tokens(self.model, tokens, self.tokenizer.unit_lengths(), block, self.device)
         texts = [s.text for s in self.generate(max_new_tokens=sample_tokens, n=samples, seed=seed)]
         return {
