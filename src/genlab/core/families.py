@@ -11,12 +11,11 @@ Other packages add families without changing genlab: an entry point in the group
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.metadata import entry_points
 
 from genlab.core.errors import GenlabError
+from genlab.core.plugins import entries, load_entry
 
 ENTRY_POINTS = "genlab.families"
 
@@ -76,10 +75,7 @@ BUILTIN: dict[str, str] = {
 @cache
 def registry() -> dict[str, str]:
     """Every family name -> where its spec lives: genlab's own, then those of installed plugins."""
-    found = dict(BUILTIN)
-    for ep in entry_points(group=ENTRY_POINTS):
-        found.setdefault(ep.name, ep.value)
-    return found
+    return entries(BUILTIN, ENTRY_POINTS)
 
 
 @cache
@@ -88,13 +84,7 @@ def family(name: str) -> Family:
     where = registry().get(name)
     if where is None:
         raise GenlabError(f"model: unknown family {name!r} (known: {', '.join(registry())})")
-    module, attribute = where.split(":")
-    try:
-        spec = getattr(importlib.import_module(module), attribute)
-    except ModuleNotFoundError as e:
-        if e.name == module:
-            raise GenlabError(f"model: family {name!r} is registered by {module!r}, which is not installed") from None
-        raise
+    spec = load_entry(where, "model", name)
     if not isinstance(spec, Family) or spec.name != name:
         raise GenlabError(f"model: {where} is not the Family spec of {name!r}")
     return spec

@@ -10,11 +10,10 @@ package's own module imports nothing heavy, so the config can check a task's nam
 
 from __future__ import annotations
 
-import importlib
 from functools import cache
-from importlib.metadata import entry_points
 
 from genlab.core.errors import GenlabError
+from genlab.core.plugins import entries, load_entry
 
 ENTRY_POINTS = "genlab.tasks"
 
@@ -31,10 +30,7 @@ BUILTIN: dict[str, str] = {
 @cache
 def registry() -> dict[str, str]:
     """Every task name -> the module holding its TASK: genlab's own, then those of installed plugins."""
-    found = dict(BUILTIN)
-    for ep in entry_points(group=ENTRY_POINTS):
-        found.setdefault(ep.name, ep.value)
-    return found
+    return entries(BUILTIN, ENTRY_POINTS)
 
 
 def task_names() -> list[str]:
@@ -46,9 +42,7 @@ def task_of(task: str):
     module = registry().get(task)
     if module is None:
         raise GenlabError(f"task: unknown task {task!r} (known: {', '.join(registry())})")
-    try:
-        return importlib.import_module(module).TASK
-    except ModuleNotFoundError as e:
-        if e.name == module:
-            raise GenlabError(f"task {task!r} is registered by {module!r}, which is not installed") from None
-        raise
+    found = load_entry(module, "task", task)
+    if getattr(found, "TASK", None) is None:
+        raise GenlabError(f"task: {module!r} registers task {task!r} but holds no TASK")
+    return found.TASK
