@@ -92,3 +92,19 @@ def test_distill_from_a_remote_teacher_trains_on_its_samples(served, cli, monkey
     assert KEY not in written and "MY_KEY" not in written
     r = cli("distill", "--teacher", remote, "--out", tmp_path / "x", "--alpha", "0.5")
     assert r.returncode == 1 and "a remote teacher gives samples, not logits" in r.stderr
+
+
+def test_compare_measures_a_remote_model_beside_the_run_it_serves(served, cli, monkeypatch, tmp_path):
+    """The remote row is scored through the server's prompt logprobs on the runs' own val text: serving the same
+    run, it must find the run's own bits per char (up to the few tokens that open each scored piece)."""
+    root, remote = served
+    monkeypatch.setenv("GENLAB_REMOTE_KEY_ENV", "MY_KEY")
+    monkeypatch.setenv("MY_KEY", KEY)
+    r = cli("compare", root / "poet", remote, "--out", tmp_path / "cmp", "--quiet")
+    assert r.returncode == 0, r.stderr
+    local, far = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert far["family"] == "remote" and far["scored_chars"] > 500 and far["sample_tokens_per_s"] > 0
+    assert abs(far["val_bits_per_unit"] - local["val_bits_per_unit"]) < 0.05 * local["val_bits_per_unit"], (far, local)
+    assert KEY not in (tmp_path / "cmp" / "compare.json").read_text() + r.stdout + r.stderr
+    r = cli("compare", remote, "--out", tmp_path / "alone")
+    assert r.returncode == 1 and "give a run too" in r.stderr and not (tmp_path / "alone").exists()

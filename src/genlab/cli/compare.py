@@ -18,7 +18,7 @@ from genlab.cli.train import trackers
 
 @app.command()
 def compare(
-    items: list[str] = typer.Argument(None, help="Run directories to read, or TOML run configs to train first (e.g. recipes/tinyshakespeare-*.toml)."),
+    items: list[str] = typer.Argument(None, help="Run directories to read, TOML run configs to train first (e.g. recipes/tinyshakespeare-*.toml), or remote:URL#MODEL endpoints to measure beside them."),
     models: Optional[str] = typer.Option(None, "--models", help="Also train these families with their defaults, comma-separated: lstm,gru,fnet,gpt,ngram (or with --task image: dcgan,stylegan,pixelcnn,...)."),
     task: str = typer.Option("text", "--task", help="Task of the --models runs: text, code, music or image."),
     data: Optional[str] = typer.Option(None, "--data", help="Train every config on this file, folder or dataset (the same for all)."),
@@ -43,4 +43,10 @@ def compare(
               "(--out NEW keeps both)", file=sys.stderr)
     rows = run_compare(items or [], out, family_list, task, data, max_time, set_, device, progress=not quiet, n=n)
     print(format_table(rows))
+    for row in rows:
+        if "scored_chars" in row:
+            print(f"{row['name']}: bits per {row['unit']} of the first {row['scored_chars']:,} characters of the val split "
+                  "(its prompt logprobs), and decoding as a client sees it")
+        if "note" in row:
+            print(f"{row['name']}: {row['note']}", file=sys.stderr)
     print(f"wrote {out / 'compare.json'} and {out / ('fid.png' if rows and 'fid' in rows[0] else 'val_loss.png')}")

@@ -12,7 +12,9 @@ Only what the caller sets is sent: a remote model samples with its server's own 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import time
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
@@ -27,6 +29,7 @@ from genlab.tasks.code import CodeGenerator, PYTHON_STOPS
 PREFIX = "remote:"
 RETRIES = 5
 TIMEOUT = 120.0
+SCORE_PIECE_CHARS = 2_000  # a prompt scored in one request: well under any server's prompt limit
 TEACHER_BATCH = 8  # samples per request when a remote teacher writes a student's corpus
 # SamplingParams field -> the request field of OpenAI's completions API (genlab's own server takes the extensions).
 REQUEST_FIELDS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p",
@@ -116,6 +119,36 @@ class RemoteGenerator(CodeGenerator):
     def complete_function(self, signature_and_docstring: str, n: int = 1, seed: int | None = None, **params) -> list[str]:
         # OpenAI's API takes at most 4 stop strings: the first four of Python's (the body is cut at its end anyway).
         return super().complete_function(signature_and_docstring, n, seed, stop=list(PYTHON_STOPS)[:4], **params)
+
+    def bits_per_char(self, text: str, piece_chars: int = SCORE_PIECE_CHARS) -> dict:
+        """Bits per character (and per UTF-8 byte) of `text` under the remote model, from its prompt's token logprobs (`echo` with
+        `logprobs`, as genlab serve, vLLM and OpenAI's legacy completions give them), in pieces of at most
+        `piece_chars` characters; a piece's first token has no logprob and is left out of both sums."""
+        nats, chars, size = 0.0, 0, 0
+        for start in range(0, len(text), piece_chars):
+            piece = text[start: start + piece_chars]
+            answer = self._call({"model": self.name, "prompt": piece, "max_tokens": 0, "echo": True, "logprobs": 0})
+            scored = answer.choices[0].logprobs if answer.choices else None
+            if scored is None or not scored.token_logprobs:
+                raise GenlabError(f"{PREFIX}{self.url}#{self.name}: the server gives no prompt logprobs (echo with "
+                                  "logprobs), so its loss cannot be measured")
+            for token, value in zip(scored.tokens, scored.token_logprobs):
+                if value is not None:
+                    nats -= value
+                    chars += len(token)
+                    size += len(token.encode("utf-8", "surrogatepass"))
+        bits = nats / math.log(2)
+        return {"bits_per_char": bits / max(chars, 1), "bits_per_byte": bits / max(size, 1), "scored_chars": chars}
+
+    def decoding_rate(self, max_new_tokens: int = 200, seed: int = 0) -> float:
+        """Tokens per second of one completion from an empty prompt, at the model's own distribution, as the
+        client sees it (the network and the server's queue included)."""
+        request = self._request("", 1, seed, [], {"max_new_tokens": max_new_tokens, "temperature": 1.0, "top_p": 1.0})
+        start = time.perf_counter()
+        answer = self._call(request)
+        seconds = time.perf_counter() - start
+        tokens = answer.usage.completion_tokens if answer.usage else 0
+        return tokens / seconds
 
     def evaluate(self, data: str | None = None, **options) -> dict:
         raise GenlabError(f"{PREFIX}{self.url}#{self.name}: a remote model has no held-out split here; "

@@ -33,6 +33,7 @@ from genlab.core.runs import RunDir
 from genlab.datasets.token_store import TokenStore
 from genlab.media.plots import new_figure, save_figure
 from genlab.sampling.engine import decode
+from genlab.tasks.remote import PREFIX as REMOTE, RemoteGenerator, parse_remote
 
 COLUMNS = [  # (key, heading, format)
     ("name", "run", "{}"),
@@ -89,6 +90,7 @@ IMAGE_COLUMNS = [
     ("sampling_images_per_s", "sample img/s", "{:,.1f}"),
     ("wall_s", "train wall s", "{:.1f}"),
 ]
+REMOTE_VAL_CHARS = 8_000  # of the val split, scored through a remote model's prompt logprobs
 IMAGE_SAMPLES = 256  # generated images per FID in an image comparison: the same for every run, or FIDs differ by n
 
 
@@ -129,6 +131,25 @@ def measure(run_path: Path, device: str = "cpu", sample_tokens: int = 200, draws
         "wall_s": max((row.get("elapsed", 0.0) for row in rows), default=0.0),
         "curve": [(row["elapsed"], row["val_loss"]) for row in rows if "val_loss" in row and "elapsed" in row],
     }
+
+
+def measure_remote(spec: str, val_text: str, unit: str) -> dict:
+    """One row for `remote:URL#MODEL`: bits per character (or byte, as the runs count) of the first REMOTE_VAL_CHARS characters of the local
+    runs' val split (per token its loss would not compare: the tokenizer is not theirs) and its decoding speed
+    as a client sees it. A server that gives no prompt logprobs gets its speed alone, and a note saying why."""
+    gen = RemoteGenerator(spec)
+    row = {"name": spec, "path": spec, "family": "remote", "params": None, "val_loss": None, "val_bits_per_unit": None,
+           "unit": "char", "train_tokens_per_s": None, "wall_s": None, "curve": []}
+    try:
+        scored = gen.bits_per_char(val_text[:REMOTE_VAL_CHARS])
+    except GenlabError as e:
+        row["note"] = str(e)
+    else:
+        row |= {"val_bits_per_char": scored["bits_per_char"], "scored_chars": scored["scored_chars"]}
+        if unit in ("char", "byte"):  # the local runs' own unit: the same column
+            row["val_bits_per_unit"], row["unit"] = scored[f"bits_per_{unit}"], unit
+    row["sample_tokens_per_s"] = gen.decoding_rate()
+    return row
 
 
 def measure_images(run_path: Path, device: str = "cpu", n: int = IMAGE_SAMPLES) -> dict:
@@ -176,6 +197,8 @@ def plot_curves(rows: list[dict], dest: Path) -> None:
     fig, ax = new_figure(7, 4.5)
     for row in rows:
         label = f"{row['name']} ({row['family']})"
+        if row["val_loss"] is None:  # a remote model: no training curve, and its loss per token would not compare
+            continue
         if len(row["curve"]) > 1:
             xs, ys = zip(*row["curve"])
             ax.plot(xs, ys, marker="o", markersize=3, label=label)
@@ -205,6 +228,12 @@ def compare(
     out = Path(out)
     if not items and not models:
         raise GenlabError("compare: give run directories, TOML configs or --models")
+    remotes = [item for item in items if str(item).startswith(REMOTE)]
+    items = [item for item in items if not str(item).startswith(REMOTE)]
+    for spec in remotes:
+        parse_remote(spec)  # a malformed one is refused before anything trains
+    if remotes and not (items or models):
+        raise GenlabError("compare: a remote model is measured on the val split of the runs beside it; give a run too")
     claim(out, "compare", inputs=[data])  # its sub-runs are resumed, its table and plot replaced
     items = list(items) + [str(p) for p in family_configs(models or [], out, task)]
     runs = train_configs(items, out, data, max_time, sets or [], progress)
@@ -217,11 +246,16 @@ def compare(
     if "image" in tasks and len(tasks) > 1:
         raise GenlabError("compare: image runs and sequence runs measure different things; compare them apart")
     if "image" in tasks:
+        if remotes:
+            raise GenlabError("compare: remote models are text models; compare them with text runs")
         rows = [measure_images(r, device, n) for r in runs]
         atomic_write_json(out / "compare.json", rows)
         plot_fid(rows, out / "fid.png")
         return rows
     rows = [measure(r, device) for r in runs]
+    if remotes:
+        val_text = load(runs[0], device="cpu").tokenizer.decode(TokenStore(RunDir(runs[0]).data).split("val")[:REMOTE_VAL_CHARS].tolist())
+        rows += [measure_remote(spec, val_text, rows[0]["unit"]) for spec in remotes]
     atomic_write_json(out / "compare.json", rows)
     plot_curves(rows, out / "val_loss.png")
     return rows
