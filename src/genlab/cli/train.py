@@ -82,8 +82,9 @@ def train_and_report(cfg, threads: str, quiet: bool, overwrite: bool):
 
 @app.command(no_args_is_help=True)
 def distill(
-    teacher: str = typer.Option(..., "--teacher", help="The teacher: a finished text, code or music run, hf:PATH (a local Hugging Face causal LM), or remote:URL#MODEL (an OpenAI-compatible endpoint: the student learns from its samples)."),
+    teacher: str = typer.Option(..., "--teacher", help="The teacher: a finished text, code or music run, hf:PATH (a local Hugging Face causal LM), or remote:URL#MODEL (an OpenAI-compatible endpoint: the student learns from its samples, and from its top_logprobs where its tokens are the student's)."),
     teacher_samples: int = typer.Option(200, "--teacher-samples", help="remote: teachers: how many samples the student learns from."),
+    teacher_logprobs: int = typer.Option(5, "--teacher-logprobs", help="remote: teachers: alternatives per token asked as soft targets (0-5; 0: its samples alone)."),
     out: str = typer.Option(..., "--out", help="The student's run directory (a normal run: sample, eval, serve work on it)."),
     model: Optional[str] = typer.Option(None, "--model", help="The student's family: gpt, lstm, gru, rnn, fnet (any; it need not be the teacher's)."),
     data: Optional[str] = typer.Option(None, "--data", help="Training data (default: the teacher's)."),
@@ -114,19 +115,26 @@ def distill(
 
     options = {k: v for k, v in (("alpha", alpha), ("temperature", temperature), ("adv_weight", adv_weight),
                                  ("cache_topk", cache_topk)) if v is not None}
-    if teacher.startswith("remote:"):  # sequence-level distillation: the student trains on the teacher's samples
+    if teacher.startswith("remote:"):  # the student trains on the teacher's samples, and on its top_logprobs
         from genlab.datasets.named import cache_dir
         from genlab.core.errors import check_range
-        from genlab.tasks.remote import teacher_corpus
+        from genlab.tasks.remote import soft_targets_offered, teacher_corpus
 
         check_range("--teacher-samples", teacher_samples, 1, 1_000_000)
+        check_range("--teacher-logprobs", teacher_logprobs, 0, 5)
         if data is not None:
             raise GenlabError("--data: a remote teacher's student learns from the teacher's samples, not from other data")
-        if options:
-            raise GenlabError(f"--{next(iter(options)).replace('_', '-')}: a remote teacher gives samples, not logits; "
-                              "its student learns from them as from data")
+        for flag in ("cache_topk", "adv_weight"):
+            if flag in options:
+                raise GenlabError(f"--{flag.replace('_', '-')}: not with a remote teacher (its soft targets are its "
+                                  "top_logprobs: --teacher-logprobs)")
         corpus = teacher_corpus(teacher, teacher_samples, 256, seed or 0, cache_dir(), progress=not quiet)
         base = {"task": "text", "data": {"source": str(corpus)}}
+        if teacher_logprobs and soft_targets_offered(teacher, corpus, teacher_logprobs):
+            base["distill"] = {"teacher": teacher, "cache_topk": teacher_logprobs + 1, **options}
+        elif options:
+            raise GenlabError(f"--{next(iter(options)).replace('_', '-')}: this remote teacher gives samples, not "
+                              "soft targets; its student learns from them as from data")
         data = None
     elif teacher.startswith("hf:"):  # a local Hugging Face causal LM: text (or code) of the user's choosing
         if data is None:

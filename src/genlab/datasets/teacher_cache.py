@@ -23,6 +23,9 @@ from genlab.core.folders import replacing
 from genlab.core.progress import progress_bar
 from genlab.core.runs import read_header
 from genlab.datasets.batches import SeededBatches
+from genlab.sampling.endpoint import Endpoint
+
+REMOTE_BATCH = 8  # windows scored per request of a remote teacher
 
 
 def build_teacher_cache(dest: Path, teacher, tokens: np.ndarray, block: int, k: int, device, teacher_name: str,
@@ -47,6 +50,40 @@ def build_teacher_cache(dest: Path, teacher, tokens: np.ndarray, block: int, k: 
         indices.flush()
         atomic_write_json(tmp / "header.json", {"teacher": teacher_name, "k": k, "block": block, "windows": windows,
                                                 "vocab": teacher.vocab_size})
+
+
+def build_remote_teacher_cache(dest: Path, endpoint: Endpoint, tokens: np.ndarray, block: int, k: int, tokenizer,
+                               progress: bool = True) -> None:
+    """The same cache from a remote teacher's prompt logprobs (`remote:URL#MODEL`): window w's tokens and the one
+    after it are scored as a prompt (`echo` with `logprobs`), and token j's alternatives become the soft targets
+    of position j - 1, the one that predicts it. The teacher's tokens must be the student's (a character run
+    served by genlab, say); the drawn token joins its alternatives, so k is at most the server's logprobs + 1,
+    and slots a position lacks hold -inf (no probability)."""
+    windows = (len(tokens) - 1) // block
+    if windows < 1:
+        raise GenlabError(f"distill.cache_topk: the training split is shorter than one {block}-token window")
+    with replacing(dest, "teacher-cache") as tmp:
+        values = np.lib.format.open_memmap(tmp / "values.npy", mode="w+", dtype=np.float16, shape=(windows * block, k))
+        indices = np.lib.format.open_memmap(tmp / "indices.npy", mode="w+", dtype=np.int32, shape=(windows * block, k))
+        values[:], indices[:] = -np.inf, 0
+        for first in progress_bar(range(0, windows, REMOTE_BATCH), desc=f"scoring with the teacher {endpoint.name}",
+                                  unit="batch", enabled=progress):
+            rows = range(first, min(first + REMOTE_BATCH, windows))
+            ids = [np.asarray(tokens[w * block: (w + 1) * block + 1]).tolist() for w in rows]
+            for w, row_ids, scored in zip(rows, ids, endpoint.prompt_logprobs([tokenizer.decode(i) for i in ids], k - 1)):
+                if [tokenizer.encode(t) for t in scored.tokens] != [[i] for i in row_ids]:
+                    raise GenlabError(f"{endpoint.spec}: the teacher's tokens are not the student's, so its top_logprobs "
+                                      "cannot be soft targets; --teacher-logprobs 0 distils from its samples alone")
+                for j in range(1, len(row_ids)):
+                    options = dict(scored.top_logprobs[j] or {})
+                    options[scored.tokens[j]] = scored.token_logprobs[j]  # the drawn token, always among them
+                    best = sorted(options.items(), key=lambda kv: -kv[1])[:k]
+                    values[w * block + j - 1, : len(best)] = [v for _, v in best]
+                    indices[w * block + j - 1, : len(best)] = [tokenizer.encode(t)[0] for t, _ in best]
+        values.flush()
+        indices.flush()
+        atomic_write_json(tmp / "header.json", {"teacher": endpoint.spec, "k": k, "block": block, "windows": windows,
+                                                "vocab": tokenizer.vocab_size})
 
 
 class TeacherCache:

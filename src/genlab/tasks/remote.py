@@ -1,10 +1,9 @@
 """`remote:URL#MODEL`: a model behind any OpenAI-compatible endpoint, as a sequence generator.
 
-`genlab sample remote:http://127.0.0.1:8000/v1#poet` and `genlab eval-code remote:...` use it like a run (URL is the
-base URL the openai client takes; MODEL the name the server serves). The key is read from the environment variable
-that GENLAB_REMOTE_KEY_ENV names (OPENAI_API_KEY when it names none); it is never printed or written anywhere.
-Requests are retried with exponential backoff on 429 and 5xx (honouring Retry-After: the openai client's own
-retries), time out after `timeout` seconds, and go one at a time.
+`genlab sample remote:http://127.0.0.1:8000/v1#poet`, `genlab eval-code remote:...` and `genlab compare` use it like
+a run (URL is the base URL the openai client takes; MODEL the name the server serves); `genlab distill --teacher
+remote:...` learns from its samples and, where its tokens are the student's, from its top_logprobs. How it is
+called (key, retries, timeouts, one-line errors): sampling/endpoint.py. Requests go one at a time.
 
 Only what the caller sets is sent: a remote model samples with its server's own defaults otherwise.
 """
@@ -12,44 +11,23 @@ Only what the caller sets is sent: a remote model samples with its server's own 
 from __future__ import annotations
 
 import hashlib
+import sys
 import math
-import os
 import time
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlsplit
+
 
 from genlab.core.config import validate_config
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write_text
 from genlab.core.progress import progress_bar
 from genlab.core.samples import TextSample
+from genlab.sampling.endpoint import TIMEOUT, Endpoint, parse_remote
 from genlab.tasks.code import CodeGenerator, PYTHON_STOPS
 
-PREFIX = "remote:"
-RETRIES = 5
-TIMEOUT = 120.0
 SCORE_PIECE_CHARS = 2_000  # a prompt scored in one request: well under any server's prompt limit
 TEACHER_BATCH = 8  # samples per request when a remote teacher writes a student's corpus
-# SamplingParams field -> the request field of OpenAI's completions API (genlab's own server takes the extensions).
-REQUEST_FIELDS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p",
-                  "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}
-EXTENSIONS = {"top_k": "top_k", "repetition_penalty": "repetition_penalty"}
-
-
-def parse_remote(spec: str) -> tuple[str, str]:
-    """`remote:URL#MODEL` -> (URL, MODEL)."""
-    url, _, model = spec.removeprefix(PREFIX).partition("#")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises on a malformed port)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and bool(model)
-    except ValueError:
-        valid = False
-    if not valid:
-        raise GenlabError(f"{spec[:200]}: a remote model is remote:URL#MODEL, URL an http(s) base URL (e.g. "
-                          "remote:http://127.0.0.1:8000/v1#poet)")
-    return url, model
 
 
 class RemoteGenerator(CodeGenerator):
@@ -58,47 +36,15 @@ class RemoteGenerator(CodeGenerator):
     modality = "text"
 
     def __init__(self, spec: str, timeout: float = TIMEOUT):
-        import openai
-
-        self.url, self.name = parse_remote(spec)
+        self.endpoint = Endpoint(spec, timeout)
+        self.url, self.name = self.endpoint.url, self.endpoint.name
         self.run, self.device = None, "remote"
         self.config = validate_config({"task": "text"})  # only its [sample] prompt is read: the default prompt ""
-        key_env = os.environ.get("GENLAB_REMOTE_KEY_ENV", "OPENAI_API_KEY")
-        self.client = openai.OpenAI(base_url=self.url, api_key=os.environ.get(key_env) or "none", timeout=timeout,
-                                    max_retries=RETRIES)
-
-    def _request(self, prompt: str, n: int, seed: int | None, stop, params: dict) -> dict:
-        body = {REQUEST_FIELDS[k]: v for k, v in params.items() if k in REQUEST_FIELDS and v is not None}
-        extra = {EXTENSIONS[k]: v for k, v in params.items() if k in EXTENSIONS and v is not None}
-        unknown = [k for k, v in params.items() if v is not None and k not in REQUEST_FIELDS and k not in EXTENSIONS]
-        if unknown:
-            raise GenlabError(f"{PREFIX}{self.url}#{self.name}: {', '.join(unknown)} cannot be asked of a remote model")
-        if stop:
-            body["stop"] = list(stop)[:4]  # OpenAI's limit
-        if seed is not None:
-            body["seed"] = seed
-        return {"model": self.name, "prompt": prompt, "n": n, **body, **({"extra_body": extra} if extra else {})}
-
-    def _call(self, request: dict, stream: bool = False):
-        import openai
-
-        try:
-            return self.client.completions.create(**request, stream=stream)
-        except openai.AuthenticationError:
-            raise GenlabError(f"{self.url}: the server refused the key (401); put it in a variable and name that "
-                              "variable in GENLAB_REMOTE_KEY_ENV") from None
-        except openai.NotFoundError:
-            raise GenlabError(f"{self.url}: no model {self.name!r} there (GET {self.url}/models lists them)") from None
-        except openai.APIConnectionError:
-            raise GenlabError(f"{self.url}: no answer (is the server running, and is this its /v1 base URL?)") from None
-        except openai.APIStatusError as e:
-            retried = f" after {RETRIES} retries" if e.status_code == 429 or e.status_code >= 500 else ""
-            raise GenlabError(f"{self.url}: the server answered {e.status_code}{retried} ({str(e.message)[:200]})") from None
 
     def generate(self, prompt=None, n: int = 1, seed: int | None = None, stop: list[str] | None = None,
                  use_cache: bool = True, **params) -> list[TextSample]:
         prompt = prompt or ""
-        answer = self._call(self._request(prompt, n, seed, self.default_stop() if stop is None else stop, params))
+        answer = self.endpoint.complete(self.endpoint.request(prompt, n, seed, self.default_stop() if stop is None else stop, params))
         choices = sorted(answer.choices, key=lambda c: c.index)
         samples = [TextSample(c.text, [], c.finish_reason or "length") for c in choices]
         for sample in samples:
@@ -107,8 +53,8 @@ class RemoteGenerator(CodeGenerator):
 
     def stream(self, prompt=None, seed: int | None = None, stop: list[str] | None = None, use_cache: bool = True,
                **params) -> Iterator[str]:
-        request = self._request(prompt or "", 1, seed, self.default_stop() if stop is None else stop, params)
-        for chunk in self._call(request, stream=True):
+        request = self.endpoint.request(prompt or "", 1, seed, self.default_stop() if stop is None else stop, params)
+        for chunk in self.endpoint.complete(request, stream=True):
             for choice in chunk.choices:
                 if choice.text:
                     yield choice.text
@@ -126,12 +72,10 @@ class RemoteGenerator(CodeGenerator):
         `piece_chars` characters; a piece's first token has no logprob and is left out of both sums."""
         nats, chars, size = 0.0, 0, 0
         for start in range(0, len(text), piece_chars):
-            piece = text[start: start + piece_chars]
-            answer = self._call({"model": self.name, "prompt": piece, "max_tokens": 0, "echo": True, "logprobs": 0})
-            scored = answer.choices[0].logprobs if answer.choices else None
-            if scored is None or not scored.token_logprobs:
-                raise GenlabError(f"{PREFIX}{self.url}#{self.name}: the server gives no prompt logprobs (echo with "
-                                  "logprobs), so its loss cannot be measured")
+            try:
+                (scored,) = self.endpoint.prompt_logprobs([text[start: start + piece_chars]], 0)
+            except GenlabError as e:
+                raise GenlabError(f"{e}, so its loss cannot be measured") from None
             for token, value in zip(scored.tokens, scored.token_logprobs):
                 if value is not None:
                     nats -= value
@@ -143,16 +87,32 @@ class RemoteGenerator(CodeGenerator):
     def decoding_rate(self, max_new_tokens: int = 200, seed: int = 0) -> float:
         """Tokens per second of one completion from an empty prompt, at the model's own distribution, as the
         client sees it (the network and the server's queue included)."""
-        request = self._request("", 1, seed, [], {"max_new_tokens": max_new_tokens, "temperature": 1.0, "top_p": 1.0})
+        request = self.endpoint.request("", 1, seed, [], {"max_new_tokens": max_new_tokens, "temperature": 1.0, "top_p": 1.0})
         start = time.perf_counter()
-        answer = self._call(request)
+        answer = self.endpoint.complete(request)
         seconds = time.perf_counter() - start
         tokens = answer.usage.completion_tokens if answer.usage else 0
         return tokens / seconds
 
     def evaluate(self, data: str | None = None, **options) -> dict:
-        raise GenlabError(f"{PREFIX}{self.url}#{self.name}: a remote model has no held-out split here; "
+        raise GenlabError(f"{self.endpoint.spec}: a remote model has no held-out split here; "
                           "genlab eval-code measures its pass@k")
+
+
+def soft_targets_offered(spec: str, corpus: Path, top: int) -> bool:
+    """Whether a remote teacher can give a character student soft targets: asked for the logprobs of the start of
+    its own corpus, it answers with `top` alternatives per token, one character each. When not, say so once:
+    the student then learns from the teacher's samples alone (sequence-level distillation)."""
+    text = corpus.read_text(encoding="utf-8")[:200]
+    try:
+        (scored,) = Endpoint(spec).prompt_logprobs([text], top)
+        offered = all(len(t) == 1 for t in scored.tokens) and "".join(scored.tokens) == text and any(scored.top_logprobs[1:])
+    except GenlabError:
+        offered = False
+    if not offered:
+        print(f"{spec}: no per-character top_logprobs from this server; the student learns from its samples alone",
+              file=sys.stderr)
+    return offered
 
 
 def teacher_corpus(spec: str, samples: int, max_new_tokens: int, seed: int, cache: Path, progress: bool = True) -> Path:

@@ -27,13 +27,14 @@ from genlab.core.progress import progress_bar
 from genlab.core.runs import RunDir, load_tensors
 from genlab.core.samples import TextSample
 from genlab.core.weights import load_weights
-from genlab.datasets.teacher_cache import CachedWindows, TeacherCache, build_teacher_cache
+from genlab.datasets.teacher_cache import CachedWindows, TeacherCache, build_remote_teacher_cache, build_teacher_cache
 from genlab.datasets.token_store import StreamWindows, TokenStore, WindowSampler, eval_windows
 from genlab.metrics.text import distinct_n
 from genlab.models.hf_causal import CausalLM, load_hf
 from genlab.objectives.kd import Distillation, SequenceCritic
 from genlab.objectives.lm import LanguageModeling, token_losses
 from genlab.sampling.constraints import compile_pattern
+from genlab.sampling.endpoint import PREFIX as REMOTE, Endpoint
 from genlab.sampling.engine import Engine, Request, decode
 from genlab.sampling.scoring import mean_states, prompt_logprobs
 from genlab.tasks import task_of
@@ -94,7 +95,7 @@ def prepare_corpus(config: RunConfig, run: RunDir, source: SequenceSource, resum
     files = source.files(config, progress)
     if not files:
         raise GenlabError(f"{config.data.source}: no usable files")
-    if config.distill.teacher:  # a student reads text as its teacher does
+    if shares_teacher_tokenizer(config):  # a student reads text as its teacher does
         tokenizer = teacher_tokenizer(config)
     elif config.train.init_from:  # fine-tuning keeps the base run's vocabulary
         tokenizer = load_tokenizer(RunDir(config.train.init_from).require().tokenizer)
@@ -110,6 +111,12 @@ def prepare_corpus(config: RunConfig, run: RunDir, source: SequenceSource, resum
         separator=separator_ids(tokenizer, source), tail=config.data.split == "tail",
     )
     return tokenizer, store
+
+
+def shares_teacher_tokenizer(config: RunConfig) -> bool:
+    """A run or Hugging Face teacher lends the student its tokenizer; a remote one keeps it private: its student
+    reads with its own (characters by default), and the teacher's tokens must match them (tasks/remote.py)."""
+    return bool(config.distill.teacher) and not config.distill.teacher.startswith(REMOTE)
 
 
 def teacher_tokenizer(config: RunConfig):
@@ -166,6 +173,10 @@ def cached_teacher(config: RunConfig, run: RunDir, tokens: np.ndarray, block: in
     d = config.distill
     if (folder / "header.json").is_file() and TeacherCache(folder).matches(d.teacher, d.cache_topk, block):
         return TeacherCache(folder)
+    if d.teacher.startswith(REMOTE):  # its top_logprobs over the same fixed windows, asked of the endpoint
+        build_remote_teacher_cache(folder, Endpoint(d.teacher), tokens, block, d.cache_topk,
+                                   load_tokenizer(run.tokenizer), progress=config.train.progress)
+        return TeacherCache(folder)
     teacher = checked_teacher(config, load_tokenizer(run.tokenizer).vocab_size, block, device)
     build_teacher_cache(folder, teacher, tokens, block, d.cache_topk, device, d.teacher, progress=config.train.progress)
     return TeacherCache(folder)
@@ -202,7 +213,7 @@ class SequenceTask:
         check_family(config)
         if config.train.compile and config.train.carry_state:
             raise GenlabError("train.compile: not with train.carry_state (the carried state is stepped eagerly)")
-        if config.distill.teacher:  # the student's config records the tokenizer it reads with: its teacher's
+        if shares_teacher_tokenizer(config):  # the student's config records the tokenizer it reads with: its teacher's
             config = config.model_copy(deep=True)
             config.tokenizer.kind = teacher_tokenizer(config).kind
         return config

@@ -32,8 +32,9 @@ from genlab.core.generators import UNFILTERED
 from genlab.core.runs import RunDir
 from genlab.datasets.token_store import TokenStore
 from genlab.media.plots import new_figure, save_figure
+from genlab.sampling.endpoint import PREFIX as REMOTE, parse_remote
 from genlab.sampling.engine import decode
-from genlab.tasks.remote import PREFIX as REMOTE, RemoteGenerator, parse_remote
+from genlab.tasks.remote import RemoteGenerator
 
 COLUMNS = [  # (key, heading, format)
     ("name", "run", "{}"),
