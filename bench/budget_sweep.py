@@ -1,13 +1,17 @@
-"""The sweep behind the budget recipes: model size, dropout and weight decay at 1, 3 and 10 minutes.
+"""The sweep behind the budget recipes, as `genlab sweep` calls: one grid per budget over LSTM width, dropout and
+weight decay, on Tiny Shakespeare's first 90 % (`data.split = "tail"`, nanoGPT's cut).
 
-    python bench/budget_sweep.py --data ../shared/data/tinyshakespeare.txt [--parallel 2] [--only NAME,...]
+    python bench/budget_sweep.py --data ../shared/data/tinyshakespeare.txt [--only 60,180] [--recipes DIR]
 
-Every candidate trains on Tiny Shakespeare's first 90 % (`data.split = "tail"`, nanoGPT's cut) for its
-wall-clock budget on ONE thread, `--parallel` candidates at a time (a 1-thread run beside another on a
-2-core box sees about 0.6 of the tokens of a 2-thread run alone, so a sweep budget stands for about 0.6
-of the same recipe budget: docs/models.md). Each is scored on the whole val split (the last 10 %)
-with the weights it kept (best val loss). Writes bench/results/budget_sweep.json; the recipes in
-recipes/budgets/tinyshakespeare-{lstm,gpt}-{1,3,10,20}min.toml follow its winners (docs/models.md).
+Each budget is one command, the one a user runs on their own data to make their own recipe:
+
+    genlab sweep text --data DATA --model lstm --sampler grid --pruner none --max-time 180 \\
+        --space model.n_embd=256,384 --space model.dropout=0.0,0.1 --set ... --out OUT --recipe best-3min.toml
+
+Trials run one after another with the whole machine (`--threads auto`), so a trial's budget is the recipe's
+budget; each is scored on the whole val split with the weights it kept (best val loss). Writes every trial to
+bench/results/budget_sweep.json, and with --recipes DIR the best of each budget as DIR/lstm-<budget>s.toml
+(recipes/budgets/ follow these winners, with comments and the named data set: docs/models.md).
 """
 
 from __future__ import annotations
@@ -15,78 +19,73 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-from text_train import train_run  # noqa: E402  (a sibling bench: train a config, score the whole val split)
-
 RESULTS = ROOT / "bench" / "results" / "budget_sweep.json"
+GENLAB = str(Path(sys.executable).with_name("genlab"))
 
-LSTM = ["model.name=lstm", "model.n_layer=2", "model.block_size=128", "train.lr=3e-3"]
-GPT = ["model.name=gpt", "model.n_layer=4", "model.n_head=4", "model.block_size=128", "model.rope=true", "train.lr=2e-3"]
-COMMON = ["tokenizer.kind=char", "data.split=tail", "train.max_steps=1000000", "train.batch_size=32",
-          "train.warmup_steps=100", "train.min_lr_ratio=0.1", "train.eval_batches=10", "train.checkpoint_interval=1000000",
-          "train.sample_tokens=0"]
-
-
-def candidates() -> dict[str, tuple[float, list[str]]]:
-    """name -> (budget seconds, overrides)."""
-    c = {}
-    for width in (192, 256):
-        c[f"60s lstm 2x{width} d0"] = (60, LSTM + [f"model.n_embd={width}", "model.dropout=0.0", "train.eval_interval=50"])
-    for width, drop in ((256, 0.0), (256, 0.1), (384, 0.0), (384, 0.1)):
-        c[f"180s lstm 2x{width} d{drop}"] = (180, LSTM + [f"model.n_embd={width}", f"model.dropout={drop}", "train.eval_interval=100"])
-    for width, drop, wd in ((256, 0.1, 0.1), (256, 0.2, 0.1), (384, 0.2, 0.1), (256, 0.2, 0.0), (256, 0.0, 0.1)):
-        c[f"600s lstm 2x{width} d{drop} wd{wd}"] = (600, LSTM + [f"model.n_embd={width}", f"model.dropout={drop}",
-                                                          f"train.weight_decay={wd}", "train.eval_interval=200"])
-    for width, drop in ((128, 0.0),):
-        c[f"600s gpt 4x{width} d{drop}"] = (600, GPT + [f"model.n_embd={width}", f"model.dropout={drop}", "train.eval_interval=200"])
-    return c
+FIXED = ["tokenizer.kind=char", "data.split=tail", "model.n_layer=2", "model.block_size=128", "train.lr=3e-3",
+         "train.batch_size=32", "train.warmup_steps=100", "train.min_lr_ratio=0.1", "train.eval_batches=10",
+         "train.checkpoint_interval=1000000", "train.sample_tokens=0", "train.keep=best"]
+# budget (s) -> (the grid searched, eval interval)
+GRIDS = {
+    60: (["model.n_embd=192,256", "model.dropout=0.0,0.1"], 50),
+    180: (["model.n_embd=256,384", "model.dropout=0.0,0.1"], 100),
+    600: (["model.n_embd=256,384", "model.dropout=0.0,0.1,0.2", "train.weight_decay=0.0,0.1"], 200),
+}
 
 
-def run_one(name: str, data: str, out: Path) -> dict:
-    budget, overrides = candidates()[name]
-    return train_run(None, data, out, COMMON + overrides, max_time=budget)
+def sweep(budget: int, data: str, out: Path, recipes: Path | None) -> dict:
+    grid, eval_interval = GRIDS[budget]
+    command = [GENLAB, "sweep", "text", "--data", data, "--model", "lstm", "--sampler", "grid", "--pruner", "none",
+               "--trials", "100", "--max-time", str(budget), "--threads", "auto", "--quiet", "--out", str(out),
+               *[a for item in grid for a in ("--space", item)],
+               *[a for item in [*FIXED, "train.max_steps=1000000", f"train.eval_interval={eval_interval}"] for a in ("--set", item)]]
+    if recipes is not None:
+        command += ["--recipe", str(recipes / f"lstm-{budget}s.toml")]
+    print(" ".join(command[1:]), flush=True)
+    subprocess.run(command, check=True)
+    return json.loads((out / "sweep.json").read_text())
+
+
+def trial_row(budget: int, trial: dict) -> tuple[str, dict]:
+    """A trial in the table's terms: its name, steps, parameters and speed read from its run folder."""
+    import genlab
+
+    run = Path(trial["run"])
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["tok_per_s"] for r in rows if "tok_per_s" in r and r.get("step", 0) > 1]
+    name = f"{budget}s lstm 2x{trial['model.n_embd']} d{trial.get('model.dropout', 0.0)}" + (
+        f" wd{trial['train.weight_decay']}" if "train.weight_decay" in trial else "")
+    return name, {"budget_s": budget, "val_loss": trial["value"], "steps": max(r.get("step", 0) for r in rows),
+                  "params": genlab.load(run, device="cpu").parameter_count,
+                  "median_tokens_per_s": statistics.median(rates) if rates else None,
+                  "overrides": [f"{k}={v}" for k, v in trial.items() if "." in k], "run": str(run)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"))
-    p.add_argument("--parallel", type=int, default=2)
-    p.add_argument("--only", default=None, help="comma-separated candidate names (default: all not yet in the results)")
+    p.add_argument("--only", default=None, help="comma-separated budgets in seconds (default: all)")
     p.add_argument("--out", default="/tmp/genlab-bench-sweep")
-    p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child process: train this candidate, print JSON
+    p.add_argument("--recipes", type=Path, default=None, help="write each budget's best as a recipe in this folder")
     args = p.parse_args()
-    if args.one:
-        import torch
-
-        torch.set_num_threads(1)
-        r = run_one(args.one, args.data, Path(args.out) / args.one.replace(" ", "_"))
-        print("RESULT " + json.dumps(r), flush=True)
-        return
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": {}}
-    names = args.only.split(",") if args.only else [n for n in candidates() if n not in results["runs"]]
-    results.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), load_avg_at_start=os.getloadavg(),
-                   threads_per_run=1, parallel=args.parallel, cpus=os.cpu_count())
-    pending = list(names)
-    while pending:
-        batch, pending = pending[: args.parallel], pending[args.parallel:]
-        procs = [(n, subprocess.Popen([sys.executable, __file__, "--one", n, "--data", args.data, "--out", args.out],
-                                      stdout=subprocess.PIPE, text=True)) for n in batch]
-        for n, proc in procs:
-            out, _ = proc.communicate()
-            line = [l for l in out.splitlines() if l.startswith("RESULT ")]
-            if proc.returncode or not line:
-                print(f"{n}: failed (exit {proc.returncode})", flush=True)
-                continue
-            r = json.loads(line[-1][len("RESULT "):])
-            r["budget_s"], r["overrides"] = candidates()[n]
-            results["runs"][n] = r
-            print(f"{n}: val {r['val_loss']:.4f} ({r['steps']} steps, {r['params']:,} params)", flush=True)
+    budgets = [int(b) for b in args.only.split(",")] if args.only else list(GRIDS)
+    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_at_start": os.getloadavg(),
+               "threads_per_run": os.cpu_count(), "parallel": 1, "cpus": os.cpu_count(), "method": "genlab sweep",
+               "runs": {}}
+    for budget in budgets:
+        summary = sweep(budget, args.data, Path(args.out) / f"lstm-{budget}s", args.recipes)
+        for trial in summary["trials"]:
+            if trial["state"] == "complete":
+                name, row = trial_row(budget, trial)
+                results["runs"][name] = row
+                print(f"{name}: val {row['val_loss']:.4f} ({row['steps']} steps, {row['params']:,} params)", flush=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -787,8 +787,12 @@ def section_budget_sweep() -> str:
                      round(r["val_loss"], 3), r["median_tokens_per_s"]])
     return "\n\n".join([
         "### The sweep behind the budget recipes",
-        f"Tiny Shakespeare, `data.split = \"tail\"` (nanoGPT's cut), each candidate on 1 thread with {d['parallel']} "
-        "candidates side by side on the 2 cores, scored on the whole val split with the weights it kept (best val). "
+        (f"Tiny Shakespeare, `data.split = \"tail\"` (nanoGPT's cut), one `genlab sweep --sampler grid` per budget, "
+         "trials one after another on the whole machine, "
+         if d.get("method") == "genlab sweep" else
+         f"Tiny Shakespeare, `data.split = \"tail\"` (nanoGPT's cut), measured with the earlier form of the script: "
+         f"each candidate on 1 thread with {d['parallel']} candidates side by side on the 2 cores, ") +
+        "scored on the whole val split with the weights it kept (best val). "
         "Names: budget, family, layers x width, dropout (d), weight decay (wd, 0.1 where not named).",
         table(["candidate", "params", "steps", "val loss (whole split)", "median tok/s"], rows),
         provenance("python bench/budget_sweep.py", "budget_sweep.json", d.get("date"), d.get("load_avg_at_start")),

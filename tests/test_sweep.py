@@ -60,3 +60,32 @@ def test_a_bad_space_is_one_line_and_writes_nothing(item, message, cli, corpus_f
     r = cli("sweep", "text", "--data", corpus_file, "--space", item, "--out", tmp_path / "s", *TINY)
     assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_a_grid_sweep_tries_every_combination_once_and_writes_the_best_as_a_recipe(cli, corpus_file, tmp_path):
+    """How the budget recipes are made again on a user's own data: a grid over choices, the best trial's config
+    written as a recipe that trains like any config."""
+    out, recipe = tmp_path / "grid", tmp_path / "best.toml"
+    r = cli("sweep", "text", "--data", corpus_file, "--model", "gpt", "--space", "model.n_embd=16,32",
+            "--space", "train.weight_decay=0.0,0.1", "--sampler", "grid", "--trials", "10", "--pruner", "none",
+            "--out", out, "--recipe", recipe, *TINY)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "sweep.json").read_text())
+    tried = sorted((t["model.n_embd"], t["train.weight_decay"]) for t in summary["trials"])
+    assert tried == [(16, 0.0), (16, 0.1), (32, 0.0), (32, 0.1)]  # the whole grid, once each, then the study ends
+    text = recipe.read_text()
+    best = summary["best"]
+    assert text.startswith("# The best of 4 trials") and "\nout = " not in text
+    assert f"n_embd = {best['params']['model.n_embd']}" in text
+    r = cli("train", "text", "--config", recipe, "--out", tmp_path / "again", "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = cli("sweep", "text", "--data", corpus_file, "--space", "train.lr=1e-3..1e-2", "--sampler", "grid",
+            "--out", tmp_path / "ranged", *TINY)
+    assert r.returncode == 1 and "--sampler grid: train.lr is a range" in r.stderr and not (tmp_path / "ranged").exists()
+
+
+def test_data_every_trial_would_fail_on_stops_the_sweep_in_one_line(cli, tmp_path):
+    r = cli("sweep", "text", "--data", tmp_path / "missing.txt", "--space", "model.n_embd=16,32", "--trials", "3",
+            "--out", tmp_path / "s", *TINY)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("error: trial 0:") and "missing.txt: no such file or folder" in r.stderr

@@ -31,19 +31,26 @@ def sweep(
     set_: list[str] = typer.Option([], "--set", help="A config field fixed for every trial (repeatable)."),
     log: Optional[str] = typer.Option(None, "--log", help="Log every trial to tensorboard, mlflow or both."),
     seed: int = typer.Option(0, "--seed", help="Seed of the search (Optuna's TPE sampler)."),
+    sampler: str = typer.Option("tpe", "--sampler", help="How trials pick values: tpe (Optuna's model of what does well) or grid (every combination of the choices once)."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Write the best trial's config here as a recipe (genlab train TASK --config FILE)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     threads: str = threads_option(),
 ) -> None:
     """Search hyper-parameters with Optuna: each trial trains an ordinary run with its values, reports every eval's
     val loss (pruned when it lags), and the study ends with a table, sweep.json and a plot. Run it again to go on."""
     use_threads(threads)
-    from genlab.core.errors import check_range
-    from genlab.workflows.sweep import format_table, read_space
+    from genlab.core.errors import GenlabError, check_range
+    from genlab.workflows.sweep import format_table, read_space, write_recipe
     from genlab.workflows.sweep import sweep as run_sweep
 
     check_range("--trials", trials, 1, 10_000)
     items = [*space, *(read_space(space_file) if space_file else [])]
     flags = dict(data=data, model=model, max_steps=max_steps, max_time=max_time, log=trackers(log))
-    summary = run_sweep(task, out, items, trials, flags, set_, config, pruner, study_time, progress=not quiet, seed=seed)
+    if recipe is not None and recipe.suffix != ".toml":
+        raise GenlabError(f"--recipe {recipe}: a recipe is a .toml file")
+    summary = run_sweep(task, out, items, trials, flags, set_, config, pruner, study_time, progress=not quiet, seed=seed,
+                        sampler=sampler)
     print(format_table(summary))
     print(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
+    if recipe is not None:
+        print(f"wrote {write_recipe(summary, recipe)}: genlab train {task} --config {recipe} --out runs/NAME")

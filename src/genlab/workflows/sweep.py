@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomli_w
+
 from genlab.api import train
 from genlab.core.config import build_config, parse_set
 from genlab.core.errors import GenlabError, Interrupted
-from genlab.core.files import atomic_write_json
+from genlab.core.files import atomic_write_json, atomic_write_text
 from genlab.core.folders import claim
 from genlab.media.plots import new_figure, save_figure
 
@@ -93,7 +97,8 @@ def make_pruner(name: str):
 
 
 def sweep(task: str, out: Path, space: list[str], trials: int, flags: dict, sets: list[str], config_file: Path | None = None,
-          pruner: str = "median", study_time: float | None = None, progress: bool = True, seed: int = 0) -> dict:
+          pruner: str = "median", study_time: float | None = None, progress: bool = True, seed: int = 0,
+          sampler: str = "tpe") -> dict:
     """Run (or go on with) the study in `out`; returns its summary (also OUT/sweep.json)."""
     import optuna
 
@@ -106,11 +111,12 @@ def sweep(task: str, out: Path, space: list[str], trials: int, flags: dict, sets
         for value in d.choices or (d.low, d.high):
             build_config(config_file, {**flags, "out": str(out / "check")}, [*sets, f"{d.field}={json.dumps(value)}"],
                          base={"task": task})
+    search = make_sampler(sampler, dims, seed)
     claim(out, "sweep")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is said in one line below, not a traceback
     study = optuna.create_study(study_name="genlab", storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True,
                                 direction="minimize", pruner=make_pruner(pruner),
-                                sampler=optuna.samplers.TPESampler(seed=seed))
+                                sampler=search)
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # stopped mid-trial: tried again below
         study.enqueue_trial(stale.params)
@@ -121,6 +127,7 @@ def sweep(task: str, out: Path, space: list[str], trials: int, flags: dict, sets
         overrides = [f"{d.field}={json.dumps(d.suggest(trial))}" for d in dims]
         run_out = out / f"trial-{trial.number:03d}"
         cfg = build_config(config_file, {**flags, "out": str(run_out)}, [*sets, *overrides], base={"task": task})
+        cfg.train.progress = progress  # --quiet: no bars, and no per-eval lines either
         if progress:
             print(f"trial {trial.number}: {', '.join(f'{k}={v}' for k, v in trial.params.items())}", flush=True)
 
@@ -132,7 +139,13 @@ def sweep(task: str, out: Path, space: list[str], trials: int, flags: dict, sets
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"step {step}: {key} {results[key]:.4f}")
 
-        run = train(cfg, progress=progress, overwrite=True, on_eval=report)
+        try:
+            run = train(cfg, progress=progress, overwrite=True, on_eval=report)
+        except GenlabError as e:
+            if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+                raise SetupError(f"trial {trial.number}: {e}") from None  # bad data or flags: every trial would fail so
+            print(f"trial {trial.number} failed: {e}", file=sys.stderr, flush=True)
+            raise
         key = metric["name"] or "val_loss"
         value = run.results.get(key)
         if value is None or not math.isfinite(value):
@@ -144,9 +157,45 @@ def sweep(task: str, out: Path, space: list[str], trials: int, flags: dict, sets
     if left:
         try:
             study.optimize(objective, n_trials=left, timeout=study_time, catch=(GenlabError,))
+        except SetupError as e:
+            raise GenlabError(str(e)) from None
         except KeyboardInterrupt:
             raise Interrupted(f"sweep stopped: {out / 'study.db'} keeps its trials; run the same command to go on", 2) from None
     return summarize(study, dims, out)
+
+
+class SetupError(Exception):
+    """A first trial's error that every trial would meet (the data, a flag): the sweep stops on it."""
+
+
+def make_sampler(name: str, dims: list[Dimension], seed: int):
+    """Optuna's TPE (a model of which values do well), or every combination of the choices once (`grid`)."""
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name != "grid":
+        raise GenlabError(f"--sampler {name}: choose tpe or grid")
+    ranged = [d.field for d in dims if d.choices is None]
+    if ranged:
+        raise GenlabError(f"--sampler grid: {ranged[0]} is a range; a grid takes lists of choices (FIELD=a,b,c)")
+    return optuna.samplers.GridSampler({d.field: list(d.choices) for d in dims}, seed=seed)
+
+
+def write_recipe(summary: dict, dest: Path) -> Path:
+    """The best trial's resolved config as a recipe (`genlab train TASK --config DEST --out ...`): everything but
+    its run folder, headed by what found it."""
+    best = summary["best"]
+    if best is None:
+        raise GenlabError(f"--recipe {dest}: no trial finished, so there is no best to write")
+    tree = tomllib.loads((Path(best["run"]) / "config.toml").read_text())
+    tree.pop("out", None)
+    searched = ", ".join(f"{k} = {v}" for k, v in best["params"].items())
+    header = (f"# The best of {len(summary['trials'])} trials of `genlab sweep` ({time.strftime('%Y-%m-%d')}): "
+              f"val {best['value']:.4f} with {searched}.\n# Train it: genlab train {tree.get('task', 'text')} "
+              f"--config {Path(dest).name} --out runs/NAME\n")
+    atomic_write_text(Path(dest), header + tomli_w.dumps(tree))
+    return Path(dest)
 
 
 def summarize(study, dims: list[Dimension], out: Path) -> dict:
