@@ -35,6 +35,7 @@ SKIP = {
     "genlab eval-code remote:": "a server running elsewhere (tests/test_remote.py runs eval-code against genlab serve)",
     "genlab compare runs/poet remote:": "needs the server above (tests/test_remote.py compares a served run with itself)",
     "genlab train image --data hf:my_images": "a dataset of the user's (tests/test_records.py saves one and trains on it)",
+    "genlab train image --data photos.csv": "a table of the user's photos (tests/test_records.py writes one and trains on it)",
     "genlab train text --data hf:my_dataset": "a dataset in the user's Hugging Face cache (tests/test_records.py saves one and trains on it)",
     "genlab train text --data notes/ --model bigram": "needs the plugin package installed (tests/test_plugins.py installs it and runs these)",
     "genlab sample runs/bigram": "needs the plugin run above (tests/test_plugins.py)",

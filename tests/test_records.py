@@ -107,3 +107,43 @@ def test_a_broken_table_is_one_line_naming_it_and_leaves_nothing(name, content, 
     from genlab.datasets.named import cache_dir
 
     assert not list((cache_dir() / "records").glob("*.partial"))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_a_table_file_of_images_trains_on_its_image_and_label_columns(suffix, tmp_path, cli):
+    """A Parquet file of PNG bytes, or a CSV of image paths beside it, with a label column: the store holds exactly
+    its pixels, and its classes are the labels in sorted order."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = np.round(digits.images[:60] * 255 / 16).astype(np.uint8)
+    names = [("even", "odd")[int(t) % 2] for t in digits.target[:60]]
+    if suffix == ".parquet":
+        def png(a):
+            out = io.BytesIO()
+            Image.fromarray(a).save(out, format="PNG")
+            return {"bytes": out.getvalue(), "path": None}
+        pd.DataFrame({"picture": [png(a) for a in pixels], "kind": names}).to_parquet(tmp_path / "digits.parquet")
+    else:
+        (tmp_path / "img").mkdir()
+        for i, a in enumerate(pixels):
+            Image.fromarray(a).save(tmp_path / "img" / f"{i}.png")
+        pd.DataFrame({"picture": [f"img/{i}.png" for i in range(60)], "kind": names}).to_csv(tmp_path / "digits.csv", index=False)
+    table = tmp_path / f"digits{suffix}"
+    r = cli("train", "image", "--data", table, "--model", "vae", "--set", "data.image.image_column=picture",
+            "--set", "data.image.label_column=kind", "--set", "model.channels=8", "--set", "model.latent_dim=4",
+            "--set", "data.image.grid_samples=4", "--max-steps", "2", "--set", "train.batch_size=8",
+            "--out", tmp_path / "run", "--quiet")
+    assert r.returncode == 0, r.stderr
+    from genlab.datasets.images import ImageStore
+
+    store = ImageStore(tmp_path / "run" / "data")
+    assert store.classes == ["even", "odd"] and store.shape == (8, 8, 1)
+    assert sorted(map(bytes, np.asarray(store.images)[..., 0])) == sorted(map(bytes, pixels))
+    r = cli("train", "image", "--data", table, "--model", "vae", "--max-steps", "1", "--out", tmp_path / "bad", "--quiet")
+    assert r.returncode == 1 and "no column 'image' (data.image_column; the columns: picture, kind)" in r.stderr

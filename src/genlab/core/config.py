@@ -59,7 +59,8 @@ class ImageOptions(Section):
     sampler: Literal["ddpm", "ddim"] = "ddim"  # diffusion: default sampler for grids and `genlab sample`
     sample_steps: Positive = 50  # diffusion: default sampling steps (ddim); ddpm uses every step unless --steps
     guidance: NonNegative = 1.0  # diffusion: classifier-free guidance scale (1 = plain conditional)
-    # A Hugging Face dataset (--data hf:FOLDER): the column of its images, and of their labels (None: unlabelled).
+    # A Hugging Face dataset (--data hf:FOLDER) or a table file (.parquet, .jsonl, .csv: image bytes or paths relative
+    # to it): the column of its images, and of their labels (None: unlabelled).
     image_column: str = "image"
     label_column: str | None = None
 

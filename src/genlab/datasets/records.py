@@ -32,6 +32,11 @@ def is_records(source: str, column: str | None) -> bool:
     return source.startswith("hf:") or column is not None
 
 
+def is_table(source: str) -> bool:
+    """A .jsonl, .parquet or .csv file: rows with columns, read through `datasets` (images by their column too)."""
+    return Path(source).suffix.lower() in TABLES
+
+
 def unreadable(source: str, error: Exception) -> GenlabError:
     """A reader's own error (pyarrow, pandas, datasets: many types) as one line naming the source."""
     if isinstance(error, StopIteration):
@@ -40,17 +45,18 @@ def unreadable(source: str, error: Exception) -> GenlabError:
     return GenlabError(f"{source}: unreadable ({type(error).__name__}: {detail})")
 
 
-def open_dataset(source: str, split: str):
-    """The split of the dataset `source` names, iterable in batches; the library's errors become one line."""
+def open_dataset(source: str, split: str, streaming: bool = True):
+    """The split of the dataset `source` names, iterable in batches (or, not streaming, a table file converted once
+    to a memory-mapped dataset that rows can be read from by index); the library's errors become one line."""
     try:
-        return _open_dataset(source, split)
+        return _open_dataset(source, split, streaming)
     except GenlabError:
         raise
     except Exception as e:  # noqa: BLE001  (pyarrow, pandas and datasets each raise their own)
         raise unreadable(source, e) from None
 
 
-def _open_dataset(source: str, split: str):
+def _open_dataset(source: str, split: str, streaming: bool = True):
     """(`datasets` is imported here: only runs that read records need it.)"""
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # a name is looked up in the local cache, never fetched
     try:
@@ -82,7 +88,7 @@ def _open_dataset(source: str, split: str):
                               f"not {path.suffix or 'a file without a suffix'}")
         if not path.is_file():
             raise GenlabError(f"{source}: no such file")
-        found = datasets.load_dataset(kind, data_files=str(path), split="train", streaming=True)
+        found = datasets.load_dataset(kind, data_files=str(path), split="train", streaming=streaming)
     if isinstance(found, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         if split not in found:
             raise GenlabError(f"{source}: no split {split!r} (data.dataset_split; the dataset has: {', '.join(found)})")
@@ -153,11 +159,14 @@ def records_text(source: str, column: str, split: str, cache: Path, progress: bo
     return dest
 
 
-def to_pixels(value, where: str) -> np.ndarray:
-    """A dataset's image cell (a PIL image, {"bytes", "path"}, or an array) -> (H, W, C) uint8, C 1 or 3."""
+def to_pixels(value, where: str, folder: Path | None = None) -> np.ndarray:
+    """A dataset's image cell (a PIL image, {"bytes", "path"}, an array, or in a table file a path relative to the
+    table's folder) -> (H, W, C) uint8, C 1 or 3."""
     from PIL import Image, UnidentifiedImageError
 
     try:
+        if isinstance(value, str) and folder is not None:
+            value = Image.open(folder / value)
         if isinstance(value, dict):
             value = Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
         if isinstance(value, Image.Image):
@@ -171,12 +180,13 @@ def to_pixels(value, where: str) -> np.ndarray:
 
 
 def dataset_images(source: str, image_column: str, label_column: str | None, split: str = "train"):
-    """A saved Hugging Face dataset's images (and labels) as an ImageSource, read row by row as the store is built
-    (a saved dataset is memory-mapped: flat memory). Labels of a ClassLabel column keep its names; other labels
-    become classes in sorted order."""
-    data = open_dataset(source, split)
+    """A saved Hugging Face dataset's images (and labels), or a table file's (.parquet, .jsonl, .csv: image bytes or
+    paths relative to the file), as an ImageSource read row by row as the store is built (memory-mapped: flat
+    memory). Labels of a ClassLabel column keep its names; other labels become classes in sorted order."""
+    data = open_dataset(source, split, streaming=False)
     if not hasattr(data, "__getitem__"):
         raise GenlabError(f"{source}: images are read from a dataset saved with save_to_disk (--data hf:FOLDER)")
+    folder = None if source.startswith("hf:") else Path(source).expanduser().parent
     names = list(data.column_names)
     for column, field in ((image_column, "data.image_column"), (label_column, "data.label_column")):
         if column is not None and column not in names:
@@ -194,5 +204,5 @@ def dataset_images(source: str, image_column: str, label_column: str | None, spl
             index = {name: i for i, name in enumerate(classes)}
             labels = np.asarray([index[str(v)] for v in values], dtype=np.int64)
     images = data.select_columns([image_column])
-    read = lambda i: to_pixels(images[int(i)][image_column], f"{source} row {i}")  # noqa: E731
+    read = lambda i: to_pixels(images[int(i)][image_column], f"{source} row {i}", folder)  # noqa: E731
     return ImageSource(len(data), read, labels, classes, tuple(read(0).shape))

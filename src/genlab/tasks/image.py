@@ -30,7 +30,7 @@ from genlab.datasets import resolve_source
 from genlab.datasets.batches import SeededBatches
 from genlab.datasets.images import ImageBatches, ImageStore, to_model_range, to_uint8
 from genlab.datasets.named import cache_dir
-from genlab.datasets.records import dataset_images
+from genlab.datasets.records import dataset_images, is_table
 from genlab.media.grids import make_grid, save_png
 from genlab.metrics.image import classifier_extractor, fid, image_metrics, subsample, torchscript_extractor
 from genlab.objectives.diffusion import Denoising
@@ -64,7 +64,7 @@ def prepare_store(config: RunConfig, run: RunDir, resume: bool, progress: bool) 
         return ImageStore(run.data)
     opts, data = config.data.image, config.data
     source = (dataset_images(data.source, opts.image_column, opts.label_column, data.dataset_split)
-              if data.source.startswith("hf:") else resolve_source(data.source, progress))
+              if data.source.startswith("hf:") or is_table(data.source) else resolve_source(data.source, progress))
     return ImageStore.build(run.data, source, opts.size, opts.channels, data.val_fraction, config.train.seed, progress)
 
 
