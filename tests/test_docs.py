@@ -141,6 +141,8 @@ def workspace(tmp_path, monkeypatch):
     (tmp_path / "reviews.jsonl").write_text("".join(json.dumps({"body": make_corpus(200, seed=i)}) + "\n" for i in range(30)))
     rows = "".join(f'"{make_corpus(60, seed=i).strip()}",{"ab"[i % 2]},{i},{i * i}\n' for i in range(60))
     (tmp_path / "raw.csv").write_text("text,label,feature1,feature2\n" + rows)
+    orders = "".join(f"{i},{i % 12 + 1}/{i % 28 + 1}/2024 09:30,{('open', 'shipped')[i % 2]}\n" for i in range(40))
+    (tmp_path / "orders.csv").write_text("id,shipped_at,status\n" + orders)
     problem = {"task_id": "t/0", "prompt": "def one():\n", "entry_point": "one",
                "test": "def check(f):\n    assert f() == 1\n", "canonical_solution": "    return 1\n"}
     with gzip.open(tmp_path / "HumanEval.jsonl.gz", "wt") as f:

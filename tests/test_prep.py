@@ -258,7 +258,7 @@ def test_jsonl_keys_that_appear_late_and_kinds_that_widen_late(tmp_path):
     lines = [{"a": i, "b": "x"} for i in range(10)] + [{"a": 2.5, "b": "y", "late": True}]
     raw.write_text("".join(json.dumps(r) + "\n" for r in lines))
     record = prepare(raw, tmp_path / "out", split="100", chunk_rows=3, format="csv", progress=False)
-    assert [(c["name"], c["kind"]) for c in record["columns"]] == [("a", "float"), ("b", "string"), ("late", "bool")]
+    assert [(c["name"], c["kind"]) for c in record["columns"]] == [("a", "float"), ("b", "category"), ("late", "bool")]
     assert (tmp_path / "out" / "train.csv").read_text().splitlines()[:2] == ["a,b,late", "0.0,x,"]
 
 
@@ -383,7 +383,8 @@ def test_report_counts_splits_missing_duplicates_labels_and_draws_lengths(tmp_pa
     train = result["splits"]["train"]
     assert train["missing"]["feature1"] == table(tmp_path / "out", "train")["feature1"].isna().sum() > 0
     assert sum(v["records"] for v in train["labels"].values()) == 134
-    assert [c["kind"] for c in result["columns"]] == ["int", "string", "string", "int", "float"]
+    assert [c["kind"] for c in result["columns"]] == ["int", "string", "category", "int", "float"]  # the label: few values
+    assert [c["written_as"] for c in result["columns"]] == ["int64", "string", "dictionary<int32, string>", "int64", "double"]
     assert (tmp_path / "out" / "text_lengths.png").read_bytes().startswith(b"\x89PNG")
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == json.loads(json.dumps(result))
 
@@ -391,3 +392,44 @@ def test_report_counts_splits_missing_duplicates_labels_and_draws_lengths(tmp_pa
 def test_report_of_a_folder_that_is_not_prepared(tmp_path):
     with pytest.raises(GenlabError, match="not a prepared dataset"):
         report(tmp_path)
+
+
+# ---- types that survive ----
+
+
+def test_dates_times_and_categories_are_written_as_real_types_in_every_format(tmp_path):
+    """ISO dates and date-times are found without being named, a column --parse-dates names is read whatever its
+    spelling (an offset converted to UTC), text with few repeated values is a category; Parquet gets date32,
+    timestamp and dictionary types, HDF5 counts since the epoch with the unit beside them, CSV and JSON ISO text;
+    and each output read again keeps its kinds."""
+    import datetime as dt
+
+    import h5py
+    import pyarrow.parquet as pq
+
+    rows = [{"id": i, "day": f"2024-03-{i % 28 + 1:02d}", "at": f"2024-03-01T{i % 24:02d}:30:00",
+             "us": f"{i % 12 + 1}/{i % 28 + 1}/2023 10:00+02:00", "kind": "ab"[i % 2], "note": f"n{i}"} for i in range(40)]
+    raw = tmp_path / "raw.csv"
+    pd.DataFrame(rows).to_csv(raw, index=False)
+    kinds = {"id": "int", "day": "date", "at": "datetime", "us": "datetime", "kind": "category", "note": "string"}
+    for fmt in ("parquet", "hdf5", "csv", "jsonl"):
+        out = tmp_path / fmt
+        record = prepare(raw, out, parse_dates="us", format=fmt, split="100", progress=False)
+        assert {c["name"]: c["kind"] for c in record["columns"]} == kinds, fmt
+        again = prepare(next(out.glob("train.*")), tmp_path / f"{fmt}-again", split="100", progress=False)
+        assert {c["name"]: c["kind"] for c in again["columns"]} == kinds, fmt  # the kinds survive a round trip
+    table = pq.read_table(tmp_path / "parquet" / "train.parquet")
+    assert [str(table.schema.field(c).type) for c in ("day", "at", "us")] == ["date32[day]", "timestamp[us]", "timestamp[us]"]
+    assert str(table.schema.field("kind").type).startswith("dictionary<values=string")
+    first = table.to_pylist()[0]
+    source = rows[first["id"]]
+    assert first["day"] == dt.date.fromisoformat(source["day"]) and first["at"] == dt.datetime.fromisoformat(source["at"])
+    assert first["us"] == dt.datetime.strptime(source["us"][:-6], "%m/%d/%Y %H:%M") - dt.timedelta(hours=2)  # in UTC
+    with h5py.File(tmp_path / "hdf5" / "train.h5") as f:
+        days = f["columns/day"]
+        assert dict(days.attrs)["unit"] == "days" and days.dtype == "i4"
+    bad = tmp_path / "bad.csv"  # a value --parse-dates cannot read is one line naming the column
+    pd.DataFrame({"when": ["2024-01-01", "not a date"]}).to_csv(bad, index=False)
+    with pytest.raises(GenlabError, match="column 'when': 'not a date' is not a date or time"):
+        prepare(bad, tmp_path / "bad-out", parse_dates="when", split="100", progress=False)
+    assert not (tmp_path / "bad-out").exists()

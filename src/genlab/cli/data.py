@@ -27,6 +27,7 @@ def prepare(
     format: str = typer.Option("parquet", "--format", help="Output format: parquet, csv, jsonl, json or hdf5."),
     input_format: str = typer.Option(None, "--input-format", help="Input format when the extension or folder does not say: csv, json, jsonl, parquet, hdf5, textdir, images."),
     text_col: str = typer.Option(None, "--text-col", help="The text column: cleaned, deduplicated by normalized form, augmented, written to <split>.txt."),
+    parse_dates: str = typer.Option(None, "--parse-dates", help="Comma-separated columns to read as dates and times whatever their spelling (ISO 8601 ones are found without it); written as real date/timestamp types."),
     label_col: str = typer.Option(None, "--label-col", help="The label column: checked, counted, reported per split."),
     dedupe: bool = typer.Option(False, "--dedupe", help="Drop exact duplicate records (first one stays)."),
     dedupe_text: bool = typer.Option(False, "--dedupe-text", help="Drop records whose text matches an earlier one after NFKC, casefold, no punctuation, collapsed spaces."),
@@ -59,7 +60,7 @@ def prepare(
         clean_regex=clean_regex, clean_replace=clean_replace, labels=labels, min_label_count=min_label_count,
         split=split, stratify=stratify, seed=seed, normalize=normalize, norm_method=norm_method,
         apply_stats=apply_stats, augment=augment, augment_factor=augment_factor, augment_rate=augment_rate,
-        synonyms=synonyms, chunk_rows=chunk_rows,
+        synonyms=synonyms, chunk_rows=chunk_rows, parse_dates=parse_dates,
     )
     counts = ", ".join(f"{name} {n}" for name, n in record["splits"].items())
     typer.echo(f"{out}: {counts} records ({record['input']['records']} read); see {out / 'pipeline.json'}")

@@ -23,6 +23,7 @@ is read when its root holds 1-D datasets of equal length, one per column.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterator
@@ -41,7 +42,9 @@ from genlab.prep.schema import Schema, arrow_schema
 
 Chunks = Iterator[tuple[pd.DataFrame, int]]  # (chunk, progress so far in the format's unit)
 
-HDF5_CHUNK = 8192  # rows per HDF5 storage chunk: fixed, so that the bytes depend only on the data
+HDF5_CHUNK = 8192
+HDF5_TIME_UNITS = {"date": "days", "datetime": "microseconds"}
+EPOCH = dt.date(1970, 1, 1)  # rows per HDF5 storage chunk: fixed, so that the bytes depend only on the data
 
 
 def typed_frame(records: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
@@ -52,6 +55,13 @@ def typed_frame(records: list[dict], columns: list[str] | None = None) -> pd.Dat
     if columns is None:
         columns = list(dict.fromkeys(key for record in records for key in record))
     return pd.DataFrame({c: pd.Series([r.get(c) for r in records], dtype=object) for c in columns})
+
+
+def iso_time(value) -> str:
+    """A date or time as JSON has it: ISO 8601 text (json.dumps' `default`)."""
+    if isinstance(value, (dt.date, pd.Timestamp)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def column_values(values: pd.Series) -> list:
@@ -160,6 +170,20 @@ def _hdf5_columns(f: h5py.File, path: Path) -> tuple[h5py.Group, list[str]]:
     return group, names
 
 
+def epoch_counts(values: pd.Series, kind: str, missing: np.ndarray) -> np.ndarray:
+    """Dates as days, datetimes as microseconds, since 1970-01-01 (0 where missing: the mask says so)."""
+    if kind == "date":
+        return np.asarray([0 if m else (v - EPOCH).days for v, m in zip(values.tolist(), missing)], dtype="i4")
+    return np.where(missing, 0, values.to_numpy(dtype="datetime64[us]").astype("i8"))
+
+
+def from_epoch_counts(counts: list, kind: str) -> list:
+    """What `epoch_counts` wrote, read back as dates or datetimes."""
+    if kind == "date":
+        return [EPOCH + dt.timedelta(days=int(c)) for c in counts]
+    return list(pd.to_datetime(np.asarray(counts, dtype="i8"), unit="us"))
+
+
 def read_hdf5(path: Path, chunk_rows: int) -> Chunks:
     try:
         f = h5py.File(path, "r")
@@ -179,6 +203,8 @@ def read_hdf5(path: Path, chunk_rows: int) -> Chunks:
                 except UnicodeDecodeError:
                     raise GenlabError(f"{path}: column {name!r}: not UTF-8 text in rows {start + 1}-{stop}") from None
                 values = values.tolist()
+                if dataset.attrs.get("kind") in HDF5_TIME_UNITS:  # written by genlab: times, not counts
+                    values = from_epoch_counts(values, dataset.attrs["kind"])
                 if name in masks:
                     values = [None if m else v for v, m in zip(values, masks[name][start:stop])]
                 columns[name] = pd.Series(values, dtype=object)
@@ -207,7 +233,7 @@ class JsonlWriter:
     def lines(self, chunk: pd.DataFrame) -> Iterator[str]:
         columns = [column_values(chunk[c]) for c in chunk.columns]
         for row in zip(*columns):
-            yield json.dumps(dict(zip(chunk.columns, row)), ensure_ascii=False)
+            yield json.dumps(dict(zip(chunk.columns, row)), ensure_ascii=False, default=iso_time)
 
     def write(self, chunk: pd.DataFrame) -> None:
         self.file.writelines(line + "\n" for line in self.lines(chunk))
@@ -253,9 +279,12 @@ class Hdf5Writer:
         self.file = h5py.File(path, "w")
         self.file.attrs["columns"] = json.dumps(list(schema))
         self.schema = schema
-        dtypes = {"int": "i8", "float": "f8", "bool": "?", "string": h5py.string_dtype("utf-8")}
+        text = h5py.string_dtype("utf-8")
+        dtypes = {"int": "i8", "float": "f8", "bool": "?", "date": "i4", "datetime": "i8", "category": text, "string": text}
         for column, kind in schema.items():
             self._create(f"columns/{column}", dtypes[kind])
+            if kind in HDF5_TIME_UNITS:  # HDF5 has no time type: a count since the epoch, its unit said beside it
+                self.file[f"columns/{column}"].attrs.update(kind=kind, unit=HDF5_TIME_UNITS[kind], epoch="1970-01-01")
             if kind != "float":
                 self._create(f"missing/{column}", "?")
 
@@ -277,9 +306,13 @@ class Hdf5Writer:
                 self._append(f"columns/{column}", values.to_numpy(dtype="f8"))
                 continue
             missing = values.isna().to_numpy(dtype=bool)
-            filler = {"int": 0, "bool": False, "string": ""}[kind]
+            if kind in HDF5_TIME_UNITS:
+                self._append(f"columns/{column}", epoch_counts(values, kind, missing))
+                self._append(f"missing/{column}", missing)
+                continue
+            filler = {"int": 0, "bool": False, "category": "", "string": ""}[kind]
             stored = [filler if m else v for v, m in zip(column_values(values), missing)]
-            self._append(f"columns/{column}", np.asarray(stored, dtype=object if kind == "string" else None))
+            self._append(f"columns/{column}", np.asarray(stored, dtype=object if kind in ("string", "category") else None))
             self._append(f"missing/{column}", missing)
 
     def close(self) -> None:
@@ -333,6 +366,17 @@ FORMATS = {
     "jsonl": Format("jsonl", ".jsonl", read_jsonl, JsonlWriter, typed=True, fixed_columns=False, progress_unit="B"),
     "parquet": Format("parquet", ".parquet", read_parquet, ParquetWriter, typed=True, fixed_columns=True, progress_unit="rows"),
     "hdf5": Format("hdf5", ".h5", read_hdf5, Hdf5Writer, typed=True, fixed_columns=True, progress_unit="rows"),
+}
+# How each kind is stored in each output format (the data report shows it beside the kind).
+TEXT_WRITTEN = {"int": "integer text", "float": "decimal text", "bool": "true/false", "date": "ISO 8601 date text",
+                "datetime": "ISO 8601 date-time text", "category": "text", "string": "text"}
+JSON_WRITTEN = {**TEXT_WRITTEN, "int": "number", "float": "number", "bool": "boolean", "category": "string", "string": "string"}
+WRITTEN = {
+    "csv": TEXT_WRITTEN, "json": JSON_WRITTEN, "jsonl": JSON_WRITTEN,
+    "parquet": {"int": "int64", "float": "double", "bool": "bool", "date": "date32", "datetime": "timestamp[us]",
+                "category": "dictionary<int32, string>", "string": "string"},
+    "hdf5": {"int": "int64", "float": "float64", "bool": "bool", "date": "int32 days since 1970-01-01",
+             "datetime": "int64 microseconds since 1970-01-01", "category": "UTF-8 string", "string": "UTF-8 string"},
 }
 EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
               ".pq": "parquet", ".h5": "hdf5", ".hdf5": "hdf5"}

@@ -47,7 +47,7 @@ from genlab.core.folders import check_target, marker_kind, replacing
 from genlab.prep.augment import ImageAugmenter, TextAugmenter, load_synonyms, parse_ops
 from genlab.prep.dedupe import first_occurrences, record_hashes, text_hashes
 from genlab.prep.folders import FOLDER_FORMATS, ImageFolderWriter, folder_files, folder_kind, has_class_folders
-from genlab.prep.formats import Format, FORMATS, TextCorpusWriter, format_of
+from genlab.prep.formats import Format, FORMATS, TextCorpusWriter, WRITTEN, format_of
 from genlab.prep.recipe import Recipe
 from genlab.prep.schema import KindTracker, Schema, coerce, convert, missing_mask, value_text
 from genlab.prep.split import SPLITS, assign_splits, rank_keys
@@ -175,7 +175,8 @@ def clean_text_column(chunk: pd.DataFrame, recipe: Recipe, typed: bool) -> pd.Da
 def scan(inp: Input, recipe: Recipe) -> Scan:
     """Pass 1 (see the module docstring)."""
     coded = list(dict.fromkeys(c for c in (recipe.label_col, recipe.stratify) if c))
-    result = Scan(inp.format.typed, {recipe.text_col: "string"} if recipe.text_col else {}, coded)
+    forced = {**{c: "datetime" for c in recipe.parse_dates}, **({recipe.text_col: "string"} if recipe.text_col else {})}
+    result = Scan(inp.format.typed, forced, coded)
     for start, chunk in inp.chunks("scan"):
         if start == 0 and inp.format.fixed_columns:
             check_columns(inp.path, list(chunk.columns), recipe)
@@ -432,7 +433,7 @@ def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) 
         "text_col": recipe.text_col,
         "label_col": recipe.label_col,
         # A list, not an object: pipeline.json is written with sorted keys, and column order matters.
-        "columns": [{"name": c, "kind": k} for c, k in written_kinds.items()],
+        "columns": [{"name": c, "kind": k, "written_as": WRITTEN[recipe.format][k]} for c, k in written_kinds.items()],
         "splits": written,
         "steps": steps.steps,
     }

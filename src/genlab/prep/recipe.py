@@ -39,6 +39,7 @@ class Recipe(BaseModel):
     input_format: str | None = None
     text_col: str | None = None
     label_col: str | None = None
+    parse_dates: tuple[str, ...] = ()
     dedupe: bool = False
     dedupe_text: bool = False
     dropna: tuple[str, ...] = ()
@@ -93,6 +94,7 @@ class Recipe(BaseModel):
         synonyms: str | Path | None = None,
         format: str = "parquet",
         chunk_rows: int = 50_000,
+        parse_dates: str | Sequence[str] | None = None,
     ) -> Recipe:
         """Parse and check the options (the CLI flags of the same names; see docs/prep.md)."""
         # Long because its signature lists every option of `genlab data prepare`; the checks are a few lines.
@@ -108,6 +110,8 @@ class Recipe(BaseModel):
             raise GenlabError(f"--augment-rate {augment_rate}: must be in (0, 1]")
         if min_label_count < 0:
             raise GenlabError(f"--min-label-count {min_label_count}: must be at least 0")
+        if text_col and text_col in names(parse_dates):
+            raise GenlabError(f"--parse-dates {text_col}: the --text-col column holds text, not dates")
         if dedupe_text and not text_col:
             raise GenlabError("--dedupe-text needs --text-col")
         fill_specs = [fill] if isinstance(fill, str) else list(fill or ())
@@ -126,6 +130,7 @@ class Recipe(BaseModel):
             apply_stats=Path(apply_stats) if apply_stats else None, augment=names(augment),
             augment_factor=augment_factor, augment_rate=augment_rate,
             synonyms=Path(synonyms) if synonyms else None, format=format, chunk_rows=chunk_rows,
+            parse_dates=names(parse_dates),
         )
         recipe.cleaner  # compiles --clean-regex and checks the presets before any input is read
         return recipe
@@ -138,6 +143,7 @@ class Recipe(BaseModel):
             ("--label-col", [self.label_col]),
             ("--stratify", [self.stratify]),
             ("--dropna", list(self.dropna)),
+            ("--parse-dates", list(self.parse_dates)),
             ("--fill", [f.column for f in self.fill]),
             ("--normalize", list(self.normalize)),
         ]:

@@ -165,8 +165,8 @@ def format_report(result: dict) -> str:
     splits = result["splits"]
     lines = [f"input: {result['input']['path']} ({result['input']['format']}, {result['input']['records']} records)"]
     lines += [""] + _table(["split", "records"], [[s, splits[s]["records"]] for s in SPLITS])
-    lines += [""] + _table(["column", "kind", *(f"missing:{s}" for s in SPLITS)],
-                           [[c["name"], c["kind"], *(splits[s]["missing"][c["name"]] for s in SPLITS)]
+    lines += [""] + _table(["column", "kind", "written as", *(f"missing:{s}" for s in SPLITS)],
+                           [[c["name"], c["kind"], c.get("written_as", "-"), *(splits[s]["missing"][c["name"]] for s in SPLITS)]
                             for c in result["columns"]])
     removed = result["duplicates_removed"]
     lines += ["", f"dropped for missing values: {result['dropped_missing']}",

@@ -8,14 +8,26 @@ first pass looks at every value (`KindTracker`), and later passes convert each
 chunk to the kinds found (`coerce`).
 
 Kinds and their pandas dtypes in a coerced chunk:
-    int     Int64 (nullable)      CSV text like 12, -3 (no leading zeros, at most 18 digits)
-    float   float64 (NaN missing) CSV text like 1.5, 2e-3, inf; or a mix of ints and floats
-    bool    boolean (nullable)    CSV text true/false in any case
-    string  object (str or None)  anything else; typed non-strings are written as text
+    int       Int64 (nullable)         CSV text like 12, -3 (no leading zeros, at most 18 digits)
+    float     float64 (NaN missing)    CSV text like 1.5, 2e-3, inf; or a mix of ints and floats
+    bool      boolean (nullable)       CSV text true/false in any case
+    date      object (date or None)    ISO 8601 dates, 2024-03-01 (text, or a file's own date values)
+    datetime  datetime64[us] (NaT)     ISO 8601 date and time, 2024-03-01T12:30[:00[.5]]; a date mixed with
+                                       them is its midnight; a column `--parse-dates` names is parsed
+                                       whatever its spelling, an offset (Z, +02:00) converted to UTC
+    category  object (str or None)     text with few distinct values, each repeated (at most CATEGORY_MAX
+                                       across the input, every one seen 4 times on average): labels, codes
+    string    object (str or None)     anything else; typed non-strings are written as text
+
+Parquet writes date and datetime as its date32 and timestamp[us] types, HDF5 as days or microseconds since
+1970-01-01 with the kind in the dataset's attributes (formats.py); CSV and JSON as ISO 8601 text. Parquet
+writes a category as a dictionary (each distinct text stored once, rows as codes; pandas reads it back as a
+categorical); the other formats as text.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 
@@ -28,9 +40,16 @@ from genlab.core.errors import GenlabError
 INT_PATTERN = r"\s*[+-]?(?:0|[1-9]\d{0,17})\s*"
 FLOAT_PATTERN = r"(?i)\s*[+-]?(?:(?:\d+\.\d*|\.\d+)(?:e[+-]?\d+)?|\d+e[+-]?\d+|inf|infinity)\s*"
 BOOL_PATTERN = r"(?i)\s*(?:true|false)\s*"
+DATE_PATTERN = r"\s*\d{4}-\d{2}-\d{2}\s*"
+DATETIME_PATTERN = r"\s*\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?\s*"  # no offset: naive times
+TIME_KINDS = ("date", "datetime")
+TEXT_KINDS = ("string", "category")
+CATEGORY_MAX = 64  # distinct values a text column may hold and still be a category
 
-PANDAS_DTYPES = {"int": "Int64", "float": "float64", "bool": "boolean", "string": object}
-ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "string": pa.string()}
+PANDAS_DTYPES = {"int": "Int64", "float": "float64", "bool": "boolean", "date": object, "datetime": "datetime64[us]",
+                 "category": object, "string": object}
+ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "date": pa.date32(),
+               "datetime": pa.timestamp("us"), "category": pa.dictionary(pa.int32(), pa.string()), "string": pa.string()}
 
 Schema = dict[str, str]  # column -> kind, in column order
 
@@ -53,6 +72,8 @@ def value_text(value) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, (dt.date, pd.Timestamp)):
+        return value.isoformat()
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
     return str(value)
@@ -66,13 +87,28 @@ def _text_kind(present: pd.Series) -> str:
         return "float"
     if present.str.fullmatch(BOOL_PATTERN).all():
         return "bool"
-    return "string"
+    return _time_kind(present)
+
+
+def _time_kind(present: pd.Series) -> str:
+    """Text that is all ISO 8601 dates, or dates and times, and parses as such (2023-02-30 does not): date or
+    datetime; else string."""
+    if not present.str.fullmatch(DATETIME_PATTERN).all():
+        return "string"
+    parsed = pd.to_datetime(present.str.strip(), format="ISO8601", errors="coerce")
+    if parsed.isna().any():
+        return "string"
+    return "date" if present.str.fullmatch(DATE_PATTERN).all() else "datetime"
 
 
 def _typed_kind(present: pd.Series) -> str:
     types = set(map(type, present))
     if types == {bool}:
         return "bool"
+    if types == {str}:  # JSON has no dates: ISO text is how they travel
+        return _time_kind(present)
+    if types <= {dt.date, dt.datetime, pd.Timestamp}:
+        return "date" if types == {dt.date} else "datetime"
     if types <= {int, float}:
         if float in types:
             return "float"
@@ -98,6 +134,8 @@ def merge_kinds(a: str | None, b: str | None) -> str | None:
         return a
     if {a, b} == {"int", "float"}:
         return "float"
+    if {a, b} == {"date", "datetime"}:
+        return "datetime"
     return "string"
 
 
@@ -108,30 +146,57 @@ class KindTracker:
         self.typed = typed
         self.forced = forced  # kinds fixed in advance (a text column is text whatever it holds)
         self.kinds: dict[str, str | None] = {}
+        self.distinct: dict[str, set | None] = {}  # a text column's values while few (None: too many)
+        self.present: dict[str, int] = {}
 
     def observe(self, chunk: pd.DataFrame) -> None:
         for column in chunk.columns:
+            self._count_distinct(column, chunk[column])
+            if self.forced.get(column) in TIME_KINDS:  # named by --parse-dates: every value must parse, now
+                convert(chunk[column], self.forced[column], self.typed)
+                self.kinds[column] = self.forced[column]
+                continue
             known = self.forced.get(column) or self.kinds.get(column)
             if known == "string":  # nothing later can change it; skip the scan
                 self.kinds[column] = known
                 continue
             self.kinds[column] = merge_kinds(known, chunk_kind(chunk[column], self.typed))
 
+    def _count_distinct(self, column: str, values: pd.Series) -> None:
+        seen = self.distinct.setdefault(column, set())
+        if seen is None or self.forced.get(column) == "string":
+            return
+        present = values[~missing_mask(values)]
+        self.present[column] = self.present.get(column, 0) + len(present)
+        seen.update(map(value_text, present.unique()))
+        if len(seen) > CATEGORY_MAX:
+            self.distinct[column] = None
+
     def schema(self) -> Schema:
-        """The kinds found; a column with no value at all is string."""
-        return {c: k or "string" for c, k in self.kinds.items()}
+        """The kinds found; a column with no value at all is string, text with few repeated values a category."""
+        out = {}
+        for column, kind in self.kinds.items():
+            kind = kind or "string"
+            seen = self.distinct.get(column)
+            if kind == "string" and seen and self.forced.get(column) != "string" and \
+                    self.present.get(column, 0) >= 4 * len(seen):
+                kind = "category"
+            out[column] = kind
+        return out
 
 
 def convert(values: pd.Series, kind: str, typed: bool) -> pd.Series:
     """One raw column (CSV text, or typed values) as `kind` (see the module docstring)."""
     missing = missing_mask(values)
     raw = values.tolist()
-    if kind == "string":
+    if kind in TEXT_KINDS:
         # Blank strings stay as they are in text columns; only true NAs become None.
         na = values.isna().to_numpy(dtype=bool)
         text = value_text if typed else str
         out = [None if m else text(v) for v, m in zip(raw, na)]
         return pd.Series(out, index=values.index, dtype=object)
+    if kind in TIME_KINDS:
+        return _times(values, missing, kind)
     if kind == "bool":
         parse = bool if typed else (lambda v: v.strip().lower() == "true")
     elif kind == "int":
@@ -142,6 +207,30 @@ def convert(values: pd.Series, kind: str, typed: bool) -> pd.Series:
     if kind == "float":
         return pd.Series([np.nan if v is None else v for v in out], index=values.index, dtype="float64")
     return pd.Series(out, index=values.index, dtype=PANDAS_DTYPES[kind])
+
+
+def _times(values: pd.Series, missing: np.ndarray, kind: str) -> pd.Series:
+    """Dates (datetime.date) or naive datetimes (datetime64[us]; an offset converted to UTC) from text or values;
+    a value that is neither is one line naming it."""
+    present = values[~missing]
+    text = present.map(lambda v: v.strip() if isinstance(v, str) else v)
+    try:
+        parsed = pd.to_datetime(text, format="ISO8601", utc=True)
+    except (ValueError, TypeError, OverflowError):
+        try:  # a column --parse-dates names may be spelt otherwise (03/01/2024, 1 Mar 2024): pandas' own guess
+            parsed = pd.to_datetime(text, format="mixed", utc=True)
+        except (ValueError, TypeError, OverflowError) as e:
+            bad = next((v for v in text if pd.isna(pd.to_datetime(v, errors="coerce", format="mixed"))), text.iloc[0])
+            raise GenlabError(f"column {values.name!r}: {str(bad)[:60]!r} is not a date or time "
+                              f"({type(e).__name__})") from None
+    parsed = parsed.dt.tz_convert(None).astype("datetime64[us]")
+    if kind == "date":
+        out = pd.Series([None] * len(values), index=values.index, dtype=object)
+        out[~missing] = [t.date() for t in parsed]
+        return out
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
+    out[~missing] = parsed.to_numpy()
+    return out
 
 
 def coerce(chunk: pd.DataFrame, schema: Schema, typed: bool) -> pd.DataFrame:

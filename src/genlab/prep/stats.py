@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from genlab.core.errors import GenlabError
-from genlab.prep.schema import PANDAS_DTYPES, Schema, missing_mask, parse_value
+from genlab.prep.schema import PANDAS_DTYPES, TIME_KINDS, Schema, missing_mask, parse_value, value_text
 
 FILL_STRATEGIES = ("mean", "median", "mode", "const")
 NORM_METHODS = ("standard", "minmax")
@@ -105,7 +105,8 @@ class TrainStats:
     def _fill_value(self, fill: Fill):
         kind = self.schema[fill.column]
         if fill.strategy == "const":
-            return parse_value(fill.constant, kind, f"--fill {fill.column}=const:{fill.constant}")
+            value = parse_value(fill.constant, kind, f"--fill {fill.column}=const:{fill.constant}")
+            return value_text(value) if kind in TIME_KINDS else value  # JSON holds a date as ISO text
         empty = GenlabError(f"--fill {fill.column}={fill.strategy}: the column has no values in the train split")
         if fill.strategy == "mean":
             if not self.moments[fill.column].count:
@@ -121,7 +122,7 @@ class TrainStats:
             raise empty
         # Most frequent; ties go to the smallest value, so the result does not depend on row order.
         value = min(counts, key=lambda v: (-counts[v], v))
-        return value.item() if isinstance(value, np.generic) else value
+        return value.item() if isinstance(value, np.generic) else value_text(value) if kind in TIME_KINDS else value
 
     def result(self) -> dict:
         """The statistics as saved in normalization.json (see the module docstring)."""
@@ -169,7 +170,10 @@ def apply_stats(chunk: pd.DataFrame, stats: dict, kinds: Schema) -> pd.DataFrame
     for column, fill in stats["fill"].items():
         missing = missing_mask(chunk[column])
         if missing.any():
-            chunk.loc[missing, column] = fill["value"]
+            value = fill["value"]
+            if kinds.get(column) in TIME_KINDS:  # saved as ISO text
+                value = parse_value(str(value), kinds[column], f"--fill {column}")
+            chunk.loc[missing, column] = value
     normalize = stats["normalize"]
     for column, params in normalize["columns"].items():
         values = chunk[column]
