@@ -583,6 +583,15 @@ def section_memory() -> str:
         f"`{d.get('child', 'genlab train text')}` on an N MB generated text file (tokenize, then 20 steps of a 2x64 GPT), "
         "peak RSS of the child:",
         table(["corpus", "peak RSS", "wall s (tokenize + 20 steps)", "date", "load average at start"], rows),
+        *([f"Tokenizing into the token store (read, encode, write, split; the tokenizer trained beforehand) on 1 and 2 "
+            "processes, the same store either way (`data.tokenize_workers`; tests/test_text_data.py checks it byte for byte), "
+            "best of two turns each:",
+            table(["corpus", "tokenizer", "tokens", "tokens/s, 1 process", "tokens/s, 2 processes", "speedup", "date",
+                   "load average at start"],
+                  [[f"{r['corpus_mb']:.0f} MB", r["tokenizer"], f"{r['tokens']:,}", f"{r['tokens_per_s']['1']:,}",
+                    f"{r['tokens_per_s']['2']:,}", f"{r['speedup_2_vs_1']}x", r["date"],
+                    load_note(r["load_avg_at_start"]).removeprefix("load average at start: ")] for r in d["tokenizing"]])]
+          if d.get("tokenizing") else []),
         f"Command: `{d['command']}` → `bench/results/token_store_memory.json`.",
     ])
 

@@ -136,3 +136,31 @@ def test_word_tokens_are_treebank_words_with_their_space_and_unknown_words_say_s
     tok = WordTokenizer.train([text * 3, "He said no.\n"], None)  # min_frequency 2: "no" is out
     assert tok.decode(tok.encode("He said no, fine.")) == "He said <unk>, fine."
     assert tok.decode(tok.encode(text)) == text
+
+
+def test_tokenizing_on_several_processes_builds_the_same_store(tmp_path):
+    """Pieces of a file larger than one piece, several files, an empty one and a BPE tokenizer: two worker
+    processes give the store one process gives, byte for byte."""
+    from conftest import make_corpus
+    from genlab.tokenizers.parallel import encode_documents
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(3):
+        (corpus / f"f{i}.txt").write_text(make_corpus(30_000, seed=i))
+    (corpus / "empty.txt").write_text("")
+    (corpus / "big.txt").write_text(make_corpus(400_000, seed=9))
+    source = TextSource()
+    files = sorted(corpus.iterdir())
+    tokenizer = train_tokenizer("bpe", (read_text_file(f) for f in files), build_config(None, {}, ["tokenizer.kind=bpe"]).tokenizer)
+    save_tokenizer(tokenizer, tmp_path / "tokenizer.json")
+    stores = []
+    for workers in (1, 2):
+        documents = ((p for p in read_text_pieces(f, piece_bytes=50_000)) for f in files)
+        encoded = encode_documents(tokenizer, tmp_path / "tokenizer.json", documents, workers)
+        store = TokenStore.build(tmp_path / f"store{workers}", encoded, tokenizer.vocab_size, tokenizer.unit_lengths(),
+                                 0.1, 0.0, 256, 0, separator=tokenizer.encode(source.separator))
+        stores.append(store)
+    for split in ("train", "val"):
+        assert np.array_equal(stores[0].split(split), stores[1].split(split))
+    assert len(stores[0].split("train")) > 10_000

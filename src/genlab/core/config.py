@@ -113,6 +113,9 @@ class DataConfig(Section):
     # tail: the corpus cut in order, val at the end, as nanoGPT and char-rnn split (for comparable numbers).
     split: Literal["random-chunks", "tail"] = "random-chunks"
     split_chunk: Positive = 1024  # tokens per chunk when splitting by seed
+    # Processes that tokenize the corpus (the same store whatever the number); None: every core for a corpus past
+    # a few megabytes, else one.
+    tokenize_workers: Positive | None = None
     image: ImageOptions = ImageOptions()
     music: MusicOptions = MusicOptions()
     audio: AudioOptions = AudioOptions()

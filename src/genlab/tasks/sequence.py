@@ -41,6 +41,7 @@ from genlab.tasks import task_of
 from genlab.tasks.driver import Training, load_trained
 from genlab.tokenizers import load_tokenizer, save_tokenizer, train_tokenizer
 from genlab.tokenizers.hf import HFTokenizer
+from genlab.tokenizers.parallel import encode_documents, workers_for
 from genlab.training import distributed
 from genlab.training.compiling import Compiled
 
@@ -104,7 +105,8 @@ def prepare_corpus(config: RunConfig, run: RunDir, source: SequenceSource, resum
     save_tokenizer(tokenizer, run.tokenizer)
 
     bar = progress_bar(files, desc="tokenizing", unit="file", enabled=progress and len(files) >= 20)
-    encoded = ((tokenizer.encode(p) for p in document_pieces(source, f)) for f in bar)
+    workers = workers_for(config.data.tokenize_workers, sum(f.stat().st_size for f in files))
+    encoded = encode_documents(tokenizer, run.tokenizer, (document_pieces(source, f) for f in bar), workers)
     store = TokenStore.build(
         run.data, encoded, tokenizer.vocab_size, tokenizer.unit_lengths(),
         config.data.val_fraction, config.data.test_fraction, config.data.split_chunk, config.train.seed,
