@@ -30,6 +30,7 @@ SKIP = {
     "genlab rl runs/mycode": "needs the code run of the README (tests/test_rl.py fine-tunes a run for a reward)",
     "genlab search hf:/models/": "a downloaded CLIP (tests/test_clip.py uses a tiny local one)",
     "genlab eval hf:/models/": "a downloaded CLIP (tests/test_clip.py evaluates a tiny local one)",
+    "genlab eval runs/shakespeare --c2st": "needs a trained Shakespeare run (tests/test_text_generation.py runs --c2st on a tiny one)",
     "genlab serve": "a server runs until stopped (tests/test_serve.py drives one with the openai client and Chromium)",
     "genlab sample remote:": "a server running elsewhere (tests/test_remote.py starts genlab serve and samples it)",
     "genlab eval-code remote:": "a server running elsewhere (tests/test_remote.py runs eval-code against genlab serve)",

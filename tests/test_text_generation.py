@@ -100,3 +100,42 @@ def test_python_and_the_cli_agree_on_the_prompt(run, cli, tmp_path):
     r = cli("sample", run.path, "--prompt", "The cat", "--max-new-tokens", "30", "--seed", "4", "--out", tmp_path / "s.txt")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "s.txt").read_text() == sample.full_text + "\n"
+
+
+def test_the_two_sample_test_tells_texts_apart_only_when_they_differ():
+    """Held-out halves of one corpus are indistinguishable (about 0.5); the corpus against its words shuffled is
+    told apart almost always; the interval holds the accuracy."""
+    import random
+
+    from conftest import make_corpus
+    from genlab.metrics.text import repetition_rate, two_sample_test
+
+    lines = [line for line in make_corpus(60_000).splitlines() if line.strip()]
+    same = two_sample_test(lines[:150], lines[150:300], seed=1)
+    shuffled = []
+    for i, line in enumerate(lines[300:450]):
+        letters = list(line)
+        random.Random(i).shuffle(letters)
+        shuffled.append("".join(letters))
+    apart = two_sample_test(lines[:150], shuffled, seed=1)
+    assert 0.3 <= same["c2st_accuracy"] <= 0.7 and apart["c2st_accuracy"] >= 0.9, (same, apart)
+    for r in (same, apart):
+        assert r["c2st_interval"][0] <= r["c2st_accuracy"] <= r["c2st_interval"][1] and r["c2st_texts"] == 150
+    assert repetition_rate(["a b c d a b c d a b c d"]) == pytest.approx(5 / 9) and repetition_rate(["a b c d e"]) == 0
+
+
+def test_eval_c2st_compares_held_out_text_with_the_models_continuations(tmp_path, cli):
+    from conftest import make_corpus
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_corpus(120_000))
+    genlab.train(tiny_config(corpus, tmp_path / "run", max_steps=30), progress=False)
+    r = cli("eval", tmp_path / "run", "--c2st", "--n", "40", "--temperature", "0.9")
+    assert r.returncode == 0, r.stderr
+    results = json.loads((tmp_path / "run" / "eval.json").read_text())
+    low, high = results["c2st_interval"]
+    assert results["c2st_texts"] == 40 and low <= results["c2st_accuracy"] <= high and results["c2st_temperature"] == 0.9
+    assert results["c2st_tokens_per_text"] == 16  # block_size 32 less the 16-token prime
+    assert {"real_distinct_4", "generated_distinct_4", "real_repetition", "generated_repetition"} <= set(results)
+    r = cli("eval", tmp_path / "run", "--temperature", "0.9")
+    assert r.returncode == 1 and "--temperature: only with --c2st" in r.stderr

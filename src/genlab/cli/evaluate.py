@@ -29,6 +29,8 @@ def evaluate(
     n: Optional[int] = typer.Option(None, "--n", help="Samples to generate for the metrics (images: default min(real, 2000))."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Diffusion sampling steps for the generated images."),
     truncation: Optional[float] = typer.Option(None, "--truncation", help="stylegan: psi of the truncation trick for the generated images."),
+    c2st: bool = typer.Option(False, "--c2st", help="Text: a classifier two-sample test of held-out text against the model's continuations of it (accuracy 0.5 = indistinguishable), with distinct-n and repetition of each; --n texts (200)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="With --c2st: the sampling temperature, the same for every model compared (default 1: the model's own distribution)."),
     fid_features: Optional[Path] = typer.Option(None, "--fid-features", help="A TorchScript Inception feature file for FID/KID comparable with published figures (default: genlab's own small classifier; docs/images.md)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: str = threads_option(),
@@ -50,7 +52,13 @@ def evaluate(
         if name is None:
             raise GenlabError(f"--n does not apply to this run ({type(gen).__name__})")
         options[name] = n
-    for flag, name, value in (("--steps", "steps", steps), ("--fid-features", "features", fid_features), ("--truncation", "truncation", truncation)):
+    if temperature is not None and not c2st:
+        raise GenlabError("--temperature: only with --c2st (the texts it samples)")
+    if temperature is not None:
+        check_range("--temperature", temperature, 0.05, 5.0)
+    for flag, name, value in (("--steps", "steps", steps), ("--fid-features", "features", fid_features),
+                              ("--truncation", "truncation", truncation), ("--c2st", "c2st", c2st or None),
+                              ("--temperature", "temperature", temperature)):
         if value is not None:
             if name not in accepted:
                 raise GenlabError(f"{flag} does not apply to this run ({type(gen).__name__})")

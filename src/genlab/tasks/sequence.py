@@ -29,7 +29,7 @@ from genlab.core.samples import TextSample
 from genlab.core.weights import load_weights
 from genlab.datasets.teacher_cache import CachedWindows, TeacherCache, build_remote_teacher_cache, build_teacher_cache
 from genlab.datasets.token_store import StreamWindows, TokenStore, WindowSampler, eval_windows
-from genlab.metrics.text import distinct_n
+from genlab.metrics.text import distinct_n, repetition_rate, two_sample_test
 from genlab.models.hf_causal import CausalLM, load_hf
 from genlab.objectives.kd import Distillation, SequenceCritic
 from genlab.objectives.lm import LanguageModeling, token_losses
@@ -419,9 +419,10 @@ class SequenceGenerator:
 
     # ---- evaluation --------------------------------------------------------------
 
-    def evaluate(self, data: str | None = None, samples: int = 8, sample_tokens: int = 200, seed: int = 0, progress: bool = True) -> dict:
-        """Loss, bits per char/byte and perplexity on the held-out split (or on `data`),
-        plus distinct-1/2 of `samples` generated texts."""
+    def evaluate(self, data: str | None = None, samples: int | None = None, sample_tokens: int = 200, seed: int = 0,
+                 progress: bool = True, c2st: bool = False, temperature: float = 1.0) -> dict:
+        """Loss, bits per char/byte and perplexity on the held-out split (or on `data`), plus distinct-1/2 of
+        `samples` generated texts (8); with `c2st`, `two_sample` of `samples` texts (200) at `temperature`."""
         if data is None:
             tokens = TokenStore(self.run.data).split("val")
             where = "val split"
@@ -430,8 +431,8 @@ class SequenceGenerator:
             where = data
         block = self.model.max_context or self.config.model.block_size
         r = evaluate_tokens(self.model, tokens, self.tokenizer.unit_lengths(), block, self.device)
-        texts = [s.text for s in self.generate(max_new_tokens=sample_tokens, n=samples, seed=seed)]
-        return {
+        texts = [s.text for s in self.generate(max_new_tokens=sample_tokens, n=8 if c2st or samples is None else samples, seed=seed)]
+        results = {
             "data": where,
             "tokens": r["tokens"],
             "loss": r["loss"],
@@ -440,6 +441,35 @@ class SequenceGenerator:
             "distinct_1": distinct_n(texts, 1),
             "distinct_2": distinct_n(texts, 2),
         }
+        if c2st:
+            results |= self.two_sample(tokens, samples or 200, temperature=temperature, seed=seed)
+        return results
+
+    def two_sample(self, tokens: np.ndarray, n: int = 200, length: int = 128, prime: int = 16,
+                   temperature: float = 1.0, seed: int = 0) -> dict:
+        """How far samples are from real text, by what a model's loss cannot show: n held-out windows of `tokens`,
+        each's first `prime` tokens continued by the model for `length` tokens at `temperature` (no top-k or
+        top-p: the model's own distribution, sharpened or flattened alike for every model compared); the real
+        continuations against the generated ones in a classifier two-sample test (metrics/text.py: 0.5 =
+        indistinguishable), with distinct-1..4 and the repetition rate of each side."""
+        length = min(length, (self.max_context or length + prime) - prime)
+        span = prime + length
+        if len(tokens) < span * 20:
+            raise GenlabError(f"--c2st: the held-out text holds {len(tokens)} tokens, too few for 20 windows of {span}")
+        rng = np.random.default_rng(seed)
+        starts = np.sort(rng.choice(len(tokens) - span, size=min(n, (len(tokens) - span) // span), replace=False))
+        windows = [np.asarray(tokens[s: s + span]).tolist() for s in starts]
+        decoding = self.decoding(max_new_tokens=length, temperature=temperature, top_k=0, top_p=1.0)
+        requests = [Request(w[:prime], decoding, seed + i, []) for i, w in enumerate(windows)]
+        engine = self.engine()
+        slots = decode(engine, requests)
+        generated = [engine.text(slot) for slot in slots]
+        real = [self.tokenizer.decode(w[prime:]) for w in windows]
+        out = two_sample_test(real, generated, seed)
+        for side, texts in (("real", real), ("generated", generated)):
+            out |= {f"{side}_distinct_{k}": distinct_n(texts, k) for k in range(1, 5)}
+            out[f"{side}_repetition"] = repetition_rate(texts)
+        return out | {"c2st_temperature": temperature, "c2st_tokens_per_text": length}
 
     def encode_corpus(self, data: str, progress: bool) -> np.ndarray:
         source = task_of(self.config.task).source
