@@ -88,12 +88,16 @@ def bench_stylegan(args) -> dict:
     out = {}
     for data, minutes in ((str(MNIST), args.minutes), ("digits", args.digits_minutes)):
         label = "mnist" if data == str(MNIST) else "digits"
+        if args.only and label != args.only:
+            continue
         for family in ("stylegan", "dcgan"):
+            load_avg, started = list(os.getloadavg()), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             run = train_image({"name": family}, data, minutes, f"/tmp/genlab-bench-{family}-{label}")
             rows = rows_of(run)
             gen = genlab.load(run.path)
             row = {"minutes": minutes, "steps": run.results["step"], "train_images_per_s": median_rate(rows),
-                   "parameters": sum(p.numel() for p in gen.model.parameters())}
+                   "parameters": sum(p.numel() for p in gen.model.parameters()), "date": started,
+                   "load_avg_at_start": load_avg}
             for psi in ((1.0, 0.7, 0.5) if family == "stylegan" else (None,)):
                 r = gen.evaluate(n=2000, progress=False, truncation=psi)
                 key = "fid" if psi in (None, 1.0) else f"fid_truncation_{psi}"
@@ -116,6 +120,8 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=20.0)
     p.add_argument("--binary-minutes", type=float, default=10.0)
     p.add_argument("--digits-minutes", type=float, default=5.0)
+    p.add_argument("--only", choices=["mnist", "digits"], default=None,
+                   help="stylegan: measure one data set, keeping the other's stored rows")
     args = p.parse_args()
     import torch
 
@@ -128,6 +134,12 @@ def main() -> None:
     results = {"date": started, "load_avg_at_start": load_avg, "load_avg_at_end": list(os.getloadavg()),
                "command": f"python bench/pixelcnn_stylegan.py {args.part} {flags}", "threads": 1, "rows": rows}
     dest = RESULTS / ("pixelcnn_mnist.json" if args.part == "pixelcnn" else "stylegan_vs_dcgan.json")
+    if args.part == "stylegan" and args.only and dest.is_file():  # the other data set's rows stay as measured
+        kept = json.loads(dest.read_text())
+        kept_rows = {k: {"date": kept.get("date"), "load_avg_at_start": kept.get("load_avg_at_start"), **v}
+                     for k, v in kept["rows"].items() if not k.endswith(args.only)}
+        results["rows"] = {**kept_rows, **rows}
+        results["command"] += f" (--only {args.only}; each row has its own date)"
     dest.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {dest}")
 

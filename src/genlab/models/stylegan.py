@@ -15,6 +15,11 @@ learn to depend on each other, and `style_mix` uses the same split to put one im
 w' = w_avg + psi (w - w_avg): less variety, fewer failures. Noise is random in training and fixed buffers
 when generating, so a seed fixes an image.
 
+Every weight has an equalized learning rate (Karras et al. 2018): stored at unit scale and multiplied by its He
+constant at each forward, so that Adam, whose steps are of a size set by the learning rate alone, moves every
+layer at the same relative pace. The mapping network learns 100 times more slowly still (`mapping_lr_mul`, as
+StyleGAN's 0.01): at the full rate its w's drift together and the generator collapses onto a few images.
+
 Pretrained StyleGAN releases are Python pickles; genlab does not unpickle files, so it does not load them.
 """
 
@@ -37,6 +42,7 @@ class StyleGANConfig(ModelConfig):
     name: Literal["stylegan"] = "stylegan"
     latent_dim: int = 64  # z and w
     mapping_layers: int = 4
+    mapping_lr_mul: float = 0.01  # the mapping network's learning rate, relative to the rest
     channels: int = 32  # feature maps at every resolution
     n_layers: int = 2  # doublings from the constant to the image side (28 -> a 7x7 constant)
     label_dim: int = 16
@@ -47,25 +53,52 @@ class StyleGANConfig(ModelConfig):
     loss: Literal["non-saturating", "hinge"] = "non-saturating"
 
 
+class EqualLinear(nn.Module):
+    """A linear layer with an equalized learning rate: weights N(0, 1) / lr_mul, scaled by lr_mul / sqrt(in)."""
+
+    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, lr_mul: float = 1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_features,), bias_init / lr_mul))
+        self.scale, self.lr_mul = lr_mul / math.sqrt(in_features), lr_mul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class EqualConv2d(nn.Module):
+    """A convolution with an equalized learning rate: weights N(0, 1), scaled by 1 / sqrt(in * k * k)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+        self.scale, self.padding = 1 / math.sqrt(in_ch * kernel * kernel), kernel // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+
+
 class ModulatedConv(nn.Module):
     """A k x k convolution whose input channels are scaled per image by a style from w (and, with `demodulate`,
     each output channel rescaled to unit norm)."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, latent_dim: int, demodulate: bool = True):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel) / math.sqrt(in_ch * kernel * kernel))
-        self.style = nn.Linear(latent_dim, in_ch)
-        nn.init.ones_(self.style.bias)  # start as an unmodulated convolution
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))  # equalized: scaled at each forward
+        self.scale = 1 / math.sqrt(in_ch * kernel * kernel)
+        self.style = EqualLinear(latent_dim, in_ch, bias_init=1.0)  # starts as an unmodulated convolution
         self.demodulate, self.padding = demodulate, kernel // 2
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """x (B, in, H, W), w (B, latent) -> (B, out, H, W)."""
         B, C, H, W = x.shape
         s = self.style(w)  # (B, in)
-        weight = self.weight[None] * s[:, None, :, None, None]  # (B, out, in, k, k)
+        weight = self.weight[None] * self.scale * s[:, None, :, None, None]  # (B, out, in, k, k)
         if self.demodulate:
             weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
-        # One grouped convolution: each image of the batch is a group with its own weights.
+        # One grouped convolution: each image of the batch is a group with its own weights (on a CPU faster than
+        # scaling the input and convolving the batch at once: 20 against 27 ms a step at 32 x 32 channels, 28 x 28).
         out = F.conv2d(x.reshape(1, B * C, H, W), weight.reshape(-1, C, *weight.shape[3:]), padding=self.padding, groups=B)
         return out.reshape(B, -1, H, W)
 
@@ -126,7 +159,8 @@ class Generator(nn.Module):
         width = cfg.latent_dim + (cfg.label_dim if num_classes else 0)
         layers = []
         for i in range(cfg.mapping_layers):
-            layers += [nn.Linear(width if i == 0 else cfg.latent_dim, cfg.latent_dim), nn.LeakyReLU(0.2)]
+            layers += [EqualLinear(width if i == 0 else cfg.latent_dim, cfg.latent_dim, lr_mul=cfg.mapping_lr_mul),
+                       nn.LeakyReLU(0.2)]
         self.mapping = nn.Sequential(*layers)
         self.synthesis = Synthesis(cfg, shape, pixel_range)
         self.register_buffer("w_avg", torch.zeros(cfg.latent_dim))
@@ -172,12 +206,12 @@ class Discriminator(nn.Module):
         super().__init__()
         c_img, side = shape[0], check_square(shape, cfg.n_layers, "stylegan")
         C = cfg.channels
-        layers = [nn.Conv2d(c_img, C, 1), nn.LeakyReLU(0.2)]
+        layers = [EqualConv2d(c_img, C, 1), nn.LeakyReLU(0.2)]
         for _ in range(cfg.n_layers):
-            layers += [nn.Conv2d(C, C, 3, padding=1), nn.LeakyReLU(0.2), nn.AvgPool2d(2)]
-        self.net = nn.Sequential(*layers, MinibatchStd(), nn.Conv2d(C + 1, C, 3, padding=1), nn.LeakyReLU(0.2), nn.Flatten())
+            layers += [EqualConv2d(C, C, 3), nn.LeakyReLU(0.2), nn.AvgPool2d(2)]
+        self.net = nn.Sequential(*layers, MinibatchStd(), EqualConv2d(C + 1, C, 3), nn.LeakyReLU(0.2), nn.Flatten())
         features = C * (side // 2 ** cfg.n_layers) ** 2
-        self.head = nn.Linear(features, 1)
+        self.head = EqualLinear(features, 1)
         self.label = nn.Embedding(num_classes, features) if num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -189,8 +223,10 @@ class Discriminator(nn.Module):
 
 
 # What a run of this family trains with unless its config says otherwise.
+# The generator samples (and is judged by FID) through an average of its weights, half of it renewed about every
+# 10,000 images (StyleGAN's G_ema): at 2 minutes on digits it halved FID (22.8 -> 9.3-10.0) and raised recall.
 TRAIN_DEFAULTS = {"lr": 2e-3, "beta1": 0.0, "beta2": 0.99, "weight_decay": 0.0, "warmup_steps": 0,
-                  "min_lr_ratio": 1.0, "grad_clip": 0.0, "batch_size": 32}
+                  "min_lr_ratio": 1.0, "grad_clip": 0.0, "batch_size": 32, "ema_decay": 0.998}
 
 
 class StyleGAN(nn.Module):

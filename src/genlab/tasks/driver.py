@@ -57,6 +57,9 @@ class Training:
     items_per_batch: int = 1  # tokens or images per batch, for the throughput figure
     item_name: str = "tok"
     select_metric: str = "val_loss"  # the eval result (lower is better) that picks the weights kept
+    # evaluate(full, weights=...) is handed the weights samples are drawn with (a GAN is judged by its samples:
+    # with train.ema_decay, those of the average) at every periodic eval
+    evaluate_takes_weights: bool = False
 
 
 class Task(Protocol):
@@ -135,7 +138,8 @@ def train_task(task: Task, config: RunConfig, progress: bool = True, overwrite: 
         return config, results
     t = task.training(config, run, data, model, device)
     trainer = Trainer(t.objective, t.batches, config.train, run, t.evaluate, t.write_samples, t.items_per_batch, t.item_name,
-                      t.select_metric, run_config=config.model_dump(mode="json"), on_eval=on_eval)
+                      t.select_metric, run_config=config.model_dump(mode="json"), on_eval=on_eval,
+                      evaluate_takes_weights=t.evaluate_takes_weights)
     if resume:
         trainer.load_checkpoint()
         if w.is_main:

@@ -195,22 +195,27 @@ class ImageTask:
 
         sampler = family_of(config).sampler
 
-        def gan_fid() -> dict:
+        def gan_fid(weights: dict | None) -> dict:
             # GANs have no held-out likelihood, and their losses do not track quality: they are judged (and
-            # their best weights kept) by FID on genlab's features, from the same noise at every eval.
+            # their best weights kept) by FID on genlab's features, from the same noise at every eval, of the
+            # weights samples are drawn with (the average, with train.ema_decay); at the end, of those kept.
 
             if not gan_reference:
                 extractor = classifier_extractor(store, device, cache_dir(), progress=False)
                 real = np.asarray(store.images)[subsample(len(store.images), 2000, 0)]
                 gan_reference.update(extractor=extractor, real=extractor(real))
-            pipeline = pipeline_for(family_of(config), model, config, device)  # the model in training, not the grids' copy
+            judged = model
+            if weights is not None:
+                load_weights({"model": sample_model}, weights, run.weights)
+                judged = sample_model.eval()
+            pipeline = pipeline_for(family_of(config), judged, config, device)
             y = torch.arange(GAN_FID_IMAGES, device=device) % model.num_classes if model.num_classes else None
             fake = to_uint8(pipeline.images(pipeline.noise(GAN_FID_IMAGES, GRID_SEED), y, GRID_SEED), tuple(opts.pixel_range))
             return {"fid_genlab_features": round(fid(gan_reference["real"], gan_reference["extractor"](fake)), 4)}
 
-        def evaluate(full: bool = False) -> dict:
+        def evaluate(full: bool = False, weights: dict | None = None) -> dict:
             if sampler == "gan":  # judged by FID, having no likelihood
-                return gan_fid()
+                return gan_fid(weights)
             if len(val_rows) == 0:
                 return {}
             total, count = 0.0, 0
@@ -250,7 +255,7 @@ class ImageTask:
 
         select = "fid_genlab_features" if sampler == "gan" else "val_loss"
         return Training(objective, batches, evaluate, write_samples, items_per_batch=config.train.batch_size, item_name="img",
-                        select_metric=select)
+                        select_metric=select, evaluate_takes_weights=sampler == "gan")
 
 
 # ---- generation --------------------------------------------------------------------------

@@ -56,9 +56,11 @@ class Trainer:
         select_metric: str = "val_loss",
         run_config: dict | None = None,  # the run's whole resolved config, for trackers to record
         on_eval: Callable[[int, dict], None] | None = None,  # hears each periodic eval (a sweep's pruner)
+        evaluate_takes_weights: bool = False,  # evaluate(weights=...): the sampling weights (tasks/driver.Training)
     ):
         self.objective, self.batches, self.cfg, self.run = objective, batches, cfg, run
         self.evaluate, self.write_samples, self.on_eval = evaluate, write_samples, on_eval
+        self.evaluate_takes_weights = evaluate_takes_weights
         self.items_per_batch, self.item_name = items_per_batch, item_name
         self.world = distributed.world()
         self.device = pick_device(cfg.device, self.world.local_rank)
@@ -214,7 +216,10 @@ class Trainer:
         self.bundle.eval()
         try:
             with torch.no_grad():
-                results = self.evaluate() if self.evaluate else {}
+                if self.evaluate is None:
+                    results = {}
+                else:
+                    results = self.evaluate(weights=self.weights.sampling()) if self.evaluate_takes_weights else self.evaluate()
                 if self.write_samples and samples:
                     self.write_samples(s.step, self.weights.sampling())
         finally:
