@@ -63,6 +63,10 @@ def test_a_table_file_trains_on_a_column_as_a_dataset_does(rows, tmp_path, cli, 
     assert not list((cache_dir() / "records").glob("*.partial"))
 
 
+# A VAE small enough to train two steps in a moment on 8x8 images.
+TINY_VAE = ["--model", "vae", "--set", "model.channels=8", "--set", "model.latent_dim=4", "--set", "data.image.grid_samples=4",
+            "--max-steps", "2", "--set", "train.batch_size=8", "--quiet"]
+
 def test_an_image_dataset_trains_on_its_image_and_label_columns(tmp_path, cli):
     """A saved dataset of PIL images with a ClassLabel column: the run's store holds exactly its pixels and its
     class names; a missing column is one line naming the ones there are."""
@@ -76,10 +80,8 @@ def test_an_image_dataset_trains_on_its_image_and_label_columns(tmp_path, cli):
     data = datasets.Dataset.from_dict({"img": list(pixels), "digit": list(digits.target[:120])}, features=features)
     data.save_to_disk(str(tmp_path / "digits-ds"))
     source = f"hf:{tmp_path / 'digits-ds'}"
-    r = cli("train", "image", "--data", source, "--model", "vae", "--set", "data.image.image_column=img",
-            "--set", "data.image.label_column=digit", "--set", "model.channels=8", "--set", "model.latent_dim=4",
-            "--set", "data.image.grid_samples=4", "--max-steps", "2", "--set", "train.batch_size=8",
-            "--out", tmp_path / "run", "--quiet")
+    r = cli("train", "image", "--data", source, "--set", "data.image.image_column=img",
+            "--set", "data.image.label_column=digit", *TINY_VAE, "--out", tmp_path / "run")
     assert r.returncode == 0, r.stderr
     from genlab.datasets.images import ImageStore
 
@@ -135,10 +137,8 @@ def test_a_table_file_of_images_trains_on_its_image_and_label_columns(suffix, tm
             Image.fromarray(a).save(tmp_path / "img" / f"{i}.png")
         pd.DataFrame({"picture": [f"img/{i}.png" for i in range(60)], "kind": names}).to_csv(tmp_path / "digits.csv", index=False)
     table = tmp_path / f"digits{suffix}"
-    r = cli("train", "image", "--data", table, "--model", "vae", "--set", "data.image.image_column=picture",
-            "--set", "data.image.label_column=kind", "--set", "model.channels=8", "--set", "model.latent_dim=4",
-            "--set", "data.image.grid_samples=4", "--max-steps", "2", "--set", "train.batch_size=8",
-            "--out", tmp_path / "run", "--quiet")
+    r = cli("train", "image", "--data", table, "--set", "data.image.image_column=picture",
+            "--set", "data.image.label_column=kind", *TINY_VAE, "--out", tmp_path / "run")
     assert r.returncode == 0, r.stderr
     from genlab.datasets.images import ImageStore
 
