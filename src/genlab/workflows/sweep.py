@@ -100,6 +100,7 @@ def sweep(task: str, out: Path, space: list[str], trials: int, flags: dict, sets
           pruner: str = "median", study_time: float | None = None, progress: bool = True, seed: int = 0,
           sampler: str = "tpe") -> dict:
     """Run (or go on with) the study in `out`; returns its summary (also OUT/sweep.json)."""
+    # Long on purpose: the checks, the study, its objective (a closure over both) and resuming, in the order they run.
     import optuna
 
     dims = [parse_dimension(item) for item in space]
