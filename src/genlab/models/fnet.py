@@ -79,11 +79,13 @@ def causal_fft_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(X * H, n=n, dim=1)[:, :T].to(x.dtype)
 
 
-def causal_toeplitz_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """The same convolution as causal_fft_conv, as a product with the (C, T, T) lower-triangular kernel matrix."""
-    t = torch.arange(x.size(1), device=x.device)
-    lag = t[:, None] - t[None, :]  # (T, T): how far back input s lies from output t
-    weights = kernel[:, lag.clamp(min=0)] * (lag >= 0)  # zero above the diagonal: no future input
+def causal_toeplitz_conv(x: torch.Tensor, kernel: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+    """The same convolution as causal_fft_conv, as a product with the kernel's lower-triangular lag matrix; with
+    `rows`, only the last `rows` outputs (B, rows, C) from every input of x (what a cache of held inputs asks)."""
+    L = x.size(1)
+    T = L if rows is None else rows
+    lag = (L - T + torch.arange(T, device=x.device))[:, None] - torch.arange(L, device=x.device)[None, :]  # (T, L)
+    weights = kernel[:, lag.clamp(min=0)] * (lag >= 0)  # zero where the input lies after the output
     return torch.einsum("cts,bsc->btc", weights.to(x.dtype), x)
 
 
@@ -126,13 +128,10 @@ class LearnedConvMixing(nn.Module):
 
     def new_rows(self, held: torch.Tensor, T: int) -> torch.Tensor:
         """The mixing of the last T of the held inputs (B, L, C) -> (B, T, C): y[t] = sum_s kernel[:, t-s] * held[s],
-        s <= t, as a product with the kernel's (C, T, L) lag matrix."""
-        L = held.size(1)
+        s <= t."""
         if T == 1:  # sampling's inner loop: the newest output alone, most recent input first (fewer calls)
-            return torch.einsum("bsc,cs->bc", held.flip(1), self.kernel[:, :L].to(held.dtype))[:, None]
-        lag = (L - T + torch.arange(T, device=held.device))[:, None] - torch.arange(L, device=held.device)[None, :]
-        weights = self.kernel[:, lag.clamp(min=0)] * (lag >= 0)  # zero where the input lies after the output
-        return torch.einsum("cts,bsc->btc", weights.to(held.dtype), held)
+            return torch.einsum("bsc,cs->bc", held.flip(1), self.kernel[:, : held.size(1)].to(held.dtype))[:, None]
+        return causal_toeplitz_conv(held, self.kernel, T)
 
 
 class FourierMixing(nn.Module):

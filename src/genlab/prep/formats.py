@@ -38,13 +38,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from genlab.core.errors import GenlabError
-from genlab.prep.schema import Schema, arrow_schema
+from genlab.prep.schema import Schema, arrow_schema, value_text
 
 Chunks = Iterator[tuple[pd.DataFrame, int]]  # (chunk, progress so far in the format's unit)
 
-HDF5_CHUNK = 8192
-HDF5_TIME_UNITS = {"date": "days", "datetime": "microseconds"}
-EPOCH = dt.date(1970, 1, 1)  # rows per HDF5 storage chunk: fixed, so that the bytes depend only on the data
+HDF5_CHUNK = 8192  # rows per HDF5 storage chunk: fixed, so that the bytes depend only on the data
+HDF5_TIME_UNITS = {"date": "days", "datetime": "microseconds"}  # HDF5 has no time type: counts since EPOCH
+EPOCH = dt.date(1970, 1, 1)
 
 
 def typed_frame(records: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
@@ -55,13 +55,6 @@ def typed_frame(records: list[dict], columns: list[str] | None = None) -> pd.Dat
     if columns is None:
         columns = list(dict.fromkeys(key for record in records for key in record))
     return pd.DataFrame({c: pd.Series([r.get(c) for r in records], dtype=object) for c in columns})
-
-
-def iso_time(value) -> str:
-    """A date or time as JSON has it: ISO 8601 text (json.dumps' `default`)."""
-    if isinstance(value, (dt.date, pd.Timestamp)):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def column_values(values: pd.Series) -> list:
@@ -233,7 +226,7 @@ class JsonlWriter:
     def lines(self, chunk: pd.DataFrame) -> Iterator[str]:
         columns = [column_values(chunk[c]) for c in chunk.columns]
         for row in zip(*columns):
-            yield json.dumps(dict(zip(chunk.columns, row)), ensure_ascii=False, default=iso_time)
+            yield json.dumps(dict(zip(chunk.columns, row)), ensure_ascii=False, default=value_text)  # dates: ISO 8601 text
 
     def write(self, chunk: pd.DataFrame) -> None:
         self.file.writelines(line + "\n" for line in self.lines(chunk))

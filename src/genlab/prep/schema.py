@@ -116,9 +116,8 @@ def _typed_kind(present: pd.Series) -> str:
     return "string"
 
 
-def chunk_kind(values: pd.Series, typed: bool) -> str | None:
-    """The kind of one chunk's column, or None when every value is missing."""
-    present = values[~missing_mask(values)]
+def chunk_kind(present: pd.Series, typed: bool) -> str | None:
+    """The kind of one chunk's column from its present values (missing ones left out), or None when there are none."""
     if present.empty:
         return None
     kind = _typed_kind if typed else _text_kind
@@ -151,22 +150,22 @@ class KindTracker:
 
     def observe(self, chunk: pd.DataFrame) -> None:
         for column in chunk.columns:
-            self._count_distinct(column, chunk[column])
-            if self.forced.get(column) in TIME_KINDS:  # named by --parse-dates: every value must parse, now
-                convert(chunk[column], self.forced[column], self.typed)
-                self.kinds[column] = self.forced[column]
+            values, forced = chunk[column], self.forced.get(column)
+            if forced in TIME_KINDS:  # named by --parse-dates: every value must parse, now
+                convert(values, forced, self.typed)
+            if forced is not None:  # fixed in advance: nothing to scan
+                self.kinds[column] = forced
                 continue
-            known = self.forced.get(column) or self.kinds.get(column)
-            if known == "string":  # nothing later can change it; skip the scan
-                self.kinds[column] = known
-                continue
-            self.kinds[column] = merge_kinds(known, chunk_kind(chunk[column], self.typed))
+            present = values[~missing_mask(values)]
+            self._count_distinct(column, present)
+            known = self.kinds.get(column)
+            # A string column stays one whatever comes later: its kind needs no further scan.
+            self.kinds[column] = known if known == "string" else merge_kinds(known, chunk_kind(present, self.typed))
 
-    def _count_distinct(self, column: str, values: pd.Series) -> None:
+    def _count_distinct(self, column: str, present: pd.Series) -> None:
         seen = self.distinct.setdefault(column, set())
-        if seen is None or self.forced.get(column) == "string":
+        if seen is None:
             return
-        present = values[~missing_mask(values)]
         self.present[column] = self.present.get(column, 0) + len(present)
         seen.update(map(value_text, present.unique()))
         if len(seen) > CATEGORY_MAX:

@@ -29,7 +29,7 @@ class Chat(TextEndpoint):
         prompt = s.generator.chat_prompt([m.model_dump(exclude_none=True) for m in body.messages])
         stops = body.stop or []  # a chat ends at the model's end of turn, not at a run's completion stops
         if prompt is None:
-            prompt, stops = plain_chat_prompt(body.messages), (body.stop or []) + CHAT_STOPS
+            prompt, stops = plain_chat_prompt(body.messages), stops + CHAT_STOPS
         if len(prompt) > MAX_PROMPT_CHARS:  # the limit holds for the prompt the messages make, template and all
             raise APIError(400, f"messages: the chat's prompt is {len(prompt)} characters, over the limit of "
                                 f"{MAX_PROMPT_CHARS}", "messages", "invalid_value")

@@ -429,8 +429,7 @@ class SequenceGenerator:
         else:
             tokens = self.encode_corpus(data, progress)
             where = data
-        block = self.model.max_context or self.config.model.block_size
-        r = evaluate_tokens(self.model, tokens, self.tokenizer.unit_lengths(), block, self.device)
+        r = self.perplexity_of(tokens)
         texts = [s.text for s in self.generate(max_new_tokens=sample_tokens, n=8 if c2st or samples is None else samples, seed=seed)]
         results = {
             "data": where,

@@ -35,6 +35,7 @@ from genlab.media.plots import new_figure, save_figure
 from genlab.sampling.endpoint import PREFIX as REMOTE, parse_remote
 from genlab.sampling.engine import decode
 from genlab.tasks.remote import RemoteGenerator
+from genlab.tokenizers import load_tokenizer
 
 COLUMNS = [  # (key, heading, format)
     ("name", "run", "{}"),
@@ -255,7 +256,8 @@ def compare(
         return rows
     rows = [measure(r, device) for r in runs]
     if remotes:
-        val_text = load(runs[0], device="cpu").tokenizer.decode(TokenStore(RunDir(runs[0]).data).split("val")[:REMOTE_VAL_CHARS].tolist())
+        first = RunDir(runs[0])  # its tokenizer reads the val split back as text (no model needed)
+        val_text = load_tokenizer(first.tokenizer).decode(TokenStore(first.data).split("val")[:REMOTE_VAL_CHARS].tolist())
         rows += [measure_remote(spec, val_text, rows[0]["unit"]) for spec in remotes]
     atomic_write_json(out / "compare.json", rows)
     plot_curves(rows, out / "val_loss.png")
