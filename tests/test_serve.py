@@ -343,7 +343,7 @@ def test_a_client_that_disconnects_frees_its_rows(server):
         if scheduler.active_rows == 0:
             break
         time.sleep(0.05)
-    assert scheduler.active_rows == 0 and scheduler.outstanding == 0
+    assert scheduler.active_rows == 0 and scheduler.room.outstanding == 0
 
 
 def test_metrics_count_requests_and_tokens(server):

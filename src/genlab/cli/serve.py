@@ -28,6 +28,7 @@ def serve(
     constraint_timeout: float = typer.Option(2.0, "--constraint-timeout", help="Seconds a structured-output pattern may take to build its automaton (which makes answers complete within max_tokens); past them it is matched lazily (llguidance)."),
     drain_timeout: float = typer.Option(10.0, "--drain-timeout", help="On SIGTERM or Ctrl-C, seconds to let work in flight finish."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    engine_process: bool = typer.Option(True, "--engine-process/--in-process", help="Decode text in a process of its own per model (a lone client streams faster; each model is loaded twice), or in the server's."),
     threads: str = threads_option(),
 ) -> None:
     """Serve runs behind OpenAI's API (/v1/completions, /v1/chat/completions, /v1/images/generations, ...) with a playground at /."""
@@ -41,4 +42,4 @@ def serve(
     check_range("--constraint-timeout", constraint_timeout, 0.1, 600)
     check_range("--drain-timeout", drain_timeout, 0, 3600)
     run_server(runs, host, port, name, api_key, insecure, device, max_batch, max_queue, allow_origin or None, allow_host or None,
-               api_key_file, constraint_timeout, drain_timeout)
+               api_key_file, constraint_timeout, drain_timeout, engine_process)

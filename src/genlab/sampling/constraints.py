@@ -50,7 +50,7 @@ class Pattern:
     def __init__(self, regex: str, tokenizer, end_token: int | None, timeout: float = 10.0, memory_mb: int = 1024):
         if not hasattr(tokenizer, "token_bytes"):
             raise GenlabError("constrained decoding needs a genlab character or BPE tokenizer")
-        self.vocab_size, self.end_token = tokenizer.vocab_size, end_token
+        self.regex, self.vocab_size, self.end_token = regex, tokenizer.vocab_size, end_token
         by_bytes: dict[bytes, list[int]] = {}
         for i, b in enumerate(tokenizer.token_bytes()):
             if b:
@@ -192,7 +192,7 @@ class LazyPattern:
     def __init__(self, regex: str, tokenizer, end_token: int | None):
         if not hasattr(tokenizer, "token_bytes"):
             raise GenlabError("constrained decoding needs a genlab character or BPE tokenizer")
-        self.vocab_size, self.end_token = tokenizer.vocab_size, end_token
+        self.regex, self.vocab_size, self.end_token = regex, tokenizer.vocab_size, end_token
         self.tokens = grammar_tokenizer(tokenizer)
         self.grammar = llguidance.LLMatcher.grammar_from_regex(regex)
         probe = llguidance.LLMatcher(self.tokens, self.grammar, log_level=0)

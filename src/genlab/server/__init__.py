@@ -70,9 +70,12 @@ def read_key(api_key: str | None = None, key_file: str | None = None) -> str | N
 
 
 def build(runs: list[str], names: list[str] | None = None, api_key: str | None = None, host: str = "127.0.0.1",
-          insecure: bool = False, device: str = "auto", api_key_file: str | None = None, **options):
-    """The FastAPI app for `runs`; refuses a non-loopback address without an API key unless `insecure`.
-    Options: max_batch, max_queue, allow_origins, allow_hosts, constraint_timeout, constraint_memory_mb, max_body_bytes."""
+          insecure: bool = False, device: str = "auto", api_key_file: str | None = None, engine_process: bool = True,
+          **options):
+    """The FastAPI app for `runs`; refuses a non-loopback address without an API key unless `insecure`. With
+    `engine_process`, each text model decodes in a process of its own (tokens cross a pipe, not the interpreter
+    lock: server/engine_process.py). Options: max_batch, max_queue, allow_origins, allow_hosts,
+    constraint_timeout, constraint_memory_mb, max_body_bytes."""
     api_key = read_key(api_key, api_key_file)
     if not is_loopback(host) and not api_key and not insecure:
         raise GenlabError(f"--host {host}: serving beyond this machine needs --api-key (or GENLAB_API_KEY); "
@@ -82,7 +85,8 @@ def build(runs: list[str], names: list[str] | None = None, api_key: str | None =
     # A web export's page files (onnxruntime-web, the ONNX model, its sampler) are served too: the playground
     # runs the same prompt in the browser beside the server.
     web = {name: Path(run) for name, run in chosen.items() if not run.startswith("hf:") and exported_format(run) == "web"}
-    return create_app(models, api_key=api_key, web_folders=web, bound_host=host, **options)
+    engine_runs = {name: (run, device) for name, run in chosen.items()} if engine_process else {}
+    return create_app(models, api_key=api_key, web_folders=web, bound_host=host, engine_runs=engine_runs, **options)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -99,10 +103,11 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, names: list[str] | None = None,
           api_key: str | None = None, insecure: bool = False, device: str = "auto", max_batch: int = 64,
           max_queue: int = 256, allow_origins: list[str] | None = None, allow_hosts: list[str] | None = None,
-          api_key_file: str | None = None, constraint_timeout: float = 2.0, drain_timeout: float = 10.0) -> None:
+          api_key_file: str | None = None, constraint_timeout: float = 2.0, drain_timeout: float = 10.0,
+          engine_process: bool = True) -> None:
     """Serve until SIGTERM or Ctrl-C (what `genlab serve` runs): the first stops accepting, lets work in flight
     finish for up to `drain_timeout` seconds, cancels the rest and returns; a second exits at once."""
-    app = build(runs, names, api_key, host, insecure, device, api_key_file, max_batch=max_batch, max_queue=max_queue,
+    app = build(runs, names, api_key, host, insecure, device, api_key_file, engine_process, max_batch=max_batch, max_queue=max_queue,
                 allow_origins=allow_origins, allow_hosts=allow_hosts, constraint_timeout=constraint_timeout)
     sock = listen(host, port)
     import torch

@@ -9,7 +9,8 @@ playground page. One module per endpoint family does the work:
     POST /v1/music/generations        music.py         music runs: MIDI, WAV and piano roll in base64
     GET  /health, /metrics, /         here             liveness, Prometheus text, the playground
 
-Text is decoded by one Scheduler per model (continuous batching, batching.py); images, music and clip
+Text is decoded by one Scheduler per model (continuous batching, batching.py), in a process of its own under
+`genlab serve` (engine_process.py); images, music and clip
 run one request at a time per model on a thread of its own (worker.py). Middleware (middleware.py)
 guards hosts, origins, content types, the key and body sizes. Every error is a JSON body in OpenAI's
 shape; nothing a client sends is ever used as a path. docs/security.md says what it defends against.
@@ -61,14 +62,16 @@ async def json_body(request: Request):
 def create_app(models: dict[str, object], api_key: str | None = None, max_batch: int = 64, max_queue: int = 256,
                allow_origins: list[str] | None = None, allow_hosts: list[str] | None = None, bound_host: str = "127.0.0.1",
                max_body_bytes: int = 4 << 20, web_folders: dict[str, Path] | None = None, constraint_timeout: float = 2.0,
-               constraint_memory_mb: int = 1024):
+               constraint_memory_mb: int = 1024, engine_runs: dict[str, tuple[str, str]] | None = None):
     """A FastAPI app serving `models` (name -> Generator from genlab.load); `web_folders` (name -> a `--format web`
-    export of that model) are served under /web/NAME/ for the playground's in-browser run. Requests must name
+    export of that model) are served under /web/NAME/ for the playground's in-browser run; text models named in
+    `engine_runs` (name -> (run, device)) decode in an engine process of their own (engine_process.py). Requests must name
     this server in their Host header (localhost, `bound_host` or one of `allow_hosts`; '*' allows any)."""
     # Long on purpose: every middleware, error handler and route in the order a request meets them.
     metrics = Metrics()
     web_folders = web_folders or {}
-    registry = Registry(models, metrics, max_batch, max_queue, constraint_timeout, constraint_memory_mb, web_folders)
+    registry = Registry(models, metrics, max_batch, max_queue, constraint_timeout, constraint_memory_mb, web_folders,
+                        engine_runs or {})
     app = FastAPI(title="genlab", version="1", docs_url=None, redoc_url=None)
     app.state.registry, app.state.metrics = registry, metrics
 

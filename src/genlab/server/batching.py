@@ -35,25 +35,72 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
-@dataclass
+class QueueRoom:
+    """How many rows a model's queue holds (queued or running), and how fast they leave (for Retry-After)."""
+
+    def __init__(self, max_queue: float):
+        self.max_queue, self.max_batch = max_queue, 1
+        self.outstanding = 0
+        self.row_seconds = 0.5  # a running average of how long a row stays
+        self.lock = threading.Lock()
+
+    def take(self, cost: int) -> None:
+        """Room for `cost` more rows, or QueueFull with the seconds until there should be."""
+        with self.lock:
+            if self.outstanding + cost > self.max_queue:
+                over = self.outstanding + cost - self.max_queue
+                raise QueueFull(max(1, math.ceil(self.row_seconds * over / self.max_batch)))
+            self.outstanding += cost
+
+    def give(self, rows: int) -> None:
+        with self.lock:
+            self.outstanding -= rows
+
+    def row_left(self, seconds: float) -> None:
+        self.row_seconds = 0.9 * self.row_seconds + 0.1 * seconds
+
+
+class LoopOutbox:
+    """Events to their jobs' asyncio queues, each turn's with one wake-up of the server's event loop."""
+
+    def __init__(self):
+        self.items: list[tuple[Job, object]] = []
+
+    def put(self, job: "Job", item) -> None:
+        self.items.append((job, item))
+
+    def flush(self) -> None:
+        if self.items:
+            items, self.items = self.items, []
+            deliver_all(items[0][0].loop, items)
+
+
+def series_of(metrics, name: str) -> SimpleNamespace:
+    """A model's Prometheus series, looked up once (a labels() lookup per decode step costs more than the
+    step's bookkeeping)."""
+    return SimpleNamespace(**{k: getattr(metrics, k).labels(name) for k in SERIES})
+
+
+SERIES = ("queue_depth", "active", "batch_size", "tokens", "ttft")
+
+
+@dataclass(eq=False)
 class Job:
     """One client request: its rows, and where their events go."""
 
     requests: list[Request]
-    loop: asyncio.AbstractEventLoop
-    work: object | None = None  # instead of rows: a generator that yields between pieces and returns the result
+    loop: asyncio.AbstractEventLoop | None
+    work: tuple | None = None  # instead of rows: (generator method, args), a generator that yields between pieces
     events: asyncio.Queue = field(default_factory=asyncio.Queue)  # (row, Event) or (None, error message)
     created: float = field(default_factory=time.perf_counter)
     first_token: float | None = None
     slots: dict[int, int] = field(default_factory=dict)  # engine slot -> row
+    ident: int = 0  # its name across a process boundary (server/engine_process.py)
 
     @property
     def cost(self) -> int:
         """Rows it holds in the queue."""
         return len(self.requests) if self.work is None else 1
-
-    def deliver(self, item) -> None:
-        deliver_all(self.loop, [(self, item)])
 
 
 def deliver_all(loop: asyncio.AbstractEventLoop, items: list[tuple[Job, object]]) -> None:
@@ -70,23 +117,23 @@ def deliver_all(loop: asyncio.AbstractEventLoop, items: list[tuple[Job, object]]
 
 
 class Scheduler:
-    def __init__(self, generator, name: str, max_batch: int, max_queue: int, metrics, kept=None):
+    """The decode loop of one model, on a thread of its own. What it reports goes through `outbox` (put, flush
+    at the end of each turn), `room` (rows that left the queue) and `series` (Prometheus): in the server's
+    process straight to the event loop, in an engine process (server/engine_process.py) down a pipe."""
+
+    def __init__(self, generator, name: str, max_batch: int, room: QueueRoom, series, outbox=None, kept=None):
         self.generator, self.name = generator, name
         self.kept = kept  # server/reload.py: new weights are swapped in between requests
         self.swap_pending = False
-        self.max_batch, self.max_queue = max_batch, max_queue
-        # This model's series, looked up once (a labels() lookup per decode step costs more than the step's bookkeeping).
-        self.series = SimpleNamespace(**{k: getattr(metrics, k).labels(name) for k in
-                                         ("queue_depth", "active", "batch_size", "tokens", "ttft")})
+        self.max_batch, self.room, self.series = max_batch, room, series
+        room.max_batch = max_batch
+        self.outbox = outbox or LoopOutbox()
         self.engine = generator.engine(continuous=True)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.cancelled: queue.SimpleQueue = queue.SimpleQueue()
         self.waiting: collections.deque[Job] = collections.deque()
         self.working: collections.deque[Job] = collections.deque()  # work jobs, a piece each per loop turn
-        self.row_seconds = 0.5  # a running average of how long a row stays (for Retry-After)
         self.running: dict[int, Job] = {}  # engine slot -> its job
-        self.outstanding = 0  # rows queued or running
-        self.lock = threading.Lock()
         self.wake = threading.Event()
         self.stopping = False
         self.aborting = False
@@ -95,17 +142,17 @@ class Scheduler:
 
     # ---- called from the server's event loop -------------------------------------------------------
 
-    def submit(self, requests: list[Request], work=None) -> Job:
+    def submit(self, requests: list[Request], work: tuple | None = None) -> Job:
         """Queue rows to decode (or a piece of `work`); QueueFull when the queue has no room now."""
         job = Job(requests, asyncio.get_running_loop(), work)
-        with self.lock:
-            if self.outstanding + job.cost > self.max_queue:
-                over = self.outstanding + job.cost - self.max_queue
-                raise QueueFull(max(1, math.ceil(self.row_seconds * over / self.max_batch)))
-            self.outstanding += job.cost
+        self.room.take(job.cost)
+        self.enqueue(job)
+        return job
+
+    def enqueue(self, job: Job) -> None:
+        """A job whose room is already taken."""
         self.inbox.put(job)
         self.wake.set()
-        return job
 
     def cancel(self, job: Job) -> None:
         """The client went away: its rows leave at the next step."""
@@ -122,10 +169,6 @@ class Scheduler:
         self.wake.set()
         self.thread.join(timeout=5)
 
-    @property
-    def active_rows(self) -> int:
-        return len(self.running)
-
     # ---- the decode loop (its own thread) -----------------------------------------------------------
 
     def _loop(self) -> None:
@@ -135,8 +178,9 @@ class Scheduler:
             except Exception:  # a bug must not take the server down: fail what runs, start afresh
                 log.exception("the decode loop failed for model %s", self.name)
                 for job in {id(j): j for j in self.running.values()}.values():
-                    job.deliver((None, "the model failed while generating"))
+                    self.outbox.put(job, (None, "the model failed while generating"))
                 self._forget(list(self.running))
+                self.outbox.flush()
                 self.engine = self.generator.engine(continuous=True)
 
     def _turn(self) -> None:
@@ -154,6 +198,7 @@ class Scheduler:
         if self.working:
             self._work()
         if not self.running:
+            self.outbox.flush()
             if not self.working:
                 self.wake.wait()
                 self.wake.clear()
@@ -161,7 +206,6 @@ class Scheduler:
         events = self.engine.step()
         self.series.batch_size.observe(len(events))
         self.series.tokens.inc(len(events))
-        out = []
         for event in events:
             job = self.running.get(event.slot)
             if job is None:
@@ -169,12 +213,11 @@ class Scheduler:
             if job.first_token is None:
                 job.first_token = time.perf_counter()
                 self.series.ttft.observe(job.first_token - job.created)
-            out.append((job, (job.slots[event.slot], event)))
+            self.outbox.put(job, (job.slots[event.slot], event))
             if event.finish is not None:
-                self.row_seconds = 0.9 * self.row_seconds + 0.1 * (time.perf_counter() - job.created)
+                self.room.row_left(time.perf_counter() - job.created)
                 self._forget([event.slot])
-        if out:
-            deliver_all(out[0][0].loop, out)
+        self.outbox.flush()
 
     def _admit(self) -> None:
         while not self.cancelled.empty():  # clients that gave up (empty() first: no exception per step)
@@ -184,7 +227,8 @@ class Scheduler:
                 self._done_rows(job.cost)
             if job in self.working:
                 self.working.remove(job)
-                job.work.close()
+                if not isinstance(job.work, tuple):  # begun
+                    job.work.close()
                 self._done_rows(job.cost)
             self._forget([slot for slot, j in self.running.items() if j is job])
         while not self.inbox.empty():
@@ -200,7 +244,7 @@ class Scheduler:
     def _end_all(self) -> None:
         self._admit()  # take in what the inbox holds, so it is ended too
         for job in {*self.running.values(), *self.waiting, *self.working}:
-            job.deliver(("shutdown", None))
+            self.outbox.put(job, ("shutdown", None))
         self._forget(list(self.running))
         self._done_rows(sum(j.cost for j in self.waiting) + sum(j.cost for j in self.working))
         self.waiting.clear()
@@ -210,14 +254,17 @@ class Scheduler:
         """One piece of the oldest work job; it goes to the back of the line, or is answered when done."""
         job = self.working.popleft()
         try:
+            if isinstance(job.work, tuple):  # its turn has come: begin it (a generator of the model's)
+                method, args = job.work
+                job.work = getattr(self.generator, method)(*args)
             next(job.work)
         except StopIteration as done:
-            job.deliver((0, done.value))
+            self.outbox.put(job, (0, done.value))
             self._done_rows(job.cost)
             return
         except Exception:
             log.exception("work failed for model %s", self.name)
-            job.deliver((None, "the model failed while scoring"))
+            self.outbox.put(job, (None, "the model failed while scoring"))
             self._done_rows(job.cost)
             return
         self.working.append(job)
@@ -238,5 +285,4 @@ class Scheduler:
                 self._done_rows(1)
 
     def _done_rows(self, n: int) -> None:
-        with self.lock:
-            self.outstanding -= n
+        self.room.give(n)

@@ -32,7 +32,7 @@ class Embeddings(Endpoint):
                 raise APIError(400, "input: a text has no tokens for this model", "input", "invalid_value")
             limit = gen.max_context
             ids = [i[:limit] if limit else i for i in ids]  # the first window of a longer text
-            job = s.submit([], work=gen.embed(ids))
+            job = s.submit([], work=("embed", (ids,)))
             async with watched(request, lambda: leave(s, job)):
                 vectors = await result(job)
             tokens = sum(map(len, ids))

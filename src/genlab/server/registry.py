@@ -6,7 +6,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab.server.batching import QueueFull, Scheduler
+import torch
+
+from genlab.server.batching import QueueFull, QueueRoom, Scheduler, series_of
+from genlab.server.engine_process import EngineProcess
 from genlab.server.reload import KeptWeights
 from genlab.server.schemas import APIError
 from genlab.server.structured import PatternCache
@@ -18,7 +21,7 @@ class Served:
     name: str
     generator: object
     kept: KeptWeights  # the run's weights file, swapped in when training improves it
-    scheduler: Scheduler | None = None  # text and code: continuous batching (and prompt scoring, embeddings)
+    scheduler: Scheduler | EngineProcess | None = None  # text and code: continuous batching (and prompt scoring, embeddings)
     worker: ModelWorker | None = None  # images, music, clip: one request at a time on a thread of the model's own
     patterns: PatternCache | None = None  # structured output, compiled per model
     web: Path | None = None  # a `--format web` export of it, served under /web/NAME/
@@ -78,13 +81,17 @@ class Endpoint:
 
 class Registry:
     def __init__(self, models: dict[str, object], metrics, max_batch: int, max_queue: int, constraint_timeout: float,
-                 constraint_memory_mb: int, web_folders: dict[str, Path]):
+                 constraint_memory_mb: int, web_folders: dict[str, Path], engine_runs: dict[str, tuple[str, str]]):
+        """engine_runs: name -> (run, device) of the text models decoded in an engine process of their own."""
         self.started, self.max_queue = int(time.time()), max_queue
         self.served: dict[str, Served] = {}
         for name, gen in models.items():
             s = Served(name, gen, KeptWeights(gen), web=web_folders.get(name))
+            if gen.modality in ("text", "code") and name in engine_runs:
+                s.scheduler = EngineProcess(*engine_runs[name], name, max_batch, max_queue, metrics, torch.get_num_threads())
+            elif gen.modality in ("text", "code"):
+                s.scheduler = Scheduler(gen, name, max_batch, QueueRoom(max_queue), series_of(metrics, name), kept=s.kept)
             if gen.modality in ("text", "code"):
-                s.scheduler = Scheduler(gen, name, max_batch, max_queue, metrics, s.kept)
                 s.patterns = PatternCache(name, gen, constraint_timeout, constraint_memory_mb)
             else:
                 s.worker = ModelWorker(name, max_waiting=max(1, max_queue // 16))
@@ -104,6 +111,8 @@ class Registry:
 
     def describe(self, s: Served) -> dict:
         """A model as OpenAI lists it, with genlab's own fields (its modality, step and score, its web export)."""
+        if isinstance(s.scheduler, EngineProcess) and s.kept.changed():  # its engine process reloads the weights
+            s.kept.note()
         return {"id": s.name, "object": "model", "created": self.started, "owned_by": "genlab", "modality": s.modality,
                 **{f"genlab_{k}": v for k, v in s.kept.info.items()}, **({"genlab_web": f"/web/{s.name}/"} if s.web else {})}
 

@@ -55,3 +55,7 @@ class KeptWeights:
         self.generator.load_weights(self.path)
         self.signature, self.info = signature, weights_info(self.path)
         log.info("reloaded %s (%s)", self.path, self.info)
+
+    def note(self) -> None:
+        """Take the file's step and score as served, without loading it (an engine process loads it)."""
+        self.signature, self.info = self._signature(), weights_info(self.path)

@@ -111,7 +111,7 @@ class TextEndpoint(Endpoint, ABC):
         for r in rows:
             key = tuple(r.prompt)
             if r.decoding.logprobs is not None and key not in scored:
-                job = s.submit([], work=gen.score(r.prompt, r.decoding.logprobs))
+                job = s.submit([], work=("score", (r.prompt, r.decoding.logprobs)))
                 async with watched(request, lambda: leave(s, job)):
                     scored[key] = await result(job)
             out.append((gen.tokenizer.decode(r.prompt), scored.get(key, [])))

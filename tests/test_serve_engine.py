@@ -1,0 +1,128 @@
+"""The decode loop in an engine process of its own (server/engine_process.py): the same answers as decoding in the
+server's process, patterns sent once and forgotten when told, a dead engine replaced, none outliving the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import genlab
+from conftest import make_corpus, tiny_config
+from test_serve import Server
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine")
+    (root / "corpus.txt").write_text(make_corpus(4000))
+    return genlab.train(tiny_config(root / "corpus.txt", root / "words", max_steps=20), progress=False).path
+
+
+@pytest.fixture(scope="module")
+def servers(run):
+    from genlab.server import build
+
+    both = {mode: Server(build([str(run)], device="cpu", engine_process=mode == "process")) for mode in ("process", "thread")}
+    yield both
+    for s in both.values():
+        s.stop()
+
+
+def complete(server, **body):
+    r = httpx.post(server.url + "/v1/completions", json={"model": "words", "prompt": "The", "max_tokens": 24, "seed": 3} | body,
+                   timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def streamed_text(server, **body) -> str:
+    text = ""
+    with httpx.stream("POST", server.url + "/v1/completions", timeout=60,
+                      json={"model": "words", "prompt": "The", "max_tokens": 24, "seed": 3, "stream": True} | body) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                chunk = json.loads(line[6:])
+                text += "".join(c["text"] or "" for c in chunk["choices"])
+    return text
+
+
+def test_an_engine_process_answers_as_the_servers_own_process_does(servers):
+    process, thread = servers["process"], servers["thread"]
+    assert process.app.state.registry.served["words"].scheduler.process.is_alive()
+    for body in ({"n": 3, "temperature": 0.9, "top_k": 20}, {"temperature": 0, "logprobs": 3},
+                 {"echo": True, "logprobs": 2, "max_tokens": 4}, {"genlab_regex": "(ab|ba)+c", "n": 2}):
+        a, b = complete(process, **body), complete(thread, **body)
+        assert a["choices"] == b["choices"] and a["usage"] == b["usage"], body  # texts, logprobs, finish reasons
+    assert streamed_text(process, temperature=0.8) == streamed_text(thread, temperature=0.8) == \
+        complete(thread, temperature=0.8)["choices"][0]["text"]
+    embedded = [httpx.post(s.url + "/v1/embeddings", json={"model": "words", "input": ["the cat", "a dog"]}, timeout=60).json()
+                for s in (process, thread)]
+    assert embedded[0]["data"] == embedded[1]["data"]
+    metrics = httpx.get(process.url + "/metrics").text  # the engine process's observations reach /metrics
+    tokens = next(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("genlab_generated_tokens_total"))
+    assert tokens >= 3 * 24
+
+
+def test_patterns_are_sent_once_and_forgotten_as_the_server_says(servers, monkeypatch):
+    from genlab.server import engine_process
+
+    monkeypatch.setattr(engine_process, "PATTERNS_HELD", 1)  # every new pattern pushes the last one out
+    engine = servers["process"].app.state.registry.served["words"].scheduler
+    for regex in ("(ab)+c", "(ba)+c", "(ab)+c", "t[aeiou]+"):
+        for choice in complete(servers["process"], genlab_regex=regex, n=2, temperature=1.0)["choices"]:
+            assert re.fullmatch(regex, choice["text"]), (regex, choice["text"])
+        assert list(engine.sent) == [regex]
+
+
+def test_a_dead_engine_fails_its_requests_and_is_replaced(servers):
+    server = servers["process"]
+    engine = server.app.state.registry.served["words"].scheduler
+    old = engine.process
+    os.kill(old.pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    old.join(timeout=10)
+    first = httpx.post(server.url + "/v1/completions", json={"model": "words", "prompt": "The", "max_tokens": 8}, timeout=60)
+    assert first.status_code in (200, 500)  # sent before the death was noticed: an error, never a hang
+    assert engine.process is not old and engine.process.is_alive()
+    assert complete(server)["choices"][0]["text"] == complete(servers["thread"])["choices"][0]["text"]
+    assert engine.room.outstanding == 0
+
+
+def test_the_engine_process_never_outlives_a_killed_server(run):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("genlab")), "serve", str(run), "--port", str(port),
+                             "--threads", "1"], env={**os.environ, "GENLAB_API_KEY": ""},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the server did not start: " + proc.stderr.read())
+        children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        engines = [pid for pid in children if "genlab" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                   or "multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+        assert engines, "no engine process under the server"
+    finally:
+        proc.kill()  # no chance to stop its children
+        proc.wait()
+    for _ in range(100):
+        if not any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+                   for pid in engines):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"engine processes {engines} still run after their server was killed")
