@@ -331,22 +331,35 @@ def section_serve() -> str:
              ms(r["token_gap_p99_s"]), r["errors"]] for name, runs in d["servers"].items() for r in runs]
     batched = {r["clients"]: r for r in d["servers"].get("continuous batching", [])}
     single = {r["clients"]: r for r in d["servers"].get("one at a time", [])}
+    in_process = {r["clients"]: r for r in d["servers"].get("continuous batching, in-process", [])}
     notes = [f"at {c} clients continuous batching serves {batched[c]['tokens_per_s'] / single[c]['tokens_per_s']:.1f}x the "
-             "tokens/s of the one-at-a-time server" for c in sorted(batched) if c in single and single[c]["tokens_per_s"]]
+             "tokens/s of the one-at-a-time server" + (f" ({batched[c]['tokens_per_s'] / in_process[c]['tokens_per_s']:.2f}x "
+                                                      "the same decoding inside the server process, --in-process)" if c in in_process else "")
+             for c in sorted(batched) if c in single and single[c]["tokens_per_s"]]
+    if 16 in batched and 16 in single:
+        ratio = batched[16]["tokens_per_s"] / single[16]["tokens_per_s"]
+        notes.append(f"target at 16 clients >= 6x: {'met' if ratio >= 6 else '**missed**'} ({ratio:.1f}x)")
     one = batched.get(1)
     engine, turns = d.get("engine_batch1_tokens_per_s"), d.get("one_client_turns_tokens_per_s")
     if one and engine and turns:
+        ratio = turns / engine
         notes.append(f"at one client: time to first token p50 {1000 * one['ttft_p50_s']:.1f} ms (target <= 5); streaming, "
-                     f"taking turns with the engine alone in one process, {turns:.0f} tokens/s = {turns / engine:.2f}x the "
-                     f"engine's own batch-1 {engine:.0f} tokens/s (target >= 0.8x; the client shares the 2 cores)")
+                     f"taking turns with the engine alone in one process, {turns:.0f} tokens/s = {ratio:.2f}x the "
+                     f"engine's own batch-1 {engine:.0f} tokens/s (target >= 0.8x: {'met' if ratio >= 0.8 else '**missed**'}; "
+                     "the client shares the 2 cores)")
+        if d.get("one_client_turns_in_process_tokens_per_s"):
+            inside = d["one_client_turns_in_process_tokens_per_s"]
+            notes.append(f"decoding in the server's own process (--in-process) it streams {inside:.0f} tokens/s = "
+                         f"{inside / engine:.2f}x the engine")
     if d.get("keepalive_get_models_ms_p50") is not None:
         notes.append(f"a keep-alive GET /v1/models takes {d['keepalive_get_models_ms_p50']:.2f} ms (p50 of 200; target <= 2)")
     return "\n\n".join([
         "## Serving",
         f"`genlab serve` under load: N asyncio clients stream /v1/completions requests ({d['new_tokens_per_request']} new "
         f"tokens each) back to back on loopback against {d['model']}; the server is a separate process with "
-        f"{d['server_threads']} torch thread, once with continuous batching (--max-batch 64) and once decoding one "
-        "request at a time (--max-batch 1). Times in milliseconds.",
+        f"{d['server_threads']} torch thread, with continuous batching (--max-batch 64) decoding in an engine process of "
+        "its own (the default), the same in the server's process (--in-process), and decoding one request at a time "
+        "(--max-batch 1). Times in milliseconds.",
         table(["server", "clients", "tokens/s", "TTFT p50", "TTFT p99", "token gap p50", "token gap p99", "errors"], rows),
         ("; ".join(notes) + ".") if notes else "",
         provenance(d["command"], "serve_load.json", d.get("date"), d.get("load_avg_at_start")),

@@ -2,14 +2,15 @@
 
     python bench/serve_load.py [--data ../shared/data/tinyshakespeare.txt] [--seconds 30] [--clients 1,4,16,64]
 
-Trains a 4x128 char GPT on Tiny Shakespeare for a few hundred steps, then starts two real servers (separate
-processes, one torch thread each): one with continuous batching (--max-batch 64) and one that decodes one
-request at a time (--max-batch 1, same code otherwise). For each client count, that many asyncio clients
+Trains a 4x128 char GPT on Tiny Shakespeare for a few hundred steps, then starts three real servers (separate
+processes, one torch thread each): one with continuous batching (--max-batch 64), the same decoding in the
+server's own process (--in-process, where the event loop and the decode thread share the interpreter lock), and
+one that decodes one request at a time (--max-batch 1, same code otherwise). For each client count, that many asyncio clients
 stream /v1/completions requests (64 new tokens each, temperature 0.8, top-k 40) back to back for --seconds.
 Records aggregate tokens/s, p50/p99 time to first token and time between tokens, and errors, in
 bench/results/serve_load.json. Also, at one client: a keep-alive `GET /v1/models` (p50 over 200), and the
 engine's own batch-1 tokens/s in this process (one thread, the same decoding), which single-client streaming
-is measured against, the two taking turns three times (medians). Targets: at 16 clients >= 6x the one-at-a-time server's tokens/s; p99 time to first
+is measured against, the engine and both continuous servers taking turns three times (medians). Targets: at 16 clients >= 6x the one-at-a-time server's tokens/s; p99 time to first
 token under 1 s; at one client p50 time to first token <= 5 ms, keep-alive GET <= 2 ms, streaming >= 0.8x
 the engine.
 """
@@ -40,11 +41,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, max_batch: int) -> tuple[subprocess.Popen, str]:
+SERVERS = {"continuous batching": (64, []), "continuous batching, in-process": (64, ["--in-process"]),
+           "one at a time": (1, [])}
+
+
+def start_server(run: Path, max_batch: int, extra: list[str] = ()) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "genlab", "serve", str(run), "--port", str(port), "--device", "cpu",
-                             "--max-batch", str(max_batch), "--max-queue", "4096"], env=env,
+                             "--max-batch", str(max_batch), "--max-queue", "4096", *extra], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -162,28 +167,31 @@ def main() -> None:
                "command": f"python bench/serve_load.py --seconds {args.seconds:g} --clients {args.clients}",
                "model": "gpt 4x128, block 128, char, Tiny Shakespeare", "new_tokens_per_request": TOKENS,
                "server_threads": 1, "servers": {}}
-    for name, max_batch in (("continuous batching", 64), ("one at a time", 1)):
-        proc, url = start_server(run, max_batch)
-        try:
-            if max_batch > 1:
-                results["keepalive_get_models_ms_p50"] = keepalive_get_ms(url)
-                print("keep-alive GET /v1/models p50 ms:", results["keepalive_get_models_ms_p50"], flush=True)
-                # One client against the engine alone, taking turns (the server idles while the engine runs), so
-                # the ratio is not a comparison of two moments of a noisy machine.
-                engine, served = [], []
-                for _ in range(3):
-                    engine.append(engine_tokens_per_s(run, 5))
-                    served.append(asyncio.run(load(url, run.name, 1, 5))["tokens_per_s"])
-                results["engine_batch1_tokens_per_s"] = statistics.median(engine)
-                results["one_client_turns_tokens_per_s"] = statistics.median(served)
-                print("engine batch 1:", engine, "one client:", served, flush=True)
+    started = {name: start_server(run, max_batch, extra) for name, (max_batch, extra) in SERVERS.items()}  # idle ones cost nothing
+    try:
+        url = started["continuous batching"][1]
+        results["keepalive_get_models_ms_p50"] = keepalive_get_ms(url)
+        print("keep-alive GET /v1/models p50 ms:", results["keepalive_get_models_ms_p50"], flush=True)
+        # One client against the engine alone, taking turns (each server idles while another runs), so the ratios
+        # are not comparisons of moments of a noisy machine.
+        turns = {"engine": [], "continuous batching": [], "continuous batching, in-process": []}
+        for _ in range(3):
+            turns["engine"].append(engine_tokens_per_s(run, 5))
+            for name in ("continuous batching", "continuous batching, in-process"):
+                turns[name].append(asyncio.run(load(started[name][1], run.name, 1, 5))["tokens_per_s"])
+        results["engine_batch1_tokens_per_s"] = statistics.median(turns["engine"])
+        results["one_client_turns_tokens_per_s"] = statistics.median(turns["continuous batching"])
+        results["one_client_turns_in_process_tokens_per_s"] = statistics.median(turns["continuous batching, in-process"])
+        print("turns:", turns, flush=True)
+        for name, (proc, url) in started.items():
             rows = []
             for clients in map(int, args.clients.split(",")):
                 row = asyncio.run(load(url, run.name, clients, args.seconds))
                 print(name, row, flush=True)
                 rows.append(row)
             results["servers"][name] = rows
-        finally:
+    finally:
+        for proc, _ in started.values():
             proc.terminate()
             proc.wait(timeout=30)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
