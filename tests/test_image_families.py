@@ -185,3 +185,55 @@ def test_compare_measures_image_runs_on_the_same_images(tmp_path, cli):
     other = train(tiny(tmp_path / "other", STYLEGAN, steps=2, data={"source": "digits", "image": {"size": 16}}))
     r = cli("compare", runs[0].path, other.path, "--out", tmp_path / "cmp2", "--quiet")
     assert r.returncode != 0 and "differs" in r.stderr
+
+
+def test_diff_augment_moves_blanks_and_recolours_each_image_and_lets_gradients_through():
+    from genlab.objectives.augment import cutout, diff_augment, parse_policy, translation
+
+    torch.manual_seed(0)
+    dots = torch.zeros(64, 1, 16, 16)
+    dots[:, 0, 8, 8] = 1.0  # one lit pixel per image
+    shifted = translation(dots)
+    where = shifted.flatten(1).argmax(1)
+    dy, dx = where // 16 - 8, where % 16 - 8
+    assert torch.equal(shifted.flatten(1).sum(1), torch.ones(64))  # moved, not lost or smeared
+    assert dy.abs().max() <= 2 and dx.abs().max() <= 2 and len(set(zip(dy.tolist(), dx.tolist()))) > 5
+    ones = torch.ones(64, 1, 16, 16)
+    holes = 1 - cutout(ones)
+    rows, cols = holes.amax(3)[:, 0].sum(1), holes.amax(2)[:, 0].sum(1)
+    assert torch.equal(holes.flatten(1).sum(1), rows * cols)  # the blanked pixels form one rectangle per image
+    assert rows.max() == 8 and cols.max() == 8 and rows.min() < 8  # half the side, clipped at the borders
+    x = torch.randn(8, 1, 16, 16, requires_grad=True)
+    out = diff_augment(x, parse_policy("color,translation,cutout"))
+    assert out.shape == x.shape
+    out.square().sum().backward()
+    assert x.grad.abs().sum() > 0
+    coloured = diff_augment(x.detach(), ("color",))  # per image an affine map of its pixels
+    for a, b in zip(x.detach(), coloured):
+        assert torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].abs() > 0.9999
+    assert diff_augment(x, ()) is x
+    with pytest.raises(ValueError, match="'blur'"):
+        parse_policy("color,blur")
+
+
+def test_stylegan_with_path_length_regularization_and_diffaugment_trains_and_resumes_exactly(tmp_path, cli):
+    from genlab.models.stylegan import StyleGAN, StyleGANConfig
+
+    torch.manual_seed(0)
+    model = StyleGAN(StyleGANConfig(**STYLEGAN), (1, 8, 8))
+    lengths = model.path_lengths(torch.randn(4, 16))
+    assert lengths.shape == (4,) and torch.isfinite(lengths).all() and (lengths > 0).all()
+    lengths.sum().backward()  # the penalty reaches the mapping network and the synthesis
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.generator.parameters())
+
+    regularized = STYLEGAN | {"pl_weight": 2.0, "pl_interval": 1, "augment": "color,translation,cutout"}
+    straight = train(tiny(tmp_path / "straight", regularized, steps=4))
+    rows = [json.loads(line) for line in (straight.path / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("path_length", 0) > 0 for r in rows)
+    train(tiny(tmp_path / "resumed", regularized, steps=2))
+    resumed = train(tiny(tmp_path / "resumed", regularized, steps=4))
+    a, b = (load_tensors(r.path / "model.safetensors") for r in (straight, resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the running mean path length is in the checkpoint
+    r = cli("train", "image", "--data", "digits", "--model", "stylegan", "--set", "model.augment=color,blur",
+            "--out", tmp_path / "bad")
+    assert r.returncode != 0 and "blur" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -31,11 +31,13 @@ from typing import Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from pydantic import field_validator
 
 from genlab.core.config import ModelConfig
 from genlab.core.families import Family
 from genlab.models.dcgan import check_square
 from genlab.models.gan import to_pixel_range
+from genlab.objectives.augment import parse_policy
 
 
 class StyleGANConfig(ModelConfig):
@@ -49,8 +51,17 @@ class StyleGANConfig(ModelConfig):
     p_style_mix: float = 0.9  # chance a training batch mixes two w's
     r1_gamma: float = 1.0  # weight of the R1 penalty on the discriminator's gradient at real images
     r1_interval: int = 4  # lazy R1: the penalty (times this) every this many steps
+    pl_weight: float = 0.0  # path-length regularization (StyleGAN2 uses 2; off by default: see BENCHMARKS.md)
+    pl_interval: int = 4  # lazy, as R1
+    augment: str = ""  # DiffAugment for small data sets: any of "color,translation,cutout" (objectives/augment.py)
     w_avg_decay: float = 0.995  # how fast the average w (for truncation) follows training
     loss: Literal["non-saturating", "hinge"] = "non-saturating"
+
+    @field_validator("augment")
+    @classmethod
+    def _known_policy(cls, text: str) -> str:
+        parse_policy(text)  # a ValueError names the unknown one
+        return text
 
 
 class EqualLinear(nn.Module):
@@ -240,6 +251,15 @@ class StyleGAN(nn.Module):
         self.generator = Generator(cfg, shape, num_classes, tuple(pixel_range))
         self.discriminator = Discriminator(cfg, shape, num_classes)
         self.r1_gamma = cfg.r1_gamma
+
+    def path_lengths(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, latent) -> (B,): how far each image moves for a unit step in its w's, |J_w^T u| for image-sized
+        noise u of unit variance per image (StyleGAN2's path length), in the graph so it can be penalized."""
+        ws = self.generator.map(z, y)[:, None].repeat(1, self.generator.synthesis.num_ws, 1)  # (B, num_ws, latent)
+        images = self.generator.synthesis(ws)
+        noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+        (grad,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+        return grad.pow(2).sum(2).mean(1).sqrt()
 
     def styles(self, z: torch.Tensor, y: torch.Tensor | None, truncation: float = 1.0) -> torch.Tensor:
         """z (B, latent) -> w (B, latent), pulled towards the average w by `truncation` < 1."""

@@ -33,6 +33,7 @@ from genlab.datasets.named import cache_dir
 from genlab.datasets.records import dataset_images, is_table
 from genlab.media.grids import make_grid, save_png
 from genlab.metrics.image import classifier_extractor, fid, image_metrics, subsample, torchscript_extractor
+from genlab.objectives.augment import parse_policy
 from genlab.objectives.diffusion import Denoising
 from genlab.objectives.gan import Adversarial
 from genlab.objectives.likelihood import PixelLikelihood
@@ -126,7 +127,8 @@ def build_model(config: RunConfig, store: ImageStore) -> torch.nn.Module:
 def build_objective(config: RunConfig, model: torch.nn.Module):
     m, sampler = config.model, family_of(config).sampler
     if sampler == "gan":
-        return Adversarial(model, m.loss, getattr(m, "r1_gamma", 0.0), getattr(m, "r1_interval", 1))
+        return Adversarial(model, m.loss, getattr(m, "r1_gamma", 0.0), getattr(m, "r1_interval", 1),
+                           getattr(m, "pl_weight", 0.0), getattr(m, "pl_interval", 4), parse_policy(getattr(m, "augment", "")))
     if sampler == "vae":
         return ELBO(model, m.kl_weight)
     if sampler == "autoregressive":
