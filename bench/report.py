@@ -704,6 +704,25 @@ def section_stylegan() -> str:
     ])
 
 
+def section_stylegan_options() -> str:
+    d = load("stylegan_options.json")
+    if d is None:
+        return ""
+    base = next((r for r in d["rows"] if r["variant"] == "base"), None)
+    rows = [[r["variant"], ", ".join(f"{k} = {v}" for k, v in r["model"].items()) or "defaults", r["steps"], r["fid"],
+             r["precision"], r["recall"], f"{r['fid'] - base['fid']:+.2f}" if base else "-",
+             f"{r['date']}, load {r['load_avg_at_start'][0]:.2f}"] for r in d["rows"]]
+    return "\n\n".join([
+        "### StyleGAN's optional regularizers at small scale",
+        f"Each variant of StyleGAN for {d['minutes']:g} minutes on `{d['data']}` (1,797 images), one thread, one run after "
+        "the other; FID (genlab's classifier features, 2,000 images), precision and recall of the kept EMA weights. "
+        "DiffAugment and path-length regularization are in the model (`model.augment`, `model.pl_weight`) and off by "
+        "default: these rows are why.",
+        table(["variant", "model", "steps", "FID", "precision", "recall", "FID vs defaults", "measured"], rows),
+        provenance(d["command"], "stylegan_options.json", d.get("date"), d.get("load_avg_at_start")),
+    ])
+
+
 def distill_part(d: dict, student: str, result: str) -> list[str]:
     rows = [[r["run"], r["params"], r["val_loss"], r["val_bits_per_unit"], r["distinct_2"], r["sample_tokens_per_s"],
              r["train_tokens_per_s"], r["wall_s"]] for r in d["rows"]]
@@ -883,7 +902,7 @@ def section_vs_nanogpt() -> str:
 
 SECTIONS = [section_prep, lambda: "## Sequence model zoo (text)", section_compare, section_variants, section_text_train,
             section_vs_nanogpt, section_budget_sweep, section_profile, section_text_sample, section_word_vs_char,
-            section_music, section_audio, section_code, section_images, section_pixelcnn, section_stylegan, section_serve, section_serve_constraints, section_constraint_engines, section_serve_fuzz, section_threads, section_short_budget, section_export,
+            section_music, section_audio, section_code, section_images, section_pixelcnn, section_stylegan, section_stylegan_options, section_serve, section_serve_constraints, section_constraint_engines, section_serve_fuzz, section_threads, section_short_budget, section_export,
             section_distill, section_rl_code, section_cartpole, section_multimodal, section_demo, section_memory]
 
 
