@@ -28,8 +28,12 @@ import weakref
 from collections import OrderedDict
 from types import SimpleNamespace
 
+import torch
+
+from genlab.api import load
 from genlab.sampling.constraints import LazyPattern
 from genlab.server.batching import SERIES, Job, QueueRoom, Scheduler
+from genlab.server.reload import KeptWeights
 
 log = logging.getLogger("genlab.server")
 
@@ -48,6 +52,7 @@ class EngineProcess:
         self.next_ident = 0
         self.sent: OrderedDict[str, None] = OrderedDict()  # patterns the engine process holds
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.sending = threading.Lock()  # the drain timer's abort may send while the event loop does
         self.stopping = False
         self.active_rows = 0  # rows being decoded, as the engine process last said
         self._start()
@@ -102,7 +107,8 @@ class EngineProcess:
 
     def _send(self, message) -> None:
         try:
-            self.conn.send(message)
+            with self.sending:
+                self.conn.send(message)
         except (OSError, ValueError):  # the process is gone: _readable has seen it, or will
             pass
 
@@ -163,7 +169,8 @@ class PipeOutbox:
     """A turn's events, rows freed and observations, sent as one message."""
 
     def __init__(self, conn):
-        self.conn, self.lock = conn, threading.Lock()
+        self.conn, self.lock = conn, threading.Lock()  # lock: the buffers, filled from both threads
+        self.sending = threading.Lock()  # one message on the pipe at a time
         self.open = False  # nothing goes before the server has heard "ready"
         self.items: list = []
         self.freed, self.left, self.observed = 0, [], {}  # observed: (series, method) -> value(s)
@@ -172,15 +179,16 @@ class PipeOutbox:
         self.items.append((job.ident, item))
 
     def flush(self) -> None:
-        with self.lock:
-            if not self.open or not (self.items or self.freed or self.left or self.observed):
-                return
-            message = (self.items, self.freed, self.left, self.observed)
-            self.items, self.freed, self.left, self.observed = [], 0, [], {}
-        try:
-            self.conn.send(message)
-        except (OSError, ValueError):  # the server is gone; the reader sees EOF and ends this process
-            pass
+        with self.sending:  # taken first: messages leave in the order they were made
+            with self.lock:
+                if not self.open or not (self.items or self.freed or self.left or self.observed):
+                    return
+                message = (self.items, self.freed, self.left, self.observed)
+                self.items, self.freed, self.left, self.observed = [], 0, [], {}
+            try:
+                self.conn.send(message)
+            except (OSError, ValueError):  # the server is gone; the reader sees EOF and ends this process
+                pass
 
 
 class ForwardedRoom(QueueRoom):
@@ -224,11 +232,6 @@ def engine_main(conn, run: str, device: str, name: str, max_batch: int, threads:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server drains first
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        import torch
-
-        from genlab.api import load
-        from genlab.server.reload import KeptWeights
-
         torch.set_num_threads(threads)
         generator = load(run, device=device)
     except Exception as e:  # noqa: BLE001 - said to the server, which refuses to start
