@@ -332,7 +332,9 @@ class Engine:
                 found[slot] = out[i: i + 1]
                 self.slots[slot].fed += 1
         slots = [x for x in self.running if x in found]
-        return slots, torch.cat([found[x] for x in slots]) if slots else None
+        if len(slots) <= 1:  # a lone row (one client): its logits as they are, no copy
+            return slots, found[slots[0]] if slots else None
+        return slots, torch.cat([found[x] for x in slots])
 
     def _group_logits(self) -> tuple[list[int], torch.Tensor | None]:
         self._start_waiting()
