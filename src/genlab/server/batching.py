@@ -38,8 +38,8 @@ class QueueFull(Exception):
 class QueueRoom:
     """How many rows a model's queue holds (queued or running), and how fast they leave (for Retry-After)."""
 
-    def __init__(self, max_queue: float):
-        self.max_queue, self.max_batch = max_queue, 1
+    def __init__(self, max_queue: float, max_batch: int = 1):
+        self.max_queue, self.max_batch = max_queue, max_batch  # max_batch rows leave together
         self.outstanding = 0
         self.row_seconds = 0.5  # a running average of how long a row stays
         self.lock = threading.Lock()
@@ -66,13 +66,22 @@ class LoopOutbox:
     def __init__(self):
         self.items: list[tuple[Job, object]] = []
 
-    def put(self, job: "Job", item) -> None:
+    def put(self, job: Job, item) -> None:
         self.items.append((job, item))
 
     def flush(self) -> None:
-        if self.items:
-            items, self.items = self.items, []
-            deliver_all(items[0][0].loop, items)
+        if not self.items:
+            return
+        items, self.items = self.items, []
+
+        def put():
+            for job, item in items:
+                job.events.put_nowait(item)
+
+        try:
+            items[0][0].loop.call_soon_threadsafe(put)  # every job of a server shares its one loop
+        except RuntimeError:  # the server's loop is gone (shutting down)
+            pass
 
 
 def series_of(metrics, name: str) -> SimpleNamespace:
@@ -103,19 +112,6 @@ class Job:
         return len(self.requests) if self.work is None else 1
 
 
-def deliver_all(loop: asyncio.AbstractEventLoop, items: list[tuple[Job, object]]) -> None:
-    """Hand (job, item) pairs to their jobs' queues with one wake-up of the event loop (not one per token)."""
-
-    def put():
-        for job, item in items:
-            job.events.put_nowait(item)
-
-    try:
-        loop.call_soon_threadsafe(put)
-    except RuntimeError:  # the server's loop is gone (shutting down)
-        pass
-
-
 class Scheduler:
     """The decode loop of one model, on a thread of its own. What it reports goes through `outbox` (put, flush
     at the end of each turn), `room` (rows that left the queue) and `series` (Prometheus): in the server's
@@ -126,7 +122,6 @@ class Scheduler:
         self.kept = kept  # server/reload.py: new weights are swapped in between requests
         self.swap_pending = False
         self.max_batch, self.room, self.series = max_batch, room, series
-        room.max_batch = max_batch
         self.outbox = outbox or LoopOutbox()
         self.engine = generator.engine(continuous=True)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()

@@ -32,7 +32,7 @@ import torch
 
 from genlab.api import load
 from genlab.sampling.constraints import LazyPattern
-from genlab.server.batching import SERIES, Job, QueueRoom, Scheduler
+from genlab.server.batching import SERIES, Job, QueueRoom, Scheduler, series_of
 from genlab.server.reload import KeptWeights
 
 log = logging.getLogger("genlab.server")
@@ -45,9 +45,8 @@ class EngineProcess:
 
     def __init__(self, run: str, device: str, name: str, max_batch: int, max_queue: int, metrics, threads: int):
         self.args = (run, device, name, max_batch, threads)
-        self.name, self.room = name, QueueRoom(max_queue)
-        self.room.max_batch = max_batch
-        self.series = {k: getattr(metrics, k).labels(name) for k in SERIES}
+        self.name, self.room = name, QueueRoom(max_queue, max_batch)
+        self.series = series_of(metrics, name)
         self.jobs: weakref.WeakValueDictionary[int, Job] = weakref.WeakValueDictionary()
         self.next_ident = 0
         self.sent: OrderedDict[str, None] = OrderedDict()  # patterns the engine process holds
@@ -142,7 +141,7 @@ class EngineProcess:
                     self.room.row_left(seconds)
                 for (series, method), value in observed.items():
                     for v in value if method == "observe" else (value,):
-                        getattr(self.series[series], method)(v)
+                        getattr(getattr(self.series, series), method)(v)
                 self.active_rows = observed.get(("active", "set"), self.active_rows)
         except (EOFError, OSError):
             if not self.stopping:

@@ -87,11 +87,10 @@ class Registry:
         self.served: dict[str, Served] = {}
         for name, gen in models.items():
             s = Served(name, gen, KeptWeights(gen), web=web_folders.get(name))
-            if gen.modality in ("text", "code") and name in engine_runs:
-                s.scheduler = EngineProcess(*engine_runs[name], name, max_batch, max_queue, metrics, torch.get_num_threads())
-            elif gen.modality in ("text", "code"):
-                s.scheduler = Scheduler(gen, name, max_batch, QueueRoom(max_queue), series_of(metrics, name), kept=s.kept)
             if gen.modality in ("text", "code"):
+                s.scheduler = (EngineProcess(*engine_runs[name], name, max_batch, max_queue, metrics, torch.get_num_threads())
+                               if name in engine_runs else
+                               Scheduler(gen, name, max_batch, QueueRoom(max_queue, max_batch), series_of(metrics, name), kept=s.kept))
                 s.patterns = PatternCache(name, gen, constraint_timeout, constraint_memory_mb)
             else:
                 s.worker = ModelWorker(name, max_waiting=max(1, max_queue // 16))
