@@ -49,6 +49,7 @@ def prepare(
     augment_rate: float = typer.Option(0.1, "--augment-rate", help="Share of words each text op touches."),
     synonyms: Path = typer.Option(None, "--synonyms", help="Synonym table for EDA: JSON {word: [synonyms]} or lines 'word,syn1,syn2'."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", help="Rows per chunk: memory use grows with it."),
+    engine: str = typer.Option("polars", "--engine", help="polars (columnar, all cores; reads CSV, other inputs run on pandas) or pandas. Both give the same files."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (on a terminal)."),
 ) -> None:
     """Clean, deduplicate, split, normalize and augment SOURCE into --out."""
@@ -60,7 +61,7 @@ def prepare(
         clean_regex=clean_regex, clean_replace=clean_replace, labels=labels, min_label_count=min_label_count,
         split=split, stratify=stratify, seed=seed, normalize=normalize, norm_method=norm_method,
         apply_stats=apply_stats, augment=augment, augment_factor=augment_factor, augment_rate=augment_rate,
-        synonyms=synonyms, chunk_rows=chunk_rows, parse_dates=parse_dates,
+        synonyms=synonyms, chunk_rows=chunk_rows, parse_dates=parse_dates, engine=engine,
     )
     counts = ", ".join(f"{name} {n}" for name, n in record["splits"].items())
     typer.echo(f"{out}: {counts} records ({record['input']['records']} read); see {out / 'pipeline.json'}")

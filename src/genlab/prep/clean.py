@@ -12,6 +12,11 @@ Order (whatever order the flag lists them in):
 
 Removed spans (tags, URLs, emails) become a space, so that words either side
 stay apart; add collapse-space to tidy up.
+
+The Polars engine runs nfkc, lowercase, strip-punct and collapse-space as Polars
+expressions (Rust, a column at a time); punctuation and whitespace there are
+classes built from Python's own tables, so both engines drop the same characters.
+The other steps run the Python functions below on each value in both engines.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import unicodedata
 from typing import Callable
 
 import pandas as pd
+import polars as pl
 
 from genlab.core.errors import GenlabError
 
@@ -37,6 +43,37 @@ _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 def _punctuation_table() -> dict[int, None]:
     # Built once (about 0.3 s): every code point whose Unicode category is punctuation.
     return {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)).startswith("P")}
+
+
+def _rust_class(members) -> str:
+    """A Rust regex class ([...] of ranges) holding exactly the code points in `members` (sorted ints)."""
+    ranges, first, last = [], None, None
+    for cp in members:
+        if last is not None and cp == last + 1:
+            last = cp
+            continue
+        if first is not None:
+            ranges.append((first, last))
+        first = last = cp
+    if first is not None:
+        ranges.append((first, last))
+    return "[" + "".join(f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges) + "]"
+
+
+@functools.cache
+def punctuation_class() -> str:
+    return _rust_class(sorted(_punctuation_table()))
+
+
+@functools.cache
+def whitespace_chars() -> str:
+    """Every character str.split() and str.strip() treat as whitespace."""
+    return "".join(chr(cp) for cp in range(sys.maxunicode + 1) if chr(cp).isspace())
+
+
+@functools.cache
+def whitespace_class() -> str:
+    return _rust_class([ord(c) for c in whitespace_chars()])
 
 
 def nfkc(text: str) -> str:
@@ -76,6 +113,13 @@ PRESETS: dict[str, Callable[[str], str]] = {
     "strip-punct": strip_punct,
     "collapse-space": collapse_space,
 }
+# The presets the Polars engine runs natively; the same results as the functions above.
+POLARS_PRESETS: dict[str, Callable[[pl.Expr], pl.Expr]] = {
+    "nfkc": lambda text: text.str.normalize("NFKC"),
+    "lowercase": lambda text: text.str.to_lowercase(),
+    "strip-punct": lambda text: text.str.replace_all(punctuation_class(), ""),
+    "collapse-space": lambda text: text.str.replace_all(whitespace_class() + "+", " ").str.strip_chars(" "),
+}
 _REGEX_AFTER = "remove-emails"  # the custom regex runs after this preset, before lowercase
 
 
@@ -112,6 +156,15 @@ class TextCleaner:
         """Clean every string of a coerced text column; missing values stay missing."""
         cleaned = [v if v is None else self(v) for v in values.tolist()]
         return pd.Series(cleaned, index=values.index, dtype=object)
+
+    def clean_polars(self, values: pl.Series) -> pl.Series:
+        """The same as `clean_column`, on a Polars String series."""
+        frame = values.to_frame()
+        for name, step in zip(self.order, self.steps):
+            native = POLARS_PRESETS.get(name)
+            text = pl.col(values.name)
+            frame = frame.select(native(text) if native else text.map_elements(step, return_dtype=pl.String))
+        return frame.to_series()
 
 
 def dedupe_key(text: str) -> str:

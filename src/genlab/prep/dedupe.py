@@ -4,7 +4,9 @@ A record's hash is the sum (mod 2**64, per half) of one hash per present
 value, each mixed with its column's name: so the same values give the same
 hash whichever chunk they come in, a missing value counts as absent (a JSONL
 line without a key equals one with that key null), and values do not match
-across columns. Two records collide with probability about n**2 / 2**129.
+across columns. Each value is hashed with XXH3-128 (polars-hash: the same
+numbers on every version and platform). Two records collide with probability
+about n**2 / 2**129.
 
 Memory: the 16-byte hash of every record (and as much again for the
 normalized-text key) plus 8 bytes per record while sorting, not the records.
@@ -16,12 +18,11 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+import polars as pl
+import polars_hash as plh
 
 from genlab.prep.clean import dedupe_key
 from genlab.prep.schema import value_text
-
-# pandas' SipHash takes a 16-byte key; two fixed keys make the two halves of a 128-bit hash.
-HASH_KEYS = ("genlab-prep-hash", "genlab-prep-2nd!")
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -49,25 +50,36 @@ def _canonical(values: pd.Series, typed: bool) -> np.ndarray:
     )
 
 
+def polars_string_hashes(strings: pl.Series) -> np.ndarray:
+    """(n,) polars String series without nulls -> (n, 2) uint64: its XXH3-128 hashes (stable across versions)."""
+    whole = plh.col("s").nchash.xxh3_128()
+    two_64 = pl.lit(2**64, pl.UInt128)
+    halves = strings.rename("s").to_frame().select(
+        (whole % two_64).cast(pl.UInt64).alias("low"), (whole // two_64).cast(pl.UInt64).alias("high"))
+    return halves.to_numpy().astype(np.uint64, copy=False).reshape(len(strings), 2)
+
+
 def string_hashes(strings: np.ndarray) -> np.ndarray:
     """(n,) object array of str -> (n, 2) uint64: a 128-bit hash of each string."""
-    halves = [pd.util.hash_array(strings, hash_key=key) for key in HASH_KEYS]
-    return np.stack(halves, axis=1) if len(strings) else np.zeros((0, 2), np.uint64)
+    return polars_string_hashes(pl.Series(strings, dtype=pl.String))
+
+
+def add_column_hashes(total: np.ndarray, column: str, hashes: np.ndarray, present: np.ndarray) -> None:
+    """Add one column's value hashes, mixed with its name, to the records' hashes `total` (in place)."""
+    with np.errstate(over="ignore"):
+        for half in range(2):
+            mixed = splitmix64(hashes[:, half] ^ _name_hash(column, half))  # a fresh array: mixed in place
+            total[:, half] += np.where(present, mixed, np.uint64(0))
 
 
 def record_hashes(chunk: pd.DataFrame, columns: list[str], typed: bool) -> np.ndarray:
     """(n, 2) uint64: a 128-bit hash of each row over `columns` (see the module docstring)."""
     total = np.zeros((len(chunk), 2), np.uint64)
-    with np.errstate(over="ignore"):
-        for column in columns:
-            if column not in chunk.columns:
-                continue
+    for column in columns:
+        if column in chunk.columns:
             values = chunk[column]
-            present = values.notna().to_numpy(dtype=bool)
-            hashes = string_hashes(_canonical(values, typed))
-            for half in range(2):
-                mixed = splitmix64(hashes[:, half] ^ _name_hash(column, half))  # a fresh array: mixed in place
-                total[:, half] += np.where(present, mixed, np.uint64(0))
+            add_column_hashes(total, column, string_hashes(_canonical(values, typed)),
+                              values.notna().to_numpy(dtype=bool))
     return total
 
 

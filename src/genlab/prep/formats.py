@@ -7,7 +7,7 @@ CSV, JSONL, Parquet and HDF5 really stream; a JSON array is parsed whole (the
 format has no record boundaries to stop at).
 
 CSV chunks hold text (pandas' default markers like "", NA, null become
-missing); the others hold Python values. `genlab.prep.schema` turns either
+missing; a row with no value at all is skipped); the others hold Python values. `genlab.prep.schema` turns either
 into typed columns.
 
 Every writer is opened with the output schema, takes coerced chunks in order
@@ -88,7 +88,8 @@ def read_csv(path: Path, chunk_rows: int) -> Chunks:
     with open(path, "rb") as f:
         try:
             for chunk in pd.read_csv(f, chunksize=chunk_rows, dtype=object, encoding="utf-8"):
-                yield chunk.reset_index(drop=True), f.tell()
+                # A row without a single value is skipped, as a blank line is (so both engines count rows alike).
+                yield chunk.dropna(how="all").reset_index(drop=True), f.tell()
         except UnicodeDecodeError:
             raise GenlabError(f"{path}: line {_first_bad_utf8_line(path)}: not UTF-8 text") from None
         except pd.errors.EmptyDataError:

@@ -44,6 +44,7 @@ from genlab.core.progress import progress_bar
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write_json
 from genlab.core.folders import check_target, marker_kind, replacing
+from genlab.prep.columnar import FORMATS as POLARS_FORMATS, PolarsEngine, Unsupported
 from genlab.prep.augment import ImageAugmenter, TextAugmenter, load_synonyms, parse_ops
 from genlab.prep.dedupe import first_occurrences, record_hashes, text_hashes
 from genlab.prep.folders import FOLDER_FORMATS, ImageFolderWriter, folder_files, folder_kind, has_class_folders
@@ -96,6 +97,57 @@ class Input:
                 yield start, chunk
                 bar.update(position - bar.n)
                 start += len(chunk)
+
+
+class PandasEngine:
+    """Chunks as pandas frames (CSV text, or Python values), and what the passes need of them.
+    The Polars engine (`columnar.PolarsEngine`) answers the same questions the same way, faster."""
+
+    name = "pandas"
+
+    def __init__(self, inp: Input):
+        self.inp, self.typed = inp, inp.format.typed
+        self.chunks = inp.chunks
+
+    @staticmethod
+    def columns(chunk: pd.DataFrame) -> list[str]:
+        return list(chunk.columns)
+
+    @staticmethod
+    def observe(kinds: KindTracker, chunk: pd.DataFrame) -> None:
+        kinds.observe(chunk)
+
+    def cleaned(self, chunk: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
+        return clean_text_column(chunk, recipe, self.typed)
+
+    @staticmethod
+    def missing(chunk: pd.DataFrame, column: str) -> np.ndarray:
+        return missing_mask(chunk[column]) if column in chunk.columns else np.ones(len(chunk), bool)
+
+    @staticmethod
+    def take(chunk: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+        return chunk[rows]
+
+    def hashes(self, chunk: pd.DataFrame, columns: list[str]) -> np.ndarray:
+        return record_hashes(chunk, columns, self.typed)
+
+    @staticmethod
+    def texts(chunk: pd.DataFrame, column: str) -> list[str | None]:
+        return chunk[column].tolist() if column in chunk.columns else [None] * len(chunk)
+
+    @staticmethod
+    def label_texts(chunk: pd.DataFrame, column: str) -> list[str | None]:
+        return _label_texts(chunk[column]) if column in chunk.columns else [None] * len(chunk)
+
+    def coerced(self, chunk: pd.DataFrame, schema: Schema, recipe: Recipe) -> pd.DataFrame:
+        return clean_text_column(coerce(chunk, schema, self.typed), recipe, self.typed)
+
+
+def make_engine(name: str, inp: Input) -> PandasEngine | PolarsEngine:
+    """The engine `--engine` names, where it reads this input; else the pandas engine."""
+    if name == "polars" and inp.format.name in POLARS_FORMATS:
+        return PolarsEngine(inp.path, inp.chunk_rows, inp.progress)
+    return PandasEngine(inp)
 
 
 def resolve_format(path: Path, given: str | None) -> Format:
@@ -172,28 +224,27 @@ def clean_text_column(chunk: pd.DataFrame, recipe: Recipe, typed: bool) -> pd.Da
     return chunk.assign(**{column: recipe.cleaner.clean_column(text) if recipe.cleaner else text})
 
 
-def scan(inp: Input, recipe: Recipe) -> Scan:
+def scan(inp: Input, engine: PandasEngine | PolarsEngine, recipe: Recipe) -> Scan:
     """Pass 1 (see the module docstring)."""
     coded = list(dict.fromkeys(c for c in (recipe.label_col, recipe.stratify) if c))
     forced = {**{c: "datetime" for c in recipe.parse_dates}, **({recipe.text_col: "string"} if recipe.text_col else {})}
     result = Scan(inp.format.typed, forced, coded)
-    for start, chunk in inp.chunks("scan"):
+    for start, chunk in engine.chunks("scan"):
         if start == 0 and inp.format.fixed_columns:
-            check_columns(inp.path, list(chunk.columns), recipe)
-        result.kinds.observe(chunk)
-        chunk = clean_text_column(chunk, recipe, inp.format.typed)
+            check_columns(inp.path, engine.columns(chunk), recipe)
+        engine.observe(result.kinds, chunk)
+        chunk = engine.cleaned(chunk, recipe)
         dropped = np.zeros(len(chunk), bool)
         for column in recipe.dropna:
-            dropped |= missing_mask(chunk[column]) if column in chunk.columns else True
-        kept = chunk[~dropped]
+            dropped |= engine.missing(chunk, column)
+        kept = engine.take(chunk, ~dropped)
         result.valid.append(~dropped)
-        hashed = [c for c in kept.columns if c not in inp.format.identity_columns]
-        result.hashes.append(record_hashes(kept, hashed, inp.format.typed))
+        hashed = [c for c in engine.columns(kept) if c not in inp.format.identity_columns]
+        result.hashes.append(engine.hashes(kept, hashed))
         if recipe.dedupe_text:
-            texts = kept[recipe.text_col].tolist() if recipe.text_col in kept.columns else [None] * len(kept)
-            result.text_hashes.append(text_hashes(texts))
+            result.text_hashes.append(text_hashes(engine.texts(kept, recipe.text_col)))
         for column in coded:
-            values = _label_texts(kept[column]) if column in kept.columns else [None] * len(kept)
+            values = engine.label_texts(kept, column)
             if column == recipe.label_col and recipe.labels is not None:
                 check_labels(inp.path, values, start + np.flatnonzero(~dropped), recipe)
             result.add_codes(column, values)
@@ -276,14 +327,15 @@ def split(found: Scan, valid: np.ndarray, keep: np.ndarray, keys: np.ndarray, re
     return assignment
 
 
-def fit_stats(inp: Input, schema: Schema, assignment: np.ndarray, recipe: Recipe) -> dict:
+def fit_stats(engine: PandasEngine | PolarsEngine, schema: Schema, assignment: np.ndarray, recipe: Recipe) -> dict:
     """Pass 2: fill and normalization statistics of the train split (no pass when none is asked for)."""
     fitter = TrainStats(schema, list(recipe.fill), list(recipe.normalize), recipe.norm_method)
     if fitter.moments or fitter.counts:
-        for start, chunk in inp.chunks("fit"):
-            train = chunk[assignment[start : start + len(chunk)] == 0]
+        needed = {c: k for c, k in schema.items() if c in fitter.moments or c in fitter.counts}
+        for start, chunk in engine.chunks("fit"):
+            train = engine.take(chunk, assignment[start : start + len(chunk)] == 0)
             if len(train):
-                fitter.update(clean_text_column(coerce(train, schema, inp.format.typed), recipe, inp.format.typed))
+                fitter.update(engine.coerced(train, needed, recipe))
     else:
         fitter.rows = int((assignment == 0).sum())
     return fitter.result()
@@ -328,8 +380,8 @@ class Augmentation:
         return part, rows, copies
 
 
-def write_splits(inp: Input, work: Path, schema: Schema, stats: dict, assignment: np.ndarray, recipe: Recipe,
-                 augmentation: Augmentation | None) -> dict[str, int]:
+def write_splits(inp: Input, engine: PandasEngine | PolarsEngine, work: Path, schema: Schema, stats: dict,
+                 assignment: np.ndarray, recipe: Recipe, augmentation: Augmentation | None) -> dict[str, int]:
     """Pass 3: every split in the output format (+ .txt or PNG folders). -> records per split."""
     kinds = output_kinds(schema, stats)
     out_kinds = {**kinds, "augmented": "bool"} if augmentation else kinds
@@ -340,14 +392,13 @@ def write_splits(inp: Input, work: Path, schema: Schema, stats: dict, assignment
                 for s in SPLITS} if images else {}
     written = dict.fromkeys(SPLITS, 0)
     try:
-        for start, chunk in inp.chunks("write"):
+        for start, chunk in engine.chunks("write"):
             assigned = assignment[start : start + len(chunk)]
             for code, name in enumerate(SPLITS):
                 members = np.flatnonzero(assigned == code)
                 if not members.size:
                     continue
-                part = coerce(chunk.iloc[members], schema, inp.format.typed)
-                part = apply_stats(clean_text_column(part, recipe, inp.format.typed), stats, kinds)
+                part = apply_stats(engine.coerced(engine.take(chunk, assigned == code), schema, recipe), stats, kinds)
                 rows, copies = start + members, np.zeros(len(members), np.int64)
                 if augmentation and name == "train":
                     part, rows, copies = augmentation.expand(part, rows)
@@ -375,11 +426,17 @@ def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) 
     augmentation = Augmentation(recipe, images) if recipe.augment and recipe.augment_factor > 1 else None
     steps = Steps()
 
-    found = scan(inp, recipe)
+    engine = make_engine(recipe.engine, inp)
+    try:
+        found = scan(inp, engine, recipe)
+    except Unsupported:  # read on as pandas would: the pandas engine reads it, or names the fault
+        engine = PandasEngine(inp)
+        found = scan(inp, engine, recipe)
     schema = found.kinds.schema()
     check_columns(source, list(schema), recipe)
     check_kinds(schema, recipe)
-    steps.add("read", {"format": fmt.name, "chunk_rows": recipe.chunk_rows}, found.rows, found.rows)
+    steps.add("read", {"format": fmt.name, "chunk_rows": recipe.chunk_rows, "engine": engine.name}, found.rows,
+              found.rows)
     if recipe.cleaner:
         params = {"column": recipe.text_col, "steps": recipe.cleaner.order, "regex": recipe.clean_regex,
                   "replace": recipe.clean_replace if recipe.clean_regex else None}
@@ -399,7 +456,7 @@ def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) 
         stats = saved_stats(recipe.apply_stats, schema)
         stats_source = {"apply_stats": str(recipe.apply_stats), "sha256": file_sha256(recipe.apply_stats)}
     else:
-        stats = fit_stats(inp, schema, assignment, recipe)
+        stats = fit_stats(engine, schema, assignment, recipe)
         stats_source = {"fitted_on": "train"}
     if stats["fill"]:
         steps.add("fill", {"columns": {c: f["strategy"] for c, f in stats["fill"].items()}, **stats_source}, n, n)
@@ -407,7 +464,7 @@ def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) 
         params = {"method": stats["normalize"]["method"], "columns": list(stats["normalize"]["columns"]), **stats_source}
         steps.add("normalize", params, n, n)
 
-    written = write_splits(inp, work, schema, stats, assignment, recipe, augmentation)
+    written = write_splits(inp, engine, work, schema, stats, assignment, recipe, augmentation)
     written_kinds = {**output_kinds(schema, stats), **({"augmented": "bool"} if augmentation else {})}
     if augmentation:
         params = {"ops": list(augmentation.ops), "factor": augmentation.factor, "seed": recipe.seed,

@@ -20,6 +20,7 @@ from genlab.prep.split import parse_ratios
 from genlab.prep.stats import NORM_METHODS, Fill
 
 OUTPUT_FORMATS = tuple(FORMATS)
+ENGINES = ("polars", "pandas")
 
 
 def names(value: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -61,6 +62,7 @@ class Recipe(BaseModel):
     synonyms: Path | None = None
     format: str = "parquet"
     chunk_rows: int = 50_000
+    engine: str = "polars"
 
     @functools.cached_property
     def cleaner(self) -> TextCleaner:
@@ -95,6 +97,7 @@ class Recipe(BaseModel):
         format: str = "parquet",
         chunk_rows: int = 50_000,
         parse_dates: str | Sequence[str] | None = None,
+        engine: str = "polars",
     ) -> Recipe:
         """Parse and check the options (the CLI flags of the same names; see docs/prep.md)."""
         # Long because its signature lists every option of `genlab data prepare`; the checks are a few lines.
@@ -102,6 +105,8 @@ class Recipe(BaseModel):
             raise GenlabError(f"--format {format}: choose from {', '.join(OUTPUT_FORMATS)}")
         if norm_method not in NORM_METHODS:
             raise GenlabError(f"--norm-method {norm_method}: choose from {', '.join(NORM_METHODS)}")
+        if engine not in ENGINES:
+            raise GenlabError(f"--engine {engine}: choose from {', '.join(ENGINES)}")
         if chunk_rows < 1:
             raise GenlabError(f"--chunk-rows {chunk_rows}: must be at least 1")
         if augment_factor < 1:
@@ -130,7 +135,7 @@ class Recipe(BaseModel):
             apply_stats=Path(apply_stats) if apply_stats else None, augment=names(augment),
             augment_factor=augment_factor, augment_rate=augment_rate,
             synonyms=Path(synonyms) if synonyms else None, format=format, chunk_rows=chunk_rows,
-            parse_dates=names(parse_dates),
+            parse_dates=names(parse_dates), engine=engine,
         )
         recipe.cleaner  # compiles --clean-regex and checks the presets before any input is read
         return recipe

@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -157,19 +158,21 @@ class KindTracker:
                 self.kinds[column] = forced
                 continue
             present = values[~missing_mask(values)]
-            self._count_distinct(column, present)
-            known = self.kinds.get(column)
-            # A string column stays one whatever comes later: its kind needs no further scan.
-            self.kinds[column] = known if known == "string" else merge_kinds(known, chunk_kind(present, self.typed))
+            self.update(column, lambda: chunk_kind(present, self.typed), len(present),
+                        lambda: map(value_text, present.unique()))
 
-    def _count_distinct(self, column: str, present: pd.Series) -> None:
+    def update(self, column: str, kind: Callable[[], str | None], present: int, distinct: Callable[[], Iterable[str]]):
+        """One chunk of a column: `kind()` its kind (None: no value), `present` its values' count,
+        `distinct()` its distinct values as text. Each is asked only while the answer can matter."""
         seen = self.distinct.setdefault(column, set())
-        if seen is None:
-            return
-        self.present[column] = self.present.get(column, 0) + len(present)
-        seen.update(map(value_text, present.unique()))
-        if len(seen) > CATEGORY_MAX:
-            self.distinct[column] = None
+        if seen is not None:
+            self.present[column] = self.present.get(column, 0) + present
+            seen.update(distinct())
+            if len(seen) > CATEGORY_MAX:
+                self.distinct[column] = None
+        known = self.kinds.get(column)
+        # A string column stays one whatever comes later: its kind needs no further scan.
+        self.kinds[column] = known if known == "string" else merge_kinds(known, kind())
 
     def schema(self) -> Schema:
         """The kinds found; a column with no value at all is string, text with few repeated values a category."""
