@@ -322,7 +322,14 @@ def bad_inputs(tmp_path: Path) -> list[tuple[Path, dict, str]]:
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("text\nok\ncaf\u00e9\n".encode("latin-1"))
     first_eggs = pd.read_csv(good)["label"].tolist().index("eggs") + 1
+    empty, header_only, quote = tmp_path / "empty.csv", tmp_path / "header.csv", tmp_path / "quote.csv"
+    empty.write_text("")
+    header_only.write_text("text,label\n")
+    quote.write_text('text,label\n"never closed,ham\nb,spam\n')
     return [
+        (empty, {}, "empty.csv: empty file (no header row)"),
+        (header_only, {}, "header.csv: no records"),
+        (quote, {}, "quote.csv: not readable as CSV"),
         (fields, {}, "fields.csv: line 3: expected 2 fields, saw 3"),
         (broken, {}, "broken.jsonl: line 2: not valid JSON"),
         (latin1, {}, "latin1.csv: line 3: not UTF-8 text"),
@@ -334,11 +341,12 @@ def bad_inputs(tmp_path: Path) -> list[tuple[Path, dict, str]]:
     ]
 
 
-def test_bad_input_is_one_line_naming_the_row_or_field_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("engine", ["polars", "pandas"])
+def test_bad_input_is_one_line_naming_the_row_or_field_and_leaves_nothing(tmp_path, engine):
     out = tmp_path / "out"
     for source, options, message in bad_inputs(tmp_path):
         with pytest.raises(GenlabError) as error:
-            prepare(source, out, progress=False, **options)
+            prepare(source, out, progress=False, engine=engine, **options)
         assert message in str(error.value) and "\n" not in str(error.value)
         assert not out.exists()
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []

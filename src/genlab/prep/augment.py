@@ -2,16 +2,16 @@
 
 With `--augment-factor F` every train record is followed by F-1 augmented
 copies (column `augmented` true); val and test are never augmented. Copy k of
-the record on input row r draws from its own random.Random (seeded by seed, r
-and k), so the output does not depend on chunking.
+the record on input row r draws its numbers from a hash of (seed, r, k), so
+the output does not depend on chunking or on the engine.
 
 Text ops (Wei & Zou's EDA; words are whitespace-separated, and an augmented
-text is joined by single spaces). Each copy applies one op picked at random;
-n = max(1, round(rate * words)):
+text is joined by single spaces), run on a whole chunk's texts at once with
+numpy. Each copy applies one op picked at random; n = max(1, round(rate * words)):
     swap     swap two random words, n times
     delete   drop each word with probability `rate` (one word always stays)
-    insert   insert a synonym of a random word (the word itself when the table
-             has none) at a random position, n times
+    insert   n times, a synonym of a random word of the original text (the word
+             itself when the table has none) goes in at a random position of it
     synonym  replace up to n words that have synonyms by a random synonym
 `eda` means all four (synonym only when --synonyms is given).
 
@@ -32,9 +32,14 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
+import polars as pl
+import pyarrow as pa
 from PIL import Image, ImageEnhance
 
 from genlab.core.errors import GenlabError
+from genlab.prep.clean import collapse_space_polars
+from genlab.prep.dedupe import splitmix64
 
 TEXT_OPS = ("swap", "delete", "insert", "synonym")
 IMAGE_OPS = ("flip", "rotate", "crop", "jitter")
@@ -92,35 +97,143 @@ def record_random(seed: int, row: int, copy: int) -> random.Random:
     return random.Random(((abs(seed) * 2 + (seed < 0)) << 64) | (row << 16) | copy)
 
 
-class TextAugmenter:
-    def __init__(self, ops: tuple[str, ...], rate: float, synonyms: dict[str, list[str]], seed: int):
-        self.ops, self.rate, self.synonyms, self.seed = ops, rate, synonyms, seed
+def _uniform(keys: np.ndarray, stream: int, index: np.ndarray | int) -> np.ndarray:
+    """Floats in [0, 1): draw `index` of `stream` for each record key. A pure function of its inputs, so a
+    record draws the same numbers whichever batch, chunk or engine it is augmented in."""
+    salt = splitmix64((np.uint64(stream) << np.uint64(48)) | np.asarray(index, np.uint64))
+    return (splitmix64(keys + salt) >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
-    def augment_text(self, text: str, row: int, copy: int) -> str:
-        """Copy `copy` (1, 2, ...) of the text on input row `row`."""
-        words = text.split()
-        if not words:
-            return text
-        rng = record_random(self.seed, row, copy)
-        op = rng.choice(self.ops)
-        n = max(1, round(self.rate * len(words)))
-        if op == "swap" and len(words) > 1:
-            for _ in range(n):
-                i, j = rng.sample(range(len(words)), 2)
-                words[i], words[j] = words[j], words[i]
-        elif op == "delete":
-            kept = [w for w in words if rng.random() >= self.rate]
-            words = kept or [rng.choice(words)]
-        elif op == "insert":
-            for _ in range(n):
-                word = rng.choice(words)
-                options = self.synonyms.get(word.lower())
-                words.insert(rng.randrange(len(words) + 1), rng.choice(options) if options else word)
-        elif op == "synonym":
-            replaceable = [i for i, w in enumerate(words) if w.lower() in self.synonyms]
-            for i in rng.sample(replaceable, min(n, len(replaceable))):
-                words[i] = rng.choice(self.synonyms[words[i].lower()])
-        return " ".join(words)
+
+def _pick(keys: np.ndarray, stream: int, index: np.ndarray | int, size: np.ndarray) -> np.ndarray:
+    """A uniform integer in [0, size) per record."""
+    return np.minimum((_uniform(keys, stream, index) * size).astype(np.int64), size - 1)
+
+
+def _positions(lengths: np.ndarray) -> np.ndarray:
+    """[2, 3] -> [0, 1, 0, 1, 2]: each item's index within its group."""
+    starts = np.cumsum(lengths) - lengths
+    return np.arange(int(lengths.sum())) - np.repeat(starts, lengths)
+
+
+# Draw streams: what each random number is for (a record's draws in one stream are numbered 0, 1, ...).
+OP, DROP, LAST_WORD, SWAP_I, SWAP_J, INSERT_WORD, INSERT_AT, INSERT_SYNONYM, RANK, SYNONYM = range(10)
+
+
+class TextAugmenter:
+    """EDA copies of many texts at once: numpy over all their words. Copy k of the text on input row r draws
+    its numbers from a hash of (seed, r, k, stream, index), so it does not depend on the batch."""
+
+    def __init__(self, ops: tuple[str, ...], rate: float, synonyms: dict[str, list[str]], seed: int):
+        self.ops, self.rate = ops, rate
+        self.seed_key = splitmix64(np.array([seed & (2**64 - 1)], np.uint64))[0]
+        self.synonym_keys = pl.Series(list(synonyms), dtype=pl.String)
+        self.option_counts = np.array([len(options) for options in synonyms.values()], np.int64)
+        self.option_starts = np.cumsum(self.option_counts) - self.option_counts
+        self.option_words = pl.Series([word for options in synonyms.values() for word in options], dtype=pl.String)
+
+    def augment(self, texts: list[str | None], rows: np.ndarray, copies: np.ndarray) -> list[str | None]:
+        """Copy `copies[i]` (1, 2, ...) of the text on input row `rows[i]`, for every i. A text without words
+        (or missing) comes back as it was; the others come back as their words joined by single spaces."""
+        spaced = pl.Series("text", texts, dtype=pl.String).to_frame().select(collapse_space_polars(pl.col("text")))
+        words = spaced.to_series().str.split(" ")
+        lengths = words.list.len().fill_null(0).to_numpy().astype(np.int64)
+        lengths[(spaced.to_series() == "").fill_null(True).to_numpy()] = 0  # "".split(" ") is [""], not []
+        todo = np.flatnonzero(lengths > 0)
+        if not todo.size:
+            return list(texts)
+        flat = words.gather(todo).explode()
+        length = lengths[todo]
+        starts = np.cumsum(length) - length
+        keys = splitmix64(np.uint64(self.seed_key) ^ ((rows[todo].astype(np.uint64) << np.uint64(16))
+                                                       | copies[todo].astype(np.uint64)))
+        op = np.array(self.ops)[_pick(keys, OP, 0, np.int64(len(self.ops)))]
+        n = np.maximum(1, np.round(self.rate * length)).astype(np.int64)
+        options = self._options(flat)  # per word: its synonyms' index in the table, or -1
+
+        record = np.repeat(np.arange(len(todo)), length)
+        position = _positions(length)
+        source = np.arange(len(flat))  # which word each output word is: flat words, then synonym options
+        keep = np.ones(len(flat), bool)
+        self._swap(source, keys, op == "swap", n, length, starts)
+        self._delete(keep, keys, op == "delete", length, starts, record, position)
+        self._replace(source, options, keys, op == "synonym", n, record, position, len(flat))
+        inserted = self._insert(options, keys, op == "insert", n, length, starts, len(flat))
+
+        # Output words in order: an inserted word goes before the original word at its position (after the
+        # last one at position `length`), several at one position in the order they were drawn.
+        record = np.concatenate([record[keep], inserted[0]])
+        order_key = np.concatenate([2 * position[keep] + 1, 2 * inserted[1]])
+        source = np.concatenate([source[keep], inserted[2]])
+        # Stable: inserted words sharing a position keep their draw order. Nearly sorted already, so fast.
+        order = np.argsort(record * (2 * int(length.max()) + 2) + order_key, kind="stable")
+        words = pl.concat([flat, self.option_words]).gather(source[order])
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(record, minlength=len(todo)))])
+        lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), words.to_arrow())
+        joined = pl.Series(lists).list.join(" ").to_list()
+        out = list(texts)
+        for i, text in zip(todo.tolist(), joined):
+            out[i] = text
+        return out
+
+    def _options(self, flat: pl.Series) -> np.ndarray:
+        if not len(self.synonym_keys):
+            return np.full(len(flat), -1, np.int64)
+        found = flat.str.to_lowercase().replace_strict(self.synonym_keys, np.arange(len(self.synonym_keys)),
+                                                       default=-1, return_dtype=pl.Int64)
+        return found.to_numpy()
+
+    def _synonym(self, options: np.ndarray, keys: np.ndarray, stream: int, index: np.ndarray, words: int) -> np.ndarray:
+        """Per chosen word with synonyms: a random one of them, as an index into the output table."""
+        counts = self.option_counts[options]
+        return words + self.option_starts[options] + _pick(keys, stream, index, counts)
+
+    @staticmethod
+    def _swap(source, keys, chosen, n, length, starts) -> None:
+        """Swap two random words, n times (in order: later swaps move words earlier ones moved)."""
+        chosen &= length > 1
+        for t in range(int(n[chosen].max(initial=0))):
+            active = np.flatnonzero(chosen & (n > t))
+            i = _pick(keys[active], SWAP_I, t, length[active])
+            j = _pick(keys[active], SWAP_J, t, length[active] - 1)
+            j += j >= i
+            a, b = starts[active] + i, starts[active] + j
+            source[a], source[b] = source[b], source[a].copy()
+
+    def _delete(self, keep, keys, chosen, length, starts, record, position) -> None:
+        """Drop each word with probability rate; a text that would lose every word keeps a random one."""
+        words = chosen[record]
+        keep[words] = _uniform(keys[record[words]], DROP, position[words]) >= self.rate
+        left = np.bincount(record[keep & words], minlength=len(keys))
+        empty = np.flatnonzero(chosen & (left == 0))
+        keep[starts[empty] + _pick(keys[empty], LAST_WORD, 0, length[empty])] = True
+
+    def _replace(self, source, options, keys, chosen, n, record, position, words) -> None:
+        """Replace up to n random words that have synonyms by a random synonym each."""
+        candidates = np.flatnonzero(chosen[record] & (options >= 0))
+        if not candidates.size:
+            return
+        owner = record[candidates]
+        priority = _uniform(keys[owner], RANK, position[candidates])
+        order = np.lexsort((priority, owner))
+        ranked, owner = candidates[order], owner[order]
+        rank = _positions(np.bincount(owner, minlength=len(keys))[np.unique(owner)])
+        replaced = ranked[rank < n[owner]]
+        at = record[replaced]
+        source[replaced] = self._synonym(options[replaced], keys[at], SYNONYM, position[replaced], words)
+
+    def _insert(self, options, keys, chosen, n, length, starts, words):
+        """n times: a synonym of a random word (the word itself if it has none) at a random position of the
+        original text. -> (record, position, source) of each inserted word, in record then draw order."""
+        count = np.where(chosen, n, 0)
+        record = np.repeat(np.arange(len(keys)), count)
+        t = _positions(count)
+        k = keys[record]
+        word = starts[record] + _pick(k, INSERT_WORD, t, length[record])
+        at = _pick(k, INSERT_AT, t, length[record] + 1)
+        source = word.copy()
+        has = options[word] >= 0
+        source[has] = self._synonym(options[word[has]], k[has], INSERT_SYNONYM, t[has], words)
+        return record, at, source
 
 
 def _jitter(image: Image.Image, rng: random.Random) -> Image.Image:

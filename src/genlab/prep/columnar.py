@@ -104,6 +104,13 @@ class PolarsEngine:
     def chunks(self, desc: str) -> Iterator[tuple[int, pl.DataFrame]]:
         """(index of the chunk's first row, chunk) for the whole file; every value a string or null."""
         frame = pl.scan_csv(self.path, infer_schema=False, null_values=NA_VALUES, encoding="utf8")
+        try:
+            header = list(pd.read_csv(self.path, nrows=0, dtype=object, encoding="utf-8").columns)
+            same_names = frame.collect_schema().names() == header
+        except (ValueError, pd.errors.ParserError, pl.exceptions.PolarsError):  # pandas names the fault
+            same_names = False
+        if not same_names:  # repeated or odd names: pandas renames them its own way
+            raise Unsupported("the header row")
         with progress_bar(total=None, unit="rows", unit_scale=True, desc=desc, enabled=self.progress) as bar:
             start = 0
             try:
@@ -172,7 +179,7 @@ class PolarsEngine:
 
     def coerced(self, chunk: pl.DataFrame, schema: Schema, recipe) -> pd.DataFrame:
         """The chunk cleaned and converted to `schema`, as the pandas frame the writers and statistics take."""
-        chunk = self.cleaned(chunk, recipe)
+        chunk = self.cleaned(chunk.select([c for c in schema if c in chunk.columns]), recipe)
         columns = {}
         for column, kind in schema.items():
             if column in chunk.columns:

@@ -42,6 +42,7 @@ from genlab.prep.schema import Schema, arrow_schema, value_text
 
 Chunks = Iterator[tuple[pd.DataFrame, int]]  # (chunk, progress so far in the format's unit)
 
+BLOCK_ROWS = 65_536  # rows per Parquet row group, and per HDF5 write
 HDF5_CHUNK = 8192  # rows per HDF5 storage chunk: fixed, so that the bytes depend only on the data
 HDF5_TIME_UNITS = {"date": "days", "datetime": "microseconds"}  # HDF5 has no time type: counts since EPOCH
 EPOCH = dt.date(1970, 1, 1)
@@ -253,20 +254,54 @@ class JsonWriter(JsonlWriter):
         self.file.close()
 
 
-class ParquetWriter:
+class BlockWriter:
+    """Takes chunks of any size and writes them on in blocks of BLOCK_ROWS rows (the last one shorter), so that
+    a file's bytes depend only on its records, not on --chunk-rows or an engine's batches."""
+
+    def __init__(self):
+        self.pending: list[pd.DataFrame] = []
+        self.rows = 0
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        self.pending.append(chunk)
+        self.rows += len(chunk)
+        if self.rows >= BLOCK_ROWS:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        rows = pd.concat(self.pending, ignore_index=True) if len(self.pending) > 1 else self.pending[0]
+        whole = len(rows) if final else len(rows) - len(rows) % BLOCK_ROWS
+        for start in range(0, whole, BLOCK_ROWS):
+            self.write_block(rows.iloc[start : start + BLOCK_ROWS])
+        self.pending, self.rows = [rows.iloc[whole:]], len(rows) - whole
+
+    def write_block(self, rows: pd.DataFrame) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.rows:
+            self._flush(final=True)
+
+
+class ParquetWriter(BlockWriter):
+    """One row group per block."""
+
     def __init__(self, path: Path, schema: Schema):
+        super().__init__()
         self.schema = arrow_schema(schema)
         self.writer = pq.ParquetWriter(path, self.schema)
 
-    def write(self, chunk: pd.DataFrame) -> None:
-        self.writer.write_table(pa.Table.from_pandas(chunk, schema=self.schema, preserve_index=False))
+    def write_block(self, rows: pd.DataFrame) -> None:
+        self.writer.write_table(pa.Table.from_pandas(rows, schema=self.schema, preserve_index=False))
 
     def close(self) -> None:
+        super().close()
         self.writer.close()
 
 
-class Hdf5Writer:
+class Hdf5Writer(BlockWriter):
     def __init__(self, path: Path, schema: Schema):
+        super().__init__()
         for column in schema:
             if "/" in column:
                 raise GenlabError(f"column {column!r}: HDF5 names cannot hold '/'; choose another --format")
@@ -291,7 +326,7 @@ class Hdf5Writer:
         dataset.resize((start + len(values),))
         dataset[start:] = values
 
-    def write(self, chunk: pd.DataFrame) -> None:
+    def write_block(self, chunk: pd.DataFrame) -> None:
         if chunk.empty:
             return
         for column, kind in self.schema.items():
@@ -310,6 +345,7 @@ class Hdf5Writer:
             self._append(f"missing/{column}", missing)
 
     def close(self) -> None:
+        super().close()
         self.file.close()
 
 

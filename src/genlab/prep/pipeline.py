@@ -374,9 +374,11 @@ class Augmentation:
         part, rows = part.iloc[repeat], rows[repeat]
         if self.text is not None:
             texts = part[self.text_col].tolist()
-            augmented = [t if c == 0 or t is None else self.text.augment_text(t, int(r), int(c))
-                         for t, r, c in zip(texts, rows, copies)]
-            part = part.assign(**{self.text_col: pd.Series(augmented, index=part.index, dtype=object)})
+            copied = np.flatnonzero(copies > 0)
+            augmented = self.text.augment([texts[i] for i in copied], rows[copied], copies[copied])
+            for i, text in zip(copied.tolist(), augmented):
+                texts[i] = text
+            part = part.assign(**{self.text_col: pd.Series(texts, index=part.index, dtype=object)})
         return part, rows, copies
 
 

@@ -1,0 +1,163 @@
+"""The Polars and pandas engines of `genlab data prepare`: the same files from the same input and options,
+the same one-line errors, and augmentation that does not depend on how records are batched.
+
+Every test makes its own data in tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genlab.core.errors import GenlabError
+from genlab.prep import prepare
+from genlab.prep.augment import TextAugmenter
+
+TRICKY_HEADER = "id,text,label,count,score,flag,day,when,code\n"
+
+
+def tricky_csv(path: Path, n: int = 400) -> Path:
+    """Quotes, embedded newlines, pandas' missing markers, blank lines and rows without a value, Python-only
+    whitespace (\\x1c), digits outside ASCII, inf and exponents, dates and times, HTML, punctuation of many
+    scripts, repeated records and texts that differ only in case and punctuation."""
+    rng = np.random.default_rng(3)
+    words = ["good", "bad", "Fine!", "okay,", "«quoted»", "naïve", "ＡＢＣ", "日本語。", "<b>bold</b>", "&amp;",
+             "don't", "x\u2014y", "tab\there", "line\nbreak", "  spaced  ", "emoji😀", "\x1cfs", "http://e.com/a"]
+    lines = [TRICKY_HEADER]
+    for i in range(n):
+        text = " ".join(rng.choice(words, rng.integers(0, 8)))
+        if i % 37 == 5:
+            text = ""
+        label = ["ham", "spam", "eggs", "NA", ""][int(rng.choice(5, p=[0.4, 0.3, 0.2, 0.05, 0.05]))]
+        count = ["12", " 7 ", "-3", "", "+4", "1١", "N/A"][i % 7]
+        score = ["1.5", "2e-3", "inf", "-Infinity", ".5", "7", "", "null"][i % 8]
+        flag = ["true", "False", " TRUE ", ""][i % 4]
+        day = f"2024-0{1 + i % 9}-{10 + i % 18}"
+        when = f"2024-03-01 12:{i % 60:02d}" if i % 5 else "2024-03-02"
+        code = ["A1", "B2", "C3"][i % 3]
+        quoted = '"' + text.replace('"', '""') + '"'
+        lines.append(f"{i},{quoted},{label},{count},{score},{flag},{day},{when},{code}\n")
+        if i % 50 == 7:
+            lines.append("\n")  # a blank line
+            lines.append(",,,,,,,,\n")  # a row without a single value
+        if i % 40 == 9:
+            lines.append(lines[-1].replace(f"{i},", f"{i + 10_000},", 1))  # same text, other id
+            lines.append(lines[-2])  # an exact duplicate
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+OPTIONS = dict(
+    text_col="text", label_col="label", dedupe=True, dedupe_text=True, dropna="text",
+    clean="nfkc,strip-html,remove-urls,lowercase,strip-punct,collapse-space", split="70/15/15", stratify="label",
+    seed=7, fill=["count=median", "score=mean", "flag=mode", "code=mode"], normalize="score", augment="eda",
+    augment_factor=3, chunk_rows=64,
+)
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.name != "pipeline.json"}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl", "hdf5"])
+def test_both_engines_write_the_same_files(tmp_path, fmt):
+    raw = tricky_csv(tmp_path / "raw.csv")
+    synonyms = tmp_path / "syn.json"
+    synonyms.write_text(json.dumps({"good": ["great", "fine"], "bad": ["poor"], "okay": ["ok"]}))
+    records = {}
+    for engine in ("polars", "pandas"):
+        records[engine] = prepare(raw, tmp_path / engine, engine=engine, format=fmt, synonyms=synonyms,
+                                  progress=False, **OPTIONS)
+        assert records[engine]["steps"][0]["params"]["engine"] == engine  # the engine asked for really ran
+    assert files_of(tmp_path / "polars") == files_of(tmp_path / "pandas")
+    for record in records.values():
+        record["steps"][0]["params"].pop("engine")
+        record["steps"][-1]["files"].pop("pipeline.json", None)
+    assert records["polars"] == records["pandas"]
+    kinds = {c["name"]: c["kind"] for c in records["polars"]["columns"]}
+    # The kinds a user expects (count: ints, Arabic-Indic digits too, made float by its median fill).
+    assert kinds == {"id": "int", "text": "string", "label": "category", "count": "float", "score": "float",
+                     "flag": "bool", "day": "date", "when": "datetime", "code": "category", "augmented": "bool"}
+    removed = next(s for s in records["polars"]["steps"] if s["step"] == "dedupe")["removed"]
+    assert removed["exact"] > 0 and removed["normalized_text"] > 0
+
+
+def test_a_file_polars_reads_otherwise_runs_on_pandas(tmp_path):
+    # A repeated column name: pandas renames the second (x.1); Polars would refuse. The result is pandas'.
+    raw = tmp_path / "repeated.csv"
+    raw.write_text("x,x,text\n1,2,hello\n3,4,world\n5,6,again\n")
+    record = prepare(raw, tmp_path / "out", text_col="text", split="100", progress=False)
+    assert record["steps"][0]["params"]["engine"] == "pandas"
+    assert [c["name"] for c in record["columns"]] == ["x", "x.1", "text"]
+
+
+def test_other_inputs_run_on_pandas_and_say_so(tmp_path):
+    raw = tmp_path / "raw.json"
+    raw.write_text(json.dumps([{"text": f"t{i}", "n": i} for i in range(20)]))
+    record = prepare(raw, tmp_path / "out", text_col="text", progress=False)
+    assert record["steps"][0]["params"]["engine"] == "pandas"
+
+
+def test_an_unknown_engine_is_one_line(tmp_path):
+    raw = tricky_csv(tmp_path / "raw.csv", n=5)
+    with pytest.raises(GenlabError, match="--engine spark: choose from polars, pandas"):
+        prepare(raw, tmp_path / "out", engine="spark", progress=False)
+
+
+# ---- augmentation, vectorized ----
+
+SYNONYMS = {"good": ["great", "fine"], "bad": ["poor"]}
+
+
+def augment(op: str, texts: list[str], seed: int = 0, rate: float = 0.3) -> list[str]:
+    augmenter = TextAugmenter((op,), rate, SYNONYMS, seed)
+    return augmenter.augment(texts, np.arange(len(texts)), np.ones(len(texts), np.int64))
+
+
+TEXTS = [f"w{i} good bad Good w{i + 1} x y z" for i in range(300)]
+
+
+def is_subsequence(short: list[str], long: list[str]) -> bool:
+    rest = iter(long)
+    return all(word in rest for word in short)
+
+
+def test_each_text_op_does_what_it_says():
+    swapped, deleted = augment("swap", TEXTS), augment("delete", TEXTS)
+    inserted, replaced = augment("insert", TEXTS), augment("synonym", TEXTS)
+    for text, swap, delete, insert, synonym in zip(TEXTS, swapped, deleted, inserted, replaced):
+        words = text.split()
+        n = max(1, round(0.3 * len(words)))
+        assert sorted(swap.split()) == sorted(words)
+        assert 1 <= len(delete.split()) <= len(words) and is_subsequence(delete.split(), words)
+        assert len(insert.split()) == len(words) + n and is_subsequence(words, insert.split())
+        added = list(insert.split())
+        for word in words:
+            added.remove(word)
+        assert all(w in words or any(w in SYNONYMS.get(o.lower(), []) for o in words) for w in added)
+        changed = [(a, b) for a, b in zip(words, synonym.split()) if a != b]
+        assert len(synonym.split()) == len(words) and 1 <= len(changed) <= n
+        assert all(b in SYNONYMS[a.lower()] for a, b in changed)
+    # Each op changes most texts, and not all alike.
+    for out in (swapped, deleted, inserted, replaced):
+        assert np.mean([a != b for a, b in zip(out, TEXTS)]) > 0.8 and len(set(out)) > 250
+
+
+def test_a_copy_is_the_same_whatever_batch_it_is_made_in():
+    augmenter = TextAugmenter(("swap", "delete", "insert", "synonym"), 0.2, SYNONYMS, seed=5)
+    rows, copies = np.arange(100, 400), np.tile([1, 2, 3], 100)
+    whole = augmenter.augment(TEXTS, rows, copies)
+    pieces = [augmenter.augment(TEXTS[i : i + 7], rows[i : i + 7], copies[i : i + 7]) for i in range(0, 300, 7)]
+    assert whole == [text for piece in pieces for text in piece]
+    assert whole != TextAugmenter(("swap", "delete", "insert", "synonym"), 0.2, SYNONYMS, seed=6).augment(
+        TEXTS, rows, copies)
+    assert whole[0] != whole[1] or whole[1] != whole[2]  # copies of one record differ
+
+
+def test_texts_without_words_come_back_as_they_were():
+    texts = [None, "", "   ", "\t\n", "one"]
+    out = TextAugmenter(("swap", "delete", "insert"), 0.1, {}, 0).augment(texts, np.arange(5), np.ones(5, np.int64))
+    assert out[:4] == texts[:4] and out[4] in ("one", "one one")
