@@ -85,6 +85,50 @@ def test_both_engines_write_the_same_files(tmp_path, fmt):
     assert removed["exact"] > 0 and removed["normalized_text"] > 0
 
 
+def tricky_jsonl(path: Path, n: int = 300, extra: str = "") -> Path:
+    """Ints and floats mixed in one column (whole floats too), nulls and absent keys, NaN, booleans, ISO dates
+    as text, an empty object and blank lines; `extra` is appended as it is."""
+    rng = np.random.default_rng(4)
+    lines = []
+    for i in range(n):
+        record = {"id": i, "text": " ".join(rng.choice(["Good", "bad!", "okay", "«x»", "tab\tit"], rng.integers(1, 6))),
+                  "label": ["ham", "spam", None][i % 3], "amount": [1, 2.5, 3.0, None, -7][i % 5],
+                  "ok": [True, False, None][i % 3], "day": f"2024-02-{1 + i % 28:02d}"}
+        if i % 7 == 0:
+            del record["amount"]
+        lines.append(json.dumps(record))
+        if i % 30 == 4:
+            lines += ["", "{}", lines[-1]]
+    lines.insert(5, '{"id": 5000, "text": "nan here", "label": "ham", "amount": NaN}')
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return path
+
+
+JSON_OPTIONS = dict(text_col="text", label_col="label", dedupe=True, dropna="label", clean="lowercase,strip-punct",
+                    split="70/15/15", stratify="label", seed=3, fill="amount=mean", normalize="amount",
+                    augment="eda", chunk_rows=50)
+
+
+@pytest.mark.parametrize("extra,engine", [
+    ("", "polars"),
+    ('{"id": 1, "text": "x", "label": "ham", "amount": 99999999999999999999}\n', "pandas"),  # too big for Arrow
+    ('{"id": 1, "text": "x", "label": "ham", "ok": "yes"}\n', "pandas"),  # a bool column holding text
+    ('{"id": 1, "text": "x", "label": "ham", "tags": [1, 2]}\n', "pandas"),  # a list
+    ('{"id": 1, "text": 5, "label": "ham"}\n', "pandas"),  # a number where text goes
+])
+def test_both_engines_write_the_same_files_from_jsonl(tmp_path, extra, engine):
+    raw = tricky_jsonl(tmp_path / "raw.jsonl", extra=extra)
+    records = {}
+    for name in ("polars", "pandas"):
+        records[name] = prepare(raw, tmp_path / name, engine=name, progress=False, **JSON_OPTIONS)
+    assert records["polars"]["steps"][0]["params"]["engine"] == engine  # Arrow reads it as Python would, or not
+    assert files_of(tmp_path / "polars") == files_of(tmp_path / "pandas")
+    assert records["polars"]["columns"] == records["pandas"]["columns"]
+    kinds = {c["name"]: c["kind"] for c in records["polars"]["columns"]}
+    assert kinds["amount"] == "float" and kinds["day"] == "date" and kinds["ok"] == ("bool" if not extra else
+                                                                                    kinds["ok"])
+
+
 def test_a_file_polars_reads_otherwise_runs_on_pandas(tmp_path):
     # A repeated column name: pandas renames the second (x.1); Polars would refuse. The result is pandas'.
     raw = tmp_path / "repeated.csv"

@@ -1,20 +1,23 @@
 """The Polars engine of `genlab data prepare`: the pandas engine's passes, each chunk's work done a column at a
 time in Rust, the file read on all cores.
 
-It reads CSV. The passes, the in-memory steps (dedupe, split) and the writers are the pipeline's own; this
+It reads CSV (Polars' reader) and JSONL (Arrow's). The passes, the in-memory steps (dedupe, split) and the writers are the pipeline's own; this
 module gives them chunks and answers what each pass asks of a chunk: the columns' kinds, the cleaned text,
 what is missing, the records' hashes, the label texts, and the chunk as typed pandas columns for the fit
 and write passes. Every answer is the pandas engine's, value for value:
 
-- missing markers are pandas' defaults, and a row with no value at all is skipped, as a blank line is;
+- CSV: missing markers are pandas' defaults, and a row with no value at all is skipped, as a blank line is;
+- JSONL: a column of one JSON type keeps it (numbers that mix ints and floats are floats, as in pandas);
+  a column Arrow would read as another type than Python does (mixed types, a timestamp, a list, a big
+  integer, a key first seen late) makes the file `Unsupported`;
 - the kind patterns are the pandas engine's, with Python's whitespace spelt out as a class;
 - text is cleaned by `TextCleaner.clean_polars` (Python's punctuation and whitespace tables);
 - records hash through the same XXH3-128 and column mixing (`genlab.prep.dedupe`);
 - a value Polars would convert differently from Python (a digit outside ASCII, say) sends its column
   through the pandas engine's conversion.
 
-A file Polars cannot read as pandas would (ragged rows, bad UTF-8, a repeated column name) raises
-`Unsupported` during the scan; the pipeline then runs the pandas engine, which reads it or names the fault.
+A file Polars cannot read as pandas would (ragged rows, bad UTF-8, a repeated column name, those JSON
+values) raises `Unsupported` during the scan; the pipeline then runs the pandas engine, which reads it or names the fault.
 """
 
 from __future__ import annotations
@@ -25,17 +28,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow as pa
+import pyarrow.json as pa_json
 
 from genlab.core.progress import progress_bar
 from genlab.prep.clean import whitespace_chars, whitespace_class
-from genlab.prep.dedupe import add_column_hashes, polars_string_hashes
+from genlab.prep.dedupe import add_column_hashes, number_text, polars_string_hashes
 from genlab.prep.schema import (BOOL_PATTERN, CATEGORY_MAX, DATETIME_PATTERN, FLOAT_PATTERN, INT_PATTERN,
-                                PANDAS_DTYPES, TIME_KINDS, TEXT_KINDS, KindTracker, Schema, _time_kind, convert)
+                                PANDAS_DTYPES, TIME_KINDS, TEXT_KINDS, KindTracker, Schema, _time_kind, convert,
+                                value_text)
 
 # pandas' default missing markers (pandas.read_csv's na_values), so that both engines read the same gaps.
 NA_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
              "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
-FORMATS = ("csv",)  # what this engine reads; other inputs run on the pandas engine
+FORMATS = ("csv", "jsonl")  # what this engine reads; other inputs run on the pandas engine
+JSON_TYPES = (pl.String, pl.Int64, pl.Float64, pl.Boolean, pl.Null)  # what Arrow reads as Python would
+JSON_BLOCK = 1 << 23  # bytes of JSONL Arrow parses at a time
 
 
 class Unsupported(Exception):
@@ -51,9 +59,54 @@ def _strip(values: pl.Series) -> pl.Series:
     return values.str.strip_chars(whitespace_chars())
 
 
+def present(values: pl.Series) -> pl.Series:
+    """True where a value is there: not null, and not NaN (pandas counts NaN as missing)."""
+    return values.is_not_null() & ~values.is_nan() if values.dtype == pl.Float64 else values.is_not_null()
+
+
 def missing(values: pl.Series) -> pl.Series:
-    """True where a value is missing: null, or text that is empty or only whitespace (as `missing_mask`)."""
+    """True where a value is missing: null, NaN, or text that is empty or only whitespace (as `missing_mask`)."""
+    if values.dtype != pl.String:
+        return ~present(values)
     return (values.is_null() | (_strip(values) == "")).fill_null(True)
+
+
+def typed_kind(present_values: pl.Series) -> str:
+    """`schema._typed_kind` on a column of one JSON type (JSON_TYPES), its present values."""
+    kind = {pl.Boolean: "bool", pl.Int64: "int", pl.Float64: "float"}.get(present_values.dtype)
+    if kind is not None:
+        return kind
+    return _time_kind(_object_series(present_values))  # text: ISO dates and times are found as in CSV
+
+
+def _spelt_as_python(values: pl.Series) -> pl.Series:
+    """`values`, where their text will be as Python writes it: not so for a whole number Arrow made a float
+    (Python writes 1 where Arrow has 1.0)."""
+    if values.dtype == pl.Float64 and ((values == values.round()) & values.is_finite()).any():
+        raise Unsupported(f"{values.name}: whole numbers among floats, used as text")
+    return values
+
+
+def _python_texts(values: pl.Series) -> pl.Series:
+    """Values as the pandas engine hashes them (`dedupe.typed_text`); null where missing."""
+    if values.dtype == pl.String:
+        return values
+    if values.dtype == pl.Int64:
+        return ("\x01num:" + values.cast(pl.String)).rename(values.name)
+    if values.dtype == pl.Float64:
+        # Polars spells a float as Python's repr does between 1e-4 and 1e16; whole ones hash as ints.
+        whole = (values == values.round()) & (values.abs() < 2.0**63) & values.is_finite()
+        usual = (values.abs() >= 1e-4) & (values.abs() < 1e16)
+        frame = values.to_frame("v").with_columns(whole=whole, usual=usual)
+        texts = frame.select(pl.when("whole").then(pl.col("v").cast(pl.Int64, strict=False).cast(pl.String))
+                             .when("usual").then(pl.col("v").cast(pl.String)))
+        texts = ("\x01num:" + texts.to_series()).rename(values.name)
+        rest = np.flatnonzero((~(whole | usual) & values.is_not_null()).fill_null(False).to_numpy())
+        if rest.size:
+            texts = texts.scatter(rest, [number_text(values[int(i)]) for i in rest])
+        return texts
+    return pl.Series(values.name, [None if v is None else f"\x01{type(v).__name__}:{value_text(v)}"
+                                   for v in values.to_list()], dtype=pl.String)
 
 
 def text_kind(present: pl.Series) -> str:
@@ -74,8 +127,18 @@ def _object_series(values: pl.Series) -> pd.Series:
     return pd.Series(values.to_list(), dtype=object, name=values.name)
 
 
-def to_pandas(values: pl.Series, kind: str) -> pd.Series:
-    """A raw CSV column as `kind`, the same values and dtype as `schema.convert` gives."""
+def to_pandas(values: pl.Series, kind: str, typed: bool) -> pd.Series:
+    """A raw column as `kind`, the same values and dtype as `schema.convert` gives."""
+    if values.dtype in (pl.Int64, pl.Float64) and kind in ("int", "float"):
+        gaps = missing(values).to_numpy()
+        if kind == "float":
+            return pd.Series(values.cast(pl.Float64).fill_null(np.nan).to_numpy(), dtype="float64", name=values.name)
+        return pd.Series(pd.arrays.IntegerArray(values.fill_null(0).to_numpy(), gaps), name=values.name)
+    if values.dtype == pl.Boolean and kind == "bool":
+        return pd.Series(pd.arrays.BooleanArray(values.fill_null(False).to_numpy(), values.is_null().to_numpy()),
+                         name=values.name)
+    if typed and values.dtype != pl.String:
+        return convert(_object_series(values), kind, typed=True)  # Python values: as pandas converts them
     if kind in TEXT_KINDS:
         return _object_series(values)
     gaps = missing(values)
@@ -90,19 +153,71 @@ def to_pandas(values: pl.Series, kind: str) -> pd.Series:
                 return pd.Series(parsed.fill_null(np.nan).to_numpy(), dtype="float64", name=values.name)
             return pd.Series(pd.arrays.IntegerArray(parsed.fill_null(0).to_numpy(), gaps.to_numpy()), name=values.name)
     # Times, and numbers Polars spells differently from Python: the pandas engine's conversion.
-    return convert(_object_series(values), kind, typed=False)
+    return convert(_object_series(values), kind, typed)
+
+
+def _json_batches(path: Path) -> Iterator[pl.DataFrame]:
+    """A JSONL file as frames of the JSON types, Arrow's parse; `Unsupported` where it is not Python's."""
+    def reader(schema: pa.Schema | None = None):
+        options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+        return pa_json.open_json(path, read_options=pa_json.ReadOptions(block_size=JSON_BLOCK), parse_options=options)
+
+    try:
+        batches = reader()
+        order = batches.schema.names  # the keys in the order they first appear
+        times = [f for f in batches.schema if pa.types.is_timestamp(f.type)]
+        if times:  # Arrow reads ISO text as times: read those columns as the text they are (it puts them first)
+            batches = reader(pa.schema([(f.name, pa.string()) for f in times]))
+        for batch in batches:
+            frame = pl.from_arrow(batch)
+            frame = frame.select(order + [c for c in frame.columns if c not in order])
+            for column, dtype in frame.schema.items():
+                if dtype not in JSON_TYPES:
+                    raise Unsupported(f"{column}: {dtype}")
+                # An integer too big for int64 arrives as a double: Python keeps it whole.
+                if dtype == pl.Float64 and ((frame[column].abs() >= 2.0**53) & frame[column].is_finite()).any():
+                    raise Unsupported(f"{column}: large numbers")
+            yield frame
+    except (pa.ArrowInvalid, OSError) as e:
+        raise Unsupported(" ".join(str(e).split())) from None
+
+
+def _rechunked(frames: Iterator[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
+    """The same rows in frames of `rows` rows (the last shorter); column sets may grow along the way."""
+    pending: list[pl.DataFrame] = []
+    held = 0
+    for frame in frames:
+        pending.append(frame)
+        held += len(frame)
+        while held >= rows:
+            whole = pl.concat(pending, how="diagonal_relaxed")
+            yield whole.slice(0, rows)
+            pending, held = [whole.slice(rows)], held - rows
+    if held:
+        yield pl.concat(pending, how="diagonal_relaxed")
 
 
 class PolarsEngine:
-    """Chunks of a CSV file as Polars frames, and what the pipeline's passes need of them."""
+    """Chunks of a CSV or JSONL file as Polars frames, and what the pipeline's passes need of them."""
 
     name = "polars"
 
-    def __init__(self, path: Path, chunk_rows: int, progress: bool):
-        self.path, self.chunk_rows, self.progress = path, chunk_rows, progress
+    def __init__(self, path: Path, fmt: str, chunk_rows: int, progress: bool):
+        self.path, self.format, self.chunk_rows, self.progress = path, fmt, chunk_rows, progress
+        self.typed = fmt == "jsonl"
 
     def chunks(self, desc: str) -> Iterator[tuple[int, pl.DataFrame]]:
-        """(index of the chunk's first row, chunk) for the whole file; every value a string or null."""
+        """(index of the chunk's first row, chunk) for the whole file."""
+        batches = _rechunked(_json_batches(self.path), self.chunk_rows) if self.typed else self._csv_batches()
+        with progress_bar(total=None, unit="rows", unit_scale=True, desc=desc, enabled=self.progress) as bar:
+            start = 0
+            for chunk in batches:
+                yield start, chunk
+                bar.update(len(chunk))
+                start += len(chunk)
+
+    def _csv_batches(self) -> Iterator[pl.DataFrame]:
+        """Every value a string or null; rows without a value skipped."""
         frame = pl.scan_csv(self.path, infer_schema=False, null_values=NA_VALUES, encoding="utf8")
         try:
             header = list(pd.read_csv(self.path, nrows=0, dtype=object, encoding="utf-8").columns)
@@ -111,42 +226,43 @@ class PolarsEngine:
             same_names = False
         if not same_names:  # repeated or odd names: pandas renames them its own way
             raise Unsupported("the header row")
-        with progress_bar(total=None, unit="rows", unit_scale=True, desc=desc, enabled=self.progress) as bar:
-            start = 0
-            try:
-                batches = iter(frame.collect_batches(chunk_size=self.chunk_rows))
-                for chunk in batches:
-                    chunk = chunk.filter(~pl.all_horizontal(pl.all().is_null()))
-                    if len(chunk):
-                        yield start, chunk
-                        bar.update(len(chunk))
-                        start += len(chunk)
-            except pl.exceptions.PolarsError as e:
-                raise Unsupported(" ".join(str(e).split())) from None
+        try:
+            for chunk in frame.collect_batches(chunk_size=self.chunk_rows):
+                chunk = chunk.filter(~pl.all_horizontal(pl.all().is_null()))
+                if len(chunk):
+                    yield chunk
+        except pl.exceptions.PolarsError as e:
+            raise Unsupported(" ".join(str(e).split())) from None
 
     @staticmethod
     def columns(chunk: pl.DataFrame) -> list[str]:
         return chunk.columns
 
-    @staticmethod
-    def observe(kinds: KindTracker, chunk: pl.DataFrame) -> None:
+    def observe(self, kinds: KindTracker, chunk: pl.DataFrame) -> None:
+        kind = typed_kind if self.typed else text_kind
         for column in chunk.columns:
             values, forced = chunk[column], kinds.forced.get(column)
             if forced in TIME_KINDS:  # named by --parse-dates: every value must parse, now
-                convert(_object_series(values), forced, typed=False)
+                convert(_object_series(values), forced, self.typed)
             if forced is not None:
+                if forced == "string":
+                    _spelt_as_python(values)
                 kinds.kinds[column] = forced
                 continue
-            present = values.filter(~missing(values))
-            kinds.update(column, lambda: text_kind(present) if len(present) else None, len(present),
-                         lambda: present.unique().head(CATEGORY_MAX + 1).to_list())
+            there = values.filter(~missing(values))
+            kinds.update(column, lambda: kind(there) if len(there) else None, len(there),
+                         lambda: map(value_text, there.unique().head(CATEGORY_MAX + 1).to_list()))
 
     @staticmethod
     def cleaned(chunk: pl.DataFrame, recipe) -> pl.DataFrame:
+        """The text column as text (a JSON number as Python writes it), cleaned."""
         column = recipe.text_col
-        if column is None or column not in chunk.columns or not recipe.cleaner:
+        if column is None or column not in chunk.columns:
             return chunk
-        return chunk.with_columns(recipe.cleaner.clean_polars(chunk[column]))
+        text = chunk[column]
+        if text.dtype != pl.String:
+            text = pl.Series(column, [None if v is None else value_text(v) for v in text.to_list()], dtype=pl.String)
+        return chunk.with_columns(recipe.cleaner.clean_polars(text) if recipe.cleaner else text)
 
     @staticmethod
     def missing(chunk: pl.DataFrame, column: str) -> np.ndarray:
@@ -156,26 +272,25 @@ class PolarsEngine:
     def take(chunk: pl.DataFrame, rows: np.ndarray) -> pl.DataFrame:
         return chunk.filter(pl.Series(rows))
 
-    @staticmethod
-    def hashes(chunk: pl.DataFrame, columns: list[str]) -> np.ndarray:
+    def hashes(self, chunk: pl.DataFrame, columns: list[str]) -> np.ndarray:
         total = np.zeros((len(chunk), 2), np.uint64)
         for column in columns:
             if column in chunk.columns:
                 values = chunk[column]
-                add_column_hashes(total, column, polars_string_hashes(values.fill_null("")),
-                                  values.is_not_null().to_numpy())
+                texts = _python_texts(values) if self.typed else values
+                add_column_hashes(total, column, polars_string_hashes(texts.fill_null("")), present(values).to_numpy())
         return total
 
     @staticmethod
     def texts(chunk: pl.DataFrame, column: str) -> list[str | None]:
-        return chunk[column].to_list() if column in chunk.columns else [None] * len(chunk)
+        return chunk[column].to_list() if column in chunk.columns else [None] * len(chunk)  # cleaned: text
 
     @staticmethod
     def label_texts(chunk: pl.DataFrame, column: str) -> list[str | None]:
         if column not in chunk.columns:
             return [None] * len(chunk)
-        values = chunk[column]
-        return values.zip_with(~missing(values), pl.Series([None] * len(values), dtype=pl.String)).to_list()
+        values = _spelt_as_python(chunk[column])
+        return [None if gap else value_text(v) for v, gap in zip(values.to_list(), missing(values).to_list())]
 
     def coerced(self, chunk: pl.DataFrame, schema: Schema, recipe) -> pd.DataFrame:
         """The chunk cleaned and converted to `schema`, as the pandas frame the writers and statistics take."""
@@ -183,7 +298,7 @@ class PolarsEngine:
         columns = {}
         for column, kind in schema.items():
             if column in chunk.columns:
-                columns[column] = to_pandas(chunk[column], kind)
+                columns[column] = to_pandas(chunk[column], kind, self.typed)
             else:
                 columns[column] = pd.Series([None] * len(chunk), dtype=PANDAS_DTYPES[kind])
         return pd.DataFrame(columns)

@@ -41,13 +41,26 @@ def _name_hash(name: str, half: int) -> np.uint64:
     return np.uint64(int.from_bytes(digest, "little"))
 
 
+def number_text(value: int | float) -> str:
+    """A number as it is hashed: 1 and 1.0 alike (JSON does not tell them apart, nor do Arrow's readers)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        value = int(value)
+    return f"\x01num:{value if isinstance(value, int) else repr(value)}"
+
+
+def typed_text(value) -> str:
+    """A typed value as it is hashed: its type goes with it, so that 1, "1" and true stay different records."""
+    if type(value) is str:
+        return value
+    if type(value) in (int, float):
+        return number_text(value)
+    return f"\x01{type(value).__name__}:{value_text(value)}"
+
+
 def _canonical(values: pd.Series, typed: bool) -> np.ndarray:
-    # Typed values carry their type, so that 1, 1.0, "1" and true stay different records.
     if not typed:
         return values.fillna("").to_numpy(dtype=object)
-    return np.array(
-        [v if type(v) is str else f"\x01{type(v).__name__}:{value_text(v)}" for v in values.tolist()], dtype=object
-    )
+    return np.array([typed_text(v) for v in values.tolist()], dtype=object)
 
 
 def polars_string_hashes(strings: pl.Series) -> np.ndarray:

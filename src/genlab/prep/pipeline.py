@@ -146,7 +146,7 @@ class PandasEngine:
 def make_engine(name: str, inp: Input) -> PandasEngine | PolarsEngine:
     """The engine `--engine` names, where it reads this input; else the pandas engine."""
     if name == "polars" and inp.format.name in POLARS_FORMATS:
-        return PolarsEngine(inp.path, inp.chunk_rows, inp.progress)
+        return PolarsEngine(inp.path, inp.format.name, inp.chunk_rows, inp.progress)
     return PandasEngine(inp)
 
 

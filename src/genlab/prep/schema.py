@@ -159,7 +159,7 @@ class KindTracker:
                 continue
             present = values[~missing_mask(values)]
             self.update(column, lambda: chunk_kind(present, self.typed), len(present),
-                        lambda: map(value_text, present.unique()))
+                        lambda: map(value_text, present.tolist()))  # lists and dicts have no unique()
 
     def update(self, column: str, kind: Callable[[], str | None], present: int, distinct: Callable[[], Iterable[str]]):
         """One chunk of a column: `kind()` its kind (None: no value), `present` its values' count,
