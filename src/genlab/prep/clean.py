@@ -45,7 +45,7 @@ def _punctuation_table() -> dict[int, None]:
     return {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)).startswith("P")}
 
 
-def _rust_class(members) -> str:
+def rust_class(members) -> str:
     """A Rust regex class ([...] of ranges) holding exactly the code points in `members` (sorted ints)."""
     ranges, first, last = [], None, None
     for cp in members:
@@ -62,24 +62,24 @@ def _rust_class(members) -> str:
 
 @functools.cache
 def punctuation_class() -> str:
-    return _rust_class(sorted(_punctuation_table()))
+    return rust_class(sorted(_punctuation_table()))
 
 
 @functools.cache
 def whitespace_chars() -> str:
     """Every character str.split() and str.strip() treat as whitespace."""
-    return "".join(chr(cp) for cp in range(sys.maxunicode + 1) if chr(cp).isspace())
+    return "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
 
 
 @functools.cache
 def whitespace_class() -> str:
-    return _rust_class([ord(c) for c in whitespace_chars()])
+    return rust_class([ord(c) for c in whitespace_chars()])
 
 
 @functools.cache
 def _irregular_space() -> str:
     # Whitespace other than a lone space: the runs collapsing must rewrite (far faster than matching every space).
-    return whitespace_class() + "{2,}|" + _rust_class([ord(c) for c in whitespace_chars() if c != " "])
+    return whitespace_class() + "{2,}|" + rust_class([ord(c) for c in whitespace_chars() if c != " "])
 
 
 def collapse_space_polars(text: pl.Expr) -> pl.Expr:
