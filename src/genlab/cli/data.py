@@ -49,7 +49,9 @@ def prepare(
     augment_rate: float = typer.Option(0.1, "--augment-rate", help="Share of words each text op touches."),
     synonyms: Path = typer.Option(None, "--synonyms", help="Synonym table for EDA: JSON {word: [synonyms]} or lines 'word,syn1,syn2'."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", help="Rows per chunk: memory use grows with it."),
-    engine: str = typer.Option("polars", "--engine", help="polars (columnar, all cores; reads CSV, other inputs run on pandas) or pandas. Both give the same files."),
+    engine: str = typer.Option("polars", "--engine", help="polars (columnar, all cores; CSV and JSONL, other inputs run on pandas), pandas, or dask (a Dask cluster). All give the same files."),
+    address: str = typer.Option(None, "--address", help="--engine dask: a running scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)."),
+    workers: int = typer.Option(None, "--workers", help="--engine dask without --address: worker processes of the local cluster (default: one per core)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (on a terminal)."),
 ) -> None:
     """Clean, deduplicate, split, normalize and augment SOURCE into --out."""
@@ -62,6 +64,7 @@ def prepare(
         split=split, stratify=stratify, seed=seed, normalize=normalize, norm_method=norm_method,
         apply_stats=apply_stats, augment=augment, augment_factor=augment_factor, augment_rate=augment_rate,
         synonyms=synonyms, chunk_rows=chunk_rows, parse_dates=parse_dates, engine=engine,
+        address=address, workers=workers,
     )
     counts = ", ".join(f"{name} {n}" for name, n in record["splits"].items())
     typer.echo(f"{out}: {counts} records ({record['input']['records']} read); see {out / 'pipeline.json'}")

@@ -23,6 +23,7 @@ values) raises `Unsupported` during the scan; the pipeline then runs the pandas 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import BinaryIO
 from pathlib import Path
 
 import numpy as np
@@ -156,11 +157,14 @@ def to_pandas(values: pl.Series, kind: str, typed: bool) -> pd.Series:
     return convert(_object_series(values), kind, typed)
 
 
-def _json_batches(path: Path) -> Iterator[pl.DataFrame]:
-    """A JSONL file as frames of the JSON types, Arrow's parse; `Unsupported` where it is not Python's."""
+def json_frames(source: Path | BinaryIO) -> Iterator[pl.DataFrame]:
+    """JSONL (a file, or its bytes) as frames of the JSON types, Arrow's parse; `Unsupported` where it is not
+    Python's."""
     def reader(schema: pa.Schema | None = None):
+        if hasattr(source, "seek"):
+            source.seek(0)
         options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
-        return pa_json.open_json(path, read_options=pa_json.ReadOptions(block_size=JSON_BLOCK), parse_options=options)
+        return pa_json.open_json(source, read_options=pa_json.ReadOptions(block_size=JSON_BLOCK), parse_options=options)
 
     try:
         batches = reader()
@@ -208,7 +212,7 @@ class PolarsEngine:
 
     def chunks(self, desc: str) -> Iterator[tuple[int, pl.DataFrame]]:
         """(index of the chunk's first row, chunk) for the whole file."""
-        batches = _rechunked(_json_batches(self.path), self.chunk_rows) if self.typed else self._csv_batches()
+        batches = _rechunked(json_frames(self.path), self.chunk_rows) if self.typed else self._csv_batches()
         with progress_bar(total=None, unit="rows", unit_scale=True, desc=desc, enabled=self.progress) as bar:
             start = 0
             for chunk in batches:

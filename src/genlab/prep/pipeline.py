@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -143,11 +143,14 @@ class PandasEngine:
         return clean_text_column(coerce(chunk, schema, self.typed), recipe, self.typed)
 
 
-def make_engine(name: str, inp: Input) -> PandasEngine | PolarsEngine:
-    """The engine `--engine` names, where it reads this input; else the pandas engine."""
-    if name == "polars" and inp.format.name in POLARS_FORMATS:
-        return PolarsEngine(inp.path, inp.format.name, inp.chunk_rows, inp.progress)
-    return PandasEngine(inp)
+def make_passes(recipe: Recipe, inp: Input):
+    """The passes on the engine `--engine` names, where it reads this input; else on the pandas engine."""
+    if recipe.engine == "dask" and inp.format.name in POLARS_FORMATS:
+        from genlab.prep.distributed import DaskPasses  # imports dask only when asked for
+        return DaskPasses(inp, recipe)
+    if recipe.engine in ("polars", "dask") and inp.format.name in POLARS_FORMATS:
+        return LocalPasses(inp, PolarsEngine(inp.path, inp.format.name, inp.chunk_rows, inp.progress))
+    return LocalPasses(inp, PandasEngine(inp))
 
 
 def resolve_format(path: Path, given: str | None) -> Format:
@@ -200,11 +203,32 @@ class Scan:
         self.hashes: list[np.ndarray] = []
         self.text_hashes: list[np.ndarray] = []
         self.code_index: dict[str, dict] = {c: {} for c in coded}  # value text (None: missing) -> code
+        self.first_rows: dict[str, list[int]] = {c: [] for c in coded}  # code -> input row where it first shows
         self.codes: dict[str, list[np.ndarray]] = {c: [] for c in coded}
 
-    def add_codes(self, column: str, values: list[str | None]) -> None:
-        index = self.code_index[column]
-        self.codes[column].append(np.fromiter((index.setdefault(v, len(index)) for v in values), np.int32, len(values)))
+    def add_codes(self, column: str, values: list[str | None], rows: np.ndarray) -> None:
+        index, first = self.code_index[column], self.first_rows[column]
+        codes = np.fromiter((index.setdefault(v, len(index)) for v in values), np.int32, len(values))
+        new = np.flatnonzero(codes >= len(first))
+        if new.size:  # codes are numbered in order of appearance: the first row of each new one
+            _, at = np.unique(codes[new], return_index=True)
+            first.extend(rows[new[at]].tolist())
+        self.codes[column].append(codes)
+
+    def extend(self, other: "Scan", offset: int) -> None:
+        """Append the scan of the input's next part, whose first row is row `offset` of the input."""
+        self.kinds.merge(other.kinds)
+        self.valid += other.valid
+        self.hashes += other.hashes
+        self.text_hashes += other.text_hashes
+        for column, index in other.code_index.items():
+            values = list(index)
+            rows = offset + np.array(other.first_rows[column], np.int64)
+            mapping = np.fromiter((self.code_index[column].setdefault(v, len(self.code_index[column])) for v in values),
+                                  np.int32, len(values))
+            self.first_rows[column] += rows[mapping >= len(self.first_rows[column])].tolist()
+            self.codes[column] += [mapping[codes] for codes in other.codes[column]]
+        self.rows = offset + other.rows
 
     def code_array(self, column: str) -> np.ndarray:
         return np.concatenate(self.codes[column]) if self.codes[column] else np.zeros(0, np.int32)
@@ -224,14 +248,14 @@ def clean_text_column(chunk: pd.DataFrame, recipe: Recipe, typed: bool) -> pd.Da
     return chunk.assign(**{column: recipe.cleaner.clean_column(text) if recipe.cleaner else text})
 
 
-def scan(inp: Input, engine: PandasEngine | PolarsEngine, recipe: Recipe) -> Scan:
-    """Pass 1 (see the module docstring)."""
+def scan_chunks(chunks: Iterable[tuple[int, object]], engine, fmt: Format, path: Path, recipe: Recipe) -> Scan:
+    """Pass 1 over `chunks` ((first row, chunk) pairs, rows counted from the start of what they cover)."""
     coded = list(dict.fromkeys(c for c in (recipe.label_col, recipe.stratify) if c))
     forced = {**{c: "datetime" for c in recipe.parse_dates}, **({recipe.text_col: "string"} if recipe.text_col else {})}
-    result = Scan(inp.format.typed, forced, coded)
-    for start, chunk in engine.chunks("scan"):
-        if start == 0 and inp.format.fixed_columns:
-            check_columns(inp.path, engine.columns(chunk), recipe)
+    result = Scan(fmt.typed, forced, coded)
+    for start, chunk in chunks:
+        if start == 0 and fmt.fixed_columns:
+            check_columns(path, engine.columns(chunk), recipe)
         engine.observe(result.kinds, chunk)
         chunk = engine.cleaned(chunk, recipe)
         dropped = np.zeros(len(chunk), bool)
@@ -239,30 +263,32 @@ def scan(inp: Input, engine: PandasEngine | PolarsEngine, recipe: Recipe) -> Sca
             dropped |= engine.missing(chunk, column)
         kept = engine.take(chunk, ~dropped)
         result.valid.append(~dropped)
-        hashed = [c for c in engine.columns(kept) if c not in inp.format.identity_columns]
+        hashed = [c for c in engine.columns(kept) if c not in fmt.identity_columns]
         result.hashes.append(engine.hashes(kept, hashed))
         if recipe.dedupe_text:
             result.text_hashes.append(text_hashes(engine.texts(kept, recipe.text_col)))
         for column in coded:
-            values = engine.label_texts(kept, column)
-            if column == recipe.label_col and recipe.labels is not None:
-                check_labels(inp.path, values, start + np.flatnonzero(~dropped), recipe)
-            result.add_codes(column, values)
+            result.add_codes(column, engine.label_texts(kept, column), start + np.flatnonzero(~dropped))
         result.rows = start + len(chunk)
-    if not result.rows:
-        raise GenlabError(f"{inp.path}: no records")
     return result
 
 
-def check_labels(path: Path, values: list[str | None], rows: np.ndarray, recipe: Recipe) -> None:
+def check_scan(found: Scan, path: Path, recipe: Recipe) -> None:
+    """The checks that need the whole scan: some records, and labels that are allowed (the first bad row)."""
+    if not found.rows:
+        raise GenlabError(f"{path}: no records")
+    if recipe.label_col is None or recipe.labels is None:
+        return
     allowed = set(recipe.labels)
-    for value, row in zip(values, rows):
+    bad = [(row, value) for value, row in zip(found.code_index[recipe.label_col], found.first_rows[recipe.label_col])
+           if value not in allowed]
+    if bad:
+        row, value = min(bad)
         if value is None:
             raise GenlabError(f"{path}: row {row + 1}: {recipe.label_col} is missing "
                               f"(drop such rows with --dropna {recipe.label_col})")
-        if value not in allowed:
-            raise GenlabError(f"{path}: row {row + 1}: {recipe.label_col} {value!r} is not one of "
-                              f"{', '.join(recipe.labels)}")
+        raise GenlabError(f"{path}: row {row + 1}: {recipe.label_col} {value!r} is not one of "
+                          f"{', '.join(recipe.labels)}")
 
 
 class Steps:
@@ -327,18 +353,20 @@ def split(found: Scan, valid: np.ndarray, keep: np.ndarray, keys: np.ndarray, re
     return assignment
 
 
-def fit_stats(engine: PandasEngine | PolarsEngine, schema: Schema, assignment: np.ndarray, recipe: Recipe) -> dict:
-    """Pass 2: fill and normalization statistics of the train split (no pass when none is asked for)."""
-    fitter = TrainStats(schema, list(recipe.fill), list(recipe.normalize), recipe.norm_method)
-    if fitter.moments or fitter.counts:
-        needed = {c: k for c, k in schema.items() if c in fitter.moments or c in fitter.counts}
-        for start, chunk in engine.chunks("fit"):
-            train = engine.take(chunk, assignment[start : start + len(chunk)] == 0)
-            if len(train):
-                fitter.update(engine.coerced(train, needed, recipe))
-    else:
-        fitter.rows = int((assignment == 0).sum())
-    return fitter.result()
+def train_stats(recipe: Recipe, schema: Schema) -> TrainStats:
+    return TrainStats(schema, list(recipe.fill), list(recipe.normalize), recipe.norm_method)
+
+
+def fit_chunks(chunks: Iterable[tuple[int, object]], engine, schema: Schema, assignment: np.ndarray,
+               recipe: Recipe) -> TrainStats:
+    """Pass 2 over `chunks`; `assignment` covers the same rows."""
+    fitter = train_stats(recipe, schema)
+    needed = {c: k for c, k in schema.items() if c in fitter.moments or c in fitter.counts}
+    for start, chunk in chunks:
+        train = engine.take(chunk, assignment[start : start + len(chunk)] == 0)
+        if len(train):
+            fitter.update(engine.coerced(train, needed, recipe))
+    return fitter
 
 
 def saved_stats(path: Path, schema: Schema) -> dict:
@@ -382,11 +410,30 @@ class Augmentation:
         return part, rows, copies
 
 
-def write_splits(inp: Input, engine: PandasEngine | PolarsEngine, work: Path, schema: Schema, stats: dict,
-                 assignment: np.ndarray, recipe: Recipe, augmentation: Augmentation | None) -> dict[str, int]:
-    """Pass 3: every split in the output format (+ .txt or PNG folders). -> records per split."""
+def split_parts(chunks: Iterable[tuple[int, object]], engine, offset: int, schema: Schema, stats: dict,
+                assignment: np.ndarray, recipe: Recipe, augmentation: Augmentation | None
+                ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, np.ndarray]]:
+    """Pass 3's records over `chunks`, split by split: (split, records, input rows, copy numbers), the records
+    filled, normalized and augmented. `assignment` covers the chunks' rows; input row = offset + row."""
     kinds = output_kinds(schema, stats)
-    out_kinds = {**kinds, "augmented": "bool"} if augmentation else kinds
+    for start, chunk in chunks:
+        assigned = assignment[start : start + len(chunk)]
+        for code, name in enumerate(SPLITS):
+            members = np.flatnonzero(assigned == code)
+            if not members.size:
+                continue
+            part = apply_stats(engine.coerced(engine.take(chunk, assigned == code), schema, recipe), stats, kinds)
+            rows, copies = offset + start + members, np.zeros(len(members), np.int64)
+            if augmentation and name == "train":
+                part, rows, copies = augmentation.expand(part, rows)
+            if augmentation:
+                part = part.assign(augmented=pd.array(copies > 0, dtype="boolean"))
+            yield name, part, rows, copies
+
+
+def write_splits(inp: Input, parts: Iterable[tuple[str, pd.DataFrame, np.ndarray, np.ndarray]], work: Path,
+                 out_kinds: Schema, recipe: Recipe, augmentation: Augmentation | None) -> dict[str, int]:
+    """Pass 3's records, in input order, into every split's files (+ .txt or PNG folders). -> records per split."""
     images = inp.format.name == "images"
     writers = {s: FORMATS[recipe.format].writer(work / f"{s}{FORMATS[recipe.format].extension}", out_kinds) for s in SPLITS}
     corpora = {s: TextCorpusWriter(work / f"{s}.txt") for s in SPLITS} if recipe.text_col else {}
@@ -394,50 +441,68 @@ def write_splits(inp: Input, engine: PandasEngine | PolarsEngine, work: Path, sc
                 for s in SPLITS} if images else {}
     written = dict.fromkeys(SPLITS, 0)
     try:
-        for start, chunk in engine.chunks("write"):
-            assigned = assignment[start : start + len(chunk)]
-            for code, name in enumerate(SPLITS):
-                members = np.flatnonzero(assigned == code)
-                if not members.size:
-                    continue
-                part = apply_stats(engine.coerced(engine.take(chunk, assigned == code), schema, recipe), stats, kinds)
-                rows, copies = start + members, np.zeros(len(members), np.int64)
-                if augmentation and name == "train":
-                    part, rows, copies = augmentation.expand(part, rows)
-                if augmentation:
-                    part = part.assign(augmented=pd.array(copies > 0, dtype="boolean"))
-                if images:
-                    part = pictures[name].write(part, rows, copies)
-                part = part.reset_index(drop=True)
-                writers[name].write(part)
-                if corpora:
-                    corpora[name].write(part[recipe.text_col])
-                written[name] += len(part)
+        for name, part, rows, copies in parts:
+            if images:
+                part = pictures[name].write(part, rows, copies)
+            part = part.reset_index(drop=True)
+            writers[name].write(part)
+            if corpora:
+                corpora[name].write(part[recipe.text_col])
+            written[name] += len(part)
     finally:
         for writer in [*writers.values(), *corpora.values()]:
             writer.close()
     return written
 
 
+class LocalPasses:
+    """The three passes on this machine, chunk after chunk of one engine."""
+
+    def __init__(self, inp: Input, engine: PandasEngine | PolarsEngine):
+        self.inp, self.engine, self.name = inp, engine, engine.name
+
+    def scan(self, recipe: Recipe) -> Scan:
+        return scan_chunks(self.engine.chunks("scan"), self.engine, self.inp.format, self.inp.path, recipe)
+
+    def fit(self, schema: Schema, assignment: np.ndarray, recipe: Recipe) -> TrainStats:
+        return fit_chunks(self.engine.chunks("fit"), self.engine, schema, assignment, recipe)
+
+    def parts(self, schema: Schema, stats: dict, assignment: np.ndarray, recipe: Recipe,
+              augmentation: Augmentation | None) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, np.ndarray]]:
+        return split_parts(self.engine.chunks("write"), self.engine, 0, schema, stats, assignment, recipe,
+                           augmentation)
+
+    def close(self) -> None:
+        pass
+
+
 def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) -> dict:
-    # Long on purpose: the pipeline's stages in order, each a call, so the whole flow reads in one place.
     inp = Input(source, fmt, recipe.chunk_rows, progress)
-    images = fmt.name == "images"
     if recipe.cleaner and not recipe.text_col:
         raise GenlabError("--clean and --clean-regex need --text-col")
-    augmentation = Augmentation(recipe, images) if recipe.augment and recipe.augment_factor > 1 else None
-    steps = Steps()
-
-    engine = make_engine(recipe.engine, inp)
+    augmentation = Augmentation(recipe, fmt.name == "images") if recipe.augment and recipe.augment_factor > 1 else None
+    passes = make_passes(recipe, inp)
     try:
-        found = scan(inp, engine, recipe)
+        return _stages(passes, source, fmt, recipe, work, augmentation)
     except Unsupported:  # read on as pandas would: the pandas engine reads it, or names the fault
-        engine = PandasEngine(inp)
-        found = scan(inp, engine, recipe)
+        passes.close()
+        passes = LocalPasses(inp, PandasEngine(inp))
+        return _stages(passes, source, fmt, recipe, work, augmentation)
+    finally:
+        passes.close()
+
+
+def _stages(passes, source: Path, fmt: Format, recipe: Recipe, work: Path, augmentation: Augmentation | None) -> dict:
+    # Long on purpose: the pipeline's stages in order, each a call, so the whole flow reads in one place.
+    images = fmt.name == "images"
+    inp = passes.inp
+    steps = Steps()
+    found = passes.scan(recipe)
+    check_scan(found, source, recipe)
     schema = found.kinds.schema()
     check_columns(source, list(schema), recipe)
     check_kinds(schema, recipe)
-    steps.add("read", {"format": fmt.name, "chunk_rows": recipe.chunk_rows, "engine": engine.name}, found.rows,
+    steps.add("read", {"format": fmt.name, "chunk_rows": recipe.chunk_rows, "engine": passes.name}, found.rows,
               found.rows)
     if recipe.cleaner:
         params = {"column": recipe.text_col, "steps": recipe.cleaner.order, "regex": recipe.clean_regex,
@@ -458,7 +523,11 @@ def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) 
         stats = saved_stats(recipe.apply_stats, schema)
         stats_source = {"apply_stats": str(recipe.apply_stats), "sha256": file_sha256(recipe.apply_stats)}
     else:
-        stats = fit_stats(engine, schema, assignment, recipe)
+        fitter = train_stats(recipe, schema)
+        if fitter.moments or fitter.counts:  # a pass only when a statistic needs the values
+            fitter = passes.fit(schema, assignment, recipe)
+        fitter.rows = int((assignment == 0).sum())
+        stats = fitter.result()
         stats_source = {"fitted_on": "train"}
     if stats["fill"]:
         steps.add("fill", {"columns": {c: f["strategy"] for c, f in stats["fill"].items()}, **stats_source}, n, n)
@@ -466,8 +535,9 @@ def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) 
         params = {"method": stats["normalize"]["method"], "columns": list(stats["normalize"]["columns"]), **stats_source}
         steps.add("normalize", params, n, n)
 
-    written = write_splits(inp, engine, work, schema, stats, assignment, recipe, augmentation)
     written_kinds = {**output_kinds(schema, stats), **({"augmented": "bool"} if augmentation else {})}
+    parts = passes.parts(schema, stats, assignment, recipe, augmentation)
+    written = write_splits(inp, parts, work, written_kinds, recipe, augmentation)
     if augmentation:
         params = {"ops": list(augmentation.ops), "factor": augmentation.factor, "seed": recipe.seed,
                   "rate": recipe.augment_rate if not images else None,

@@ -20,7 +20,7 @@ from genlab.prep.split import parse_ratios
 from genlab.prep.stats import NORM_METHODS, Fill
 
 OUTPUT_FORMATS = tuple(FORMATS)
-ENGINES = ("polars", "pandas")
+ENGINES = ("polars", "pandas", "dask")
 
 
 def names(value: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -63,6 +63,8 @@ class Recipe(BaseModel):
     format: str = "parquet"
     chunk_rows: int = 50_000
     engine: str = "polars"
+    address: str | None = None  # a running Dask scheduler (--engine dask); None: a local cluster
+    workers: int | None = None  # workers of the local cluster (--engine dask without --address)
 
     @functools.cached_property
     def cleaner(self) -> TextCleaner:
@@ -98,6 +100,8 @@ class Recipe(BaseModel):
         chunk_rows: int = 50_000,
         parse_dates: str | Sequence[str] | None = None,
         engine: str = "polars",
+        address: str | None = None,
+        workers: int | None = None,
     ) -> Recipe:
         """Parse and check the options (the CLI flags of the same names; see docs/prep.md)."""
         # Long because its signature lists every option of `genlab data prepare`; the checks are a few lines.
@@ -107,6 +111,10 @@ class Recipe(BaseModel):
             raise GenlabError(f"--norm-method {norm_method}: choose from {', '.join(NORM_METHODS)}")
         if engine not in ENGINES:
             raise GenlabError(f"--engine {engine}: choose from {', '.join(ENGINES)}")
+        if (address or workers) and engine != "dask":
+            raise GenlabError("--address and --workers are for --engine dask")
+        if workers is not None and workers < 1:
+            raise GenlabError(f"--workers {workers}: must be at least 1")
         if chunk_rows < 1:
             raise GenlabError(f"--chunk-rows {chunk_rows}: must be at least 1")
         if augment_factor < 1:
@@ -135,7 +143,7 @@ class Recipe(BaseModel):
             apply_stats=Path(apply_stats) if apply_stats else None, augment=names(augment),
             augment_factor=augment_factor, augment_rate=augment_rate,
             synonyms=Path(synonyms) if synonyms else None, format=format, chunk_rows=chunk_rows,
-            parse_dates=names(parse_dates), engine=engine,
+            parse_dates=names(parse_dates), engine=engine, address=address or None, workers=workers,
         )
         recipe.cleaner  # compiles --clean-regex and checks the presets before any input is read
         return recipe

@@ -174,6 +174,18 @@ class KindTracker:
         # A string column stays one whatever comes later: its kind needs no further scan.
         self.kinds[column] = known if known == "string" else merge_kinds(known, kind())
 
+    def merge(self, other: "KindTracker") -> None:
+        """Take in what `other` saw of the input's next part: as if it had been observed here."""
+        for column, kind in other.kinds.items():
+            known = self.kinds.get(column)
+            self.kinds[column] = merge_kinds(known, kind) if column in self.kinds else kind
+            seen, more = self.distinct.get(column, set()), other.distinct.get(column)
+            if seen is None or more is None or len(seen | more) > CATEGORY_MAX:
+                self.distinct[column] = None
+            else:
+                self.distinct[column] = seen | more
+                self.present[column] = self.present.get(column, 0) + other.present.get(column, 0)
+
     def schema(self) -> Schema:
         """The kinds found; a column with no value at all is string, text with few repeated values a category."""
         out = {}

@@ -1,7 +1,9 @@
 """Train statistics: missing-value fills and numeric normalization, fitted on train only.
 
 Fitted in one streaming pass over the train split's rows (before
-augmentation), on the values that are present; saved as `normalization.json`
+augmentation), on the values that are present; means and standard deviations
+come from exact sums, so they do not depend on how the rows were chunked or
+which engine or worker saw them; saved as `normalization.json`
 and applied unchanged to train, val, test and to any later data prepared with
 `--apply-stats normalization.json`:
 
@@ -55,28 +57,84 @@ class Fill:
         return cls(column, strategy, constant)
 
 
-class RunningMoments:
-    """Count, mean, M2, min and max of a stream of numbers (Chan et al.'s pairwise merge)."""
+class ExactSum:
+    """The exact sum of float64 values, as an integer count of 2**-SCALE: the same whatever order or groups
+    the values come in (chunks, engines, partitions), so the statistics built on it are too."""
+
+    SCALE = 1126  # the smallest subnormal float is 2**-1074 = a 53-bit mantissa times 2**-1126
 
     def __init__(self):
-        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+        self.total = 0
+        self.inexact = 0.0  # inf and NaN, which have no exact value: summed as floats
+
+    def add(self, values: np.ndarray) -> None:
+        finite = np.isfinite(values)
+        if not finite.all():
+            self.inexact += float(values[~finite].sum())
+            values = values[finite]
+        if not len(values):
+            return
+        mantissa, exponent = np.frexp(values)
+        units = (mantissa * 2.0**53).astype(np.int64)  # exact: value = units * 2**(exponent - 53)
+        lowest = int(exponent.min())
+        # Per exponent, the sums of the units' high and low halves (at most 2**27 each): exact in float64
+        # for up to 2**25 values at a time.
+        for part in range(0, len(values), 1 << 25):
+            bins = exponent[part : part + (1 << 25)] - lowest
+            piece = units[part : part + (1 << 25)]
+            high = np.bincount(bins, weights=(piece >> 26).astype(np.float64))
+            low = np.bincount(bins, weights=(piece & ((1 << 26) - 1)).astype(np.float64))
+            for at in np.flatnonzero((high != 0) | (low != 0)).tolist():
+                self.total += ((int(high[at]) << 26) + int(low[at])) << (lowest + at - 53 + self.SCALE)
+
+    def __add__(self, other: "ExactSum") -> "ExactSum":
+        out = ExactSum()
+        out.total, out.inexact = self.total + other.total, self.inexact + other.inexact
+        return out
+
+    def over(self, n: int) -> float:
+        """The sum divided by n, correctly rounded."""
+        try:
+            return self.total / (n << self.SCALE) + self.inexact / n
+        except OverflowError:
+            return float("inf") if self.total > 0 else float("-inf")
+
+
+class RunningMoments:
+    """Count, exact sums of values and squares, min and max: merged in any order, the same mean and std."""
+
+    def __init__(self):
+        self.count, self.sum, self.squares = 0, ExactSum(), ExactSum()
         self.min, self.max = np.inf, -np.inf
 
     def update(self, values: np.ndarray) -> None:
         if not len(values):
             return
-        n, mean = len(values), float(values.mean())
-        m2 = float(((values - mean) ** 2).sum())
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.count * n / total
-        self.count = total
+        self.count += len(values)
+        self.sum.add(values)
+        with np.errstate(over="ignore"):
+            self.squares.add(values * values)
         self.min, self.max = min(self.min, float(values.min())), max(self.max, float(values.max()))
+
+    def merge(self, other: "RunningMoments") -> None:
+        self.count += other.count
+        self.sum, self.squares = self.sum + other.sum, self.squares + other.squares
+        self.min, self.max = min(self.min, other.min), max(self.max, other.max)
+
+    @property
+    def mean(self) -> float:
+        return self.sum.over(self.count)
 
     @property
     def std(self) -> float:
-        return (self.m2 / self.count) ** 0.5
+        if self.sum.inexact or self.squares.inexact:
+            return float("nan")
+        # n * sum(x^2) - sum(x)^2, exactly (units of 2**-2*SCALE), over n^2: no cancellation to lose digits.
+        numerator = self.count * self.squares.total * (1 << ExactSum.SCALE) - self.sum.total ** 2
+        try:
+            return (max(numerator, 0) / ((self.count * self.count) << (2 * ExactSum.SCALE))) ** 0.5
+        except OverflowError:  # a variance past the largest float
+            return float("inf")
 
 
 class TrainStats:
@@ -101,6 +159,17 @@ class TrainStats:
             present = train[column][~missing_mask(train[column])]
             for value, n in present.value_counts(sort=False).items():
                 counts[value] = counts.get(value, 0) + int(n)
+
+    def merge(self, other: "TrainStats") -> None:
+        """Take in the statistics of the train split's next part."""
+        self.rows += other.rows
+        for column, moments in self.moments.items():
+            moments.merge(other.moments[column])
+        for column, values in self.values.items():
+            values += other.values[column]
+        for column, counts in self.counts.items():
+            for value, n in other.counts[column].items():
+                counts[value] = counts.get(value, 0) + n
 
     def _fill_value(self, fill: Fill):
         kind = self.schema[fill.column]
