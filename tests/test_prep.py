@@ -187,7 +187,7 @@ def test_dedupe_exact_then_normalized_text(tmp_path):
     record = prepare(raw, tmp_path / "out", text_col="text", dedupe=True, dedupe_text=True, split="100",
                      progress=False)
     step = next(s for s in record["steps"] if s["step"] == "dedupe")
-    assert step["removed"] == {"exact": 1, "normalized_text": 2}
+    assert step["removed"] == {"exact": 1, "normalized_text": 2, "near": 0}
     assert table(tmp_path / "out", "train")["n"].tolist() == [1, 4]  # the first of each stays
 
 
@@ -386,7 +386,7 @@ def test_report_counts_splits_missing_duplicates_labels_and_draws_lengths(tmp_pa
             split="70/15/15", progress=False)
     result = report(tmp_path / "out")
     assert {s: result["splits"][s]["records"] for s in ("train", "val", "test")} == {"train": 134, "val": 29, "test": 29}
-    assert result["duplicates_removed"] == {"exact": 2, "normalized_text": 0}
+    assert result["duplicates_removed"] == {"exact": 2, "normalized_text": 0, "near": 0}
     assert result["dropped_missing"] == 8
     train = result["splits"]["train"]
     assert train["missing"]["feature1"] == table(tmp_path / "out", "train")["feature1"].isna().sum() > 0

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from genlab.core.errors import GenlabError
@@ -205,3 +206,37 @@ def test_texts_without_words_come_back_as_they_were():
     texts = [None, "", "   ", "\t\n", "one"]
     out = TextAugmenter(("swap", "delete", "insert"), 0.1, {}, 0).augment(texts, np.arange(5), np.ones(5, np.int64))
     assert out[:4] == texts[:4] and out[4] in ("one", "one one")
+
+
+# ---- near duplicates (MinHash LSH) ----
+
+
+def near_duplicate_csv(path: Path) -> Path:
+    """200 sentences two words apart from each other (Jaccard about 0.65), then, far below them, 50 copies of
+    the first 50 with their last word changed (about 0.87), and 50 sentences of other words."""
+    base = [f"the quick brown fox number {i} jumps over the lazy dog near the river bank today" for i in range(200)]
+    rows = base + [f"unrelated line {i} about cats and their many quiet habits indoors" for i in range(50)]
+    rows += [text.replace("today", "tonight") for text in base[:50]]
+    path.write_text("id,text\n" + "".join(f"{i},{text}\n" for i, text in enumerate(rows)))
+    return path
+
+
+@pytest.mark.parametrize("engine", ["polars", "pandas"])
+def test_near_duplicates_go_and_merely_similar_texts_stay(tmp_path, engine):
+    raw = near_duplicate_csv(tmp_path / "raw.csv")
+    record = prepare(raw, tmp_path / "out", text_col="text", dedupe_near=0.8, split="100", engine=engine,
+                     progress=False)
+    step = next(s for s in record["steps"] if s["step"] == "dedupe")
+    assert step["params"]["near"]["threshold"] == 0.8
+    kept = set(pd.read_parquet(tmp_path / "out" / "train.parquet")["id"])
+    assert len(set(range(250, 300)) & kept) <= 5  # the changed copies are near duplicates of earlier texts
+    assert len(set(range(250)) - kept) <= 5  # the originals, 0.65 apart, and the unrelated lines stay
+    assert step["removed"]["near"] == 300 - len(kept)
+
+
+def test_near_duplicates_need_a_text_and_a_sensible_threshold(tmp_path):
+    raw = near_duplicate_csv(tmp_path / "raw.csv")
+    with pytest.raises(GenlabError, match="--dedupe-near 1.5: a Jaccard similarity in"):
+        prepare(raw, tmp_path / "out", text_col="text", dedupe_near=1.5, progress=False)
+    with pytest.raises(GenlabError, match="--dedupe-near needs --text-col"):
+        prepare(raw, tmp_path / "out", dedupe_near=0.8, progress=False)

@@ -31,6 +31,7 @@ def prepare(
     label_col: str = typer.Option(None, "--label-col", help="The label column: checked, counted, reported per split."),
     dedupe: bool = typer.Option(False, "--dedupe", help="Drop exact duplicate records (first one stays)."),
     dedupe_text: bool = typer.Option(False, "--dedupe-text", help="Drop records whose text matches an earlier one after NFKC, casefold, no punctuation, collapsed spaces."),
+    dedupe_near: float = typer.Option(None, "--dedupe-near", help="Drop records whose text is a near duplicate of an earlier one: MinHash LSH over 3-word shingles, Jaccard at least this (e.g. 0.8)."),
     dropna: str = typer.Option(None, "--dropna", help="Comma-separated columns: drop rows missing any of them (blank text counts as missing)."),
     fill: list[str] = typer.Option(None, "--fill", help="COLUMN=mean|median|mode|const:VALUE, fitted on train; repeat for more columns."),
     clean: str = typer.Option(None, "--clean", help="Comma-separated text presets: nfkc, strip-html, remove-urls, remove-emails, lowercase, strip-punct, collapse-space."),
@@ -59,7 +60,7 @@ def prepare(
 
     record = run_prepare(
         source, out, progress=progress, format=format, input_format=input_format, text_col=text_col,
-        label_col=label_col, dedupe=dedupe, dedupe_text=dedupe_text, dropna=dropna, fill=fill, clean=clean,
+        label_col=label_col, dedupe=dedupe, dedupe_text=dedupe_text, dedupe_near=dedupe_near, dropna=dropna, fill=fill, clean=clean,
         clean_regex=clean_regex, clean_replace=clean_replace, labels=labels, min_label_count=min_label_count,
         split=split, stratify=stratify, seed=seed, normalize=normalize, norm_method=norm_method,
         apply_stats=apply_stats, augment=augment, augment_factor=augment_factor, augment_rate=augment_rate,

@@ -186,6 +186,20 @@ def json_frames(source: Path | BinaryIO) -> Iterator[pl.DataFrame]:
         raise Unsupported(" ".join(str(e).split())) from None
 
 
+def csv_frame(path: Path) -> pl.LazyFrame:
+    """The CSV file as Polars reads it: every value text, pandas' missing markers; `Unsupported` when its
+    header is not one pandas reads to the same column names (repeated or odd names, no header at all)."""
+    frame = pl.scan_csv(path, infer_schema=False, null_values=NA_VALUES, encoding="utf8")
+    try:
+        header = list(pd.read_csv(path, nrows=0, dtype=object, encoding="utf-8").columns)
+        same_names = frame.collect_schema().names() == header
+    except (ValueError, pd.errors.ParserError, pl.exceptions.PolarsError):  # pandas names the fault
+        same_names = False
+    if not same_names:
+        raise Unsupported("the header row")
+    return frame
+
+
 def _rechunked(frames: Iterator[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
     """The same rows in frames of `rows` rows (the last shorter); column sets may grow along the way."""
     pending: list[pl.DataFrame] = []
@@ -222,14 +236,7 @@ class PolarsEngine:
 
     def _csv_batches(self) -> Iterator[pl.DataFrame]:
         """Every value a string or null; rows without a value skipped."""
-        frame = pl.scan_csv(self.path, infer_schema=False, null_values=NA_VALUES, encoding="utf8")
-        try:
-            header = list(pd.read_csv(self.path, nrows=0, dtype=object, encoding="utf-8").columns)
-            same_names = frame.collect_schema().names() == header
-        except (ValueError, pd.errors.ParserError, pl.exceptions.PolarsError):  # pandas names the fault
-            same_names = False
-        if not same_names:  # repeated or odd names: pandas renames them its own way
-            raise Unsupported("the header row")
+        frame = csv_frame(self.path)
         try:
             for chunk in frame.collect_batches(chunk_size=self.chunk_rows):
                 chunk = chunk.filter(~pl.all_horizontal(pl.all().is_null()))

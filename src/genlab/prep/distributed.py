@@ -32,7 +32,7 @@ import polars as pl
 
 from genlab.core.errors import GenlabError
 from genlab.core.progress import progress_bar
-from genlab.prep.columnar import NA_VALUES, PolarsEngine, Unsupported, json_frames
+from genlab.prep.columnar import NA_VALUES, PolarsEngine, Unsupported, csv_frame, json_frames
 from genlab.prep.pipeline import Augmentation, Input, Scan, fit_chunks, scan_chunks, split_parts, train_stats
 from genlab.prep.recipe import Recipe
 from genlab.prep.schema import Schema
@@ -173,14 +173,13 @@ class DaskPasses:
                 bar.update(1)
 
     def scan(self, recipe: Recipe) -> Scan:
-        found = None
+        if self.inp.format.name == "csv":
+            csv_frame(self.inp.path)  # a header pandas would read otherwise: the pandas engine takes over
+        found = scan_chunks(iter(()), None, self.inp.format, self.inp.path, recipe)  # nothing yet
         for part in self._run("scan", _scan_partition, self.engines, fmt=self.inp.format, path=self.inp.path,
                               recipe=recipe):
-            self.offsets.append(found.rows if found else 0)
-            if found is None:
-                found = part
-            else:
-                found.extend(part, found.rows)
+            self.offsets.append(found.rows)
+            found.extend(part, found.rows)
         return found
 
     def _slices(self, assignment: np.ndarray) -> list[np.ndarray]:

@@ -48,6 +48,7 @@ from genlab.prep.columnar import FORMATS as POLARS_FORMATS, PolarsEngine, Unsupp
 from genlab.prep.augment import ImageAugmenter, TextAugmenter, load_synonyms, parse_ops
 from genlab.prep.dedupe import first_occurrences, record_hashes, text_hashes
 from genlab.prep.folders import FOLDER_FORMATS, ImageFolderWriter, folder_files, folder_kind, has_class_folders
+from genlab.prep.near import bands, near_duplicates, signatures
 from genlab.prep.formats import Format, FORMATS, TextCorpusWriter, WRITTEN, format_of
 from genlab.prep.recipe import Recipe
 from genlab.prep.schema import KindTracker, Schema, coerce, convert, missing_mask, value_text
@@ -202,6 +203,7 @@ class Scan:
         self.valid: list[np.ndarray] = []
         self.hashes: list[np.ndarray] = []
         self.text_hashes: list[np.ndarray] = []
+        self.signatures: list[np.ndarray] = []  # --dedupe-near: MinHash signatures of the kept rows' texts
         self.code_index: dict[str, dict] = {c: {} for c in coded}  # value text (None: missing) -> code
         self.first_rows: dict[str, list[int]] = {c: [] for c in coded}  # code -> input row where it first shows
         self.codes: dict[str, list[np.ndarray]] = {c: [] for c in coded}
@@ -221,6 +223,7 @@ class Scan:
         self.valid += other.valid
         self.hashes += other.hashes
         self.text_hashes += other.text_hashes
+        self.signatures += other.signatures
         for column, index in other.code_index.items():
             values = list(index)
             rows = offset + np.array(other.first_rows[column], np.int64)
@@ -267,6 +270,8 @@ def scan_chunks(chunks: Iterable[tuple[int, object]], engine, fmt: Format, path:
         result.hashes.append(engine.hashes(kept, hashed))
         if recipe.dedupe_text:
             result.text_hashes.append(text_hashes(engine.texts(kept, recipe.text_col)))
+        if recipe.dedupe_near:
+            result.signatures.append(signatures(engine.texts(kept, recipe.text_col)))
         for column in coded:
             result.add_codes(column, engine.label_texts(kept, column), start + np.flatnonzero(~dropped))
         result.rows = start + len(chunk)
@@ -313,9 +318,17 @@ def dedupe(found: Scan, recipe: Recipe, steps: Steps) -> tuple[np.ndarray, np.nd
         rows = np.flatnonzero(keep)
         keep[rows[~first_occurrences(texts[rows])]] = False
         del texts, rows
-    if recipe.dedupe or recipe.dedupe_text:
-        params = {"exact": recipe.dedupe, "normalized_text": recipe.text_col if recipe.dedupe_text else None}
-        removed = {"exact": exact_removed, "normalized_text": int((~keep).sum()) - exact_removed}
+    text_removed = int((~keep).sum()) - exact_removed
+    if recipe.dedupe_near:
+        rows = np.flatnonzero(keep)
+        keep[rows[near_duplicates(np.concatenate(found.signatures)[rows], recipe.dedupe_near)]] = False
+        found.signatures.clear()
+    if recipe.dedupe or recipe.dedupe_text or recipe.dedupe_near:
+        params = {"exact": recipe.dedupe, "normalized_text": recipe.text_col if recipe.dedupe_text else None,
+                  "near": {"column": recipe.text_col, "threshold": recipe.dedupe_near, "bands": list(bands(recipe.dedupe_near))}
+                  if recipe.dedupe_near else None}
+        removed = {"exact": exact_removed, "normalized_text": text_removed,
+                   "near": int((~keep).sum()) - exact_removed - text_removed}
         steps.add("dedupe", params, len(keep), int(keep.sum()), removed=removed)
     return keep, rank_keys(hashes, recipe.seed)[keep]
 

@@ -43,6 +43,7 @@ class Recipe(BaseModel):
     parse_dates: tuple[str, ...] = ()
     dedupe: bool = False
     dedupe_text: bool = False
+    dedupe_near: float | None = None
     dropna: tuple[str, ...] = ()
     fill: tuple[Fill, ...] = ()
     clean: tuple[str, ...] = ()
@@ -79,6 +80,7 @@ class Recipe(BaseModel):
         label_col: str | None = None,
         dedupe: bool = False,
         dedupe_text: bool = False,
+        dedupe_near: float | None = None,
         dropna: str | Sequence[str] | None = None,
         fill: str | Sequence[str | Fill] | None = None,
         clean: str | Sequence[str] | None = None,
@@ -127,6 +129,10 @@ class Recipe(BaseModel):
             raise GenlabError(f"--parse-dates {text_col}: the --text-col column holds text, not dates")
         if dedupe_text and not text_col:
             raise GenlabError("--dedupe-text needs --text-col")
+        if dedupe_near is not None and not 0 < dedupe_near <= 1:
+            raise GenlabError(f"--dedupe-near {dedupe_near}: a Jaccard similarity in (0, 1], e.g. 0.8")
+        if dedupe_near is not None and not text_col:
+            raise GenlabError("--dedupe-near needs --text-col")
         fill_specs = [fill] if isinstance(fill, str) else list(fill or ())
         fills = tuple(f if isinstance(f, Fill) else Fill.parse(f) for f in fill_specs)
         if apply_stats and (fills or names(normalize)):
@@ -136,7 +142,7 @@ class Recipe(BaseModel):
             raise GenlabError("--labels and --min-label-count need --label-col")
         recipe = cls(
             input_format=input_format, text_col=text_col, label_col=label_col, dedupe=dedupe,
-            dedupe_text=dedupe_text, dropna=names(dropna), fill=fills, clean=names(clean),
+            dedupe_text=dedupe_text, dedupe_near=dedupe_near, dropna=names(dropna), fill=fills, clean=names(clean),
             clean_regex=clean_regex or None, clean_replace=clean_replace, labels=allowed,
             min_label_count=min_label_count, split=parse_ratios(split), stratify=stratify, seed=seed,
             normalize=names(normalize), norm_method=norm_method,

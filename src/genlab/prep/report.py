@@ -141,7 +141,7 @@ def report(prepared: str | Path, pos: bool = False, tagger=None) -> dict:
         "text_col": pipeline["text_col"],
         "label_col": pipeline["label_col"],
         "dropped_missing": dropna["rows_in"] - dropna["rows_out"] if dropna else 0,
-        "duplicates_removed": dedupe["removed"] if dedupe else {"exact": 0, "normalized_text": 0},
+        "duplicates_removed": {"exact": 0, "normalized_text": 0, "near": 0, **(dedupe["removed"] if dedupe else {})},
         "splits": splits,
         "histogram": None,
     }
@@ -170,7 +170,8 @@ def format_report(result: dict) -> str:
                             for c in result["columns"]])
     removed = result["duplicates_removed"]
     lines += ["", f"dropped for missing values: {result['dropped_missing']}",
-              f"duplicates removed: exact {removed['exact']}, normalized text {removed['normalized_text']}"]
+              f"duplicates removed: exact {removed['exact']}, normalized text {removed['normalized_text']}, "
+              f"near {removed['near']}"]
     if result["label_col"]:
         labels = sorted({label for s in SPLITS for label in splits[s]["labels"]})
         rows = []
