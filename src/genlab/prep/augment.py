@@ -132,15 +132,19 @@ class TextAugmenter:
         self.option_words = pl.Series([word for options in synonyms.values() for word in options], dtype=pl.String)
 
     def augment(self, texts: list[str | None], rows: np.ndarray, copies: np.ndarray) -> list[str | None]:
-        """Copy `copies[i]` (1, 2, ...) of the text on input row `rows[i]`, for every i. A text without words
-        (or missing) comes back as it was; the others come back as their words joined by single spaces."""
-        spaced = pl.Series("text", texts, dtype=pl.String).to_frame().select(collapse_space_polars(pl.col("text")))
-        words = spaced.to_series().str.split(" ")
+        """Copy `copies[i]` (1, 2, ...) of the text on input row `rows[i]`, for every i."""
+        return self.augment_series(pl.Series("text", texts, dtype=pl.String), rows, copies).to_list()
+
+    def augment_series(self, texts: pl.Series, rows: np.ndarray, copies: np.ndarray) -> pl.Series:
+        """`augment` on a Polars String series. A text without words (or missing) comes back as it was; the
+        others come back as their words joined by single spaces."""
+        spaced = texts.rename("text").to_frame().select(collapse_space_polars(pl.col("text"))).to_series()
+        words = spaced.str.split(" ")
         lengths = words.list.len().fill_null(0).to_numpy().astype(np.int64)
-        lengths[(spaced.to_series() == "").fill_null(True).to_numpy()] = 0  # "".split(" ") is [""], not []
+        lengths[(spaced == "").fill_null(True).to_numpy()] = 0  # "".split(" ") is [""], not []
         todo = np.flatnonzero(lengths > 0)
         if not todo.size:
-            return list(texts)
+            return texts
         flat = words.gather(todo).explode()
         length = lengths[todo]
         starts = np.cumsum(length) - length
@@ -169,11 +173,8 @@ class TextAugmenter:
         words = pl.concat([flat, self.option_words]).gather(source[order])
         offsets = np.concatenate([[0], np.cumsum(np.bincount(record, minlength=len(todo)))])
         lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), words.to_arrow())
-        joined = pl.Series(lists).list.join(" ").to_list()
-        out = list(texts)
-        for i, text in zip(todo.tolist(), joined):
-            out[i] = text
-        return out
+        joined = pl.Series(lists).list.join(" ")
+        return texts.scatter(todo, joined)
 
     def _options(self, flat: pl.Series) -> np.ndarray:
         if not len(self.synonym_keys):

@@ -36,8 +36,9 @@ from genlab.core.progress import progress_bar
 from genlab.prep.clean import whitespace_chars, whitespace_class
 from genlab.prep.dedupe import add_column_hashes, number_text, polars_string_hashes
 from genlab.prep.schema import (BOOL_PATTERN, CATEGORY_MAX, DATETIME_PATTERN, FLOAT_PATTERN, INT_PATTERN,
-                                PANDAS_DTYPES, TIME_KINDS, TEXT_KINDS, KindTracker, Schema, _time_kind, convert,
-                                value_text)
+                                POLARS_DTYPES, TIME_KINDS, TEXT_KINDS, KindTracker, Schema, _time_kind, convert,
+                                polars_column, value_text)
+from genlab.prep.schema import missing_polars as missing
 
 # pandas' default missing markers (pandas.read_csv's na_values), so that both engines read the same gaps.
 NA_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
@@ -62,14 +63,9 @@ def _strip(values: pl.Series) -> pl.Series:
 
 def present(values: pl.Series) -> pl.Series:
     """True where a value is there: not null, and not NaN (pandas counts NaN as missing)."""
-    return values.is_not_null() & ~values.is_nan() if values.dtype == pl.Float64 else values.is_not_null()
+    return ~missing(values) if values.dtype != pl.String else values.is_not_null()
 
 
-def missing(values: pl.Series) -> pl.Series:
-    """True where a value is missing: null, NaN, or text that is empty or only whitespace (as `missing_mask`)."""
-    if values.dtype != pl.String:
-        return ~present(values)
-    return (values.is_null() | (_strip(values) == "")).fill_null(True)
 
 
 def typed_kind(present_values: pl.Series) -> str:
@@ -128,33 +124,29 @@ def _object_series(values: pl.Series) -> pd.Series:
     return pd.Series(values.to_list(), dtype=object, name=values.name)
 
 
-def to_pandas(values: pl.Series, kind: str, typed: bool) -> pd.Series:
-    """A raw column as `kind`, the same values and dtype as `schema.convert` gives."""
+def to_kind(values: pl.Series, kind: str, typed: bool) -> pl.Series:
+    """A raw column as the Polars column of `kind`: the values `schema.convert` gives, missing ones null."""
+    name = values.name
     if values.dtype in (pl.Int64, pl.Float64) and kind in ("int", "float"):
-        gaps = missing(values).to_numpy()
-        if kind == "float":
-            return pd.Series(values.cast(pl.Float64).fill_null(np.nan).to_numpy(), dtype="float64", name=values.name)
-        return pd.Series(pd.arrays.IntegerArray(values.fill_null(0).to_numpy(), gaps), name=values.name)
+        values = values.fill_nan(None) if values.dtype == pl.Float64 else values
+        return values.cast(POLARS_DTYPES[kind])
     if values.dtype == pl.Boolean and kind == "bool":
-        return pd.Series(pd.arrays.BooleanArray(values.fill_null(False).to_numpy(), values.is_null().to_numpy()),
-                         name=values.name)
-    if typed and values.dtype != pl.String:
-        return convert(_object_series(values), kind, typed=True)  # Python values: as pandas converts them
+        return values
+    if typed and values.dtype != pl.String:  # Python values: as pandas converts them
+        return polars_column(convert(_object_series(values), kind, typed=True), kind).rename(name)
     if kind in TEXT_KINDS:
-        return _object_series(values)
+        return values
     gaps = missing(values)
     stripped = _strip(values)
     if kind == "bool":
-        truth = (stripped.str.to_lowercase() == "true").fill_null(False)
-        return pd.Series(pd.arrays.BooleanArray(truth.to_numpy(), gaps.to_numpy()), name=values.name)
+        truth = stripped.str.to_lowercase() == "true"
+        return truth.zip_with(~gaps, pl.Series([None] * len(values), dtype=pl.Boolean)).rename(name)
     if kind in ("int", "float"):
-        parsed = stripped.cast(pl.Int64 if kind == "int" else pl.Float64, strict=False)
+        parsed = stripped.cast(POLARS_DTYPES[kind], strict=False)
         if not (parsed.is_null() & ~gaps).any():
-            if kind == "float":
-                return pd.Series(parsed.fill_null(np.nan).to_numpy(), dtype="float64", name=values.name)
-            return pd.Series(pd.arrays.IntegerArray(parsed.fill_null(0).to_numpy(), gaps.to_numpy()), name=values.name)
+            return parsed.zip_with(~gaps, pl.Series([None] * len(values), dtype=parsed.dtype)).rename(name)
     # Times, and numbers Polars spells differently from Python: the pandas engine's conversion.
-    return convert(_object_series(values), kind, typed)
+    return polars_column(convert(_object_series(values), kind, typed), kind).rename(name)
 
 
 def json_frames(source: Path | BinaryIO) -> Iterator[pl.DataFrame]:
@@ -297,19 +289,19 @@ class PolarsEngine:
         return chunk[column].to_list() if column in chunk.columns else [None] * len(chunk)  # cleaned: text
 
     @staticmethod
-    def label_texts(chunk: pl.DataFrame, column: str) -> list[str | None]:
+    def label_texts(chunk: pl.DataFrame, column: str) -> pl.Series | list[str | None]:
+        """The column's values as text (`value_text`), null where missing."""
         if column not in chunk.columns:
             return [None] * len(chunk)
         values = _spelt_as_python(chunk[column])
-        return [None if gap else value_text(v) for v, gap in zip(values.to_list(), missing(values).to_list())]
+        if values.dtype not in (pl.String, pl.Int64, pl.Boolean):  # floats: Python's repr
+            return [None if gap else value_text(v) for v, gap in zip(values.to_list(), missing(values).to_list())]
+        texts = values.cast(pl.String)  # "true"/"false" and integer digits, as Python writes them
+        return texts.zip_with(~missing(values), pl.Series([None] * len(values), dtype=pl.String))
 
-    def coerced(self, chunk: pl.DataFrame, schema: Schema, recipe) -> pd.DataFrame:
-        """The chunk cleaned and converted to `schema`, as the pandas frame the writers and statistics take."""
+    def coerced(self, chunk: pl.DataFrame, schema: Schema, recipe) -> pl.DataFrame:
+        """The chunk cleaned and converted to `schema`: a column of each kind's Polars type, in order."""
         chunk = self.cleaned(chunk.select([c for c in schema if c in chunk.columns]), recipe)
-        columns = {}
-        for column, kind in schema.items():
-            if column in chunk.columns:
-                columns[column] = to_pandas(chunk[column], kind, self.typed)
-            else:
-                columns[column] = pd.Series([None] * len(chunk), dtype=PANDAS_DTYPES[kind])
-        return pd.DataFrame(columns)
+        return pl.DataFrame([to_kind(chunk[column], kind, self.typed) if column in chunk.columns
+                             else pl.Series(column, [None] * len(chunk), dtype=POLARS_DTYPES[kind])
+                             for column, kind in schema.items()])

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from genlab.core.errors import GenlabError
 from genlab.prep.clean import rust_class, whitespace_chars
-from genlab.prep.schema import Schema, arrow_schema, value_text
+from genlab.prep.schema import ARROW_TYPES, Schema, arrow_schema, pandas_frame, value_text
 
 Chunks = Iterator[tuple[pd.DataFrame, int]]  # (chunk, progress so far in the format's unit)
 
@@ -167,15 +167,8 @@ def _hdf5_columns(f: h5py.File, path: Path) -> tuple[h5py.Group, list[str]]:
     return group, names
 
 
-def epoch_counts(values: pd.Series, kind: str, missing: np.ndarray) -> np.ndarray:
-    """Dates as days, datetimes as microseconds, since 1970-01-01 (0 where missing: the mask says so)."""
-    if kind == "date":
-        return np.asarray([0 if m else (v - EPOCH).days for v, m in zip(values.tolist(), missing)], dtype="i4")
-    return np.where(missing, 0, values.to_numpy(dtype="datetime64[us]").astype("i8"))
-
-
 def from_epoch_counts(counts: list, kind: str) -> list:
-    """What `epoch_counts` wrote, read back as dates or datetimes."""
+    """What `Hdf5Writer` wrote for a date or date-time column (days or microseconds), read back as such."""
     if kind == "date":
         return [EPOCH + dt.timedelta(days=int(c)) for c in counts]
     return list(pd.to_datetime(np.asarray(counts, dtype="i8"), unit="us"))
@@ -213,10 +206,12 @@ def read_hdf5(path: Path, chunk_rows: int) -> Chunks:
 
 class CsvWriter:
     def __init__(self, path: Path, schema: Schema):
+        self.kinds = schema
         self.file = open(path, "w", encoding="utf-8", newline="")
         pd.DataFrame(columns=list(schema)).to_csv(self.file, index=False, lineterminator="\n")
 
-    def write(self, chunk: pd.DataFrame) -> None:
+    def write(self, chunk: pd.DataFrame | pl.DataFrame) -> None:
+        chunk = pandas_frame(chunk, self.kinds) if isinstance(chunk, pl.DataFrame) else chunk
         chunk.to_csv(self.file, index=False, header=False, lineterminator="\n")
 
     def close(self) -> None:
@@ -225,9 +220,11 @@ class CsvWriter:
 
 class JsonlWriter:
     def __init__(self, path: Path, schema: Schema):
+        self.kinds = schema
         self.file = open(path, "w", encoding="utf-8", newline="\n")
 
-    def lines(self, chunk: pd.DataFrame) -> Iterator[str]:
+    def lines(self, chunk: pd.DataFrame | pl.DataFrame) -> Iterator[str]:
+        chunk = pandas_frame(chunk, self.kinds) if isinstance(chunk, pl.DataFrame) else chunk
         columns = [column_values(chunk[c]) for c in chunk.columns]
         for row in zip(*columns):
             yield json.dumps(dict(zip(chunk.columns, row)), ensure_ascii=False, default=value_text)  # dates: ISO 8601 text
@@ -256,28 +253,44 @@ class JsonWriter(JsonlWriter):
         self.file.close()
 
 
-class BlockWriter:
-    """Takes chunks of any size and writes them on in blocks of BLOCK_ROWS rows (the last one shorter), so that
-    a file's bytes depend only on its records, not on --chunk-rows or an engine's batches."""
+def staging_schema(schema: Schema) -> pa.Schema:
+    """The Arrow schema records wait in before a block is written: a category as plain text, so that each
+    block's dictionary is built from that block's values alone."""
+    return pa.schema([(c, pa.string() if k == "category" else ARROW_TYPES[k]) for c, k in schema.items()])
 
-    def __init__(self):
-        self.pending: list[pd.DataFrame] = []
+
+def arrow_table(chunk: pd.DataFrame | pl.DataFrame, staging: pa.Schema) -> pa.Table:
+    """A coerced chunk of either engine as the same Arrow table (NaN, like a gap, is null)."""
+    if isinstance(chunk, pd.DataFrame):
+        return pa.Table.from_pandas(chunk, schema=staging, preserve_index=False)
+    floats = [c for c, t in chunk.schema.items() if t == pl.Float64]
+    return chunk.with_columns(pl.col(floats).fill_nan(None)).to_arrow().cast(staging)
+
+
+class BlockWriter:
+    """Takes chunks of any size (pandas or Polars) and writes them on in blocks of BLOCK_ROWS rows (the last one
+    shorter), as Arrow tables, so that a file's bytes depend only on its records, not on --chunk-rows or an
+    engine's batches."""
+
+    def __init__(self, schema: Schema):
+        self.kinds, self.staging = schema, staging_schema(schema)
+        self.pending: list[pa.Table] = []
         self.rows = 0
 
-    def write(self, chunk: pd.DataFrame) -> None:
-        self.pending.append(chunk)
+    def write(self, chunk: pd.DataFrame | pl.DataFrame) -> None:
+        self.pending.append(arrow_table(chunk, self.staging))
         self.rows += len(chunk)
         if self.rows >= BLOCK_ROWS:
             self._flush(final=False)
 
     def _flush(self, final: bool) -> None:
-        rows = pd.concat(self.pending, ignore_index=True) if len(self.pending) > 1 else self.pending[0]
+        rows = pa.concat_tables(self.pending)
         whole = len(rows) if final else len(rows) - len(rows) % BLOCK_ROWS
         for start in range(0, whole, BLOCK_ROWS):
-            self.write_block(rows.iloc[start : start + BLOCK_ROWS])
-        self.pending, self.rows = [rows.iloc[whole:]], len(rows) - whole
+            self.write_block(rows.slice(start, BLOCK_ROWS).combine_chunks())
+        self.pending, self.rows = [rows.slice(whole)], len(rows) - whole
 
-    def write_block(self, rows: pd.DataFrame) -> None:
+    def write_block(self, rows: pa.Table) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -289,13 +302,12 @@ class ParquetWriter(BlockWriter):
     """One row group per block."""
 
     def __init__(self, path: Path, schema: Schema):
-        super().__init__()
+        super().__init__(schema)
         self.schema = arrow_schema(schema)
         self.writer = pq.ParquetWriter(path, self.schema)
 
-    def write_block(self, rows: pd.DataFrame) -> None:
-        # One thread: the table is small, and starting conversion threads per block costs more than it saves.
-        self.writer.write_table(pa.Table.from_pandas(rows, schema=self.schema, preserve_index=False))
+    def write_block(self, rows: pa.Table) -> None:
+        self.writer.write_table(rows.cast(self.schema))
 
     def close(self) -> None:
         super().close()
@@ -304,13 +316,12 @@ class ParquetWriter(BlockWriter):
 
 class Hdf5Writer(BlockWriter):
     def __init__(self, path: Path, schema: Schema):
-        super().__init__()
+        super().__init__(schema)
         for column in schema:
             if "/" in column:
                 raise GenlabError(f"column {column!r}: HDF5 names cannot hold '/'; choose another --format")
         self.file = h5py.File(path, "w")
         self.file.attrs["columns"] = json.dumps(list(schema))
-        self.schema = schema
         text = h5py.string_dtype("utf-8")
         dtypes = {"int": "i8", "float": "f8", "bool": "?", "date": "i4", "datetime": "i8", "category": text, "string": text}
         for column, kind in schema.items():
@@ -329,22 +340,20 @@ class Hdf5Writer(BlockWriter):
         dataset.resize((start + len(values),))
         dataset[start:] = values
 
-    def write_block(self, chunk: pd.DataFrame) -> None:
-        if chunk.empty:
-            return
-        for column, kind in self.schema.items():
-            values = chunk[column]
-            if kind == "float":
-                self._append(f"columns/{column}", values.to_numpy(dtype="f8"))
+    def write_block(self, rows: pa.Table) -> None:
+        for column, kind in self.kinds.items():
+            values = rows.column(column)
+            if kind == "float":  # gaps are NaN
+                self._append(f"columns/{column}", values.to_numpy(zero_copy_only=False).astype("f8"))
                 continue
-            missing = values.isna().to_numpy(dtype=bool)
-            if kind in HDF5_TIME_UNITS:
-                self._append(f"columns/{column}", epoch_counts(values, kind, missing))
-                self._append(f"missing/{column}", missing)
-                continue
-            filler = {"int": 0, "bool": False, "category": "", "string": ""}[kind]
-            stored = [filler if m else v for v, m in zip(column_values(values), missing)]
-            self._append(f"columns/{column}", np.asarray(stored, dtype=object if kind in ("string", "category") else None))
+            missing = values.is_null().to_numpy(zero_copy_only=False)
+            if kind in ("string", "category"):
+                stored = np.asarray(["" if v is None else v for v in values.to_pylist()], dtype=object)
+            else:  # a date as int32 days, a date-time as int64 microseconds since 1970-01-01
+                number = {"date": pa.int32(), "datetime": pa.int64()}.get(kind)
+                stored = (values.cast(number) if number else values).fill_null(False if kind == "bool" else 0)
+                stored = stored.to_numpy(zero_copy_only=False)
+            self._append(f"columns/{column}", stored)
             self._append(f"missing/{column}", missing)
 
     def close(self) -> None:
@@ -355,11 +364,16 @@ class Hdf5Writer(BlockWriter):
 def corpus_records(texts: pl.Series) -> pl.Series:
     """Records as they go into a .txt corpus: LF line ends, no blank lines, no trailing whitespace (Python's
     idea of it), nothing for a missing or empty text."""
-    trailing = rust_class([ord(c) for c in whitespace_chars() if c not in "\r\n"]) + "+(\n|$)"
-    frame = texts.rename("t").to_frame().select(
-        pl.col("t").str.replace_all("\r\n?", "\n").str.replace_all(trailing, "${1}")
-        .str.replace_all("\n{2,}", "\n").str.strip_chars("\n"))
-    return frame.to_series().filter(frame.to_series().fill_null("") != "")
+    spaces = "".join(c for c in whitespace_chars() if c not in "\r\n")
+    records = texts.str.strip_chars_end(whitespace_chars())  # a text of one line: all it needs
+    lined = np.flatnonzero(texts.str.contains("[\r\n]").fill_null(False).to_numpy())
+    if lined.size:
+        trailing = rust_class([ord(c) for c in spaces]) + "+(\n|$)"
+        fixed = texts.gather(lined).rename("t").to_frame().select(
+            pl.col("t").str.replace_all("\r\n?", "\n").str.replace_all(trailing, "${1}")
+            .str.replace_all("\n{2,}", "\n").str.strip_chars("\n")).to_series()
+        records = records.scatter(lined, fixed)
+    return records.filter(records.fill_null("") != "")
 
 
 class TextCorpusWriter:
@@ -373,7 +387,7 @@ class TextCorpusWriter:
     def write(self, texts: pd.Series | pl.Series) -> None:
         records = corpus_records(texts if isinstance(texts, pl.Series) else pl.Series(column_values(texts), dtype=pl.String))
         if len(records):
-            self.file.write(("" if self.first else "\n\n") + "\n\n".join(records.to_list()))
+            self.file.write(("" if self.first else "\n\n") + records.str.join("\n\n").item())
             self.first = False
 
     def close(self) -> None:

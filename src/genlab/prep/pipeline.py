@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
 from genlab.core.progress import progress_bar
 
 from genlab.core.errors import GenlabError
@@ -208,9 +209,18 @@ class Scan:
         self.first_rows: dict[str, list[int]] = {c: [] for c in coded}  # code -> input row where it first shows
         self.codes: dict[str, list[np.ndarray]] = {c: [] for c in coded}
 
-    def add_codes(self, column: str, values: list[str | None], rows: np.ndarray) -> None:
+    def add_codes(self, column: str, values: list[str | None] | pl.Series, rows: np.ndarray) -> None:
         index, first = self.code_index[column], self.first_rows[column]
-        codes = np.fromiter((index.setdefault(v, len(index)) for v in values), np.int32, len(values))
+        if isinstance(values, pl.Series):  # a Polars column: numbered a distinct value at a time
+            distinct = values.unique(maintain_order=True)
+            numbers = np.array([index.setdefault(v, len(index)) for v in distinct.to_list()], np.int32)
+            present = distinct.drop_nulls()
+            local = values.replace_strict(present, pl.Series(np.flatnonzero(distinct.is_not_null().to_numpy())),
+                                          default=None, return_dtype=pl.Int64)
+            gap = int(np.flatnonzero(distinct.is_null().to_numpy())[0]) if distinct.null_count() else 0
+            codes = numbers[local.fill_null(gap).to_numpy()]
+        else:
+            codes = np.fromiter((index.setdefault(v, len(index)) for v in values), np.int32, len(values))
         new = np.flatnonzero(codes >= len(first))
         if new.size:  # codes are numbered in order of appearance: the first row of each new one
             _, at = np.unique(codes[new], return_index=True)
@@ -407,12 +417,21 @@ class Augmentation:
         self.images = ImageAugmenter(self.ops, recipe.seed) if images else None
         self.text_col = recipe.text_col
 
-    def expand(self, part: pd.DataFrame, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    def expand(self, part: pd.DataFrame | pl.DataFrame, rows: np.ndarray
+               ) -> tuple[pd.DataFrame | pl.DataFrame, np.ndarray, np.ndarray]:
         """Each record followed by its factor-1 copies -> (records, input rows, copy numbers)."""
         n = len(part)
         repeat = np.repeat(np.arange(n), self.factor)
         copies = np.tile(np.arange(self.factor), n)
-        part, rows = part.iloc[repeat], rows[repeat]
+        rows = rows[repeat]
+        if isinstance(part, pl.DataFrame):
+            part = part[repeat]
+            if self.text is not None:
+                texts, copied = part[self.text_col], np.flatnonzero(copies > 0)
+                augmented = self.text.augment_series(texts.gather(copied), rows[copied], copies[copied])
+                part = part.with_columns(texts.scatter(copied, augmented))
+            return part, rows, copies
+        part = part.iloc[repeat]
         if self.text is not None:
             texts = part[self.text_col].tolist()
             copied = np.flatnonzero(copies > 0)
@@ -439,7 +458,9 @@ def split_parts(chunks: Iterable[tuple[int, object]], engine, offset: int, schem
             rows, copies = offset + start + members, np.zeros(len(members), np.int64)
             if augmentation and name == "train":
                 part, rows, copies = augmentation.expand(part, rows)
-            if augmentation:
+            if isinstance(part, pl.DataFrame):
+                part = part.with_columns(augmented=pl.Series(copies > 0)) if augmentation else part
+            elif augmentation:
                 part = part.assign(augmented=pd.array(copies > 0, dtype="boolean"))
             yield name, part, rows, copies
 
@@ -457,7 +478,8 @@ def write_splits(inp: Input, parts: Iterable[tuple[str, pd.DataFrame, np.ndarray
         for name, part, rows, copies in parts:
             if images:
                 part = pictures[name].write(part, rows, copies)
-            part = part.reset_index(drop=True)
+            if isinstance(part, pd.DataFrame):
+                part = part.reset_index(drop=True)
             writers[name].write(part)
             if corpora:
                 corpora[name].write(part[recipe.text_col])

@@ -34,9 +34,11 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 
 from genlab.core.errors import GenlabError
+from genlab.prep.clean import whitespace_chars
 
 INT_PATTERN = r"\s*[+-]?(?:0|[1-9]\d{0,17})\s*"
 FLOAT_PATTERN = r"(?i)\s*[+-]?(?:(?:\d+\.\d*|\.\d+)(?:e[+-]?\d+)?|\d+e[+-]?\d+|inf|infinity)\s*"
@@ -49,6 +51,8 @@ CATEGORY_MAX = 64  # distinct values a text column may hold and still be a categ
 
 PANDAS_DTYPES = {"int": "Int64", "float": "float64", "bool": "boolean", "date": object, "datetime": "datetime64[us]",
                  "category": object, "string": object}
+POLARS_DTYPES = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean, "date": pl.Date,
+                 "datetime": pl.Datetime("us"), "category": pl.String, "string": pl.String}
 ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "date": pa.date32(),
                "datetime": pa.timestamp("us"), "category": pa.dictionary(pa.int32(), pa.string()), "string": pa.string()}
 
@@ -63,6 +67,15 @@ def missing_mask(values: pd.Series) -> np.ndarray:
     if pd.api.types.is_string_dtype(values.dtype):
         return missing | values.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
     return missing
+
+
+def missing_polars(values: pl.Series) -> pl.Series:
+    """`missing_mask` of a Polars column: null, NaN, or text that is empty or only whitespace."""
+    if values.dtype == pl.String:
+        return (values.is_null() | (values.str.strip_chars(whitespace_chars()) == "")).fill_null(True)
+    if values.dtype in (pl.Float32, pl.Float64):
+        return (values.is_null() | values.is_nan()).fill_null(True)
+    return values.is_null()
 
 
 def value_text(value) -> str:
@@ -259,6 +272,32 @@ def coerce(chunk: pd.DataFrame, schema: Schema, typed: bool) -> pd.DataFrame:
         else:
             columns[column] = pd.Series([None] * len(chunk), index=chunk.index, dtype=PANDAS_DTYPES[kind])
     return pd.DataFrame(columns, index=chunk.index)
+
+
+def polars_column(values: pd.Series, kind: str) -> pl.Series:
+    """A coerced pandas column as the Polars column of its kind (missing values null)."""
+    if kind == "date":
+        return pl.Series(values.name, values.tolist(), dtype=pl.Date)
+    return pl.from_pandas(values).cast(POLARS_DTYPES[kind]).rename(str(values.name))
+
+
+def pandas_frame(frame: pl.DataFrame, kinds: Schema) -> pd.DataFrame:
+    """A Polars frame of kinds' columns as the pandas frame `coerce` would have made (its dtypes, NaN for a
+    missing float)."""
+    columns = {}
+    for column in frame.columns:
+        values, kind = frame[column], kinds[column]
+        if kind == "int":
+            columns[column] = pd.arrays.IntegerArray(values.fill_null(0).to_numpy(), values.is_null().to_numpy())
+        elif kind == "float":
+            columns[column] = values.fill_null(np.nan).to_numpy()
+        elif kind == "bool":
+            columns[column] = pd.arrays.BooleanArray(values.fill_null(False).to_numpy(), values.is_null().to_numpy())
+        elif kind == "datetime":
+            columns[column] = values.to_numpy()
+        else:
+            columns[column] = pd.Series(values.to_list(), dtype=object)
+    return pd.DataFrame(columns)
 
 
 def arrow_schema(schema: Schema) -> pa.Schema:

@@ -29,9 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from genlab.core.errors import GenlabError
-from genlab.prep.schema import PANDAS_DTYPES, TIME_KINDS, Schema, missing_mask, parse_value, value_text
+from genlab.prep.schema import (PANDAS_DTYPES, POLARS_DTYPES, TIME_KINDS, Schema, missing_mask, missing_polars,
+                                pandas_frame, parse_value, value_text)
 
 FILL_STRATEGIES = ("mean", "median", "mode", "const")
 NORM_METHODS = ("standard", "minmax")
@@ -148,7 +150,9 @@ class TrainStats:
         self.counts = {f.column: {} for f in fills if f.strategy == "mode"}
         self.rows = 0
 
-    def update(self, train: pd.DataFrame) -> None:
+    def update(self, train: pd.DataFrame | pl.DataFrame) -> None:
+        if isinstance(train, pl.DataFrame):
+            train = pandas_frame(train, self.schema)
         self.rows += len(train)
         for column, moments in self.moments.items():
             present = train[column][~missing_mask(train[column])]
@@ -233,8 +237,10 @@ def output_kinds(schema: Schema, stats: dict) -> Schema:
     return out
 
 
-def apply_stats(chunk: pd.DataFrame, stats: dict, kinds: Schema) -> pd.DataFrame:
+def apply_stats(chunk: pd.DataFrame | pl.DataFrame, stats: dict, kinds: Schema) -> pd.DataFrame | pl.DataFrame:
     """Fill, then normalize, a coerced chunk with saved statistics; `kinds` is `output_kinds`."""
+    if isinstance(chunk, pl.DataFrame):
+        return _apply_stats_polars(chunk, stats, kinds)
     chunk = chunk.astype({c: PANDAS_DTYPES[k] for c, k in kinds.items() if c in chunk.columns})
     for column, fill in stats["fill"].items():
         missing = missing_mask(chunk[column])
@@ -251,4 +257,26 @@ def apply_stats(chunk: pd.DataFrame, stats: dict, kinds: Schema) -> pd.DataFrame
         else:
             shift, scale = params["min"], params["max"] - params["min"]
         chunk[column] = (values - shift) / (scale if scale > 0 else 1.0)
+    return chunk
+
+
+def _apply_stats_polars(chunk: pl.DataFrame, stats: dict, kinds: Schema) -> pl.DataFrame:
+    """`apply_stats` on a Polars frame of coerced columns: the same values."""
+    chunk = chunk.with_columns([pl.col(c).cast(POLARS_DTYPES[k]) for c, k in kinds.items() if c in chunk.columns])
+    for column, fill in stats["fill"].items():
+        value = fill["value"]
+        if kinds.get(column) in TIME_KINDS:  # saved as ISO text
+            value = parse_value(str(value), kinds[column], f"--fill {column}")
+        gaps = missing_polars(chunk[column])
+        chunk = chunk.with_columns(pl.when(gaps).then(pl.lit(value, POLARS_DTYPES[kinds[column]]))
+                                   .otherwise(pl.col(column)).alias(column))
+    normalize = stats["normalize"]
+    for column, params in normalize["columns"].items():
+        if normalize["method"] == "standard":
+            shift, scale = params["mean"], params["std"]
+        else:
+            shift, scale = params["min"], params["max"] - params["min"]
+        # In numpy, as pandas does it: Polars may divide by multiplying with the reciprocal (a last bit apart).
+        values = chunk[column].to_numpy()  # a gap is NaN here, and null again below
+        chunk = chunk.with_columns(pl.Series(column, (values - shift) / (scale if scale > 0 else 1.0), nan_to_null=True))
     return chunk
