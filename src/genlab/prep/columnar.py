@@ -253,7 +253,9 @@ class PolarsEngine:
                 kinds.kinds[column] = forced
                 continue
             there = values.filter(~missing(values))
-            kinds.update(column, lambda: kind(there) if len(there) else None, len(there),
+            # Most text columns show it in their first values: then the whole column needs no pattern.
+            kinds.update(column, lambda: None if not len(there) else "string" if kind(there.head(100)) == "string"
+                         else kind(there), len(there),
                          lambda: map(value_text, there.unique().head(CATEGORY_MAX + 1).to_list()))
 
     @staticmethod

@@ -33,7 +33,8 @@ import polars as pl
 from genlab.core.errors import GenlabError
 from genlab.core.progress import progress_bar
 from genlab.prep.columnar import NA_VALUES, PolarsEngine, Unsupported, csv_frame, json_frames
-from genlab.prep.pipeline import Augmentation, Input, Scan, fit_chunks, scan_chunks, split_parts, train_stats
+from genlab.prep.pipeline import (Augmentation, Input, Scan, fit_chunks, new_scan, scan_chunks, split_parts,
+                                  train_stats)
 from genlab.prep.recipe import Recipe
 from genlab.prep.schema import Schema
 from genlab.prep.stats import TrainStats
@@ -175,7 +176,7 @@ class DaskPasses:
     def scan(self, recipe: Recipe) -> Scan:
         if self.inp.format.name == "csv":
             csv_frame(self.inp.path)  # a header pandas would read otherwise: the pandas engine takes over
-        found = scan_chunks(iter(()), None, self.inp.format, self.inp.path, recipe)  # nothing yet
+        found = new_scan(self.inp.format, recipe)
         for part in self._run("scan", _scan_partition, self.engines, fmt=self.inp.format, path=self.inp.path,
                               recipe=recipe):
             self.offsets.append(found.rows)

@@ -32,9 +32,13 @@ dataset there is untouched.
 
 from __future__ import annotations
 
+import collections
+import functools
 import hashlib
 import importlib.metadata
+import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -261,31 +265,64 @@ def clean_text_column(chunk: pd.DataFrame, recipe: Recipe, typed: bool) -> pd.Da
     return chunk.assign(**{column: recipe.cleaner.clean_column(text) if recipe.cleaner else text})
 
 
-def scan_chunks(chunks: Iterable[tuple[int, object]], engine, fmt: Format, path: Path, recipe: Recipe) -> Scan:
-    """Pass 1 over `chunks` ((first row, chunk) pairs, rows counted from the start of what they cover)."""
+def in_order(work, chunks: Iterable[tuple[int, object]], threads: int) -> Iterator[tuple[int, object]]:
+    """(first row, work(first row, chunk)) for every chunk, in order. With threads > 1, that many chunks are
+    worked at once (Polars and numpy let go of the interpreter lock in their kernels), and at most that many
+    results wait to be taken."""
+    if threads <= 1:
+        for start, chunk in chunks:
+            yield start, work(start, chunk)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        pending: collections.deque = collections.deque()
+        for start, chunk in chunks:
+            pending.append((start, pool.submit(work, start, chunk)))
+            if len(pending) > threads:
+                first, result = pending.popleft()
+                yield first, result.result()
+        while pending:
+            first, result = pending.popleft()
+            yield first, result.result()
+
+
+def new_scan(fmt: Format, recipe: Recipe) -> Scan:
     coded = list(dict.fromkeys(c for c in (recipe.label_col, recipe.stratify) if c))
     forced = {**{c: "datetime" for c in recipe.parse_dates}, **({recipe.text_col: "string"} if recipe.text_col else {})}
-    result = Scan(fmt.typed, forced, coded)
-    for start, chunk in chunks:
-        if start == 0 and fmt.fixed_columns:
-            check_columns(path, engine.columns(chunk), recipe)
-        engine.observe(result.kinds, chunk)
-        chunk = engine.cleaned(chunk, recipe)
-        dropped = np.zeros(len(chunk), bool)
-        for column in recipe.dropna:
-            dropped |= engine.missing(chunk, column)
-        kept = engine.take(chunk, ~dropped)
-        result.valid.append(~dropped)
-        hashed = [c for c in engine.columns(kept) if c not in fmt.identity_columns]
-        result.hashes.append(engine.hashes(kept, hashed))
-        if recipe.dedupe_text:
-            result.text_hashes.append(text_hashes(engine.texts(kept, recipe.text_col)))
-        if recipe.dedupe_near:
-            result.signatures.append(signatures(engine.texts(kept, recipe.text_col)))
-        for column in coded:
-            result.add_codes(column, engine.label_texts(kept, column), start + np.flatnonzero(~dropped))
-        result.rows = start + len(chunk)
+    return Scan(fmt.typed, forced, coded)
+
+
+def scan_chunk(start: int, chunk, engine, fmt: Format, path: Path, recipe: Recipe) -> Scan:
+    """Pass 1 on one chunk (its rows counted from 0); `start`: its first row in the input."""
+    result = new_scan(fmt, recipe)
+    if start == 0 and fmt.fixed_columns:
+        check_columns(path, engine.columns(chunk), recipe)
+    engine.observe(result.kinds, chunk)
+    chunk = engine.cleaned(chunk, recipe)
+    dropped = np.zeros(len(chunk), bool)
+    for column in recipe.dropna:
+        dropped |= engine.missing(chunk, column)
+    kept = engine.take(chunk, ~dropped)
+    result.valid.append(~dropped)
+    hashed = [c for c in engine.columns(kept) if c not in fmt.identity_columns]
+    result.hashes.append(engine.hashes(kept, hashed))
+    if recipe.dedupe_text:
+        result.text_hashes.append(text_hashes(engine.texts(kept, recipe.text_col)))
+    if recipe.dedupe_near:
+        result.signatures.append(signatures(engine.texts(kept, recipe.text_col)))
+    for column in result.code_index:
+        result.add_codes(column, engine.label_texts(kept, column), np.flatnonzero(~dropped))
+    result.rows = len(chunk)
     return result
+
+
+def scan_chunks(chunks: Iterable[tuple[int, object]], engine, fmt: Format, path: Path, recipe: Recipe,
+                threads: int = 1) -> Scan:
+    """Pass 1 over `chunks` ((first row, chunk) pairs, rows counted from the start of what they cover)."""
+    found = new_scan(fmt, recipe)
+    work = functools.partial(scan_chunk, engine=engine, fmt=fmt, path=path, recipe=recipe)
+    for start, part in in_order(work, chunks, threads):
+        found.extend(part, start)
+    return found
 
 
 def check_scan(found: Scan, path: Path, recipe: Recipe) -> None:
@@ -381,14 +418,20 @@ def train_stats(recipe: Recipe, schema: Schema) -> TrainStats:
 
 
 def fit_chunks(chunks: Iterable[tuple[int, object]], engine, schema: Schema, assignment: np.ndarray,
-               recipe: Recipe) -> TrainStats:
+               recipe: Recipe, threads: int = 1) -> TrainStats:
     """Pass 2 over `chunks`; `assignment` covers the same rows."""
     fitter = train_stats(recipe, schema)
     needed = {c: k for c, k in schema.items() if c in fitter.moments or c in fitter.counts}
-    for start, chunk in chunks:
+
+    def fit_chunk(start: int, chunk) -> TrainStats:
+        part = train_stats(recipe, schema)
         train = engine.take(chunk, assignment[start : start + len(chunk)] == 0)
         if len(train):
-            fitter.update(engine.coerced(train, needed, recipe))
+            part.update(engine.coerced(train, needed, recipe))
+        return part
+
+    for _, part in in_order(fit_chunk, chunks, threads):
+        fitter.merge(part)
     return fitter
 
 
@@ -442,27 +485,37 @@ class Augmentation:
         return part, rows, copies
 
 
-def split_parts(chunks: Iterable[tuple[int, object]], engine, offset: int, schema: Schema, stats: dict,
-                assignment: np.ndarray, recipe: Recipe, augmentation: Augmentation | None
-                ) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, np.ndarray]]:
-    """Pass 3's records over `chunks`, split by split: (split, records, input rows, copy numbers), the records
+def split_chunk(start: int, chunk, engine, offset: int, schema: Schema, stats: dict, assignment: np.ndarray,
+                recipe: Recipe, augmentation: Augmentation | None) -> list[tuple[str, object, np.ndarray, np.ndarray]]:
+    """Pass 3's records of one chunk, split by split: (split, records, input rows, copy numbers), the records
     filled, normalized and augmented. `assignment` covers the chunks' rows; input row = offset + row."""
     kinds = output_kinds(schema, stats)
-    for start, chunk in chunks:
-        assigned = assignment[start : start + len(chunk)]
-        for code, name in enumerate(SPLITS):
-            members = np.flatnonzero(assigned == code)
-            if not members.size:
-                continue
-            part = apply_stats(engine.coerced(engine.take(chunk, assigned == code), schema, recipe), stats, kinds)
-            rows, copies = offset + start + members, np.zeros(len(members), np.int64)
-            if augmentation and name == "train":
-                part, rows, copies = augmentation.expand(part, rows)
-            if isinstance(part, pl.DataFrame):
-                part = part.with_columns(augmented=pl.Series(copies > 0)) if augmentation else part
-            elif augmentation:
-                part = part.assign(augmented=pd.array(copies > 0, dtype="boolean"))
-            yield name, part, rows, copies
+    assigned = assignment[start : start + len(chunk)]
+    parts = []
+    for code, name in enumerate(SPLITS):
+        members = np.flatnonzero(assigned == code)
+        if not members.size:
+            continue
+        part = apply_stats(engine.coerced(engine.take(chunk, assigned == code), schema, recipe), stats, kinds)
+        rows, copies = offset + start + members, np.zeros(len(members), np.int64)
+        if augmentation and name == "train":
+            part, rows, copies = augmentation.expand(part, rows)
+        if isinstance(part, pl.DataFrame):
+            part = part.with_columns(augmented=pl.Series(copies > 0)) if augmentation else part
+        elif augmentation:
+            part = part.assign(augmented=pd.array(copies > 0, dtype="boolean"))
+        parts.append((name, part, rows, copies))
+    return parts
+
+
+def split_parts(chunks: Iterable[tuple[int, object]], engine, offset: int, schema: Schema, stats: dict,
+                assignment: np.ndarray, recipe: Recipe, augmentation: Augmentation | None, threads: int = 1
+                ) -> Iterator[tuple[str, object, np.ndarray, np.ndarray]]:
+    """`split_chunk` over `chunks`, in order."""
+    work = functools.partial(split_chunk, engine=engine, offset=offset, schema=schema, stats=stats,
+                             assignment=assignment, recipe=recipe, augmentation=augmentation)
+    for _, parts in in_order(work, chunks, threads):
+        yield from parts
 
 
 def write_splits(inp: Input, parts: Iterable[tuple[str, pd.DataFrame, np.ndarray, np.ndarray]], work: Path,
@@ -491,21 +544,24 @@ def write_splits(inp: Input, parts: Iterable[tuple[str, pd.DataFrame, np.ndarray
 
 
 class LocalPasses:
-    """The three passes on this machine, chunk after chunk of one engine."""
+    """The three passes on this machine, chunk after chunk of one engine (the Polars engine's kernels run
+    outside the interpreter lock: a chunk per core at once)."""
 
     def __init__(self, inp: Input, engine: PandasEngine | PolarsEngine):
         self.inp, self.engine, self.name = inp, engine, engine.name
+        self.threads = (os.cpu_count() or 1) if isinstance(engine, PolarsEngine) else 1
 
     def scan(self, recipe: Recipe) -> Scan:
-        return scan_chunks(self.engine.chunks("scan"), self.engine, self.inp.format, self.inp.path, recipe)
+        return scan_chunks(self.engine.chunks("scan"), self.engine, self.inp.format, self.inp.path, recipe,
+                           self.threads)
 
     def fit(self, schema: Schema, assignment: np.ndarray, recipe: Recipe) -> TrainStats:
-        return fit_chunks(self.engine.chunks("fit"), self.engine, schema, assignment, recipe)
+        return fit_chunks(self.engine.chunks("fit"), self.engine, schema, assignment, recipe, self.threads)
 
     def parts(self, schema: Schema, stats: dict, assignment: np.ndarray, recipe: Recipe,
-              augmentation: Augmentation | None) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, np.ndarray]]:
+              augmentation: Augmentation | None) -> Iterator[tuple[str, object, np.ndarray, np.ndarray]]:
         return split_parts(self.engine.chunks("write"), self.engine, 0, schema, stats, assignment, recipe,
-                           augmentation)
+                           augmentation, self.threads)
 
     def close(self) -> None:
         pass
