@@ -115,6 +115,8 @@ def _positions(lengths: np.ndarray) -> np.ndarray:
     return np.arange(int(lengths.sum())) - np.repeat(starts, lengths)
 
 
+BATCH = 16384  # texts augmented at a time
+
 # Draw streams: what each random number is for (a record's draws in one stream are numbered 0, 1, ...).
 OP, DROP, LAST_WORD, SWAP_I, SWAP_J, INSERT_WORD, INSERT_AT, INSERT_SYNONYM, RANK, SYNONYM = range(10)
 
@@ -137,7 +139,14 @@ class TextAugmenter:
 
     def augment_series(self, texts: pl.Series, rows: np.ndarray, copies: np.ndarray) -> pl.Series:
         """`augment` on a Polars String series. A text without words (or missing) comes back as it was; the
-        others come back as their words joined by single spaces."""
+        others come back as their words joined by single spaces. Worked BATCH texts at a time, so that memory
+        does not grow with the chunk (each text's draws are its own: batches do not change them)."""
+        if len(texts) > BATCH:
+            return pl.concat([self._augment(texts.slice(at, BATCH), rows[at : at + BATCH], copies[at : at + BATCH])
+                              for at in range(0, len(texts), BATCH)])
+        return self._augment(texts, rows, copies)
+
+    def _augment(self, texts: pl.Series, rows: np.ndarray, copies: np.ndarray) -> pl.Series:
         spaced = texts.rename("text").to_frame().select(collapse_space_polars(pl.col("text"))).to_series()
         words = spaced.str.split(" ")
         lengths = words.list.len().fill_null(0).to_numpy().astype(np.int64)

@@ -22,6 +22,7 @@ values) raises `Unsupported` during the scan; the pipeline then runs the pandas 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import BinaryIO
 from pathlib import Path
@@ -46,6 +47,7 @@ NA_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan
 FORMATS = ("csv", "jsonl")  # what this engine reads; other inputs run on the pandas engine
 JSON_TYPES = (pl.String, pl.Int64, pl.Float64, pl.Boolean, pl.Null)  # what Arrow reads as Python would
 JSON_BLOCK = 1 << 23  # bytes of JSONL Arrow parses at a time
+CSV_BLOCK = 1 << 24  # bytes of CSV Polars parses at a time
 
 
 class Unsupported(Exception):
@@ -178,18 +180,60 @@ def json_frames(source: Path | BinaryIO) -> Iterator[pl.DataFrame]:
         raise Unsupported(" ".join(str(e).split())) from None
 
 
-def csv_frame(path: Path) -> pl.LazyFrame:
-    """The CSV file as Polars reads it: every value text, pandas' missing markers; `Unsupported` when its
-    header is not one pandas reads to the same column names (repeated or odd names, no header at all)."""
-    frame = pl.scan_csv(path, infer_schema=False, null_values=NA_VALUES, encoding="utf8")
+def check_header(path: Path) -> None:
+    """`Unsupported` when the header is not one pandas reads to the same column names as Polars (repeated or
+    odd names, no header at all)."""
     try:
         header = list(pd.read_csv(path, nrows=0, dtype=object, encoding="utf-8").columns)
-        same_names = frame.collect_schema().names() == header
+        same_names = pl.scan_csv(path, infer_schema=False).collect_schema().names() == header
     except (ValueError, pd.errors.ParserError, pl.exceptions.PolarsError):  # pandas names the fault
         same_names = False
     if not same_names:
         raise Unsupported("the header row")
-    return frame
+
+
+def record_end(path: Path, at: int, inside: bool, quoted: bool = True, search: int = 1 << 20) -> int:
+    """The first byte after `at` that starts a record: just past a newline outside quotes (an even number of
+    quote characters before it; `inside`: whether `at` is inside quotes; `quoted` False: any newline, as in
+    JSONL). The file's size if there is none."""
+    with open(path, "rb") as f:
+        f.seek(at)
+        while block := f.read(search):
+            data = np.frombuffer(block, np.uint8)
+            quotes = np.cumsum(data == ord('"')) if quoted else np.zeros(len(data), np.int64)
+            newlines = np.flatnonzero((data == ord("\n")) & ((quotes + inside) % 2 == 0))
+            if newlines.size:
+                return at + int(newlines[0]) + 1
+            inside = bool((int(quotes[-1]) + inside) % 2)
+            at += len(block)
+    return at
+
+
+def csv_blocks(f: BinaryIO, size: int) -> Iterator[bytes]:
+    """The rest of a CSV file (read from a record's start) in blocks of whole records, about `size` bytes each:
+    a block ends at its last newline with an even number of quote characters before it."""
+    held = b""
+    while chunk := f.read(size):
+        data = held + chunk if held else chunk
+        quotes = np.frombuffer(data, np.uint8) == ord('"')
+        cut = data.rfind(b"\n")
+        while cut >= 0 and np.count_nonzero(quotes[:cut]) % 2:  # inside a quoted field: an earlier newline
+            cut = data.rfind(b"\n", 0, cut)
+        held = data[cut + 1 :]
+        if cut >= 0:
+            yield data[: cut + 1]
+    if held:
+        yield held
+
+
+def parse_csv(header: bytes, block: bytes) -> pl.DataFrame:
+    """A block of whole records under the file's header, every value text (pandas' missing markers null), rows
+    without a value dropped; `Unsupported` where Polars cannot read it."""
+    try:
+        frame = pl.read_csv(io.BytesIO(header + block), infer_schema=False, null_values=NA_VALUES, encoding="utf8")
+    except pl.exceptions.PolarsError as e:
+        raise Unsupported(" ".join(str(e).split())) from None
+    return frame.filter(~pl.all_horizontal(pl.all().is_null()))
 
 
 def _rechunked(frames: Iterator[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
@@ -227,15 +271,16 @@ class PolarsEngine:
                 start += len(chunk)
 
     def _csv_batches(self) -> Iterator[pl.DataFrame]:
-        """Every value a string or null; rows without a value skipped."""
-        frame = csv_frame(self.path)
-        try:
-            for chunk in frame.collect_batches(chunk_size=self.chunk_rows):
-                chunk = chunk.filter(~pl.all_horizontal(pl.all().is_null()))
-                if len(chunk):
-                    yield chunk
-        except pl.exceptions.PolarsError as e:
-            raise Unsupported(" ".join(str(e).split())) from None
+        """Every value a string or null; rows without a value skipped. The file is read CSV_BLOCK bytes at a
+        time, each cut after its last whole record and parsed on all cores, so memory stays at a block or two
+        whatever the file's size (Polars' own streaming reader reads ahead by more as files grow)."""
+        check_header(self.path)
+        with open(self.path, "rb") as f:
+            header = f.read(record_end(self.path, 0, inside=False))
+            for block in csv_blocks(f, CSV_BLOCK):
+                frame = parse_csv(header, block)
+                for offset in range(0, len(frame), self.chunk_rows):
+                    yield frame.slice(offset, self.chunk_rows)
 
     @staticmethod
     def columns(chunk: pl.DataFrame) -> list[str]:

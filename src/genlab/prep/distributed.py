@@ -32,7 +32,7 @@ import polars as pl
 
 from genlab.core.errors import GenlabError
 from genlab.core.progress import progress_bar
-from genlab.prep.columnar import NA_VALUES, PolarsEngine, Unsupported, csv_frame, json_frames
+from genlab.prep.columnar import PolarsEngine, check_header, json_frames, parse_csv, record_end
 from genlab.prep.pipeline import (Augmentation, Input, Scan, fit_chunks, new_scan, scan_chunks, split_parts,
                                   train_stats)
 from genlab.prep.recipe import Recipe
@@ -40,31 +40,12 @@ from genlab.prep.schema import Schema
 from genlab.prep.stats import TrainStats
 
 PARTITION_BYTES = 64 << 20  # at most this much input per partition; at least two partitions per worker
-SEARCH_BYTES = 1 << 20  # read this much at a time when looking for the end of a record
 
 
 def _quote_count(path: Path, start: int, stop: int) -> int:
     with open(path, "rb") as f:
         f.seek(start)
         return f.read(stop - start).count(b'"')
-
-
-def _record_start(path: Path, at: int, quoted: bool, inside: bool) -> int:
-    """The first byte after `at` that starts a record: just past a newline outside quotes. `inside`: whether
-    `at` lies inside a quoted field (an odd number of quotes before it). The file's size if there is none."""
-    with open(path, "rb") as f:
-        f.seek(at)
-        while block := f.read(SEARCH_BYTES):
-            data = np.frombuffer(block, np.uint8)
-            newlines = np.flatnonzero(data == ord("\n"))
-            if quoted:  # parity of the quotes before each newline, counting from `at`
-                odd = (np.cumsum(data == ord('"'))[newlines] + inside) % 2 == 1
-                newlines = newlines[~odd]
-                inside = (int((data == ord('"')).sum()) + inside) % 2 == 1
-            if newlines.size:
-                return at + int(newlines[0]) + 1
-            at += len(block)
-    return at
 
 
 def partitions(client, path: Path, fmt: str, count: int) -> tuple[bytes, list[tuple[int, int]]]:
@@ -77,8 +58,8 @@ def partitions(client, path: Path, fmt: str, count: int) -> tuple[bytes, list[tu
         before = np.concatenate([[0], np.cumsum(counts)[:-1]])
     else:
         before = np.zeros(count, np.int64)
-    starts = client.gather(client.map(_record_start, [path] * count, cuts, [quoted] * count,
-                                      [bool(b % 2) for b in before]))
+    starts = client.gather(client.map(record_end, [path] * count, cuts, [bool(b % 2) for b in before],
+                                      [quoted] * count))
     header_end = 0
     if quoted:
         header_end = starts[0]
@@ -102,15 +83,7 @@ class PartitionEngine(PolarsEngine):
         with open(self.path, "rb") as f:
             f.seek(self.span[0])
             body = f.read(self.span[1] - self.span[0])
-        if self.typed:
-            frames = json_frames(io.BytesIO(body))
-        else:
-            try:
-                frame = pl.read_csv(io.BytesIO(self.header + body), infer_schema=False, null_values=NA_VALUES,
-                                    encoding="utf8")
-            except pl.exceptions.PolarsError as e:
-                raise Unsupported(" ".join(str(e).split())) from None
-            frames = [frame.filter(~pl.all_horizontal(pl.all().is_null()))]
+        frames = json_frames(io.BytesIO(body)) if self.typed else [parse_csv(self.header, body)]
         start = 0
         for frame in frames:
             for offset in range(0, len(frame), self.chunk_rows):
@@ -175,7 +148,7 @@ class DaskPasses:
 
     def scan(self, recipe: Recipe) -> Scan:
         if self.inp.format.name == "csv":
-            csv_frame(self.inp.path)  # a header pandas would read otherwise: the pandas engine takes over
+            check_header(self.inp.path)  # a header pandas would read otherwise: the pandas engine takes over
         found = new_scan(self.inp.format, recipe)
         for part in self._run("scan", _scan_partition, self.engines, fmt=self.inp.format, path=self.inp.path,
                               recipe=recipe):

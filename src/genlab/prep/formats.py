@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from genlab.core.errors import GenlabError
 from genlab.prep.clean import rust_class, whitespace_chars
-from genlab.prep.schema import ARROW_TYPES, Schema, arrow_schema, pandas_frame, value_text
+from genlab.prep.schema import ARROW_TYPES, TIME_KINDS, Schema, arrow_schema, pandas_frame, value_text
 
 Chunks = Iterator[tuple[pd.DataFrame, int]]  # (chunk, progress so far in the format's unit)
 
@@ -212,7 +212,10 @@ class CsvWriter:
 
     def write(self, chunk: pd.DataFrame | pl.DataFrame) -> None:
         chunk = pandas_frame(chunk, self.kinds) if isinstance(chunk, pl.DataFrame) else chunk
-        chunk.to_csv(self.file, index=False, header=False, lineterminator="\n")
+        # Times as ISO 8601, each on its own (pandas would drop a chunk's times when all are midnight).
+        times = {c: [None if pd.isna(v) else value_text(v) for v in chunk[c].tolist()]
+                 for c, k in self.kinds.items() if k in TIME_KINDS}
+        chunk.assign(**times).to_csv(self.file, index=False, header=False, lineterminator="\n")
 
     def close(self) -> None:
         self.file.close()

@@ -267,8 +267,8 @@ def clean_text_column(chunk: pd.DataFrame, recipe: Recipe, typed: bool) -> pd.Da
 
 def in_order(work, chunks: Iterable[tuple[int, object]], threads: int) -> Iterator[tuple[int, object]]:
     """(first row, work(first row, chunk)) for every chunk, in order. With threads > 1, that many chunks are
-    worked at once (Polars and numpy let go of the interpreter lock in their kernels), and at most that many
-    results wait to be taken."""
+    worked at once (Polars and numpy let go of the interpreter lock in their kernels), and no more chunks than
+    that are held."""
     if threads <= 1:
         for start, chunk in chunks:
             yield start, work(start, chunk)
@@ -276,10 +276,10 @@ def in_order(work, chunks: Iterable[tuple[int, object]], threads: int) -> Iterat
     with ThreadPoolExecutor(threads) as pool:
         pending: collections.deque = collections.deque()
         for start, chunk in chunks:
-            pending.append((start, pool.submit(work, start, chunk)))
-            if len(pending) > threads:
+            if len(pending) == threads:
                 first, result = pending.popleft()
                 yield first, result.result()
+            pending.append((start, pool.submit(work, start, chunk)))
         while pending:
             first, result = pending.popleft()
             yield first, result.result()
