@@ -236,19 +236,11 @@ def parse_csv(header: bytes, block: bytes) -> pl.DataFrame:
     return frame.filter(~pl.all_horizontal(pl.all().is_null()))
 
 
-def _rechunked(frames: Iterator[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
-    """The same rows in frames of `rows` rows (the last shorter); column sets may grow along the way."""
-    pending: list[pl.DataFrame] = []
-    held = 0
+def _sliced(frames: Iterator[pl.DataFrame], rows: int) -> Iterator[pl.DataFrame]:
+    """The frames cut into pieces of at most `rows` rows (small ones are not joined: no copies)."""
     for frame in frames:
-        pending.append(frame)
-        held += len(frame)
-        while held >= rows:
-            whole = pl.concat(pending, how="diagonal_relaxed")
-            yield whole.slice(0, rows)
-            pending, held = [whole.slice(rows)], held - rows
-    if held:
-        yield pl.concat(pending, how="diagonal_relaxed")
+        for offset in range(0, len(frame), rows):
+            yield frame.slice(offset, rows)
 
 
 class PolarsEngine:
@@ -262,7 +254,7 @@ class PolarsEngine:
 
     def chunks(self, desc: str) -> Iterator[tuple[int, pl.DataFrame]]:
         """(index of the chunk's first row, chunk) for the whole file."""
-        batches = _rechunked(json_frames(self.path), self.chunk_rows) if self.typed else self._csv_batches()
+        batches = _sliced(json_frames(self.path), self.chunk_rows) if self.typed else self._csv_batches()
         with progress_bar(total=None, unit="rows", unit_scale=True, desc=desc, enabled=self.progress) as bar:
             start = 0
             for chunk in batches:
