@@ -35,6 +35,7 @@ SKIP = {
     "genlab sample remote:": "a server running elsewhere (tests/test_remote.py starts genlab serve and samples it)",
     "genlab eval-code remote:": "a server running elsewhere (tests/test_remote.py runs eval-code against genlab serve)",
     "genlab compare runs/poet remote:": "needs the server above (tests/test_remote.py compares a served run with itself)",
+    "genlab data prepare /shared/exports/records.jsonl": "a running Dask cluster and a shared disk (tests/test_prep_dask.py runs a local two-worker cluster)",
     "genlab train image --data hf:my_images": "a dataset of the user's (tests/test_records.py saves one and trains on it)",
     "genlab train image --data photos.csv": "a table of the user's photos (tests/test_records.py writes one and trains on it)",
     "genlab train text --data hf:my_dataset": "a dataset in the user's Hugging Face cache (tests/test_records.py saves one and trains on it)",
