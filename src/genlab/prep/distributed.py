@@ -33,8 +33,7 @@ import polars as pl
 from genlab.core.errors import GenlabError
 from genlab.core.progress import progress_bar
 from genlab.prep.columnar import PolarsEngine, check_header, json_frames, parse_csv, record_end
-from genlab.prep.pipeline import (Augmentation, Input, Scan, fit_chunks, new_scan, scan_chunks, split_parts,
-                                  train_stats)
+from genlab.prep.passes import Augmentation, Scan, fit_chunks, new_scan, scan_chunks, split_parts, train_stats
 from genlab.prep.recipe import Recipe
 from genlab.prep.schema import Schema
 from genlab.prep.stats import TrainStats
@@ -128,7 +127,7 @@ class DaskPasses:
 
     name = "dask"
 
-    def __init__(self, inp: Input, recipe: Recipe):
+    def __init__(self, inp, recipe: Recipe):  # inp: pipeline.Input
         self.inp = inp
         self.client, self.cluster = connect(recipe)
         workers = max(1, len(self.client.scheduler_info()["workers"]))

@@ -6,7 +6,7 @@ except read, split and write:
     read       CSV, JSON, JSONL, Parquet, HDF5, a folder of text files or of images
     clean      text presets and --clean-regex on the --text-col
     dropna     drop rows missing any --dropna column (blank text counts as missing)
-    dedupe     exact duplicate records, then records whose normalized text repeats
+    dedupe     exact duplicate records, then records whose normalized text repeats, then near duplicates
     labels     --label-col values: in --labels, each at least --min-label-count
     split      train/val/test by --split ratios, seeded, optionally --stratify'd
     fill       --fill missing values with train statistics (or a constant)
@@ -23,7 +23,9 @@ The input is read in chunks, up to three times, so memory stays bounded:
               Then in memory: dedupe, label counts, split: one byte per input row.
     2. fit    (only for --fill mean/median/mode and --normalize) train statistics.
     3. write  every split, filled, normalized, augmented.
-A JSON array is the exception: it is parsed whole.
+A JSON array is the exception: it is parsed whole. The passes' work on a chunk is in passes.py; an engine
+(`PandasEngine` here, `columnar.PolarsEngine`) answers what it asks of a chunk, and `LocalPasses` or
+`distributed.DaskPasses` runs the passes over the input.
 
 Everything is built in a temporary folder beside --out that replaces --out only
 when complete: after an error nothing is left behind, and an older prepared
@@ -32,33 +34,31 @@ dataset there is untouched.
 
 from __future__ import annotations
 
-import collections
-import functools
 import hashlib
 import importlib.metadata
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import polars as pl
-from genlab.core.progress import progress_bar
 
 from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write_json
 from genlab.core.folders import check_target, marker_kind, replacing
+from genlab.core.progress import progress_bar
 from genlab.prep.columnar import FORMATS as POLARS_FORMATS, PolarsEngine, Unsupported
-from genlab.prep.augment import ImageAugmenter, TextAugmenter, load_synonyms, parse_ops
-from genlab.prep.dedupe import first_occurrences, record_hashes, text_hashes
+from genlab.prep.dedupe import first_occurrences, record_hashes
 from genlab.prep.folders import FOLDER_FORMATS, ImageFolderWriter, folder_files, folder_kind, has_class_folders
-from genlab.prep.near import bands, near_duplicates, signatures
-from genlab.prep.formats import Format, FORMATS, TextCorpusWriter, WRITTEN, format_of
+from genlab.prep.formats import FORMATS, WRITTEN, Format, TextCorpusWriter, format_of
+from genlab.prep.near import bands, near_duplicates
+from genlab.prep.passes import (Augmentation, Scan, check_columns, fit_chunks, scan_chunks, split_parts,
+                                train_stats)
 from genlab.prep.recipe import Recipe
 from genlab.prep.schema import KindTracker, Schema, coerce, convert, missing_mask, value_text
 from genlab.prep.split import SPLITS, assign_splits, rank_keys
-from genlab.prep.stats import TrainStats, apply_stats, load_stats, output_kinds
+from genlab.prep.stats import TrainStats, load_stats, output_kinds
+
 
 DROPPED = 255  # split code of a row that dropna or dedupe removed
 MISSING_LABEL = "<missing>"  # how a missing label is named in counts
@@ -173,13 +173,6 @@ def resolve_format(path: Path, given: str | None) -> Format:
     return known[folder_kind(path) if path.is_dir() else format_of(path)]
 
 
-def check_columns(path: Path, columns: list[str], recipe: Recipe) -> None:
-    """One line naming the flag and the column when an option names a column the input lacks."""
-    for column, flag in recipe.columns_used().items():
-        if column not in columns:
-            raise GenlabError(f"{path}: no column {column!r} ({flag}); columns: {', '.join(columns)}")
-
-
 def check_kinds(schema: Schema, recipe: Recipe) -> None:
     numeric = [("--normalize", c) for c in recipe.normalize]
     numeric += [("--fill", f.column) for f in recipe.fill if f.strategy in ("mean", "median")]
@@ -199,58 +192,6 @@ def check_out(out: Path, source: Path) -> None:
             raise GenlabError(f"--out {out}: is a genlab {kind} folder, not a prepared dataset; choose another --out")
 
 
-class Scan:
-    """What pass 1 learns: kinds, which rows survive dropna, and per surviving row its hashes and codes."""
-
-    def __init__(self, typed: bool, forced: Schema, coded: list[str]):
-        self.kinds = KindTracker(typed, forced)
-        self.rows = 0
-        self.valid: list[np.ndarray] = []
-        self.hashes: list[np.ndarray] = []
-        self.text_hashes: list[np.ndarray] = []
-        self.signatures: list[np.ndarray] = []  # --dedupe-near: MinHash signatures of the kept rows' texts
-        self.code_index: dict[str, dict] = {c: {} for c in coded}  # value text (None: missing) -> code
-        self.first_rows: dict[str, list[int]] = {c: [] for c in coded}  # code -> input row where it first shows
-        self.codes: dict[str, list[np.ndarray]] = {c: [] for c in coded}
-
-    def add_codes(self, column: str, values: list[str | None] | pl.Series, rows: np.ndarray) -> None:
-        index, first = self.code_index[column], self.first_rows[column]
-        if isinstance(values, pl.Series):  # a Polars column: numbered a distinct value at a time
-            distinct = values.unique(maintain_order=True)
-            numbers = np.array([index.setdefault(v, len(index)) for v in distinct.to_list()], np.int32)
-            present = distinct.drop_nulls()
-            local = values.replace_strict(present, pl.Series(np.flatnonzero(distinct.is_not_null().to_numpy())),
-                                          default=None, return_dtype=pl.Int64)
-            gap = int(np.flatnonzero(distinct.is_null().to_numpy())[0]) if distinct.null_count() else 0
-            codes = numbers[local.fill_null(gap).to_numpy()]
-        else:
-            codes = np.fromiter((index.setdefault(v, len(index)) for v in values), np.int32, len(values))
-        new = np.flatnonzero(codes >= len(first))
-        if new.size:  # codes are numbered in order of appearance: the first row of each new one
-            _, at = np.unique(codes[new], return_index=True)
-            first.extend(rows[new[at]].tolist())
-        self.codes[column].append(codes)
-
-    def extend(self, other: "Scan", offset: int) -> None:
-        """Append the scan of the input's next part, whose first row is row `offset` of the input."""
-        self.kinds.merge(other.kinds)
-        self.valid += other.valid
-        self.hashes += other.hashes
-        self.text_hashes += other.text_hashes
-        self.signatures += other.signatures
-        for column, index in other.code_index.items():
-            values = list(index)
-            rows = offset + np.array(other.first_rows[column], np.int64)
-            mapping = np.fromiter((self.code_index[column].setdefault(v, len(self.code_index[column])) for v in values),
-                                  np.int32, len(values))
-            self.first_rows[column] += rows[mapping >= len(self.first_rows[column])].tolist()
-            self.codes[column] += [mapping[codes] for codes in other.codes[column]]
-        self.rows = offset + other.rows
-
-    def code_array(self, column: str) -> np.ndarray:
-        return np.concatenate(self.codes[column]) if self.codes[column] else np.zeros(0, np.int32)
-
-
 def _label_texts(values: pd.Series) -> list[str | None]:
     missing = missing_mask(values)
     return [None if m else value_text(v) for v, m in zip(values.tolist(), missing)]
@@ -263,66 +204,6 @@ def clean_text_column(chunk: pd.DataFrame, recipe: Recipe, typed: bool) -> pd.Da
         return chunk
     text = convert(chunk[column], "string", typed)
     return chunk.assign(**{column: recipe.cleaner.clean_column(text) if recipe.cleaner else text})
-
-
-def in_order(work, chunks: Iterable[tuple[int, object]], threads: int) -> Iterator[tuple[int, object]]:
-    """(first row, work(first row, chunk)) for every chunk, in order. With threads > 1, that many chunks are
-    worked at once (Polars and numpy let go of the interpreter lock in their kernels), and no more chunks than
-    that are held."""
-    if threads <= 1:
-        for start, chunk in chunks:
-            yield start, work(start, chunk)
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        pending: collections.deque = collections.deque()
-        for start, chunk in chunks:
-            if len(pending) == threads:
-                first, result = pending.popleft()
-                yield first, result.result()
-            pending.append((start, pool.submit(work, start, chunk)))
-        while pending:
-            first, result = pending.popleft()
-            yield first, result.result()
-
-
-def new_scan(fmt: Format, recipe: Recipe) -> Scan:
-    coded = list(dict.fromkeys(c for c in (recipe.label_col, recipe.stratify) if c))
-    forced = {**{c: "datetime" for c in recipe.parse_dates}, **({recipe.text_col: "string"} if recipe.text_col else {})}
-    return Scan(fmt.typed, forced, coded)
-
-
-def scan_chunk(start: int, chunk, engine, fmt: Format, path: Path, recipe: Recipe) -> Scan:
-    """Pass 1 on one chunk (its rows counted from 0); `start`: its first row in the input."""
-    result = new_scan(fmt, recipe)
-    if start == 0 and fmt.fixed_columns:
-        check_columns(path, engine.columns(chunk), recipe)
-    engine.observe(result.kinds, chunk)
-    chunk = engine.cleaned(chunk, recipe)
-    dropped = np.zeros(len(chunk), bool)
-    for column in recipe.dropna:
-        dropped |= engine.missing(chunk, column)
-    kept = engine.take(chunk, ~dropped)
-    result.valid.append(~dropped)
-    hashed = [c for c in engine.columns(kept) if c not in fmt.identity_columns]
-    result.hashes.append(engine.hashes(kept, hashed))
-    if recipe.dedupe_text:
-        result.text_hashes.append(text_hashes(engine.texts(kept, recipe.text_col)))
-    if recipe.dedupe_near:
-        result.signatures.append(signatures(engine.texts(kept, recipe.text_col)))
-    for column in result.code_index:
-        result.add_codes(column, engine.label_texts(kept, column), np.flatnonzero(~dropped))
-    result.rows = len(chunk)
-    return result
-
-
-def scan_chunks(chunks: Iterable[tuple[int, object]], engine, fmt: Format, path: Path, recipe: Recipe,
-                threads: int = 1) -> Scan:
-    """Pass 1 over `chunks` ((first row, chunk) pairs, rows counted from the start of what they cover)."""
-    found = new_scan(fmt, recipe)
-    work = functools.partial(scan_chunk, engine=engine, fmt=fmt, path=path, recipe=recipe)
-    for start, part in in_order(work, chunks, threads):
-        found.extend(part, start)
-    return found
 
 
 def check_scan(found: Scan, path: Path, recipe: Recipe) -> None:
@@ -413,28 +294,6 @@ def split(found: Scan, valid: np.ndarray, keep: np.ndarray, keys: np.ndarray, re
     return assignment
 
 
-def train_stats(recipe: Recipe, schema: Schema) -> TrainStats:
-    return TrainStats(schema, list(recipe.fill), list(recipe.normalize), recipe.norm_method)
-
-
-def fit_chunks(chunks: Iterable[tuple[int, object]], engine, schema: Schema, assignment: np.ndarray,
-               recipe: Recipe, threads: int = 1) -> TrainStats:
-    """Pass 2 over `chunks`; `assignment` covers the same rows."""
-    fitter = train_stats(recipe, schema)
-    needed = {c: k for c, k in schema.items() if c in fitter.moments or c in fitter.counts}
-
-    def fit_chunk(start: int, chunk) -> TrainStats:
-        part = train_stats(recipe, schema)
-        train = engine.take(chunk, assignment[start : start + len(chunk)] == 0)
-        if len(train):
-            part.update(engine.coerced(train, needed, recipe))
-        return part
-
-    for _, part in in_order(fit_chunk, chunks, threads):
-        fitter.merge(part)
-    return fitter
-
-
 def saved_stats(path: Path, schema: Schema) -> dict:
     """--apply-stats: statistics of an earlier run, checked against this input's columns."""
     stats = load_stats(path)
@@ -445,77 +304,6 @@ def saved_stats(path: Path, schema: Schema) -> dict:
         if schema[column] not in ("int", "float"):
             raise GenlabError(f"{path}: normalizes {column!r}, which holds {schema[column]} values here")
     return stats
-
-
-class Augmentation:
-    """The augment step: which records get copies, and how text copies are made."""
-
-    def __init__(self, recipe: Recipe, images: bool):
-        self.factor = recipe.augment_factor
-        self.ops = parse_ops(list(recipe.augment), images, recipe.synonyms is not None)
-        if not images and recipe.text_col is None:
-            raise GenlabError("--augment needs --text-col (the text to augment)")
-        synonyms = load_synonyms(recipe.synonyms) if recipe.synonyms else {}
-        self.text = None if images else TextAugmenter(self.ops, recipe.augment_rate, synonyms, recipe.seed)
-        self.images = ImageAugmenter(self.ops, recipe.seed) if images else None
-        self.text_col = recipe.text_col
-
-    def expand(self, part: pd.DataFrame | pl.DataFrame, rows: np.ndarray
-               ) -> tuple[pd.DataFrame | pl.DataFrame, np.ndarray, np.ndarray]:
-        """Each record followed by its factor-1 copies -> (records, input rows, copy numbers)."""
-        n = len(part)
-        repeat = np.repeat(np.arange(n), self.factor)
-        copies = np.tile(np.arange(self.factor), n)
-        rows = rows[repeat]
-        if isinstance(part, pl.DataFrame):
-            part = part[repeat]
-            if self.text is not None:
-                texts, copied = part[self.text_col], np.flatnonzero(copies > 0)
-                augmented = self.text.augment_series(texts.gather(copied), rows[copied], copies[copied])
-                part = part.with_columns(texts.scatter(copied, augmented))
-            return part, rows, copies
-        part = part.iloc[repeat]
-        if self.text is not None:
-            texts = part[self.text_col].tolist()
-            copied = np.flatnonzero(copies > 0)
-            augmented = self.text.augment([texts[i] for i in copied], rows[copied], copies[copied])
-            for i, text in zip(copied.tolist(), augmented):
-                texts[i] = text
-            part = part.assign(**{self.text_col: pd.Series(texts, index=part.index, dtype=object)})
-        return part, rows, copies
-
-
-def split_chunk(start: int, chunk, engine, offset: int, schema: Schema, stats: dict, assignment: np.ndarray,
-                recipe: Recipe, augmentation: Augmentation | None) -> list[tuple[str, object, np.ndarray, np.ndarray]]:
-    """Pass 3's records of one chunk, split by split: (split, records, input rows, copy numbers), the records
-    filled, normalized and augmented. `assignment` covers the chunks' rows; input row = offset + row."""
-    kinds = output_kinds(schema, stats)
-    assigned = assignment[start : start + len(chunk)]
-    parts = []
-    for code, name in enumerate(SPLITS):
-        members = np.flatnonzero(assigned == code)
-        if not members.size:
-            continue
-        part = apply_stats(engine.coerced(engine.take(chunk, assigned == code), schema, recipe), stats, kinds)
-        rows, copies = offset + start + members, np.zeros(len(members), np.int64)
-        if augmentation and name == "train":
-            part, rows, copies = augmentation.expand(part, rows)
-        if isinstance(part, pl.DataFrame):
-            part = part.with_columns(augmented=pl.Series(copies > 0)) if augmentation else part
-        elif augmentation:
-            part = part.assign(augmented=pd.array(copies > 0, dtype="boolean"))
-        parts.append((name, part, rows, copies))
-    return parts
-
-
-def split_parts(chunks: Iterable[tuple[int, object]], engine, offset: int, schema: Schema, stats: dict,
-                assignment: np.ndarray, recipe: Recipe, augmentation: Augmentation | None, threads: int = 1
-                ) -> Iterator[tuple[str, object, np.ndarray, np.ndarray]]:
-    """`split_chunk` over `chunks`, in order."""
-    work = functools.partial(split_chunk, engine=engine, offset=offset, schema=schema, stats=stats,
-                             assignment=assignment, recipe=recipe, augmentation=augmentation)
-    for _, parts in in_order(work, chunks, threads):
-        yield from parts
 
 
 def write_splits(inp: Input, parts: Iterable[tuple[str, pd.DataFrame, np.ndarray, np.ndarray]], work: Path,
