@@ -73,6 +73,11 @@ def test_a_scheduler_that_does_not_answer_is_one_line(tmp_path):
     raw = tricky_csv(tmp_path / "raw.csv", n=20)
     with pytest.raises(GenlabError, match="--address tcp://127.0.0.1:9: no Dask scheduler answers"):
         prepare(raw, tmp_path / "out", engine="dask", address="tcp://127.0.0.1:9", progress=False)
+    for address in ("notaurl", "http://127.0.0.1:9", "tcp://", "inproc://x"):
+        with pytest.raises(GenlabError, match=f"--address {address}: "):
+            prepare(raw, tmp_path / "out", engine="dask", address=address, progress=False)
+    with pytest.raises(GenlabError, match="--workers 100000: from 1 to"):
+        prepare(raw, tmp_path / "out", engine="dask", workers=100_000, progress=False)
     with pytest.raises(GenlabError, match="--address and --workers are for --engine dask"):
         prepare(raw, tmp_path / "out", workers=2, progress=False)
 

@@ -1,10 +1,11 @@
 """The Polars engine of `genlab data prepare`: the pandas engine's passes, each chunk's work done a column at a
 time in Rust, the file read on all cores.
 
-It reads CSV (Polars' reader) and JSONL (Arrow's). The passes, the in-memory steps (dedupe, split) and the writers are the pipeline's own; this
-module gives them chunks and answers what each pass asks of a chunk: the columns' kinds, the cleaned text,
-what is missing, the records' hashes, the label texts, and the chunk as typed pandas columns for the fit
-and write passes. Every answer is the pandas engine's, value for value:
+It reads CSV (16 MB blocks cut at record boundaries, each parsed by Polars) and JSONL (Arrow's parser). The
+passes, the in-memory steps (dedupe, split) and the writers are the pipeline's own; this module gives them
+chunks and answers what each pass asks of a chunk: the columns' kinds, the cleaned text, what is missing,
+the records' hashes, the label texts, and the chunk as typed Polars columns for the fit and write passes.
+Every answer is the pandas engine's, value for value:
 
 - CSV: missing markers are pandas' defaults, and a row with no value at all is skipped, as a blank line is;
 - JSONL: a column of one JSON type keeps it (numbers that mix ints and floats are floats, as in pandas);
@@ -17,15 +18,16 @@ and write passes. Every answer is the pandas engine's, value for value:
   through the pandas engine's conversion.
 
 A file Polars cannot read as pandas would (ragged rows, bad UTF-8, a repeated column name, those JSON
-values) raises `Unsupported` during the scan; the pipeline then runs the pandas engine, which reads it or names the fault.
+values) raises `Unsupported` during the scan; the pipeline then runs the pandas engine, which reads it or
+names the fault.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import BinaryIO
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -66,8 +68,6 @@ def _strip(values: pl.Series) -> pl.Series:
 def present(values: pl.Series) -> pl.Series:
     """True where a value is there: not null, and not NaN (pandas counts NaN as missing)."""
     return ~missing(values) if values.dtype != pl.String else values.is_not_null()
-
-
 
 
 def typed_kind(present_values: pl.Series) -> str:

@@ -113,9 +113,11 @@ def connect(recipe: Recipe):
     except ImportError:
         raise GenlabError("--engine dask needs Dask: pip install 'genlab[dask]'") from None
     if recipe.address:
+        if not recipe.address.startswith(("tcp://", "tls://")):
+            raise GenlabError(f"--address {recipe.address}: a Dask scheduler's address, like tcp://10.0.0.5:8786")
         try:
             return Client(recipe.address, timeout=10), None
-        except (OSError, TimeoutError) as e:
+        except (OSError, TimeoutError, ValueError) as e:
             raise GenlabError(f"--address {recipe.address}: no Dask scheduler answers ({e})") from None
     cluster = LocalCluster(n_workers=recipe.workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
                            dashboard_address=None, silence_logs=logging.ERROR)

@@ -8,6 +8,7 @@ be checked before the input is opened.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -115,8 +116,9 @@ class Recipe(BaseModel):
             raise GenlabError(f"--engine {engine}: choose from {', '.join(ENGINES)}")
         if (address or workers) and engine != "dask":
             raise GenlabError("--address and --workers are for --engine dask")
-        if workers is not None and workers < 1:
-            raise GenlabError(f"--workers {workers}: must be at least 1")
+        if workers is not None and not 1 <= workers <= 4 * (os.cpu_count() or 1):
+            raise GenlabError(f"--workers {workers}: from 1 to {4 * (os.cpu_count() or 1)} on this machine's "
+                              f"{os.cpu_count()} cores (a bigger cluster: start one and pass --address)")
         if chunk_rows < 1:
             raise GenlabError(f"--chunk-rows {chunk_rows}: must be at least 1")
         if augment_factor < 1:
