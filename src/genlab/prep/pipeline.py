@@ -258,7 +258,7 @@ def dedupe(found: Scan, recipe: Recipe, steps: Steps) -> tuple[np.ndarray, np.nd
         removed = {"exact": exact_removed, "normalized_text": text_removed,
                    "near": int((~keep).sum()) - exact_removed - text_removed}
         steps.add("dedupe", params, len(keep), int(keep.sum()), removed=removed)
-    return keep, rank_keys(hashes, recipe.seed)[keep]
+    return keep, rank_keys(hashes, recipe.seed, keep)
 
 
 def label_counts(found: Scan, keep: np.ndarray, recipe: Recipe, steps: Steps) -> None:

@@ -48,12 +48,20 @@ def split_counts(n: int, ratios: Sequence[float]) -> list[int]:
     return counts
 
 
-def rank_keys(hashes: np.ndarray, seed: int) -> np.ndarray:
-    """(n, 2) uint64 record hashes -> (n,) uint64 keys, a fresh order for every seed."""
+def rank_keys(hashes: np.ndarray, seed: int, keep: np.ndarray | None = None, block: int = 1 << 20) -> np.ndarray:
+    """(n, 2) uint64 record hashes -> uint64 keys of the rows `keep` marks (all by default), a fresh order for
+    every seed. Made a block at a time, so that the mixing's temporaries stay small: 8 bytes per key."""
     salt = splitmix64(np.array([seed & (2**64 - 1)], np.uint64))[0]
-    keys = splitmix64(hashes[:, 1] ^ salt)
-    keys ^= hashes[:, 0]
-    return splitmix64(keys)
+    keep = np.ones(len(hashes), bool) if keep is None else keep
+    keys = np.empty(int(keep.sum()), np.uint64)
+    done = 0
+    for start in range(0, len(hashes), block):
+        rows = hashes[start : start + block][keep[start : start + block]]
+        part = splitmix64(rows[:, 1] ^ salt)
+        part ^= rows[:, 0]
+        keys[done : done + len(part)] = splitmix64(part)
+        done += len(part)
+    return keys
 
 
 def _cut(keys: np.ndarray, members: np.ndarray, at: int) -> int:
