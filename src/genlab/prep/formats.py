@@ -270,17 +270,17 @@ def arrow_table(chunk: pd.DataFrame | pl.DataFrame, staging: pa.Schema) -> pa.Ta
     return chunk.with_columns(pl.col(floats).fill_nan(None)).to_arrow().cast(staging)
 
 
-class BlockWriter:
-    """Takes chunks of any size (pandas or Polars) and writes them on in blocks of BLOCK_ROWS rows (the last one
-    shorter), as Arrow tables, so that a file's bytes depend only on its records, not on --chunk-rows or an
-    engine's batches."""
+class Blocks:
+    """Takes chunks of any size (pandas or Polars) and hands them to `write_block` in blocks of BLOCK_ROWS rows
+    (the last one shorter), as Arrow tables, so that a file's bytes depend only on its records, not on
+    --chunk-rows or an engine's batches."""
 
-    def __init__(self, schema: Schema):
-        self.kinds, self.staging = schema, staging_schema(schema)
+    def __init__(self, schema: Schema, write_block: Callable[[pa.Table], None]):
+        self.staging, self.write_block = staging_schema(schema), write_block
         self.pending: list[pa.Table] = []
         self.rows = 0
 
-    def write(self, chunk: pd.DataFrame | pl.DataFrame) -> None:
+    def add(self, chunk: pd.DataFrame | pl.DataFrame) -> None:
         self.pending.append(arrow_table(chunk, self.staging))
         self.rows += len(chunk)
         if self.rows >= BLOCK_ROWS:
@@ -293,33 +293,30 @@ class BlockWriter:
             self.write_block(rows.slice(start, BLOCK_ROWS).combine_chunks())
         self.pending, self.rows = [rows.slice(whole)], len(rows) - whole
 
-    def write_block(self, rows: pa.Table) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
+    def finish(self) -> None:
         if self.rows:
             self._flush(final=True)
 
 
-class ParquetWriter(BlockWriter):
+class ParquetWriter:
     """One row group per block."""
 
     def __init__(self, path: Path, schema: Schema):
-        super().__init__(schema)
         self.schema = arrow_schema(schema)
         self.writer = pq.ParquetWriter(path, self.schema)
-
-    def write_block(self, rows: pa.Table) -> None:
-        self.writer.write_table(rows.cast(self.schema))
+        self.blocks = Blocks(schema, lambda rows: self.writer.write_table(rows.cast(self.schema)))
+        self.write = self.blocks.add
 
     def close(self) -> None:
-        super().close()
+        self.blocks.finish()
         self.writer.close()
 
 
-class Hdf5Writer(BlockWriter):
+class Hdf5Writer:
     def __init__(self, path: Path, schema: Schema):
-        super().__init__(schema)
+        self.kinds = schema
+        self.blocks = Blocks(schema, self.write_block)
+        self.write = self.blocks.add
         for column in schema:
             if "/" in column:
                 raise GenlabError(f"column {column!r}: HDF5 names cannot hold '/'; choose another --format")
@@ -360,7 +357,7 @@ class Hdf5Writer(BlockWriter):
             self._append(f"missing/{column}", missing)
 
     def close(self) -> None:
-        super().close()
+        self.blocks.finish()
         self.file.close()
 
 
