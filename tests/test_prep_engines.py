@@ -13,9 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import polars as pl
+
 from genlab.core.errors import GenlabError
-from genlab.prep import prepare
+from genlab.prep import columnar, prepare
 from genlab.prep.augment import TextAugmenter
+from genlab.prep.formats import WriterThread
 
 TRICKY_HEADER = "id,text,label,count,score,flag,day,when,code\n"
 
@@ -84,6 +87,60 @@ def test_both_engines_write_the_same_files(tmp_path, fmt):
                      "flag": "bool", "day": "date", "when": "datetime", "code": "category", "augmented": "bool"}
     removed = next(s for s in records["polars"]["steps"] if s["step"] == "dedupe")["removed"]
     assert removed["exact"] > 0 and removed["normalized_text"] > 0
+
+
+def test_the_input_is_parsed_once_and_without_room_it_is_read_again(tmp_path, monkeypatch):
+    """The Polars engine's later passes read back the scan's cleaned chunks; on a disk without room for them,
+    or one that fills up during the scan, they read the input again, and every case writes the same files
+    and leaves no spill behind."""
+    raw = tricky_csv(tmp_path / "raw.csv", n=1500)
+    parsed = []
+    parse = columnar.parse_csv
+    monkeypatch.setattr(columnar, "parse_csv", lambda header, block: parsed.append(block) or parse(header, block))
+
+    def run(name: str) -> int:
+        parsed.clear()
+        prepare(raw, tmp_path / name, engine="polars", progress=False, **OPTIONS)
+        assert not list((tmp_path / name).glob("*.arrows"))
+        return len(parsed)
+
+    blocks = run("spilled")
+    monkeypatch.setattr(columnar.SpillFile, "fits", staticmethod(lambda folder, size: False))
+    assert run("no_room") == 3 * blocks  # scan, fit (OPTIONS fill and normalize) and write
+    monkeypatch.undo()
+    monkeypatch.setattr(columnar, "parse_csv", lambda header, block: parsed.append(block) or parse(header, block))
+    spilled = []
+
+    def disk_fills_up(frame, file):
+        if len(spilled) == 3:
+            raise OSError(28, "No space left on device")
+        spilled.append(len(frame))
+        return write(frame, file)
+
+    write = pl.DataFrame.write_ipc_stream
+    monkeypatch.setattr(pl.DataFrame, "write_ipc_stream", disk_fills_up)
+    assert run("disk_full") == 3 * blocks
+    assert files_of(tmp_path / "spilled") == files_of(tmp_path / "no_room") == files_of(tmp_path / "disk_full")
+
+
+def test_a_writer_thread_raises_what_its_writer_raised_and_still_closes_it():
+    class Failing:
+        closed, seen = False, []
+
+        def write(self, chunk):
+            if chunk == 2:
+                raise OSError(28, "No space left on device")
+            self.seen.append(chunk)
+
+        def close(self):
+            self.closed = True
+
+    writer = Failing()
+    with pytest.raises(OSError, match="No space"):
+        with WriterThread(writer, depth=1) as thread:
+            for chunk in range(100):  # never waits forever on a queue nobody empties
+                thread.write(chunk)
+    assert writer.closed and writer.seen == [0, 1]
 
 
 def tricky_jsonl(path: Path, n: int = 300, extra: str = "") -> Path:

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -381,19 +383,65 @@ class TextCorpusWriter:
     separated by one blank line (a record itself never holds one); missing or empty texts are left out."""
 
     def __init__(self, path: Path):
-        self.file = open(path, "w", encoding="utf-8", newline="\n")
-        self.first = True
+        self.file = open(path, "wb")
+        self.written = False
 
     def write(self, texts: pd.Series | pl.Series) -> None:
         records = corpus_records(texts if isinstance(texts, pl.Series) else pl.Series(column_values(texts), dtype=pl.String))
         if len(records):
-            self.file.write(("" if self.first else "\n\n") + records.str.join("\n\n").item())
-            self.first = False
+            # Each record and its blank line, straight from Arrow's buffer of their UTF-8 (no Python strings).
+            ended = (records + "\n\n").to_arrow()
+            ended = ended.combine_chunks() if isinstance(ended, pa.ChunkedArray) else ended
+            width = np.int64 if pa.types.is_large_string(ended.type) else np.int32
+            offsets = np.frombuffer(ended.buffers()[1], width)[ended.offset : ended.offset + len(ended) + 1]
+            self.file.write(memoryview(ended.buffers()[2])[offsets[0] : offsets[-1]])
+            self.written = True
 
     def close(self) -> None:
-        if not self.first:
-            self.file.write("\n")
+        if self.written:  # the last record ends with one line end, not a blank line
+            self.file.truncate(self.file.tell() - 1)
         self.file.close()
+
+
+class WriterThread:
+    """A writer fed on a thread of its own, so that the files of a pass are written side by side with each
+    other and with the work on the next chunks (Arrow, Parquet and Polars let go of the interpreter lock).
+    `write` queues a chunk (waiting while `depth` are queued); `close` waits for the queue to empty, closes the
+    writer and raises what it raised."""
+
+    def __init__(self, writer, depth: int = 2):
+        self.writer, self.error = writer, None
+        self.queue: queue.Queue = queue.Queue(depth)
+        self.thread = threading.Thread(target=self._run, name=f"write {type(writer).__name__}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self.queue.get()) is not None:
+            if self.error is None:  # after an error the queue is still emptied, so `write` never waits forever
+                try:
+                    self.writer.write(chunk)
+                except BaseException as e:  # raised to the caller by its next `write` or `close`
+                    self.error = e
+
+    def write(self, chunk) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(chunk)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        try:
+            if self.error is not None:
+                raise self.error
+        finally:
+            self.writer.close()
+
+    def __enter__(self) -> "WriterThread":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ class Scan:
         self.code_index: dict[str, dict] = {c: {} for c in coded}  # value text (None: missing) -> code
         self.first_rows: dict[str, list[int]] = {c: [] for c in coded}  # code -> input row where it first shows
         self.codes: dict[str, list[np.ndarray]] = {c: [] for c in coded}
+        self.cleaned = None  # a chunk's scan: the chunk as cleaned, for `scan_chunks`' `keep`
 
     def add_codes(self, column: str, values: list[str | None] | pl.Series, rows: np.ndarray) -> None:
         index, first = self.code_index[column], self.first_rows[column]
@@ -92,14 +93,27 @@ class Scan:
         return np.concatenate(self.codes[column]) if self.codes[column] else np.zeros(0, np.int32)
 
 
+def read_ahead(items: Iterable, depth: int) -> Iterator:
+    """`items`, each produced on a thread of its own up to `depth` items ahead of the one handed on (so that
+    reading and parsing the input, whose parsers let go of the interpreter lock, overlap the work on what
+    was read)."""
+    iterator, end = iter(items), object()
+    with ThreadPoolExecutor(1) as reader:  # one thread: the items come in order
+        ahead = collections.deque(reader.submit(next, iterator, end) for _ in range(depth))
+        while (item := ahead.popleft().result()) is not end:
+            ahead.append(reader.submit(next, iterator, end))
+            yield item
+
+
 def in_order(work, chunks: Iterable[tuple[int, object]], threads: int) -> Iterator[tuple[int, object]]:
     """(first row, work(first row, chunk)) for every chunk, in order. With threads > 1, that many chunks are
-    worked at once (Polars and numpy let go of the interpreter lock in their kernels), and no more chunks than
-    that are held."""
+    worked at once (Polars and numpy let go of the interpreter lock in their kernels) while the next is read,
+    and no more chunks than that are held."""
     if threads <= 1:
         for start, chunk in chunks:
             yield start, work(start, chunk)
         return
+    chunks = read_ahead(chunks, 1)
     with ThreadPoolExecutor(threads) as pool:
         pending: collections.deque = collections.deque()
         for start, chunk in chunks:
@@ -118,8 +132,9 @@ def new_scan(fmt: Format, recipe: Recipe) -> Scan:
     return Scan(fmt.typed, forced, coded)
 
 
-def scan_chunk(start: int, chunk, engine, fmt: Format, path: Path, recipe: Recipe) -> Scan:
-    """Pass 1 on one chunk (its rows counted from 0); `start`: its first row in the input."""
+def scan_chunk(start: int, chunk, engine, fmt: Format, path: Path, recipe: Recipe, keep: bool = False) -> Scan:
+    """Pass 1 on one chunk (its rows counted from 0); `start`: its first row in the input. `keep`: the scan
+    holds the chunk as cleaned."""
     result = new_scan(fmt, recipe)
     if start == 0 and fmt.fixed_columns:
         check_columns(path, engine.columns(chunk), recipe)
@@ -139,15 +154,20 @@ def scan_chunk(start: int, chunk, engine, fmt: Format, path: Path, recipe: Recip
     for column in result.code_index:
         result.add_codes(column, engine.label_texts(kept, column), np.flatnonzero(~dropped))
     result.rows = len(chunk)
+    result.cleaned = chunk if keep else None
     return result
 
 
 def scan_chunks(chunks: Iterable[tuple[int, object]], engine, fmt: Format, path: Path, recipe: Recipe,
-                threads: int = 1) -> Scan:
-    """Pass 1 over `chunks` ((first row, chunk) pairs, rows counted from the start of what they cover)."""
+                threads: int = 1, keep=None) -> Scan:
+    """Pass 1 over `chunks` ((first row, chunk) pairs, rows counted from the start of what they cover).
+    `keep`: called with each chunk as cleaned, in order."""
     found = new_scan(fmt, recipe)
-    work = functools.partial(scan_chunk, engine=engine, fmt=fmt, path=path, recipe=recipe)
+    work = functools.partial(scan_chunk, engine=engine, fmt=fmt, path=path, recipe=recipe, keep=keep is not None)
     for start, part in in_order(work, chunks, threads):
+        if keep is not None:
+            keep(part.cleaned)
+            part.cleaned = None
         found.extend(part, start)
     return found
 

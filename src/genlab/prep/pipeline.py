@@ -17,7 +17,8 @@ except read, split and write:
 Cleaning comes first so that text cleaned down to nothing counts as missing and
 texts that differ only in what cleaning removes count as duplicates.
 
-The input is read in chunks, up to three times, so memory stays bounded:
+The data goes through in chunks, up to three times, so memory stays bounded (the Polars engine reads the
+input once and the later passes read back the chunks its scan spilled, cleaned):
     1. scan   the kind of every column; clean, dropna; per record a 16-byte hash
               (dedupe, split order) and label/stratum codes; label checks.
               Then in memory: dedupe, label counts, split: one byte per input row.
@@ -34,6 +35,7 @@ dataset there is untouched.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
@@ -47,10 +49,10 @@ from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write_json
 from genlab.core.folders import check_target, marker_kind, replacing
 from genlab.core.progress import progress_bar
-from genlab.prep.columnar import FORMATS as POLARS_FORMATS, PolarsEngine, Unsupported
+from genlab.prep.columnar import FORMATS as POLARS_FORMATS, PolarsEngine, SpillFile, Unsupported
 from genlab.prep.dedupe import first_occurrences, record_hashes
 from genlab.prep.folders import FOLDER_FORMATS, ImageFolderWriter, folder_files, folder_kind, has_class_folders
-from genlab.prep.formats import FORMATS, WRITTEN, Format, TextCorpusWriter, format_of
+from genlab.prep.formats import FORMATS, WRITTEN, Format, TextCorpusWriter, WriterThread, format_of
 from genlab.prep.near import bands, near_duplicates
 from genlab.prep.passes import (Augmentation, Scan, check_columns, fit_chunks, scan_chunks, split_parts,
                                 train_stats)
@@ -149,13 +151,14 @@ class PandasEngine:
         return clean_text_column(coerce(chunk, schema, self.typed), recipe, self.typed)
 
 
-def make_passes(recipe: Recipe, inp: Input):
-    """The passes on the engine `--engine` names, where it reads this input; else on the pandas engine."""
+def make_passes(recipe: Recipe, inp: Input, work: Path):
+    """The passes on the engine `--engine` names, where it reads this input; else on the pandas engine.
+    `work`: the folder being built, where a local scan may spill."""
     if recipe.engine == "dask" and inp.format.name in POLARS_FORMATS:
         from genlab.prep.distributed import DaskPasses  # imports dask only when asked for
         return DaskPasses(inp, recipe)
     if recipe.engine in ("polars", "dask") and inp.format.name in POLARS_FORMATS:
-        return LocalPasses(inp, PolarsEngine(inp.path, inp.format.name, inp.chunk_rows, inp.progress))
+        return LocalPasses(inp, PolarsEngine(inp.path, inp.format.name, inp.chunk_rows, inp.progress), work)
     return LocalPasses(inp, PandasEngine(inp))
 
 
@@ -310,12 +313,15 @@ def write_splits(inp: Input, parts: Iterable[tuple[str, pd.DataFrame, np.ndarray
                  out_kinds: Schema, recipe: Recipe, augmentation: Augmentation | None) -> dict[str, int]:
     """Pass 3's records, in input order, into every split's files (+ .txt or PNG folders). -> records per split."""
     images = inp.format.name == "images"
-    writers = {s: FORMATS[recipe.format].writer(work / f"{s}{FORMATS[recipe.format].extension}", out_kinds) for s in SPLITS}
-    corpora = {s: TextCorpusWriter(work / f"{s}.txt") for s in SPLITS} if recipe.text_col else {}
+    output = FORMATS[recipe.format]
     pictures = {s: ImageFolderWriter(work, s, inp.path, recipe.label_col, augmentation and augmentation.images)
                 for s in SPLITS} if images else {}
     written = dict.fromkeys(SPLITS, 0)
-    try:
+    with contextlib.ExitStack() as open_files:  # every writer closed, in order, however the pass ends
+        writers = {s: open_files.enter_context(WriterThread(output.writer(work / f"{s}{output.extension}", out_kinds)))
+                   for s in SPLITS}
+        corpora = {s: open_files.enter_context(WriterThread(TextCorpusWriter(work / f"{s}.txt")))
+                   for s in SPLITS} if recipe.text_col else {}
         for name, part, rows, copies in parts:
             if images:
                 part = pictures[name].write(part, rows, copies)
@@ -325,23 +331,30 @@ def write_splits(inp: Input, parts: Iterable[tuple[str, pd.DataFrame, np.ndarray
             if corpora:
                 corpora[name].write(part[recipe.text_col])
             written[name] += len(part)
-    finally:
-        for writer in [*writers.values(), *corpora.values()]:
-            writer.close()
     return written
 
 
 class LocalPasses:
-    """The three passes on this machine, chunk after chunk of one engine (the Polars engine's kernels run
-    outside the interpreter lock: a chunk per core at once)."""
+    """The three passes on this machine, chunk after chunk of one engine. The Polars engine's kernels run
+    outside the interpreter lock (a chunk per core at once), and where the disk has room its scan spills
+    the cleaned chunks into `spill_folder` for the later passes to read back."""
 
-    def __init__(self, inp: Input, engine: PandasEngine | PolarsEngine):
+    def __init__(self, inp: Input, engine: PandasEngine | PolarsEngine, spill_folder: Path | None = None):
         self.inp, self.engine, self.name = inp, engine, engine.name
-        self.threads = (os.cpu_count() or 1) if isinstance(engine, PolarsEngine) else 1
+        polars = isinstance(engine, PolarsEngine)
+        self.threads = (os.cpu_count() or 1) if polars else 1
+        fits = polars and spill_folder is not None and SpillFile.fits(spill_folder, inp.path.stat().st_size)
+        self.spill = SpillFile(spill_folder / ".scanned.arrows") if fits else None
 
     def scan(self, recipe: Recipe) -> Scan:
-        return scan_chunks(self.engine.chunks("scan"), self.engine, self.inp.format, self.inp.path, recipe,
-                           self.threads)
+        chunks = self.engine.chunks("scan")
+        if not self.spill:
+            return scan_chunks(chunks, self.engine, self.inp.format, self.inp.path, recipe, self.threads)
+        with WriterThread(self.spill) as spill:
+            found = scan_chunks(chunks, self.engine, self.inp.format, self.inp.path, recipe, self.threads, spill.write)
+        if self.spill.usable:
+            self.engine.read_spilled(self.spill)
+        return found
 
     def fit(self, schema: Schema, assignment: np.ndarray, recipe: Recipe) -> TrainStats:
         return fit_chunks(self.engine.chunks("fit"), self.engine, schema, assignment, recipe, self.threads)
@@ -352,7 +365,8 @@ class LocalPasses:
                            augmentation, self.threads)
 
     def close(self) -> None:
-        pass
+        if self.spill:
+            self.spill.remove()
 
 
 def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) -> dict:
@@ -360,7 +374,7 @@ def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) 
     if recipe.cleaner and not recipe.text_col:
         raise GenlabError("--clean and --clean-regex need --text-col")
     augmentation = Augmentation(recipe, fmt.name == "images") if recipe.augment and recipe.augment_factor > 1 else None
-    passes = make_passes(recipe, inp)
+    passes = make_passes(recipe, inp, work)
     try:
         return _stages(passes, source, fmt, recipe, work, augmentation)
     except Unsupported:  # read on as pandas would: the pandas engine reads it, or names the fault
