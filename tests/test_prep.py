@@ -6,7 +6,9 @@ Every test makes its own small data in tmp_path.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import pytest
 from PIL import Image
 
 from genlab.core.errors import GenlabError
-from genlab.prep import prepare, report
+from genlab.prep import pipeline, prepare, report
 from genlab.prep.clean import TextCleaner
 
 LABELS = ["ham", "spam", "eggs"]
@@ -359,6 +361,31 @@ def test_an_error_leaves_an_earlier_prepared_dataset_untouched(tmp_path):
     with pytest.raises(GenlabError, match=r"row \d+: label '\w+' is not one of ham"):
         prepare(raw, tmp_path / "out", label_col="label", labels="ham", progress=False)
     assert files_of(tmp_path / "out") == before
+
+
+def test_a_run_that_fails_does_not_wait_for_its_input_to_be_hashed(tmp_path, monkeypatch):
+    """The input's sha256 is worked out beside the passes; an early error stops it rather than waiting on a
+    large file."""
+    raw = tmp_path / "raw.csv"
+    raw.write_text("text,label\n" + "some words,ham\n" * 1_500_000)  # 22 MB: 22 blocks to hash
+    hashed = []
+
+    class SlowDigest:  # a slow disk: 0.2 s a block
+        def __init__(self):
+            self.digest = hashlib.new("sha256")
+
+        def update(self, block):
+            time.sleep(0.2)
+            hashed.append(len(block))
+            self.digest.update(block)
+
+        def hexdigest(self):
+            return self.digest.hexdigest()
+
+    monkeypatch.setattr(pipeline.hashlib, "sha256", SlowDigest)
+    with pytest.raises(GenlabError, match="no column 'nope'"):
+        prepare(raw, tmp_path / "out", text_col="text", label_col="nope", progress=False)
+    assert len(hashed) < 15 and not (tmp_path / "out").exists()
 
 
 def test_a_corrupt_image_is_named_and_nothing_is_written(tmp_path):

@@ -54,7 +54,7 @@ def test_near_duplicates_are_found_across_partitions(tmp_path, scheduler):
     # The changed copies sit at the end of the file, the texts they copy at its start: other partitions.
     raw = near_duplicate_csv(tmp_path / "raw.csv")
     options = dict(text_col="text", dedupe_near=0.8, split="80/10/10", progress=False)
-    local = prepare(raw, tmp_path / "local", **options)
+    prepare(raw, tmp_path / "local", **options)
     spread = prepare(raw, tmp_path / "dask", engine="dask", address=scheduler, **options)
     removed = next(s for s in spread["steps"] if s["step"] == "dedupe")["removed"]["near"]
     assert removed >= 45 and files_of(tmp_path / "dask") == files_of(tmp_path / "local")

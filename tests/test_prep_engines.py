@@ -18,6 +18,7 @@ import polars as pl
 from genlab.core.errors import GenlabError
 from genlab.prep import columnar, prepare
 from genlab.prep.augment import TextAugmenter
+from genlab.prep.clean import TextCleaner
 from genlab.prep.formats import WriterThread
 
 TRICKY_HEADER = "id,text,label,count,score,flag,day,when,code\n"
@@ -257,6 +258,16 @@ def test_a_copy_is_the_same_whatever_batch_it_is_made_in():
     assert whole != TextAugmenter(("swap", "delete", "insert", "synonym"), 0.2, SYNONYMS, seed=6).augment(
         TEXTS, rows, copies)
     assert whole[0] != whole[1] or whole[1] != whole[2]  # copies of one record differ
+
+
+def test_texts_cleaned_with_collapse_space_are_augmented_as_any_other():
+    """Where collapse-space ran last the augmenter skips its own collapsing: the copies must not change."""
+    cleaned = TextCleaner(["collapse-space"])
+    texts = [cleaned(t) for t in TEXTS + ["  two\tgaps  here ", "\u3000ideographic\u3000space"]]
+    rows, copies = np.arange(len(texts)), np.ones(len(texts), np.int64)
+    ops = ("swap", "delete", "insert", "synonym")
+    assert TextAugmenter(ops, 0.2, SYNONYMS, 5, collapsed=True).augment(texts, rows, copies) == \
+        TextAugmenter(ops, 0.2, SYNONYMS, 5).augment(texts, rows, copies)
 
 
 def test_texts_without_words_come_back_as_they_were():

@@ -125,8 +125,11 @@ class TextAugmenter:
     """EDA copies of many texts at once: numpy over all their words. Copy k of the text on input row r draws
     its numbers from a hash of (seed, r, k, stream, index), so it does not depend on the batch."""
 
-    def __init__(self, ops: tuple[str, ...], rate: float, synonyms: dict[str, list[str]], seed: int):
-        self.ops, self.rate = ops, rate
+    def __init__(self, ops: tuple[str, ...], rate: float, synonyms: dict[str, list[str]], seed: int,
+                 collapsed: bool = False):
+        """`collapsed`: the texts' whitespace is already collapsed (the collapse-space preset ran last), so
+        it need not be again."""
+        self.ops, self.rate, self.collapsed = ops, rate, collapsed
         self.seed_key = splitmix64(np.array([seed & (2**64 - 1)], np.uint64))[0]
         self.synonym_keys = pl.Series(list(synonyms), dtype=pl.String)
         self.option_counts = np.array([len(options) for options in synonyms.values()], np.int64)
@@ -147,7 +150,8 @@ class TextAugmenter:
         return self._augment(texts, rows, copies)
 
     def _augment(self, texts: pl.Series, rows: np.ndarray, copies: np.ndarray) -> pl.Series:
-        spaced = texts.rename("text").to_frame().select(collapse_space_polars(pl.col("text"))).to_series()
+        spaced = texts if self.collapsed else (
+            texts.rename("text").to_frame().select(collapse_space_polars(pl.col("text"))).to_series())
         words = spaced.str.split(" ")
         lengths = words.list.len().fill_null(0).to_numpy().astype(np.int64)
         lengths[(spaced == "").fill_null(True).to_numpy()] = 0  # "".split(" ") is [""], not []

@@ -203,7 +203,8 @@ class Augmentation:
         if not images and recipe.text_col is None:
             raise GenlabError("--augment needs --text-col (the text to augment)")
         synonyms = load_synonyms(recipe.synonyms) if recipe.synonyms else {}
-        self.text = None if images else TextAugmenter(self.ops, recipe.augment_rate, synonyms, recipe.seed)
+        collapsed = bool(recipe.cleaner) and recipe.cleaner.order[-1] == "collapse-space"
+        self.text = None if images else TextAugmenter(self.ops, recipe.augment_rate, synonyms, recipe.seed, collapsed)
         self.images = ImageAugmenter(self.ops, recipe.seed) if images else None
         self.text_col = recipe.text_col
 

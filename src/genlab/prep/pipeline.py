@@ -39,7 +39,9 @@ import contextlib
 import hashlib
 import importlib.metadata
 import os
+import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -73,20 +75,24 @@ def genlab_version() -> str:
         return "unknown"
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, stop: threading.Event | None = None) -> str | None:
+    """The file's sha256; None once `stop` is set."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
+            if stop is not None and stop.is_set():
+                return None
             digest.update(block)
     return digest.hexdigest()
 
 
-def input_sha256(path: Path) -> str:
-    """sha256 of a file, or of a folder's listing: one `relative/path sha256` line per file."""
+def input_sha256(path: Path, stop: threading.Event | None = None) -> str | None:
+    """sha256 of a file, or of a folder's listing: one `relative/path sha256` line per file; None once `stop`
+    is set."""
     if path.is_file():
-        return file_sha256(path)
-    listing = "".join(f"{p.relative_to(path).as_posix()} {file_sha256(p)}\n" for p in folder_files(path))
-    return hashlib.sha256(listing.encode()).hexdigest()
+        return file_sha256(path, stop)
+    listing = "".join(f"{p.relative_to(path).as_posix()} {file_sha256(p, stop)}\n" for p in folder_files(path))
+    return None if stop is not None and stop.is_set() else hashlib.sha256(listing.encode()).hexdigest()
 
 
 class Input:
@@ -374,18 +380,37 @@ def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) 
     if recipe.cleaner and not recipe.text_col:
         raise GenlabError("--clean and --clean-regex need --text-col")
     augmentation = Augmentation(recipe, fmt.name == "images") if recipe.augment and recipe.augment_factor > 1 else None
+    stop = threading.Event()  # a run that fails does not wait for its input's hash
+    with ThreadPoolExecutor(2) as hashing:  # sha256 lets go of the interpreter lock: files hash beside the work
+        input_hash = hashing.submit(input_sha256, source, stop)
+        try:
+            record = _on_an_engine(inp, recipe, work, augmentation, hashing)
+        except BaseException:
+            stop.set()
+            raise
+        record["input"]["sha256"] = input_hash.result()
+    atomic_write_json(work / "pipeline.json", record)
+    return record
+
+
+def _on_an_engine(inp: Input, recipe: Recipe, work: Path, augmentation: Augmentation | None,
+                  hashing: ThreadPoolExecutor) -> dict:
+    """The stages on the engine asked for, or on pandas where Polars cannot read the input as pandas would."""
     passes = make_passes(recipe, inp, work)
     try:
-        return _stages(passes, source, fmt, recipe, work, augmentation)
+        return _stages(passes, inp.path, inp.format, recipe, work, augmentation, hashing)
     except Unsupported:  # read on as pandas would: the pandas engine reads it, or names the fault
         passes.close()
         passes = LocalPasses(inp, PandasEngine(inp))
-        return _stages(passes, source, fmt, recipe, work, augmentation)
+        return _stages(passes, inp.path, inp.format, recipe, work, augmentation, hashing)
     finally:
         passes.close()
 
 
-def _stages(passes, source: Path, fmt: Format, recipe: Recipe, work: Path, augmentation: Augmentation | None) -> dict:
+def _stages(passes, source: Path, fmt: Format, recipe: Recipe, work: Path, augmentation: Augmentation | None,
+            hashing: ThreadPoolExecutor) -> dict:
+    """The passes and the steps between them -> pipeline.json's record (but the input's sha256, which
+    `hashing` works out meanwhile, as it does the outputs')."""
     # Long on purpose: the pipeline's stages in order, each a call, so the whole flow reads in one place.
     images = fmt.name == "images"
     inp = passes.inp
@@ -443,14 +468,17 @@ def _stages(passes, source: Path, fmt: Format, recipe: Recipe, work: Path, augme
     for name in SPLITS:
         outputs = [f"{name}{extension}"] + ([f"{name}.txt"] if recipe.text_col else [])
         for output in outputs:
-            files[output] = {"records": written[name], "sha256": file_sha256(work / output)}
+            files[output] = {"records": written[name], "sha256": hashing.submit(file_sha256, work / output)}
         if images:
             files[f"{name}/"] = {"records": written[name], "kind": "PNG images"}
+    for output in files.values():
+        if "sha256" in output:
+            output["sha256"] = output["sha256"].result()
     steps.add("write", {"format": recipe.format}, sum(written.values()), sum(written.values()), files=files)
 
     record = {
         "genlab_version": genlab_version(),
-        "input": {"path": str(source), "format": fmt.name, "sha256": input_sha256(source), "records": rows_read},
+        "input": {"path": str(source), "format": fmt.name, "sha256": None, "records": rows_read},
         "format": recipe.format,
         "text_col": recipe.text_col,
         "label_col": recipe.label_col,
@@ -460,7 +488,6 @@ def _stages(passes, source: Path, fmt: Format, recipe: Recipe, work: Path, augme
         "steps": steps.steps,
     }
     atomic_write_json(work / "normalization.json", stats)
-    atomic_write_json(work / "pipeline.json", record)
     return record
 
 
