@@ -388,6 +388,14 @@ def test_a_run_that_fails_does_not_wait_for_its_input_to_be_hashed(tmp_path, mon
     assert len(hashed) < 15 and not (tmp_path / "out").exists()
 
 
+def test_per_record_arrays_are_joined_as_they_were_and_let_go():
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 2**63, (int(n), 2), dtype=np.uint64) for n in rng.integers(0, 300_000, 40)]
+    expected = np.concatenate(parts)
+    whole = pipeline.joined(parts)
+    assert whole.dtype == np.uint64 and np.array_equal(whole, expected) and parts == []
+
+
 def test_a_corrupt_image_is_named_and_nothing_is_written(tmp_path):
     make_images(tmp_path / "imgs", per_class=3)
     (tmp_path / "imgs" / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
