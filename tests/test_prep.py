@@ -19,6 +19,7 @@ from PIL import Image
 from genlab.core.errors import GenlabError
 from genlab.prep import pipeline, prepare, report
 from genlab.prep.clean import TextCleaner
+from genlab.prep.split import assign_splits
 
 LABELS = ["ham", "spam", "eggs"]
 ISSUE_OPTIONS = dict(
@@ -105,6 +106,16 @@ def test_split_counts_are_exact_and_no_record_is_in_two_splits(tmp_path):
     ids = {s: set(df["id"]) for s, df in splits.items()}
     assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
     assert ids["train"] | ids["val"] | ids["test"] == set(range(300))
+
+
+def test_records_sharing_a_key_share_a_split_however_the_sort_orders_them():
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 400, 30_000).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # ~75 rows a key
+    strata = rng.integers(0, 3, 30_000).astype(np.int32)
+    assigned = assign_splits(keys.copy(), strata, (70, 15, 15))
+    groups = pd.DataFrame({"key": keys, "stratum": strata, "split": assigned}).groupby(["key", "stratum"])["split"]
+    assert (groups.nunique() == 1).all()
+    assert 0.6 < (assigned == 0).mean() < 0.8 and (assigned == 1).any() and (assigned == 2).any()
 
 
 def test_seed_changes_the_split(tmp_path):

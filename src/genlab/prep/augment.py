@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from PIL import Image, ImageEnhance
 
 from genlab.core.errors import GenlabError
@@ -158,7 +159,7 @@ class TextAugmenter:
         todo = np.flatnonzero(lengths > 0)
         if not todo.size:
             return texts
-        flat = words.gather(todo).explode()
+        flat = (words if len(todo) == len(words) else words.gather(todo)).explode()
         length = lengths[todo]
         starts = np.cumsum(length) - length
         keys = splitmix64(np.uint64(self.seed_key) ^ ((rows[todo].astype(np.uint64) << np.uint64(16))
@@ -183,11 +184,12 @@ class TextAugmenter:
         source = np.concatenate([source[keep], inserted[2]])
         # Stable: inserted words sharing a position keep their draw order. Nearly sorted already, so fast.
         order = np.argsort(record * (2 * int(length.max()) + 2) + order_key, kind="stable")
-        words = pl.concat([flat, self.option_words]).gather(source[order])
+        table = pl.concat([flat, self.option_words]) if len(self.option_words) else flat
+        words = table.gather(source[order]).to_arrow()
         offsets = np.concatenate([[0], np.cumsum(np.bincount(record, minlength=len(todo)))])
-        lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), words.to_arrow())
-        joined = pl.Series(lists).list.join(" ")
-        return texts.scatter(todo, joined)
+        lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), words)
+        joined = pc.binary_join(lists, pa.scalar(" ", words.type))  # Arrow's join: measured 2.5x Polars'
+        return texts.scatter(todo, pl.Series(joined))
 
     def _options(self, flat: pl.Series) -> np.ndarray:
         if not len(self.synonym_keys):
