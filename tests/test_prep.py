@@ -19,6 +19,7 @@ from PIL import Image
 from genlab.core.errors import GenlabError
 from genlab.prep import pipeline, prepare, report
 from genlab.prep.clean import TextCleaner
+from genlab.prep.dedupe import first_occurrences
 from genlab.prep.split import assign_splits
 
 LABELS = ["ham", "spam", "eggs"]
@@ -397,6 +398,16 @@ def test_a_run_that_fails_does_not_wait_for_its_input_to_be_hashed(tmp_path, mon
     with pytest.raises(GenlabError, match="no column 'nope'"):
         prepare(raw, tmp_path / "out", text_col="text", label_col="nope", progress=False)
     assert len(hashed) < 15 and not (tmp_path / "out").exists()
+
+
+def test_exact_dedupe_keeps_the_first_of_each_full_hash():
+    rng = np.random.default_rng(1)
+    hashes = rng.integers(0, 2**63, (50_000, 2), dtype=np.uint64)
+    hashes[rng.integers(0, 50_000, 3000)] = hashes[rng.integers(0, 50_000, 3000)]  # true repeats
+    halves = rng.integers(0, 50_000, 3000)
+    hashes[halves, 0] = hashes[rng.integers(0, 50_000, 3000), 0]  # same first half only: not repeats
+    expected = ~pd.DataFrame(hashes).duplicated().to_numpy()
+    assert np.array_equal(first_occurrences(hashes, block=4096), expected) and (~expected).sum() > 2000
 
 
 def test_per_record_arrays_are_joined_as_they_were_and_let_go():
