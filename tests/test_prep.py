@@ -69,6 +69,17 @@ def test_same_input_and_command_give_identical_bytes(tmp_path, fmt, ext):
     assert a == b
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "hdf5", "csv", "jsonl", "json"])
+def test_pipeline_json_holds_each_file_s_true_sha256(tmp_path, fmt):
+    raw = write_csv(tmp_path / "raw.csv")
+    record = prepare(raw, tmp_path / "out", progress=False, **{**ISSUE_OPTIONS, "format": fmt})
+    files = record["steps"][-1]["files"]
+    assert len(files) == 6
+    for name, entry in files.items():
+        assert entry["sha256"] == hashlib.sha256((tmp_path / "out" / name).read_bytes()).hexdigest(), name
+    assert record["input"]["sha256"] == hashlib.sha256(raw.read_bytes()).hexdigest()
+
+
 def test_chunk_size_does_not_change_which_records_go_where(tmp_path):
     raw = write_csv(tmp_path / "raw.csv")
     options = dict(text_col="text", label_col="label", dedupe=True, split="70/15/15", stratify="label",

@@ -184,7 +184,10 @@ def fit_chunks(chunks: Iterable[tuple[int, object]], engine, schema: Schema, ass
 
     def fit_chunk(start: int, chunk) -> TrainStats:
         part = train_stats(recipe, schema)
-        train = engine.take(chunk, assignment[start : start + len(chunk)] == 0)
+        columns = [c for c in engine.columns(chunk) if c in needed]  # the text need not be copied
+        if not columns:  # nothing measured is in this chunk
+            return part
+        train = engine.take(chunk[columns], assignment[start : start + len(chunk)] == 0)
         if len(train):
             part.update(engine.coerced(train, needed, recipe))
         return part

@@ -345,28 +345,32 @@ def saved_stats(path: Path, schema: Schema) -> dict:
 
 
 def write_splits(inp: Input, parts: Iterable[tuple[str, pd.DataFrame, np.ndarray, np.ndarray]], work: Path,
-                 out_kinds: Schema, recipe: Recipe, augmentation: Augmentation | None) -> dict[str, int]:
-    """Pass 3's records, in input order, into every split's files (+ .txt or PNG folders). -> records per split."""
+                 out_kinds: Schema, recipe: Recipe, augmentation: Augmentation | None
+                 ) -> tuple[dict[str, int], dict[str, str | None]]:
+    """Pass 3's records, in input order, into every split's files (+ .txt or PNG folders).
+    -> (records per split, sha256 per file name: None where the writer could not tell)."""
     images = inp.format.name == "images"
     output = FORMATS[recipe.format]
     pictures = {s: ImageFolderWriter(work, s, inp.path, recipe.label_col, augmentation and augmentation.images)
                 for s in SPLITS} if images else {}
     written = dict.fromkeys(SPLITS, 0)
+    files: dict[str, WriterThread] = {}
     with contextlib.ExitStack() as open_files:  # every writer closed, in order, however the pass ends
-        writers = {s: open_files.enter_context(WriterThread(output.writer(work / f"{s}{output.extension}", out_kinds)))
-                   for s in SPLITS}
-        corpora = {s: open_files.enter_context(WriterThread(TextCorpusWriter(work / f"{s}.txt")))
-                   for s in SPLITS} if recipe.text_col else {}
+        for s in SPLITS:
+            files[f"{s}{output.extension}"] = open_files.enter_context(
+                WriterThread(output.writer(work / f"{s}{output.extension}", out_kinds)))
+            if recipe.text_col:
+                files[f"{s}.txt"] = open_files.enter_context(WriterThread(TextCorpusWriter(work / f"{s}.txt")))
         for name, part, rows, copies in parts:
             if images:
                 part = pictures[name].write(part, rows, copies)
             if isinstance(part, pd.DataFrame):
                 part = part.reset_index(drop=True)
-            writers[name].write(part)
-            if corpora:
-                corpora[name].write(part[recipe.text_col])
+            files[f"{name}{output.extension}"].write(part)
+            if recipe.text_col:
+                files[f"{name}.txt"].write(part[recipe.text_col])
             written[name] += len(part)
-    return written
+    return written, {file: writer.sha256 for file, writer in files.items()}
 
 
 class LocalPasses:
@@ -488,7 +492,7 @@ def _stages(passes, source: Path, fmt: Format, recipe: Recipe, work: Path, augme
 
     written_kinds = {**output_kinds(schema, stats), **({"augmented": "bool"} if augmentation else {})}
     parts = passes.parts(schema, stats, assignment, recipe, augmentation)
-    written = write_splits(inp, parts, work, written_kinds, recipe, augmentation)
+    written, digests = write_splits(inp, parts, work, written_kinds, recipe, augmentation)
     if augmentation:
         params = {"ops": list(augmentation.ops), "factor": augmentation.factor, "seed": recipe.seed,
                   "rate": recipe.augment_rate if not images else None,
@@ -501,11 +505,12 @@ def _stages(passes, source: Path, fmt: Format, recipe: Recipe, work: Path, augme
     for name in SPLITS:
         outputs = [f"{name}{extension}"] + ([f"{name}.txt"] if recipe.text_col else [])
         for output in outputs:
-            files[output] = {"records": written[name], "sha256": hashing.submit(file_sha256, work / output)}
+            digest = digests[output] or hashing.submit(file_sha256, work / output)  # HDF5: read back
+            files[output] = {"records": written[name], "sha256": digest}
         if images:
             files[f"{name}/"] = {"records": written[name], "kind": "PNG images"}
     for output in files.values():
-        if "sha256" in output:
+        if not isinstance(output.get("sha256", ""), str):
             output["sha256"] = output["sha256"].result()
     steps.add("write", {"format": recipe.format}, sum(written.values()), sum(written.values()), files=files)
 
