@@ -234,7 +234,8 @@ def parse_csv(header: bytes, block: bytes) -> pl.DataFrame:
         frame = pl.read_csv(io.BytesIO(header + block), infer_schema=False, null_values=NA_VALUES, encoding="utf8")
     except pl.exceptions.PolarsError as e:
         raise Unsupported(" ".join(str(e).split())) from None
-    return frame.filter(~pl.all_horizontal(pl.all().is_null()))
+    empty = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
+    return frame.filter(~empty) if empty.any() else frame  # a filter copies every column: only when needed
 
 
 class SpillFile:

@@ -132,6 +132,10 @@ def new_scan(fmt: Format, recipe: Recipe) -> Scan:
     return Scan(fmt.typed, forced, coded)
 
 
+def _kept(values: list | pl.Series, kept: np.ndarray) -> list | pl.Series:
+    return values.filter(pl.Series(kept)) if isinstance(values, pl.Series) else [v for v, k in zip(values, kept) if k]
+
+
 def scan_chunk(start: int, chunk, engine, fmt: Format, path: Path, recipe: Recipe, keep: bool = False) -> Scan:
     """Pass 1 on one chunk (its rows counted from 0); `start`: its first row in the input. `keep`: the scan
     holds the chunk as cleaned."""
@@ -143,16 +147,17 @@ def scan_chunk(start: int, chunk, engine, fmt: Format, path: Path, recipe: Recip
     dropped = np.zeros(len(chunk), bool)
     for column in recipe.dropna:
         dropped |= engine.missing(chunk, column)
-    kept = engine.take(chunk, ~dropped)
-    result.valid.append(~dropped)
-    hashed = [c for c in engine.columns(kept) if c not in fmt.identity_columns]
-    result.hashes.append(engine.hashes(kept, hashed))
+    # Worked out for every row and then kept for the rows dropna keeps: cheaper than copying the chunk's rows.
+    kept = ~dropped
+    result.valid.append(kept)
+    hashed = [c for c in engine.columns(chunk) if c not in fmt.identity_columns]
+    result.hashes.append(engine.hashes(chunk, hashed)[kept])
     if recipe.dedupe_text:
-        result.text_hashes.append(text_hashes(engine.texts(kept, recipe.text_col)))
+        result.text_hashes.append(text_hashes(_kept(engine.texts(chunk, recipe.text_col), kept)))
     if recipe.dedupe_near:
-        result.signatures.append(signatures(engine.texts(kept, recipe.text_col)))
+        result.signatures.append(signatures(_kept(engine.texts(chunk, recipe.text_col), kept)))
     for column in result.code_index:
-        result.add_codes(column, engine.label_texts(kept, column), np.flatnonzero(~dropped))
+        result.add_codes(column, _kept(engine.label_texts(chunk, column), kept), np.flatnonzero(kept))
     result.rows = len(chunk)
     result.cleaned = chunk if keep else None
     return result
