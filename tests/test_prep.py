@@ -20,7 +20,7 @@ from genlab.core.errors import GenlabError
 from genlab.prep import pipeline, prepare, report
 from genlab.prep.clean import TextCleaner
 from genlab.prep.dedupe import first_occurrences
-from genlab.prep.split import assign_splits
+from genlab.prep.split import assign_splits, split_counts
 
 LABELS = ["ham", "spam", "eggs"]
 ISSUE_OPTIONS = dict(
@@ -118,6 +118,41 @@ def test_split_counts_are_exact_and_no_record_is_in_two_splits(tmp_path):
     ids = {s: set(df["id"]) for s, df in splits.items()}
     assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
     assert ids["train"] | ids["val"] | ids["test"] == set(range(300))
+
+
+def sorted_assignment(keys: np.ndarray, strata: np.ndarray, ratios) -> np.ndarray:
+    """The split rule written plainly: each stratum's records by key, cut at the counts, each cut moved up
+    past records that share the key before it."""
+    assignment = np.zeros(len(keys), np.uint8)
+    for stratum in np.unique(strata):
+        members = np.flatnonzero(strata == stratum)
+        members = members[np.argsort(keys[members], kind="stable")]
+        n_train, n_val, _ = split_counts(len(members), ratios)
+
+        def cut(at: int) -> int:
+            while 0 < at < len(members) and keys[members[at]] == keys[members[at - 1]]:
+                at += 1
+            return at
+
+        first = cut(n_train)
+        second = cut(max(first, n_train + n_val))
+        assignment[members[first:second]] = 1
+        assignment[members[second:]] = 2
+    return assignment
+
+
+@pytest.mark.parametrize("ratios", [(70, 15, 15), (100, 0, 0), (0, 50, 50), (90, 10, 0), (33.3, 33.3, 33.4)])
+def test_the_split_is_the_plainly_written_rule(ratios):
+    rng = np.random.default_rng(7)
+    for distinct, strata_count in [(2**40, 1), (300, 4), (50, 7), (2**40, 200)]:
+        n = 20_000
+        keys = rng.integers(0, distinct, n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        strata = rng.integers(0, strata_count, n).astype(np.int32)
+        strata[strata == 2] = 1  # a stratum without records
+        bits = int(strata.max()).bit_length()
+        expected = sorted_assignment((keys >> np.uint64(bits)) | (strata.astype(np.uint64) << np.uint64(64 - bits))
+                                     if bits else keys, strata, ratios)
+        assert np.array_equal(assign_splits(keys.copy(), strata, ratios, block=4096), expected)
 
 
 def test_records_sharing_a_key_share_a_split_however_the_sort_orders_them():

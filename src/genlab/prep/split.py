@@ -8,7 +8,7 @@ ordered by key and cut at the ratio boundaries. So:
   the chunk size or the row order;
 - identical records (when duplicates are kept) share a key, and a cut never
   falls between them: no record is in two splits.
-Memory: 8 bytes of key, 4 of stratum and 4 of sort order per record.
+Memory: 8 bytes of key, 4 of stratum and 8 of partitioned keys per record.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import polars as pl
 
 from genlab.core.errors import GenlabError
 from genlab.prep.dedupe import splitmix64
@@ -65,20 +64,16 @@ def rank_keys(hashes: np.ndarray, seed: int, keep: np.ndarray | None = None, blo
     return keys
 
 
-def _cut(keys: np.ndarray, members: np.ndarray, at: int) -> int:
-    # Move a cut past records that share the sort value just before it (identical records).
-    while 0 < at < len(members) and keys[members[at]] == keys[members[at - 1]]:
-        at += 1
-    return at
-
-
-def assign_splits(keys: np.ndarray, strata: np.ndarray, ratios: Sequence[float]) -> np.ndarray:
+def assign_splits(keys: np.ndarray, strata: np.ndarray, ratios: Sequence[float], block: int = 1 << 20) -> np.ndarray:
     """(n,) uint64 keys and (n,) non-negative int strata -> (n,) uint8: 0 train, 1 val, 2 test.
 
-    `keys` is overwritten (it becomes the sort value), so that memory stays at
-    4 bytes per record for the sort order and 4 for the sorted strata.
+    In each stratum the records with the n_train smallest keys go to train and the next n_val to val, a cut
+    moving up past records that share the key before it (identical records). So only two order statistics
+    per stratum are needed, not a sort: `np.partition` finds them in linear time. `keys` is overwritten (it
+    becomes the sort value); memory: 8 bytes per record for the partitioned copy.
     """
-    # One sort by (stratum, key): the stratum in the top bits, the key's top bits below it.
+    # One sort value per record: the stratum in the top bits, the key's top bits below it, so that each
+    # stratum's records are one run of the partitioned order.
     bits = int(strata.max()).bit_length() if len(strata) else 0
     if bits:
         keys >>= np.uint64(bits)
@@ -86,18 +81,23 @@ def assign_splits(keys: np.ndarray, strata: np.ndarray, ratios: Sequence[float])
         top <<= np.uint64(64 - bits)
         keys |= top
         del top
-    # Polars' sort: on all cores, 4-byte indices, 2.7x numpy's argsort on 13.6M keys. Not stable, and it need
-    # not be: only identical records share a key, and no cut falls between them.
-    order = pl.Series(keys).arg_sort().to_numpy()
-    sorted_strata = strata[order]
-    bounds = np.flatnonzero(sorted_strata[1:] != sorted_strata[:-1]) + 1
-    del sorted_strata
-    assignment = np.zeros(len(keys), np.uint8)
-    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(order)]):
-        members = order[start:stop]
-        n_train, n_val, _ = split_counts(len(members), ratios)
-        first = _cut(keys, members, n_train)
-        second = _cut(keys, members, max(first, n_train + n_val))
-        assignment[members[first:second]] = 1
-        assignment[members[second:]] = 2
+    counts = np.bincount(strata, minlength=1) if len(strata) else np.zeros(1, np.int64)
+    starts = np.cumsum(counts) - counts
+    plan = np.array([split_counts(int(n), ratios)[:2] for n in counts], np.int64).reshape(-1, 2)
+    train_last = starts + plan[:, 0] - 1  # the position, in sorted order, of each stratum's last train record
+    val_last = starts + plan[:, 0] + plan[:, 1] - 1
+    has_train, has_val_cut = plan[:, 0] > 0, plan.sum(axis=1) > 0
+    wanted = np.unique(np.concatenate([train_last[has_train], val_last[has_val_cut]]))
+    ordered = np.partition(keys, wanted) if wanted.size else keys
+    top_train = np.where(has_train, ordered[np.maximum(train_last, 0)], 0)
+    # A train cut moved past ties may pass the val cut: val is then empty (its top is train's).
+    top_val = np.where(has_val_cut, ordered[np.maximum(val_last, 0)], 0)
+    top_val = np.where(has_train, np.maximum(top_val, top_train), top_val)
+    del ordered
+    assignment = np.full(len(keys), 2, np.uint8)
+    for at in range(0, len(keys), block):  # a block at a time: the per-record thresholds stay small
+        part, group = keys[at : at + block], strata[at : at + block]
+        out = assignment[at : at + block]
+        out[has_val_cut[group] & (part <= top_val[group])] = 1
+        out[has_train[group] & (part <= top_train[group])] = 0
     return assignment
