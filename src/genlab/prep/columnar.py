@@ -239,21 +239,22 @@ def parse_csv(header: bytes, block: bytes) -> pl.DataFrame:
 
 
 class SpillFile:
-    """The scan's cleaned chunks, kept on disk in input order (an Arrow IPC stream each) so that the fit and
-    write passes read them back instead of parsing and cleaning the input again: those were about a fifth of
-    the pipeline's CPU time. Chunks are read back with plain reads, not a memory map, so they count against
+    """The scan's cleaned chunks, kept on disk in input order (an Arrow IPC stream per column of each chunk) so
+    that the fit and write passes read them back instead of parsing and cleaning the input again: those
+    were about a fifth of the pipeline's CPU time. A pass reads only the columns it uses (the fit, a few
+    numbers: not the text). Chunks are read back with plain reads, not a memory map, so they count against
     memory only while in use. A disk that fills up ends the spill, not the run: the passes then read the
     input again."""
 
     def __init__(self, path: Path):
         self.path = path
         self.file: BinaryIO | None = open(path, "wb")
-        self.spans: list[tuple[int, int, int]] = []  # per chunk: (offset, bytes, rows)
+        self.chunk_spans: list[tuple[int, dict[str, tuple[int, int]]]] = []  # (rows, column -> (offset, bytes))
 
     @staticmethod
     def fits(folder: Path, input_bytes: int) -> bool:
-        """Whether `folder`'s disk has room for the spill (at most about the input's size) and as much again
-        for the outputs."""
+        """Whether `folder`'s disk has room for the spill (about the input's size) and as much again for the
+        outputs."""
         return shutil.disk_usage(folder).free > 2 * input_bytes + (256 << 20)
 
     @property
@@ -264,9 +265,12 @@ class SpillFile:
         if self.file is None:
             return
         try:
-            offset = self.file.tell()
-            chunk.write_ipc_stream(self.file)
-            self.spans.append((offset, self.file.tell() - offset, len(chunk)))
+            spans = {}
+            for column in chunk.columns:
+                offset = self.file.tell()
+                chunk.select(column).write_ipc_stream(self.file)
+                spans[column] = (offset, self.file.tell() - offset)
+            self.chunk_spans.append((len(chunk), spans))
         except OSError:  # the disk is full: read the input again instead
             self.remove()
 
@@ -275,12 +279,17 @@ class SpillFile:
         if self.file is not None:
             self.file.close()
 
-    def chunks(self) -> Iterator[tuple[int, pl.DataFrame]]:
+    def chunks(self, columns: list[str] | None = None) -> Iterator[tuple[int, pl.DataFrame]]:
+        """(first row, chunk) in order, with `columns` only (those a chunk has; None: all)."""
         with open(self.path, "rb") as f:
             start = 0
-            for offset, size, rows in self.spans:
-                f.seek(offset)
-                yield start, pl.read_ipc_stream(io.BytesIO(f.read(size)))
+            for rows, spans in self.chunk_spans:
+                frames = []
+                for column in spans if columns is None else [c for c in columns if c in spans]:
+                    offset, size = spans[column]
+                    f.seek(offset)
+                    frames.append(pl.read_ipc_stream(io.BytesIO(f.read(size))))
+                yield start, pl.concat(frames, how="horizontal") if frames else pl.DataFrame()
                 start += rows
 
     def remove(self) -> None:
@@ -307,17 +316,18 @@ class PolarsEngine:
         self.typed = fmt == "jsonl"
         self.spilled: SpillFile | None = None  # once set, chunks come cleaned from it
 
-    def chunks(self, desc: str) -> Iterator[tuple[int, pl.DataFrame]]:
+    def chunks(self, desc: str, columns: list[str] | None = None) -> Iterator[tuple[int, pl.DataFrame]]:
         """(index of the chunk's first row, chunk) for the whole file; after `read_spilled`, the scan's
-        cleaned chunks."""
-        if self.spilled is not None:
-            pieces = self.spilled.chunks()
-        else:
-            batches = _sliced(json_frames(self.path), self.chunk_rows) if self.typed else self._csv_batches()
-            pieces = ((None, chunk) for chunk in batches)
+        cleaned chunks, holding only `columns` (those present) where they are named."""
         with progress_bar(total=None, unit="rows", unit_scale=True, desc=desc, enabled=self.progress) as bar:
+            if self.spilled is not None:
+                for (start, chunk), (rows, _) in zip(self.spilled.chunks(columns), self.spilled.chunk_spans):
+                    yield start, chunk
+                    bar.update(rows)
+                return
+            batches = _sliced(json_frames(self.path), self.chunk_rows) if self.typed else self._csv_batches()
             start = 0
-            for _, chunk in pieces:
+            for chunk in batches:
                 yield start, chunk
                 bar.update(len(chunk))
                 start += len(chunk)

@@ -181,11 +181,17 @@ def train_stats(recipe: Recipe, schema: Schema) -> TrainStats:
     return TrainStats(schema, list(recipe.fill), list(recipe.normalize), recipe.norm_method)
 
 
+def measured(recipe: Recipe, schema: Schema) -> Schema:
+    """The columns whose train statistics the fit pass measures, and their kinds."""
+    fitter = train_stats(recipe, schema)
+    return {c: k for c, k in schema.items() if c in fitter.moments or c in fitter.counts}
+
+
 def fit_chunks(chunks: Iterable[tuple[int, object]], engine, schema: Schema, assignment: np.ndarray,
                recipe: Recipe, threads: int = 1) -> TrainStats:
-    """Pass 2 over `chunks`; `assignment` covers the same rows."""
+    """Pass 2 over `chunks` (which need hold only the `measured` columns); `assignment` covers the same rows."""
     fitter = train_stats(recipe, schema)
-    needed = {c: k for c, k in schema.items() if c in fitter.moments or c in fitter.counts}
+    needed = measured(recipe, schema)
 
     def fit_chunk(start: int, chunk) -> TrainStats:
         part = train_stats(recipe, schema)

@@ -59,7 +59,7 @@ from genlab.prep.dedupe import first_occurrences, record_hashes
 from genlab.prep.folders import FOLDER_FORMATS, ImageFolderWriter, folder_files, folder_kind, has_class_folders
 from genlab.prep.formats import FORMATS, WRITTEN, Format, TextCorpusWriter, WriterThread, format_of
 from genlab.prep.near import bands, near_duplicates
-from genlab.prep.passes import (Augmentation, Scan, check_columns, fit_chunks, scan_chunks, split_parts,
+from genlab.prep.passes import (Augmentation, Scan, check_columns, fit_chunks, measured, scan_chunks, split_parts,
                                 train_stats)
 from genlab.prep.recipe import Recipe
 from genlab.prep.schema import KindTracker, Schema, coerce, convert, missing_mask, value_text
@@ -126,7 +126,10 @@ class PandasEngine:
 
     def __init__(self, inp: Input):
         self.inp, self.typed = inp, inp.format.typed
-        self.chunks = inp.chunks
+
+    def chunks(self, desc: str, columns: list[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
+        """Whole records, whatever `columns` names (the readers read records whole)."""
+        return self.inp.chunks(desc)
 
     @staticmethod
     def columns(chunk: pd.DataFrame) -> list[str]:
@@ -396,7 +399,8 @@ class LocalPasses:
         return found
 
     def fit(self, schema: Schema, assignment: np.ndarray, recipe: Recipe) -> TrainStats:
-        return fit_chunks(self.engine.chunks("fit"), self.engine, schema, assignment, recipe, self.threads)
+        chunks = self.engine.chunks("fit", list(measured(recipe, schema)))
+        return fit_chunks(chunks, self.engine, schema, assignment, recipe, self.threads)
 
     def parts(self, schema: Schema, stats: dict, assignment: np.ndarray, recipe: Recipe,
               augmentation: Augmentation | None) -> Iterator[tuple[str, object, np.ndarray, np.ndarray]]:
