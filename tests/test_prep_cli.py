@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -81,3 +84,21 @@ def test_a_part_of_speech_profile_with_a_tagger_trained_here_and_a_one_line_erro
         assert r.returncode == 1 and r.stderr.strip().splitlines() == [
             "error: --pos: NLTK's tagger data is not installed here; install it once with "
             "`python -m nltk.downloader averaged_perceptron_tagger_eng`"]
+
+
+def test_sigterm_removes_what_was_being_built(tmp_path):
+    """A prepare stopped by SIGTERM (a job scheduler's, a container's) leaves neither its half-built folder nor
+    the scan's spill beside --out, and says it was stopped."""
+    raw = tmp_path / "raw.csv"
+    raw.write_text("text,label,x\n" + "".join(f"words number {i} here,{'ab'[i % 2]},{i}\n" for i in range(1_500_000)))
+    genlab = str(Path(sys.executable).with_name("genlab"))
+    proc = subprocess.Popen([genlab, "data", "prepare", str(raw), "--out", str(tmp_path / "out"), "--text-col", "text",
+                             "--dedupe", "--augment", "eda"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.*.tmp/.scanned.arrows")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "finished before it could be stopped: make the input larger"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and "terminated" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw.csv"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 # at once, before torch (seconds) loads.
 
 import os
+import signal
 import sys
 import traceback
 
@@ -19,9 +20,18 @@ def _register() -> None:
     from genlab.cli import bench, clip, code, compare, data, demo, evaluate, export, report, rl, sample, serve, sweep, train  # noqa: F401
 
 
+def _terminated(signum, frame) -> None:
+    print("terminated", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Run the CLI. Exit status: 0 done, 1 a user's mistake or a failure (one line, `error: ...`),
     2 a usage error (usage and one line), 128 + N stopped by signal N (130 for Ctrl-C)."""
+    # SIGTERM unwinds as Ctrl-C does, so that what a command was building (a half-prepared dataset and its
+    # spill, a half-written export) is removed rather than left beside its destination. Training and the
+    # server put their own handlers in place while they run.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         # Imported here, inside the try: Ctrl-C while torch and the verbs load is "interrupted", not a traceback.
         from genlab.cli.root import app
