@@ -90,6 +90,32 @@ def test_both_engines_write_the_same_files(tmp_path, fmt):
     assert removed["exact"] > 0 and removed["normalized_text"] > 0
 
 
+@pytest.mark.parametrize("engine", ["polars", "pandas"])
+def test_what_earlier_chunks_settled_is_not_scanned_again_and_changes_nothing(tmp_path, monkeypatch, engine):
+    """A column found to be text stays text: later chunks skip its kind patterns. A category missing from
+    whole chunks (JSONL keys come and go) is still a category."""
+    records = []
+    for i in range(600):
+        record = {"id": i, "title": f"title {i}", "note": "x" if i else "first"}
+        if i < 100 or i >= 500:
+            record["kind"] = ["a", "b", "c"][i % 3]
+        records.append(json.dumps(record))
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text("\n".join(records) + "\n")
+    scanned = []
+    if engine == "polars":
+        kind_of = columnar.typed_kind
+        monkeypatch.setattr(columnar, "typed_kind", lambda present: scanned.append(present.name) or kind_of(present))
+    record = prepare(raw, tmp_path / "out", engine=engine, split="100", chunk_rows=50, progress=False)
+    kinds = {c["name"]: c["kind"] for c in record["columns"]}
+    assert kinds == {"id": "int", "title": "string", "note": "category", "kind": "category"}
+    if engine == "polars":
+        assert 1 <= scanned.count("title") < 6  # 12 chunks: a few scanned before the first was joined
+    other = prepare(raw, tmp_path / "other", engine="pandas" if engine == "polars" else "polars", split="100",
+                    chunk_rows=50, progress=False)
+    assert files_of(tmp_path / "out") == files_of(tmp_path / "other") and other["columns"] == record["columns"]
+
+
 def test_the_input_is_parsed_once_and_without_room_it_is_read_again(tmp_path, monkeypatch):
     """The Polars engine's later passes read back the scan's cleaned chunks; on a disk without room for them,
     or one that fills up during the scan, they read the input again, and every case writes the same files

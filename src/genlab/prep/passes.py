@@ -43,8 +43,8 @@ def check_columns(path: Path, columns: list[str], recipe: Recipe) -> None:
 class Scan:
     """What pass 1 learns: kinds, which rows survive dropna, and per surviving row its hashes and codes."""
 
-    def __init__(self, typed: bool, forced: Schema, coded: list[str]):
-        self.kinds = KindTracker(typed, forced)
+    def __init__(self, typed: bool, forced: Schema, coded: list[str], settled: tuple[frozenset, frozenset] | None = None):
+        self.kinds = KindTracker(typed, forced, settled)
         self.rows = 0
         self.valid: list[np.ndarray] = []
         self.hashes: list[np.ndarray] = []
@@ -126,20 +126,21 @@ def in_order(work, chunks: Iterable[tuple[int, object]], threads: int) -> Iterat
             yield first, result.result()
 
 
-def new_scan(fmt: Format, recipe: Recipe) -> Scan:
+def new_scan(fmt: Format, recipe: Recipe, settled: tuple[frozenset, frozenset] | None = None) -> Scan:
     coded = list(dict.fromkeys(c for c in (recipe.label_col, recipe.stratify) if c))
     forced = {**{c: "datetime" for c in recipe.parse_dates}, **({recipe.text_col: "string"} if recipe.text_col else {})}
-    return Scan(fmt.typed, forced, coded)
+    return Scan(fmt.typed, forced, coded, settled)
 
 
 def _kept(values: list | pl.Series, kept: np.ndarray) -> list | pl.Series:
     return values.filter(pl.Series(kept)) if isinstance(values, pl.Series) else [v for v, k in zip(values, kept) if k]
 
 
-def scan_chunk(start: int, chunk, engine, fmt: Format, path: Path, recipe: Recipe, keep: bool = False) -> Scan:
+def scan_chunk(start: int, chunk, engine, fmt: Format, path: Path, recipe: Recipe, keep: bool = False,
+               settled: tuple[frozenset, frozenset] | None = None) -> Scan:
     """Pass 1 on one chunk (its rows counted from 0); `start`: its first row in the input. `keep`: the scan
-    holds the chunk as cleaned."""
-    result = new_scan(fmt, recipe)
+    holds the chunk as cleaned. `settled`: what the chunks before it settled (`KindTracker.settled`)."""
+    result = new_scan(fmt, recipe, settled)
     if start == 0 and fmt.fixed_columns:
         check_columns(path, engine.columns(chunk), recipe)
     engine.observe(result.kinds, chunk)
@@ -168,12 +169,17 @@ def scan_chunks(chunks: Iterable[tuple[int, object]], engine, fmt: Format, path:
     """Pass 1 over `chunks` ((first row, chunk) pairs, rows counted from the start of what they cover).
     `keep`: called with each chunk as cleaned, in order."""
     found = new_scan(fmt, recipe)
-    work = functools.partial(scan_chunk, engine=engine, fmt=fmt, path=path, recipe=recipe, keep=keep is not None)
+    settled = [None]  # what the chunks joined so far settled: a chunk's scan skips it (read as it starts)
+
+    def work(start: int, chunk) -> Scan:
+        return scan_chunk(start, chunk, engine, fmt, path, recipe, keep is not None, settled[0])
+
     for start, part in in_order(work, chunks, threads):
         if keep is not None:
             keep(part.cleaned)
             part.cleaned = None
         found.extend(part, start)
+        settled[0] = found.kinds.settled()
     return found
 
 

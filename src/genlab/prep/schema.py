@@ -155,12 +155,22 @@ def merge_kinds(a: str | None, b: str | None) -> str | None:
 class KindTracker:
     """Follows every column's kind across chunks; columns keep their order of first appearance."""
 
-    def __init__(self, typed: bool, forced: Schema):
+    def __init__(self, typed: bool, forced: Schema, settled: tuple[frozenset, frozenset] | None = None):
+        """`settled`: what earlier parts of the input settled (`settled()`), so that a tracker of one chunk
+        does not scan again what cannot change."""
         self.typed = typed
         self.forced = forced  # kinds fixed in advance (a text column is text whatever it holds)
         self.kinds: dict[str, str | None] = {}
         self.distinct: dict[str, set | None] = {}  # a text column's values while few (None: too many)
         self.present: dict[str, int] = {}
+        strings, many = settled or ((), ())
+        self.kinds.update(dict.fromkeys(strings, "string"))
+        self.distinct.update(dict.fromkeys(many))
+
+    def settled(self) -> tuple[frozenset, frozenset]:
+        """(the string columns, whatever comes later; the columns with too many values to be categories)."""
+        return (frozenset(c for c, k in self.kinds.items() if k == "string"),
+                frozenset(c for c, seen in self.distinct.items() if seen is None))
 
     def observe(self, chunk: pd.DataFrame) -> None:
         for column in chunk.columns:
@@ -192,7 +202,7 @@ class KindTracker:
         for column, kind in other.kinds.items():
             known = self.kinds.get(column)
             self.kinds[column] = merge_kinds(known, kind) if column in self.kinds else kind
-            seen, more = self.distinct.get(column, set()), other.distinct.get(column)
+            seen, more = self.distinct.get(column, set()), other.distinct.get(column, set())  # None: too many
             if seen is None or more is None or len(seen | more) > CATEGORY_MAX:
                 self.distinct[column] = None
             else:
