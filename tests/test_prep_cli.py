@@ -56,6 +56,29 @@ def test_a_user_error_is_one_line_and_exit_status_1(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_full_disk_is_one_line_naming_the_file_and_replaces_nothing(tmp_path):
+    raw = write_csv(tmp_path / "raw.csv")
+    (tmp_path / "o").mkdir()
+    program = ("import sys, genlab.cli.data, genlab.prep.formats as formats\n"
+               "from genlab.cli import main\n"
+               "class FullDisk:\n"
+               "    def __init__(self, file): self.inner = file\n"
+               "    def write(self, data): raise OSError(28, 'No space left on device')\n"
+               "    def __getattr__(self, name): return getattr(self.inner, name)\n"
+               "opened = formats.HashedFile.__init__\n"
+               "def init(self, path):\n"
+               "    opened(self, path)\n"
+               "    if path.name == 'val.txt': self.file = FullDisk(self.file)\n"
+               "formats.HashedFile.__init__ = init\n"
+               "sys.argv[0] = 'genlab'; main()")
+    completed = subprocess.run([sys.executable, "-c", program, "data", "prepare", str(raw), "--text-col", "text",
+                                "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert completed.returncode == 1
+    assert completed.stderr.count("\n") == 1 and completed.stderr.startswith("error: ")
+    assert completed.stderr.endswith("val.txt: No space left on device\n") and "internal error" not in completed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "raw.csv"] and not any((tmp_path / "o").iterdir())
+
+
 def test_a_part_of_speech_profile_with_a_tagger_trained_here_and_a_one_line_error_without_its_data(tmp_path, cli):
     from nltk.tag.perceptron import PerceptronTagger
 

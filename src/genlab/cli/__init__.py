@@ -7,6 +7,7 @@ from __future__ import annotations
 # Commands import the engines they run inside their bodies, on purpose: `genlab --help` and a bad flag answer
 # at once, before torch (seconds) loads.
 
+import errno
 import os
 import signal
 import sys
@@ -18,6 +19,11 @@ from genlab.core.errors import GenlabError, Interrupted
 def _register() -> None:
     # Each module adds its verbs to `app`; import order is the order in --help.
     from genlab.cli import bench, clip, code, compare, data, demo, evaluate, export, report, rl, sample, serve, sweep, train  # noqa: F401
+
+
+# Failures of the machine a command runs on (a full disk or quota, a read-only or forbidden place), said as
+# such rather than as a genlab bug.
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 def _terminated(signum, frame) -> None:
@@ -74,6 +80,9 @@ def exit_status(e: Exception) -> int:
         traceback.print_exception(e)
     if isinstance(e, GenlabError):
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    if isinstance(e, OSError) and e.errno in MACHINE_ERRNOS:  # the machine's state, not a bug: say which file
+        print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror}", file=sys.stderr)
         return 1
     detail = str(e).splitlines()[0][:300] if str(e) else ""  # a bug in genlab: one line, the traceback on request
     print(f"error: internal error ({type(e).__name__}: {detail}); rerun with --debug or GENLAB_DEBUG=1 "

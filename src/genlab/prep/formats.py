@@ -215,6 +215,7 @@ class HashedFile(io.RawIOBase):
 
     def __init__(self, path: Path):
         super().__init__()
+        self.path = path
         self.file = open(path, "wb")
         self.digest = hashlib.sha256()
 
@@ -222,7 +223,10 @@ class HashedFile(io.RawIOBase):
         return True
 
     def write(self, data) -> int:
-        self.file.write(data)
+        try:
+            self.file.write(data)
+        except OSError as e:  # a full disk, say: name the file, which a write on an open file does not
+            raise OSError(e.errno, e.strerror, str(self.path)) from None
         self.digest.update(data)
         return memoryview(data).nbytes
 
