@@ -13,8 +13,6 @@ import signal
 import sys
 import traceback
 
-from genlab.core.errors import GenlabError, Interrupted
-
 
 def _register() -> None:
     # Each module adds its verbs to `app`; import order is the order in --help.
@@ -67,6 +65,8 @@ def exit_status(e: Exception) -> int:
     """Say in one line what stopped the command; returns its exit status."""
     import typer
     from typer.exceptions import TyperException
+
+    from genlab.core.errors import GenlabError, Interrupted  # here, as every import: see `main`
 
     if isinstance(e, typer.Abort):
         return 130
