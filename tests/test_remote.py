@@ -144,7 +144,7 @@ def test_a_teacher_without_per_character_logprobs_teaches_by_its_samples_alone(m
     from types import SimpleNamespace
 
     from genlab.core.errors import GenlabError
-    from genlab.sampling.endpoint import Endpoint
+    from genlab.sampling.endpoint import Endpoint, Unavailable
     from genlab.tasks.remote import soft_targets_offered
 
     corpus = tmp_path / "corpus.txt"
@@ -163,3 +163,10 @@ def test_a_teacher_without_per_character_logprobs_teaches_by_its_samples_alone(m
         assert soft_targets_offered(spec, corpus, 5) is offered
         said = capsys.readouterr().err
         assert ("learns from its samples alone" in said) is (not offered)
+
+    def busy(self, prompts, top):  # a server that did not answer is not a server without logprobs
+        raise Unavailable("http://127.0.0.1:9/v1: the server answered 503 after 5 retries (busy)")
+    monkeypatch.setattr(Endpoint, "prompt_logprobs", busy)
+    with pytest.raises(Unavailable, match="503"):
+        soft_targets_offered(spec, corpus, 5)
+    assert "learns from its samples alone" not in capsys.readouterr().err

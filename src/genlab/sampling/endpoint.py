@@ -13,6 +13,11 @@ from urllib.parse import urlsplit
 
 from genlab.core.errors import GenlabError
 
+
+class Unavailable(GenlabError):
+    """The server did not answer, or answered that it could not then (429, 5xx) after every retry: a state of
+    the server, not a refusal of what was asked."""
+
 PREFIX = "remote:"
 RETRIES = 5
 TIMEOUT = 120.0
@@ -75,10 +80,12 @@ class Endpoint:
         except openai.NotFoundError:
             raise GenlabError(f"{self.url}: no model {self.name!r} there (GET {self.url}/models lists them)") from None
         except openai.APIConnectionError:
-            raise GenlabError(f"{self.url}: no answer (is the server running, and is this its /v1 base URL?)") from None
+            raise Unavailable(f"{self.url}: no answer (is the server running, and is this its /v1 base URL?)") from None
         except openai.APIStatusError as e:
-            retried = f" after {RETRIES} retries" if e.status_code == 429 or e.status_code >= 500 else ""
-            raise GenlabError(f"{self.url}: the server answered {e.status_code}{retried} ({str(e.message)[:200]})") from None
+            busy = e.status_code == 429 or e.status_code >= 500
+            message = f"{self.url}: the server answered {e.status_code}{f' after {RETRIES} retries' if busy else ''} " \
+                      f"({str(e.message)[:200]})"
+            raise (Unavailable if busy else GenlabError)(message) from None
 
     def prompt_logprobs(self, prompts: list[str], top: int) -> list:
         """Each prompt's tokens with their log-probabilities and `top` alternatives (OpenAI's legacy `logprobs`

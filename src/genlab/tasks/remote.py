@@ -23,7 +23,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.files import atomic_write_text
 from genlab.core.progress import progress_bar
 from genlab.core.samples import TextSample
-from genlab.sampling.endpoint import TIMEOUT, Endpoint, parse_remote
+from genlab.sampling.endpoint import TIMEOUT, Endpoint, Unavailable, parse_remote
 from genlab.tasks.code import CodeGenerator, PYTHON_STOPS
 
 SCORE_PIECE_CHARS = 2_000  # a prompt scored in one request: well under any server's prompt limit
@@ -107,7 +107,9 @@ def soft_targets_offered(spec: str, corpus: Path, top: int) -> bool:
     try:
         (scored,) = Endpoint(spec).prompt_logprobs([text], top)
         offered = all(len(t) == 1 for t in scored.tokens) and "".join(scored.tokens) == text and any(scored.top_logprobs[1:])
-    except GenlabError:
+    except Unavailable:  # no answer is not a "no": the run stops rather than learn another way
+        raise
+    except GenlabError:  # refused: this server gives no such logprobs
         offered = False
     if not offered:
         print(f"{spec}: no per-character top_logprobs from this server; the student learns from its samples alone",
