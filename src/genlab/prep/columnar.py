@@ -279,8 +279,8 @@ class SpillFile:
         if self.file is not None:
             self.file.close()
 
-    def chunks(self, columns: list[str] | None = None) -> Iterator[tuple[int, pl.DataFrame]]:
-        """(first row, chunk) in order, with `columns` only (those a chunk has; None: all)."""
+    def chunks(self, columns: list[str] | None = None) -> Iterator[tuple[int, int, pl.DataFrame]]:
+        """(first row, rows, chunk) in order, the chunk with `columns` only (those it has; None: all)."""
         with open(self.path, "rb") as f:
             start = 0
             for rows, spans in self.chunk_spans:
@@ -289,7 +289,7 @@ class SpillFile:
                     offset, size = spans[column]
                     f.seek(offset)
                     frames.append(pl.read_ipc_stream(io.BytesIO(f.read(size))))
-                yield start, pl.concat(frames, how="horizontal") if frames else pl.DataFrame()
+                yield start, rows, pl.concat(frames, how="horizontal") if frames else pl.DataFrame()
                 start += rows
 
     def remove(self) -> None:
@@ -321,7 +321,7 @@ class PolarsEngine:
         cleaned chunks, holding only `columns` (those present) where they are named."""
         with progress_bar(total=None, unit="rows", unit_scale=True, desc=desc, enabled=self.progress) as bar:
             if self.spilled is not None:
-                for (start, chunk), (rows, _) in zip(self.spilled.chunks(columns), self.spilled.chunk_spans):
+                for start, rows, chunk in self.spilled.chunks(columns):
                     yield start, chunk
                     bar.update(rows)
                 return

@@ -206,7 +206,7 @@ def read_hdf5(path: Path, chunk_rows: int) -> Chunks:
 
 
 # ---- writers ----
-# Each has write(chunk), close() and sha256 (its file's, once closed; None where it cannot tell).
+# Each has write(chunk), close() and sha256 (its file's, once closed).
 
 
 class HashedFile(io.RawIOBase):
@@ -374,10 +374,8 @@ class ParquetWriter:
 
 
 class Hdf5Writer:
-    sha256 = None  # h5py writes where it likes: the file is hashed once closed
-
     def __init__(self, path: Path, schema: Schema):
-        self.kinds = schema
+        self.path, self.kinds, self.sha256 = path, schema, None
         self.blocks = Blocks(schema, self.write_block)
         self.write = self.blocks.add
         for column in schema:
@@ -422,6 +420,8 @@ class Hdf5Writer:
     def close(self) -> None:
         self.blocks.finish()
         self.file.close()
+        with open(self.path, "rb") as f:  # h5py writes where it likes: the file is hashed once closed
+            self.sha256 = hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def corpus_records(texts: pl.Series) -> pl.Series:
@@ -495,7 +495,7 @@ class WriterThread:
         self.queue.put(chunk)
 
     @property
-    def sha256(self) -> str | None:
+    def sha256(self) -> str:
         return self.writer.sha256
 
     def close(self) -> None:

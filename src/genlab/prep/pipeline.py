@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
+import functools
 import hashlib
 import importlib.metadata
 import os
@@ -68,8 +68,6 @@ from genlab.prep.stats import TrainStats, load_stats, output_kinds
 
 
 DROPPED = 255  # split code of a row that dropna or dedupe removed
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-LIBC = _libc if hasattr(_libc, "malloc_trim") else None  # glibc's, to hand freed heap memory back
 MISSING_LABEL = "<missing>"  # how a missing label is named in counts
 
 
@@ -268,12 +266,18 @@ def joined(parts: list[np.ndarray]) -> np.ndarray:
     return whole
 
 
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, from the symbols this process already has; None elsewhere (musl, macOS)."""
+    return getattr(ctypes.CDLL(None), "malloc_trim", None)
+
+
 def release_freed_memory() -> None:
     """Hand memory freed by the passes back to the system (where it can be asked: glibc's heaps and Arrow's
     pool), so that the next stage's peak does not stand on the last one's leftovers. Measured on the 2 GB
     JSONL: the dedupe step's peak fell from 880 to 733 MiB, at no cost in time."""
-    if LIBC is not None:
-        LIBC.malloc_trim(0)
+    if (trim := _malloc_trim()) is not None:
+        trim(0)
     pa.default_memory_pool().release_unused()
 
 
@@ -349,9 +353,9 @@ def saved_stats(path: Path, schema: Schema) -> dict:
 
 def write_splits(inp: Input, parts: Iterable[tuple[str, pd.DataFrame, np.ndarray, np.ndarray]], work: Path,
                  out_kinds: Schema, recipe: Recipe, augmentation: Augmentation | None
-                 ) -> tuple[dict[str, int], dict[str, str | None]]:
+                 ) -> tuple[dict[str, int], dict[str, str]]:
     """Pass 3's records, in input order, into every split's files (+ .txt or PNG folders).
-    -> (records per split, sha256 per file name: None where the writer could not tell)."""
+    -> (records per split, sha256 per file name)."""
     images = inp.format.name == "images"
     output = FORMATS[recipe.format]
     pictures = {s: ImageFolderWriter(work, s, inp.path, recipe.label_col, augmentation and augmentation.images)
@@ -418,10 +422,10 @@ def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) 
         raise GenlabError("--clean and --clean-regex need --text-col")
     augmentation = Augmentation(recipe, fmt.name == "images") if recipe.augment and recipe.augment_factor > 1 else None
     stop = threading.Event()  # a run that fails does not wait for its input's hash
-    with ThreadPoolExecutor(2) as hashing:  # sha256 lets go of the interpreter lock: files hash beside the work
+    with ThreadPoolExecutor(1) as hashing:  # sha256 lets go of the interpreter lock: the input hashes beside the work
         input_hash = hashing.submit(input_sha256, source, stop)
         try:
-            record = _on_an_engine(inp, recipe, work, augmentation, hashing)
+            record = _on_an_engine(inp, recipe, work, augmentation)
         except BaseException:
             stop.set()
             raise
@@ -430,24 +434,22 @@ def _run(source: Path, fmt: Format, recipe: Recipe, work: Path, progress: bool) 
     return record
 
 
-def _on_an_engine(inp: Input, recipe: Recipe, work: Path, augmentation: Augmentation | None,
-                  hashing: ThreadPoolExecutor) -> dict:
+def _on_an_engine(inp: Input, recipe: Recipe, work: Path, augmentation: Augmentation | None) -> dict:
     """The stages on the engine asked for, or on pandas where Polars cannot read the input as pandas would."""
     passes = make_passes(recipe, inp, work)
     try:
-        return _stages(passes, inp.path, inp.format, recipe, work, augmentation, hashing)
+        return _stages(passes, inp.path, inp.format, recipe, work, augmentation)
     except Unsupported:  # read on as pandas would: the pandas engine reads it, or names the fault
         passes.close()
         passes = LocalPasses(inp, PandasEngine(inp))
-        return _stages(passes, inp.path, inp.format, recipe, work, augmentation, hashing)
+        return _stages(passes, inp.path, inp.format, recipe, work, augmentation)
     finally:
         passes.close()
 
 
-def _stages(passes, source: Path, fmt: Format, recipe: Recipe, work: Path, augmentation: Augmentation | None,
-            hashing: ThreadPoolExecutor) -> dict:
-    """The passes and the steps between them -> pipeline.json's record (but the input's sha256, which
-    `hashing` works out meanwhile, as it does the outputs')."""
+def _stages(passes, source: Path, fmt: Format, recipe: Recipe, work: Path, augmentation: Augmentation | None) -> dict:
+    """The passes and the steps between them -> pipeline.json's record (but the input's sha256, worked out
+    meanwhile by `_run`)."""
     # Long on purpose: the pipeline's stages in order, each a call, so the whole flow reads in one place.
     images = fmt.name == "images"
     inp = passes.inp
@@ -509,13 +511,9 @@ def _stages(passes, source: Path, fmt: Format, recipe: Recipe, work: Path, augme
     for name in SPLITS:
         outputs = [f"{name}{extension}"] + ([f"{name}.txt"] if recipe.text_col else [])
         for output in outputs:
-            digest = digests[output] or hashing.submit(file_sha256, work / output)  # HDF5: read back
-            files[output] = {"records": written[name], "sha256": digest}
+            files[output] = {"records": written[name], "sha256": digests[output]}
         if images:
             files[f"{name}/"] = {"records": written[name], "kind": "PNG images"}
-    for output in files.values():
-        if not isinstance(output.get("sha256", ""), str):
-            output["sha256"] = output["sha256"].result()
     steps.add("write", {"format": recipe.format}, sum(written.values()), sum(written.values()), files=files)
 
     record = {

@@ -13,14 +13,14 @@ from urllib.parse import urlsplit
 
 from genlab.core.errors import GenlabError
 
+PREFIX = "remote:"
+RETRIES = 5
+TIMEOUT = 120.0
+
 
 class Unavailable(GenlabError):
     """The server did not answer, or answered that it could not then (429, 5xx) after every retry: a state of
     the server, not a refusal of what was asked."""
-
-PREFIX = "remote:"
-RETRIES = 5
-TIMEOUT = 120.0
 # SamplingParams field -> the request field of OpenAI's completions API (genlab's own server takes the extensions).
 REQUEST_FIELDS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p",
                   "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}
@@ -83,8 +83,8 @@ class Endpoint:
             raise Unavailable(f"{self.url}: no answer (is the server running, and is this its /v1 base URL?)") from None
         except openai.APIStatusError as e:
             busy = e.status_code == 429 or e.status_code >= 500
-            message = f"{self.url}: the server answered {e.status_code}{f' after {RETRIES} retries' if busy else ''} " \
-                      f"({str(e.message)[:200]})"
+            retried = f" after {RETRIES} retries" if busy else ""
+            message = f"{self.url}: the server answered {e.status_code}{retried} ({str(e.message)[:200]})"
             raise (Unavailable if busy else GenlabError)(message) from None
 
     def prompt_logprobs(self, prompts: list[str], top: int) -> list:
