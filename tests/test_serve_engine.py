@@ -126,3 +126,65 @@ def test_the_engine_process_never_outlives_a_killed_server(run):
             return
         time.sleep(0.1)
     pytest.fail(f"engine processes {engines} still run after their server was killed")
+
+
+@pytest.mark.parametrize("loop_kind", ["uvloop", "asyncio"])
+def test_a_report_written_in_pieces_reaches_the_server_whole(loop_kind):
+    """A big report (a long echo's logprobs) can be half written when the event loop sees the pipe readable;
+    under uvloop the pipe is non-blocking, and reading it as one message took a live engine for dead. Each
+    report arrives once, whole and in order, and only the engine's end closing says it is gone."""
+    import asyncio
+    import multiprocessing
+    import threading
+
+    from genlab.server.engine_process import MessageReader, send_report
+
+    reader_end, writer_end = multiprocessing.Pipe(duplex=False)
+    reader = MessageReader(reader_end)
+    big = ("events", "x" * 3_000_000)  # far past a pipe's 64 KiB buffer: written while the server reads
+    sent = [("small", 1), big, ("small", 2)]
+
+    def engine():
+        send_report(writer_end, sent[0])
+        import pickle  # the middle report in two halves, a pause between
+        from genlab.server.engine_process import FRAME
+        data = pickle.dumps(big)
+        framed = FRAME.pack(len(data)) + data
+        half = len(framed) // 2
+        with memoryview(framed) as rest:
+            rest = rest[:half]
+            while rest:
+                rest = rest[os.write(writer_end.fileno(), rest):]
+        time.sleep(0.3)
+        with memoryview(framed) as rest:
+            rest = rest[half:]
+            while rest:
+                rest = rest[os.write(writer_end.fileno(), rest):]
+        send_report(writer_end, sent[2])
+        writer_end.close()
+
+    async def server():
+        loop = asyncio.get_running_loop()
+        got, done = [], loop.create_future()
+
+        def readable():
+            reports, closed = reader.read()
+            got.extend(reports)
+            if closed:
+                loop.remove_reader(reader.fd)
+                done.set_result(None)
+
+        loop.add_reader(reader.fd, readable)
+        thread = threading.Thread(target=engine)
+        thread.start()
+        await asyncio.wait_for(done, 30)
+        thread.join()
+        return got
+
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        got = uvloop.run(server())
+    else:
+        got = asyncio.run(server())
+    assert got == sent
+    reader.close()
