@@ -74,6 +74,30 @@ def test_requests_join_and_leave_between_steps_without_changing_each_other(conti
         assert sorted(engine.pool.free) == list(range(engine.pool.capacity))
 
 
+def test_the_pool_grows_past_its_rows_and_a_lone_row_then_reads_the_new_cache():
+    """Ten requests outgrow the pool's eight rows (it doubles, rows in use keep their place); the last one left
+    then steps alone through views of its row, which must be views of the grown cache, not the old one."""
+    model = tiny_model("gpt")
+    budgets = [30] + [4 + 2 * i for i in range(1, 10)]  # the first request, alone before and after, ends last
+    requests = [Request([1 + i, 2], SamplingParams(max_new_tokens=b, temperature=1.0), seed=i) for i, b in enumerate(budgets)]
+    alone = []
+    for r in requests:
+        e = Engine(model, continuous=True)
+        slot = e.add(r)
+        while e.active:
+            e.step()
+        alone.append(e.tokens(slot))
+    engine = Engine(model, continuous=True)
+    first = engine.add(requests[0])
+    engine.step()
+    engine.step()  # a lone row: its views are kept
+    slots = [first] + [engine.add(r) for r in requests[1:]]
+    while engine.active:
+        engine.step()
+    assert engine.pool.capacity == 16
+    assert [engine.tokens(s) for s in slots] == alone
+
+
 def test_bench_measures_peak_mfu_and_decoding_against_transformers():
     # `genlab bench` at test size: every figure is measured, and MFU is a share of the peak measured beside it.
     from genlab.workflows.benchmark import decode_comparison, training_mfu

@@ -83,9 +83,9 @@ def test_rows_at_their_own_positions_match_full_forward(name, rows):
         for b, (row, n) in enumerate(zip(rows, lengths)):
             model.fill_slot(slots, row, x[b: b + 1, :n])
         for i in range(4):
-            positions = torch.tensor([n + i for n in lengths])
+            positions = [n + i for n in lengths]
             idx = x[torch.arange(3), positions]
-            logits = model.step_slots(slots, torch.tensor(rows), idx, positions)  # (3, V)
+            logits = model.step_slots(slots, list(rows), idx, positions)  # (3, V)
             torch.testing.assert_close(logits, full[torch.arange(3), positions], atol=1e-5, rtol=1e-4)
 
 
@@ -101,7 +101,7 @@ def test_a_lone_row_steps_through_its_own_cache_rows_like_the_full_forward(name)
         model.fill_slot(slots, 2, x[:, :4])
         others = [layer["k"][[0, 1, 3]].clone() for layer in slots["layers"]]
         for p in range(4, 12):
-            logits = model.step_slots(slots, torch.tensor([2]), x[:, p], torch.tensor([p]))  # (1, V)
+            logits = model.step_slots(slots, [2], x[:, p], [p])  # (1, V)
             torch.testing.assert_close(logits[0], full[p], atol=1e-5, rtol=1e-4)
         assert all(torch.equal(layer["k"][[0, 1, 3]], before) for layer, before in zip(slots["layers"], others))
 

@@ -325,19 +325,24 @@ class GPT(nn.Module):
             layer["k"][dst, :, :length] = layer["k"][src, :, :length]
             layer["v"][dst, :, :length] = layer["v"][src, :, :length]
 
-    def step_slots(self, slots: dict, rows: torch.Tensor, idx: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def step_slots(self, slots: dict, rows: list[int], idx: torch.Tensor, positions: list[int]) -> torch.Tensor:
         """Feed one token per row: idx (B,) at positions (B,) into slot rows (B,), sorted and distinct -> logits (B, V)."""
-        assert int(positions.max()) < self.cfg.block_size, "a slot is full: recompute a sliding window instead"
-        if rows.numel() == 1:  # one row (a lone client): its own cache rows at a plain position, no mask to build
-            position = int(positions[0])
-            cache = PrefixCache(self._rows(slots, int(rows[0])), position, 1)
-            return self._next_token(idx, position, cache, slots["weights"])
-        return self._next_token(idx, positions[:, None], SlotCache(slots["layers"], rows, positions), slots["weights"])
+        assert max(positions) < self.cfg.block_size, "a slot is full: recompute a sliding window instead"
+        if len(rows) == 1:  # one row (a lone client): its own cache rows at a plain position, no mask to build
+            cache = PrefixCache(self._rows(slots, rows[0]), positions[0], 1)
+            return self._next_token(idx, positions[0], cache, slots["weights"])
+        at = torch.tensor(positions, device=idx.device)
+        return self._next_token(idx, at[:, None], SlotCache(slots["layers"], torch.tensor(rows, device=idx.device), at),
+                                slots["weights"])
 
     @staticmethod
     def _rows(slots: dict, row: int) -> list[dict]:
-        """Row `row` of every layer's buffers, as views (what is written there lands in the slot)."""
-        return [{"k": layer["k"][row: row + 1], "v": layer["v"][row: row + 1]} for layer in slots["layers"]]
+        """Row `row` of every layer's buffers, as views (what is written there lands in the slot), made once a row:
+        a lone client's every step reads them."""
+        views = slots.setdefault("row_views", {})
+        if row not in views:
+            views[row] = [{"k": layer["k"][row: row + 1], "v": layer["v"][row: row + 1]} for layer in slots["layers"]]
+        return views[row]
 
 
 FAMILY = Family("gpt", GPT, "sequence", exports=("onnx", "int8", "int8-torch", "hf", "web"), abilities=frozenset({"embed"}))

@@ -207,7 +207,7 @@ def _copy_rows(dest, src, n: int) -> None:
     if isinstance(src, torch.Tensor):
         dest[:n] = src
     elif isinstance(src, dict):
-        for k in src:
+        for k in dest:  # what the bigger state holds (not what src made of itself since, such as views of its rows)
             _copy_rows(dest[k], src[k], n)
     elif isinstance(src, list):
         for d, s in zip(dest, src):
@@ -324,9 +324,9 @@ class Engine:
                 batch.append(slot)
         if batch:
             batch.sort(key=lambda x: self.slots[x].row)  # rows in order: packed rows are read as a view, not copied
-            rows = torch.tensor([self.slots[x].row for x in batch], device=self.device)
+            rows = [self.slots[x].row for x in batch]
             last = torch.tensor([self.slots[x].tokens[-1] for x in batch], device=self.device)
-            positions = torch.tensor([self.slots[x].fed for x in batch], device=self.device)
+            positions = [self.slots[x].fed for x in batch]
             out = self.model.step_slots(self.pool.state, rows, last, positions)  # (B, V)
             for i, slot in enumerate(batch):
                 found[slot] = out[i: i + 1]
