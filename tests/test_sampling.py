@@ -75,8 +75,10 @@ def test_requests_join_and_leave_between_steps_without_changing_each_other(conti
 
 
 def test_the_pool_grows_past_its_rows_and_a_lone_row_then_reads_the_new_cache():
-    """Ten requests outgrow the pool's eight rows (it doubles, rows in use keep their place); the last one left
-    then steps alone through views of its row, which must be views of the grown cache, not the old one."""
+    """Ten requests outgrow the pool's eight rows (it doubles, rows in use keep their place); as they end, the
+    highest rows move down into their holes, so the rows in use stay the first ones (read as a view); the last
+    one left steps alone through views of its row, which must be views of the grown cache, not the old one.
+    Every request's tokens are those it draws alone."""
     model = tiny_model("gpt")
     budgets = [30] + [4 + 2 * i for i in range(1, 10)]  # the first request, alone before and after, ends last
     requests = [Request([1 + i, 2], SamplingParams(max_new_tokens=b, temperature=1.0), seed=i) for i, b in enumerate(budgets)]
@@ -93,7 +95,9 @@ def test_the_pool_grows_past_its_rows_and_a_lone_row_then_reads_the_new_cache():
     engine.step()  # a lone row: its views are kept
     slots = [first] + [engine.add(r) for r in requests[1:]]
     while engine.active:
-        engine.step()
+        ended = sum(e.finish is not None for e in engine.step())
+        held = sorted(s.row for s in engine.slots.values() if s.row is not None)
+        assert not held or held[-1] < len(held) + ended  # a finished row's hole is filled at the next step
     assert engine.pool.capacity == 16
     assert [engine.tokens(s) for s in slots] == alone
 

@@ -301,6 +301,7 @@ class Engine:
     def _pool_logits(self) -> tuple[list[int], torch.Tensor | None]:
         """Next-token logits of every running slot: new ones prefilled alone, the rest fed in one batch."""
         self.waiting = []
+        self._pack_rows()
         found: dict[int, torch.Tensor] = {}
         prefilled: dict[tuple, tuple[int, torch.Tensor]] = {}  # prompt -> (row, logits): n rows, one prefill
         batch = []
@@ -453,6 +454,20 @@ class Engine:
         if s.text is not None:
             s.text.finish()
         self._release_row(s)
+
+    def _pack_rows(self) -> None:
+        """Move the highest rows in use down into the holes finished requests left, so the rows in use are the
+        first ones and a step reads its cache as one view. Gathering rows with holes between them was a third
+        of a step at 16 clients (a client between two requests leaves a hole)."""
+        free, used = self.pool.free, self.pool.capacity - len(self.pool.free)
+        if not free or free[0] >= used or not hasattr(self.model, "copy_slot"):
+            return
+        holders = sorted((s for s in self.slots.values() if s.row is not None), key=lambda s: s.row)
+        while free[0] < used:
+            mover, hole = holders.pop(), heapq.heappop(free)  # the highest row in use, the lowest free one
+            self.model.copy_slot(self.pool.state, mover.row, hole, mover.fed)
+            heapq.heappush(free, mover.row)
+            mover.row = hole
 
     def _release_row(self, s: _Slot) -> None:
         if s.row is not None:
