@@ -3,6 +3,7 @@ leave, other websites, wrong hosts, malformed bodies, signals. Each test failed 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -381,6 +382,33 @@ def test_sigterm_drains_and_exits_0_and_a_second_signal_exits_at_once(run):
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=5)
     assert time.perf_counter() - t < 2
+
+
+@pytest.mark.parametrize("when", ["starting", "serving"])
+def test_a_server_whose_starter_has_gone_still_stops_on_sigterm(run, when):
+    """Started with its stderr on a pipe that its starter then closed (a bench or a supervisor that died), and
+    stopped while it starts (the CLI's handler unwinds it) or once it serves (it drains): saying "stopping" to
+    nobody must not keep it from stopping, nor may its engine process keep it at exit."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("genlab")), "serve", str(run), "--port", str(port),
+                             "--threads", "1", "--drain-timeout", "2"], env={**os.environ, "GENLAB_API_KEY": ""},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert b"serving" in proc.stderr.readline()
+        proc.stderr.close()  # nobody reads its stderr any more
+        if when == "serving":
+            for _ in range(100):
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                        break
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) in ((0,) if when == "serving" else (0, 128 + signal.SIGTERM))
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def post_quietly(port: int) -> None:

@@ -13,6 +13,8 @@ import signal
 import sys
 import traceback
 
+from genlab.core.progress import tell
+
 
 def _register() -> None:
     # Each module adds its verbs to `app`; import order is the order in --help.
@@ -25,7 +27,7 @@ MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.E
 
 
 def _terminated(signum, frame) -> None:
-    print("terminated", file=sys.stderr)
+    tell("terminated")
     raise SystemExit(128 + signum)
 
 

@@ -17,6 +17,7 @@ import uvicorn
 
 from genlab.api import load
 from genlab.core.errors import GenlabError
+from genlab.core.progress import tell
 from genlab.export import exported_format
 from genlab.server.app import create_app
 
@@ -112,8 +113,8 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, names: lis
     sock = listen(host, port)
     import torch
 
-    print(f"serving {', '.join(s.name for s in app.state.registry)} on http://{host}:{sock.getsockname()[1]}/ "
-          f"(playground at /, OpenAI API under /v1; {torch.get_num_threads()} torch threads)", file=sys.stderr)
+    tell(f"serving {', '.join(s.name for s in app.state.registry)} on http://{host}:{sock.getsockname()[1]}/ "
+         f"(playground at /, OpenAI API under /v1; {torch.get_num_threads()} torch threads)")
     # At most MAX_CONNECTIONS connections at once (more get a 503 at once): a client opening thousands of idle
     # or trickling connections cannot exhaust the process's file descriptors.
     server = DrainingServer(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=drain_timeout,
@@ -128,10 +129,10 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig, frame):
         if self.should_exit:
-            print("second signal: exiting now", file=sys.stderr)
+            tell("second signal: exiting now")
             os._exit(1)
         drain = self.config.timeout_graceful_shutdown or 0
-        print(f"stopping: finishing work in flight (at most {drain:g} s; signal again to exit now)", file=sys.stderr)
+        tell(f"stopping: finishing work in flight (at most {drain:g} s; signal again to exit now)")
         super().handle_exit(sig, frame)
         self._captured_signals.clear()  # a drained server exits 0 rather than re-raising the signal
         timer = threading.Timer(max(0.0, drain - 0.5), self.config.app.state.registry.abort)

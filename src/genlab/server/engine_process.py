@@ -23,6 +23,7 @@ reads, so such a send never waits on the server reading in turn.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 import logging
 import multiprocessing
@@ -64,6 +65,9 @@ class EngineProcess:
         self.stopping = False
         self.active_rows = 0  # rows being decoded, as the engine process last said
         self._start()
+        # A server that exits without stopping it (SIGTERM before uvicorn took the signals over) would wait
+        # forever at exit: multiprocessing joins the engine, which ignores SIGTERM and waits for its pipe to close.
+        atexit.register(self.stop)
 
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or locks copied mid-use
