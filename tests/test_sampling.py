@@ -1,3 +1,5 @@
+import random
+
 import pytest
 import torch
 
@@ -213,3 +215,52 @@ def test_max_time_ends_a_row_on_the_wall_clock_and_keeps_what_it_made(monkeypatc
                 finishes[event.slot] = (step, event.finish)
     assert finishes == {timed: (2, "time"), free: (49, "length")}
     assert engine.tokens(timed) == engine.tokens(free)[:3]
+
+
+def stream_with_stops(pieces: list[str], stops: list[str]) -> tuple[list[str], str]:
+    """The rule written plainly: a character at a time, the text ends where the first stop string to be complete
+    begins (the longest, if several end at that character); after each piece, what may begin a stop string is
+    held back. -> (the text released after each piece, the final text)."""
+    text, released, emitted = "", [], 0
+    for piece in pieces:
+        for char in piece:
+            text += char
+            starts = [len(text) - len(s) for s in stops if text.endswith(s)]
+            if starts:
+                text = text[: min(starts)]
+                return released + [text[emitted:]], text
+        held = max((k for s in stops for k in range(1, min(len(s) - 1, len(text)) + 1) if text.endswith(s[:k])), default=0)
+        released.append(text[emitted: len(text) - held])
+        emitted = max(emitted, len(text) - held)
+    return released, text
+
+
+def test_stop_strings_end_the_text_and_hold_back_their_beginnings_as_the_plain_rule_says():
+    """Random pieces and stop strings over two or three letters (overlaps everywhere), and stop strings of
+    thousands of characters: what each piece releases and where the text ends are the plain rule's. Stop
+    strings are followed a character at a time, so a long one costs no more than a short one (it cost its
+    length squared per token)."""
+    from genlab.sampling.engine import TextAssembler
+
+    class Pieces:  # each "token" is a piece of text
+        @staticmethod
+        def decode(ids):
+            return "".join(ids)
+
+    rng = random.Random(0)
+    cases = []
+    for case in range(2000):
+        alphabet = "ab" if case % 2 else "abc"
+        word = lambda low, high: "".join(rng.choice(alphabet) for _ in range(rng.randint(low, high)))  # noqa: E731
+        cases.append(([word(1, 3) for _ in range(rng.randint(1, 12))], [word(1, 5) for _ in range(rng.randint(0, 3))]))
+    cases.append((["ab" * 50] * 40 + ["c"], ["ab" * 2000 + "c", "b" * 3000]))  # long stops that nearly match
+    cases.append((["ab" * 50] * 40 + ["c"], ["ab" * 1000 + "c"]))
+    for pieces, stops in cases:
+        assembler = TextAssembler(Pieces(), stops)
+        released = []
+        for piece in pieces:
+            assembler.push(piece)
+            released.append(assembler.take())
+            if assembler.stopped:
+                break
+        assert (released, assembler.text) == stream_with_stops(pieces, stops), (pieces, stops)

@@ -32,6 +32,7 @@ top-p. Temperature 0 is greedy.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 import time
@@ -113,12 +114,31 @@ def choose(logits: torch.Tensor, greedy: list[bool], uniforms: list[float]) -> t
     return drawn
 
 
+@functools.lru_cache(maxsize=256)
+def _overlaps(stop: str) -> tuple[int, ...]:
+    """KMP's table of `stop`: item i is the length of the longest proper prefix of stop[:i + 1] that also ends it."""
+    table, k = [0] * len(stop), 0
+    for i in range(1, len(stop)):
+        while k and stop[i] != stop[k]:
+            k = table[k - 1]
+        if stop[i] == stop[k]:
+            k += 1
+        table[i] = k
+    return tuple(table)
+
+
 class TextAssembler:
     """Turns one slot's token ids into text as they arrive: holds back incomplete UTF-8 (byte-level
-    BPE can split a character across tokens) and any tail that may begin a stop string."""
+    BPE can split a character across tokens) and any tail that may begin a stop string.
+
+    Stop strings are followed a character at a time (Knuth-Morris-Pratt): for each, how much of it the text
+    ends with. Searching the whole text and trying every prefix at each token cost a request's stop strings
+    squared per token (8,000-character stops: 1.4 ms a token a row, holding up every request batched with it)."""
 
     def __init__(self, tokenizer, stop: Sequence[str]):
         self.tokenizer, self.stop = tokenizer, [s for s in stop if s]
+        self.tables = [_overlaps(s) for s in self.stop]
+        self.matched = [0] * len(self.stop)  # per stop string: the length of its prefix the text ends with
         self.text = ""  # settled text so far
         self.pending: list[int] = []
         self.emitted = 0
@@ -131,12 +151,22 @@ class TextAssembler:
         piece = self.tokenizer.decode(self.pending)
         if piece.endswith("\ufffd") and len(self.pending) < 4:
             return  # wait for the rest of a multi-byte character
+        start = len(self.text)
         self.text += piece
         self.pending = []
-        for s in self.stop:
-            i = self.text.find(s)
-            if i >= 0:
-                self.text, self.stopped = self.text[:i], True
+        for at, char in enumerate(piece, start + 1):  # at: the text's length once `char` is in
+            cut = None  # where the text ends if a stop string is complete here (the longest one's start)
+            for i, (stop, table) in enumerate(zip(self.stop, self.tables)):
+                k = self.matched[i]
+                while k and char != stop[k]:
+                    k = table[k - 1]
+                k += char == stop[k]
+                if k == len(stop):
+                    cut = at - k if cut is None else min(cut, at - k)
+                self.matched[i] = k
+            if cut is not None:
+                self.text, self.stopped = self.text[:cut], True
+                return
 
     def finish(self) -> None:
         if self.pending and not self.stopped:
@@ -146,13 +176,7 @@ class TextAssembler:
 
     def take(self) -> str:
         """The new text that can no longer change."""
-        safe = len(self.text)
-        if not self.stopped:
-            for s in self.stop:
-                for k in range(min(len(s) - 1, len(self.text)), 0, -1):
-                    if self.text.endswith(s[:k]):
-                        safe = min(safe, len(self.text) - k)
-                        break
+        safe = len(self.text) - (max(self.matched, default=0) if not self.stopped else 0)
         out = self.text[self.emitted:safe]
         self.emitted = max(self.emitted, safe)
         return out
