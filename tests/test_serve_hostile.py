@@ -411,6 +411,57 @@ def test_a_server_whose_starter_has_gone_still_stops_on_sigterm(run, when):
         proc.wait()
 
 
+def test_idle_connections_at_the_limit_make_way_and_requests_in_flight_are_kept(run):
+    """Twice --max-connections sockets that send nothing, or half a request's head, used to get every request a
+    503 for as long as they stayed open, /health included. A new connection at the limit closes the longest-idle
+    one instead; a stream in flight is not idle and runs to its end."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("genlab")), "serve", str(run), "--port", str(port),
+                             "--threads", "1", "--max-connections", "20"], env={**os.environ, "GENLAB_API_KEY": ""},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    idle = []
+    try:
+        for _ in range(300):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        with httpx.Client(timeout=60) as streaming:
+            with streaming.stream("POST", url + "/v1/completions", json={"model": "jsonl", "prompt": "The", "max_tokens": 200,
+                                                                          "stream": True}) as r:
+                lines = r.iter_lines()
+                assert next(lines).startswith("data: {")  # under way
+                for i in range(40):
+                    sock = socket.create_connection(("127.0.0.1", port))
+                    if i % 2:
+                        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # a head never finished
+                    idle.append(sock)
+                time.sleep(0.5)
+                assert httpx.get(url + "/health", timeout=5).status_code == 200
+                answer = httpx.post(url + "/v1/completions", json={"model": "jsonl", "prompt": "The", "max_tokens": 4}, timeout=30)
+                assert answer.status_code == 200, answer.text
+                rest = list(lines)
+        assert [line for line in rest if line][-1] == "data: [DONE]"
+        closed = 0
+        for sock in idle:  # the oldest idle ones were closed; at most the limit are still open
+            sock.settimeout(0.01)
+            try:
+                closed += sock.recv(1) == b""
+            except TimeoutError:
+                pass
+            except OSError:
+                closed += 1
+        assert closed >= 40 - 20
+    finally:
+        for sock in idle:
+            sock.close()
+        proc.kill()
+        proc.wait()
+
+
 def post_quietly(port: int) -> None:
     try:
         httpx.post(f"http://127.0.0.1:{port}/v1/completions", timeout=60,

@@ -20,9 +20,10 @@ from genlab.core.errors import GenlabError
 from genlab.core.progress import tell
 from genlab.export import exported_format
 from genlab.server.app import create_app
+from genlab.server.connections import YieldingHttpProtocol
 
 
-MAX_CONNECTIONS = 1000
+MAX_CONNECTIONS = 1000  # the default: past it a new connection closes the longest-idle one (connections.py)
 
 
 def model_names(runs: list[str], names: list[str] | None = None) -> dict[str, str]:
@@ -105,7 +106,7 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, names: lis
           api_key: str | None = None, insecure: bool = False, device: str = "auto", max_batch: int = 64,
           max_queue: int = 256, allow_origins: list[str] | None = None, allow_hosts: list[str] | None = None,
           api_key_file: str | None = None, constraint_timeout: float = 2.0, drain_timeout: float = 10.0,
-          engine_process: bool = True) -> None:
+          engine_process: bool = True, max_connections: int = MAX_CONNECTIONS) -> None:
     """Serve until SIGTERM or Ctrl-C (what `genlab serve` runs): the first stops accepting, lets work in flight
     finish for up to `drain_timeout` seconds, cancels the rest and returns; a second exits at once."""
     app = build(runs, names, api_key, host, insecure, device, api_key_file, engine_process, max_batch=max_batch, max_queue=max_queue,
@@ -115,10 +116,10 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, names: lis
 
     tell(f"serving {', '.join(s.name for s in app.state.registry)} on http://{host}:{sock.getsockname()[1]}/ "
          f"(playground at /, OpenAI API under /v1; {torch.get_num_threads()} torch threads)")
-    # At most MAX_CONNECTIONS connections at once (more get a 503 at once): a client opening thousands of idle
-    # or trickling connections cannot exhaust the process's file descriptors.
+    # At most `max_connections` at once, so that clients cannot exhaust the process's file descriptors; at the
+    # limit, idle connections make way for new ones (connections.py) rather than every request getting a 503.
     server = DrainingServer(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=drain_timeout,
-                                           limit_concurrency=MAX_CONNECTIONS))
+                                           limit_concurrency=max_connections, http=YieldingHttpProtocol))
     server.run(sockets=[sock])
 
 
