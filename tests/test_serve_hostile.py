@@ -412,9 +412,10 @@ def test_a_server_whose_starter_has_gone_still_stops_on_sigterm(run, when):
 
 
 def test_idle_connections_at_the_limit_make_way_and_requests_in_flight_are_kept(run):
-    """Twice --max-connections sockets that send nothing, or half a request's head, used to get every request a
-    503 for as long as they stayed open, /health included. A new connection at the limit closes the longest-idle
-    one instead; a stream in flight is not idle and runs to its end."""
+    """Twice --max-connections sockets that send nothing, half a request's head or half its body used to get
+    every request a 503 for as long as they stayed open, /health included. A new connection at the limit closes
+    the one that has waited longest on its client instead; a stream in flight is being answered, and runs to
+    its end."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -434,10 +435,13 @@ def test_idle_connections_at_the_limit_make_way_and_requests_in_flight_are_kept(
                                                                           "stream": True}) as r:
                 lines = r.iter_lines()
                 assert next(lines).startswith("data: {")  # under way
+                head = b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 for i in range(40):
                     sock = socket.create_connection(("127.0.0.1", port))
-                    if i % 2:
-                        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # a head never finished
+                    if i % 3 == 1:
+                        sock.sendall(head)  # a head never finished
+                    elif i % 3 == 2:
+                        sock.sendall(head + b"Content-Length: 1000\r\n\r\n{\"model\":")  # a body never finished
                     idle.append(sock)
                 time.sleep(0.5)
                 assert httpx.get(url + "/health", timeout=5).status_code == 200

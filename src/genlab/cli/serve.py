@@ -27,7 +27,7 @@ def serve(
     allow_host: list[str] = typer.Option([], "--allow-host", help="Also answer requests addressed to this host name (repeatable; '*' for any). Localhost and --host always are."),
     constraint_timeout: float = typer.Option(2.0, "--constraint-timeout", help="Seconds a structured-output pattern may take to build its automaton (which makes answers complete within max_tokens); past them it is matched lazily (llguidance)."),
     drain_timeout: float = typer.Option(10.0, "--drain-timeout", help="On SIGTERM or Ctrl-C, seconds to let work in flight finish."),
-    max_connections: int = typer.Option(1000, "--max-connections", help="Connections open at once; at the limit a new one closes the longest-idle one (keep it under the open-file limit, ulimit -n)."),
+    max_connections: int = typer.Option(1000, "--max-connections", help="Connections open at once; at the limit a new one closes the one waiting longest on its client (keep it under the open-file limit, ulimit -n)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     engine_process: bool = typer.Option(True, "--engine-process/--in-process", help="Decode text in a process of its own per model (a lone client streams faster; each model is loaded twice), or in the server's."),
     threads: str = threads_option(),

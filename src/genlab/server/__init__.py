@@ -23,7 +23,7 @@ from genlab.server.app import create_app
 from genlab.server.connections import YieldingHttpProtocol
 
 
-MAX_CONNECTIONS = 1000  # the default: past it a new connection closes the longest-idle one (connections.py)
+MAX_CONNECTIONS = 1000  # the default: past it a new connection closes the one waiting longest on its client
 
 
 def model_names(runs: list[str], names: list[str] | None = None) -> dict[str, str]:
@@ -117,7 +117,7 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, names: lis
     tell(f"serving {', '.join(s.name for s in app.state.registry)} on http://{host}:{sock.getsockname()[1]}/ "
          f"(playground at /, OpenAI API under /v1; {torch.get_num_threads()} torch threads)")
     # At most `max_connections` at once, so that clients cannot exhaust the process's file descriptors; at the
-    # limit, idle connections make way for new ones (connections.py) rather than every request getting a 503.
+    # limit, connections waiting on their clients make way (connections.py) rather than every request getting a 503.
     server = DrainingServer(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=drain_timeout,
                                            limit_concurrency=max_connections, http=YieldingHttpProtocol))
     server.run(sockets=[sock])
