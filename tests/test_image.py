@@ -156,6 +156,11 @@ def test_image_folder_with_class_subfolders_resize_and_a_corrupt_file(tmp_path):
     with pytest.raises(GenlabError, match="broken.jpg: corrupt or unreadable image"):
         ImageStore.build(tmp_path / "s3", tmp_path / "pets", 8, 3, 0.0, 0, progress=False)
     assert not (tmp_path / "s3").exists()  # nothing half-written
+    (tmp_path / "pets" / "dogs" / "broken.jpg").unlink()
+    Image.new("1", (20_000, 20_000)).save(tmp_path / "pets" / "dogs" / "bomb.png")  # 10 KB on disk, 400M pixels
+    with pytest.raises(GenlabError, match="bomb.png: corrupt or unreadable image.*decompression bomb"):
+        ImageStore.build(tmp_path / "s4", tmp_path / "pets", 8, 3, 0.0, 0, progress=False)
+    assert not (tmp_path / "s4").exists()
 
 
 def test_mnist_download_from_a_local_server_is_cached_and_checked(tmp_path, monkeypatch):

@@ -147,3 +147,16 @@ def test_a_table_file_of_images_trains_on_its_image_and_label_columns(suffix, tm
     assert sorted(map(bytes, np.asarray(store.images)[..., 0])) == sorted(map(bytes, pixels))
     r = cli("train", "image", "--data", table, "--model", "vae", "--max-steps", "1", "--out", tmp_path / "bad", "--quiet")
     assert r.returncode == 1 and "no column 'image' (data.image_column; the columns: picture, kind)" in r.stderr
+
+
+def test_an_image_cell_that_is_a_decompression_bomb_is_one_line_naming_its_row(tmp_path):
+    """A 10 KB PNG of 400 million pixels in a table of images: refused by Pillow's bound, said as the row's
+    error rather than as an internal one."""
+    from PIL import Image
+
+    from genlab.core.errors import GenlabError
+    from genlab.datasets.records import to_pixels
+
+    Image.new("1", (20_000, 20_000)).save(tmp_path / "bomb.png")
+    with pytest.raises(GenlabError, match=r"pictures.csv row 3: not an image \(DecompressionBombError\)"):
+        to_pixels("bomb.png", "pictures.csv row 3", tmp_path)

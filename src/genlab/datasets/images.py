@@ -245,7 +245,7 @@ def decode_image_file(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             return image_pixels(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise GenlabError(f"{path}: corrupt or unreadable image ({e})") from None
 
 

@@ -172,7 +172,7 @@ def to_pixels(value, where: str, folder: Path | None = None) -> np.ndarray:
         if isinstance(value, Image.Image):
             return image_pixels(value)
         pixels = np.asarray(value)
-    except (UnidentifiedImageError, OSError, KeyError, TypeError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, KeyError, TypeError, ValueError, Image.DecompressionBombError) as e:
         raise GenlabError(f"{where}: not an image ({type(e).__name__})") from None
     if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
         raise GenlabError(f"{where}: not an 8-bit image (an array of {pixels.dtype}, {pixels.ndim} dimensions)")
