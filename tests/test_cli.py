@@ -135,7 +135,11 @@ def test_broken_run_folders_are_one_line_errors(trained, tmp_path, cli):
     shutil.copytree(trained / "run", wrong)
     config = (wrong / "config.toml").read_text().replace("n_embd = 32", "n_embd = 16")
     (wrong / "config.toml").write_text(config)
-    cases[wrong] = (["sample", str(wrong)], "weights do not fit this model")
+    cases[wrong] = (["sample", str(wrong)], "config.toml: makes model.wte.weight of shape")
+    huge = tmp_path / "huge-config"  # shapes asking for terabytes: refused from the weights' header, not allocated
+    shutil.copytree(trained / "run", huge)
+    (huge / "config.toml").write_text((huge / "config.toml").read_text().replace("n_embd = 32", "n_embd = 1000000"))
+    cases[huge] = (["sample", str(huge)], "but model.safetensors holds")
     truncated = tmp_path / "truncated"
     shutil.copytree(trained / "run", truncated)
     (truncated / "model.safetensors").write_bytes((truncated / "model.safetensors").read_bytes()[:100])

@@ -53,3 +53,21 @@ def load_weights(modules: dict[str, nn.Module], tensors: dict[str, torch.Tensor]
     if missing or unexpected:
         what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
         raise GenlabError(f"{origin}: weights do not fit this model ({what}); is it from another model or config?")
+
+
+def check_shapes(modules: dict[str, nn.Module], path: Path, config_path: Path) -> None:
+    """The weights a config makes (built on the meta device: no memory) against those `path` holds, from its
+    header alone: a config that does not fit its weights (edited, or another run's) is one line naming it,
+    before the model asks for memory the config's shapes need (an n_embd of 10^6: terabytes)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            stored = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except Exception:  # noqa: BLE001 - a missing or unreadable file is load_tensors' to say
+        return
+    # Parameters only: a config fixes their shapes, while some buffers (an n-gram's counts) take the file's.
+    for key, tensor in bundle_of(modules).named_parameters():
+        if key in stored and tuple(tensor.shape) != stored[key]:
+            raise GenlabError(f"{config_path}: makes {key} of shape {tuple(tensor.shape)}, but {path.name} holds "
+                              f"{stored[key]}; is the config from another run?")

@@ -38,7 +38,7 @@ from genlab.core.families import family_of
 from genlab.core.folders import claim, empty
 from genlab.core.runs import RunDir, load_tensors, save_tensors
 from genlab.core.threads import use
-from genlab.core.weights import load_weights, weights_of
+from genlab.core.weights import check_shapes, load_weights, weights_of
 from genlab.tasks import task_of
 from genlab.training import distributed
 from genlab.training.distributed import pick_device
@@ -164,6 +164,13 @@ def load_trained(run_dir, device: str = "auto"):
     task = task_of(config.task)
     data = task.reopen(config, run)
     dev = pick_device(device)
+    try:
+        with torch.device("meta"):  # the config's shapes without their memory, checked against the weights first
+            planned = task.build_model(config, data)
+    except Exception:  # noqa: BLE001 - a family that cannot be built there is checked as it loads
+        planned = None
+    if planned is not None:
+        check_shapes({"model": planned}, run.weights, run.config)
     model = task.build_model(config, data)
     load_weights({"model": model}, load_tensors(run.weights), run.weights)
     return run, config, data, model.to(dev).eval(), dev
