@@ -183,3 +183,27 @@ def test_every_family_resumes_exactly(family, tmp_path, corpus_file, midi_folder
         genlab.train({**cfg, "out": str(tmp_path / "stopped")}, progress=False)
     genlab.train({**cfg, "out": str(tmp_path / "stopped")}, progress=False)
     assert _same_weights(tmp_path / "stopped", tmp_path / "straight")
+
+
+def test_a_metrics_log_cut_short_by_a_kill_is_read_without_its_last_line(uninterrupted, tmp_path, cli):
+    """A run killed while it wrote metrics.jsonl leaves half a line: reading the log (resume cuts it back to the
+    checkpoint, report and compare plot it) leaves that line out. A bad line anywhere else is one line of error
+    naming the file, not an internal error."""
+    import shutil
+
+    root, _ = uninterrupted
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    rows = RunDir(run).read_metrics()
+    assert rows and all("step" in r for r in rows)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 21, "train_lo')
+    assert RunDir(run).read_metrics() == rows
+    r = cli("report", run)
+    assert r.returncode == 0, r.stderr
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n[1, 2]\n{"step": 2, "loss": 1.0}\n')
+    r = cli("report", run)
+    assert r.returncode == 1 and r.stderr.strip() == f"error: {run / 'metrics.jsonl'}: line 2 is not a JSON object"
+    (run / "metrics.jsonl").write_bytes(b'{"step": 1, "loss": 2.0}\n{"step": 2, "note": "\xff"}\n')
+    r = cli("report", run)
+    assert r.returncode == 1 and "metrics.jsonl: unreadable" in r.stderr and len(r.stderr.strip().splitlines()) == 1

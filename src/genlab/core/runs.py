@@ -154,10 +154,23 @@ class RunDir:
         return self
 
     def read_metrics(self) -> list[dict]:
+        """Its rows; a last line cut short (a run killed as it wrote) is left out, any other bad line is one
+        line of error naming the file."""
         if not self.metrics.is_file():
             return []
+        try:
+            lines = [line for line in self.metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise GenlabError(f"{self.metrics}: unreadable ({e})") from None
         rows = []
-        for line in self.metrics.read_text().splitlines():
-            if line.strip():
-                rows.append(json.loads(line))
+        for number, line in enumerate(lines, 1):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            if not isinstance(row, dict):
+                if number == len(lines):
+                    break
+                raise GenlabError(f"{self.metrics}: line {number} is not a JSON object")
+            rows.append(row)
         return rows
