@@ -79,6 +79,10 @@ def test_captions_from_a_file_follow_their_images(cli, tmp_path):
     r = cli("train", "clip", "--data", folder, "--out", tmp_path / "bad", "--max-steps", "1", *CLIP_SETS,
             "--set", f"data.clip.captions={tmp_path / 'short.csv'}")
     assert r.returncode != 0 and "no caption for 01.png" in r.stderr
+    (tmp_path / "latin1.csv").write_bytes("image,caption\n00.png,caf\u00e9\n".encode("latin-1"))  # not UTF-8
+    r = cli("train", "clip", "--data", folder, "--out", tmp_path / "bad2", "--max-steps", "1", *CLIP_SETS,
+            "--set", f"data.clip.captions={tmp_path / 'latin1.csv'}")
+    assert r.returncode == 1 and "latin1.csv: cannot read" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 # ---- text to image -----------------------------------------------------------------------------------

@@ -88,15 +88,19 @@ def read_captions(path: Path, root: Path, count: int) -> list[str]:
     if not root.is_dir():
         raise GenlabError(f"data.clip.captions: {root} is not a folder of image files")
     rows = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise GenlabError(f"{path}: cannot read ({e})") from None
     if path.suffix.lower() == ".jsonl":
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise GenlabError(f"{path}:{number}: not valid JSON ({e.msg})") from None
     else:
-        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+        rows = list(csv.DictReader(text.splitlines()))
     by_name = {}
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict) or not isinstance(row.get("image"), str) or not isinstance(row.get("caption"), str):
