@@ -54,6 +54,9 @@ def test_clip_on_digits_classifies_zero_shot_and_finds_sevens(cli, tmp_path):
     vectors = np.load(tmp_path / "t.npy", allow_pickle=False)
     assert vectors.shape == (2, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     assert json.loads((tmp_path / "t.json").read_text())["texts"] == ["a seven", "a photo of a 3"]
+    (tmp_path / "latin1.txt").write_bytes("un caf\u00e9\n".encode("latin-1"))
+    r = cli("embed", run, "--texts", tmp_path / "latin1.txt", "--out", tmp_path / "u")
+    assert r.returncode == 1 and "latin1.txt: cannot read" in r.stderr and not (tmp_path / "u.npy").exists()
     r = cli("sample", run, "--out", tmp_path / "x.png")
     assert r.returncode != 0 and "search" in r.stderr
 

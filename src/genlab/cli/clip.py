@@ -43,7 +43,10 @@ def embed(
     if texts is not None:
         if not texts.is_file():
             raise GenlabError(f"{texts}: no such file")
-        lines = [line for line in texts.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            lines = [line for line in texts.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise GenlabError(f"{texts}: cannot read ({e})") from None
         vectors, index = gen.embed_texts(lines), {"kind": "texts", "source": str(texts), "texts": lines}
     else:
         pixels, labels, where = gen.images_of(images, progress=True)
