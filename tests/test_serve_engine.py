@@ -188,3 +188,61 @@ def test_a_report_written_in_pieces_reaches_the_server_whole(loop_kind):
         got = asyncio.run(server())
     assert got == sent
     reader.close()
+
+
+def test_a_job_cancelled_before_its_first_turn_never_runs(run):
+    """A client that leaves at once: its job and its cancel both reach the decode loop between two turns. The
+    cancel was looked for before the job was taken from the inbox, so it found nothing, and the job was then
+    admitted and decoded to its end (rows held, tokens made for nobody). The decode thread is held in a piece
+    of work while the two arrive."""
+    import threading
+    from types import SimpleNamespace
+
+    from genlab.server.batching import SERIES, Job, QueueRoom, Scheduler
+
+    class Outbox:
+        def __init__(self):
+            self.items = []
+
+        def put(self, job, item):
+            self.items.append((job.ident, item))
+
+        def flush(self):
+            pass
+
+    class Series:  # Prometheus' surface, recording nothing
+        def set(self, value):
+            pass
+
+        inc = observe = set
+
+    gen = genlab.load(run, device="cpu")
+    gate = threading.Event()
+
+    def held():  # a piece of work that waits for the test
+        gate.wait(30)
+        yield
+        return "done"
+
+    gen.held = held
+    outbox, room = Outbox(), QueueRoom(100)
+    scheduler = Scheduler(gen, "words", 8, room, SimpleNamespace(**{k: Series() for k in SERIES}), outbox)
+    try:
+        room.take(1)
+        scheduler.enqueue(Job([], None, ("held", ()), ident=1))
+        time.sleep(0.2)  # the decode thread is inside the work now
+        rows = gen.requests("The", 2, 0, [], max_new_tokens=200)
+        room.take(len(rows))
+        job = Job(rows, None, None, ident=2)
+        scheduler.enqueue(job)
+        scheduler.cancel(job)
+        gate.set()
+        for _ in range(200):
+            if room.outstanding == 0:
+                break
+            time.sleep(0.01)
+        assert room.outstanding == 0 and not scheduler.running
+        assert not [item for ident, item in outbox.items if ident == 2]  # not one token decoded for it
+    finally:
+        gate.set()
+        scheduler.stop()

@@ -215,7 +215,12 @@ class Scheduler:
         self.outbox.flush()
 
     def _admit(self) -> None:
-        while not self.cancelled.empty():  # clients that gave up (empty() first: no exception per step)
+        # What arrived first, then who gave up: a job cancelled before its first turn is in the inbox still, and
+        # looked for only in the queues it would have been dropped from and then admitted, running to its end.
+        while not self.inbox.empty():  # (empty() first: no exception per step)
+            job = self.inbox.get_nowait()
+            (self.waiting if job.work is None else self.working).append(job)
+        while not self.cancelled.empty():  # clients that gave up
             job = self.cancelled.get_nowait()
             if job in self.waiting:
                 self.waiting.remove(job)
@@ -226,9 +231,6 @@ class Scheduler:
                     job.work.close()
                 self._done_rows(job.cost)
             self._forget([slot for slot, j in self.running.items() if j is job])
-        while not self.inbox.empty():
-            job = self.inbox.get_nowait()
-            (self.waiting if job.work is None else self.working).append(job)
         while self.waiting and len(self.running) < self.max_batch and not self.swap_pending:
             job = self.waiting.popleft()
             for row, request in enumerate(job.requests):
