@@ -472,3 +472,40 @@ def post_quietly(port: int) -> None:
                    json={"model": "jsonl", "prompt": "The", "max_tokens": 4096, "n": 16})
     except httpx.HTTPError:
         pass
+
+
+def test_an_image_music_or_clip_request_whose_client_left_while_it_waited_never_runs():
+    """Those models take one request at a time on a thread of their own. A request that waits its turn behind
+    another and whose client leaves is dropped (ClientGone) and never runs; it used to run for nobody,
+    holding the model for every later request."""
+    import asyncio
+
+    from genlab.server.disconnects import ClientGone
+    from genlab.server.registry import Served
+    from genlab.server.worker import ModelWorker
+
+    class Client:  # the ASGI receive of a client that stays, or leaves after `stay` seconds
+        def __init__(self, stay: float):
+            self.stay = stay
+
+        async def receive(self):
+            await asyncio.sleep(self.stay)
+            return {"type": "http.disconnect"}
+
+    class Unchanged:
+        def changed(self):
+            return False
+
+    async def scenario():
+        served = Served("pictures", generator=None, kept=Unchanged(), worker=ModelWorker("pictures", 4))
+        gate, ran = threading.Event(), []
+        first = asyncio.create_task(served.run(Client(3600), lambda: (gate.wait(30), ran.append("first"))))
+        await asyncio.sleep(0.1)  # the first one holds the model's thread
+        with pytest.raises(ClientGone):
+            await served.run(Client(0.2), lambda: ran.append("second"))
+        gate.set()
+        await first
+        await asyncio.sleep(0.2)  # time for the worker to have taken the second, had it been kept
+        return ran
+
+    assert asyncio.run(scenario()) == ["first"]

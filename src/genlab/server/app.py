@@ -39,7 +39,7 @@ from genlab.server.models import Models
 from genlab.server.music import Music
 from genlab.server.registry import Registry
 from genlab.server.schemas import APIError, openapi_bodies
-from genlab.server.text import ClientGone
+from genlab.server.disconnects import ClientGone
 
 log = logging.getLogger("genlab.server")
 PLAYGROUND = Path(__file__).with_name("playground.html")

@@ -8,9 +8,10 @@ import base64
 from fastapi import Request
 
 from genlab.core.errors import GenlabError
+from genlab.server.disconnects import watched
 from genlab.server.registry import Endpoint
 from genlab.server.schemas import APIError, EmbeddingRequest, parse
-from genlab.server.text import leave, result, watched
+from genlab.server.text import leave, result
 
 
 class Embeddings(Endpoint):
@@ -19,7 +20,7 @@ class Embeddings(Endpoint):
         s = self.registry.lookup(body.model, ("text", "code", "clip"))
         gen = s.generator
         if gen.modality == "clip":
-            vectors = await s.run(gen.embed_texts, list(body.input))
+            vectors = await s.run(request, gen.embed_texts, list(body.input))
             tokens = sum(len(text.encode("utf-8")) for text in body.input)  # bytes are its tokens
         elif not gen.can_embed:
             raise APIError(400, f"model {body.model!r} has no hidden states to embed with", "model", "wrong_model_kind")

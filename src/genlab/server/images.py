@@ -32,7 +32,7 @@ class Images(Endpoint):
         seed = body.seed if body.seed is not None else int.from_bytes(uuid.uuid4().bytes[:3], "big")
         if body.stream:
             return sse.response(self.events(s, body, seed, label, prompt))
-        samples = await s.run(lambda: gen.generate(body.n, seed, label, body.steps, prompt=prompt))
+        samples = await s.run(request, lambda: gen.generate(body.n, seed, label, body.steps, prompt=prompt))
         data = [{"b64_json": base64.b64encode(png_of(x.image())).decode(), "revised_prompt": None} for x in samples]
         return {"created": int(time.time()), "data": data}
 

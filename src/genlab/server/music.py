@@ -31,7 +31,7 @@ class Music(Endpoint):
                 raise APIError(400, "primer: not base64", "primer", "invalid_value") from None
         seed = body.seed if body.seed is not None else int.from_bytes(uuid.uuid4().bytes[:3], "big")
         if not body.stream:
-            return {"created": int(time.time()), "data": await s.run(compose, s, body, primer, seed)}
+            return {"created": int(time.time()), "data": await s.run(request, compose, s, body, primer, seed)}
 
         def work(emit):
             pieces = compose(s, body, primer, seed, on_notes=lambda i, notes: emit({"type": "music.notes", "index": i, "notes": notes}))

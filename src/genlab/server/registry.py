@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import torch
 
 from genlab.server.batching import QueueFull, QueueRoom, Scheduler, series_of
+from genlab.server.disconnects import ClientGone, watched
 from genlab.server.engine_process import EngineProcess
 from genlab.server.reload import KeptWeights
 from genlab.server.schemas import APIError
@@ -42,9 +44,10 @@ class Served:
         except QueueFull as full:
             raise busy(self.name, full.retry_after) from None
 
-    async def run(self, fn, *args):
+    async def run(self, request, fn, *args):
         """`fn(*args)` on the model's own thread (after taking new weights, if any), or a 429 when too many
-        requests wait for it."""
+        requests wait for it. If the client leaves while it waits its turn, it never runs (ClientGone); one
+        that has begun runs to its end."""
         def fresh_then():
             self.fresh()
             return fn(*args)
@@ -53,7 +56,19 @@ class Served:
             future = self.worker.start(fresh_then)
         except Busy:
             raise busy(self.name, 1) from None
-        return await future
+        left = []
+
+        def leave():
+            left.append(True)
+            future.cancel()  # the worker skips a cancelled job
+
+        async with watched(request, leave):
+            try:
+                return await future
+            except asyncio.CancelledError:
+                if left:
+                    raise ClientGone from None
+                raise
 
     def streaming(self, work):
         """What `work(emit)` emits on the model's own thread, as an async iterator (server/worker.py)."""

@@ -3,8 +3,6 @@ collected or streamed, every piece of it stopped the moment its client leaves.""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -14,31 +12,12 @@ from fastapi import Request
 from genlab.core.errors import GenlabError
 from genlab.server import logprobs as lp
 from genlab.server import sse
+from genlab.server.disconnects import ClientGone, watched
 from genlab.server.registry import Endpoint, Served
 from genlab.server.schemas import APIError
 from genlab.server.structured import requested_regex
 
 TEXT_KINDS = ("text", "code")
-
-
-class ClientGone(Exception):
-    pass
-
-
-@contextlib.asynccontextmanager
-async def watched(request: Request, on_leave):
-    """Calls `on_leave()` as soon as the client disconnects (the ASGI server says so at once; no polling)."""
-
-    async def watch():
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        on_leave()
-
-    task = asyncio.create_task(watch())
-    try:
-        yield
-    finally:
-        task.cancel()
 
 
 def check(row, event) -> None:
