@@ -173,6 +173,15 @@ def test_music_continues_a_primer_and_comes_back_as_midi_wav_and_piano_roll(serv
     bad = httpx.post(server.url + "/v1/music/generations", headers={"Authorization": f"Bearer {KEY}"}, timeout=30,
                      json={"model": "tunes", "primer": base64.b64encode(b"not midi").decode()})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "primer"
+    # 74 bytes whose two notes lie 20,000 s apart: the answer's WAV and piano roll would hold them whole
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    pm.instruments.append(pretty_midi.Instrument(program=0))
+    pm.instruments[0].notes = [pretty_midi.Note(velocity=80, pitch=60, start=s, end=s + 0.5) for s in (0.0, 20_000.0)]
+    pm.write(str(tmp_path / "far.mid"))
+    far = httpx.post(server.url + "/v1/music/generations", headers={"Authorization": f"Bearer {KEY}"}, timeout=30,
+                     json={"model": "tunes", "primer": base64.b64encode((tmp_path / "far.mid").read_bytes()).decode()})
+    assert far.status_code == 400 and far.json()["error"]["param"] == "primer"
+    assert "lasts 20,000 s; a prime may last 600 s at most" in far.json()["error"]["message"]
 
 
 def test_music_streams_its_notes_as_they_are_written(server, runs, tmp_path):

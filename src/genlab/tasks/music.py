@@ -131,6 +131,11 @@ def music_config(config: RunConfig) -> RunConfig:
 # ---- lengths and cuts of a score (ticks) ------------------------------------------------
 
 
+# A continuation's MIDI, WAV and piano roll hold its prime whole: a 74-byte MIDI whose two notes lie 20,000 s
+# apart asked for gigabytes of audio and roll (a server grew past 9 GB on one).
+MAX_PRIME_SECONDS = 600.0
+
+
 def seconds_of(score) -> float:
     return float(score.to("second").end())
 
@@ -184,7 +189,11 @@ class MusicGenerator(SequenceGenerator):
             return [self.tokenizer.start_id]
         if isinstance(prime, (str, Path)) and not Path(prime).is_file():
             raise GenlabError(f"{prime}: no such MIDI file")
-        ids = self.tokenizer.encode(prime)
+        score = read_score(prime) if isinstance(prime, (str, Path)) else prime
+        if seconds_of(score) > MAX_PRIME_SECONDS:
+            raise GenlabError(f"{prime if isinstance(prime, (str, Path)) else 'the prime'}: lasts {seconds_of(score):,.0f} s; "
+                              f"a prime may last {MAX_PRIME_SECONDS:.0f} s at most (its continuation's files hold it whole)")
+        ids = self.tokenizer.encode(score)
         if not ids:
             raise GenlabError(f"{prime}: no notes in the tracks this run keeps (data.music.programs)")
         return ids
