@@ -136,6 +136,11 @@ def test_a_wavenet_learns_tones_and_continues_a_prime(cli, sounds, tmp_path):
     again = tmp_path / "again.wav"
     cli("sample", run, "--prime", prime, "--seconds", "0.25", "--seed", "3", "--out", again)
     assert np.array_equal(soundfile.read(again)[0], audio)  # same seed, same sound
+    long = tmp_path / "long.flac"  # 700 s of silence in a few dozen KB: refused before it is decoded whole
+    soundfile.write(long, np.zeros(8000 * 700, np.int16), 8000, subtype="PCM_16")
+    r = cli("sample", run, "--prime", long, "--seconds", "0.25", "--out", tmp_path / "long_out.wav")
+    assert r.returncode == 1 and "long.flac: a prime may last 600 s at most" in r.stderr
+    assert not (tmp_path / "long_out.wav").exists()
 
     r = cli("sample", run, "--class", "low", "--out", tmp_path / "x.wav")
     assert r.returncode != 0 and "not conditioned" in r.stderr

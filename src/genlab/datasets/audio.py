@@ -30,12 +30,14 @@ def read_audio(path: Path, sample_rate: int, max_seconds: float | None = None) -
     import soxr
 
     try:
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(str(path)) as f:
+            rate = f.samplerate
+            # Only what is kept is decoded: a small compressed file (FLAC of silence) can hold hours.
+            frames = -1 if max_seconds is None else int(max_seconds * rate)
+            audio = f.read(frames=frames, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
         raise GenlabError(f"{path}: not a readable sound file ({e})") from None
     mono = audio.mean(axis=1)  # (N,)
-    if max_seconds is not None:
-        mono = mono[: int(max_seconds * rate)]
     if rate != sample_rate and len(mono):
         mono = soxr.resample(mono, rate, sample_rate).astype(np.float32)
     return np.clip(mono, -1.0, 1.0)

@@ -194,6 +194,9 @@ class AudioTask(SequenceTask):
                         items_per_batch=config.train.batch_size * batches.block_size)
 
 
+MAX_PRIME_SECONDS = 600.0  # a continuation holds its prime whole, and a small FLAC can hold hours of it
+
+
 class AudioGenerator(SequenceGenerator):
     """Generate from an audio run: `generate(prime=WAV, seconds=...)` -> list[AudioSample]."""
 
@@ -214,7 +217,11 @@ class AudioGenerator(SequenceGenerator):
         if isinstance(prime, (str, Path)):
             if not Path(prime).is_file():
                 raise GenlabError(f"{prime}: no such sound file")
-            return read_audio(Path(prime), self.sample_rate)
+            audio = read_audio(Path(prime), self.sample_rate, MAX_PRIME_SECONDS + 1)
+            if len(audio) > MAX_PRIME_SECONDS * self.sample_rate:
+                raise GenlabError(f"{prime}: a prime may last {MAX_PRIME_SECONDS:.0f} s at most (its continuation's "
+                                  "file holds it whole)")
+            return audio
         return np.asarray(prime, dtype=np.float32)
 
     def encode_prompt(self, prime) -> list[int]:
