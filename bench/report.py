@@ -361,7 +361,13 @@ def section_serve() -> str:
              "tokens/s of the one-at-a-time server" + (f" ({batched[c]['tokens_per_s'] / in_process[c]['tokens_per_s']:.2f}x "
                                                       "the same decoding inside the server process, --in-process)" if c in in_process else "")
              for c in sorted(batched) if c in single and single[c]["tokens_per_s"]]
-    if 16 in batched and 16 in single:
+    taking_turns = d.get("sixteen_clients_turns_tokens_per_s")
+    if taking_turns:
+        both, lone = taking_turns["continuous batching"], taking_turns["one at a time"]
+        ratio = both / lone
+        notes.append(f"target at 16 clients >= 6x: {'met' if ratio >= 6 else '**missed**'} ({ratio:.1f}x: {both:,.0f} against "
+                     f"{lone:,.0f} tokens/s, the two servers taking turns three times)")
+    elif 16 in batched and 16 in single:
         ratio = batched[16]["tokens_per_s"] / single[16]["tokens_per_s"]
         notes.append(f"target at 16 clients >= 6x: {'met' if ratio >= 6 else '**missed**'} ({ratio:.1f}x)")
     one = batched.get(1)
