@@ -35,4 +35,5 @@ class YieldingHttpProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self.waiting_since = time.monotonic()  # a keep-alive connection waits for its next request
+        if self.cycle is None or self.cycle.response_complete:  # not a pipelined request begun just now
+            self.waiting_since = time.monotonic()  # a keep-alive connection waits for its next request
