@@ -386,7 +386,14 @@ def bad_inputs(tmp_path: Path) -> list[tuple[Path, dict, str]]:
     empty.write_text("")
     header_only.write_text("text,label\n")
     quote.write_text('text,label\n"never closed,ham\nb,spam\n')
+    deep = tmp_path / "deep.jsonl"  # json's parser recurses: this exhausted its stack (an internal error)
+    deep.write_text('{"text": "a"}\n{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"c{i}" for i in range(500)) + "\n" + ",".join("1" * 500) + "\n")
     return [
+        (deep, {}, "deep.jsonl: line 2: JSON nested too deeply"),
+        (wide, {"text_col": "text"}, "columns: c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, "
+                                     "c17, c18, c19, ... (500 in all)"),
         (empty, {}, "empty.csv: empty file (no header row)"),
         (header_only, {}, "header.csv: no records"),
         (quote, {}, "quote.csv: not readable as CSV"),

@@ -117,6 +117,8 @@ def read_jsonl(path: Path, chunk_rows: int) -> Chunks:
                 raise GenlabError(f"{path}: line {number}: not UTF-8 text") from None
             except json.JSONDecodeError as e:
                 raise GenlabError(f"{path}: line {number}: not valid JSON ({e.msg} at column {e.pos + 1})") from None
+            except RecursionError:  # json's parser recurses: thousands of nested arrays exhaust its stack
+                raise GenlabError(f"{path}: line {number}: JSON nested too deeply") from None
             if not isinstance(record, dict):
                 raise GenlabError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
             records.append(record)
@@ -135,6 +137,8 @@ def read_json(path: Path, chunk_rows: int) -> Chunks:
         raise GenlabError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise GenlabError(f"{path}: line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise GenlabError(f"{path}: JSON nested too deeply") from None
     if not isinstance(items, list):
         raise GenlabError(f"{path}: expected a JSON array of objects, got {type(items).__name__}")
     for number, item in enumerate(items, 1):

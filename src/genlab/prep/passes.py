@@ -37,7 +37,8 @@ def check_columns(path: Path, columns: list[str], recipe: Recipe) -> None:
     """One line naming the flag and the column when an option names a column the input lacks."""
     for column, flag in recipe.columns_used().items():
         if column not in columns:
-            raise GenlabError(f"{path}: no column {column!r} ({flag}); columns: {', '.join(columns)}")
+            shown = ", ".join(columns[:20]) + (f", ... ({len(columns)} in all)" if len(columns) > 20 else "")
+            raise GenlabError(f"{path}: no column {column!r} ({flag}); columns: {shown}")
 
 
 class Scan:
