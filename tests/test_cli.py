@@ -341,3 +341,23 @@ def test_sample_max_time_bounds_generation_and_says_so(trained, cli, tmp_path):
     assert r.returncode == 1 and r.stderr.strip() == "error: --max-time: must be a positive number of seconds, not 0.0"
     r = cli("sample", str(trained / "image-run"), "--max-time", "5")
     assert r.returncode == 1 and r.stderr.strip() == "error: --max-time does not apply to image runs"
+
+
+def test_files_nested_thousands_deep_are_one_line_naming_them(trained, cli, tmp_path):
+    """Python's JSON and TOML parsers recurse, so arrays nested 100,000 deep raised RecursionError: an internal
+    error. Each such file is now one line naming it."""
+    import shutil
+
+    nested = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "deep.toml").write_text(f'task = "text"\nx = {nested}\n')
+    (tmp_path / "problems.jsonl").write_text(nested + "\n")
+    run = tmp_path / "run"
+    shutil.copytree(trained / "run", run)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(nested + "\n" + '{"step": 99, "loss": 1.0}\n')
+    cases = [(["train", "text", "--config", tmp_path / "deep.toml", "--out", tmp_path / "o"], "deep.toml: not valid TOML"),
+             (["eval-code", "--canonical", "--problems", tmp_path / "problems.jsonl"], "problems.jsonl:1: JSON nested too deeply"),
+             (["report", run], "metrics.jsonl: line ")]
+    for args, message in cases:
+        r = cli(*args)
+        assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)

@@ -314,7 +314,7 @@ def parse_set(item: str) -> tuple[str, Any]:
     key = key.strip()
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = raw
     return key, value
 
@@ -325,7 +325,7 @@ def read_toml(path: Path) -> dict:
         raise GenlabError(f"{path}: no such config file")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: arrays nested thousands deep
         raise GenlabError(f"{path}: not valid TOML ({e})") from None
 
 

@@ -50,6 +50,8 @@ def read_problems(path: Path | str) -> list[Problem]:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise GenlabError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+                except RecursionError:  # json's parser recurses: arrays nested thousands deep
+                    raise GenlabError(f"{path}:{number}: JSON nested too deeply") from None
                 if not isinstance(row, dict):
                     raise GenlabError(f"{path}:{number}: expected a JSON object")
                 for field in PROBLEM_FIELDS:

@@ -99,6 +99,8 @@ def read_captions(path: Path, root: Path, count: int) -> list[str]:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise GenlabError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+                except RecursionError:  # json's parser recurses: arrays nested thousands deep
+                    raise GenlabError(f"{path}:{number}: JSON nested too deeply") from None
     else:
         rows = list(csv.DictReader(text.splitlines()))
     by_name = {}

@@ -71,7 +71,7 @@ def load_tokenizer(path: Path) -> Tokenizer:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise GenlabError(f"{path}: no such tokenizer file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested thousands deep
         raise GenlabError(f"{path}: not a tokenizer file ({e})") from None
     kind = data.get("genlab_tokenizer")
     if kind is None:

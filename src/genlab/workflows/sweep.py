@@ -77,7 +77,7 @@ def read_space(path: Path) -> list[str]:
     """A TOML file's [space] table as FIELD=VALUES items."""
     try:
         table = tomllib.loads(Path(path).read_text()).get("space", {})
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise GenlabError(f"--space-file {path}: not a readable TOML file ({e})") from None
     if not table:
         raise GenlabError(f"--space-file {path}: no [space] table")
