@@ -131,63 +131,61 @@ def test_the_engine_process_never_outlives_a_killed_server(run):
 @pytest.mark.parametrize("loop_kind", ["uvloop", "asyncio"])
 def test_a_report_written_in_pieces_reaches_the_server_whole(loop_kind):
     """A big report (a long echo's logprobs) can be half written when the event loop sees the pipe readable;
-    under uvloop the pipe is non-blocking, and reading it as one message took a live engine for dead. Each
+    under uvloop the pipe was non-blocking, and reading it as one message took a live engine for dead. Each
     report arrives once, whole and in order, and only the engine's end closing says it is gone."""
     import asyncio
     import multiprocessing
     import threading
 
-    from genlab.server.engine_process import MessageReader, send_report
+    from genlab.server.engine_process import watch
 
     reader_end, writer_end = multiprocessing.Pipe(duplex=False)
-    reader = MessageReader(reader_end)
     big = ("events", "x" * 3_000_000)  # far past a pipe's 64 KiB buffer: written while the server reads
     sent = [("small", 1), big, ("small", 2)]
+    capture_r, capture_w = multiprocessing.Pipe(duplex=False)  # the big report's bytes as a Connection frames them
+    threading.Thread(target=capture_w.send, args=(big,), daemon=True).start()
+    framed = b""
+    while capture_r.poll(1):
+        framed += os.read(capture_r.fileno(), 1 << 20)
 
     def engine():
-        send_report(writer_end, sent[0])
-        import pickle  # the middle report in two halves, a pause between
-        from genlab.server.engine_process import FRAME
-        data = pickle.dumps(big)
-        framed = FRAME.pack(len(data)) + data
+        writer_end.send(sent[0])
         half = len(framed) // 2
-        with memoryview(framed) as rest:
-            rest = rest[:half]
-            while rest:
-                rest = rest[os.write(writer_end.fileno(), rest):]
-        time.sleep(0.3)
-        with memoryview(framed) as rest:
-            rest = rest[half:]
-            while rest:
-                rest = rest[os.write(writer_end.fileno(), rest):]
-        send_report(writer_end, sent[2])
+        for piece in (framed[:half], framed[half:]):  # the big report in two halves, a pause between
+            with memoryview(piece) as rest:
+                while rest:
+                    rest = rest[os.write(writer_end.fileno(), rest):]
+            time.sleep(0.3)
+        writer_end.send(sent[2])
         writer_end.close()
 
     async def server():
         loop = asyncio.get_running_loop()
         got, done = [], loop.create_future()
 
-        def readable():
-            reports, closed = reader.read()
-            got.extend(reports)
-            if closed:
-                loop.remove_reader(reader.fd)
-                done.set_result(None)
+        def readable():  # as EngineProcess._readable reads
+            try:
+                while reader_end.poll():
+                    got.append(reader_end.recv())
+            except (EOFError, OSError) as e:
+                loop.remove_reader(reader_end.fileno())
+                done.set_result(e)
 
-        loop.add_reader(reader.fd, readable)
-        thread = threading.Thread(target=engine)
+        watch(loop, reader_end, readable)
+        thread = threading.Thread(target=engine, daemon=True)  # left writing, should the server stop reading
         thread.start()
-        await asyncio.wait_for(done, 30)
-        thread.join()
-        return got
+        ended = await asyncio.wait_for(done, 30)
+        thread.join(5)
+        return got, ended
 
     if loop_kind == "uvloop":
         uvloop = pytest.importorskip("uvloop")
-        got = uvloop.run(server())
+        got, ended = uvloop.run(server())
     else:
-        got = asyncio.run(server())
+        got, ended = asyncio.run(server())
     assert got == sent
-    reader.close()
+    assert isinstance(ended, EOFError)  # only the engine's end closing ends it, not a half-written report
+    reader_end.close()
 
 
 def test_a_job_cancelled_before_its_first_turn_never_runs(run):

@@ -6,8 +6,8 @@ Scheduler (batching.py) runs in a child process that loads the run itself; the s
 accounting (429s answer at once) and the asyncio queues its handlers read.
 
     server process                                   engine process
-    EngineProcess.submit(rows | work) --- orders -->  reader thread -> Scheduler.enqueue
-    jobs[ident].events  <-------------- reports ----  each turn: [(ident, item)], rows freed, metrics
+    EngineProcess.submit(rows | work) --- pipe --->  reader thread -> Scheduler.enqueue
+    jobs[ident].events  <---------------- pipe ----  each turn: [(ident, item)], rows freed, metrics
 
 What crosses: requests (prompt ids, sampling fields, seed, stops) with their constraint as the expression it
 was compiled from (a compiled automaton is sent once, a lazy matcher is rebuilt there in a millisecond),
@@ -15,9 +15,10 @@ work as (generator method, args), and per turn the events, the rows that left th
 observations. The child ignores SIGINT and SIGTERM (the server drains and then stops it) and exits when the
 pipe closes, so it never outlives the server. Should it die, its jobs end with an error and a new one starts.
 
-A pipe each way. The event loop watches only the reports pipe and reads it a frame at a time (MessageReader):
-a half-written report waits for its rest. Orders are sent whole and blocking; the engine's reader thread only
-reads, so such a send never waits on the server reading in turn.
+The pipe stays blocking while the event loop watches it (`watch`): uvloop makes a watched descriptor
+non-blocking, and then a report the engine was still writing made recv() raise, so a live engine was taken
+for dead and replaced. Blocking, recv() waits the moment it takes the engine to finish the report it began;
+the engine's reader thread only reads, so a send from the server never waits on the server reading in turn.
 """
 
 from __future__ import annotations
@@ -28,12 +29,8 @@ import dataclasses
 import logging
 import multiprocessing
 import os
-import pickle
-import select
 import signal
-import struct
 import threading
-import time
 import weakref
 from collections import OrderedDict
 from types import SimpleNamespace
@@ -71,22 +68,18 @@ class EngineProcess:
 
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or locks copied mid-use
-        orders, self.to_engine = context.Pipe(duplex=False)  # one pipe each way: only the one read is watched
-        from_engine, reports = context.Pipe(duplex=False)
-        self.process = context.Process(target=engine_main, args=(orders, reports, *self.args), name=f"engine-{self.name}",
-                                       daemon=True)
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=engine_main, args=(child, *self.args), name=f"engine-{self.name}", daemon=True)
         self.process.start()
-        orders.close()
-        reports.close()
-        self.reports = MessageReader(from_engine)
-        ready = self.reports.wait(300)
-        if ready is None:
+        child.close()
+        if not self.conn.poll(300):
             raise RuntimeError(f"the engine process of model {self.name!r} did not start")
+        ready = self.conn.recv()
         if ready[0] != "ready":
             raise RuntimeError(f"the engine process of model {self.name!r} failed to start: {ready[1]}")
         self.sent.clear()
         if self.loop is not None:
-            self.loop.add_reader(self.reports.fd, self._readable)
+            watch(self.loop, self.conn, self._readable)
 
     # ---- called from the server's event loop -------------------------------------------------------
 
@@ -94,9 +87,9 @@ class EngineProcess:
         loop = asyncio.get_running_loop()
         if self.loop is not loop:  # the first request (or a test's new loop): listen to the pipe on this one
             if self.loop is not None and not self.loop.is_closed():
-                self.loop.remove_reader(self.reports.fd)
+                self.loop.remove_reader(self.conn.fileno())
             self.loop = loop
-            loop.add_reader(self.reports.fd, self._readable)
+            watch(self.loop, self.conn, self._readable)
         job = Job(requests, loop, work)
         self.room.take(job.cost)
         self.next_ident += 1
@@ -115,7 +108,7 @@ class EngineProcess:
     def stop(self) -> None:
         self.stopping = True
         if self.loop is not None and not self.loop.is_closed():
-            self.loop.remove_reader(self.reports.fd)
+            self.loop.remove_reader(self.conn.fileno())
         self._send(("stop",))
         self.process.join(timeout=5)
         if self.process.is_alive():
@@ -124,7 +117,7 @@ class EngineProcess:
     def _send(self, message) -> None:
         try:
             with self.sending:
-                self.to_engine.send(message)
+                self.conn.send(message)
         except (OSError, ValueError):  # the process is gone: _readable has seen it, or will
             pass
 
@@ -145,31 +138,32 @@ class EngineProcess:
 
     def _readable(self) -> None:
         """What the engine process reported: events to their jobs, rows freed, metrics."""
-        messages, closed = self.reports.read()
-        for items, freed, left, observed in messages:
-            for ident, item in items:
-                job = self.jobs.get(ident)
-                if job is not None:
-                    job.events.put_nowait(item)
-            if freed:
-                self.room.give(freed)
-            for seconds in left:
-                self.room.row_left(seconds)
-            for (series, method), value in observed.items():
-                for v in value if method == "observe" else (value,):
-                    getattr(getattr(self.series, series), method)(v)
-            self.active_rows = observed.get(("active", "set"), self.active_rows)
-        if closed and not self.stopping:
-            self._restart()
+        try:
+            while self.conn.poll():
+                items, freed, left, observed = self.conn.recv()
+                for ident, item in items:
+                    job = self.jobs.get(ident)
+                    if job is not None:
+                        job.events.put_nowait(item)
+                if freed:
+                    self.room.give(freed)
+                for seconds in left:
+                    self.room.row_left(seconds)
+                for (series, method), value in observed.items():
+                    for v in value if method == "observe" else (value,):
+                        getattr(getattr(self.series, series), method)(v)
+                self.active_rows = observed.get(("active", "set"), self.active_rows)
+        except (EOFError, OSError):
+            if not self.stopping:
+                self._restart()
 
     def _restart(self) -> None:
         """The engine process died: its jobs end with an error, a new one takes over (loading the run again
         holds the event loop for a few seconds: a crash is rare, and a server without its model has nothing
         to answer meanwhile)."""
         log.error("the engine process of model %s died (exit code %s); starting a new one", self.name, self.process.exitcode)
-        self.loop.remove_reader(self.reports.fd)
-        self.reports.close()
-        self.to_engine.close()
+        self.loop.remove_reader(self.conn.fileno())
+        self.conn.close()
         for job in list(self.jobs.values()):
             job.events.put_nowait((None, "the model's engine process died while generating"))
         self.jobs.clear()
@@ -177,68 +171,10 @@ class EngineProcess:
         self._start()
 
 
-# ---- the engine's reports, framed ---------------------------------------------------------------------
-
-FRAME = struct.Struct("!Q")  # each report: its length, then its pickle
-
-
-class MessageReader:
-    """The server's end of the reports pipe, read without ever blocking the event loop.
-
-    uvloop makes a watched descriptor non-blocking, so a report the engine is still writing can be half there:
-    multiprocessing's recv() then raised, and a live engine was taken for dead and replaced. Here a report
-    waits in the buffer until all of it has come."""
-
-    def __init__(self, conn):
-        self.conn, self.fd, self.buffer = conn, conn.fileno(), bytearray()  # conn: owns the descriptor
-        os.set_blocking(self.fd, False)
-
-    def read(self) -> tuple[list, bool]:
-        """The reports complete so far, and whether the engine's end is closed."""
-        closed = False
-        while True:
-            try:
-                chunk = os.read(self.fd, 1 << 20)
-            except BlockingIOError:
-                break
-            if not chunk:
-                closed = True
-                break
-            self.buffer += chunk
-        reports, start = [], 0
-        with memoryview(self.buffer) as view:
-            while len(view) - start >= FRAME.size:
-                (size,) = FRAME.unpack_from(view, start)
-                end = start + FRAME.size + size
-                if end > len(view):
-                    break
-                reports.append(pickle.loads(view[start + FRAME.size:end]))
-                start = end
-        del self.buffer[:start]
-        return reports, closed
-
-    def wait(self, timeout: float):
-        """The first report, or None if none comes within `timeout` seconds or the engine's end closes."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            select.select([self.fd], [], [], left)
-            reports, closed = self.read()
-            if reports:
-                return reports[0]  # the engine says nothing more before it hears a request
-            if closed:
-                return None
-        return None
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def send_report(conn, report) -> None:
-    """One report, whole, down the engine's end of the pipe (blocking: the server reads whenever it can)."""
-    data = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
-    with memoryview(FRAME.pack(len(data)) + data) as rest:
-        while rest:
-            rest = rest[os.write(conn.fileno(), rest):]
+def watch(loop: asyncio.AbstractEventLoop, conn, on_readable) -> None:
+    """`loop` calls `on_readable` when `conn` has a report; `conn` stays blocking (see the module's docstring)."""
+    loop.add_reader(conn.fileno(), on_readable)
+    os.set_blocking(conn.fileno(), True)  # after add_reader, which uvloop makes non-blocking
 
 
 # ---- the engine process -------------------------------------------------------------------------------
@@ -265,7 +201,7 @@ class PipeOutbox:
                 message = (self.items, self.freed, self.left, self.observed)
                 self.items, self.freed, self.left, self.observed = [], 0, [], {}
             try:
-                send_report(self.conn, message)
+                self.conn.send(message)
             except (OSError, ValueError):  # the server is gone; the reader sees EOF and ends this process
                 pass
 
@@ -306,7 +242,7 @@ class ForwardedSeries:
             self.outbox.observed.setdefault((self.name, "observe"), []).append(value)
 
 
-def engine_main(orders, reports, run: str, device: str, name: str, max_batch: int, threads: int) -> None:
+def engine_main(conn, run: str, device: str, name: str, max_batch: int, threads: int) -> None:
     """The engine process: load the run, decode what the server sends until it says stop or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server drains first
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -314,19 +250,19 @@ def engine_main(orders, reports, run: str, device: str, name: str, max_batch: in
         torch.set_num_threads(threads)
         generator = load(run, device=device)
     except Exception as e:  # noqa: BLE001 - said to the server, which refuses to start
-        send_report(reports, ("failed", f"{type(e).__name__}: {e}"))
+        conn.send(("failed", f"{type(e).__name__}: {e}"))
         return
-    outbox = PipeOutbox(reports)
+    outbox = PipeOutbox(conn)
     series = {k: ForwardedSeries(outbox, k) for k in SERIES}
     scheduler = Scheduler(generator, name, max_batch, ForwardedRoom(outbox), SimpleNamespace(**series), outbox,
                           KeptWeights(generator))
     jobs: weakref.WeakValueDictionary[int, Job] = weakref.WeakValueDictionary()
     patterns: dict[str, object] = {}
-    send_report(reports, ("ready",))
+    conn.send(("ready",))
     outbox.open = True
     while True:  # this thread reads the pipe; the Scheduler's thread decodes
         try:
-            message = orders.recv()
+            message = conn.recv()
         except (EOFError, OSError):
             break
         if message[0] == "stop":
