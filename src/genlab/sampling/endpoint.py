@@ -21,6 +21,8 @@ TIMEOUT = 120.0
 class Unavailable(GenlabError):
     """The server did not answer, or answered that it could not then (429, 5xx) after every retry: a state of
     the server, not a refusal of what was asked."""
+
+
 # SamplingParams field -> the request field of OpenAI's completions API (genlab's own server takes the extensions).
 REQUEST_FIELDS = {"max_new_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p",
                   "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}

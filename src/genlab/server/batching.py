@@ -215,8 +215,8 @@ class Scheduler:
         self.outbox.flush()
 
     def _admit(self) -> None:
-        # What arrived first, then who gave up: a job cancelled before its first turn is in the inbox still, and
-        # looked for only in the queues it would have been dropped from and then admitted, running to its end.
+        # New jobs first, then cancellations: a job cancelled before its first turn is still in the inbox, so
+        # looking for it in the queues first found nothing, and it was then admitted and decoded for nobody.
         while not self.inbox.empty():  # (empty() first: no exception per step)
             job = self.inbox.get_nowait()
             (self.waiting if job.work is None else self.working).append(job)

@@ -56,19 +56,13 @@ class Served:
             future = self.worker.start(fresh_then)
         except Busy:
             raise busy(self.name, 1) from None
-        left = []
-
-        def leave():
-            left.append(True)
-            future.cancel()  # the worker skips a cancelled job
-
-        async with watched(request, leave):
+        async with watched(request, future.cancel):  # the worker skips a cancelled job
             try:
                 return await future
             except asyncio.CancelledError:
-                if left:
-                    raise ClientGone from None
-                raise
+                if asyncio.current_task().cancelling():  # this request itself is cancelled (the server stops)
+                    raise
+                raise ClientGone from None
 
     def streaming(self, work):
         """What `work(emit)` emits on the model's own thread, as an async iterator (server/worker.py)."""

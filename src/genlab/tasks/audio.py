@@ -35,7 +35,7 @@ from genlab.models.wavenet import Conditioned
 from genlab.objectives.lm import LanguageModeling, token_losses
 from genlab.sampling.engine import Engine
 from genlab.tasks.driver import Training
-from genlab.tasks.sequence import SequenceGenerator, SequenceTask, evaluate_tokens
+from genlab.tasks.sequence import MAX_PRIME_SECONDS, SequenceGenerator, SequenceTask, evaluate_tokens
 
 DEFAULT_DATA = "bach-audio"
 # What an audio run changes from the text defaults when the user leaves them unset: windows of thousands of
@@ -192,9 +192,6 @@ class AudioTask(SequenceTask):
 
         return Training(ConditionedModeling(model), batches, evaluate, write_samples,
                         items_per_batch=config.train.batch_size * batches.block_size)
-
-
-MAX_PRIME_SECONDS = 600.0  # a continuation holds its prime whole, and a small FLAC can hold hours of it
 
 
 class AudioGenerator(SequenceGenerator):

@@ -24,7 +24,7 @@ from genlab.datasets import resolve_source
 from genlab.datasets.midi import MIDI_PATTERNS, read_score, usable_midi_files
 from genlab.datasets.token_store import TokenStore
 from genlab.metrics.music import Piece, music_metrics, pitch_class_histogram
-from genlab.tasks.sequence import SequenceGenerator, SequenceTask, evaluate_tokens
+from genlab.tasks.sequence import MAX_PRIME_SECONDS, SequenceGenerator, SequenceTask, evaluate_tokens
 
 PITCH_PREFIXES = ("Pitch_", "NoteOn_", "NoteOff_")  # token kinds that name a pitch (drum tokens are PitchDrum_)
 DEFAULT_DATA = "bach"
@@ -131,11 +131,6 @@ def music_config(config: RunConfig) -> RunConfig:
 # ---- lengths and cuts of a score (ticks) ------------------------------------------------
 
 
-# A continuation's MIDI, WAV and piano roll hold its prime whole: a 74-byte MIDI whose two notes lie 20,000 s
-# apart asked for gigabytes of audio and roll (a server grew past 9 GB on one).
-MAX_PRIME_SECONDS = 600.0
-
-
 def seconds_of(score) -> float:
     return float(score.to("second").end())
 
@@ -190,8 +185,8 @@ class MusicGenerator(SequenceGenerator):
         if isinstance(prime, (str, Path)) and not Path(prime).is_file():
             raise GenlabError(f"{prime}: no such MIDI file")
         score = read_score(prime) if isinstance(prime, (str, Path)) else prime
-        if seconds_of(score) > MAX_PRIME_SECONDS:
-            raise GenlabError(f"{prime if isinstance(prime, (str, Path)) else 'the prime'}: lasts {seconds_of(score):,.0f} s; "
+        if (lasts := seconds_of(score)) > MAX_PRIME_SECONDS:
+            raise GenlabError(f"{prime if isinstance(prime, (str, Path)) else 'the prime'}: lasts {lasts:,.0f} s; "
                               f"a prime may last {MAX_PRIME_SECONDS:.0f} s at most (its continuation's files hold it whole)")
         ids = self.tokenizer.encode(score)
         if not ids:

@@ -280,6 +280,12 @@ class SequenceTask:
         return Training(objective, batches, evaluate, write_samples, items_per_batch=config.train.batch_size * batches.block_size)
 
 
+# The longest prime a music or audio continuation takes: its files (MIDI, WAV, piano roll, spectrogram) hold the
+# prime whole, and a few bytes of MIDI (two notes 20,000 s apart) or of FLAC (an hour of silence) can ask for
+# gigabytes of them (a server grew past 9 GB on one).
+MAX_PRIME_SECONDS = 600.0
+
+
 class SequenceGenerator:
     """Generate from a sequence run: `generate(prompt, n=...)` -> list[TextSample]; `stream(prompt)` -> text pieces."""
 
