@@ -565,3 +565,29 @@ def test_a_diffusion_model_streams_its_images_as_they_sharpen(tmp_path):
         assert partial[0]["b64_json"] != done[0]["b64_json"]  # the frames differ as the noise goes
     finally:
         s.stop()
+
+
+def test_an_image_request_whose_client_leaves_mid_sampling_stops_and_frees_the_model(tmp_path):
+    """The model takes one request at a time. A diffusion request of 1,000 steps whose client leaves after half
+    a second used to sample to its end for nobody, holding every request behind it; now its loop stops at the
+    next step, so the next request is answered at once, streamed or not."""
+    from genlab.server import build
+
+    genlab.train({"task": "image", "out": str(tmp_path / "ddpm"), "data": {"source": "digits"},
+                  "model": {"name": "ddpm", "channels": 16, "heads": 1, "timesteps": 1000},
+                  "train": {"max_steps": 1, "batch_size": 16, "eval_interval": 1000, "progress": False}}, progress=False)
+    s = Server(build([str(tmp_path / "ddpm")], device="cpu"))
+    try:
+        quick = {"model": "ddpm", "n": 1, "seed": 1, "steps": 2}
+        slow = {"model": "ddpm", "n": 16, "seed": 2, "steps": 1000}
+        for stream in (False, True):
+            with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes its connection
+                httpx.post(s.url + "/v1/images/generations", json={**slow, "stream": stream, "partial_images": 0},
+                           timeout=httpx.Timeout(60, read=0.5))
+            t = time.perf_counter()
+            httpx.post(s.url + "/v1/images/generations", json=quick, timeout=120).raise_for_status()
+            waited = time.perf_counter() - t
+            # It waited 0.04 s; behind the abandoned request's 1,000 steps of 16 images, 8 s.
+            assert waited < 2.0, (stream, waited)
+    finally:
+        s.stop()

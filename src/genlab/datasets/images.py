@@ -80,7 +80,7 @@ def build_digits(cache: Path, progress: bool = True) -> Path:
 def _fetch_idx_set(cache: Path, name: str, base_url: str, checksums: dict[str, str], progress: bool) -> Path:
     folder = cache / name
     for filename, sha in checksums.items():
-        fetch(base_url.rstrip("/") + "/" + filename, folder / filename, sha, progress=progress)
+        fetch(base_url.rstrip("/") + "/" + filename, folder / filename, sha, max_bytes=64 << 20, progress=progress)  # the largest is 26 MB
     return folder
 
 
@@ -100,7 +100,8 @@ def fetch_cifar10(cache: Path, progress: bool = True) -> Path:
     folder = cache / "cifar10"
     if (folder / "test_batch.bin").is_file():
         return folder
-    archive = fetch(os.environ.get("GENLAB_CIFAR10_URL", CIFAR10_URL), cache / "cifar-10-binary.tar.gz", CIFAR10_SHA256, progress=progress)
+    archive = fetch(os.environ.get("GENLAB_CIFAR10_URL", CIFAR10_URL), cache / "cifar-10-binary.tar.gz", CIFAR10_SHA256,
+                    max_bytes=256 << 20, progress=progress)  # it is 163 MiB
     with replacing(folder, "dataset") as tmp, tarfile.open(archive, "r:gz") as tar:
         for member in tar.getmembers():  # only the batch files, by base name: no path from the archive is trusted
             name = Path(member.name).name

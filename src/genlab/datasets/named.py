@@ -119,7 +119,7 @@ def fetch_tinyshakespeare(cache: Path, progress: bool = True) -> Path:
     local server in tests); the sha256 check stays.
     """
     url = os.environ.get("GENLAB_TINYSHAKESPEARE_URL", TINYSHAKESPEARE_URL)
-    return fetch(url, cache / "tinyshakespeare.txt", TINYSHAKESPEARE_SHA256, progress=progress)
+    return fetch(url, cache / "tinyshakespeare.txt", TINYSHAKESPEARE_SHA256, max_bytes=4 << 20, progress=progress)  # it is 1.1 MB
 
 
 def resolve_data(data, progress: bool = True) -> tuple[Path, list[str], list[str]]:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from genlab.core.config import ModelConfig
 from genlab.core.families import Family
+from genlab.core import cancel
 from genlab.core.progress import progress_bar
 
 
@@ -154,6 +155,7 @@ class PixelCNN(nn.Module):
         n, C, H, W = noise.shape
         levels = torch.zeros(n, C, H, W, dtype=torch.long, device=noise.device)
         for p in progress_bar(range(H * W), desc="pixels", unit="px", enabled=progress, leave=False):
+            cancel.check()
             i, j = divmod(p, W)
             # Rows below i cannot change row i's predictions (nothing looks up), so they are left out: half the work.
             probs = self.logits(self.to_input(levels[:, :, : i + 1]), y)[:, :, :, i, j].float().softmax(1)  # (n, levels, C)

@@ -17,6 +17,7 @@ import math
 from typing import Callable, Iterator, Literal
 
 import torch
+from genlab.core import cancel
 from genlab.core.progress import progress_bar
 
 
@@ -108,6 +109,7 @@ def denoising_steps(
     x = x_T if x_T is not None else torch.randn(shape, generator=generator, device=device)
     ts = schedule.timesteps_for(steps)
     for i, t in enumerate(progress_bar(ts, desc=f"{sampler} sampling", unit="step", enabled=progress, leave=False)):
+        cancel.check()
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         x0, eps = schedule.split(denoise(x, tt), x, tt, prediction)

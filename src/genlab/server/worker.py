@@ -10,6 +10,8 @@ import asyncio
 import queue
 import threading
 
+from genlab.core.cancel import Cancelled, cancellable
+
 
 class Busy(Exception):
     pass
@@ -24,14 +26,17 @@ class ModelWorker:
 
     def start(self, fn, *args) -> asyncio.Future:
         """`fn(*args)` queued for this model's thread (call from the event loop); Busy when `max_waiting`
-        requests are already in line. Cancelling the future drops a job that has not started."""
+        requests are already in line. Cancelling the future drops a job that has not started, and stops one
+        that has at its sampling loop's next step (genlab.core.cancel)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         with self.lock:
             if self.waiting >= self.max_waiting:
                 raise Busy
             self.waiting += 1
-        self.jobs.put((loop, future, fn, args))
+        called_off = threading.Event()
+        future.add_done_callback(lambda f: f.cancelled() and called_off.set())
+        self.jobs.put((loop, future, called_off, fn, args))
         return future
 
     def streaming(self, work):
@@ -63,11 +68,14 @@ class ModelWorker:
 
     def _loop(self) -> None:
         while True:
-            loop, future, fn, args = self.jobs.get()
+            loop, future, called_off, fn, args = self.jobs.get()
             result, error = None, None
             try:
-                if not future.cancelled():  # its client left while it waited
-                    result = fn(*args)
+                if not called_off.is_set():  # its client left while it waited
+                    with cancellable(called_off):
+                        result = fn(*args)
+            except Cancelled:  # its client left while it ran: nobody awaits a result
+                pass
             except BaseException as e:  # noqa: BLE001 - handed to the awaiting request
                 result, error = None, e
             finally:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genlab.core import cancel
 from genlab.core.config import DataConfig, RunConfig
 from genlab.core.errors import GenlabError
 from genlab.core.families import family, names
@@ -262,6 +263,7 @@ class AudioGenerator(SequenceGenerator):
         total = requests[0].decoding.max_new_tokens
         bar = progress_bar(total=total, desc="generating", unit="sample", enabled=progress)
         while engine.active:
+            cancel.check()
             engine.step()
             bar.update(1)
         bar.close()

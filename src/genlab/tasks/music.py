@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genlab.core import cancel
 from genlab.core.config import DataConfig, RunConfig
 from genlab.core.errors import GenlabError
 from genlab.core.samples import MusicSample
@@ -228,6 +229,7 @@ class MusicGenerator(SequenceGenerator):
         # Notes already known, per sample: the prime's, then those passed to on_notes.
         heard: list[set] = [set(self._note_keys(prime_score)) if prime_score is not None else set() for _ in slots]
         while engine.active:
+            cancel.check()
             for event in engine.step():
                 made = engine.tokens(event.slot)
                 at_check = len(made) % CHECK_EVERY == 0
