@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -390,7 +391,11 @@ def bad_inputs(tmp_path: Path) -> list[tuple[Path, dict, str]]:
     deep.write_text('{"text": "a"}\n{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
     wide = tmp_path / "wide.csv"
     wide.write_text(",".join(f"c{i}" for i in range(500)) + "\n" + ",".join("1" * 500) + "\n")
+    pipe = tmp_path / "pipe.csv"  # opening it waited for a writer forever, deaf to SIGTERM
+    os.mkfifo(pipe)
     return [
+        (pipe, {}, "pipe.csv: not a regular file or folder"),
+        (Path("/dev/zero"), {"input_format": "csv"}, "/dev/zero: not a regular file or folder"),
         (deep, {}, "deep.jsonl: line 2: JSON nested too deeply"),
         (wide, {"text_col": "text"}, "columns: c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, "
                                      "c17, c18, c19, ... (500 in all)"),

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 import genlab
+from genlab.core.errors import GenlabError
 from conftest import make_corpus, tiny_config
 from test_serve import Server
 
@@ -245,6 +246,35 @@ def test_the_key_guards_every_path_but_health_and_the_playground_shell(server, r
         assert httpx.get(keyed.url + "/v1/models", headers={"Authorization": "Bearer from-a-file"}).status_code == 200
     finally:
         keyed.stop()
+
+
+def test_a_key_file_is_read_only_as_far_as_one_key_and_a_key_no_client_can_send_is_refused(tmp_path, monkeypatch):
+    """`--api-key-file /dev/zero` used to read until the machine ran out of memory; a key with a space or a
+    control character would have locked every client out."""
+    from genlab.server import read_key
+
+    monkeypatch.delenv("GENLAB_API_KEY", raising=False)
+    t = time.perf_counter()
+    with pytest.raises(GenlabError, match="^--api-key-file /dev/zero: a key is one word of printable ASCII"):
+        read_key(None, "/dev/zero")
+    assert time.perf_counter() - t < 5
+    (tmp_path / "long").write_text("k" * 10_000_000)
+    with pytest.raises(GenlabError, match="at most 4096 characters"):
+        read_key(None, str(tmp_path / "long"))
+    (tmp_path / "spaced").write_text("two words\n")
+    with pytest.raises(GenlabError, match="spaced: a key is one word"):
+        read_key(None, str(tmp_path / "spaced"))
+    with pytest.raises(GenlabError, match="^--api-key: a key is one word"):
+        read_key("caf\u00e9", None)
+    monkeypatch.setenv("GENLAB_API_KEY", "tab\tkey")
+    with pytest.raises(GenlabError, match="^GENLAB_API_KEY: a key is one word"):
+        read_key(None, None)
+    fifo = tmp_path / "pipe"  # as `--api-key-file <(pass show genlab)` gives it
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("piped-key\nsecond line\n"))
+    writer.start()
+    assert read_key(None, str(fifo)) == "piped-key"
+    writer.join()
 
 
 def test_malformed_requests_are_4xx_in_openais_shape(server):

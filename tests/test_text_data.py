@@ -33,6 +33,8 @@ def test_missing_and_empty_inputs_are_one_line_errors(tmp_path):
     cfg = build_config(None, {"data": str(tmp_path / "nope")})
     with pytest.raises(GenlabError, match="nope: no such file or folder"):
         TextSource().files(cfg)
+    with pytest.raises(GenlabError, match="/dev/zero: not a regular file or folder"):
+        TextSource().files(build_config(None, {"data": "/dev/zero"}))
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     with pytest.raises(GenlabError, match="empty.txt: the file is empty"):

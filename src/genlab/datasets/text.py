@@ -23,7 +23,7 @@ def select_files(root: Path, include: list[str] | None = None, exclude: list[str
     if root.is_file():
         return [root]
     if not root.is_dir():
-        raise GenlabError(f"{root}: no such file or folder")
+        raise GenlabError(f"{root}: {'not a regular file or folder' if root.exists() else 'no such file or folder'}")
     files = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()

@@ -179,6 +179,8 @@ def resolve_format(path: Path, given: str | None) -> Format:
     known = {**FORMATS, **FOLDER_FORMATS}
     if not path.exists():
         raise GenlabError(f"{path}: no such file or folder")
+    if not (path.is_file() or path.is_dir()):  # a pipe would block, /dev/zero never ends: the input is read in passes
+        raise GenlabError(f"{path}: not a regular file or folder (a pipe or a device cannot be read more than once)")
     if given is not None:
         if given not in known:
             raise GenlabError(f"--input-format {given}: choose from {', '.join(known)}")

@@ -54,20 +54,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+MAX_KEY_BYTES = 4096
+
+
 def read_key(api_key: str | None = None, key_file: str | None = None) -> str | None:
     """The API key: given, else read from `key_file` (first line), else $GENLAB_API_KEY; None for no key.
     (A key on the command line shows in /proc to every local user; a file or the environment does not.)"""
-    if api_key:
-        return api_key
-    if key_file:
+    if key_file and not api_key:
         try:
-            key = Path(key_file).read_text(encoding="utf-8").strip().splitlines()[0].strip()
+            with open(key_file, "rb") as f:  # a pipe too (`<(pass show genlab)`), so no is_file() check
+                head = f.read(MAX_KEY_BYTES + 1)  # /dev/zero, or a huge file, is not read to its end
+            api_key = head.decode("utf-8").strip().splitlines()[0].strip()
         except (OSError, UnicodeDecodeError, IndexError):
             raise GenlabError(f"--api-key-file {key_file}: cannot read a key from it") from None
-        if not key:
+        if not api_key:
             raise GenlabError(f"--api-key-file {key_file}: the file holds no key")
-        return key
-    return os.environ.get("GENLAB_API_KEY") or None
+        where = f"--api-key-file {key_file}"
+    else:
+        api_key, where = api_key or os.environ.get("GENLAB_API_KEY") or None, "--api-key" if api_key else "GENLAB_API_KEY"
+    if api_key is not None and not (len(api_key) <= MAX_KEY_BYTES and api_key.isascii() and api_key.isprintable()
+                                    and " " not in api_key):
+        # It travels in an HTTP header: a key no client can send would lock every client out.
+        raise GenlabError(f"{where}: a key is one word of printable ASCII, at most {MAX_KEY_BYTES} characters")
+    return api_key
 
 
 def build(runs: list[str], names: list[str] | None = None, api_key: str | None = None, host: str = "127.0.0.1",
