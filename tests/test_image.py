@@ -5,8 +5,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import os
 import threading
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,6 +163,11 @@ def test_image_folder_with_class_subfolders_resize_and_a_corrupt_file(tmp_path):
     with pytest.raises(GenlabError, match="bomb.png: corrupt or unreadable image.*decompression bomb"):
         ImageStore.build(tmp_path / "s4", tmp_path / "pets", 8, 3, 0.0, 0, progress=False)
     assert not (tmp_path / "s4").exists()
+    (tmp_path / "pets" / "dogs" / "bomb.png").unlink()
+    os.mkfifo(tmp_path / "pets" / "dogs" / "pipe.png")  # a pipe or device among the images is passed over
+    assert len(ImageStore.build(tmp_path / "s5", tmp_path / "pets", 8, 3, 0.0, 0, progress=False).images) == 6
+    with pytest.raises(GenlabError, match="^/dev/zero: not a regular file or folder$"):
+        ImageStore.build(tmp_path / "s6", Path("/dev/zero"), 8, 3, 0.0, 0, progress=False)
 
 
 def test_mnist_download_from_a_local_server_is_cached_and_checked(tmp_path, monkeypatch):

@@ -280,6 +280,8 @@ def open_image_source(path: Path) -> ImageSource:
         if path.suffix.lower() in IMAGE_EXTENSIONS:
             raise GenlabError(f"{path}: a single image is not a dataset; pass its folder")
         raise GenlabError(f"{path}: not an image dataset (expected a folder of PNG/JPEG, IDX files, CIFAR .bin or .npz)")
+    if not path.is_dir():
+        raise GenlabError(f"{path}: {'not a regular file or folder' if path.exists() else 'no such file or folder'}")
     idx = sorted(p for p in path.iterdir() if "images-idx3" in p.name or "images.idx3" in p.name)
     if idx:
         return _idx_source(idx, path)
