@@ -77,6 +77,7 @@ def _bad_inputs(root):
     """(arguments, text the one-line error must contain) for mistakes users make."""
     (root / "afile.txt").write_text("x")
     (root / "no-newline.txt").write_text("a" * 50)
+    (root / "table.csv").write_text("text,label\ngood day,a\nbad night,b\n")
     return [
         (["train", "text", "--data", "no/such/notes"], "no/such/notes: no such file or folder"),
         (["train", "text", "--set", "train.lr_max=3"], "train.lr_max: unknown key"),
@@ -111,6 +112,14 @@ def _bad_inputs(root):
         (["eval-code", "--canonical", "--problems", "p.jsonl", "--k", "0"], "--k"),
         (["demo", "--only", "poetry"], "--only: unknown part 'poetry'"),
         (["data", "prepare", "no/such.csv", "--out", str(root / "prep")], "no/such.csv"),
+        # A device or a pipe named as a file: /dev/zero was read until memory ran out, a pipe waited forever.
+        (["sweep", "text", "--space-file", "/dev/zero", "--out", str(root / "study")], "--space-file /dev/zero: not a regular file"),
+        (["data", "prepare", str(root / "table.csv"), "--out", str(root / "prep"), "--text-col", "text", "--augment", "synonym",
+          "--synonyms", "/dev/zero"], "/dev/zero: not a regular file"),
+        (["data", "prepare", "/dev/zero", "--input-format", "csv", "--out", str(root / "prep")], "/dev/zero: not a regular file"),
+        (["train", "image", "--data", "/dev/zero", "--out", str(root / "new-run")], "/dev/zero: not a regular file or folder"),
+        (["eval", str(root / "run"), "--data", "/dev/zero"], "/dev/zero: not a regular file or folder"),
+        (["compare", str(root / "run"), "/dev/zero", "--out", str(root / "cmp")], "/dev/zero: neither a run directory"),
     ]
 
 
@@ -121,7 +130,7 @@ def test_every_bad_input_is_one_line_exit_1_and_writes_nothing(trained, cli, tmp
         assert r.returncode == 1, (args, r.stderr)
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
         assert r.stderr.startswith("error: ") and message in r.stderr, (args, r.stderr)
-    after = sorted(p.relative_to(trained) for p in trained.rglob("*") if p.name not in ("afile.txt", "no-newline.txt"))
+    after = sorted(p.relative_to(trained) for p in trained.rglob("*") if p.name not in ("afile.txt", "no-newline.txt", "table.csv"))
     assert after == before
 
 

@@ -56,7 +56,7 @@ def test_clip_on_digits_classifies_zero_shot_and_finds_sevens(cli, tmp_path):
     assert json.loads((tmp_path / "t.json").read_text())["texts"] == ["a seven", "a photo of a 3"]
     (tmp_path / "latin1.txt").write_bytes("un caf\u00e9\n".encode("latin-1"))
     r = cli("embed", run, "--texts", tmp_path / "latin1.txt", "--out", tmp_path / "u")
-    assert r.returncode == 1 and "latin1.txt: cannot read" in r.stderr and not (tmp_path / "u.npy").exists()
+    assert r.returncode == 1 and "latin1.txt: not UTF-8 text (bad byte 0xe9" in r.stderr and not (tmp_path / "u.npy").exists()
     r = cli("sample", run, "--out", tmp_path / "x.png")
     assert r.returncode != 0 and "search" in r.stderr
 
@@ -85,7 +85,7 @@ def test_captions_from_a_file_follow_their_images(cli, tmp_path):
     (tmp_path / "latin1.csv").write_bytes("image,caption\n00.png,caf\u00e9\n".encode("latin-1"))  # not UTF-8
     r = cli("train", "clip", "--data", folder, "--out", tmp_path / "bad2", "--max-steps", "1", *CLIP_SETS,
             "--set", f"data.clip.captions={tmp_path / 'latin1.csv'}")
-    assert r.returncode == 1 and "latin1.csv: cannot read" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 1 and "latin1.csv: not UTF-8 text (bad byte 0xe9" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 # ---- text to image -----------------------------------------------------------------------------------

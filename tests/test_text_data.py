@@ -3,7 +3,8 @@ import pytest
 
 from genlab.core.config import build_config
 from genlab.datasets.named import build_python_docs, cache_dir, resolve_source, stdlib_files
-from genlab.datasets.text import read_text_file, read_text_pieces, select_files
+from genlab.core.files import read_text_file
+from genlab.datasets.text import read_text_pieces, select_files
 from genlab.datasets.token_store import TokenStore, eval_windows
 from genlab.core.errors import GenlabError
 from genlab.tasks.text import TextSource

@@ -30,7 +30,7 @@ def embed(
 
     from genlab.api import load
     from genlab.core.errors import GenlabError
-    from genlab.core.files import atomic_write_bytes, atomic_write_text
+    from genlab.core.files import atomic_write_bytes, atomic_write_text, read_text_file
     from genlab.core.folders import check_output_file
 
     if (images is None) == (texts is None):
@@ -41,12 +41,7 @@ def embed(
     out = out.with_suffix(".npy")
     check_output_file(out, "npy")
     if texts is not None:
-        if not texts.is_file():
-            raise GenlabError(f"{texts}: no such file")
-        try:
-            lines = [line for line in texts.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise GenlabError(f"{texts}: cannot read ({e})") from None
+        lines = [line for line in read_text_file(texts).splitlines() if line.strip()]
         vectors, index = gen.embed_texts(lines), {"kind": "texts", "source": str(texts), "texts": lines}
     else:
         pixels, labels, where = gen.images_of(images, progress=True)

@@ -20,7 +20,7 @@ from genlab.core.errors import GenlabError
 from genlab.core.families import family_config
 from genlab.core.generators import SamplingParams
 from genlab.tasks import task_names  # the registry of names only (the tasks' modules load on use)
-from genlab.core.files import atomic_write_text
+from genlab.core.files import atomic_write_text, read_text_file
 
 
 SAMPLING = SamplingParams()  # sampling defaults are set in one place: SamplingParams
@@ -324,8 +324,8 @@ def read_toml(path: Path) -> dict:
     if not path.is_file():
         raise GenlabError(f"{path}: no such config file")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: arrays nested thousands deep
+        return tomllib.loads(read_text_file(path))
+    except (tomllib.TOMLDecodeError, RecursionError) as e:  # RecursionError: arrays nested thousands deep
         raise GenlabError(f"{path}: not valid TOML ({e})") from None
 
 

@@ -1,11 +1,33 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one), and reading a text file
+a user names, with one-line errors."""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from genlab.core.errors import GenlabError
+
+
+def read_text_file(path: Path) -> str:
+    """The file's text. Missing, unreadable or non-UTF-8 (naming the byte offset) is one line naming the file;
+    so is anything but a regular file: /dev/zero would be read until memory ran out, and a pipe waits for a
+    writer that may never come."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a pipe waits for its writer
+            raise GenlabError(f"{path}: not a regular file")
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise GenlabError(f"{path}: no such file") from None
+    except OSError as e:
+        raise GenlabError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise GenlabError(f"{path}: not UTF-8 text (bad byte 0x{data[e.start]:02x} at offset {e.start})") from None
 
 
 def fsync_dir(path: Path) -> None:

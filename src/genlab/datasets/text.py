@@ -52,18 +52,6 @@ def usable_files(files: list[Path], problem, what: str, progress: bool = True) -
     return usable
 
 
-def read_text_file(path: Path) -> str:
-    """The file's text; non-UTF-8 bytes are an error naming the file and the byte offset."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise GenlabError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise GenlabError(f"{path}: not UTF-8 text (bad byte 0x{data[e.start]:02x} at offset {e.start})") from None
-
-
 def read_text_pieces(path: Path, piece_bytes: int = 1 << 20):
     """Yield the file's text in pieces of about `piece_bytes`, each ending at a line break
     where one is near, so that a file larger than memory is read with flat memory.

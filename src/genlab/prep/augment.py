@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 from PIL import Image, ImageEnhance
 
 from genlab.core.errors import GenlabError
+from genlab.core.files import read_text_file
 from genlab.prep.clean import collapse_space_polars
 from genlab.prep.dedupe import splitmix64
 
@@ -67,10 +68,7 @@ def parse_ops(names: list[str], images: bool, has_synonyms: bool) -> tuple[str, 
 def load_synonyms(path: Path) -> dict[str, list[str]]:
     """A synonym table as {lowercased word: [synonyms]} (formats: see the module docstring)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise GenlabError(f"{path}: cannot read the synonym table ({e})") from None
+    text = read_text_file(path)
     if path.suffix.lower() == ".json":
         try:
             table = json.loads(text)

@@ -32,6 +32,7 @@ import pandas as pd
 import polars as pl
 
 from genlab.core.errors import GenlabError
+from genlab.core.files import read_text_file
 from genlab.prep.schema import (PANDAS_DTYPES, POLARS_DTYPES, TIME_KINDS, Schema, missing_mask, missing_polars,
                                 pandas_frame, parse_value, value_text)
 
@@ -218,8 +219,8 @@ class TrainStats:
 def load_stats(path: Path) -> dict:
     """Statistics saved by an earlier `prepare` (its normalization.json)."""
     try:
-        stats = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+        stats = json.loads(read_text_file(path))
+    except ValueError as e:
         raise GenlabError(f"{path}: not a readable normalization.json ({e})") from None
     if not isinstance(stats, dict) or not {"fill", "normalize"} <= set(stats):
         raise GenlabError(f"{path}: not a normalization.json (needs 'fill' and 'normalize')")

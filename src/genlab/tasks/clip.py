@@ -23,7 +23,7 @@ import torch
 from genlab.core.config import RunConfig
 from genlab.core.errors import GenlabError
 from genlab.core.families import family, names
-from genlab.core.files import atomic_write_json
+from genlab.core.files import atomic_write_json, read_text_file
 from genlab.core.runs import RunDir
 from genlab.datasets import resolve_source
 from genlab.datasets.batches import SeededBatches
@@ -88,10 +88,7 @@ def read_captions(path: Path, root: Path, count: int) -> list[str]:
     if not root.is_dir():
         raise GenlabError(f"data.clip.captions: {root} is not a folder of image files")
     rows = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise GenlabError(f"{path}: cannot read ({e})") from None
+    text = read_text_file(path)
     if path.suffix.lower() == ".jsonl":
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():

@@ -19,7 +19,7 @@ from pathlib import Path
 from genlab.core.config import RunConfig
 from genlab.datasets.named import resolve_data
 from genlab.datasets.code import select_code
-from genlab.datasets.text import read_text_file
+from genlab.core.files import read_text_file
 from genlab.core.errors import GenlabError
 from genlab.metrics.code import is_valid_python
 from genlab.core.runs import RunDir

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from genlab.core.config import RunConfig
 from genlab.datasets.named import resolve_data
-from genlab.datasets.text import read_text_file, read_text_pieces, select_files
+from genlab.core.files import read_text_file
+from genlab.datasets.text import read_text_pieces, select_files
 from genlab.core.errors import GenlabError
 from genlab.tasks.sequence import SequenceGenerator, SequenceTask
 

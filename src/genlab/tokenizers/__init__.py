@@ -19,7 +19,7 @@ from typing import Iterable, Protocol
 import numpy as np
 
 from genlab.core.errors import GenlabError
-from genlab.core.files import atomic_write_text
+from genlab.core.files import atomic_write_text, read_text_file
 
 # kind -> "module:Class"; each class has `train(documents, config)` and `from_json(dict)`.
 KINDS: dict[str, str] = {
@@ -67,11 +67,11 @@ def save_tokenizer(tokenizer: Tokenizer, path: Path) -> None:
 
 def load_tokenizer(path: Path) -> Tokenizer:
     path = Path(path)
+    if not path.exists():
+        raise GenlabError(f"{path}: no such tokenizer file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GenlabError(f"{path}: no such tokenizer file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested thousands deep
+        data = json.loads(read_text_file(path))
+    except (json.JSONDecodeError, RecursionError) as e:  # RecursionError: nested thousands deep
         raise GenlabError(f"{path}: not a tokenizer file ({e})") from None
     kind = data.get("genlab_tokenizer")
     if kind is None:

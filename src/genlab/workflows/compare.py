@@ -57,8 +57,6 @@ def train_configs(items: list[str], out: Path, data: str | None, max_time: float
         if path.is_dir():
             runs.append(path)
             continue
-        if path.suffix != ".toml":
-            raise GenlabError(f"{item}: neither a run directory nor a .toml run config")
         flags = {"data": data, "max_time": max_time, "out": str(out / path.stem)}
         config = build_config(path, flags, sets)
         config.train.progress = progress
@@ -236,6 +234,9 @@ def compare(
         parse_remote(spec)  # a malformed one is refused before anything trains
     if remotes and not (items or models):
         raise GenlabError("compare: a remote model is measured on the val split of the runs beside it; give a run too")
+    for item in items:  # before the folder is made: a mistake leaves nothing behind
+        if not (Path(item).is_dir() or (Path(item).suffix == ".toml" and Path(item).is_file())):
+            raise GenlabError(f"{item}: neither a run directory nor a .toml run config")
     claim(out, "compare", inputs=[data])  # its sub-runs are resumed, its table and plot replaced
     items = list(items) + [str(p) for p in family_configs(models or [], out, task)]
     runs = train_configs(items, out, data, max_time, sets or [], progress)

@@ -22,7 +22,7 @@ import tomli_w
 from genlab.api import train
 from genlab.core.config import build_config, parse_set
 from genlab.core.errors import GenlabError, Interrupted
-from genlab.core.files import atomic_write_json, atomic_write_text
+from genlab.core.files import atomic_write_json, atomic_write_text, read_text_file
 from genlab.core.folders import claim
 from genlab.media.plots import new_figure, save_figure
 
@@ -76,8 +76,10 @@ def parse_dimension(item: str) -> Dimension:
 def read_space(path: Path) -> list[str]:
     """A TOML file's [space] table as FIELD=VALUES items."""
     try:
-        table = tomllib.loads(Path(path).read_text()).get("space", {})
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
+        table = tomllib.loads(read_text_file(path)).get("space", {})
+    except GenlabError as e:
+        raise GenlabError(f"--space-file {e}") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
         raise GenlabError(f"--space-file {path}: not a readable TOML file ({e})") from None
     if not table:
         raise GenlabError(f"--space-file {path}: no [space] table")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genlab.datasets.text import read_text_file
+from genlab.core.files import read_text_file
 from genlab.tasks.sequence import SequenceTask
 from genlab.tasks.text import TextGenerator, TextSource
 
