@@ -21,15 +21,15 @@ KEY = "test-key-123"
 
 
 class Server:
-    """A uvicorn server for `app` in a thread, on a free loopback port."""
+    """A uvicorn server for `app` in a thread, on a free loopback port (`options`: more of uvicorn's Config)."""
 
-    def __init__(self, app):
+    def __init__(self, app, **options):
         import uvicorn
 
         self.app = app
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="error"))
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="error", **options))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
         for _ in range(200):
