@@ -532,6 +532,35 @@ def test_a_request_head_past_64_kib_is_a_431_and_the_server_does_not_grow(run):
         s.stop()
 
 
+def test_an_answer_given_before_its_body_was_read_closes_the_connection(server):
+    """A 413, a 404 or a refusal answers before the body is read; uvicorn then read and threw away whatever the
+    client went on sending (10 GB in 6 s, a core of the server's CPU, for as long as the client liked). Now that
+    connection is closed after its answer; one whose body was read stays open for its next request."""
+    port = int(server.url.rsplit(":", 1)[1])
+    auth = f"Authorization: Bearer {KEY}\r\n"
+    for path, framing, status in [("/v1/completions", "Transfer-Encoding: chunked", b"413"),
+                                  ("/v1/completions", f"Content-Length: {10 ** 12}", b"413"),
+                                  ("/v1/nowhere", "Transfer-Encoding: chunked", b"404"),
+                                  ("/v1/completions", "Content-Length: 1000000", b"415")]:
+        kind = "text/plain" if status == b"415" else "application/json"
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: {kind}\r\n{framing}\r\n\r\n".encode())
+            piece = b"10000\r\n" + b"a" * 0x10000 + b"\r\n" if "chunked" in framing else b"a" * 0x10000
+            sent, answer = 0, b""
+            with contextlib.suppress(OSError):
+                while sent < 1 << 30:
+                    sock.sendall(piece)
+                    sent += len(piece)
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 " + status) and b"connection: close" in answer.lower(), (path, framing, answer[:200])
+            assert sent < 256 << 20, (path, framing, sent)  # it used to take the whole gigabyte, and more
+    with httpx.Client(headers=AUTH, timeout=60) as client:  # a body read whole: the connection is kept
+        first = client.post(server.url + "/v1/completions", json={"model": "jsonl", "prompt": "The", "max_tokens": 2})
+        assert first.status_code == 200 and first.headers.get("connection") != "close"
+
+
 def post_quietly(port: int) -> None:
     try:
         httpx.post(f"http://127.0.0.1:{port}/v1/completions", timeout=60,

@@ -28,7 +28,10 @@ async def send_error(send, err: APIError) -> None:
 
 
 class BodyLimit:
-    """A request body over `limit` bytes gets a 413 before it is read whole."""
+    """A request body over `limit` bytes gets a 413 before it is read whole. An answer given before its
+    request's body was read to the end (a 413, a 404 or a refusal) closes the connection: uvicorn would
+    otherwise read and throw away whatever the client went on sending, gigabytes a minute of the server's CPU
+    for as long as the client liked."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -36,22 +39,30 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        unread = b"transfer-encoding" in headers or declared not in (None, b"0")
         too_big = APIError(413, f"the request body is over {self.limit} bytes", code="request_too_large")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await send_error(send, too_big)
         seen = 0
 
         async def limited():
-            nonlocal seen
+            nonlocal seen, unread
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                unread = message.get("more_body", False)
                 if seen > self.limit:
                     raise too_big
             return message
 
-        await self.app(scope, limited, send)
+        async def closing(message):
+            if message["type"] == "http.response.start" and unread:
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await send_error(closing, too_big)
+        await self.app(scope, limited, closing)
 
 
 def host_name(host: str) -> str:
