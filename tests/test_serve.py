@@ -430,6 +430,33 @@ def test_the_playground_streams_text_and_shows_images_in_a_real_browser(server, 
     assert (tmp_path / "images.png").stat().st_size > 1000
 
 
+def test_a_model_name_is_shown_as_text_in_the_playground_never_run_as_markup(runs, tmp_path):
+    """A served name is its run folder's name, which may hold markup; the playground used to build its model
+    list as HTML, so such a name ran script in the page that holds the key."""
+    import shutil
+
+    chromium = require_tools("chromium")["chromium"]
+    from playwright.sync_api import sync_playwright
+
+    from genlab.server import build
+
+    name = '<img src=x onerror="document.title=\'pwned\'">'
+    shutil.copytree(runs["words"], tmp_path / name)
+    s = Server(build([str(tmp_path / name)], device="cpu"))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(s.url + "/")
+            page.wait_for_function("document.querySelectorAll('#model option').length == 1")
+            assert page.text_content("#model option") == f"{name} (text)"
+            assert page.eval_on_selector("#model", "e => e.value") == name
+            assert page.locator("#model img").count() == 0 and page.title() != "pwned"
+            browser.close()
+    finally:
+        s.stop()
+
+
 def test_a_run_that_trains_on_is_swapped_in_between_requests(tmp_path):
     from genlab.server import build
 
