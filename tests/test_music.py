@@ -1,6 +1,7 @@
 """Music: MIDI data, the miditok tokenizer, transposition, metrics, audio, and train -> sample -> eval."""
 
 import sys
+import time
 import wave
 
 import mido
@@ -275,6 +276,33 @@ def test_the_real_fluidsynth_renders_a_score_with_a_general_midi_soundfont(tmp_p
     assert np.abs(frames).max() > 3000  # a sound, not silence
 
 
+def test_a_score_fluidsynth_would_render_forever_falls_back_to_the_built_in_synthesizer(tmp_path, monkeypatch):
+    """A hundred notes struck at once overflow FluidSynth's event queue; their note-offs are lost and it writes
+    WAV until it is killed (650 MB in 20 s; the render's timeout was 600 s). Now it is stopped once its file
+    passes the piece's length plus a release tail, and the built-in synthesizer writes the WAV."""
+    import symusic
+    from conftest import require_tools
+    from genlab.media.audio import find_soundfont, render_wav
+
+    require_tools("fluidsynth")
+    monkeypatch.delenv("GENLAB_SOUNDFONT", raising=False)
+    if find_soundfont() is None:
+        pytest.fail("fluidsynth is installed but no General MIDI soundfont was found (apt-get install fluid-soundfont-gm)")
+    score = symusic.Score(480)
+    track = symusic.Track(program=0)
+    for _ in range(100):  # one key struck a hundred times at once, as a model's output can hold it
+        track.notes.append(symusic.Note(0, 480, 60, 100))
+    score.tracks.append(track)
+    path = tmp_path / "cluster.mid"
+    path.write_bytes(bytes(score.dumps_midi()))
+    t = time.perf_counter()
+    assert render_wav(score, path, tmp_path / "cluster.wav") == "built-in synthesizer"
+    assert time.perf_counter() - t < 30
+    with wave.open(str(tmp_path / "cluster.wav")) as w:
+        assert w.getnframes() / w.getframerate() < 5  # half a second of notes, and their release
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.mid", "cluster.wav"]  # no partial file left
+
+
 # ---- end to end ------------------------------------------------------------------------------
 
 
@@ -346,6 +374,11 @@ def test_music_user_errors_are_one_line(run, tmp_path, cli):
     r = cli("sample", run.path, "--prime", tmp_path / "bad.mid")
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert r.stderr.startswith(f"error: {tmp_path / 'bad.mid'}: not a readable MIDI file (")
+    header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big") + (0).to_bytes(2, "big")
+    track = b"\x00\x90\x3c\x64\x83\x60\x80\x3c\x00\x00\xff\x2f\x00"  # one note, then the end
+    (tmp_path / "zero.mid").write_bytes(header + b"MTrk" + len(track).to_bytes(4, "big") + track)  # 0 ticks per quarter
+    r = cli("sample", run.path, "--prime", tmp_path / "zero.mid")  # miditok divided by it: an internal error
+    assert r.returncode == 1 and r.stderr == f"error: {tmp_path / 'zero.mid'}: not a readable MIDI file (0 ticks per quarter note)\n"
     gen = genlab.load(run.path)
     with pytest.raises(GenlabError, match="give one length"):
         gen.generate(seconds=2, bars=2)

@@ -24,11 +24,14 @@ def read_score(path: Path):
     import symusic
 
     try:
-        return symusic.Score.from_midi(Path(path).read_bytes())
+        score = symusic.Score.from_midi(Path(path).read_bytes())
     except OSError as e:
         raise GenlabError(f"{path}: cannot read ({e.strerror})") from None
     except Exception as e:  # symusic raises RuntimeError (and friends) for malformed files
         raise GenlabError(f"{path}: not a readable MIDI file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if score.ticks_per_quarter <= 0:  # symusic reads it; every time in the file would divide by it
+        raise GenlabError(f"{path}: not a readable MIDI file (0 ticks per quarter note)")
+    return score
 
 
 def usable_midi_files(root: Path, include: list[str] | None = None, exclude: list[str] | None = None,

@@ -13,6 +13,7 @@ import io
 import os
 import shutil
 import subprocess
+import time
 import wave
 from pathlib import Path
 
@@ -106,15 +107,39 @@ def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     return buf.getvalue()
 
 
+FLUIDSYNTH_TAIL_S = 10.0  # what FluidSynth may write past the last note: its voices' release
+
+
+def fluidsynth_wav(command: list[str], wav: Path, max_bytes: int, timeout: float) -> None:
+    """Run FluidSynth writing `wav`, stopped (CalledProcessError) once the file passes `max_bytes` or time runs
+    out. It renders until every voice has died away, and with a hundred notes struck at once its event queue
+    overflows, note-offs are lost and it never stops: 650 MB of WAV in 20 s, for as long as it was let run.
+    (The file is watched rather than capped with RLIMIT_FSIZE: FluidSynth's audio library sizes a 64 MB
+    shared-memory file at start, which any sensible cap kills.)"""
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        try:
+            while proc.poll() is None:
+                if time.monotonic() > deadline or (wav.exists() and wav.stat().st_size > max_bytes):
+                    raise subprocess.CalledProcessError(-1, command, f"stopped past {max_bytes} bytes or {timeout:.0f} s")
+                time.sleep(0.05)
+            if proc.returncode != 0:
+                raise subprocess.CalledProcessError(proc.returncode, command)
+        except BaseException:
+            proc.kill()
+            raise
+
+
 def render_wav(score, midi_path: Path, dest: Path, sample_rate: int | None = None) -> str:
     """Write `dest` (WAV) for the score saved at `midi_path`, at `sample_rate` (default: 44.1 kHz from FluidSynth,
     SAMPLE_RATE from the built-in synthesizer); returns which renderer made it."""
     fluidsynth, soundfont = shutil.which("fluidsynth"), find_soundfont()
     if fluidsynth and soundfont:
         tmp = Path(dest).with_name(f".{Path(dest).name}.{os.getpid()}.tmp.wav")
+        rate, seconds = sample_rate or 44100, float(score.to("second").end())
         try:
-            subprocess.run([fluidsynth, "-ni", "-g", "0.8", "-r", str(sample_rate or 44100), "-F", str(tmp), str(soundfont), str(midi_path)],
-                           check=True, capture_output=True, timeout=600)
+            fluidsynth_wav([fluidsynth, "-ni", "-g", "0.8", "-r", str(rate), "-F", str(tmp), str(soundfont), str(midi_path)], tmp,
+                           max_bytes=int((seconds + FLUIDSYNTH_TAIL_S) * rate * 4) + 4096, timeout=60 + seconds)
             os.replace(tmp, dest)
             return f"fluidsynth ({soundfont.name})"
         except (subprocess.SubprocessError, OSError):
