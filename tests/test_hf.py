@@ -73,6 +73,22 @@ def test_missing_folder_and_pickle_only_weights_are_one_line_errors(tiny, tmp_pa
         load(f"hf:{legacy}")
 
 
+def test_a_config_that_does_not_fit_its_weights_is_one_line_and_says_so(tiny, tmp_path, cli):
+    """A hostile or broken config.json: other sizes than the weights printed transformers' table of every tensor
+    and then an internal error; n_head 0 divided by zero."""
+    import shutil
+
+    for name, change, message in [("wide", {"n_embd": 1_000_000, "n_layer": 1000}, "config.json does not fit the weights"),
+                                  ("headless", {"n_head": 0}, "integer division or modulo by zero")]:
+        folder = tmp_path / name
+        shutil.copytree(tiny, folder)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, **change}))
+        r = cli("sample", f"hf:{folder}", "--prompt", "def f():")
+        assert r.returncode == 1 and r.stderr == (f"error: hf:{folder}: cannot load a causal LM with safetensors weights "
+                                                  f"({message}{': tensors of other shapes, or missing' if name == 'wide' else ''})\n"), r.stderr
+
+
 def test_cli_sample_and_eval_code_treat_it_like_a_run(tiny, tmp_path):
     from typer.testing import CliRunner
 
