@@ -289,11 +289,13 @@ def test_malformed_requests_are_4xx_in_openais_shape(server):
         raw(json.dumps({"model": "jsonl", "prompt": "x", "seed": 2**70})),
         post(server, "/v1/chat/completions", {"model": "jsonl", "messages": [{"role": "user", "content": "a" * 20_000}] * 2}),
         post(server, "/v1/chat/completions", {"model": "jsonl", "messages": [{"role": "user", "content": "x" * 31_990}]}),
+        raw(json.dumps({"model": "jsonl", "prompt": "x", "logit_bias": {str(i): 1 for i in range(301)}})),
     ]
     for r in cases:
         assert 400 <= r.status_code < 500 and r.status_code != 429, r.text
         assert set(r.json()["error"]) == {"message", "type", "param", "code"}
     assert cases[4].json()["error"]["param"] == "n" and cases[7].json()["error"]["param"] == "messages"
+    assert cases[8].json()["error"]["param"] == "logit_bias" and "at most 300 tokens" in cases[8].json()["error"]["message"]
     for r, status in [(httpx.get(server.url + "/v1/nowhere", headers=AUTH), 404),
                       (httpx.get(server.url + "/v1/completions", headers=AUTH), 405),
                       (httpx.get(server.url + "/v1/models/nobody", headers=AUTH), 404)]:

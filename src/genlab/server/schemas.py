@@ -19,6 +19,7 @@ MAX_IMAGES = 16
 MAX_MUSIC_SECONDS = 120.0
 MAX_STOP = 4
 MAX_TOP_LOGPROBS = 20
+MAX_LOGIT_BIAS = 300  # tokens a request may bias, as OpenAI allows: each is applied at every step of its rows
 MAX_EMBEDDING_INPUTS = 64
 MAX_PROMPTS = 64
 MAX_MESSAGES = 1000
@@ -101,6 +102,8 @@ class Sampling(Strict):
     @field_validator("logit_bias")
     @classmethod
     def _bias(cls, v):
+        if v is not None and len(v) > MAX_LOGIT_BIAS:
+            raise ValueError(f"at most {MAX_LOGIT_BIAS} tokens, not {len(v)}")
         for key, bias in (v or {}).items():
             if not re.fullmatch(r"[0-9]{1,9}", key):
                 raise ValueError(f"keys are token ids, not {key!r}")
