@@ -775,9 +775,47 @@ def distill_part(d: dict, student: str, result: str) -> list[str]:
     ]
 
 
+def distill_c2st_part(d: dict) -> list[str]:
+    """The run judged by what a loss cannot show: a two-sample test of each model's continuations."""
+    def interval(r):
+        low, high = r["c2st_interval"]
+        return f"{r['c2st_accuracy']:.3f} ({low:.2f}-{high:.2f})"
+
+    rows = [[r["run"], r["params"], r["val_loss"], r["val_bits_per_unit"], interval(r), r["generated_distinct_2"],
+             r["generated_repetition"], r["wall_s"]] for r in d["rows"]]
+    by = {r["run"]: r for r in d["rows"]}
+    plain = [name for name in by if name.startswith("distilled") and "critic" not in name]
+    best = min(plain, key=lambda name: by[name]["val_loss"])
+    gain = by["scratch"]["val_loss"] - by[best]["val_loss"]
+    base = by["distilled, alpha 0, T 1"]
+    verdicts = []
+    for name in (n for n in by if "critic" in n):
+        r = by[name]
+        fools = r["c2st_accuracy"] < base["c2st_accuracy"]
+        close = r["val_loss"] - base["val_loss"] <= 0.05
+        verdicts.append(f"{name}: two-sample accuracy {r['c2st_accuracy']:.3f} against {base['c2st_accuracy']:.3f} without the "
+                        f"critic ({'lower: fools it more often' if fools else 'not lower'}), val loss {r['val_loss'] - base['val_loss']:+.3f} "
+                        f"nats ({'within' if close else 'outside'} 0.05) — {'met' if fools and close else 'missed'}")
+    real = d["rows"][0]
+    teacher = by["teacher"]["val_loss"]
+    return [
+        f"### Judged by a two-sample test: a {d['student_family'].upper()} student of the {Path(d['teacher_recipe']).stem} "
+        f"recipe (val loss {teacher:.3f})",
+        f"Each run's continuations of {real['c2st_texts'] * 2} held-out windows (16 characters of real text, then 128 drawn at "
+        "temperature 1) against the real continuations: the accuracy of a fresh classifier (character 1-4-grams) on the "
+        "held-out half, with its 95 % interval; 0.5 means it cannot tell them apart. The real text's own distinct-2 is "
+        f"{real['real_distinct_2']:.3f} and its repetition rate {real['real_repetition']:.3f}.",
+        table(["run", "params", "val loss", "val bits/char", "two-sample accuracy (95 %)", "distinct-2", "repetition",
+               "train wall s"], rows),
+        f"Targets: the distilled student at least 0.05 nats better than from scratch — measured {gain:.3f} for the best "
+        f"distilled row ({best}) ({'met' if gain >= 0.05 else 'missed'}). The critic: " + "; ".join(verdicts) + ".",
+        provenance(d["command"], "distill_c2st.json", d.get("date"), d.get("load_avg_at_start")),
+    ]
+
+
 def section_distill() -> str:
-    gpt, lstm = load("distill.json"), load("distill_lstm.json")
-    if gpt is None and lstm is None:
+    gpt, lstm, c2st = load("distill.json"), load("distill_lstm.json"), load("distill_c2st.json")
+    if gpt is None and lstm is None and c2st is None:
         return ""
     parts = [
         "## Distillation on Tiny Shakespeare",
@@ -791,6 +829,8 @@ def section_distill() -> str:
         parts += distill_part(gpt, "a 2x64 GPT (the teacher's family)", "distill.json")
     if lstm is not None:
         parts += distill_part(lstm, "a 1x108 LSTM (another family, the same characters)", "distill_lstm.json")
+    if c2st is not None:
+        parts += distill_c2st_part(c2st)
     return "\n\n".join(parts)
 
 

@@ -187,3 +187,17 @@ def test_bach_audio_renders_chorales_through_fluidsynth_once(tmp_path, monkeypat
     monkeypatch.setattr(midi, "chorale_to_midi", lambda work: pytest.fail("converted again"))
     monkeypatch.setattr("genlab.media.audio.render_wav", lambda *a: pytest.fail("rendered again"))
     assert audio.build_bach_audio(tmp_path, progress=False) == folder
+
+
+def test_sound_files_no_sound_could_be_are_one_line_errors(tmp_path):
+    """A float file of NaN broke mu-law encoding (an internal IndexError); a 1 Hz file took soxr a minute and
+    7 GB to bring to 8 kHz."""
+    from genlab.core.errors import GenlabError
+    from genlab.datasets.audio import read_audio
+
+    soundfile.write(tmp_path / "nan.wav", np.full(1000, np.nan), 8000, subtype="FLOAT")
+    soundfile.write(tmp_path / "slow.wav", np.zeros(100), 1)
+    with pytest.raises(GenlabError, match=r"^.*nan.wav: holds samples that are not numbers \(NaN or infinite\)$"):
+        read_audio(tmp_path / "nan.wav", 8000)
+    with pytest.raises(GenlabError, match=r"^.*slow.wav: a sample rate of 1 Hz is not a sound's \(at least 1,000 Hz\)$"):
+        read_audio(tmp_path / "slow.wav", 8000)

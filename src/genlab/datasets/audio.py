@@ -24,6 +24,9 @@ BACH_AUDIO_CHORALES = 60  # how many chorales `bach-audio` renders (about 45 min
 BACH_AUDIO_RATE = 16000
 
 
+MIN_SAMPLE_RATE = 1000
+
+
 def read_audio(path: Path, sample_rate: int, max_seconds: float | None = None) -> np.ndarray:
     """A sound file -> mono float32 samples (N,) in [-1, 1] at `sample_rate`."""
     import soundfile
@@ -32,12 +35,16 @@ def read_audio(path: Path, sample_rate: int, max_seconds: float | None = None) -
     try:
         with soundfile.SoundFile(str(path)) as f:
             rate = f.samplerate
+            if rate < MIN_SAMPLE_RATE:  # resampling 1 Hz to 8 kHz took soxr a minute and 7 GB
+                raise GenlabError(f"{path}: a sample rate of {rate} Hz is not a sound's (at least {MIN_SAMPLE_RATE:,} Hz)")
             # Only what is kept is decoded: a small compressed file (FLAC of silence) can hold hours.
             frames = -1 if max_seconds is None else int(max_seconds * rate)
             audio = f.read(frames=frames, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
         raise GenlabError(f"{path}: not a readable sound file ({e})") from None
     mono = audio.mean(axis=1)  # (N,)
+    if not np.isfinite(mono).all():  # a float file can hold them; mu-law has no code for NaN
+        raise GenlabError(f"{path}: holds samples that are not numbers (NaN or infinite)")
     if rate != sample_rate and len(mono):
         mono = soxr.resample(mono, rate, sample_rate).astype(np.float32)
     return np.clip(mono, -1.0, 1.0)
