@@ -391,10 +391,16 @@ def bad_inputs(tmp_path: Path) -> list[tuple[Path, dict, str]]:
     deep.write_text('{"text": "a"}\n{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
     wide = tmp_path / "wide.csv"
     wide.write_text(",".join(f"c{i}" for i in range(500)) + "\n" + ",".join("1" * 500) + "\n")
+    too_wide = tmp_path / "too_wide.csv"  # 1.4 MB of 200,000 columns ran for hours
+    too_wide.write_text(",".join(f"c{i}" for i in range(200_000)) + "\n" + ",".join("1" * 200_000) + "\n")
+    too_wide_jsonl = tmp_path / "too_wide.jsonl"
+    too_wide_jsonl.write_text(json.dumps({f"k{i}": i for i in range(20_000)}) + "\n")
     pipe = tmp_path / "pipe.csv"  # opening it waited for a writer forever, deaf to SIGTERM
     os.mkfifo(pipe)
     return [
         (pipe, {}, "pipe.csv: not a regular file or folder"),
+        (too_wide, {}, "too_wide.csv: 200,000 columns; data prepare takes at most 10,000"),
+        (too_wide_jsonl, {}, "too_wide.jsonl: 20,000 columns; data prepare takes at most 10,000"),
         (Path("/dev/zero"), {"input_format": "csv"}, "/dev/zero: not a regular file or folder"),
         (deep, {}, "deep.jsonl: line 2: JSON nested too deeply"),
         (wide, {"text_col": "text"}, "columns: c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, "

@@ -82,7 +82,7 @@ class PartitionEngine(PolarsEngine):
         with open(self.path, "rb") as f:
             f.seek(self.span[0])
             body = f.read(self.span[1] - self.span[0])
-        frames = json_frames(io.BytesIO(body)) if self.typed else [parse_csv(self.header, body)]
+        frames = json_frames(io.BytesIO(body), self.path) if self.typed else [parse_csv(self.header, body)]
         start = 0
         for frame in frames:
             for offset in range(0, len(frame), self.chunk_rows):

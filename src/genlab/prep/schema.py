@@ -57,6 +57,13 @@ ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "da
                "datetime": pa.timestamp("us"), "category": pa.dictionary(pa.int32(), pa.string()), "string": pa.string()}
 
 Schema = dict[str, str]  # column -> kind, in column order
+MAX_COLUMNS = 10_000  # each column costs every chunk a few calls of its own: 10,000 take 20 s even for three rows
+
+
+def check_width(path, columns: list[str]) -> None:
+    """One line when a table is wider than MAX_COLUMNS (a 1.4 MB file of 200,000 columns ran for hours)."""
+    if len(columns) > MAX_COLUMNS:
+        raise GenlabError(f"{path}: {len(columns):,} columns; data prepare takes at most {MAX_COLUMNS:,}")
 
 
 def missing_mask(values: pd.Series) -> np.ndarray:

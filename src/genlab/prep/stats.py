@@ -263,7 +263,8 @@ def apply_stats(chunk: pd.DataFrame | pl.DataFrame, stats: dict, kinds: Schema) 
 
 def _apply_stats_polars(chunk: pl.DataFrame, stats: dict, kinds: Schema) -> pl.DataFrame:
     """`apply_stats` on a Polars frame of coerced columns: the same values."""
-    chunk = chunk.with_columns([pl.col(c).cast(POLARS_DTYPES[k]) for c, k in kinds.items() if c in chunk.columns])
+    names = set(chunk.columns)
+    chunk = chunk.with_columns([pl.col(c).cast(POLARS_DTYPES[k]) for c, k in kinds.items() if c in names])
     for column, fill in stats["fill"].items():
         value = fill["value"]
         if kinds.get(column) in TIME_KINDS:  # saved as ISO text
