@@ -799,8 +799,8 @@ def distill_c2st_part(d: dict) -> list[str]:
     real = d["rows"][0]
     teacher = by["teacher"]["val_loss"]
     return [
-        f"### Judged by a two-sample test: a {d['student_family'].upper()} student of the {Path(d['teacher_recipe']).stem} "
-        f"recipe (val loss {teacher:.3f})",
+        f"### Judged by a two-sample test: {d['student_family'].upper()} student, teacher from {Path(d['teacher_recipe']).stem} "
+        f"(val loss {teacher:.3f})",
         f"Each run's continuations of {real['c2st_texts'] * 2} held-out windows (16 characters of real text, then 128 drawn at "
         "temperature 1) against the real continuations: the accuracy of a fresh classifier (character 1-4-grams) on the "
         "held-out half, with its 95 % interval; 0.5 means it cannot tell them apart. The real text's own distinct-2 is "
@@ -808,7 +808,10 @@ def distill_c2st_part(d: dict) -> list[str]:
         table(["run", "params", "val loss", "val bits/char", "two-sample accuracy (95 %)", "distinct-2", "repetition",
                "train wall s"], rows),
         f"Targets: the distilled student at least 0.05 nats better than from scratch — measured {gain:.3f} for the best "
-        f"distilled row ({best}) ({'met' if gain >= 0.05 else 'missed'}). The critic: " + "; ".join(verdicts) + ".",
+        f"distilled row ({best}) ({'met' if gain >= 0.05 else 'missed'}). The critic: " + "; ".join(verdicts) + ". "
+        f"With the critic the samples' distinct-2 moves away from the real text's ({real['real_distinct_2']:.3f}): "
+        + ", ".join(f"{by[n]['generated_distinct_2']:.3f} ({n.rsplit('+ ', 1)[-1]})" for n in by if "critic" in n)
+        + f" against {base['generated_distinct_2']:.3f} without it.",
         provenance(d["command"], "distill_c2st.json", d.get("date"), d.get("load_avg_at_start")),
     ]
 
