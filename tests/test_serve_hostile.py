@@ -498,6 +498,22 @@ def test_idle_connections_at_the_limit_make_way_and_requests_in_flight_are_kept(
         proc.wait()
 
 
+def flood(port: int, start: bytes, piece: bytes, limit: int) -> tuple[int, bytes]:
+    """Send `start`, then `piece` again and again until the server closes the connection or `limit` bytes went;
+    returns (bytes of pieces sent, what the server answered)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(start)
+        sent, answer = 0, b""
+        with contextlib.suppress(OSError):  # the server closes while we still send
+            while sent < limit:
+                sock.sendall(piece)
+                sent += len(piece)
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    return sent, answer
+
+
 def test_a_request_head_past_64_kib_is_a_431_and_the_server_does_not_grow(run):
     """uvicorn's httptools protocol took a head of any size: header lines sent for eight seconds grew the
     server by 1.8 GB. Now past 64 KiB (an endless URL, one endless header, or endless headers) the client gets a
@@ -513,18 +529,9 @@ def test_a_request_head_past_64_kib_is_a_431_and_the_server_does_not_grow(run):
         grown_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         for start, endless in [(b"GET /", b"a" * 4096), (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ", b"b" * 4096),
                                (b"GET /health HTTP/1.1\r\nHost: x\r\n", b"X-H: v\r\n" * 512)]:
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-                sock.sendall(start)
-                sent, answer = 0, b""
-                with contextlib.suppress(OSError):  # the server closes while we still send
-                    while sent < 64 << 20:
-                        sock.sendall(endless)
-                        sent += len(endless)
-                with contextlib.suppress(OSError):
-                    while chunk := sock.recv(65536):
-                        answer += chunk
-                assert sent < 16 << 20, (start, sent)  # cut off long before the 64 MiB it would have sent
-                assert answer.startswith(b"HTTP/1.1 431 "), (start, answer[:80])
+            sent, answer = flood(port, start, endless, 64 << 20)
+            assert sent < 16 << 20, (start, sent)  # cut off long before the 64 MiB it would have sent
+            assert answer.startswith(b"HTTP/1.1 431 "), (start, answer[:80])
         # This process holds the server: 3 x 64 MiB taken in would have shown here.
         assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - grown_before < 100 * 1024  # KiB
         assert httpx.get(s.url + "/health", headers={"X-Long": "a" * 60_000}, timeout=10).status_code == 200
@@ -545,19 +552,11 @@ def test_an_answer_given_before_its_body_was_read_closes_the_connection(server):
                                   ("/v1/nowhere", "Transfer-Encoding: chunked", b"404"),
                                   ("/v1/completions", "Content-Length: 1000000", b"415")]:
         kind = "text/plain" if status == b"415" else "application/json"
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: {kind}\r\n{framing}\r\n\r\n".encode())
-            piece = b"10000\r\n" + b"a" * 0x10000 + b"\r\n" if "chunked" in framing else b"a" * 0x10000
-            sent, answer = 0, b""
-            with contextlib.suppress(OSError):
-                while sent < 1 << 30:
-                    sock.sendall(piece)
-                    sent += len(piece)
-            with contextlib.suppress(OSError):
-                while chunk := sock.recv(65536):
-                    answer += chunk
-            assert answer.startswith(b"HTTP/1.1 " + status) and b"connection: close" in answer.lower(), (path, framing, answer[:200])
-            assert sent < 256 << 20, (path, framing, sent)  # it used to take the whole gigabyte, and more
+        head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: {kind}\r\n{framing}\r\n\r\n".encode()
+        piece = b"10000\r\n" + b"a" * 0x10000 + b"\r\n" if "chunked" in framing else b"a" * 0x10000
+        sent, answer = flood(port, head, piece, 1 << 30)
+        assert answer.startswith(b"HTTP/1.1 " + status) and b"connection: close" in answer.lower(), (path, framing, answer[:200])
+        assert sent < 256 << 20, (path, framing, sent)  # it used to take the whole gigabyte, and more
     with httpx.Client(headers=AUTH, timeout=60) as client:  # a body read whole: the connection is kept
         first = client.post(server.url + "/v1/completions", json={"model": "jsonl", "prompt": "The", "max_tokens": 2})
         assert first.status_code == 200 and first.headers.get("connection") != "close"
