@@ -87,7 +87,7 @@ def uninterrupted_150(uninterrupted):
 
 
 @pytest.mark.xdist_group("signals")  # one uninterrupted run for both signals
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_signal_checkpoints_that_step_exits_128_plus_n_and_resumes_exactly(uninterrupted, uninterrupted_150, tmp_path,
                                                                             signum, status):
     import tomli_w

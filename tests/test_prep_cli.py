@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from genlab.cli import app
@@ -109,9 +110,11 @@ def test_a_part_of_speech_profile_with_a_tagger_trained_here_and_a_one_line_erro
             "`python -m nltk.downloader averaged_perceptron_tagger_eng`"]
 
 
-def test_sigterm_removes_what_was_being_built(tmp_path):
-    """A prepare stopped by SIGTERM (a job scheduler's, a container's) leaves neither its half-built folder nor
-    the scan's spill beside --out, and says it was stopped."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_removes_what_was_being_built(tmp_path, signum):
+    """A prepare stopped by SIGTERM (a job scheduler's, a container's) or SIGHUP (its terminal closed: this used
+    to kill it on the spot) leaves neither its half-built folder nor the scan's spill beside --out, and says it
+    was stopped."""
     raw = tmp_path / "raw.csv"
     raw.write_text("text,label,x\n" + "".join(f"words number {i} here,{'ab'[i % 2]},{i}\n" for i in range(1_500_000)))
     genlab = str(Path(sys.executable).with_name("genlab"))
@@ -121,7 +124,7 @@ def test_sigterm_removes_what_was_being_built(tmp_path):
     while not list(tmp_path.glob(".out.*.tmp/.scanned.arrows")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert proc.poll() is None, "finished before it could be stopped: make the input larger"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM and "terminated" in err
+    assert proc.returncode == 128 + signum and "terminated" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw.csv"]

@@ -35,9 +35,12 @@ def main() -> None:
     """Run the CLI. Exit status: 0 done, 1 a user's mistake or a failure (one line, `error: ...`),
     2 a usage error (usage and one line), 128 + N stopped by signal N (130 for Ctrl-C)."""
     # SIGTERM unwinds as Ctrl-C does, so that what a command was building (a half-prepared dataset and its
-    # spill, a half-written export) is removed rather than left beside its destination. Training and the
-    # server put their own handlers in place while they run.
+    # spill, a half-written export) is removed rather than left beside its destination; so does SIGHUP (the
+    # terminal closed), unless nohup set it aside. Training and the server put their own handlers in place
+    # while they run.
     signal.signal(signal.SIGTERM, _terminated)
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _terminated)
     try:
         # Imported here, inside the try: Ctrl-C while torch and the verbs load is "interrupted", not a traceback.
         from genlab.cli.root import app

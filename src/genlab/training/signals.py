@@ -1,4 +1,7 @@
-"""Ctrl-C and SIGTERM while training (or any long loop that can save where it is): stop at a step boundary."""
+"""Ctrl-C, SIGTERM and SIGHUP while training (or any long loop that can save where it is): stop at a step boundary.
+
+SIGHUP is a closed terminal (an ssh session that dropped): the run saves its step as for SIGTERM, unless the
+process was started to ignore it (`nohup`), which is left as it is."""
 
 from __future__ import annotations
 
@@ -13,9 +16,15 @@ class StopRequest:
     signum: int | None = None  # the signal that asked training to stop, once one has
 
 
+def stopping_signals() -> tuple[int, ...]:
+    """The signals that stop a command: Ctrl-C, SIGTERM, and SIGHUP unless it is ignored (nohup)."""
+    hangup = () if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else (signal.SIGHUP,)
+    return (signal.SIGINT, signal.SIGTERM, *hangup)
+
+
 @contextmanager
 def stop_signals(enabled: bool = True):
-    """While inside, SIGINT and SIGTERM only set `.signum`, so the loop stops at a step boundary;
+    """While inside, SIGINT, SIGTERM and SIGHUP only set `.signum`, so the loop stops at a step boundary;
     a second Ctrl-C interrupts at once. Outside the main thread nothing is installed."""
     stop = StopRequest()
     if not enabled or threading.current_thread() is not threading.main_thread():
@@ -26,7 +35,7 @@ def stop_signals(enabled: bool = True):
         stop.signum = signum
         signal.signal(signum, previous[signum])  # the next one acts at once
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in stopping_signals()}
     try:
         yield stop
     finally:
