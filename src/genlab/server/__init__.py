@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import signal
 import socket
 import threading
 from pathlib import Path
@@ -132,9 +134,23 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, names: lis
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn's server, draining on the first SIGTERM or Ctrl-C: it stops accepting, lets work in flight run
-    for the drain timeout less a moment, then ends what is left with a 503 (a stream with an error event) and
-    exits 0. A second signal exits at once (uvicorn forces only on a second Ctrl-C)."""
+    """uvicorn's server, draining on the first SIGTERM, SIGHUP or Ctrl-C: it stops accepting, lets work in flight
+    run for the drain timeout less a moment, then ends what is left with a 503 (a stream with an error event)
+    and exits 0. A second signal exits at once (uvicorn forces only on a second Ctrl-C)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        # uvicorn listens for SIGINT and SIGTERM only; a closed terminal (SIGHUP) drains as they do, unless the
+        # server was started under nohup.
+        hangup = (threading.current_thread() is threading.main_thread()
+                  and signal.getsignal(signal.SIGHUP) != signal.SIG_IGN)
+        previous = signal.signal(signal.SIGHUP, self.handle_exit) if hangup else None
+        try:
+            with super().capture_signals():
+                yield
+        finally:
+            if hangup:
+                signal.signal(signal.SIGHUP, previous)
 
     def handle_exit(self, sig, frame):
         if self.should_exit:
