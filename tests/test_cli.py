@@ -6,6 +6,7 @@ start the installed command itself, once each."""
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -120,6 +121,8 @@ def _bad_inputs(root):
         (["train", "image", "--data", "/dev/zero", "--out", str(root / "new-run")], "/dev/zero: not a regular file or folder"),
         (["eval", str(root / "run"), "--data", "/dev/zero"], "/dev/zero: not a regular file or folder"),
         (["compare", str(root / "run"), "/dev/zero", "--out", str(root / "cmp")], "/dev/zero: neither a run directory"),
+        # Written atomically, it was renamed over the device: as root, /dev/null became a regular file.
+        (["sample", str(root / "run"), "--out", "/dev/null"], "--out /dev/null: exists and is not a regular file"),
     ]
 
 
@@ -132,6 +135,7 @@ def test_every_bad_input_is_one_line_exit_1_and_writes_nothing(trained, cli, tmp
         assert r.stderr.startswith("error: ") and message in r.stderr, (args, r.stderr)
     after = sorted(p.relative_to(trained) for p in trained.rglob("*") if p.name not in ("afile.txt", "no-newline.txt", "table.csv"))
     assert after == before
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
 def test_broken_run_folders_are_one_line_errors(trained, tmp_path, cli):

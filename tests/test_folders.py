@@ -144,3 +144,20 @@ def test_remove_deletes_only_what_genlab_owns(tmp_path):
     remove(tmp_path / "run" / "checkpoint" / "old")  # inside a marked folder: genlab's
     remove(tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_atomic_write_never_replaces_a_device_or_a_pipe(tmp_path):
+    """The write renames a finished temporary file over its destination: given /dev/null (`--out /dev/null`),
+    it replaced the device with a regular file, as root. Now anything but a regular file is refused."""
+    import stat
+
+    from genlab.core.files import atomic_write_text
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(GenlabError, match="pipe: exists and is not a regular file; refusing to replace it"):
+        atomic_write_text(pipe, "text")
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+    atomic_write_text(tmp_path / "plain.txt", "a")
+    atomic_write_text(tmp_path / "plain.txt", "b")  # a regular file is replaced as before
+    assert (tmp_path / "plain.txt").read_text() == "b"

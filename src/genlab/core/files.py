@@ -45,6 +45,8 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     `durable` also fsyncs the file and its folder, so the write survives a power cut, not only a crash
     of the process (a few milliseconds; skipped where losing the file is harmless)."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # the rename would put a file in place of a device (/dev/null) or a pipe
+        raise GenlabError(f"{path}: exists and is not a regular file; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -201,6 +201,8 @@ def check_output_file(path: Path | str, kind: str, flag: str = "--out") -> None:
         raise GenlabError(f"{flag} {path}: is a folder; give a file name")
     if not path.exists():
         return
+    if not path.is_file():  # a device or a pipe: `--out /dev/null` once replaced the device with a file (as root)
+        raise GenlabError(f"{flag} {path}: exists and is not a regular file; refusing to replace it")
     with open(path, "rb") as f:
         head = f.read(8192)
     if kind == "text":
