@@ -395,10 +395,13 @@ def bad_inputs(tmp_path: Path) -> list[tuple[Path, dict, str]]:
     too_wide.write_text(",".join(f"c{i}" for i in range(200_000)) + "\n" + ",".join("1" * 200_000) + "\n")
     too_wide_jsonl = tmp_path / "too_wide.jsonl"
     too_wide_jsonl.write_text(json.dumps({f"k{i}": i for i in range(20_000)}) + "\n")
+    one_cell = tmp_path / "one_cell.csv"  # 162 MB of one cell took 3.8 GB; a few GB would take the machine's memory
+    one_cell.write_text('text,label\n"' + "word " * 3_400_000 + '",a\nshort,b\n')
     pipe = tmp_path / "pipe.csv"  # opening it waited for a writer forever, deaf to SIGTERM
     os.mkfifo(pipe)
     return [
         (pipe, {}, "pipe.csv: not a regular file or folder"),
+        (one_cell, {}, "one_cell.csv: column 'text' holds a value of 17,000,000 characters; data prepare takes values of at most 16,777,216"),
         (too_wide, {}, "too_wide.csv: 200,000 columns; data prepare takes at most 10,000"),
         (too_wide_jsonl, {}, "too_wide.jsonl: 20,000 columns; data prepare takes at most 10,000"),
         (Path("/dev/zero"), {"input_format": "csv"}, "/dev/zero: not a regular file or folder"),

@@ -358,6 +358,13 @@ class PolarsEngine:
     def columns(chunk: pl.DataFrame) -> list[str]:
         return chunk.columns
 
+    @staticmethod
+    def longest(chunk: pl.DataFrame) -> tuple[str, int] | None:
+        """(column, characters) of the longest text in the chunk; None without text."""
+        lengths = chunk.select(pl.col(pl.String).str.len_chars().max())
+        sizes = [(column, value or 0) for column, value in lengths.row(0, named=True).items()] if lengths.width else []
+        return max(sizes, key=lambda s: s[1], default=None)
+
     def observe(self, kinds: KindTracker, chunk: pl.DataFrame) -> None:
         kind = typed_kind if self.typed else text_kind
         for column in chunk.columns:

@@ -28,7 +28,7 @@ from genlab.prep.dedupe import text_hashes
 from genlab.prep.formats import Format
 from genlab.prep.near import signatures
 from genlab.prep.recipe import Recipe
-from genlab.prep.schema import KindTracker, Schema, check_width
+from genlab.prep.schema import KindTracker, Schema, check_longest, check_width
 from genlab.prep.split import SPLITS
 from genlab.prep.stats import TrainStats, apply_stats, output_kinds
 
@@ -143,6 +143,7 @@ def scan_chunk(start: int, chunk, engine, fmt: Format, path: Path, recipe: Recip
     holds the chunk as cleaned. `settled`: what the chunks before it settled (`KindTracker.settled`)."""
     result = new_scan(fmt, recipe, settled)
     check_width(path, engine.columns(chunk))
+    check_longest(path, engine.longest(chunk))
     if start == 0 and fmt.fixed_columns:
         check_columns(path, engine.columns(chunk), recipe)
     engine.observe(result.kinds, chunk)

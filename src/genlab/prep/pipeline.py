@@ -137,6 +137,17 @@ class PandasEngine:
     def observe(kinds: KindTracker, chunk: pd.DataFrame) -> None:
         kinds.observe(chunk)
 
+    @staticmethod
+    def longest(chunk: pd.DataFrame) -> tuple[str, int] | None:
+        """(column, characters) of the longest text in the chunk; None without text."""
+        sizes = []
+        for column in chunk.columns:
+            if chunk[column].dtype == object and len(chunk):
+                with contextlib.suppress(AttributeError):  # a column of no text at all (typed JSON numbers)
+                    longest = chunk[column].str.len().max()  # NaN where a value is not text
+                    sizes.append((column, 0 if pd.isna(longest) else int(longest)))
+        return max(sizes, key=lambda s: s[1], default=None)
+
     def cleaned(self, chunk: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
         return clean_text_column(chunk, recipe, self.typed)
 

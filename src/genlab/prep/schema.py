@@ -60,6 +60,17 @@ Schema = dict[str, str]  # column -> kind, in column order
 MAX_COLUMNS = 10_000  # each column costs every chunk a few calls of its own: 10,000 take 20 s even for three rows
 
 
+MAX_VALUE_CHARS = 16 * 1024 * 1024  # cleaning and augmenting a value costs about 20 times its size in memory
+
+
+def check_longest(path, longest: tuple[str, int] | None) -> None:
+    """One line when a value is longer than MAX_VALUE_CHARS (a 162 MB CSV of one cell took 3.8 GB; a few GB
+    of one cell would take the machine's memory). `longest`: (column, characters) of the chunk's longest text."""
+    if longest is not None and longest[1] > MAX_VALUE_CHARS:
+        raise GenlabError(f"{path}: column {longest[0]!r} holds a value of {longest[1]:,} characters; data prepare "
+                          f"takes values of at most {MAX_VALUE_CHARS:,}")
+
+
 def check_width(path, columns: list[str]) -> None:
     """One line when a table is wider than MAX_COLUMNS (a 1.4 MB file of 200,000 columns ran for hours)."""
     if len(columns) > MAX_COLUMNS:
