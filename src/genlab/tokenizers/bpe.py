@@ -9,10 +9,29 @@ loads exactly as trained.
 from __future__ import annotations
 
 import json
-from typing import Iterable
+import re
+from typing import Iterable, Iterator
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+
+LONGEST_WORD = 256  # characters of one run without spaces that BPE training sees as one word
+_LONG_RUN = re.compile(r"\S{%d,}" % (LONGEST_WORD + 1))
+
+
+def bounded_words(documents: Iterable[str]) -> Iterator[str]:
+    """The documents for BPE training, each run of more than LONGEST_WORD characters without a space given as
+    pieces of that length (each a text of its own, so no pair is made up at the cuts). Every merge revisits
+    every word holding its pair: one 4 MB word (a base64 blob, minified code, a line of every character) kept
+    training busy for more than ten minutes, deaf to SIGTERM inside the Rust trainer."""
+    for text in documents:
+        start = 0
+        for run in _LONG_RUN.finditer(text):
+            yield text[start:run.start()]
+            yield from (run.group()[i: i + LONGEST_WORD] for i in range(0, run.end() - run.start(), LONGEST_WORD))
+            start = run.end()
+        yield text[start:]
 
 
 class BPETokenizer:
@@ -37,7 +56,7 @@ class BPETokenizer:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
-        hf.train_from_iterator(documents, trainer)
+        hf.train_from_iterator(bounded_words(documents), trainer)
         return cls(hf)
 
     @property

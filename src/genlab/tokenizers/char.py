@@ -8,6 +8,11 @@ import numpy as np
 
 from genlab.core.errors import GenlabError
 
+# Each character is a row of the embedding and a column of every logit: a 4 MB file of every Unicode character
+# (1.1 M of them) asked for 18 GB of logits per batch, and the machine's whole memory. Chinese and Japanese
+# text holds 10-20 thousand.
+MAX_CHARS = 32_768
+
 
 class CharTokenizer:
     kind = "char"
@@ -26,6 +31,9 @@ class CharTokenizer:
             seen.update(text)
         if not seen:
             raise GenlabError("the corpus is empty: nothing to build a character vocabulary from")
+        if len(seen) > MAX_CHARS:
+            raise GenlabError(f"the corpus holds {len(seen):,} distinct characters; a char tokenizer takes at most "
+                              f"{MAX_CHARS:,} (use --tokenizer bpe, whose vocabulary has a size)")
         # Always "\n": it separates documents and starts a sample with no prompt, even for a corpus
         # written on a single line.
         return cls("".join(sorted(seen | {"\n"})))
