@@ -180,12 +180,14 @@ def test_bpe_training_sees_long_runs_without_spaces_in_pieces_and_loses_no_text(
 
     rng = random.Random(0)
     blob = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(100_000))
-    docs = ["the cat sat on the mat. " * 20, f"before {blob} after\n", "x" * 257, "y" * 256]
+    docs = ["the cat sat on the mat. " * 20, f"before {blob} after\n", "x" * 257, "y" * 256,
+            "a = 1" + " " * 100_000 + "b = 2\n" + "\n" * 1000]  # 400,000 spaces kept the code tokenizer busy for minutes
     pieces = list(bounded_words(docs))
-    assert max(len(run) for piece in pieces for run in re.findall(r"\S+", piece)) == LONGEST_WORD
+    assert max(len(run) for piece in pieces for run in re.findall(r"\S+|\s+", piece)) == LONGEST_WORD
     assert "".join(pieces) == "".join(docs)
-    tokenizer = train_tokenizer("bpe", iter(docs), build_config(None, {}, ["tokenizer.kind=bpe"]).tokenizer)
-    assert tokenizer.decode(tokenizer.encode(docs[1])) == docs[1]
+    for kind in ("bpe", "code"):
+        tokenizer = train_tokenizer(kind, iter(docs), build_config(None, {}, [f"tokenizer.kind={kind}"]).tokenizer)
+        assert tokenizer.decode(tokenizer.encode(docs[1])) == docs[1] and tokenizer.decode(tokenizer.encode(docs[4])) == docs[4]
 
 
 def test_a_char_vocabulary_has_a_bound():

@@ -16,15 +16,16 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 
-LONGEST_WORD = 256  # characters of one run without spaces that BPE training sees as one word
-_LONG_RUN = re.compile(r"\S{%d,}" % (LONGEST_WORD + 1))
+LONGEST_WORD = 256  # characters of one run (of spaces, or of anything else) that BPE training sees as one word
+_LONG_RUN = re.compile(r"\S{%d,}|\s{%d,}" % (LONGEST_WORD + 1, LONGEST_WORD + 1))
 
 
 def bounded_words(documents: Iterable[str]) -> Iterator[str]:
-    """The documents for BPE training, each run of more than LONGEST_WORD characters without a space given as
-    pieces of that length (each a text of its own, so no pair is made up at the cuts). Every merge revisits
-    every word holding its pair: one 4 MB word (a base64 blob, minified code, a line of every character) kept
-    training busy for more than ten minutes, deaf to SIGTERM inside the Rust trainer."""
+    """The documents for BPE training, each run of more than LONGEST_WORD characters without a space (or of
+    spaces only) given as pieces of that length (each a text of its own, so no pair is made up at the cuts).
+    Every merge revisits every word holding its pair: one 4 MB word (a base64 blob, minified code, a line of
+    every character) kept training busy for more than ten minutes, and 400,000 spaces more than two, deaf to
+    SIGTERM inside the Rust trainer."""
     for text in documents:
         start = 0
         for run in _LONG_RUN.finditer(text):
