@@ -14,6 +14,7 @@ import sys
 import traceback
 
 from genlab.core.progress import tell
+from genlab.training.signals import stopping_signals
 
 
 def _register() -> None:
@@ -38,9 +39,8 @@ def main() -> None:
     # spill, a half-written export) is removed rather than left beside its destination; so does SIGHUP (the
     # terminal closed), unless nohup set it aside. Training and the server put their own handlers in place
     # while they run.
-    signal.signal(signal.SIGTERM, _terminated)
-    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
-        signal.signal(signal.SIGHUP, _terminated)
+    for signum in set(stopping_signals()) - {signal.SIGINT}:  # Ctrl-C stays Python's KeyboardInterrupt
+        signal.signal(signum, _terminated)
     try:
         # Imported here, inside the try: Ctrl-C while torch and the verbs load is "interrupted", not a traceback.
         from genlab.cli.root import app

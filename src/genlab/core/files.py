@@ -12,6 +12,12 @@ from pathlib import Path
 from genlab.core.errors import GenlabError
 
 
+def neither_file_nor_folder(path: Path) -> str:
+    """The one line for a path given as data that is neither a regular file nor a folder: missing, or a device
+    or pipe (/dev/zero never ends, a pipe blocks, and data is read more than once)."""
+    return f"{path}: {'not a regular file or folder' if Path(path).exists() else 'no such file or folder'}"
+
+
 def read_text_file(path: Path) -> str:
     """The file's text. Missing, unreadable or non-UTF-8 (naming the byte offset) is one line naming the file;
     so is anything but a regular file: /dev/zero would be read until memory ran out, and a pipe waits for a

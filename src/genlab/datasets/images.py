@@ -33,7 +33,7 @@ from genlab.core.progress import progress_bar
 from genlab.datasets.download import fetch
 from genlab.datasets.batches import SeededBatches
 from genlab.core.errors import GenlabError
-from genlab.core.files import atomic_write_bytes, atomic_write_json
+from genlab.core.files import atomic_write_bytes, atomic_write_json, neither_file_nor_folder
 from genlab.core.folders import replacing
 from genlab.core.runs import read_header
 
@@ -281,7 +281,7 @@ def open_image_source(path: Path) -> ImageSource:
             raise GenlabError(f"{path}: a single image is not a dataset; pass its folder")
         raise GenlabError(f"{path}: not an image dataset (expected a folder of PNG/JPEG, IDX files, CIFAR .bin or .npz)")
     if not path.is_dir():
-        raise GenlabError(f"{path}: {'not a regular file or folder' if path.exists() else 'no such file or folder'}")
+        raise GenlabError(neither_file_nor_folder(path))
     idx = sorted(p for p in path.iterdir() if "images-idx3" in p.name or "images.idx3" in p.name)
     if idx:
         return _idx_source(idx, path)

@@ -6,6 +6,7 @@ import fnmatch
 from pathlib import Path
 
 from genlab.core.errors import GenlabError
+from genlab.core.files import neither_file_nor_folder
 from genlab.core.progress import progress_bar
 
 
@@ -23,7 +24,7 @@ def select_files(root: Path, include: list[str] | None = None, exclude: list[str
     if root.is_file():
         return [root]
     if not root.is_dir():
-        raise GenlabError(f"{root}: {'not a regular file or folder' if root.exists() else 'no such file or folder'}")
+        raise GenlabError(neither_file_nor_folder(root))
     files = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()

@@ -51,7 +51,7 @@ import pandas as pd
 import pyarrow as pa
 
 from genlab.core.errors import GenlabError
-from genlab.core.files import atomic_write_json
+from genlab.core.files import atomic_write_json, neither_file_nor_folder
 from genlab.core.folders import check_target, marker_kind, replacing
 from genlab.core.progress import progress_bar
 from genlab.prep.columnar import FORMATS as POLARS_FORMATS, PolarsEngine, SpillFile, Unsupported
@@ -188,10 +188,8 @@ def make_passes(recipe: Recipe, inp: Input, work: Path):
 def resolve_format(path: Path, given: str | None) -> Format:
     """The input's format: `given` (--input-format), else a folder's content or a file's extension."""
     known = {**FORMATS, **FOLDER_FORMATS}
-    if not path.exists():
-        raise GenlabError(f"{path}: no such file or folder")
-    if not (path.is_file() or path.is_dir()):  # a pipe would block, /dev/zero never ends: the input is read in passes
-        raise GenlabError(f"{path}: not a regular file or folder (a pipe or a device cannot be read more than once)")
+    if not (path.is_file() or path.is_dir()):
+        raise GenlabError(neither_file_nor_folder(path))
     if given is not None:
         if given not in known:
             raise GenlabError(f"--input-format {given}: choose from {', '.join(known)}")

@@ -57,9 +57,8 @@ ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "da
                "datetime": pa.timestamp("us"), "category": pa.dictionary(pa.int32(), pa.string()), "string": pa.string()}
 
 Schema = dict[str, str]  # column -> kind, in column order
+
 MAX_COLUMNS = 10_000  # each column costs every chunk a few calls of its own: 10,000 take 20 s even for three rows
-
-
 MAX_VALUE_CHARS = 16 * 1024 * 1024  # cleaning and augmenting a value costs about 20 times its size in memory
 
 

@@ -22,6 +22,7 @@ from genlab.core.progress import tell
 from genlab.export import exported_format
 from genlab.server.app import create_app
 from genlab.server.connections import YieldingHttpProtocol
+from genlab.training.signals import stopping_signals
 
 
 MAX_CONNECTIONS = 1000  # the default: past it a new connection closes the one waiting longest on its client
@@ -142,8 +143,7 @@ class DrainingServer(uvicorn.Server):
     def capture_signals(self):
         # uvicorn listens for SIGINT and SIGTERM only; a closed terminal (SIGHUP) drains as they do, unless the
         # server was started under nohup.
-        hangup = (threading.current_thread() is threading.main_thread()
-                  and signal.getsignal(signal.SIGHUP) != signal.SIG_IGN)
+        hangup = threading.current_thread() is threading.main_thread() and signal.SIGHUP in stopping_signals()
         previous = signal.signal(signal.SIGHUP, self.handle_exit) if hangup else None
         try:
             with super().capture_signals():

@@ -46,8 +46,8 @@ class Served:
 
     async def run(self, request, fn, *args):
         """`fn(*args)` on the model's own thread (after taking new weights, if any), or a 429 when too many
-        requests wait for it. If the client leaves while it waits its turn, it never runs (ClientGone); one
-        that has begun runs to its end."""
+        requests wait for it. If the client leaves (ClientGone), a job still waiting never runs and one running
+        stops at its sampling loop's next step (server/worker.py)."""
         def fresh_then():
             self.fresh()
             return fn(*args)
@@ -56,7 +56,7 @@ class Served:
             future = self.worker.start(fresh_then)
         except Busy:
             raise busy(self.name, 1) from None
-        async with watched(request, future.cancel):  # the worker skips a cancelled job
+        async with watched(request, future.cancel):  # the worker skips or stops a cancelled job
             try:
                 return await future
             except asyncio.CancelledError:

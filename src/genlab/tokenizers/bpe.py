@@ -30,7 +30,7 @@ def bounded_words(documents: Iterable[str]) -> Iterator[str]:
         start = 0
         for run in _LONG_RUN.finditer(text):
             yield text[start:run.start()]
-            yield from (run.group()[i: i + LONGEST_WORD] for i in range(0, run.end() - run.start(), LONGEST_WORD))
+            yield from (text[i: min(i + LONGEST_WORD, run.end())] for i in range(run.start(), run.end(), LONGEST_WORD))
             start = run.end()
         yield text[start:]
 
