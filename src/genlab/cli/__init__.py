@@ -14,7 +14,6 @@ import sys
 import traceback
 
 from genlab.core.progress import tell
-from genlab.training.signals import stopping_signals
 
 
 def _register() -> None:
@@ -39,10 +38,12 @@ def main() -> None:
     # spill, a half-written export) is removed rather than left beside its destination; so does SIGHUP (the
     # terminal closed), unless nohup set it aside. Training and the server put their own handlers in place
     # while they run.
-    for signum in set(stopping_signals()) - {signal.SIGINT}:  # Ctrl-C stays Python's KeyboardInterrupt
-        signal.signal(signum, _terminated)
     try:
         # Imported here, inside the try: Ctrl-C while torch and the verbs load is "interrupted", not a traceback.
+        from genlab.training.signals import stopping_signals
+
+        for signum in set(stopping_signals()) - {signal.SIGINT}:  # Ctrl-C stays Python's KeyboardInterrupt
+            signal.signal(signum, _terminated)
         from genlab.cli.root import app
 
         _register()
