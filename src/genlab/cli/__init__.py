@@ -7,13 +7,25 @@ from __future__ import annotations
 # Commands import the engines they run inside their bodies, on purpose: `genlab --help` and a bad flag answer
 # at once, before torch (seconds) loads.
 
-import errno
-import os
 import signal
 import sys
-import traceback
 
-from genlab.core.progress import tell
+
+def _interrupted_while_loading(signum, frame) -> None:
+    sys.exit(130)
+
+
+# While this module loads, Ctrl-C exits 130 without a traceback (KeyboardInterrupt there would print one,
+# main's handling not being in place yet; on a busy machine the start-up test hit it). A Ctrl-C ignored by
+# the parent stays ignored.
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_loading)
+
+import errno  # noqa: E402 - after the handler above
+import os  # noqa: E402
+import traceback  # noqa: E402
+
+from genlab.core.progress import tell  # noqa: E402
 
 
 def _register() -> None:
@@ -109,3 +121,8 @@ def __getattr__(name: str):
         _register()
         return app
     raise AttributeError(f"module 'genlab.cli' has no attribute {name!r}")
+
+
+# Loaded: Ctrl-C is KeyboardInterrupt again, for main() to handle (and for a program that imports this module).
+if signal.getsignal(signal.SIGINT) is _interrupted_while_loading:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
