@@ -391,6 +391,12 @@ def section_serve() -> str:
         ratio = both / lone
         notes.append(f"target at 16 clients >= 6x: {'met' if ratio >= 6 else '**missed**'} ({ratio:.1f}x: {both:,.0f} against "
                      f"{lone:,.0f} tokens/s, the two servers taking turns three times)")
+        through_httpx = d.get("sixteen_clients_turns_httpx_tokens_per_s")
+        if through_httpx:
+            both, lone = through_httpx["continuous batching"], through_httpx["one at a time"]
+            cores = d["sixteen_clients_client_cores"]
+            notes.append(f"with httpx as the load generator (it takes {cores['httpx']:.2f} of the 2 cores at 16 clients, the "
+                         f"bare client {cores['bare']:.2f}) it is {both / lone:.1f}x ({both:,.0f} against {lone:,.0f} tokens/s)")
     elif 16 in batched and 16 in single:
         ratio = batched[16]["tokens_per_s"] / single[16]["tokens_per_s"]
         notes.append(f"target at 16 clients >= 6x: {'met' if ratio >= 6 else '**missed**'} ({ratio:.1f}x)")
@@ -411,7 +417,8 @@ def section_serve() -> str:
     return "\n\n".join([
         "## Serving",
         f"`genlab serve` under load: N asyncio clients stream /v1/completions requests ({d['new_tokens_per_request']} new "
-        f"tokens each) back to back on loopback against {d['model']}; the server is a separate process with "
+        f"tokens each) back to back on loopback against {d['model']}, each on a keep-alive connection of a bare HTTP/1.1 "
+        "client that leaves the cores to the server; the server is a separate process with "
         f"{d['server_threads']} torch thread, with continuous batching (--max-batch 64) decoding in an engine process of "
         "its own (the default), the same in the server's process (--in-process), and decoding one request at a time "
         "(--max-batch 1). Times in milliseconds.",
