@@ -120,6 +120,8 @@ def test_stop_strings_end_a_completion(client):
 
 
 def test_chat_through_the_plain_template(client):
+    import openai
+
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "The dog"}]
     answer = client.chat.completions.create(model="words", messages=messages, max_tokens=15, seed=3)
     message = answer.choices[0].message
@@ -131,6 +133,14 @@ def test_chat_through_the_plain_template(client):
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip() == message.content
     assert chunks[-1].usage.completion_tokens == answer.usage.completion_tokens
+    # Content as a list of text parts, as OpenAI's clients also send it: the same prompt, so the same answer
+    parts = [messages[0], {"role": "user", "content": [{"type": "text", "text": "The "}, {"type": "text", "text": "dog"}]}]
+    again = client.chat.completions.create(model="words", messages=parts, max_tokens=15, seed=3)
+    assert again.choices[0].message.content == message.content and again.usage.prompt_tokens == answer.usage.prompt_tokens
+    picture = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}]
+    with pytest.raises(openai.BadRequestError, match="text parts only") as refused:
+        client.chat.completions.create(model="words", messages=picture, max_tokens=5)
+    assert refused.value.body["param"] == "messages.0.content"
 
 
 def test_stream_usage_is_the_last_chunk_only_when_asked(server):

@@ -94,6 +94,8 @@ SCHEMAS = [
     ({"type": "integer", "minimum": 3, "maximum": 47}, None),
     ({"type": "integer", "exclusiveMinimum": -20, "exclusiveMaximum": -4}, None),
     ({"type": "integer", "minimum": 95}, None),
+    ({"type": "integer", "minimum": 10**400}, "minimum"),  # a float overflowed on it (a 500)
+    ({"type": "integer", "maximum": -10**19}, "maximum"),
     ({"type": "number", "minimum": 1.5}, "minimum"),
     ({"type": "integer", "multipleOf": 3}, "multipleOf"),
     ({"type": "string", "minLength": 2, "maxLength": 5}, None),

@@ -140,8 +140,18 @@ class CompletionRequest(Sampling):
 
 class Message(Strict):
     role: Literal["system", "user", "assistant", "developer"]
-    content: str
+    content: str  # OpenAI's clients also send a list of text parts: read as one text
     name: str | None = Field(None, max_length=256)
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _joined(cls, v):
+        if not isinstance(v, list):
+            return v
+        if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) and len(p) == 2 for p in v):
+            raise ValueError("a list of content parts must hold text parts only ({\"type\": \"text\", \"text\": ...}): "
+                             "this server's models read text")
+        return "".join(p["text"] for p in v)
 
 
 class ChatRequest(Sampling):

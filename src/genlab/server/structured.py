@@ -26,6 +26,7 @@ ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", 
                "writeOnly", "$defs", "definitions"}
 TYPES = {"string", "integer", "number", "boolean", "null", "object", "array"}
 BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+INTEGER_BOUND = 10**18  # past it an integer range's expression grows a branch per digit; no answer needs more
 
 _YEAR = "[1-9][0-9]{3}"
 _DAY = ("(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8])")
@@ -164,8 +165,8 @@ class SchemaCheck:
         for key, value in out.items():
             if key == "type":
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise refuse(key, "must be a number")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= INTEGER_BOUND:
+                raise refuse(key, f"must be a number within ±{INTEGER_BOUND:.0e}")  # NaN fails the comparison too
             if key == "minimum":
                 lo = max(lo, math.ceil(value)) if lo is not None else math.ceil(value)
             elif key == "exclusiveMinimum":
