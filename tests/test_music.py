@@ -320,6 +320,29 @@ def test_a_music_run_defaults_to_the_midi_tokenizer_and_learns(run):
     assert run.results["val_loss"] < 0.75 * first
 
 
+def test_primes_that_would_cost_hours_are_one_line_errors(run, tmp_path, cli):
+    """A prime at one microsecond a beat lasts a moment as written, but the tokenizer holds tempos to its range:
+    the continuation's files held it for hours (FluidSynth wrote a 14-hour WAV for one request). And 200,000
+    tempo changes cost the tokenizer 10 s per read."""
+    import symusic
+
+    def prime(name, tempos, notes):
+        score = symusic.Score(480)
+        score.tempos.extend([symusic.Tempo(0, 1e8)] if tempos == "fast" else [symusic.Tempo(i, 120.0) for i in range(tempos)])
+        track = symusic.Track(program=0)
+        track.notes.extend(symusic.Note(k * 1_000_000, 1_000_000, 60, 80) for k in range(notes))
+        score.tracks.append(track)
+        (tmp_path / name).write_bytes(bytes(score.dumps_midi()))
+        return tmp_path / name
+
+    fast, flood = prime("fast.mid", "fast", 50), prime("flood.mid", 200_000, 1)
+    for path, says in [(fast, "at the tempos this run's tokenizer keeps"), (flood, "holds 200,000 tempo")]:
+        t = time.perf_counter()
+        r = cli("sample", run.path, "--prime", path, "--seconds", "1", "--out", tmp_path / f"{path.stem}-out.mid")
+        assert r.returncode != 0 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert time.perf_counter() - t < 10 and not (tmp_path / f"{path.stem}-out.wav").exists()
+
+
 def test_primed_continuation_by_seconds_writes_mid_png_wav_that_reload(run, chorales, tmp_path, cli):
     from genlab.media.audio import playable, save_midi
     from genlab.datasets.midi import read_score

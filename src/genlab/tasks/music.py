@@ -27,6 +27,9 @@ from genlab.datasets.token_store import TokenStore
 from genlab.metrics.music import Piece, music_metrics, pitch_class_histogram
 from genlab.tasks.sequence import MAX_PRIME_SECONDS, SequenceGenerator, SequenceTask, evaluate_tokens
 
+MAX_PRIME_META = 10_000  # tempo, meter, key and marker events of a prime (10,000: 0.1 s to tokenize; 200,000: 10 s)
+MAX_PRIME_NOTES = 100_000  # notes of a prime (a dense 600 s piece of piano holds ~20,000)
+
 PITCH_PREFIXES = ("Pitch_", "NoteOn_", "NoteOff_")  # token kinds that name a pitch (drum tokens are PitchDrum_)
 DEFAULT_DATA = "bach"
 CHECK_EVERY = 16  # tokens between length checks when generating by seconds or bars
@@ -186,12 +189,23 @@ class MusicGenerator(SequenceGenerator):
         if isinstance(prime, (str, Path)) and not Path(prime).is_file():
             raise GenlabError(f"{prime}: no such MIDI file")
         score = read_score(prime) if isinstance(prime, (str, Path)) else prime
+        name = prime if isinstance(prime, (str, Path)) else "the prime"
+        if (events := sum(len(e) for e in (score.tempos, score.time_signatures, score.key_signatures, score.markers))) > MAX_PRIME_META:
+            raise GenlabError(f"{name}: holds {events:,} tempo, meter, key and marker events; a prime may hold "
+                              f"{MAX_PRIME_META:,} (the tokenizer's time grows with their square)")
+        if (notes := score.note_num()) > MAX_PRIME_NOTES:
+            raise GenlabError(f"{name}: holds {notes:,} notes; a prime may hold {MAX_PRIME_NOTES:,}")
         if (lasts := seconds_of(score)) > MAX_PRIME_SECONDS:
-            raise GenlabError(f"{prime if isinstance(prime, (str, Path)) else 'the prime'}: lasts {lasts:,.0f} s; "
-                              f"a prime may last {MAX_PRIME_SECONDS:.0f} s at most (its continuation's files hold it whole)")
+            raise GenlabError(f"{name}: lasts {lasts:,.0f} s; a prime may last {MAX_PRIME_SECONDS:.0f} s at most (its "
+                              "continuation's files hold it whole)")
         ids = self.tokenizer.encode(score)
         if not ids:
-            raise GenlabError(f"{prime}: no notes in the tracks this run keeps (data.music.programs)")
+            raise GenlabError(f"{name}: no notes in the tracks this run keeps (data.music.programs)")
+        # The tokenizer holds tempos to its own range: a file at a tempo past it (one microsecond a beat) lasts a
+        # moment as written and hours as the continuation's files would hold it.
+        if (lasts := seconds_of(self.tokenizer.decode(ids))) > MAX_PRIME_SECONDS:
+            raise GenlabError(f"{name}: lasts {lasts:,.0f} s at the tempos this run's tokenizer keeps; a prime may last "
+                              f"{MAX_PRIME_SECONDS:.0f} s at most (its continuation's files hold it whole)")
         return ids
 
     def prime_seconds(self, prime) -> float | None:
