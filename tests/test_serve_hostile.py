@@ -573,6 +573,34 @@ def test_a_client_pipelining_thousands_of_requests_is_closed_and_the_server_does
         s.stop()
 
 
+def test_a_client_that_stops_reading_its_answer_is_dropped_and_its_rows_freed(run, monkeypatch):
+    """An answer waited for as long as its client liked: clients that ask for long streams and read none of
+    them held their connections, and every row of the batch, for good. One that takes none of its answer for
+    WRITE_STALL_S (30 s; 1 s here) is now dropped and its rows stop, so the next request is answered."""
+    from genlab.server import build
+    from genlab.server import connections
+    from genlab.server.connections import YieldingHttpProtocol
+
+    monkeypatch.setattr(connections, "WRITE_STALL_S", 1.0)
+    s = Server(build([str(run)], device="cpu", max_batch=16), http=YieldingHttpProtocol)
+    port = int(s.url.rsplit(":", 1)[1])
+    body = json.dumps({"model": "jsonl", "prompt": "The", "max_tokens": 4096, "n": 16, "stream": True,
+                       "temperature": 1.0, "logprobs": 5}).encode()  # long chunks fill the buffers sooner
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            t = time.perf_counter()
+            time.sleep(0.5)  # its 16 rows take the whole batch: a second request waits until they are freed
+            small = httpx.post(s.url + "/v1/completions", json={"model": "jsonl", "prompt": "The", "max_tokens": 3}, timeout=60)
+            waited = time.perf_counter() - t
+            assert small.status_code == 200, small.text
+        assert waited < 30  # the buffers fill in ~8 s; the 16 x 4096 tokens the client asked for take minutes here
+    finally:
+        s.stop()
+
+
 def test_an_answer_given_before_its_body_was_read_closes_the_connection(server):
     """A 413, a 404 or a refusal answers before the body is read; uvicorn then read and threw away whatever the
     client went on sending (10 GB in 6 s, a core of the server's CPU, for as long as the client liked). Now that

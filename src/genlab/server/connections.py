@@ -12,6 +12,10 @@ seconds grew the server by 1.8 GB. Past MAX_HEAD_BYTES the request gets a 431 an
 And it parses every request a client pipelines (sends before reading the answers), each held as a request
 cycle until its turn: 880 KB of pipelined GETs on each of five connections that never read grew the server by
 240 MB. Past MAX_PIPELINED requests ahead of their answers it reads no more, answers those it took, and closes.
+
+Nor does it bound how long an answer may wait on a client that does not read it: a thousand clients that ask for
+a long stream and read none of it hold every connection for good. A client that has let WRITE_STALL_S pass
+without taking any of its answer is dropped, and its work stops as when a client leaves.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 MAX_HEAD_BYTES = 64 * 1024  # the request line and headers; nginx allows 32 KiB by default, Node.js 16 KiB
 MAX_PIPELINED = 32  # requests a client may send ahead of its answers (browsers and HTTP libraries send none)
+WRITE_STALL_S = 30.0  # a client that takes none of its answer for this long is dropped (its work stops)
 
 
 class HeadTooLarge(Exception):
@@ -40,6 +45,7 @@ class YieldingHttpProtocol(HttpToolsProtocol):
         self.waiting_since = time.monotonic()  # None while its request is whole and being answered
         self.head_bytes = 0  # bytes of the request head being read; None once the head is whole
         self.too_deep = False  # pipelined past MAX_PIPELINED
+        self.stalled = None  # the timer that drops a client that stopped reading its answer
         limit = self.limit_concurrency
         if limit is not None and len(self.connections) >= limit - 1:  # leave room for this one's request
             waiting = [c for c in self.connections if isinstance(c, YieldingHttpProtocol) and c.waiting_since is not None]
@@ -73,6 +79,21 @@ class YieldingHttpProtocol(HttpToolsProtocol):
             self.too_deep = True  # the parser stops here; the requests taken are answered, then the connection closes
             raise PipelineTooDeep
         super().on_headers_complete()
+
+    def pause_writing(self) -> None:  # noqa: D102 - asyncio's: the answer waits on the client to read
+        super().pause_writing()
+        self.stalled = self.loop.call_later(WRITE_STALL_S, self.transport.abort)  # close() would wait to flush
+
+    def resume_writing(self) -> None:  # noqa: D102 - asyncio's
+        super().resume_writing()
+        if self.stalled is not None:
+            self.stalled.cancel()
+            self.stalled = None
+
+    def connection_lost(self, exc) -> None:  # noqa: D102 - asyncio's
+        if self.stalled is not None:
+            self.stalled.cancel()
+        super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
         if self.too_deep:  # answers are owed first: nothing may be written now
