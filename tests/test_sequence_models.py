@@ -56,9 +56,10 @@ def test_incremental_step_matches_full_forward(name):
     with torch.no_grad():
         full = model(x)
         state = model.init_state(3)
-        first, state = model.step(x[:, :5], state)  # a prompt at once, then token by token
-        rest = []
-        for t in range(5, 12):
+        first, state = model.step(x[:, :5], state)  # a prompt at once, more of it after, then token by token
+        more, state = model.step(x[:, 5:8], state)
+        rest = [more]
+        for t in range(8, 12):
             logits, state = model.step(x[:, t : t + 1], state)
             rest.append(logits)
         stepped = torch.cat([first, *rest], dim=1)
