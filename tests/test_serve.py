@@ -490,6 +490,35 @@ def test_a_run_that_trains_on_is_swapped_in_between_requests(tmp_path):
         s.stop()
 
 
+def test_weights_that_cannot_be_swapped_in_leave_the_previous_ones_whole(tmp_path, caplog):
+    """A run's weights file replaced by another config's (most tensors the same shapes) or by a corrupt one: the
+    server goes on with the weights it had, whole. torch copied every tensor that fitted before it complained
+    of one that did not, so the server answered from a mix of two models while its log said otherwise."""
+    import shutil
+
+    from genlab.server import build
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_corpus())
+    genlab.train(tiny_config(corpus, tmp_path / "live", max_steps=20), progress=False)
+    other = dict(tiny_config(corpus, tmp_path / "other", max_steps=3), tokenizer={"kind": "bpe", "vocab_size": 300})
+    genlab.train(other, progress=False)  # the same blocks; another vocabulary
+    s = Server(build([str(tmp_path / "live")], device="cpu", engine_process=False))
+    ask = lambda: httpx.post(s.url + "/v1/completions", timeout=60,  # noqa: E731
+                             json={"model": "live", "prompt": "The", "max_tokens": 16, "temperature": 0}).json()["choices"][0]["text"]
+    try:
+        before = ask()
+        for replace in (lambda f: shutil.copyfile(tmp_path / "other" / "model.safetensors", f),
+                        lambda f: f.write_bytes(b"\x08" + bytes(7) + b'{"a":1}')):
+            caplog.clear()
+            replace(tmp_path / "live" / "model.safetensors")
+            assert ask() == before
+            said = [r for r in caplog.records if "serving the previous weights" in r.getMessage()]
+            assert len(said) == 1 and said[0].exc_info is None  # one line, no traceback
+    finally:
+        s.stop()
+
+
 def test_embeddings_are_the_mean_last_layer_state_through_the_openai_client(client, runs):
     import torch
 

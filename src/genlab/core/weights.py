@@ -39,20 +39,23 @@ def storage_key(t: torch.Tensor) -> int:
 
 
 def load_weights(modules: dict[str, nn.Module], tensors: dict[str, torch.Tensor], origin: Path) -> None:
-    """Load tensors saved by `weights_of`; a mismatch is one line naming the file."""
+    """Load tensors saved by `weights_of`; a mismatch is one line naming the file, and nothing is loaded then
+    (torch copies every tensor that fits before it complains of one that does not: a server that reloads a
+    replaced file would have served a mix of two models)."""
     bundle = bundle_of(modules)
-    try:
-        missing, unexpected = bundle.load_state_dict(tensors, strict=False)
-    except RuntimeError as e:  # shapes differ: torch lists every mismatch; the first names the tensor
-        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), "shapes differ")
-        raise GenlabError(f"{origin}: weights do not fit this model ({detail[:200]}); is it from another config?") from None
     state = bundle.state_dict()
+    for key, t in tensors.items():
+        if key in state and tuple(t.shape) != tuple(state[key].shape):
+            raise GenlabError(f"{origin}: weights do not fit this model ({key} is {tuple(t.shape)} there, "
+                              f"{tuple(state[key].shape)} here); is it from another config?")
     # A missing key is fine only when it is tied to a loaded one (same storage).
     ptrs = {storage_key(state[k]) for k in tensors if k in state}
-    missing = [k for k in missing if storage_key(state[k]) not in ptrs]
+    missing = [k for k in state if k not in tensors and storage_key(state[k]) not in ptrs]
+    unexpected = [k for k in tensors if k not in state]
     if missing or unexpected:
         what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
         raise GenlabError(f"{origin}: weights do not fit this model ({what}); is it from another model or config?")
+    bundle.load_state_dict(tensors, strict=False)
 
 
 def check_shapes(modules: dict[str, nn.Module], path: Path, config_path: Path) -> None:

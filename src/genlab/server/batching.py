@@ -269,9 +269,8 @@ class Scheduler:
     def _swap(self) -> None:
         try:
             self.kept.reload()
-        except Exception:  # a file being replaced right now, or one that no longer fits: keep serving the old
-            log.exception("could not reload the weights of model %s; serving the previous ones", self.name)
-            self.kept.signature = self.kept._signature()
+        except Exception:  # a bug: keep serving (a file that cannot be loaded is KeptWeights.reload's to say)
+            log.exception("could not reload the weights of model %s", self.name)
         self.engine = self.generator.engine(continuous=True)  # no cache of the old weights survives
         self.swap_pending = False
 

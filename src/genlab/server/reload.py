@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from genlab.core.errors import GenlabError
+
 log = logging.getLogger("genlab.server")
 
 
@@ -50,10 +52,16 @@ class KeptWeights:
         return self.path is not None and self._signature() not in (self.signature, None)
 
     def reload(self) -> None:
-        """Load the file into the served model, in place (call only when no request is using it)."""
-        signature = self._signature()
-        self.generator.load_weights(self.path)
-        self.signature, self.info = signature, weights_info(self.path)
+        """Load the file into the served model, in place (call only when no request is using it). A file that
+        cannot be (being replaced, corrupt, another config's) leaves the previous weights served, whole, and is
+        not tried again until it changes."""
+        self.signature = self._signature()  # one try per change of the file, whatever comes of it
+        try:
+            self.generator.load_weights(self.path)
+        except GenlabError as e:
+            log.warning("serving the previous weights: %s", e)
+            return
+        self.info = weights_info(self.path)
         log.info("reloaded %s (%s)", self.path, self.info)
 
     def note(self) -> None:
