@@ -43,9 +43,9 @@ def load_weights(modules: dict[str, nn.Module], tensors: dict[str, torch.Tensor]
     (torch copies every tensor that fits before it complains of one that does not: a server that reloads a
     replaced file would have served a mix of two models)."""
     bundle = bundle_of(modules)
-    state = bundle.state_dict()
-    for key, t in tensors.items():
-        if key in state and tuple(t.shape) != tuple(state[key].shape):
+    state = bundle.state_dict(keep_vars=True)
+    for key, t in tensors.items():  # parameters: a buffer may be sized by what it holds (the n-gram's tables)
+        if isinstance(state.get(key), nn.Parameter) and tuple(t.shape) != tuple(state[key].shape):
             raise GenlabError(f"{origin}: weights do not fit this model ({key} is {tuple(t.shape)} there, "
                               f"{tuple(state[key].shape)} here); is it from another config?")
     # A missing key is fine only when it is tied to a loaded one (same storage).
