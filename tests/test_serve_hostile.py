@@ -585,7 +585,7 @@ def test_a_client_pipelining_thousands_of_requests_is_closed_and_the_server_does
 
 def test_a_client_that_stops_reading_its_answer_is_dropped_and_its_rows_freed(run, monkeypatch):
     """An answer waited for as long as its client liked: clients that ask for long streams and read none of
-    them held their connections, and every row of the batch, for good. One that takes none of its answer for
+    them held their connections, and every row of the batch, for good. One that leaves its answer unread for
     WRITE_STALL_S (30 s; 1 s here) is now dropped and its rows stop, so the next request is answered."""
     from genlab.server import build
     from genlab.server import connections

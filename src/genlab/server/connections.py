@@ -14,8 +14,9 @@ cycle until its turn: 880 KB of pipelined GETs on each of five connections that 
 240 MB. Past MAX_PIPELINED requests ahead of their answers it reads no more, answers those it took, and closes.
 
 Nor does it bound how long an answer may wait on a client that does not read it: a thousand clients that ask for
-a long stream and read none of it hold every connection for good. A client that has let WRITE_STALL_S pass
-without taking any of its answer is dropped, and its work stops as when a client leaves.
+a long stream and read none of it hold every connection for good. A client that leaves its answer unread for
+WRITE_STALL_S (the transport's buffer full, above its high-water mark, all that time) is dropped, and its work
+stops as when a client leaves.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 MAX_HEAD_BYTES = 64 * 1024  # the request line and headers; nginx allows 32 KiB by default, Node.js 16 KiB
 MAX_PIPELINED = 32  # requests a client may send ahead of its answers (browsers and HTTP libraries send none)
-WRITE_STALL_S = 30.0  # a client that takes none of its answer for this long is dropped (its work stops)
+WRITE_STALL_S = 30.0  # a client that leaves its answer unread this long is dropped (its work stops)
 
 
 class HeadTooLarge(Exception):
