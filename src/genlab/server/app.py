@@ -27,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.staticfiles import StaticFiles
 
 from genlab.server.chat import Chat
@@ -93,6 +94,7 @@ def create_app(models: dict[str, object], api_key: str | None = None, max_batch:
                             status_code=400)
 
     @app.exception_handler(ClientGone)
+    @app.exception_handler(ClientDisconnect)  # left while its body was read: not an internal error to log
     async def _gone(request, err):  # nobody reads it: the client left and its work was dropped
         return Response(status_code=499)
 

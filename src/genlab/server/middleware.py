@@ -99,7 +99,9 @@ class Guard:
     def refusal(self, scope) -> APIError | None:
         headers = {}
         for k, v in scope.get("headers") or []:
-            headers.setdefault(k, v.decode("latin-1"))
+            if k in (b"host", b"origin", b"authorization") and k in headers:  # which one counts is a guess
+                return APIError(400, f"the request has two {k.decode()} headers", code="invalid_header")
+            headers[k] = v.decode("latin-1")
         host = headers.get(b"host", "")
         if self.hosts is not None and host_name(host) not in self.hosts:
             return APIError(403, f"Host {host[:100]!r} is not this server's name; start it with --allow-host NAME "
