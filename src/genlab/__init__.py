@@ -1,11 +1,10 @@
 """genlab: train, sample, evaluate, export and serve generative models on your own data."""
 
-from genlab.core.errors import GenlabError
-
-# The API loads on first use (PEP 562), so `import genlab` and the CLI's start cost no torch import until
-# one is needed, and Ctrl-C while it loads is the CLI's to handle.
+# Everything loads on first use (PEP 562), so `import genlab` and the CLI's start cost no torch import until
+# one is needed, and Ctrl-C while it loads is the CLI's to handle: this file imports nothing, so the command's
+# start reaches genlab.cli's handler before any import of ours (a Ctrl-C in genlab.core printed a traceback).
 _LAZY = {"Run": "genlab.api", "load": "genlab.api", "train": "genlab.api", "RunConfig": "genlab.core.config",
-         "build_config": "genlab.core.config"}
+         "build_config": "genlab.core.config", "GenlabError": "genlab.core.errors"}
 
 
 def __getattr__(name: str):
