@@ -55,7 +55,11 @@ def load_weights(modules: dict[str, nn.Module], tensors: dict[str, torch.Tensor]
     if missing or unexpected:
         what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
         raise GenlabError(f"{origin}: weights do not fit this model ({what}); is it from another model or config?")
-    bundle.load_state_dict(tensors, strict=False)
+    try:
+        bundle.load_state_dict(tensors, strict=False)
+    except RuntimeError as e:  # a buffer that cannot take what the file holds
+        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), "shapes differ")
+        raise GenlabError(f"{origin}: weights do not fit this model ({detail[:200]}); is it from another config?") from None
 
 
 def check_shapes(modules: dict[str, nn.Module], path: Path, config_path: Path) -> None:
