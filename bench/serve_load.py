@@ -77,8 +77,8 @@ async def client(url: str, model: str, until: float, seed: int, stats: dict) -> 
         while time.perf_counter() < until:
             payload = json.dumps(body | {"seed": seed * 100_000 + k}).encode()
             sent = time.perf_counter()
-            writer.write(b"POST /v1/completions HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\n"
-                         b"content-length: %d\r\n\r\n%s" % (url.encode()[7:], len(payload), payload))
+            writer.write(b"POST /v1/completions HTTP/1.1\r\nhost: %s:%s\r\ncontent-type: application/json\r\n"
+                         b"content-length: %d\r\n\r\n%s" % (host.encode(), port.encode(), len(payload), payload))
             head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
             k += 1
             if not head.startswith("http/1.1 200"):  # an error body has a length; read it and go on

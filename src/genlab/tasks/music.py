@@ -186,6 +186,14 @@ class MusicGenerator(SequenceGenerator):
         """A MIDI path or Score -> its token ids; nothing -> the token most training pieces start with."""
         if prime is None or prime == "":
             return [self.tokenizer.start_id]
+        return self._tokenized_prime(prime)[0]
+
+    def prime_seconds(self, prime) -> float | None:
+        """How long `prime` lasts as the tokenizer renders it (what a continuation starts after)."""
+        return self._tokenized_prime(prime)[1] if prime else None
+
+    def _tokenized_prime(self, prime) -> tuple[list[int], float]:
+        """(token ids, seconds as the tokenizer renders them) of a MIDI path or Score, checked on the way."""
         if isinstance(prime, (str, Path)) and not Path(prime).is_file():
             raise GenlabError(f"{prime}: no such MIDI file")
         score = read_score(prime) if isinstance(prime, (str, Path)) else prime
@@ -206,11 +214,7 @@ class MusicGenerator(SequenceGenerator):
         if (lasts := seconds_of(self.tokenizer.decode(ids))) > MAX_PRIME_SECONDS:
             raise GenlabError(f"{name}: lasts {lasts:,.0f} s at the tempos this run's tokenizer keeps; a prime may last "
                               f"{MAX_PRIME_SECONDS:.0f} s at most (its continuation's files hold it whole)")
-        return ids
-
-    def prime_seconds(self, prime) -> float | None:
-        """How long `prime` lasts as the tokenizer renders it (what a continuation starts after)."""
-        return seconds_of(self.tokenizer.decode(self.encode_prompt(prime))) if prime else None
+        return ids, lasts
 
     def generate(self, prime=None, n: int = 1, seed: int | None = None, seconds: float | None = None, bars: int | None = None,
                  max_new_tokens: int | None = None, use_cache: bool = True, on_notes=None, **decoding) -> list[MusicSample]:
